@@ -1,0 +1,1 @@
+"""cellbus accounts service (users, worksheets, cells); built by the accounts issue."""

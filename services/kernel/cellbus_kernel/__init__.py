@@ -1,0 +1,1 @@
+"""cellbus kernel worker."""

@@ -1,0 +1,42 @@
+"""``python -m cellbus_kernel``: run one kernel worker on the Redis bus."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+
+from cellbus_protocol.bus import create_bus
+from cellbus_protocol.settings import settings_from_env
+
+from .config import KernelSettings
+from .worker import KernelWorker
+
+
+async def serve(settings: KernelSettings) -> None:
+    bus = create_bus(
+        settings.redis_url, namespace=settings.namespace, feed_retention=settings.feed_retention
+    )
+    await bus.start()
+    worker = KernelWorker(settings, bus)
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, worker.stop)
+    try:
+        await worker.run()
+    finally:
+        await bus.close()
+
+
+def main() -> None:
+    settings = settings_from_env(KernelSettings, os.environ)
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    asyncio.run(serve(settings))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,248 @@
+"""What runs inside a session process: an IPython shell served over the worker's pipe.
+
+`prepare_shell` runs in the template process, before any fork, so that every session process
+starts with IPython imported and a shell built; `serve` runs in the forked session process.
+
+Two threads share the work, as a Jupyter kernel's shell and control channels do: the main
+thread runs executions one at a time (so SIGINT from the worker interrupts user code with
+KeyboardInterrupt), while the reader thread answers completions and inspections at once, even
+while a long cell runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+import queue
+import signal
+import socket
+import sys
+import threading
+import traceback
+from typing import Any
+
+import IPython
+from IPython.core.displayhook import DisplayHook
+from IPython.core.displaypub import DisplayPublisher
+from IPython.core.interactiveshell import InteractiveShell
+from IPython.utils.tokenutil import line_at_cursor, token_at_cursor
+from traitlets import Type
+
+from . import frames
+from .capture import OutputCapture
+
+
+class _Channel:
+    """Where the shell's outputs go: the pipe, tagged with the request being served."""
+
+    def __init__(self) -> None:
+        self.pipe: frames.FramedSocket | None = None
+        self.parent_id = ""
+        self.capture: OutputCapture | None = None
+
+    def send(self, msg_type: str, content: dict[str, Any]) -> None:
+        if self.pipe is not None:
+            self.pipe.send(frames.Output(id=self.parent_id, msg_type=msg_type, content=content))
+
+    def stream(self, name: str, text: str) -> None:
+        self.send("stream", {"name": name, "text": text})
+
+    def flush_streams(self) -> None:
+        if self.capture is not None:
+            self.capture.flush()
+
+
+CHANNEL = _Channel()
+
+
+class FeedDisplayPublisher(DisplayPublisher):
+    """`display()` and `clear_output()` as display_data / update_display_data / clear_output."""
+
+    def publish(  # type: ignore[override]
+        self,
+        data: dict[str, Any],
+        metadata: dict[str, Any] | None = None,
+        source: str | None = None,
+        *,
+        transient: dict[str, Any] | None = None,
+        update: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        CHANNEL.flush_streams()
+        content = {"data": data, "metadata": metadata or {}, "transient": transient or {}}
+        CHANNEL.send("update_display_data" if update else "display_data", content)
+
+    def clear_output(self, wait: bool = False) -> None:
+        CHANNEL.flush_streams()
+        CHANNEL.send("clear_output", {"wait": wait})
+
+
+class FeedDisplayHook(DisplayHook):
+    """The value of a cell's last expression, as execute_result."""
+
+    def start_displayhook(self) -> None:
+        self._content: dict[str, Any] = {"data": {}, "metadata": {}}
+
+    def write_output_prompt(self) -> None:
+        self._content["execution_count"] = self.prompt_count
+
+    def write_format_data(self, format_dict: dict[str, Any], md_dict: Any = None) -> None:
+        self._content["data"] = format_dict
+        self._content["metadata"] = md_dict or {}
+
+    def finish_displayhook(self) -> None:
+        CHANNEL.flush_streams()
+        if self._content.get("data"):
+            self._content.setdefault("execution_count", self.prompt_count)
+            CHANNEL.send("execute_result", self._content)
+
+
+class CellbusShell(InteractiveShell):
+    """IPython's shell with its outputs sent to the feed instead of the terminal."""
+
+    display_pub_class = Type(FeedDisplayPublisher)
+    displayhook_class = Type(FeedDisplayHook)
+    last_error: dict[str, Any] | None = None
+
+    def _showtraceback(self, etype: Any, evalue: Any, stb: list[str]) -> None:
+        CHANNEL.flush_streams()
+        error = {"ename": etype.__name__, "evalue": str(evalue), "traceback": stb}
+        self.last_error = error
+        CHANNEL.send("error", error)
+
+    def enable_gui(self, gui: Any = None) -> None:  # there is no GUI event loop here
+        pass
+
+
+def prepare_shell() -> CellbusShell:
+    """Build the shell once, in the template, so forks start with it ready."""
+    from traitlets.config import Config
+
+    config = Config()
+    config.HistoryManager.enabled = False
+    config.InteractiveShell.colors = "Linux"
+    config.Completer.use_jedi = False
+    config.InteractiveShell.autocall = 0
+    # Matplotlib is not imported here (it is heavy); the session's environment names the
+    # inline backend (MPLBACKEND), which publishes figures as image/png when a cell ends.
+    return CellbusShell.instance(config=config)
+
+
+def serve(shell: CellbusShell, sock: socket.socket, output_cap: int) -> None:
+    """Serve requests on `sock` until the worker goes away; never returns."""
+    pipe = frames.FramedSocket(sock)
+    CHANNEL.pipe = pipe
+    CHANNEL.capture = OutputCapture(CHANNEL.stream, cap=output_cap)
+    CHANNEL.capture.install()
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    executions: queue.Queue[frames.Execute] = queue.Queue()
+    threading.Thread(
+        target=_read_requests, args=(shell, pipe, executions), name="requests", daemon=True
+    ).start()
+    pipe.send(
+        frames.Ready(
+            pid=os.getpid(),
+            execution_count=shell.execution_count,
+            python_version=platform.python_version(),
+            ipython_version=IPython.__version__,
+            banner=f"Python {platform.python_version()} on cellbus, IPython {IPython.__version__}",
+        )
+    )
+    while True:
+        try:
+            request = executions.get()
+        except KeyboardInterrupt:  # an interrupt that arrived between executions
+            continue
+        with contextlib.suppress(KeyboardInterrupt):
+            _execute(shell, pipe, request)
+
+
+def _read_requests(
+    shell: CellbusShell, pipe: frames.FramedSocket, executions: queue.Queue[frames.Execute]
+) -> None:
+    while True:
+        try:
+            request = pipe.receive()
+        except Exception:
+            request = None
+        if request is None:  # the worker has gone: so does this process
+            os._exit(0)
+        if isinstance(request, frames.Execute):
+            executions.put(request)
+        elif isinstance(request, frames.Complete):
+            pipe.send(frames.Answer(id=request.id, content=_complete(shell, request)))
+        else:
+            pipe.send(frames.Answer(id=request.id, content=_inspect(shell, request)))
+
+
+def _execute(shell: CellbusShell, pipe: frames.FramedSocket, request: frames.Execute) -> None:
+    CHANNEL.parent_id = request.id
+    assert CHANNEL.capture is not None
+    CHANNEL.capture.begin_cell()
+    shell.last_error = None
+    try:
+        result = shell.run_cell(
+            request.code, store_history=request.store_history, silent=request.silent
+        )
+        failed = result.error_before_exec is not None or result.error_in_exec is not None
+    except BaseException as exc:
+        failed = True
+        shell.last_error = {
+            "ename": type(exc).__name__,
+            "evalue": str(exc),
+            "traceback": traceback.format_exception(exc),
+        }
+    CHANNEL.capture.end_cell()
+    content: dict[str, Any] = {"execution_count": shell.execution_count - 1}
+    if request.silent or not request.store_history:
+        content["execution_count"] = None
+    if failed:
+        content.update(status="error", **(shell.last_error or _unknown_error()))
+    else:
+        content.update(status="ok", user_expressions=_user_expressions(shell, request))
+    pipe.send(frames.Done(id=request.id, content=content))
+
+
+def _unknown_error() -> dict[str, Any]:
+    return {"ename": "UnknownError", "evalue": "the execution failed", "traceback": []}
+
+
+def _user_expressions(shell: CellbusShell, request: frames.Execute) -> dict[str, Any]:
+    if not request.user_expressions:
+        return {}
+    return shell.user_expressions(request.user_expressions)
+
+
+def _complete(shell: CellbusShell, request: frames.Complete) -> dict[str, Any]:
+    cursor_pos = min(max(request.cursor_pos, 0), len(request.code))
+    try:
+        line, offset = line_at_cursor(request.code, cursor_pos)
+        text, matches = shell.complete("", line, cursor_pos - offset)
+    except Exception as exc:
+        return {"status": "error", "ename": type(exc).__name__, "evalue": str(exc)}
+    return {
+        "status": "ok",
+        "matches": list(matches),
+        "cursor_start": cursor_pos - len(text),
+        "cursor_end": cursor_pos,
+        "metadata": {},
+    }
+
+
+def _inspect(shell: CellbusShell, request: frames.Inspect) -> dict[str, Any]:
+    cursor_pos = min(max(request.cursor_pos, 0), len(request.code))
+    name = token_at_cursor(request.code, cursor_pos)
+    try:
+        bundle = shell.object_inspect_mime(name, detail_level=request.detail_level)
+    except KeyError:
+        return {"status": "ok", "found": False, "data": {}, "metadata": {}}
+    except Exception as exc:
+        return {"status": "error", "ename": type(exc).__name__, "evalue": str(exc)}
+    return {"status": "ok", "found": True, "data": bundle, "metadata": {}}
+
+
+def die_with_message(message: str) -> None:
+    """Report a failure before the pipe exists, on the inherited stderr, and exit."""
+    sys.__stderr__.write(message + "\n")
+    os._exit(1)

@@ -1,0 +1,137 @@
+"""The frames that cross the pipe between a worker and one of its session processes.
+
+A frame is a 4-byte big-endian length and a msgpack-encoded `Frame`. The worker sends
+requests (`Execute`, `Complete`, `Inspect`); the session process answers with `Ready` once,
+then `Output` frames while code runs, `Done` when an execution ends and `Answer` for
+completions and inspections. The session process never talks to the bus: the worker turns
+these frames into feed messages, so the session process holds no credential and no connection
+of the worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import struct
+import threading
+from typing import Any
+
+import msgspec
+
+HEADER = struct.Struct(">I")
+MAX_FRAME = 256 * 1024 * 1024
+
+
+class Execute(msgspec.Struct, tag="execute"):
+    id: str
+    code: str
+    silent: bool = False
+    store_history: bool = True
+    user_expressions: dict[str, str] = {}
+
+
+class Complete(msgspec.Struct, tag="complete"):
+    id: str
+    code: str
+    cursor_pos: int
+
+
+class Inspect(msgspec.Struct, tag="inspect"):
+    id: str
+    code: str
+    cursor_pos: int
+    detail_level: int = 0
+
+
+class Ready(msgspec.Struct, tag="ready"):
+    pid: int
+    execution_count: int
+    python_version: str
+    ipython_version: str
+    banner: str
+
+
+class Output(msgspec.Struct, tag="output"):
+    """One feed message's content, for the request `id` (the parent)."""
+
+    id: str
+    msg_type: str
+    content: dict[str, Any]
+
+
+class Done(msgspec.Struct, tag="done"):
+    """An execution ended; `content` is its execute_reply content."""
+
+    id: str
+    content: dict[str, Any]
+
+
+class Answer(msgspec.Struct, tag="answer"):
+    """The reply content of a completion or inspection."""
+
+    id: str
+    content: dict[str, Any]
+
+
+ToSession = Execute | Complete | Inspect
+FromSession = Ready | Output | Done | Answer
+
+_encoder = msgspec.msgpack.Encoder()
+_to_session = msgspec.msgpack.Decoder(ToSession)
+_from_session = msgspec.msgpack.Decoder(FromSession)
+
+
+def pack(frame: ToSession | FromSession) -> bytes:
+    body = _encoder.encode(frame)
+    return HEADER.pack(len(body)) + body
+
+
+class FramedSocket:
+    """The session process's side: blocking reads, thread-safe writes."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+        self._file = sock.makefile("rb")
+        self._lock = threading.Lock()
+
+    def send(self, frame: FromSession) -> None:
+        data = pack(frame)
+        with self._lock:
+            self._sock.sendall(data)
+
+    def receive(self) -> ToSession | None:
+        """The next request, or None when the worker has gone."""
+        header = self._file.read(HEADER.size)
+        if len(header) < HEADER.size:
+            return None
+        (size,) = HEADER.unpack(header)
+        body = self._file.read(size)
+        if len(body) < size:
+            return None
+        return _to_session.decode(body)
+
+
+class FramedStream:
+    """The worker's side, over asyncio streams."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._reader = reader
+        self._writer = writer
+
+    async def send(self, frame: ToSession) -> None:
+        self._writer.write(pack(frame))
+        await self._writer.drain()
+
+    async def receive(self) -> FromSession | None:
+        """The next frame, or None at end of stream (the process has gone)."""
+        try:
+            header = await self._reader.readexactly(HEADER.size)
+            (size,) = HEADER.unpack(header)
+            if size > MAX_FRAME:
+                raise msgspec.DecodeError(f"frame of {size} bytes is too large")
+            return _from_session.decode(await self._reader.readexactly(size))
+        except (asyncio.IncompleteReadError, ConnectionError):
+            return None
+
+    def close(self) -> None:
+        self._writer.close()

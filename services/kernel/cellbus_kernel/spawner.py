@@ -1,0 +1,150 @@
+"""The worker's side of the template: start it, ask it for session processes, learn of exits.
+
+A `SessionProcess` is one forked session: its pid, the framed pipe to it, and a future that
+resolves to its wait status when the template reaps it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import socket
+import sys
+
+from .frames import FramedStream
+
+log = logging.getLogger(__name__)
+
+SESSION_ENV_ALLOWED = (
+    "PATH", "HOME", "LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "USER",
+    "LOGNAME", "TERM", "PYTHONPATH", "VIRTUAL_ENV", "MPLCONFIGDIR",
+)  # fmt: skip
+"""The only variables a session process inherits: nothing of the worker's configuration."""
+
+
+def session_environment(environ: dict[str, str] | os._Environ[str]) -> dict[str, str]:
+    """The environment of the template (and so of every session): an allow-list, never secrets."""
+    env = {name: environ[name] for name in SESSION_ENV_ALLOWED if name in environ}
+    env["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
+    env["PYTHONUNBUFFERED"] = "1"
+    env.setdefault("TERM", "xterm-256color")
+    return env
+
+
+def describe_exit(status: int | None) -> str:
+    """A wait status in words: 'killed by signal 11 (SIGSEGV)', 'exited with code 3'."""
+    if status is None:
+        return "ended (exit status unknown)"
+    if os.WIFSIGNALED(status):
+        number = os.WTERMSIG(status)
+        try:
+            name = signal.Signals(number).name
+        except ValueError:
+            name = "unknown"
+        return f"killed by signal {number} ({name})"
+    if os.WIFEXITED(status):
+        return f"exited with code {os.WEXITSTATUS(status)}"
+    return f"ended with wait status {status}"
+
+
+class SessionProcess:
+    """One forked session process, as the worker sees it."""
+
+    def __init__(self, pid: int, pipe: FramedStream, exited: asyncio.Future[int]) -> None:
+        self.pid = pid
+        self.pipe = pipe
+        self.exited = exited
+
+    def signal(self, signum: int) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.pid, signum)
+
+    async def kill(self, timeout: float = 5.0) -> int | None:
+        """SIGKILL the process and wait for its wait status."""
+        self.signal(signal.SIGKILL)
+        self.pipe.close()
+        try:
+            return await asyncio.wait_for(asyncio.shield(self.exited), timeout)
+        except TimeoutError:
+            return None
+
+
+class Spawner:
+    """Owns the template process and forks session processes from it."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self._env = env
+        self._process: asyncio.subprocess.Process | None = None
+        self._control: socket.socket | None = None
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+        self._lines: asyncio.Task[None] | None = None
+        self._spawned: asyncio.Queue[int] = asyncio.Queue()
+        self._exits: dict[int, asyncio.Future[int]] = {}
+        self._lock = asyncio.Lock()
+
+    @property
+    def template_pid(self) -> int | None:
+        return self._process.pid if self._process else None
+
+    async def start(self) -> None:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "cellbus_kernel.template", str(theirs.fileno()),
+            pass_fds=[theirs.fileno()], env=self._env, stdin=asyncio.subprocess.DEVNULL,
+        )  # fmt: skip
+        theirs.close()
+        self._control = ours
+        self._reader, self._writer = await asyncio.open_unix_connection(sock=ours)
+        self._lines = asyncio.create_task(self._read_lines(), name="template-lines")
+        log.info("template process %d started", self._process.pid)
+
+    async def _read_lines(self) -> None:
+        assert self._reader is not None
+        while line := await self._reader.readline():
+            event = json.loads(line)
+            if "spawned" in event:
+                # Registered here, before anyone awaits it, so an instant exit is not missed.
+                self._exits[event["spawned"]] = asyncio.get_running_loop().create_future()
+                self._spawned.put_nowait(event["spawned"])
+            elif "exited" in event:
+                future = self._exits.pop(event["exited"], None)
+                if future is not None:
+                    future.set_result(event["status"])
+        log.warning("template process ended")
+        for future in self._exits.values():
+            if not future.done():
+                future.set_result(None)
+        self._exits.clear()
+
+    async def spawn(self, output_cap: int, timeout: float = 10.0) -> SessionProcess:
+        """A new session process, forked from the template (restarted if it died)."""
+        async with self._lock:
+            if self._process is None or self._process.returncode is not None:
+                await self.start()
+            assert self._control is not None
+            ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                request = json.dumps({"spawn": {"output_cap": output_cap}}).encode() + b"\n"
+                socket.send_fds(self._control, [request], [theirs.fileno()])
+            finally:
+                theirs.close()
+            pid = await asyncio.wait_for(self._spawned.get(), timeout)
+            exited = self._exits[pid]
+        reader, writer = await asyncio.open_unix_connection(sock=ours)
+        return SessionProcess(pid, FramedStream(reader, writer), exited)
+
+    async def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+        if self._process is not None and self._process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                self._process.kill()
+            await self._process.wait()
+        if self._lines is not None:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.wait_for(self._lines, 2)

@@ -1,0 +1,131 @@
+"""The warm template process that new session processes are forked from.
+
+The worker starts one template (``python -m cellbus_kernel.template FD``) with a scrubbed
+environment and no inherited connections. The template imports IPython and builds a shell
+once; each new session is then a ``fork()`` of it, which answers its first request in
+milliseconds instead of the half second a fresh interpreter needs.
+
+Control protocol on the socket FD (one JSON object per line from the template):
+
+- worker -> template: ``{"spawn": {"output_cap": N}}`` with the session's socket attached
+  (SCM_RIGHTS);
+- template -> worker: ``{"spawned": PID}``, and ``{"exited": PID, "status": WAITSTATUS}``
+  whenever a session process ends (the template is their parent and reaps them).
+
+The template ends when the worker does (PR_SET_PDEATHSIG, and end of file on the socket).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import gc
+import json
+import os
+import selectors
+import signal
+import socket
+import sys
+import traceback
+
+PR_SET_PDEATHSIG = 1
+
+_children: set[int] = set()
+"""Session processes alive, killed if the worker goes away."""
+
+
+def _die_with_parent() -> None:
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def main() -> None:
+    control = socket.socket(fileno=int(sys.argv[1]))
+    _die_with_parent()
+    from . import child
+
+    shell = child.prepare_shell()
+    gc.collect()
+    gc.freeze()  # keep the template's objects out of the forks' collections: less copy-on-write
+    wake_read, wake_write = os.pipe()
+    os.set_blocking(wake_write, False)
+    signal.set_wakeup_fd(wake_write)
+    signal.signal(signal.SIGCHLD, lambda *_: None)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    selector = selectors.DefaultSelector()
+    selector.register(control, selectors.EVENT_READ, "control")
+    selector.register(wake_read, selectors.EVENT_READ, "signal")
+    buffer = b""
+
+    def send(obj: dict) -> None:
+        control.sendall(json.dumps(obj).encode() + b"\n")
+
+    while True:
+        for key, _ in selector.select():
+            if key.data == "signal":
+                with contextlib.suppress(BlockingIOError):
+                    os.read(wake_read, 4096)
+                for pid, status in _reap():
+                    send({"exited": pid, "status": status})
+                continue
+            data, fds, _, _ = socket.recv_fds(control, 65536, 16)
+            if not data:
+                _kill_children()
+                os._exit(0)
+            buffer += data
+            while b"\n" in buffer:
+                line, buffer = buffer.split(b"\n", 1)
+                request = json.loads(line)["spawn"]
+                session_fd = fds.pop(0)
+                pid = os.fork()
+                if pid == 0:
+                    _become_session(
+                        shell, session_fd, request, control, selector, (wake_read, wake_write)
+                    )
+                os.close(session_fd)
+                _children.add(pid)
+                send({"spawned": pid})
+
+
+def _become_session(shell, session_fd, request, control, selector, wake_fds) -> None:
+    """In the forked child: drop the template's plumbing and serve the session."""
+    try:
+        signal.set_wakeup_fd(-1)
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        selector.close()
+        control.close()
+        for fd in wake_fds:
+            os.close(fd)
+        os.setsid()  # a terminal's Ctrl-C reaches the worker, not every session
+        from . import child
+
+        child.serve(shell, socket.socket(fileno=session_fd), int(request["output_cap"]))
+    except BaseException:
+        traceback.print_exc()
+    finally:
+        os._exit(1)
+
+
+def _reap() -> list[tuple[int, int]]:
+    ended = []
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            break
+        if pid == 0:
+            break
+        _children.discard(pid)
+        ended.append((pid, status))
+    return ended
+
+
+def _kill_children() -> None:
+    for pid in _children:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""cellbus message protocol: envelope, message types, codec, bus keys and the bus."""

@@ -1,0 +1,208 @@
+"""The bus interface and the guarantees every transport keeps.
+
+cellbus services talk only through a `Bus`. It moves encoded bytes (it never looks inside a
+message) and offers four things:
+
+Feeds (`publish`, `subscribe`, `read_feed`)
+    An ordered, retained log per name. `publish` appends and returns the entry's cursor
+    (``seq``: 1, 2, 3, ... per feed). A subscriber that names the last cursor it saw receives
+    every later retained entry exactly once, in order, then live ones. At least the last
+    ``feed_retention`` entries of each feed are kept. Any number of subscribers may follow one
+    feed; a slow subscriber never blocks the publisher or the others (it catches up from the
+    retained log instead).
+
+Queues (`enqueue`, `consumer`)
+    Durable work queues. Each item goes to exactly one consumer of a group, in the order it was
+    enqueued, and stays pending until that consumer acknowledges it. A consumer reads any number
+    of queues at once and may add and remove queues while it reads.
+
+Request/reply (`request`, `reply`)
+    `request` enqueues an item that carries a reply address and waits, with a deadline, for the
+    single `reply` to it. Used for completions, inspection and service calls.
+
+Leases and loads (`acquire_lease` ..., `report_load`, `loads`)
+    A lease names the one holder of something (the worker that hosts a session) until it
+    expires or is released. The load table is how workers see each other: every live worker
+    reports its load with a time to live, and `loads` returns only the live ones.
+
+`contract tests` in tests/contract run the same checks over every transport.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Self
+
+DEFAULT_FEED_RETENTION = 10_000
+"""Default number of entries kept per feed."""
+
+
+@dataclass(frozen=True, slots=True)
+class FeedEntry:
+    """One entry of a feed: its cursor and the encoded message."""
+
+    seq: int
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class QueueItem:
+    """One item taken from a queue; acknowledge it with `Consumer.ack` once handled."""
+
+    queue: str
+    id: str
+    data: bytes
+    reply_to: str | None = None
+
+
+class Subscription(abc.ABC):
+    """A live, ordered read of one feed; iterate it with ``async for`` and close it when done."""
+
+    feed: str
+    last_seq: int
+    """The cursor of the last entry this subscription returned (resume from it)."""
+
+    @abc.abstractmethod
+    async def next(self, timeout: float | None = None) -> FeedEntry | None:
+        """The next entry, or None when `timeout` seconds pass without one."""
+
+    @abc.abstractmethod
+    async def close(self) -> None: ...
+
+    def __aiter__(self) -> AsyncIterator[FeedEntry]:
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[FeedEntry]:
+        while True:
+            entry = await self.next()
+            if entry is not None:
+                yield entry
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+
+class Consumer(abc.ABC):
+    """One member of a consumer group, reading a changing set of queues."""
+
+    @abc.abstractmethod
+    async def add(self, queue: str) -> None:
+        """Start reading `queue` (creating the group on it if needed)."""
+
+    @abc.abstractmethod
+    async def remove(self, queue: str) -> None:
+        """Stop reading `queue`; items already returned stay pending until acknowledged."""
+
+    @abc.abstractmethod
+    async def get(self, timeout: float | None = None) -> QueueItem | None:
+        """The next item from any queue read, or None when `timeout` seconds pass."""
+
+    @abc.abstractmethod
+    async def ack(self, item: QueueItem) -> None:
+        """Mark `item` handled; it will not be delivered again."""
+
+    @abc.abstractmethod
+    async def close(self) -> None: ...
+
+
+class Bus(abc.ABC):
+    """The one interface between cellbus services. See the module docstring for guarantees."""
+
+    feed_retention: int
+
+    # -- life cycle -----------------------------------------------------------------------
+    async def start(self) -> None:
+        """Connect; raises `BusUnavailable` if the transport cannot be reached."""
+
+    @abc.abstractmethod
+    async def close(self) -> None: ...
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    # -- feeds ----------------------------------------------------------------------------
+    @abc.abstractmethod
+    async def publish(self, feed: str, data: bytes) -> int:
+        """Append `data` to `feed`; returns its cursor."""
+
+    @abc.abstractmethod
+    async def subscribe(self, feed: str, after: int | None = None) -> Subscription:
+        """Follow `feed` from just after cursor `after` (0: from the oldest retained entry;
+        None: only entries published from now on)."""
+
+    @abc.abstractmethod
+    async def read_feed(self, feed: str, after: int = 0, limit: int = 1000) -> list[FeedEntry]:
+        """Up to `limit` retained entries with cursor greater than `after`, oldest first."""
+
+    @abc.abstractmethod
+    async def last_seq(self, feed: str) -> int:
+        """The cursor of the newest entry of `feed` (0 if it has none)."""
+
+    @abc.abstractmethod
+    async def delete(self, name: str) -> None:
+        """Forget a feed or queue and everything in it."""
+
+    # -- queues ---------------------------------------------------------------------------
+    @abc.abstractmethod
+    async def enqueue(self, queue: str, data: bytes, *, reply_to: str | None = None) -> str:
+        """Append an item to `queue`; returns its id."""
+
+    @abc.abstractmethod
+    def consumer(self, group: str, name: str) -> Consumer:
+        """A consumer called `name` in consumer group `group`."""
+
+    # -- request/reply ------------------------------------------------------------------------
+    @abc.abstractmethod
+    async def request(self, queue: str, data: bytes, *, timeout: float) -> bytes:
+        """Enqueue `data` with a reply address and wait for the reply; raises `RequestTimeout`."""
+
+    @abc.abstractmethod
+    async def reply(self, item: QueueItem, data: bytes) -> None:
+        """Answer a request taken from a queue (a no-op for items that expect no reply)."""
+
+    # -- leases and loads -----------------------------------------------------------------
+    @abc.abstractmethod
+    async def acquire_lease(self, name: str, holder: str, ttl: float) -> bool:
+        """Take lease `name` for `holder` unless someone else holds it; True if taken."""
+
+    @abc.abstractmethod
+    async def renew_lease(self, name: str, holder: str, ttl: float) -> bool:
+        """Extend `holder`'s lease; False if it expired or belongs to someone else."""
+
+    @abc.abstractmethod
+    async def release_lease(self, name: str, holder: str) -> None:
+        """Give up `holder`'s lease (no-op if it is not held by `holder`)."""
+
+    @abc.abstractmethod
+    async def lease_holder(self, name: str) -> str | None: ...
+
+    @abc.abstractmethod
+    async def report_load(self, table: str, member: str, load: int, ttl: float) -> None:
+        """Record `member`'s load; the record expires after `ttl` seconds unless reported again."""
+
+    @abc.abstractmethod
+    async def remove_load(self, table: str, member: str) -> None: ...
+
+    @abc.abstractmethod
+    async def loads(self, table: str) -> dict[str, int]:
+        """The loads of the live members of `table`."""

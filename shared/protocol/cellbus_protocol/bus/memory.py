@@ -1,0 +1,274 @@
+"""The in-process bus: every service in one program, no servers.
+
+It keeps the same guarantees as the Redis bus (see `base`) with plain asyncio: feeds and
+queues are in-memory logs shaped like Redis streams, and it moves encoded bytes exactly as
+Redis does, so a service cannot tell the two apart. Used by `make run`; tested by the same
+contract tests as the Redis bus. Everything lives in the event loop that uses it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+from ..errors import RequestTimeout
+from .base import DEFAULT_FEED_RETENTION, Bus, Consumer, FeedEntry, QueueItem, Subscription
+
+
+@dataclass
+class _Entry:
+    seq: int
+    data: bytes
+    reply_to: str | None = None
+
+
+@dataclass
+class _Group:
+    last_delivered: int = 0
+    pending: dict[int, _Entry] = field(default_factory=dict)
+
+
+class _Log:
+    """An append-only log with integer ids, optional trimming and consumer groups."""
+
+    def __init__(self, maxlen: int | None) -> None:
+        self.entries: deque[_Entry] = deque(maxlen=maxlen)
+        self.last_seq = 0
+        self.groups: dict[str, _Group] = {}
+        self.changes = _Changes()
+
+    def append(self, data: bytes, reply_to: str | None = None) -> int:
+        self.last_seq += 1
+        self.entries.append(_Entry(self.last_seq, data, reply_to))
+        return self.last_seq
+
+    def after(self, seq: int, limit: int) -> list[_Entry]:
+        if not self.entries or seq >= self.last_seq:
+            return []
+        first = self.entries[0].seq
+        start = max(0, seq + 1 - first)
+        return list(itertools.islice(self.entries, start, start + limit))
+
+    def drop_acknowledged(self) -> None:
+        """Forget queue entries that every group has delivered and acknowledged."""
+        while self.entries and self.groups:
+            seq = self.entries[0].seq
+            if any(g.last_delivered < seq or seq in g.pending for g in self.groups.values()):
+                return
+            self.entries.popleft()
+
+
+class _Changes:
+    """Wakes every waiter when anything is appended (one event per change)."""
+
+    def __init__(self) -> None:
+        self._event = asyncio.Event()
+
+    def notify(self) -> None:
+        self._event.set()
+        self._event = asyncio.Event()
+
+    async def wait(self, timeout: float | None) -> bool:
+        try:
+            await asyncio.wait_for(self._event.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+
+class InMemoryBus(Bus):
+    """A `Bus` inside one event loop."""
+
+    def __init__(self, feed_retention: int = DEFAULT_FEED_RETENTION) -> None:
+        self.feed_retention = feed_retention
+        self._feeds: dict[str, _Log] = {}
+        self._queues: dict[str, _Log] = {}
+        self._queue_changes = _Changes()
+        self._replies: dict[str, asyncio.Future[bytes]] = {}
+        self._reply_ids = itertools.count(1)
+        self._leases: dict[str, tuple[str, float]] = {}
+        self._loads: dict[str, dict[str, tuple[int, float]]] = {}
+
+    async def close(self) -> None:
+        for future in self._replies.values():
+            future.cancel()
+        self._queue_changes.notify()
+        for log in self._feeds.values():
+            log.changes.notify()
+
+    # -- feeds ----------------------------------------------------------------------------
+    def _feed(self, name: str) -> _Log:
+        log = self._feeds.get(name)
+        if log is None:
+            log = self._feeds[name] = _Log(self.feed_retention)
+        return log
+
+    async def publish(self, feed: str, data: bytes) -> int:
+        log = self._feed(feed)
+        seq = log.append(bytes(data))
+        log.changes.notify()
+        return seq
+
+    async def subscribe(self, feed: str, after: int | None = None) -> Subscription:
+        log = self._feed(feed)
+        return _MemorySubscription(self, feed, log.last_seq if after is None else after)
+
+    async def read_feed(self, feed: str, after: int = 0, limit: int = 1000) -> list[FeedEntry]:
+        return [FeedEntry(e.seq, e.data) for e in self._feed(feed).after(after, limit)]
+
+    async def last_seq(self, feed: str) -> int:
+        log = self._feeds.get(feed)
+        return log.last_seq if log else 0
+
+    async def delete(self, name: str) -> None:
+        self._feeds.pop(name, None)
+        self._queues.pop(name, None)
+
+    # -- queues ---------------------------------------------------------------------------
+    def _queue(self, name: str) -> _Log:
+        log = self._queues.get(name)
+        if log is None:
+            log = self._queues[name] = _Log(None)
+        return log
+
+    async def enqueue(self, queue: str, data: bytes, *, reply_to: str | None = None) -> str:
+        seq = self._queue(queue).append(bytes(data), reply_to)
+        self._queue_changes.notify()
+        return str(seq)
+
+    def consumer(self, group: str, name: str) -> Consumer:
+        return _MemoryConsumer(self, group)
+
+    # -- request/reply --------------------------------------------------------------------
+    async def request(self, queue: str, data: bytes, *, timeout: float) -> bytes:
+        reply_to = f"reply:{next(self._reply_ids)}"
+        future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        self._replies[reply_to] = future
+        try:
+            await self.enqueue(queue, data, reply_to=reply_to)
+            return await asyncio.wait_for(future, timeout)
+        except TimeoutError:
+            raise RequestTimeout(f"no reply from {queue} within {timeout:g} s") from None
+        finally:
+            self._replies.pop(reply_to, None)
+
+    async def reply(self, item: QueueItem, data: bytes) -> None:
+        future = self._replies.get(item.reply_to or "")
+        if future is not None and not future.done():
+            future.set_result(bytes(data))
+
+    # -- leases and loads -----------------------------------------------------------------
+    def _live_holder(self, name: str) -> str | None:
+        held = self._leases.get(name)
+        if held is None or held[1] <= time.monotonic():
+            self._leases.pop(name, None)
+            return None
+        return held[0]
+
+    async def acquire_lease(self, name: str, holder: str, ttl: float) -> bool:
+        if self._live_holder(name) is not None:
+            return False
+        self._leases[name] = (holder, time.monotonic() + ttl)
+        return True
+
+    async def renew_lease(self, name: str, holder: str, ttl: float) -> bool:
+        if self._live_holder(name) != holder:
+            return False
+        self._leases[name] = (holder, time.monotonic() + ttl)
+        return True
+
+    async def release_lease(self, name: str, holder: str) -> None:
+        if self._live_holder(name) == holder:
+            del self._leases[name]
+
+    async def lease_holder(self, name: str) -> str | None:
+        return self._live_holder(name)
+
+    async def report_load(self, table: str, member: str, load: int, ttl: float) -> None:
+        self._loads.setdefault(table, {})[member] = (load, time.monotonic() + ttl)
+
+    async def remove_load(self, table: str, member: str) -> None:
+        self._loads.get(table, {}).pop(member, None)
+
+    async def loads(self, table: str) -> dict[str, int]:
+        now = time.monotonic()
+        rows = self._loads.get(table, {})
+        return {member: load for member, (load, deadline) in rows.items() if deadline > now}
+
+
+class _MemorySubscription(Subscription):
+    def __init__(self, bus: InMemoryBus, feed: str, after: int) -> None:
+        self._bus = bus
+        self.feed = feed
+        self.last_seq = after
+        self._ready: deque[_Entry] = deque()
+        self._closed = False
+
+    async def next(self, timeout: float | None = None) -> FeedEntry | None:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self._closed:
+            if not self._ready:
+                self._ready.extend(self._bus._feed(self.feed).after(self.last_seq, 1000))
+            if self._ready:
+                entry = self._ready.popleft()
+                self.last_seq = entry.seq
+                return FeedEntry(entry.seq, entry.data)
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                return None
+            await self._bus._feed(self.feed).changes.wait(remaining)
+        return None
+
+    async def close(self) -> None:
+        self._closed = True
+        self._bus._feed(self.feed).changes.notify()
+
+
+class _MemoryConsumer(Consumer):
+    def __init__(self, bus: InMemoryBus, group: str) -> None:
+        self._bus = bus
+        self._group = group
+        self._queues: list[str] = []
+
+    async def add(self, queue: str) -> None:
+        if queue not in self._queues:
+            self._queues.append(queue)
+            self._bus._queue(queue).groups.setdefault(self._group, _Group())
+            self._bus._queue_changes.notify()
+
+    async def remove(self, queue: str) -> None:
+        if queue in self._queues:
+            self._queues.remove(queue)
+
+    def _take(self) -> QueueItem | None:
+        for name in self._queues:
+            log = self._bus._queue(name)
+            group = log.groups.setdefault(self._group, _Group())
+            for entry in log.after(group.last_delivered, 1):
+                group.last_delivered = entry.seq
+                group.pending[entry.seq] = entry
+                return QueueItem(name, str(entry.seq), entry.data, entry.reply_to)
+        return None
+
+    async def get(self, timeout: float | None = None) -> QueueItem | None:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            item = self._take()
+            if item is not None:
+                return item
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                return None
+            await self._bus._queue_changes.wait(remaining)
+
+    async def ack(self, item: QueueItem) -> None:
+        log = self._bus._queues.get(item.queue)
+        if log is not None:
+            log.groups.get(self._group, _Group()).pending.pop(int(item.id), None)
+            log.drop_acknowledged()
+
+    async def close(self) -> None:
+        self._queues.clear()

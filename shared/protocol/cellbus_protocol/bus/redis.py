@@ -1,0 +1,530 @@
+"""The Redis bus: feeds and queues as Redis Streams, replies over pub/sub.
+
+How each part of the `Bus` contract maps onto Redis (key names come from `keys`, prefixed with
+the bus namespace):
+
+- A feed is a stream whose entries get ids ``0-1``, ``0-2``, ... (``XADD key 0-*``), so the
+  cursor ``seq`` is the id's sequence number and resuming is ``XRANGE key (0-<seq> +``.
+  Streams keep entries while a subscriber is away; pub/sub alone would lose them.
+  ``MAXLEN ~ retention`` trims old entries.
+- All subscriptions of one bus share a single blocking ``XREAD`` over every feed they follow
+  (`_FeedHub`), so a web process with a thousand subscribers holds one connection, not a
+  thousand. A subscription catches up by itself with ``XRANGE``; live entries arriving
+  meanwhile are de-duplicated by ``seq``. A subscriber that falls too far behind drops its
+  buffer and catches up from the stream again, so it never holds up the others.
+- A blocking read learns about a newly followed stream through a private *wake* stream that
+  it always reads: adding a stream appends to the wake stream, which ends the block at once.
+- A queue is a stream with one consumer group; ``XREADGROUP`` hands each entry to one
+  consumer, ``XACK`` + ``XDEL`` retire it.
+- A request carries its reply address (``reply:<bus instance>#<request id>``); the reply is a
+  ``PUBLISH`` on the requester's reply channel, which its bus subscribes to once.
+- Leases are keys set with ``NX PX``; loads are a hash of member -> "load deadline_ms".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
+
+import redis.asyncio as aioredis
+from redis import exceptions as redis_errors
+
+from ..errors import BusUnavailable, RequestTimeout
+from .base import DEFAULT_FEED_RETENTION, Bus, Consumer, FeedEntry, QueueItem, Subscription
+
+log = logging.getLogger(__name__)
+
+BLOCK_MS = 5_000
+"""Longest single blocking read; reads loop, so this only bounds how stale a dead socket gets."""
+COMMAND_TIMEOUT = 10.0
+SUBSCRIBER_BUFFER = 10_000
+"""Live entries a subscription holds before it drops them and catches up from the stream."""
+RETRY_DELAYS = (0.05, 0.1, 0.2, 0.5, 1.0, 2.0)
+
+T = TypeVar("T")
+
+_RENEW = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+"""
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+
+_CONNECTION_ERRORS = (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError)
+
+
+@contextlib.contextmanager
+def _unavailable_on_connection_error():
+    try:
+        yield
+    except _CONNECTION_ERRORS as exc:
+        raise BusUnavailable(f"Redis unavailable: {exc}") from exc
+
+
+def _seq_of(stream_id: bytes) -> int:
+    return int(stream_id.split(b"-", 1)[1])
+
+
+class RedisBus(Bus):
+    """A `Bus` on a Redis server (7.0 or newer)."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        namespace: str = "cellbus",
+        feed_retention: int = DEFAULT_FEED_RETENTION,
+    ) -> None:
+        self.url = url
+        self.namespace = namespace
+        self.feed_retention = feed_retention
+        self.instance_id = uuid.uuid4().hex[:12]
+        self._redis = aioredis.Redis.from_url(
+            url, socket_timeout=COMMAND_TIMEOUT, socket_connect_timeout=COMMAND_TIMEOUT
+        )
+        # Blocking reads hold their connection for up to BLOCK_MS: a pool of their own.
+        self._blocking = aioredis.Redis.from_url(
+            url,
+            socket_timeout=BLOCK_MS / 1000 + COMMAND_TIMEOUT,
+            socket_connect_timeout=COMMAND_TIMEOUT,
+        )
+        self._renew = self._redis.register_script(_RENEW)
+        self._release = self._redis.register_script(_RELEASE)
+        self._hub = _FeedHub(self)
+        self._replies = _ReplyListener(self)
+
+    def key(self, name: str) -> str:
+        """The Redis key of a logical bus name."""
+        return f"{self.namespace}:{name}"
+
+    async def start(self) -> None:
+        with _unavailable_on_connection_error():
+            await asyncio.wait_for(self._redis.ping(), COMMAND_TIMEOUT)
+
+    async def close(self) -> None:
+        await self._hub.close()
+        await self._replies.close()
+        await self._redis.aclose()
+        await self._blocking.aclose()
+
+    # -- feeds ----------------------------------------------------------------------------
+    async def publish(self, feed: str, data: bytes) -> int:
+        with _unavailable_on_connection_error():
+            stream_id = await self._redis.xadd(
+                self.key(feed),
+                {b"d": data},
+                id="0-*",
+                maxlen=self.feed_retention,
+                approximate=True,
+            )
+        return _seq_of(stream_id)
+
+    async def subscribe(self, feed: str, after: int | None = None) -> Subscription:
+        subscription = _RedisSubscription(self, feed, after or 0)
+        await self._hub.add(subscription)
+        if after is None:
+            subscription.last_seq = await self.last_seq(feed)
+        return subscription
+
+    async def read_feed(self, feed: str, after: int = 0, limit: int = 1000) -> list[FeedEntry]:
+        with _unavailable_on_connection_error():
+            rows = await self._redis.xrange(self.key(feed), f"(0-{after}", "+", count=limit)
+        return [FeedEntry(_seq_of(stream_id), fields[b"d"]) for stream_id, fields in rows]
+
+    async def last_seq(self, feed: str) -> int:
+        with _unavailable_on_connection_error():
+            rows = await self._redis.xrevrange(self.key(feed), "+", "-", count=1)
+        return _seq_of(rows[0][0]) if rows else 0
+
+    async def delete(self, name: str) -> None:
+        with _unavailable_on_connection_error():
+            await self._redis.delete(self.key(name))
+
+    # -- queues ---------------------------------------------------------------------------
+    async def enqueue(self, queue: str, data: bytes, *, reply_to: str | None = None) -> str:
+        fields = {b"d": data} if reply_to is None else {b"d": data, b"r": reply_to}
+        with _unavailable_on_connection_error():
+            stream_id = await self._redis.xadd(self.key(queue), fields)
+        return stream_id.decode()
+
+    def consumer(self, group: str, name: str) -> Consumer:
+        return _RedisConsumer(self, group, name)
+
+    # -- request/reply --------------------------------------------------------------------
+    async def request(self, queue: str, data: bytes, *, timeout: float) -> bytes:
+        request_id, future = await self._replies.expect()
+        try:
+            await self.enqueue(queue, data, reply_to=f"{self._replies.channel}#{request_id}")
+            return await asyncio.wait_for(future, timeout)
+        except TimeoutError:
+            raise RequestTimeout(f"no reply from {queue} within {timeout:g} s") from None
+        finally:
+            self._replies.forget(request_id)
+
+    async def reply(self, item: QueueItem, data: bytes) -> None:
+        if not item.reply_to:
+            return
+        channel, _, request_id = item.reply_to.partition("#")
+        with _unavailable_on_connection_error():
+            await self._redis.publish(channel, request_id.encode() + b"\n" + data)
+
+    # -- leases and loads -----------------------------------------------------------------
+    async def acquire_lease(self, name: str, holder: str, ttl: float) -> bool:
+        with _unavailable_on_connection_error():
+            return bool(await self._redis.set(self.key(name), holder, nx=True, px=int(ttl * 1000)))
+
+    async def renew_lease(self, name: str, holder: str, ttl: float) -> bool:
+        with _unavailable_on_connection_error():
+            return bool(await self._renew(keys=[self.key(name)], args=[holder, int(ttl * 1000)]))
+
+    async def release_lease(self, name: str, holder: str) -> None:
+        with _unavailable_on_connection_error():
+            await self._release(keys=[self.key(name)], args=[holder])
+
+    async def lease_holder(self, name: str) -> str | None:
+        with _unavailable_on_connection_error():
+            value = await self._redis.get(self.key(name))
+        return value.decode() if value is not None else None
+
+    async def report_load(self, table: str, member: str, load: int, ttl: float) -> None:
+        deadline_ms = int((time.time() + ttl) * 1000)
+        with _unavailable_on_connection_error():
+            await self._redis.hset(self.key(table), member, f"{load} {deadline_ms}")
+
+    async def remove_load(self, table: str, member: str) -> None:
+        with _unavailable_on_connection_error():
+            await self._redis.hdel(self.key(table), member)
+
+    async def loads(self, table: str) -> dict[str, int]:
+        with _unavailable_on_connection_error():
+            rows = await self._redis.hgetall(self.key(table))
+        now_ms = time.time() * 1000
+        live: dict[str, int] = {}
+        expired: list[bytes] = []
+        for member, value in rows.items():
+            load, deadline_ms = value.split()
+            if int(deadline_ms) > now_ms:
+                live[member.decode()] = int(load)
+            else:
+                expired.append(member)
+        if expired:
+            with _unavailable_on_connection_error():
+                await self._redis.hdel(self.key(table), *expired)
+        return live
+
+    # -- helpers for the parts below ------------------------------------------------------
+    async def _with_retry(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
+        """Run a blocking read, reconnecting with backoff while Redis is away."""
+        for attempt in range(1_000_000):
+            try:
+                return await call()
+            except _CONNECTION_ERRORS as exc:
+                delay = RETRY_DELAYS[min(attempt, len(RETRY_DELAYS) - 1)]
+                log.warning("%s: Redis unavailable (%s); retrying in %.2f s", what, exc, delay)
+                await asyncio.sleep(delay)
+        raise AssertionError("unreachable")
+
+
+class _FeedHub:
+    """One blocking XREAD over every feed that this bus's subscriptions follow."""
+
+    def __init__(self, bus: RedisBus) -> None:
+        self._bus = bus
+        self._wake_key = bus.key(f"bus:{bus.instance_id}:wake")
+        self._wake_pos = b"0-0"
+        self._positions: dict[bytes, bytes] = {}
+        self._subscribers: dict[bytes, set[_RedisSubscription]] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    async def add(self, subscription: _RedisSubscription) -> None:
+        key = self._bus.key(subscription.feed).encode()
+        subscribers = self._subscribers.setdefault(key, set())
+        subscribers.add(subscription)
+        if key not in self._positions:
+            with _unavailable_on_connection_error():
+                rows = await self._bus._redis.xrevrange(key, "+", "-", count=1)
+            # Entries up to here are fetched by each subscription's own catch-up read.
+            self._positions.setdefault(key, rows[0][0] if rows else b"0-0")
+            await self._wake()
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._run(), name="cellbus-feed-hub")
+
+    def remove(self, subscription: _RedisSubscription) -> None:
+        key = self._bus.key(subscription.feed).encode()
+        subscribers = self._subscribers.get(key)
+        if subscribers is not None:
+            subscribers.discard(subscription)
+            if not subscribers:
+                del self._subscribers[key]
+                self._positions.pop(key, None)
+
+    async def _wake(self) -> None:
+        with _unavailable_on_connection_error():
+            async with self._bus._redis.pipeline(transaction=False) as pipe:
+                pipe.xadd(self._wake_key, {b"w": b"1"}, maxlen=1)
+                pipe.expire(self._wake_key, 86_400)
+                await pipe.execute()
+
+    async def _run(self) -> None:
+        while self._subscribers:
+            streams = {self._wake_key.encode(): self._wake_pos, **self._positions}
+            response = await self._bus._with_retry(
+                "feed hub",
+                lambda s=streams: self._bus._blocking.xread(s, block=BLOCK_MS, count=1000),
+            )
+            for key, rows in _stream_rows(response):
+                if key == self._wake_key.encode():
+                    self._wake_pos = rows[-1][0]
+                    continue
+                if key not in self._positions:
+                    continue
+                self._positions[key] = rows[-1][0]
+                entries = [
+                    FeedEntry(_seq_of(stream_id), fields[b"d"]) for stream_id, fields in rows
+                ]
+                for subscription in list(self._subscribers.get(key, ())):
+                    subscription.push(entries)
+
+    async def close(self) -> None:
+        self._subscribers.clear()
+        self._positions.clear()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+        with contextlib.suppress(*_CONNECTION_ERRORS):
+            await self._bus._redis.delete(self._wake_key)
+
+
+def _stream_rows(response: Any) -> list[tuple[bytes, list[tuple[bytes, dict[bytes, bytes]]]]]:
+    """XREAD/XREADGROUP replies as (key, rows), for RESP2 lists and RESP3 dicts alike."""
+    if not response:
+        return []
+    if isinstance(response, dict):
+        return [
+            (key, rows[0] if rows and isinstance(rows[0], list) else rows)
+            for key, rows in response.items()
+        ]
+    return [(key, rows) for key, rows in response]
+
+
+class _RedisSubscription(Subscription):
+    def __init__(self, bus: RedisBus, feed: str, after: int) -> None:
+        self._bus = bus
+        self.feed = feed
+        self.last_seq = after
+        self._backlog: deque[FeedEntry] = deque()
+        self._live: deque[FeedEntry] = deque()
+        self._arrived = asyncio.Event()
+        self._catching_up = True
+        self._closed = False
+
+    def push(self, entries: list[FeedEntry]) -> None:
+        """Called by the hub with new entries, in order."""
+        if len(self._live) + len(entries) > SUBSCRIBER_BUFFER:
+            self._live.clear()
+            self._catching_up = True
+        else:
+            self._live.extend(entries)
+        self._arrived.set()
+
+    async def next(self, timeout: float | None = None) -> FeedEntry | None:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self._closed:
+            entry = await self._take()
+            if entry is not None:
+                return entry
+            self._arrived.clear()
+            if self._live or self._catching_up:
+                continue
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                return None
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._arrived.wait(), remaining)
+        return None
+
+    async def _take(self) -> FeedEntry | None:
+        while True:
+            if not self._backlog and self._catching_up:
+                self._backlog.extend(await self._bus.read_feed(self.feed, self.last_seq, 1000))
+                if not self._backlog:
+                    self._catching_up = False
+            source = self._backlog or self._live
+            if not source:
+                return None
+            entry = source.popleft()
+            if entry.seq > self.last_seq:
+                self.last_seq = entry.seq
+                return entry
+
+    async def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._hub_remove()
+            self._arrived.set()
+
+    def _hub_remove(self) -> None:
+        self._bus._hub.remove(self)
+
+
+class _RedisConsumer(Consumer):
+    """XREADGROUP over a changing set of queues, woken by its own wake stream when it grows."""
+
+    def __init__(self, bus: RedisBus, group: str, name: str) -> None:
+        self._bus = bus
+        self._group = group
+        self._name = name
+        self._wake_key = bus.key(f"bus:{bus.instance_id}:{name}:wake").encode()
+        self._queues: dict[bytes, str] = {}
+        self._buffer: deque[QueueItem] = deque()
+        self._wake_ready = False
+
+    async def _ensure_group(self, key: bytes) -> None:
+        try:
+            await self._bus._redis.xgroup_create(key, self._group, id="0", mkstream=True)
+        except redis_errors.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    async def _ensure_wake(self) -> None:
+        if not self._wake_ready:
+            await self._ensure_group(self._wake_key)
+            await self._bus._redis.expire(self._wake_key, 86_400)
+            self._wake_ready = True
+
+    async def add(self, queue: str) -> None:
+        key = self._bus.key(queue).encode()
+        if key in self._queues:
+            return
+        with _unavailable_on_connection_error():
+            await self._ensure_wake()
+            await self._ensure_group(key)
+            self._queues[key] = queue
+            await self._bus._redis.xadd(self._wake_key, {b"w": b"1"}, maxlen=1)
+
+    async def remove(self, queue: str) -> None:
+        self._queues.pop(self._bus.key(queue).encode(), None)
+
+    async def get(self, timeout: float | None = None) -> QueueItem | None:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self._buffer:
+            remaining = BLOCK_MS if deadline is None else int((deadline - time.monotonic()) * 1000)
+            if remaining <= 0:
+                return None
+            await self._read(min(remaining, BLOCK_MS))
+        return self._buffer.popleft()
+
+    async def _read(self, block_ms: int) -> None:
+        with _unavailable_on_connection_error():
+            await self._ensure_wake()
+        streams = {self._wake_key: b">", **dict.fromkeys(self._queues, b">")}
+        response = await self._bus._with_retry(
+            f"consumer {self._name}",
+            lambda: self._bus._blocking.xreadgroup(
+                self._group, self._name, streams, count=100, block=block_ms
+            ),
+        )
+        for key, rows in _stream_rows(response):
+            if key == self._wake_key:
+                with _unavailable_on_connection_error():
+                    await self._bus._redis.xack(key, self._group, *(r[0] for r in rows))
+                continue
+            queue = self._queues.get(key) or key.decode().removeprefix(self._bus.namespace + ":")
+            for stream_id, fields in rows:
+                reply_to = fields.get(b"r")
+                self._buffer.append(
+                    QueueItem(
+                        queue,
+                        stream_id.decode(),
+                        fields[b"d"],
+                        reply_to.decode() if reply_to else None,
+                    )
+                )
+
+    async def ack(self, item: QueueItem) -> None:
+        key = self._bus.key(item.queue)
+        with _unavailable_on_connection_error():
+            async with self._bus._redis.pipeline(transaction=False) as pipe:
+                pipe.xack(key, self._group, item.id)
+                pipe.xdel(key, item.id)
+                await pipe.execute()
+
+    async def close(self) -> None:
+        self._queues.clear()
+        with contextlib.suppress(*_CONNECTION_ERRORS):
+            await self._bus._redis.delete(self._wake_key)
+
+
+class _ReplyListener:
+    """The requester's side of request/reply: one pub/sub channel per bus instance."""
+
+    def __init__(self, bus: RedisBus) -> None:
+        self._bus = bus
+        self.channel = bus.key(f"reply:{bus.instance_id}")
+        self._pending: dict[str, asyncio.Future[bytes]] = {}
+        self._pubsub: Any = None
+        self._task: asyncio.Task[None] | None = None
+        self._lock = asyncio.Lock()
+
+    async def expect(self) -> tuple[str, asyncio.Future[bytes]]:
+        await self._ensure_listening()
+        request_id = uuid.uuid4().hex
+        future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        self._pending[request_id] = future
+        return request_id, future
+
+    def forget(self, request_id: str) -> None:
+        self._pending.pop(request_id, None)
+
+    async def _ensure_listening(self) -> None:
+        async with self._lock:
+            if self._task is not None and not self._task.done():
+                return
+            pubsub = self._bus._blocking.pubsub()
+            with _unavailable_on_connection_error():
+                await pubsub.subscribe(self.channel)
+                # Wait for the confirmation so that no reply can be published before it.
+                while await pubsub.get_message(timeout=COMMAND_TIMEOUT) is None:
+                    pass
+            self._pubsub = pubsub
+            self._task = asyncio.create_task(self._listen(), name="cellbus-replies")
+
+    async def _listen(self) -> None:
+        async for data in self._messages():
+            request_id, _, payload = data.partition(b"\n")
+            future = self._pending.get(request_id.decode())
+            if future is not None and not future.done():
+                future.set_result(payload)
+
+    async def _messages(self) -> AsyncIterator[bytes]:
+        while True:
+            message = await self._bus._with_retry(
+                "reply listener",
+                lambda: self._pubsub.get_message(
+                    ignore_subscribe_messages=True, timeout=BLOCK_MS / 1000
+                ),
+            )
+            if message is not None and message.get("type") == "message":
+                yield message["data"]
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+        if self._pubsub is not None:
+            with contextlib.suppress(*_CONNECTION_ERRORS):
+                await self._pubsub.aclose()

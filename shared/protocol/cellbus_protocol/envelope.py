@@ -1,0 +1,109 @@
+"""The message envelope of the Jupyter messaging spec, as cellbus uses it.
+
+Every message has a ``header`` (who sent what, when), a ``parent_header`` (the header of the
+request that caused it: the routing key from every output back to its request), ``metadata``
+and ``content``. ``content`` is typed per ``msg_type`` (see `messages`); this module only
+knows the envelope.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+
+PROTOCOL_VERSION = "5.3"
+
+
+class Header(msgspec.Struct, omit_defaults=True, frozen=True):
+    """Who sent a message, of what type, for which session, and when.
+
+    Every field has a default so that the empty ``parent_header`` of the Jupyter spec (``{}``)
+    decodes to an empty Header; `codec` checks that a message's own header is complete.
+    """
+
+    msg_id: str = ""
+    msg_type: str = ""
+    session: str = ""
+    username: str = ""
+    date: str = ""
+    version: str = PROTOCOL_VERSION
+
+    @property
+    def is_empty(self) -> bool:
+        return not self.msg_id
+
+
+EMPTY_HEADER = Header(version="")
+
+
+class Message(msgspec.Struct, kw_only=True):
+    """One message: the envelope around a typed content struct."""
+
+    header: Header
+    parent_header: Header = EMPTY_HEADER
+    metadata: dict[str, Any] = msgspec.field(default_factory=dict)
+    content: Any
+
+    @property
+    def msg_type(self) -> str:
+        return self.header.msg_type
+
+    @property
+    def msg_id(self) -> str:
+        return self.header.msg_id
+
+    @property
+    def session(self) -> str:
+        return self.header.session
+
+
+def new_msg_id() -> str:
+    return uuid.uuid4().hex
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def new_message(
+    content: Any,
+    *,
+    session: str,
+    username: str,
+    parent: Header = EMPTY_HEADER,
+    metadata: dict[str, Any] | None = None,
+) -> Message:
+    """A new message whose msg_type is the content struct's `msg_type`."""
+    header = Header(
+        msg_id=new_msg_id(),
+        msg_type=msg_type_of(content),
+        session=session,
+        username=username,
+        date=now_iso(),
+    )
+    return Message(header=header, parent_header=parent, metadata=metadata or {}, content=content)
+
+
+def reply_to(parent: Message | Header, content: Any, *, username: str | None = None) -> Message:
+    """A message caused by `parent`: same session, `parent_header` set to the parent's header.
+
+    The username stays the requester's unless given, so every watcher of the feed can tell
+    whose request an output belongs to.
+    """
+    header = parent.header if isinstance(parent, Message) else parent
+    return new_message(
+        content,
+        session=header.session,
+        username=header.username if username is None else username,
+        parent=header,
+    )
+
+
+def msg_type_of(content: Any) -> str:
+    msg_type = getattr(type(content), "msg_type", None)
+    if not isinstance(msg_type, str):
+        raise TypeError(f"{type(content).__name__} is not a message content type")
+    return msg_type

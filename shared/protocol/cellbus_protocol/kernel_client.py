@@ -1,0 +1,97 @@
+"""The client side of a session's request channel: what the web service, the console and the
+tests use to create sessions and send them requests.
+
+Executions return at once with their request message; their outputs and ``execute_reply``
+arrive on the session's feed (`feed_messages`). Completion, inspection, interrupt, restart,
+shutdown and kernel info wait for a direct reply, with a deadline.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+
+from . import codec, keys
+from . import messages as m
+from .bus import Bus
+from .envelope import Message, new_message, now_iso
+from .errors import ProtocolError
+
+
+class KernelClient:
+    """Sends requests to sessions on behalf of one user."""
+
+    def __init__(self, bus: Bus, username: str, *, timeout: float = 10.0) -> None:
+        self.bus = bus
+        self.username = username
+        self.timeout = timeout
+
+    async def create_session(self) -> str:
+        """A new session with a random UID; a worker takes it and starts its process."""
+        session = uuid.uuid4().hex
+        record = m.SessionOpen(session=session, username=self.username, date=now_iso())
+        await self.bus.enqueue(keys.NEW_SESSIONS, codec.encode_record(record))
+        return session
+
+    async def send(self, session: str, content: m.Content) -> Message:
+        """Enqueue a request without waiting for anything; returns the request message."""
+        msg = new_message(content, session=session, username=self.username)
+        await self.bus.enqueue(keys.requests(session), codec.encode(msg))
+        return msg
+
+    async def execute(
+        self,
+        session: str,
+        code: str,
+        *,
+        silent: bool = False,
+        store_history: bool = True,
+        stop_on_error: bool = True,
+    ) -> Message:
+        """Queue `code` for execution; results arrive on the feed with this message as parent."""
+        request = m.ExecuteRequest(
+            code=code, silent=silent, store_history=store_history, stop_on_error=stop_on_error
+        )
+        return await self.send(session, request)
+
+    async def call(self, session: str, content: m.Content, timeout: float | None = None) -> Message:
+        """Send a request that has a direct reply and wait for it (`RequestTimeout` if none)."""
+        msg = new_message(content, session=session, username=self.username)
+        data = await self.bus.request(
+            keys.requests(session), codec.encode(msg), timeout=timeout or self.timeout
+        )
+        reply = codec.decode(data)
+        if reply.parent_header.msg_id != msg.msg_id:
+            raise ProtocolError(f"reply to {reply.parent_header.msg_id}, expected {msg.msg_id}")
+        return reply
+
+    async def complete(self, session: str, code: str, cursor_pos: int) -> m.CompleteReply:
+        return (
+            await self.call(session, m.CompleteRequest(code=code, cursor_pos=cursor_pos))
+        ).content
+
+    async def inspect(
+        self, session: str, code: str, cursor_pos: int, detail_level: int = 0
+    ) -> m.InspectReply:
+        request = m.InspectRequest(code=code, cursor_pos=cursor_pos, detail_level=detail_level)
+        return (await self.call(session, request)).content
+
+    async def interrupt(self, session: str) -> m.InterruptReply:
+        return (await self.call(session, m.InterruptRequest())).content
+
+    async def restart(self, session: str, timeout: float = 60.0) -> m.RestartReply:
+        return (await self.call(session, m.RestartRequest(), timeout)).content
+
+    async def shutdown(self, session: str) -> m.ShutdownReply:
+        return (await self.call(session, m.ShutdownRequest())).content
+
+    async def kernel_info(self, session: str) -> m.KernelInfoReply:
+        return (await self.call(session, m.KernelInfoRequest())).content
+
+    async def feed_messages(
+        self, session: str, after: int | None = 0
+    ) -> AsyncIterator[tuple[int, Message]]:
+        """(seq, message) for every message of the session's feed after cursor `after`."""
+        async with await self.bus.subscribe(keys.feed(session), after) as subscription:
+            async for entry in subscription:
+                yield entry.seq, codec.decode(entry.data)

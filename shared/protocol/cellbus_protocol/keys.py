@@ -1,0 +1,43 @@
+"""Every name on the bus, built here and nowhere else.
+
+These are logical names. The Redis bus prefixes each with its namespace (``cellbus:`` by
+default, so ``session:{sid}:feed`` is the Redis key ``cellbus:session:{sid}:feed``); the
+in-process bus uses them as they are. `docs/protocol.md` lists them with what each holds.
+"""
+
+from __future__ import annotations
+
+import re
+
+NEW_SESSIONS = "sessions:new"
+"""Queue of `SessionOpen` records; kernel workers take new sessions from it."""
+
+KERNEL_GROUP = "kernel-workers"
+"""Consumer group of the kernel workers on every queue they read."""
+
+WORKERS = "workers"
+"""Load table: worker id -> number of sessions it hosts, with a deadline (liveness)."""
+
+_SESSION_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+def check_session_id(session: str) -> str:
+    """A session id, checked to be safe inside a key; raises ValueError otherwise."""
+    if not _SESSION_ID.match(session):
+        raise ValueError(f"invalid session id {session!r}")
+    return session
+
+
+def feed(session: str) -> str:
+    """The session's feed: every change of the session, in order, with a cursor (``seq``)."""
+    return f"session:{check_session_id(session)}:feed"
+
+
+def requests(session: str) -> str:
+    """Queue of Jupyter request messages for the session; read by the worker hosting it."""
+    return f"session:{check_session_id(session)}:requests"
+
+
+def session_host(session: str) -> str:
+    """Lease naming the worker that hosts the session; held while the worker is alive."""
+    return f"session:{check_session_id(session)}:host"

@@ -1,0 +1,247 @@
+"""Every message content cellbus sends, one typed struct per ``msg_type``.
+
+The names and fields follow the Jupyter messaging spec (version 5.3) so that anyone who knows
+Jupyter knows these. Where cellbus adds something, the field's comment says so.
+
+Requests go to a session's request queue; ``execute_request`` is answered on the session's feed
+(``execute_reply`` and the outputs), the others by a direct reply to the requester
+(request/reply on the bus). Feed messages are published on the session's feed, in order, each
+with a cursor (``seq``) given by the bus.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Literal
+
+import msgspec
+
+
+class Content(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """Base of every content struct; `msg_type` is the wire name."""
+
+    msg_type: ClassVar[str]
+
+
+class Reply(Content, kw_only=True, omit_defaults=True):
+    """Base of every ``*_reply``: ``status`` plus the error fields when it is not ``ok``."""
+
+    status: Literal["ok", "error", "aborted"] = "ok"
+    ename: str = ""
+    evalue: str = ""
+    traceback: list[str] = msgspec.field(default_factory=list)
+
+
+# --- requests and their replies -----------------------------------------------------------
+
+
+class ExecuteRequest(Content, kw_only=True, omit_defaults=False):
+    msg_type: ClassVar[str] = "execute_request"
+    code: str
+    silent: bool = False
+    store_history: bool = True
+    user_expressions: dict[str, str] = msgspec.field(default_factory=dict)
+    allow_stdin: bool = False
+    stop_on_error: bool = True
+
+
+class ExecuteReply(Reply, kw_only=True, omit_defaults=True):
+    msg_type: ClassVar[str] = "execute_reply"
+    execution_count: int | None = None
+    user_expressions: dict[str, Any] = msgspec.field(default_factory=dict)
+    payload: list[dict[str, Any]] = msgspec.field(default_factory=list)
+
+
+class CompleteRequest(Content, kw_only=True):
+    msg_type: ClassVar[str] = "complete_request"
+    code: str
+    cursor_pos: int
+
+
+class CompleteReply(Reply, kw_only=True, omit_defaults=False):
+    msg_type: ClassVar[str] = "complete_reply"
+    matches: list[str] = msgspec.field(default_factory=list)
+    cursor_start: int = 0
+    cursor_end: int = 0
+    metadata: dict[str, Any] = msgspec.field(default_factory=dict)
+
+
+class InspectRequest(Content, kw_only=True):
+    msg_type: ClassVar[str] = "inspect_request"
+    code: str
+    cursor_pos: int
+    detail_level: Literal[0, 1] = 0
+
+
+class InspectReply(Reply, kw_only=True, omit_defaults=False):
+    msg_type: ClassVar[str] = "inspect_reply"
+    found: bool = False
+    data: dict[str, Any] = msgspec.field(default_factory=dict)
+    metadata: dict[str, Any] = msgspec.field(default_factory=dict)
+
+
+class InterruptRequest(Content, kw_only=True):
+    msg_type: ClassVar[str] = "interrupt_request"
+
+
+class InterruptReply(Reply, kw_only=True):
+    msg_type: ClassVar[str] = "interrupt_reply"
+
+
+class RestartRequest(Content, kw_only=True):
+    """cellbus: a request of its own (Jupyter restarts through ``shutdown_request``)."""
+
+    msg_type: ClassVar[str] = "restart_request"
+
+
+class RestartReply(Reply, kw_only=True):
+    msg_type: ClassVar[str] = "restart_reply"
+
+
+class ShutdownRequest(Content, kw_only=True, omit_defaults=False):
+    msg_type: ClassVar[str] = "shutdown_request"
+    restart: bool = False
+
+
+class ShutdownReply(Reply, kw_only=True, omit_defaults=False):
+    msg_type: ClassVar[str] = "shutdown_reply"
+    restart: bool = False
+
+
+class KernelInfoRequest(Content, kw_only=True):
+    msg_type: ClassVar[str] = "kernel_info_request"
+
+
+class LanguageInfo(msgspec.Struct, kw_only=True):
+    name: str = "python"
+    version: str = ""
+    mimetype: str = "text/x-python"
+    file_extension: str = ".py"
+    pygments_lexer: str = "ipython3"
+    codemirror_mode: dict[str, Any] = msgspec.field(
+        default_factory=lambda: {"name": "ipython", "version": 3}
+    )
+    nbconvert_exporter: str = "python"
+
+
+class KernelInfoReply(Reply, kw_only=True, omit_defaults=False):
+    msg_type: ClassVar[str] = "kernel_info_reply"
+    protocol_version: str = "5.3"
+    implementation: str = "cellbus"
+    implementation_version: str = ""
+    language_info: LanguageInfo = msgspec.field(default_factory=LanguageInfo)
+    banner: str = ""
+    help_links: list[dict[str, str]] = msgspec.field(default_factory=list)
+
+
+# --- feed messages ------------------------------------------------------------------------
+
+ExecutionState = Literal["starting", "busy", "idle", "restarting", "dead"]
+
+
+class Status(Content, kw_only=True, omit_defaults=True):
+    msg_type: ClassVar[str] = "status"
+    execution_state: ExecutionState
+    # cellbus: why the state changed, for people ("process killed by signal 9 (SIGKILL)").
+    reason: str = ""
+
+
+class ExecuteInput(Content, kw_only=True, omit_defaults=False):
+    msg_type: ClassVar[str] = "execute_input"
+    code: str
+    execution_count: int | None = None
+
+
+class Stream(Content, kw_only=True, omit_defaults=False):
+    msg_type: ClassVar[str] = "stream"
+    name: Literal["stdout", "stderr"]
+    text: str
+
+
+class DisplayData(Content, kw_only=True, omit_defaults=False):
+    msg_type: ClassVar[str] = "display_data"
+    data: dict[str, Any]
+    metadata: dict[str, Any] = msgspec.field(default_factory=dict)
+    transient: dict[str, Any] = msgspec.field(default_factory=dict)
+
+
+class UpdateDisplayData(Content, kw_only=True, omit_defaults=False):
+    msg_type: ClassVar[str] = "update_display_data"
+    data: dict[str, Any]
+    metadata: dict[str, Any] = msgspec.field(default_factory=dict)
+    transient: dict[str, Any] = msgspec.field(default_factory=dict)
+
+
+class ExecuteResult(Content, kw_only=True, omit_defaults=False):
+    msg_type: ClassVar[str] = "execute_result"
+    execution_count: int | None
+    data: dict[str, Any]
+    metadata: dict[str, Any] = msgspec.field(default_factory=dict)
+
+
+class Error(Content, kw_only=True, omit_defaults=False):
+    msg_type: ClassVar[str] = "error"
+    ename: str
+    evalue: str
+    traceback: list[str] = msgspec.field(default_factory=list)
+
+
+class ClearOutput(Content, kw_only=True, omit_defaults=False):
+    msg_type: ClassVar[str] = "clear_output"
+    wait: bool = False
+
+
+REQUEST_TYPES: tuple[type[Content], ...] = (
+    ExecuteRequest,
+    CompleteRequest,
+    InspectRequest,
+    InterruptRequest,
+    RestartRequest,
+    ShutdownRequest,
+    KernelInfoRequest,
+)
+REPLY_TYPES: tuple[type[Content], ...] = (
+    ExecuteReply,
+    CompleteReply,
+    InspectReply,
+    InterruptReply,
+    RestartReply,
+    ShutdownReply,
+    KernelInfoReply,
+)
+FEED_TYPES: tuple[type[Content], ...] = (
+    Status,
+    ExecuteInput,
+    Stream,
+    DisplayData,
+    UpdateDisplayData,
+    ExecuteResult,
+    Error,
+    ClearOutput,
+    ExecuteReply,
+)
+
+CONTENT_TYPES: dict[str, type[Content]] = {
+    cls.msg_type: cls for cls in (*REQUEST_TYPES, *REPLY_TYPES, *FEED_TYPES)
+}
+"""Every msg_type cellbus knows, mapped to its content struct."""
+
+# Requests answered by a direct reply to the requester rather than on the feed.
+DIRECT_REPLY: dict[str, type[Reply]] = {
+    "complete_request": CompleteReply,
+    "inspect_request": InspectReply,
+    "interrupt_request": InterruptReply,
+    "restart_request": RestartReply,
+    "shutdown_request": ShutdownReply,
+    "kernel_info_request": KernelInfoReply,
+}
+
+
+# --- bus records that are not Jupyter messages -------------------------------------------
+
+
+class SessionOpen(msgspec.Struct, kw_only=True):
+    """A request for a worker to host a new session; put on the new-sessions queue."""
+
+    session: str
+    username: str
+    date: str

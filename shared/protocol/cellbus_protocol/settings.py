@@ -1,0 +1,49 @@
+"""Settings from ``CELLBUS_*`` environment variables, read once at start.
+
+Each service declares its settings as a frozen dataclass and builds it with
+`settings_from_env(KernelSettings, os.environ)` in its ``main()``; nothing reads the
+environment at import time, and tests build settings objects directly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any, TypeVar, get_type_hints
+
+PREFIX = "CELLBUS_"
+
+T = TypeVar("T")
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def _convert(name: str, raw: str, kind: Any) -> Any:
+    if kind is bool:
+        lowered = raw.strip().lower()
+        if lowered in _TRUE | _FALSE:
+            return lowered in _TRUE
+        raise ValueError(f"{name}: expected true or false, got {raw!r}")
+    if kind in (int, float):
+        try:
+            return kind(raw)
+        except ValueError:
+            raise ValueError(f"{name}: expected a {kind.__name__}, got {raw!r}") from None
+    return raw
+
+
+def settings_from_env(cls: type[T], environ: Mapping[str, str]) -> T:
+    """An instance of dataclass `cls` with each field overridden by ``CELLBUS_<FIELD>``."""
+    hints = get_type_hints(cls)
+    values = {}
+    for field in dataclasses.fields(cls):  # type: ignore[arg-type]
+        name = PREFIX + field.name.upper()
+        if name in environ:
+            values[field.name] = _convert(name, environ[name], hints[field.name])
+    return cls(**values)
+
+
+def env_names(cls: type) -> list[str]:
+    """The ``CELLBUS_*`` variable names that `cls` reads."""
+    return [PREFIX + field.name.upper() for field in dataclasses.fields(cls)]

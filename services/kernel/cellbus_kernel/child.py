@@ -56,6 +56,44 @@ class _Channel:
 CHANNEL = _Channel()
 
 
+class _Interrupts:
+    """Which execution runs, so an interrupt reaches exactly that one.
+
+    An interrupt names its execution. The reader thread signals the main thread only while
+    that execution runs; one that arrives before its execution starts is remembered and
+    stops it at once. SIGINT is never sent between executions, so it cannot be lost there
+    or hit the wrong cell.
+    """
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.running: str | None = None
+        self.early: set[str] = set()
+
+    def request(self, execution_id: str) -> None:
+        with self.lock:
+            if self.running == execution_id:
+                signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)  # type: ignore[arg-type]
+            else:
+                self.early.add(execution_id)
+
+    def begin(self, execution_id: str) -> bool:
+        """Mark `execution_id` running; False if it was interrupted before it started."""
+        with self.lock:
+            if execution_id in self.early:
+                self.early.discard(execution_id)
+                return False
+            self.running = execution_id
+            return True
+
+    def end(self) -> None:
+        with self.lock:
+            self.running = None
+
+
+INTERRUPTS = _Interrupts()
+
+
 class FeedDisplayPublisher(DisplayPublisher):
     """`display()` and `clear_output()` as display_data / update_display_data / clear_output."""
 
@@ -152,7 +190,7 @@ def serve(shell: CellbusShell, sock: socket.socket, output_cap: int) -> None:
     while True:
         try:
             request = executions.get()
-        except KeyboardInterrupt:  # an interrupt that arrived between executions
+        except KeyboardInterrupt:  # a stray SIGINT (from outside cellbus) between executions
             continue
         with contextlib.suppress(KeyboardInterrupt):
             _execute(shell, pipe, request)
@@ -170,6 +208,8 @@ def _read_requests(
             os._exit(0)
         if isinstance(request, frames.Execute):
             executions.put(request)
+        elif isinstance(request, frames.Interrupt):
+            INTERRUPTS.request(request.id)
         elif isinstance(request, frames.Complete):
             pipe.send(frames.Answer(id=request.id, content=_complete(shell, request)))
         else:
@@ -181,27 +221,37 @@ def _execute(shell: CellbusShell, pipe: frames.FramedSocket, request: frames.Exe
     assert CHANNEL.capture is not None
     CHANNEL.capture.begin_cell()
     shell.last_error = None
+    failed = True
     try:
+        if not INTERRUPTS.begin(request.id):
+            raise KeyboardInterrupt
         result = shell.run_cell(
             request.code, store_history=request.store_history, silent=request.silent
         )
         failed = result.error_before_exec is not None or result.error_in_exec is not None
-    except BaseException as exc:
-        failed = True
+    except BaseException as exc:  # what escapes IPython is reported, not raised
         shell.last_error = {
             "ename": type(exc).__name__,
             "evalue": str(exc),
-            "traceback": traceback.format_exception(exc),
+            "traceback": traceback.format_exception_only(exc),
         }
-    CHANNEL.capture.end_cell()
-    content: dict[str, Any] = {"execution_count": shell.execution_count - 1}
-    if request.silent or not request.store_history:
-        content["execution_count"] = None
-    if failed:
-        content.update(status="error", **(shell.last_error or _unknown_error()))
-    else:
-        content.update(status="ok", user_expressions=_user_expressions(shell, request))
-    pipe.send(frames.Done(id=request.id, content=content))
+        CHANNEL.send("error", shell.last_error)
+    finally:
+        # From here on the reply must get out whole: hold off any interrupt still in flight.
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        INTERRUPTS.end()
+    try:
+        CHANNEL.capture.end_cell()
+        content: dict[str, Any] = {"execution_count": shell.execution_count - 1}
+        if request.silent or not request.store_history:
+            content["execution_count"] = None
+        if failed:
+            content.update(status="error", **(shell.last_error or _unknown_error()))
+        else:
+            content.update(status="ok", user_expressions=_user_expressions(shell, request))
+        pipe.send(frames.Done(id=request.id, content=content))
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
 
 def _unknown_error() -> dict[str, Any]:

@@ -1,8 +1,8 @@
 """The frames that cross the pipe between a worker and one of its session processes.
 
 A frame is a 4-byte big-endian length and a msgpack-encoded `Frame`. The worker sends
-requests (`Execute`, `Complete`, `Inspect`); the session process answers with `Ready` once,
-then `Output` frames while code runs, `Done` when an execution ends and `Answer` for
+requests (`Execute`, `Complete`, `Inspect`, `Interrupt`); the session process answers with
+`Ready` once, then `Output` frames while code runs, `Done` when an execution ends and `Answer` for
 completions and inspections. The session process never talks to the bus: the worker turns
 these frames into feed messages, so the session process holds no credential and no connection
 of the worker.
@@ -43,6 +43,12 @@ class Inspect(msgspec.Struct, tag="inspect"):
     detail_level: int = 0
 
 
+class Interrupt(msgspec.Struct, tag="interrupt"):
+    """Interrupt execution `id`: now if it runs, as soon as it starts if it has not yet."""
+
+    id: str
+
+
 class Ready(msgspec.Struct, tag="ready"):
     pid: int
     execution_count: int
@@ -73,7 +79,7 @@ class Answer(msgspec.Struct, tag="answer"):
     content: dict[str, Any]
 
 
-ToSession = Execute | Complete | Inspect
+ToSession = Execute | Complete | Inspect | Interrupt
 FromSession = Ready | Output | Done | Answer
 
 _encoder = msgspec.msgpack.Encoder()

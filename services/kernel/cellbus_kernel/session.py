@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import msgspec
+
 from cellbus_protocol import codec, keys
 from cellbus_protocol import messages as m
 from cellbus_protocol.bus import Bus, QueueItem
@@ -212,9 +213,10 @@ class SessionHost:
         return msgspec.convert(answer, reply_type)
 
     async def _interrupt(self, msg: Message) -> m.Reply:
-        if self._process is not None and self._running is not None:
+        running = self._running
+        if self._process is not None and running is not None:
             log.info("session %s: interrupt by %s", self.session, msg.header.username)
-            self._process.signal(signal.SIGINT)
+            await self._process.pipe.send(frames.Interrupt(id=running.msg.msg_id))
         return m.InterruptReply()
 
     async def _restart(self, msg: Message) -> m.Reply:

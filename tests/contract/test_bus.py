@@ -1,0 +1,648 @@
+"""The `Bus` contract (see cellbus_protocol.bus.base), checked over every transport.
+
+Every test that takes the `bus` fixture runs twice: on the in-process bus and on the Redis bus.
+They cover feeds (cursors, resuming after a disconnect, live and retained entries, many
+subscribers, retention, delete), queues (one consumer per item, order, ack, adding a queue
+while a read is blocked, timeouts), request/reply, leases and the load table.
+
+The tests at the end use `redis_bus` for what only the Redis transport has: a slow subscriber
+that overflows its live buffer, many subscriptions sharing one blocking read, what ack does to
+the stream, and request/reply between two bus instances.
+
+Nothing here sleeps to wait for a result: every wait is on the thing itself, with a deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+import pytest
+import redis.asyncio as aioredis
+
+from cellbus_protocol.bus import Bus, Consumer, FeedEntry, InMemoryBus, QueueItem, RedisBus
+from cellbus_protocol.bus import redis as redis_transport
+from cellbus_protocol.errors import RequestTimeout
+
+from ..support.redis import REDIS_URL
+
+TIMEOUT = 10.0
+"""Deadline for anything that should happen at once (generous: it only bounds a failure)."""
+QUIET = 0.2
+"""How long to watch for something that must not happen."""
+
+
+# -- helpers ---------------------------------------------------------------------------------
+
+
+def payload(i: int) -> bytes:
+    return f"message {i}".encode()
+
+
+async def publish_range(bus: Bus, feed: str, first: int, last: int) -> list[int]:
+    """Publish payload(first) .. payload(last), yielding to other tasks after each one."""
+    seqs = []
+    for i in range(first, last + 1):
+        seqs.append(await bus.publish(feed, payload(i)))
+        await asyncio.sleep(0)  # let readers run between publishes, on both transports
+    return seqs
+
+
+async def take(subscription, count: int, timeout: float = TIMEOUT) -> list[FeedEntry]:
+    """The next `count` entries of `subscription`, failing if they do not come in time."""
+    entries: list[FeedEntry] = []
+    async with asyncio.timeout(timeout):
+        while len(entries) < count:
+            entry = await subscription.next()
+            assert entry is not None, "subscription ended while entries were expected"
+            entries.append(entry)
+    return entries
+
+
+def seqs_of(entries: list[FeedEntry]) -> list[int]:
+    return [entry.seq for entry in entries]
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = TIMEOUT) -> None:
+    """Poll `check` until it is true; fail after `timeout` seconds."""
+    async with asyncio.timeout(timeout):
+        while True:
+            if await check():
+                return
+            await asyncio.sleep(0.01)  # the bus has no change notification for these
+
+
+@asynccontextmanager
+async def responder(
+    bus: Bus, queue: str, answer: Callable[[bytes], bytes]
+) -> AsyncIterator[list[QueueItem]]:
+    """A service answering every request on `queue` with `answer(data)` while in the block."""
+    consumer = bus.consumer("service", "responder")
+    await consumer.add(queue)
+    handled: list[QueueItem] = []
+
+    async def serve() -> None:
+        while True:
+            item = await consumer.get()
+            if item is not None:
+                handled.append(item)
+                await bus.reply(item, answer(item.data))
+                await consumer.ack(item)
+
+    task = asyncio.create_task(serve())
+    try:
+        yield handled
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await consumer.close()
+
+
+async def take_items(consumer: Consumer, count: int) -> list[QueueItem]:
+    """The next `count` items `consumer` gets, each acknowledged."""
+    items: list[QueueItem] = []
+    async with asyncio.timeout(TIMEOUT):
+        while len(items) < count:
+            item = await consumer.get(timeout=TIMEOUT)
+            assert item is not None, "no item came"
+            items.append(item)
+            await consumer.ack(item)
+    return items
+
+
+# -- feeds -----------------------------------------------------------------------------------
+
+
+async def test_publish_returns_cursors_1_2_3_per_feed(bus: Bus) -> None:
+    assert [await bus.publish("feed-a", payload(i)) for i in range(3)] == [1, 2, 3]
+    assert [await bus.publish("feed-b", payload(i)) for i in range(2)] == [1, 2]
+    assert await bus.publish("feed-a", payload(3)) == 4
+
+
+async def test_last_seq(bus: Bus) -> None:
+    assert await bus.last_seq("feed") == 0
+    await publish_range(bus, "feed", 1, 3)
+    assert await bus.last_seq("feed") == 3
+    assert await bus.last_seq("other") == 0
+
+
+async def test_subscribe_from_zero_gets_retained_entries_in_order_then_live_ones(bus: Bus) -> None:
+    await publish_range(bus, "feed", 1, 3)
+    async with await bus.subscribe("feed", after=0) as subscription:
+        retained = await take(subscription, 3)
+        assert [(e.seq, e.data) for e in retained] == [(i, payload(i)) for i in (1, 2, 3)]
+
+        await publish_range(bus, "feed", 4, 5)
+        live = await take(subscription, 2)
+        assert [(e.seq, e.data) for e in live] == [(4, payload(4)), (5, payload(5))]
+        assert subscription.last_seq == 5
+        assert await subscription.next(timeout=QUIET) is None
+
+
+async def test_subscription_gets_only_its_own_feed(bus: Bus) -> None:
+    async with (
+        await bus.subscribe("feed-a", after=0) as sub_a,
+        await bus.subscribe("feed-b", after=0) as sub_b,
+    ):
+        await bus.publish("feed-a", b"for a")
+        await bus.publish("feed-b", b"for b")
+        await bus.publish("feed-a", b"for a again")
+        assert [e.data for e in await take(sub_a, 2)] == [b"for a", b"for a again"]
+        assert [e.data for e in await take(sub_b, 1)] == [b"for b"]
+        assert await sub_b.next(timeout=QUIET) is None
+
+
+async def test_subscribe_after_a_cursor_resumes_right_after_it(bus: Bus) -> None:
+    await publish_range(bus, "feed", 1, 10)
+    async with await bus.subscribe("feed", after=7) as subscription:
+        assert seqs_of(await take(subscription, 3)) == [8, 9, 10]
+        assert await subscription.next(timeout=QUIET) is None
+
+
+async def test_resume_after_disconnect_loses_and_repeats_nothing(bus: Bus) -> None:
+    await publish_range(bus, "feed", 1, 10)
+    subscription = await bus.subscribe("feed", after=0)
+    seen = await take(subscription, 4)
+    await subscription.close()  # the client goes away mid-stream...
+    assert subscription.last_seq == 4
+
+    await publish_range(bus, "feed", 11, 15)  # ...the feed moves on without it...
+
+    async with await bus.subscribe("feed", after=subscription.last_seq) as resumed:
+        seen += await take(resumed, 11)  # ...and it comes back with the last cursor it saw
+        assert await resumed.next(timeout=QUIET) is None
+
+    assert seqs_of(seen) == list(range(1, 16))
+    assert [e.data for e in seen] == [payload(i) for i in range(1, 16)]
+
+
+async def test_repeated_disconnects_while_publishing_lose_and_repeat_nothing(bus: Bus) -> None:
+    """A reader that keeps dropping its subscription while a publisher runs sees every entry
+    exactly once, in order."""
+    total = 300
+    publisher = asyncio.create_task(publish_range(bus, "feed", 1, total))
+    seen: list[FeedEntry] = []
+    cursor = 0
+    async with asyncio.timeout(TIMEOUT * 3):
+        while len(seen) < total:
+            async with await bus.subscribe("feed", after=cursor) as subscription:
+                seen += await take(subscription, min(23, total - len(seen)))
+                cursor = subscription.last_seq
+    assert await publisher == list(range(1, total + 1))
+    assert seqs_of(seen) == list(range(1, total + 1))
+    assert [e.data for e in seen] == [payload(i) for i in range(1, total + 1)]
+
+
+async def test_subscribe_after_none_gets_only_new_entries(bus: Bus) -> None:
+    await publish_range(bus, "feed", 1, 3)
+    async with await bus.subscribe("feed", after=None) as subscription:
+        assert subscription.last_seq == 3  # resuming from here would also skip the old ones
+        assert await subscription.next(timeout=QUIET) is None
+        await bus.publish("feed", b"new")
+        (entry,) = await take(subscription, 1)
+        assert (entry.seq, entry.data) == (4, b"new")
+
+
+async def test_subscribe_after_none_to_an_empty_feed(bus: Bus) -> None:
+    async with await bus.subscribe("feed", after=None) as subscription:
+        await bus.publish("feed", b"first")
+        assert [(e.seq, e.data) for e in await take(subscription, 1)] == [(1, b"first")]
+
+
+async def test_many_subscribers_each_get_every_message_in_order(bus: Bus) -> None:
+    """5 subscribers x 200 messages, published while they read."""
+    count = 200
+    subscriptions = [await bus.subscribe("feed", after=0) for _ in range(5)]
+    try:
+        results = await asyncio.gather(
+            publish_range(bus, "feed", 1, count),
+            *(take(subscription, count) for subscription in subscriptions),
+        )
+    finally:
+        for subscription in subscriptions:
+            await subscription.close()
+    assert results[0] == list(range(1, count + 1))
+    for entries in results[1:]:
+        assert seqs_of(entries) == list(range(1, count + 1))
+        assert [e.data for e in entries] == [payload(i) for i in range(1, count + 1)]
+
+
+async def test_a_subscriber_that_does_not_read_does_not_hold_up_the_others(bus: Bus) -> None:
+    idle = await bus.subscribe("feed", after=0)  # never read until the end
+    async with await bus.subscribe("feed", after=0) as active:
+        results = await asyncio.gather(publish_range(bus, "feed", 1, 100), take(active, 100))
+    assert seqs_of(results[1]) == list(range(1, 101))
+    assert seqs_of(await take(idle, 100)) == list(range(1, 101))
+    await idle.close()
+
+
+async def test_read_feed_with_after_and_limit(bus: Bus) -> None:
+    await publish_range(bus, "feed", 1, 10)
+    everything = await bus.read_feed("feed")
+    assert [(e.seq, e.data) for e in everything] == [(i, payload(i)) for i in range(1, 11)]
+    assert seqs_of(await bus.read_feed("feed", after=3, limit=4)) == [4, 5, 6, 7]
+    assert seqs_of(await bus.read_feed("feed", after=8)) == [9, 10]
+    assert seqs_of(await bus.read_feed("feed", after=0, limit=2)) == [1, 2]
+    assert await bus.read_feed("feed", after=10) == []
+    assert await bus.read_feed("no-such-feed") == []
+
+
+RETENTION = 10
+
+
+@pytest.fixture
+async def small_bus(bus: Bus, namespace: str) -> AsyncIterator[Bus]:
+    """A bus of the same transport as `bus` that keeps only RETENTION entries per feed."""
+    if isinstance(bus, RedisBus):
+        instance: Bus = RedisBus(REDIS_URL, namespace=namespace, feed_retention=RETENTION)
+    else:
+        instance = InMemoryBus(feed_retention=RETENTION)
+    await instance.start()
+    yield instance
+    await instance.close()
+
+
+async def test_retention_keeps_the_newest_entries_and_trims_the_oldest(small_bus: Bus) -> None:
+    total = 1000  # far more than RETENTION, so that Redis's approximate MAXLEN ~ trims too
+    await publish_range(small_bus, "feed", 1, total)
+
+    retained = await small_bus.read_feed("feed", after=0, limit=2 * total)
+    seqs = seqs_of(retained)
+    assert len(seqs) >= RETENTION
+    assert seqs == list(range(seqs[0], total + 1)), "retained entries are the newest, no gaps"
+    assert seqs[0] > 1, "the oldest entries were trimmed"
+    if isinstance(small_bus, InMemoryBus):
+        assert len(seqs) == RETENTION  # exact in process; Redis keeps whole stream nodes
+    assert await small_bus.last_seq("feed") == total
+
+    # A subscriber whose cursor was trimmed away starts at the oldest retained entry.
+    async with await small_bus.subscribe("feed", after=0) as subscription:
+        assert seqs_of(await take(subscription, len(seqs))) == seqs
+        assert await subscription.next(timeout=QUIET) is None
+
+
+async def test_delete_forgets_a_feed(bus: Bus) -> None:
+    await publish_range(bus, "feed", 1, 3)
+    await publish_range(bus, "kept", 1, 2)
+    await bus.delete("feed")
+    assert await bus.last_seq("feed") == 0
+    assert await bus.read_feed("feed") == []
+    assert seqs_of(await bus.read_feed("kept")) == [1, 2]
+    await bus.delete("never-existed")  # no error
+
+
+async def test_delete_forgets_a_queue(bus: Bus) -> None:
+    await bus.enqueue("queue", b"stale")
+    await bus.delete("queue")
+    consumer = bus.consumer("group", "c1")
+    await consumer.add("queue")
+    assert await consumer.get(timeout=QUIET) is None
+    await bus.enqueue("queue", b"fresh")
+    item = await consumer.get(timeout=TIMEOUT)
+    assert item is not None and item.data == b"fresh"
+    await consumer.close()
+
+
+# -- queues ----------------------------------------------------------------------------------
+
+
+async def test_queue_items_enqueued_before_the_consumer_came_are_delivered(bus: Bus) -> None:
+    ids = [await bus.enqueue("queue", payload(i)) for i in range(3)]
+    assert len(set(ids)) == 3
+    consumer = bus.consumer("group", "c1")
+    await consumer.add("queue")
+    items = [await consumer.get(timeout=TIMEOUT) for _ in range(3)]
+    assert [(i.queue, i.id, i.data, i.reply_to) for i in items if i] == [
+        ("queue", ids[n], payload(n), None) for n in range(3)
+    ]
+    await consumer.close()
+
+
+async def test_each_item_goes_to_exactly_one_consumer_of_a_group_in_order(bus: Bus) -> None:
+    total = 100
+    first, second = bus.consumer("group", "c1"), bus.consumer("group", "c2")
+    await first.add("queue")
+    await second.add("queue")
+
+    received: list[QueueItem] = []
+    done = lambda: len(received) >= total  # noqa: E731
+
+    async def read(consumer: Consumer) -> list[QueueItem]:
+        items = []
+        while not done():
+            item = await consumer.get(timeout=0.05)
+            if item is not None:
+                items.append(item)
+                received.append(item)
+                await consumer.ack(item)
+        return items
+
+    async def produce() -> None:
+        for i in range(total):
+            await bus.enqueue("queue", payload(i))
+            await asyncio.sleep(0)
+
+    async with asyncio.timeout(TIMEOUT * 2):
+        _, got_first, got_second = await asyncio.gather(produce(), read(first), read(second))
+
+    everything = sorted(item.data for item in got_first + got_second)
+    assert everything == sorted(payload(i) for i in range(total)), "each item exactly once"
+    for got in (got_first, got_second):
+        numbers = [int(item.data.split()[1]) for item in got]
+        assert numbers == sorted(numbers), "each consumer sees its items in enqueue order"
+    await first.close()
+    await second.close()
+
+
+async def test_an_unacknowledged_item_is_not_given_to_another_consumer(bus: Bus) -> None:
+    first, second = bus.consumer("group", "c1"), bus.consumer("group", "c2")
+    await first.add("queue")
+    await second.add("queue")
+    await bus.enqueue("queue", b"job")
+    taken = await first.get(timeout=TIMEOUT)
+    assert taken is not None and taken.data == b"job"
+    assert await second.get(timeout=QUIET) is None
+    await first.close()
+    await second.close()
+
+
+async def test_acknowledged_items_are_not_delivered_again(bus: Bus) -> None:
+    consumer = bus.consumer("group", "c1")
+    await consumer.add("queue")
+    for i in range(3):
+        await bus.enqueue("queue", payload(i))
+    items = [await consumer.get(timeout=TIMEOUT) for _ in range(3)]
+    for item in items:
+        assert item is not None
+        await consumer.ack(item)
+        await consumer.ack(item)  # acknowledging twice is harmless
+    await consumer.close()
+
+    # A new member of the group (a restarted worker) finds nothing left...
+    restarted = bus.consumer("group", "c2")
+    await restarted.add("queue")
+    assert await restarted.get(timeout=QUIET) is None
+    # ...and still gets what comes next.
+    await bus.enqueue("queue", b"next")
+    item = await restarted.get(timeout=TIMEOUT)
+    assert item is not None and item.data == b"next"
+    await restarted.close()
+
+
+async def test_a_consumer_reads_several_queues(bus: Bus) -> None:
+    consumer = bus.consumer("group", "c1")
+    await consumer.add("q1")
+    await consumer.add("q2")
+    await bus.enqueue("q1", b"one")
+    await bus.enqueue("q2", b"two")
+    items = await take_items(consumer, 2)
+    assert sorted((i.queue, i.data) for i in items) == [("q1", b"one"), ("q2", b"two")]
+
+    await consumer.remove("q1")
+    await bus.enqueue("q1", b"not for me")
+    assert await consumer.get(timeout=QUIET) is None
+    await consumer.close()
+
+
+async def test_adding_a_queue_wakes_a_blocked_get(bus: Bus) -> None:
+    consumer = bus.consumer("group", "c1")
+    await consumer.add("idle-queue")
+    getting = asyncio.create_task(consumer.get())  # no timeout: blocks until an item comes
+    done, _ = await asyncio.wait({getting}, timeout=QUIET)
+    assert not done, "get() returned while every queue it reads was empty"
+
+    await bus.enqueue("new-queue", b"hello")
+    started = time.monotonic()
+    await consumer.add("new-queue")
+    # Promptly: well within one blocking read (the Redis bus blocks 5 s at a time).
+    item = await asyncio.wait_for(getting, timeout=2.0)
+    assert time.monotonic() - started < 2.0
+    assert item is not None and (item.queue, item.data) == ("new-queue", b"hello")
+    await consumer.close()
+
+
+async def test_get_returns_none_on_timeout(bus: Bus) -> None:
+    consumer = bus.consumer("group", "c1")
+    started = time.monotonic()
+    assert await consumer.get(timeout=0.1) is None  # no queues at all
+    await consumer.add("queue")
+    assert await consumer.get(timeout=0.2) is None
+    elapsed = time.monotonic() - started
+    assert 0.25 <= elapsed < 5, f"two timeouts of 0.1 s and 0.2 s took {elapsed:.2f} s"
+    await consumer.close()
+
+
+# -- request/reply ---------------------------------------------------------------------------
+
+
+async def test_request_reply_round_trip(bus: Bus) -> None:
+    async with responder(bus, "service", lambda data: b"re: " + data) as handled:
+        assert await bus.request("service", b"ping", timeout=TIMEOUT) == b"re: ping"
+    assert [item.data for item in handled] == [b"ping"]
+    assert handled[0].reply_to
+
+
+async def test_concurrent_requests_each_get_their_own_reply(bus: Bus) -> None:
+    count = 20
+    consumer = bus.consumer("service", "responder")
+    await consumer.add("service")
+
+    async def answer_in_reverse() -> None:
+        items = await take_items(consumer, count)
+        for item in reversed(items):  # replies come back in a different order
+            await bus.reply(item, b"re: " + item.data)
+
+    replies = await asyncio.gather(
+        *(bus.request("service", payload(i), timeout=TIMEOUT) for i in range(count)),
+        answer_in_reverse(),
+    )
+    assert replies[:count] == [b"re: " + payload(i) for i in range(count)]
+    await consumer.close()
+
+
+async def test_request_without_responder_raises_request_timeout(bus: Bus) -> None:
+    started = time.monotonic()
+    with pytest.raises(RequestTimeout, match="nobody-home"):
+        await bus.request("nobody-home", b"hello?", timeout=0.2)
+    assert time.monotonic() - started < 5
+
+
+async def test_reply_to_an_item_that_expects_none_is_a_no_op(bus: Bus) -> None:
+    consumer = bus.consumer("group", "c1")
+    await consumer.add("queue")
+    await bus.enqueue("queue", b"fire and forget")
+    item = await consumer.get(timeout=TIMEOUT)
+    assert item is not None and item.reply_to is None
+    await bus.reply(item, b"nobody asked")  # no error
+    await consumer.close()
+    # Request/reply still works afterwards.
+    async with responder(bus, "service", lambda data: data.upper()):
+        assert await bus.request("service", b"still there?", timeout=TIMEOUT) == b"STILL THERE?"
+
+
+# -- leases and loads ------------------------------------------------------------------------
+
+
+async def test_lease_has_one_holder(bus: Bus) -> None:
+    assert await bus.lease_holder("lease") is None
+    assert await bus.acquire_lease("lease", "worker-a", ttl=30)
+    assert await bus.lease_holder("lease") == "worker-a"
+    assert not await bus.acquire_lease("lease", "worker-b", ttl=30)
+    assert not await bus.acquire_lease("lease", "worker-a", ttl=30)  # held, even by itself
+
+    assert await bus.renew_lease("lease", "worker-a", ttl=30)
+    assert not await bus.renew_lease("lease", "worker-b", ttl=30)
+    await bus.release_lease("lease", "worker-b")  # not the holder: no effect
+    assert await bus.lease_holder("lease") == "worker-a"
+
+    await bus.release_lease("lease", "worker-a")
+    assert await bus.lease_holder("lease") is None
+    assert not await bus.renew_lease("lease", "worker-a", ttl=30)
+    assert await bus.acquire_lease("lease", "worker-b", ttl=30)
+    assert await bus.lease_holder("lease") == "worker-b"
+
+
+async def test_lease_expires_after_its_ttl(bus: Bus) -> None:
+    assert await bus.acquire_lease("lease", "worker-a", ttl=0.1)
+    assert await bus.acquire_lease("long", "worker-a", ttl=30)
+
+    async def expired() -> bool:
+        return await bus.lease_holder("lease") is None
+
+    await eventually(expired)
+    assert not await bus.renew_lease("lease", "worker-a", ttl=30)
+    assert await bus.acquire_lease("lease", "worker-b", ttl=30)
+    assert await bus.lease_holder("lease") == "worker-b"
+    assert await bus.lease_holder("long") == "worker-a"
+
+
+async def test_renewing_a_lease_extends_it(bus: Bus) -> None:
+    assert await bus.acquire_lease("lease", "worker-a", ttl=0.1)
+    assert await bus.renew_lease("lease", "worker-a", ttl=30)
+    assert not await bus.acquire_lease("lease", "worker-b", ttl=30)
+    assert await bus.lease_holder("lease") == "worker-a"
+
+
+async def test_loads_returns_live_members_only(bus: Bus) -> None:
+    assert await bus.loads("workers") == {}
+    await bus.report_load("workers", "w1", 3, ttl=30)
+    await bus.report_load("workers", "w2", 7, ttl=30)
+    await bus.report_load("other-table", "w9", 1, ttl=30)
+    assert await bus.loads("workers") == {"w1": 3, "w2": 7}
+
+    await bus.report_load("workers", "w1", 4, ttl=30)  # a new report replaces the old one
+    assert await bus.loads("workers") == {"w1": 4, "w2": 7}
+
+    await bus.report_load("workers", "w2", 7, ttl=0.1)  # w2 stops reporting...
+
+    async def w2_gone() -> bool:
+        return "w2" not in await bus.loads("workers")
+
+    await eventually(w2_gone)  # ...and drops out once its record expires
+    assert await bus.loads("workers") == {"w1": 4}
+
+    await bus.report_load("workers", "w2", 1, ttl=30)  # it comes back by reporting again
+    assert await bus.loads("workers") == {"w1": 4, "w2": 1}
+
+    await bus.remove_load("workers", "w1")
+    await bus.remove_load("workers", "never-there")
+    assert await bus.loads("workers") == {"w2": 1}
+    assert await bus.loads("other-table") == {"w9": 1}
+
+
+# -- Redis only ------------------------------------------------------------------------------
+
+
+async def test_slow_subscriber_overflowing_its_buffer_catches_up_from_the_stream(
+    redis_bus: RedisBus, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(redis_transport, "SUBSCRIBER_BUFFER", 5)
+    overflows = 0
+    push = redis_transport._RedisSubscription.push
+
+    def counting_push(self, entries: list[FeedEntry]) -> None:
+        nonlocal overflows
+        overflows += len(self._live) + len(entries) > redis_transport.SUBSCRIBER_BUFFER
+        push(self, entries)
+
+    monkeypatch.setattr(redis_transport._RedisSubscription, "push", counting_push)
+
+    total = 500
+    slow = await redis_bus.subscribe("feed", after=0)
+    fast = await redis_bus.subscribe("feed", after=0)
+
+    async def read_slowly() -> list[FeedEntry]:
+        entries: list[FeedEntry] = []
+        while len(entries) < total:
+            entries += await take(slow, 1)
+            if len(entries) % 10 == 0:
+                await asyncio.sleep(0.005)  # a slow consumer (a congested websocket)
+        return entries
+
+    async with asyncio.timeout(TIMEOUT * 3):
+        published, got_slow, got_fast = await asyncio.gather(
+            publish_range(redis_bus, "feed", 1, total), read_slowly(), take(fast, total)
+        )
+    await slow.close()
+    await fast.close()
+
+    assert overflows > 0, "the test did not make the slow subscriber overflow"
+    assert published == list(range(1, total + 1))
+    for got in (got_slow, got_fast):
+        assert seqs_of(got) == list(range(1, total + 1))
+        assert [e.data for e in got] == [payload(i) for i in range(1, total + 1)]
+
+
+async def test_many_subscriptions_share_one_blocking_read(redis_bus: RedisBus) -> None:
+    in_flight = most_in_flight = 0
+    xread = redis_bus._blocking.xread
+
+    async def counting_xread(*args, **kwargs):
+        nonlocal in_flight, most_in_flight
+        in_flight += 1
+        most_in_flight = max(most_in_flight, in_flight)
+        try:
+            return await xread(*args, **kwargs)
+        finally:
+            in_flight -= 1
+
+    redis_bus._blocking.xread = counting_xread  # type: ignore[method-assign]
+
+    subscriptions = [await redis_bus.subscribe("feed", after=None) for _ in range(200)]
+    await redis_bus.publish("feed", b"to everyone")
+    got = await asyncio.gather(*(take(subscription, 1) for subscription in subscriptions))
+    assert all([(e.seq, e.data) for e in entries] == [(1, b"to everyone")] for entries in got)
+    assert most_in_flight == 1, f"{most_in_flight} blocking reads for 200 subscriptions"
+    for subscription in subscriptions:
+        await subscription.close()
+
+
+async def test_ack_retires_the_item_from_the_stream(redis_bus: RedisBus, namespace: str) -> None:
+    consumer = redis_bus.consumer("group", "c1")
+    await consumer.add("queue")
+    await redis_bus.enqueue("queue", b"job")
+    item = await consumer.get(timeout=TIMEOUT)
+    assert item is not None
+
+    client = aioredis.Redis.from_url(REDIS_URL)
+    try:
+        key = f"{namespace}:queue"
+        assert (await client.xpending(key, "group"))["pending"] == 1  # taken, not yet handled
+        await consumer.ack(item)
+        assert (await client.xpending(key, "group"))["pending"] == 0
+        assert await client.xlen(key) == 0
+    finally:
+        await client.aclose()
+        await consumer.close()
+
+
+async def test_request_reply_between_two_bus_instances(redis_bus: RedisBus, namespace: str) -> None:
+    """The usual deployment: the requester and the service are different processes."""
+    async with RedisBus(REDIS_URL, namespace=namespace) as service_bus:
+        async with responder(service_bus, "service", lambda data: b"re: " + data):
+            replies = await asyncio.gather(
+                *(redis_bus.request("service", payload(i), timeout=TIMEOUT) for i in range(5))
+            )
+    assert replies == [b"re: " + payload(i) for i in range(5)]

@@ -1,0 +1,64 @@
+"""Kernel workers as separate processes, started exactly as a deployment starts them."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import redis
+
+from .redis import REDIS_URL
+
+
+class WorkerProcess:
+    """``python -m cellbus_kernel`` on the test Redis, in a namespace of the test's."""
+
+    def __init__(self, namespace: str, worker_id: str, log_dir: Path, **settings: object) -> None:
+        self.namespace = namespace
+        self.worker_id = worker_id
+        self.log_path = log_dir / f"{worker_id}.log"
+        env = dict(os.environ)
+        env.update(
+            CELLBUS_REDIS_URL=REDIS_URL,
+            CELLBUS_NAMESPACE=namespace,
+            CELLBUS_WORKER_ID=worker_id,
+            CELLBUS_LOG_LEVEL="INFO",
+        )
+        env.update({f"CELLBUS_{k.upper()}": str(v) for k, v in settings.items()})
+        self._log = open(self.log_path, "wb")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "cellbus_kernel"], env=env, stdout=self._log, stderr=self._log
+        )
+        self._redis = redis.Redis.from_url(REDIS_URL)
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"worker exited: {self.log_path.read_text()}")
+            if self._redis.hexists(f"{self.namespace}:workers", self.worker_id):
+                return
+            time.sleep(0.02)
+        raise TimeoutError(f"worker {self.worker_id} not ready: {self.log_path.read_text()}")
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def log_text(self) -> str:
+        return self.log_path.read_text()
+
+    def stop(self, timeout: float = 15.0) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._log.close()
+        self._redis.close()

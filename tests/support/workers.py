@@ -52,6 +52,14 @@ class WorkerProcess:
     def log_text(self) -> str:
         return self.log_path.read_text()
 
+    def wait_for_log(self, text: str, timeout: float = 20.0) -> None:
+        """Block until the worker's log contains `text` (the log is the observable here)."""
+        deadline = time.monotonic() + timeout
+        while text not in self.log_text():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{text!r} not in the log of {self.worker_id}")
+            time.sleep(0.02)
+
     def stop(self, timeout: float = 15.0) -> None:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)

@@ -86,6 +86,7 @@ class Spawner:
         self._spawned: asyncio.Queue[int] = asyncio.Queue()
         self._exits: dict[int, asyncio.Future[int]] = {}
         self._lock = asyncio.Lock()
+        self._closing = False
 
     @property
     def template_pid(self) -> int | None:
@@ -115,7 +116,7 @@ class Spawner:
                 future = self._exits.pop(event["exited"], None)
                 if future is not None:
                     future.set_result(event["status"])
-        log.warning("template process ended")
+        log.log(logging.INFO if self._closing else logging.WARNING, "template process ended")
         for future in self._exits.values():
             if not future.done():
                 future.set_result(None)
@@ -139,6 +140,7 @@ class Spawner:
         return SessionProcess(pid, FramedStream(reader, writer), exited)
 
     async def close(self) -> None:
+        self._closing = True
         if self._writer is not None:
             self._writer.close()
         if self._process is not None and self._process.returncode is None:

@@ -48,7 +48,9 @@ class KernelWorker:
         self.sessions: dict[str, SessionHost] = {}
         self.drops = codec.DropCounter()
         self.spawner = Spawner(session_environment(os.environ))
-        self._new_sessions: Consumer = bus.consumer(keys.KERNEL_GROUP, f"{self.id}:new")
+        # One new session at a time: one taken is this worker's, even if it stops being the
+        # least loaded.
+        self._new_sessions: Consumer = bus.consumer(keys.KERNEL_GROUP, f"{self.id}:new", batch=1)
         self._requests: Consumer = bus.consumer(keys.KERNEL_GROUP, f"{self.id}:requests")
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = asyncio.Event()

@@ -168,8 +168,12 @@ class Bus(abc.ABC):
         """Append an item to `queue`; returns its id."""
 
     @abc.abstractmethod
-    def consumer(self, group: str, name: str) -> Consumer:
-        """A consumer called `name` in consumer group `group`."""
+    def consumer(self, group: str, name: str, *, batch: int = 100) -> Consumer:
+        """A consumer called `name` in consumer group `group`.
+
+        It takes up to `batch` items per read; items it has taken are its own until
+        acknowledged, so a consumer that may stop reading (a busy worker) takes one at a time.
+        """
 
     # -- request/reply ------------------------------------------------------------------------
     @abc.abstractmethod

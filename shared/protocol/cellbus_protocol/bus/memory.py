@@ -139,7 +139,7 @@ class InMemoryBus(Bus):
         self._queue_changes.notify()
         return str(seq)
 
-    def consumer(self, group: str, name: str) -> Consumer:
+    def consumer(self, group: str, name: str, *, batch: int = 100) -> Consumer:
         return _MemoryConsumer(self, group)
 
     # -- request/reply --------------------------------------------------------------------

@@ -159,8 +159,8 @@ class RedisBus(Bus):
             stream_id = await self._redis.xadd(self.key(queue), fields)
         return stream_id.decode()
 
-    def consumer(self, group: str, name: str) -> Consumer:
-        return _RedisConsumer(self, group, name)
+    def consumer(self, group: str, name: str, *, batch: int = 100) -> Consumer:
+        return _RedisConsumer(self, group, name, batch)
 
     # -- request/reply --------------------------------------------------------------------
     async def request(self, queue: str, data: bytes, *, timeout: float) -> bytes:
@@ -383,10 +383,11 @@ class _RedisSubscription(Subscription):
 class _RedisConsumer(Consumer):
     """XREADGROUP over a changing set of queues, woken by its own wake stream when it grows."""
 
-    def __init__(self, bus: RedisBus, group: str, name: str) -> None:
+    def __init__(self, bus: RedisBus, group: str, name: str, batch: int) -> None:
         self._bus = bus
         self._group = group
         self._name = name
+        self._batch = batch
         self._wake_key = bus.key(f"bus:{bus.instance_id}:{name}:wake").encode()
         self._queues: dict[bytes, str] = {}
         self._buffer: deque[QueueItem] = deque()
@@ -434,7 +435,7 @@ class _RedisConsumer(Consumer):
         response = await self._bus._with_retry(
             f"consumer {self._name}",
             lambda: self._bus._blocking.xreadgroup(
-                self._group, self._name, streams, count=100, block=block_ms
+                self._group, self._name, streams, count=self._batch, block=block_ms
             ),
         )
         for key, rows in _stream_rows(response):

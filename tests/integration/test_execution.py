@@ -207,3 +207,12 @@ async def test_every_subscriber_sees_every_message(kernel: Kernel, session: str)
     first = [codec.encode(m) for m in runs[0].messages]
     assert all([codec.encode(m) for m in run.messages] == first for run in runs)
     assert runs[0].stdout == "0\n1\n2\n"
+
+
+async def test_executions_without_history_have_no_number(kernel: Kernel, session: str) -> None:
+    run = await run_code(kernel.client, session, "1 + 1", store_history=False)
+    (echo,) = run.of_type("execute_input")
+    assert echo.content.execution_count is None
+    assert run.reply.content.execution_count is None
+    counted = await run_code(kernel.client, session, "2")
+    assert counted.reply.content.execution_count == 1

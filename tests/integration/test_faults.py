@@ -105,3 +105,27 @@ async def test_session_process_holds_no_service_settings_or_connections(
     # No CELLBUS_* variable, not even in the process's initial environment block, and one
     # socket only: the pipe to its worker (no Redis or database connection).
     assert run.stdout == "[]\n0\n1\n"
+
+
+async def test_a_session_process_that_garbles_its_pipe_is_stopped(
+    kernel: Kernel, session: str
+) -> None:
+    # User code can write anything to its own pipe; the worker must not trust it.
+    code = (
+        "from cellbus_kernel.child import CHANNEL\nCHANNEL.pipe._sock.sendall(b'\\0\\0\\0\\3abc')"
+    )
+    run = await run_code(kernel.client, session, code)
+    assert run.reply.content.ename == "SessionProcessDied"
+    assert "sent a malformed message and was stopped" in run.reply.content.evalue
+    assert run.of_type("status")[-1].content.execution_state == "dead"
+    assert (await run_code(kernel.client, session, "print('fresh')")).stdout == "fresh\n"
+
+
+async def test_requests_still_arrive_after_their_stream_is_deleted(
+    kernel: Kernel, session: str
+) -> None:
+    await run_code(kernel.client, session, "kept = 'yes'")
+    # An operator deletes the session's request stream (and with it the consumer group).
+    await kernel.bus.delete(keys.requests(session))
+    run = await run_code(kernel.client, session, "kept")
+    assert run.of_type("execute_result")[0].content.data["text/plain"] == "'yes'"

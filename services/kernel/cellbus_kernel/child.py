@@ -17,7 +17,6 @@ import platform
 import queue
 import signal
 import socket
-import sys
 import threading
 import traceback
 from typing import Any
@@ -80,11 +79,11 @@ class _Interrupts:
     def begin(self, execution_id: str) -> bool:
         """Mark `execution_id` running; False if it was interrupted before it started."""
         with self.lock:
-            if execution_id in self.early:
-                self.early.discard(execution_id)
-                return False
-            self.running = execution_id
-            return True
+            interrupted = execution_id in self.early
+            # Any other early interrupt was for an execution that has already ended.
+            self.early.clear()
+            self.running = None if interrupted else execution_id
+            return not interrupted
 
     def end(self) -> None:
         with self.lock:
@@ -222,6 +221,7 @@ def _execute(shell: CellbusShell, pipe: frames.FramedSocket, request: frames.Exe
     CHANNEL.capture.begin_cell()
     shell.last_error = None
     failed = True
+    count_before = shell.execution_count
     try:
         if not INTERRUPTS.begin(request.id):
             raise KeyboardInterrupt
@@ -242,9 +242,10 @@ def _execute(shell: CellbusShell, pipe: frames.FramedSocket, request: frames.Exe
         INTERRUPTS.end()
     try:
         CHANNEL.capture.end_cell()
-        content: dict[str, Any] = {"execution_count": shell.execution_count - 1}
-        if request.silent or not request.store_history:
-            content["execution_count"] = None
+        # IPython counts an execution that ran with history on; one it did not count (silent,
+        # without history, or stopped before it started) has no number.
+        counted = shell.execution_count > count_before
+        content: dict[str, Any] = {"execution_count": count_before if counted else None}
         if failed:
             content.update(status="error", **(shell.last_error or _unknown_error()))
         else:
@@ -290,9 +291,3 @@ def _inspect(shell: CellbusShell, request: frames.Inspect) -> dict[str, Any]:
     except Exception as exc:
         return {"status": "error", "ename": type(exc).__name__, "evalue": str(exc)}
     return {"status": "ok", "found": True, "data": bundle, "metadata": {}}
-
-
-def die_with_message(message: str) -> None:
-    """Report a failure before the pipe exists, on the inherited stderr, and exit."""
-    sys.__stderr__.write(message + "\n")
-    os._exit(1)

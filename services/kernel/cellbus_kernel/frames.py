@@ -92,6 +92,10 @@ def pack(frame: ToSession | FromSession) -> bytes:
     return HEADER.pack(len(body)) + body
 
 
+class FrameError(Exception):
+    """Bytes on the pipe that are not a valid frame."""
+
+
 class FramedSocket:
     """The session process's side: blocking reads, thread-safe writes."""
 
@@ -129,15 +133,17 @@ class FramedStream:
         await self._writer.drain()
 
     async def receive(self) -> FromSession | None:
-        """The next frame, or None at end of stream (the process has gone)."""
+        """The next frame, or None at end of stream; `FrameError` for bytes that are not one."""
         try:
             header = await self._reader.readexactly(HEADER.size)
             (size,) = HEADER.unpack(header)
             if size > MAX_FRAME:
-                raise msgspec.DecodeError(f"frame of {size} bytes is too large")
+                raise FrameError(f"frame of {size} bytes is over the limit of {MAX_FRAME}")
             return _from_session.decode(await self._reader.readexactly(size))
         except (asyncio.IncompleteReadError, ConnectionError):
             return None
+        except msgspec.DecodeError as exc:
+            raise FrameError(str(exc)) from None
 
     def close(self) -> None:
         self._writer.close()

@@ -45,12 +45,30 @@ KERNEL_USERNAME = "kernel"
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 
 
-@dataclass
-class _Died:
-    """What an execution's future resolves to when the process ends under it."""
+@dataclass(frozen=True)
+class Ending:
+    """Why a session process ended, as users are told: in the ``error`` of the execution it
+    ended, its ``execute_reply``, and the ``dead`` status when it was a fault."""
 
-    reason: str
-    expected: bool  # ended by restart or shutdown, not by a fault
+    ename: str
+    message: str  # a whole sentence
+    expected: bool = False  # ended on request (restart, shutdown), not by a fault
+
+    @property
+    def evalue(self) -> str:
+        if self.expected:
+            return self.message
+        return f"{self.message} Its variables are lost; the next execution starts a fresh process."
+
+
+RESTARTED = Ending("SessionRestarted", "The session was restarted.", expected=True)
+SHUT_DOWN = Ending("SessionShutDown", "The session was shut down.", expected=True)
+WORKER_STOPPED = Ending("WorkerStopped", "The kernel worker hosting it stopped.", expected=True)
+
+
+def died(how: str) -> Ending:
+    """A fault: ``died("exited with code 3")``."""
+    return Ending("SessionProcessDied", f"The session process {how}.")
 
 
 @dataclass
@@ -89,11 +107,10 @@ class SessionHost:
         self._running: _Pending | None = None
         self._not_running = asyncio.Event()
         self._not_running.set()
-        self._done: asyncio.Future[dict[str, Any] | _Died] | None = None
-        self._answers: dict[str, asyncio.Future[dict[str, Any] | _Died]] = {}
+        self._done: asyncio.Future[m.ExecuteReply | Ending] | None = None
+        self._answers: dict[str, asyncio.Future[dict[str, Any] | Ending]] = {}
         self._parents: OrderedDict[str, Header] = OrderedDict()
-        self._kill_reason: dict[int, str] = {}
-        self._expected_exit: set[int] = set()
+        self._endings: dict[int, Ending] = {}  # why we killed a process, by pid
         self._tasks: set[asyncio.Task[Any]] = set()
         self._runner: asyncio.Task[None] | None = None
         self._reader: asyncio.Task[None] | None = None
@@ -105,13 +122,17 @@ class SessionHost:
         self._runner = asyncio.create_task(self._run_executions(), name=f"session-{self.session}")
         await self._ensure_process(None)
 
-    async def close(self, reason: str = "the session was shut down") -> None:
-        """End the process and stop serving; queued executions are aborted."""
+    async def close(self, ending: Ending = SHUT_DOWN, parent: Header | None = None) -> None:
+        """End the process and stop serving: queued executions are aborted, the running one
+        ends with `ending`, and the feed says ``dead``."""
         if self.closed:
             return
         self.closed = True
         await self._abort_queued()
-        await self._end_process(reason)
+        await self._end_process(ending)
+        with contextlib.suppress(TimeoutError):  # let the ended execution publish its reply
+            await asyncio.wait_for(self._not_running.wait(), self._settings.start_timeout)
+        await self._publish(m.Status(execution_state="dead", reason=ending.message), parent)
         if self._runner is not None:
             self._runner.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -208,8 +229,8 @@ class SessionHost:
             answer = await asyncio.wait_for(future, self._settings.answer_timeout)
         finally:
             self._answers.pop(msg.msg_id, None)
-        if isinstance(answer, _Died):
-            return reply_type(status="error", ename="SessionProcessDied", evalue=answer.reason)
+        if isinstance(answer, Ending):
+            return reply_type(status="error", ename=answer.ename, evalue=answer.evalue)
         return msgspec.convert(answer, reply_type)
 
     async def _interrupt(self, msg: Message) -> m.Reply:
@@ -223,7 +244,7 @@ class SessionHost:
         log.info("session %s: restart by %s", self.session, msg.header.username)
         await self._publish(m.Status(execution_state="restarting"), msg.header)
         await self._abort_queued()
-        await self._end_process("the session was restarted")
+        await self._end_process(RESTARTED)
         await self._not_running.wait()
         process = await self._ensure_process(msg.header)
         if process is None:
@@ -232,10 +253,7 @@ class SessionHost:
 
     async def _shutdown(self, msg: Message) -> m.Reply:
         log.info("session %s: shutdown by %s", self.session, msg.header.username)
-        await self.close()
-        await self._publish(
-            m.Status(execution_state="dead", reason="the session was shut down"), msg.header
-        )
+        await self.close(SHUT_DOWN, msg.header)
         return m.ShutdownReply(restart=msg.content.restart)
 
     async def _kernel_info(self, msg: Message) -> m.Reply:
@@ -274,14 +292,15 @@ class SessionHost:
         process = await self._ensure_process(msg.header, announce_idle=False)
         await self._publish(m.Status(execution_state="busy"), msg.header)
         if process is None:
-            result: dict[str, Any] | _Died = _Died(
-                "the session process could not be started", expected=False
+            result: m.ExecuteReply | Ending = Ending(
+                "SessionUnavailable", "The session process could not be started."
             )
         else:
             if not request.silent:
+                counted = request.store_history  # not counted: no number, as in the reply
+                count = self.execution_count if counted else None
                 await self._publish(
-                    m.ExecuteInput(code=request.code, execution_count=self.execution_count),
-                    msg.header,
+                    m.ExecuteInput(code=request.code, execution_count=count), msg.header
                 )
             self._done = asyncio.get_running_loop().create_future()
             await process.pipe.send(
@@ -294,37 +313,28 @@ class SessionHost:
                 )
             )
             result = await self._done
-        reply, error = self._execute_reply(result, msg)
-        if error is not None:
-            await self._publish(error, msg.header)
+        if isinstance(result, Ending):
+            reply = m.ExecuteReply(
+                status="error", ename=result.ename, evalue=result.evalue, traceback=[result.evalue]
+            )
+            await self._publish(
+                m.Error(ename=reply.ename, evalue=reply.evalue, traceback=reply.traceback),
+                msg.header,
+            )
+        else:
+            reply = result
         if reply.execution_count is not None:
             self.execution_count = reply.execution_count + 1
         await self._publish(reply, msg.header)
-        if isinstance(result, _Died) and not result.expected:
-            await self._publish(m.Status(execution_state="dead", reason=result.reason), msg.header)
-        elif not isinstance(result, _Died):
+        if isinstance(result, Ending):
+            if not result.expected:
+                await self._publish(
+                    m.Status(execution_state="dead", reason=result.message), msg.header
+                )
+        else:
             await self._publish(m.Status(execution_state="idle"), msg.header)
         if reply.status == "error" and request.stop_on_error:
             await self._abort_queued()
-
-    def _execute_reply(
-        self, result: dict[str, Any] | _Died, msg: Message
-    ) -> tuple[m.ExecuteReply, m.Error | None]:
-        """The execute_reply, and the error output to publish first when the process ended."""
-        if not isinstance(result, _Died):
-            try:
-                return msgspec.convert(result, m.ExecuteReply), None
-            except msgspec.ValidationError as exc:
-                self._drops.drop(self._feed, exc, msg.msg_id)
-                result = _Died("the session process sent an invalid reply", expected=False)
-        ename = "SessionRestarted" if result.expected else "SessionProcessDied"
-        evalue = f"The session process {result.reason}."
-        if not result.expected:
-            evalue += " Its variables are lost; the next execution starts a fresh process."
-        traceback = [f"{ename}: {evalue}"]
-        error = m.Error(ename=ename, evalue=evalue, traceback=traceback)
-        reply = m.ExecuteReply(status="error", ename=ename, evalue=evalue, traceback=traceback)
-        return reply, error
 
     async def _abort_queued(self) -> None:
         while self._queue:
@@ -347,15 +357,13 @@ class SessionHost:
                 ready = await asyncio.wait_for(process.pipe.receive(), self._settings.start_timeout)
             except Exception as exc:
                 log.exception("session %s: could not start a process", self.session)
-                await self._publish(
-                    m.Status(execution_state="dead", reason=f"could not start: {exc}"), parent
-                )
+                reason = f"The session process could not be started: {exc}."
+                await self._publish(m.Status(execution_state="dead", reason=reason), parent)
                 return None
             if not isinstance(ready, frames.Ready):
                 await process.kill()
-                await self._publish(
-                    m.Status(execution_state="dead", reason="the process did not start"), parent
-                )
+                reason = "The session process did not start."
+                await self._publish(m.Status(execution_state="dead", reason=reason), parent)
                 return None
             self._process, self._ready = process, ready
             self.execution_count = ready.execution_count
@@ -369,13 +377,12 @@ class SessionHost:
                 await self._publish(m.Status(execution_state="idle"), parent)
             return process
 
-    async def _end_process(self, reason: str) -> None:
+    async def _end_process(self, ending: Ending) -> None:
         async with self._lifecycle:
             process = self._process
             if process is None:
                 return
-            self._expected_exit.add(process.pid)
-            self._kill_reason[process.pid] = reason
+            self._endings[process.pid] = ending
             await process.kill()
             reader = self._reader
         # The frame reader sees the end of the pipe and settles what was waiting on it.
@@ -383,17 +390,35 @@ class SessionHost:
             await asyncio.wait_for(asyncio.shield(reader), self._settings.start_timeout)
 
     async def _read_frames(self, process: SessionProcess) -> None:
-        while (frame := await process.pipe.receive()) is not None:
+        while True:
+            try:
+                frame = await process.pipe.receive()
+            except frames.FrameError as exc:
+                # The pipe cannot be trusted past a bad frame: stop the process.
+                self._stop_misbehaving(process, exc)
+                break
+            if frame is None:
+                break
             if isinstance(frame, frames.Output):
                 await self._publish_output(frame)
             elif isinstance(frame, frames.Done):
+                try:
+                    reply = msgspec.convert(frame.content, m.ExecuteReply)
+                except msgspec.ValidationError as exc:
+                    self._stop_misbehaving(process, exc)
+                    continue
                 if self._done is not None and not self._done.done():
-                    self._done.set_result(frame.content)
+                    self._done.set_result(reply)
             elif isinstance(frame, frames.Answer):
                 future = self._answers.get(frame.id)
                 if future is not None and not future.done():
                     future.set_result(frame.content)
         await self._process_ended(process)
+
+    def _stop_misbehaving(self, process: SessionProcess, error: Exception) -> None:
+        self._drops.drop(f"session process {process.pid}", error, self.session)
+        self._endings[process.pid] = died("sent a malformed message and was stopped")
+        process.signal(signal.SIGKILL)
 
     async def _publish_output(self, frame: frames.Output) -> None:
         content_type = m.CONTENT_TYPES.get(frame.msg_type)
@@ -415,26 +440,21 @@ class SessionHost:
             status = await asyncio.wait_for(asyncio.shield(process.exited), 2.0)
         except TimeoutError:
             status = None
-        expected = process.pid in self._expected_exit
-        self._expected_exit.discard(process.pid)
-        reason = self._kill_reason.pop(process.pid, None) or describe_exit(status)
-        if not expected:
-            reason = f"died: {reason}" if not reason.startswith("was killed") else reason
+        ending = self._endings.pop(process.pid, None) or died(describe_exit(status))
         log.log(
-            logging.INFO if expected else logging.WARNING,
-            "session %s: process %d %s", self.session, process.pid, reason,
+            logging.INFO if ending.expected else logging.WARNING,
+            "session %s: process %d ended: %s", self.session, process.pid, ending.message,
         )  # fmt: skip
         async with self._lifecycle:
             if self._process is process:
                 self._process = None
-        died = _Died(reason, expected)
         for future in self._answers.values():
             if not future.done():
-                future.set_result(died)
+                future.set_result(ending)
         if self._done is not None and not self._done.done():
-            self._done.set_result(died)
-        elif not expected:
-            await self._publish(m.Status(execution_state="dead", reason=reason), None)
+            self._done.set_result(ending)
+        elif not ending.expected:
+            await self._publish(m.Status(execution_state="dead", reason=ending.message), None)
 
     async def _watch_memory(self, process: SessionProcess) -> None:
         limit = self._settings.memory_limit_mb * 1024 * 1024
@@ -443,9 +463,9 @@ class SessionHost:
             if rss is None:
                 return
             if rss > limit:
-                self._kill_reason[process.pid] = (
-                    f"was killed: it went over the memory limit of "
-                    f"{self._settings.memory_limit_mb} MiB ({rss // 2**20} MiB resident)"
+                self._endings[process.pid] = died(
+                    f"went over the memory limit of {self._settings.memory_limit_mb} MiB "
+                    f"({rss // 2**20} MiB resident) and was killed"
                 )
                 process.signal(signal.SIGKILL)
                 return

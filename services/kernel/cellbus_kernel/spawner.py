@@ -36,16 +36,16 @@ def session_environment(environ: dict[str, str] | os._Environ[str]) -> dict[str,
 
 
 def describe_exit(status: int | None) -> str:
-    """A wait status in words: 'killed by signal 11 (SIGSEGV)', 'exited with code 3'."""
+    """A wait status in words: 'was killed by signal 11 (SIGSEGV)', 'exited with code 3'."""
     if status is None:
-        return "ended (exit status unknown)"
+        return "ended (its exit status is unknown)"
     if os.WIFSIGNALED(status):
         number = os.WTERMSIG(status)
         try:
             name = signal.Signals(number).name
         except ValueError:
             name = "unknown"
-        return f"killed by signal {number} ({name})"
+        return f"was killed by signal {number} ({name})"
     if os.WIFEXITED(status):
         return f"exited with code {os.WEXITSTATUS(status)}"
     return f"ended with wait status {status}"

@@ -19,7 +19,7 @@ import logging
 import os
 import socket
 import uuid
-from typing import Any
+from collections.abc import AsyncIterator
 
 from cellbus_protocol import codec, keys
 from cellbus_protocol import messages as m
@@ -27,13 +27,15 @@ from cellbus_protocol.bus import Bus, Consumer, QueueItem
 from cellbus_protocol.errors import BusUnavailable, ValidationError
 
 from .config import KernelSettings
-from .session import SessionHost
+from .session import WORKER_STOPPED, SessionHost
 from .spawner import Spawner, session_environment
 
 log = logging.getLogger(__name__)
 
 IDLE_POLL = 0.05
 """Seconds between load checks while another worker is less loaded."""
+SHUTDOWN_GRACE = 5.0
+"""Seconds the worker's loops get to end when it stops."""
 
 
 class KernelWorker:
@@ -83,11 +85,10 @@ class KernelWorker:
         log.info("kernel worker %s stopping (%d sessions)", self.id, len(self.sessions))
         for task in self._tasks:
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        # Bounded: a blocking read may not notice its cancellation at once.
+        await asyncio.wait(self._tasks, timeout=SHUTDOWN_GRACE)
         for host in list(self.sessions.values()):
-            await host.close("the kernel worker stopped")
+            await host.close(WORKER_STOPPED)
             with contextlib.suppress(BusUnavailable):
                 await self.bus.release_lease(keys.session_host(host.session), self.id)
         self.sessions.clear()
@@ -107,18 +108,26 @@ class KernelWorker:
         return not others or mine <= min(others)
 
     async def _take_new_sessions(self) -> None:
-        while True:
-            try:
+        while not self._stopping.is_set():
+            async with self._contained("taking new sessions"):
                 if not await self._is_least_loaded():
                     await asyncio.sleep(IDLE_POLL)
                     continue
                 item = await self._new_sessions.get(timeout=1.0)
-            except BusUnavailable as exc:
-                log.warning("cannot read new sessions: %s", exc)
-                await asyncio.sleep(1.0)
-                continue
-            if item is not None:
-                await self._take_new_session(item)
+                if item is not None:
+                    await self._take_new_session(item)
+
+    @contextlib.asynccontextmanager
+    async def _contained(self, what: str) -> AsyncIterator[None]:
+        """One turn of a worker loop: a failure is logged and the loop goes on."""
+        try:
+            yield
+        except BusUnavailable as exc:
+            log.warning("%s: %s", what, exc)
+            await asyncio.sleep(1.0)
+        except Exception:
+            log.exception("%s failed; carrying on", what)
+            await asyncio.sleep(0.1)
 
     async def _take_new_session(self, item: QueueItem) -> None:
         try:
@@ -162,15 +171,11 @@ class KernelWorker:
 
     # -- routing --------------------------------------------------------------------------
     async def _route_requests(self) -> None:
-        while True:
-            try:
+        while not self._stopping.is_set():
+            async with self._contained("routing requests"):
                 item = await self._requests.get(timeout=1.0)
-            except BusUnavailable as exc:
-                log.warning("cannot read requests: %s", exc)
-                await asyncio.sleep(1.0)
-                continue
-            if item is not None:
-                await self._route(item)
+                if item is not None:
+                    await self._route(item)
 
     async def _route(self, item: QueueItem) -> None:
         session = item.queue.split(":")[1]
@@ -199,20 +204,11 @@ class KernelWorker:
         await self.bus.report_load(keys.WORKERS, self.id, len(self.sessions), ttl)
 
     async def _heartbeat(self) -> None:
-        while True:
+        while not self._stopping.is_set():
             await asyncio.sleep(self.settings.heartbeat_interval)
-            try:
+            async with self._contained("heartbeat"):
                 await self._report_load()
                 for session in list(self.sessions):
                     lease = keys.session_host(session)
                     if not await self.bus.renew_lease(lease, self.id, self.settings.lease_ttl):
                         log.error("lost the lease of session %s", session)
-            except BusUnavailable as exc:
-                log.warning("heartbeat: %s", exc)
-
-    def health(self) -> dict[str, Any]:
-        return {
-            "worker": self.id,
-            "sessions": len(self.sessions),
-            "dropped_messages": dict(self.drops.counts),
-        }

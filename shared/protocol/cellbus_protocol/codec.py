@@ -84,8 +84,8 @@ def decode_record(data: bytes | str, record_type: type[T]) -> T:
 class DropCounter:
     """Counts and logs messages dropped because they failed validation.
 
-    Each service keeps one and reports `counts` in its health record, so a peer that sends
-    garbage shows up as a number rather than only as log lines.
+    Each service keeps one; every drop is a WARNING line naming where it happened and the
+    message id, and `counts` keeps the tally by place.
     """
 
     def __init__(self) -> None:

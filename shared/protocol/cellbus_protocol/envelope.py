@@ -20,8 +20,10 @@ PROTOCOL_VERSION = "5.3"
 class Header(msgspec.Struct, omit_defaults=True, frozen=True):
     """Who sent a message, of what type, for which session, and when.
 
-    Every field has a default so that the empty ``parent_header`` of the Jupyter spec (``{}``)
-    decodes to an empty Header; `codec` checks that a message's own header is complete.
+    Every field defaults to empty, and empty fields are left out when encoding: the empty
+    ``parent_header`` of the Jupyter spec is exactly ``{}`` both ways, while a real header,
+    whose fields `new_message` always fills, carries all of them. `codec` checks that a
+    message's own header is complete.
     """
 
     msg_id: str = ""
@@ -29,14 +31,14 @@ class Header(msgspec.Struct, omit_defaults=True, frozen=True):
     session: str = ""
     username: str = ""
     date: str = ""
-    version: str = PROTOCOL_VERSION
+    version: str = ""
 
     @property
     def is_empty(self) -> bool:
         return not self.msg_id
 
 
-EMPTY_HEADER = Header(version="")
+EMPTY_HEADER = Header()
 
 
 class Message(msgspec.Struct, kw_only=True):
@@ -83,6 +85,7 @@ def new_message(
         session=session,
         username=username,
         date=now_iso(),
+        version=PROTOCOL_VERSION,
     )
     return Message(header=header, parent_header=parent, metadata=metadata or {}, content=content)
 

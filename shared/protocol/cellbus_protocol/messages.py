@@ -15,14 +15,20 @@ from typing import Any, ClassVar, Literal
 
 import msgspec
 
+from .envelope import PROTOCOL_VERSION
 
-class Content(msgspec.Struct, kw_only=True, omit_defaults=True):
-    """Base of every content struct; `msg_type` is the wire name."""
+
+class Content(msgspec.Struct, kw_only=True):
+    """Base of every content struct; `msg_type` is the wire name.
+
+    Every field is written out, defaults included, as Jupyter clients expect (a reply always
+    has its ``status``); only `Status.reason`, a cellbus addition, is left out when empty.
+    """
 
     msg_type: ClassVar[str]
 
 
-class Reply(Content, kw_only=True, omit_defaults=True):
+class Reply(Content, kw_only=True):
     """Base of every ``*_reply``: ``status`` plus the error fields when it is not ``ok``."""
 
     status: Literal["ok", "error", "aborted"] = "ok"
@@ -34,7 +40,7 @@ class Reply(Content, kw_only=True, omit_defaults=True):
 # --- requests and their replies -----------------------------------------------------------
 
 
-class ExecuteRequest(Content, kw_only=True, omit_defaults=False):
+class ExecuteRequest(Content, kw_only=True):
     msg_type: ClassVar[str] = "execute_request"
     code: str
     silent: bool = False
@@ -44,7 +50,7 @@ class ExecuteRequest(Content, kw_only=True, omit_defaults=False):
     stop_on_error: bool = True
 
 
-class ExecuteReply(Reply, kw_only=True, omit_defaults=True):
+class ExecuteReply(Reply, kw_only=True):
     msg_type: ClassVar[str] = "execute_reply"
     execution_count: int | None = None
     user_expressions: dict[str, Any] = msgspec.field(default_factory=dict)
@@ -57,7 +63,7 @@ class CompleteRequest(Content, kw_only=True):
     cursor_pos: int
 
 
-class CompleteReply(Reply, kw_only=True, omit_defaults=False):
+class CompleteReply(Reply, kw_only=True):
     msg_type: ClassVar[str] = "complete_reply"
     matches: list[str] = msgspec.field(default_factory=list)
     cursor_start: int = 0
@@ -72,7 +78,7 @@ class InspectRequest(Content, kw_only=True):
     detail_level: Literal[0, 1] = 0
 
 
-class InspectReply(Reply, kw_only=True, omit_defaults=False):
+class InspectReply(Reply, kw_only=True):
     msg_type: ClassVar[str] = "inspect_reply"
     found: bool = False
     data: dict[str, Any] = msgspec.field(default_factory=dict)
@@ -97,12 +103,12 @@ class RestartReply(Reply, kw_only=True):
     msg_type: ClassVar[str] = "restart_reply"
 
 
-class ShutdownRequest(Content, kw_only=True, omit_defaults=False):
+class ShutdownRequest(Content, kw_only=True):
     msg_type: ClassVar[str] = "shutdown_request"
     restart: bool = False
 
 
-class ShutdownReply(Reply, kw_only=True, omit_defaults=False):
+class ShutdownReply(Reply, kw_only=True):
     msg_type: ClassVar[str] = "shutdown_reply"
     restart: bool = False
 
@@ -123,9 +129,9 @@ class LanguageInfo(msgspec.Struct, kw_only=True):
     nbconvert_exporter: str = "python"
 
 
-class KernelInfoReply(Reply, kw_only=True, omit_defaults=False):
+class KernelInfoReply(Reply, kw_only=True):
     msg_type: ClassVar[str] = "kernel_info_reply"
-    protocol_version: str = "5.3"
+    protocol_version: str = PROTOCOL_VERSION
     implementation: str = "cellbus"
     implementation_version: str = ""
     language_info: LanguageInfo = msgspec.field(default_factory=LanguageInfo)
@@ -145,47 +151,47 @@ class Status(Content, kw_only=True, omit_defaults=True):
     reason: str = ""
 
 
-class ExecuteInput(Content, kw_only=True, omit_defaults=False):
+class ExecuteInput(Content, kw_only=True):
     msg_type: ClassVar[str] = "execute_input"
     code: str
     execution_count: int | None = None
 
 
-class Stream(Content, kw_only=True, omit_defaults=False):
+class Stream(Content, kw_only=True):
     msg_type: ClassVar[str] = "stream"
     name: Literal["stdout", "stderr"]
     text: str
 
 
-class DisplayData(Content, kw_only=True, omit_defaults=False):
+class DisplayData(Content, kw_only=True):
     msg_type: ClassVar[str] = "display_data"
     data: dict[str, Any]
     metadata: dict[str, Any] = msgspec.field(default_factory=dict)
     transient: dict[str, Any] = msgspec.field(default_factory=dict)
 
 
-class UpdateDisplayData(Content, kw_only=True, omit_defaults=False):
+class UpdateDisplayData(Content, kw_only=True):
     msg_type: ClassVar[str] = "update_display_data"
     data: dict[str, Any]
     metadata: dict[str, Any] = msgspec.field(default_factory=dict)
     transient: dict[str, Any] = msgspec.field(default_factory=dict)
 
 
-class ExecuteResult(Content, kw_only=True, omit_defaults=False):
+class ExecuteResult(Content, kw_only=True):
     msg_type: ClassVar[str] = "execute_result"
     execution_count: int | None
     data: dict[str, Any]
     metadata: dict[str, Any] = msgspec.field(default_factory=dict)
 
 
-class Error(Content, kw_only=True, omit_defaults=False):
+class Error(Content, kw_only=True):
     msg_type: ClassVar[str] = "error"
     ename: str
     evalue: str
     traceback: list[str] = msgspec.field(default_factory=list)
 
 
-class ClearOutput(Content, kw_only=True, omit_defaults=False):
+class ClearOutput(Content, kw_only=True):
     msg_type: ClassVar[str] = "clear_output"
     wait: bool = False
 

@@ -46,6 +46,8 @@ COMMAND_TIMEOUT = 10.0
 SUBSCRIBER_BUFFER = 10_000
 """Live entries a subscription holds before it drops them and catches up from the stream."""
 RETRY_DELAYS = (0.05, 0.1, 0.2, 0.5, 1.0, 2.0)
+WAKE_EXPIRY = 86_400
+"""Seconds a wake stream outlives the bus that made it (if that bus died without cleaning up)."""
 
 T = TypeVar("T")
 
@@ -274,7 +276,7 @@ class _FeedHub:
         with _unavailable_on_connection_error():
             async with self._bus._redis.pipeline(transaction=False) as pipe:
                 pipe.xadd(self._wake_key, {b"w": b"1"}, maxlen=1)
-                pipe.expire(self._wake_key, 86_400)
+                pipe.expire(self._wake_key, WAKE_EXPIRY)
                 await pipe.execute()
 
     async def _run(self) -> None:
@@ -392,6 +394,7 @@ class _RedisConsumer(Consumer):
         self._queues: dict[bytes, str] = {}
         self._buffer: deque[QueueItem] = deque()
         self._wake_ready = False
+        self._wake_expiry_renewed = 0.0
 
     async def _ensure_group(self, key: bytes) -> None:
         try:
@@ -401,10 +404,23 @@ class _RedisConsumer(Consumer):
                 raise
 
     async def _ensure_wake(self) -> None:
+        """Create the wake stream's group once, and keep the stream from expiring while this
+        consumer lives (it expires a day after a consumer that died without closing)."""
         if not self._wake_ready:
             await self._ensure_group(self._wake_key)
-            await self._bus._redis.expire(self._wake_key, 86_400)
             self._wake_ready = True
+        if time.monotonic() - self._wake_expiry_renewed > WAKE_EXPIRY / 2:
+            await self._bus._redis.expire(self._wake_key, WAKE_EXPIRY)
+            self._wake_expiry_renewed = time.monotonic()
+
+    async def _recreate_groups(self) -> None:
+        """After a stream or its group was deleted under us: make them again and go on."""
+        log.warning("consumer %s: a consumer group was missing; recreating", self._name)
+        self._wake_ready = False
+        with _unavailable_on_connection_error():
+            await self._ensure_wake()
+            for key in list(self._queues):
+                await self._ensure_group(key)
 
     async def add(self, queue: str) -> None:
         key = self._bus.key(queue).encode()
@@ -432,12 +448,19 @@ class _RedisConsumer(Consumer):
         with _unavailable_on_connection_error():
             await self._ensure_wake()
         streams = {self._wake_key: b">", **dict.fromkeys(self._queues, b">")}
-        response = await self._bus._with_retry(
-            f"consumer {self._name}",
-            lambda: self._bus._blocking.xreadgroup(
-                self._group, self._name, streams, count=self._batch, block=block_ms
-            ),
-        )
+        try:
+            response = await self._bus._with_retry(
+                f"consumer {self._name}",
+                lambda: self._bus._blocking.xreadgroup(
+                    self._group, self._name, streams, count=self._batch, block=block_ms
+                ),
+            )
+        except redis_errors.ResponseError as exc:
+            # NOGROUP: a stream or its group was deleted before the read; UNBLOCKED: during it.
+            if "NOGROUP" not in str(exc) and "UNBLOCKED" not in str(exc):
+                raise
+            await self._recreate_groups()
+            return
         for key, rows in _stream_rows(response):
             if key == self._wake_key:
                 with _unavailable_on_connection_error():

@@ -4,9 +4,9 @@
 starts with IPython imported and a shell built; `serve` runs in the forked session process.
 
 Two threads share the work, as a Jupyter kernel's shell and control channels do: the main
-thread runs executions one at a time (so SIGINT from the worker interrupts user code with
-KeyboardInterrupt), while the reader thread answers completions and inspections at once, even
-while a long cell runs.
+thread runs executions one at a time, while the reader thread answers completions and
+inspections at once, even while a long cell runs, and turns an interrupt frame into SIGINT for
+the main thread (KeyboardInterrupt in user code) while that execution runs.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ class KernelSettings:
     namespace: str = "cellbus"
     """CELLBUS_NAMESPACE: prefix of every Redis key (several deployments can share a Redis)."""
     worker_id: str = ""
-    """CELLBUS_WORKER_ID: this worker's name on the bus; default: host name and pid."""
+    """CELLBUS_WORKER_ID: this worker's name on the bus; default: host name, pid, random."""
     max_sessions: int = 200
     """CELLBUS_MAX_SESSIONS: the most sessions this worker takes."""
     memory_limit_mb: int = 4096

@@ -41,7 +41,7 @@ def render(msg: Message) -> str | None:
     if msg.msg_type == "error":
         return "\n".join(content.traceback) + "\n"
     if msg.msg_type == "status" and content.execution_state == "dead":
-        return f"[session process {content.reason}]\n"
+        return f"[{content.reason}]\n"
     return None
 
 

@@ -11,7 +11,8 @@ Faults are part of the design, not exceptions to it:
   feed says ``dead`` with the reason, and the next request starts a fresh process;
 - an execution fails with ``stop_on_error``: the executions queued behind it are answered with
   status ``aborted``, as in Jupyter;
-- a frame that fails validation is logged, counted and dropped.
+- an output that fails validation is logged, counted and dropped; a frame that cannot be
+  decoded, or an invalid reply, stops the process (the pipe can no longer be trusted).
 """
 
 from __future__ import annotations
@@ -48,15 +49,16 @@ PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 @dataclass(frozen=True)
 class Ending:
     """Why a session process ended, as users are told: in the ``error`` of the execution it
-    ended, its ``execute_reply``, and the ``dead`` status when it was a fault."""
+    ended, its ``execute_reply``, and a ``dead`` status (unless a restart follows)."""
 
     ename: str
     message: str  # a whole sentence
-    expected: bool = False  # ended on request (restart, shutdown), not by a fault
+    expected: bool = False  # ended on purpose (restart, shutdown, worker stop), not a fault
+    lost_state: bool = True  # a process ran and its variables are gone
 
     @property
     def evalue(self) -> str:
-        if self.expected:
+        if self.expected or not self.lost_state:
             return self.message
         return f"{self.message} Its variables are lost; the next execution starts a fresh process."
 
@@ -293,7 +295,7 @@ class SessionHost:
         await self._publish(m.Status(execution_state="busy"), msg.header)
         if process is None:
             result: m.ExecuteReply | Ending = Ending(
-                "SessionUnavailable", "The session process could not be started."
+                "SessionUnavailable", "The session process could not be started.", lost_state=False
             )
         else:
             if not request.silent:

@@ -147,7 +147,8 @@ ExecutionState = Literal["starting", "busy", "idle", "restarting", "dead"]
 class Status(Content, kw_only=True, omit_defaults=True):
     msg_type: ClassVar[str] = "status"
     execution_state: ExecutionState
-    # cellbus: why the state changed, for people ("process killed by signal 9 (SIGKILL)").
+    # cellbus: why the state changed, for people ("The session process was killed by signal
+    # 9 (SIGKILL).").
     reason: str = ""
 
 

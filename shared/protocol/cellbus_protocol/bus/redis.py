@@ -394,7 +394,7 @@ class _RedisConsumer(Consumer):
         self._queues: dict[bytes, str] = {}
         self._buffer: deque[QueueItem] = deque()
         self._wake_ready = False
-        self._wake_expiry_renewed = 0.0
+        self._wake_expiry_renewed: float | None = None
 
     async def _ensure_group(self, key: bytes) -> None:
         try:
@@ -409,7 +409,8 @@ class _RedisConsumer(Consumer):
         if not self._wake_ready:
             await self._ensure_group(self._wake_key)
             self._wake_ready = True
-        if time.monotonic() - self._wake_expiry_renewed > WAKE_EXPIRY / 2:
+        renewed = self._wake_expiry_renewed
+        if renewed is None or time.monotonic() - renewed > WAKE_EXPIRY / 2:
             await self._bus._redis.expire(self._wake_key, WAKE_EXPIRY)
             self._wake_expiry_renewed = time.monotonic()
 

@@ -11,6 +11,7 @@ from cellbus_protocol.bus import create_bus
 from cellbus_protocol.settings import settings_from_env
 
 from .config import KernelSettings
+from .isolation import forbid_inspection
 from .worker import KernelWorker
 
 
@@ -31,6 +32,7 @@ async def serve(settings: KernelSettings) -> None:
 
 def main() -> None:
     settings = settings_from_env(KernelSettings, os.environ)
+    forbid_inspection()  # user code must not read this process's environment or memory
     logging.basicConfig(
         level=settings.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

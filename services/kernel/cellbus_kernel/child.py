@@ -163,7 +163,23 @@ def prepare_shell() -> CellbusShell:
     config.InteractiveShell.autocall = 0
     # Matplotlib is not imported here (it is heavy); the session's environment names the
     # inline backend (MPLBACKEND), which publishes figures as image/png when a cell ends.
-    return CellbusShell.instance(config=config)
+    shell = CellbusShell.instance(config=config)
+    _warm_up(shell)
+    return shell
+
+
+def _warm_up(shell: CellbusShell) -> None:
+    """Take once, in the template, the paths every session takes: IPython imports much of what
+    it needs for running a cell, formatting a traceback, completing and inspecting on first
+    use, which would otherwise cost each new session (the first traceback alone ~150 ms)."""
+    shell.run_cell("pass", store_history=False, silent=True)
+    try:
+        raise ValueError("warm-up")
+    except ValueError as exc:
+        shell.InteractiveTB.structured_traceback(type(exc), exc, exc.__traceback__)
+    shell.complete("", "pri", 3)
+    shell.object_inspect_mime("print")
+    shell.display_formatter.format(1)
 
 
 def serve(shell: CellbusShell, sock: socket.socket, output_cap: int) -> None:

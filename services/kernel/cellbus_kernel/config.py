@@ -31,5 +31,8 @@ class KernelSettings:
     """CELLBUS_START_TIMEOUT: seconds a new session process has to say it is ready."""
     answer_timeout: float = 10.0
     """CELLBUS_ANSWER_TIMEOUT: seconds a completion or inspection may take."""
+    session_user: str = ""
+    """CELLBUS_SESSION_USER: when the worker runs as root, the user session processes run as
+    (it must be able to read the Python installation)."""
     log_level: str = "INFO"
     """CELLBUS_LOG_LEVEL."""

@@ -24,6 +24,7 @@ from cellbus_protocol.kernel_client import KernelClient
 from cellbus_protocol.settings import settings_from_env
 
 from .config import KernelSettings
+from .isolation import forbid_inspection
 from .worker import KernelWorker
 
 
@@ -116,6 +117,7 @@ async def console(settings: KernelSettings) -> None:
 
 def main() -> None:
     settings = settings_from_env(KernelSettings, os.environ)
+    forbid_inspection()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     print("cellbus console: one session on the in-process bus. Ctrl-D ends, Ctrl-C interrupts.")
     asyncio.run(console(settings))

@@ -355,7 +355,9 @@ class SessionHost:
                 return self._process
             await self._publish(m.Status(execution_state="starting"), parent)
             try:
-                process = await self._spawner.spawn(self._settings.output_cap)
+                process = await self._spawner.spawn(
+                    self._settings.output_cap, self._settings.session_user
+                )
                 ready = await asyncio.wait_for(process.pipe.receive(), self._settings.start_timeout)
             except Exception as exc:
                 log.exception("session %s: could not start a process", self.session)

@@ -19,21 +19,6 @@ from .frames import FramedStream
 
 log = logging.getLogger(__name__)
 
-SESSION_ENV_ALLOWED = (
-    "PATH", "HOME", "LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "USER",
-    "LOGNAME", "TERM", "PYTHONPATH", "VIRTUAL_ENV", "MPLCONFIGDIR",
-)  # fmt: skip
-"""The only variables a session process inherits: nothing of the worker's configuration."""
-
-
-def session_environment(environ: dict[str, str] | os._Environ[str]) -> dict[str, str]:
-    """The environment of the template (and so of every session): an allow-list, never secrets."""
-    env = {name: environ[name] for name in SESSION_ENV_ALLOWED if name in environ}
-    env["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
-    env["PYTHONUNBUFFERED"] = "1"
-    env.setdefault("TERM", "xterm-256color")
-    return env
-
 
 def describe_exit(status: int | None) -> str:
     """A wait status in words: 'was killed by signal 11 (SIGSEGV)', 'exited with code 3'."""
@@ -122,7 +107,7 @@ class Spawner:
                 future.set_result(None)
         self._exits.clear()
 
-    async def spawn(self, output_cap: int, timeout: float = 10.0) -> SessionProcess:
+    async def spawn(self, output_cap: int, user: str = "", timeout: float = 10.0) -> SessionProcess:
         """A new session process, forked from the template (restarted if it died)."""
         async with self._lock:
             if self._process is None or self._process.returncode is not None:
@@ -130,7 +115,8 @@ class Spawner:
             assert self._control is not None
             ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
             try:
-                request = json.dumps({"spawn": {"output_cap": output_cap}}).encode() + b"\n"
+                spawn = {"output_cap": output_cap, "user": user}
+                request = json.dumps({"spawn": spawn}).encode() + b"\n"
                 socket.send_fds(self._control, [request], [theirs.fileno()])
             finally:
                 theirs.close()

@@ -8,7 +8,7 @@ milliseconds instead of the half second a fresh interpreter needs.
 Control protocol on the socket FD (one JSON object per line from the template):
 
 - worker -> template: ``{"spawn": {"output_cap": N}}`` with the session's socket attached
-  (SCM_RIGHTS);
+  (SCM_RIGHTS); ``user``, if set, is who the session process runs as;
 - template -> worker: ``{"spawned": PID}``, and ``{"exited": PID, "status": WAITSTATUS}``
   whenever a session process ends (the template is their parent and reaps them).
 
@@ -18,7 +18,6 @@ The template ends when the worker does (PR_SET_PDEATHSIG, and end of file on the
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import gc
 import json
 import os
@@ -28,21 +27,16 @@ import socket
 import sys
 import traceback
 
-PR_SET_PDEATHSIG = 1
+from . import isolation
 
 _children: set[int] = set()
 """Session processes alive, killed if the worker goes away."""
 
 
-def _die_with_parent() -> None:
-    with contextlib.suppress(OSError, AttributeError):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-
-
 def main() -> None:
     control = socket.socket(fileno=int(sys.argv[1]))
-    _die_with_parent()
+    isolation.die_with_parent()
+    isolation.forbid_inspection()
     from . import child
 
     shell = child.prepare_shell()
@@ -98,6 +92,9 @@ def _become_session(shell, session_fd, request, control, selector, wake_fds) -> 
         for fd in wake_fds:
             os.close(fd)
         os.setsid()  # a terminal's Ctrl-C reaches the worker, not every session
+        if request.get("user"):
+            isolation.become_user(request["user"])
+        isolation.allow_inspection()  # for its own user's debuggers; the template stays closed
         from . import child
 
         child.serve(shell, socket.socket(fileno=session_fd), int(request["output_cap"]))

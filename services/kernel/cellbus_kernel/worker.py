@@ -27,8 +27,9 @@ from cellbus_protocol.bus import Bus, Consumer, QueueItem
 from cellbus_protocol.errors import BusUnavailable, ValidationError
 
 from .config import KernelSettings
+from .isolation import session_environment
 from .session import WORKER_STOPPED, SessionHost
-from .spawner import Spawner, session_environment
+from .spawner import Spawner
 
 log = logging.getLogger(__name__)
 

@@ -72,8 +72,11 @@ class _Changes:
         self._event = asyncio.Event()
 
     async def wait(self, timeout: float | None) -> bool:
+        # asyncio.timeout, not wait_for: on Python 3.11 wait_for drops a cancellation that
+        # arrives in the same step as the event, and the cancelled reader would run on.
         try:
-            await asyncio.wait_for(self._event.wait(), timeout)
+            async with asyncio.timeout(timeout):
+                await self._event.wait()
         except TimeoutError:
             return False
         return True
@@ -149,7 +152,8 @@ class InMemoryBus(Bus):
         self._replies[reply_to] = future
         try:
             await self.enqueue(queue, data, reply_to=reply_to)
-            return await asyncio.wait_for(future, timeout)
+            async with asyncio.timeout(timeout):  # not wait_for: see _Changes.wait
+                return await future
         except TimeoutError:
             raise RequestTimeout(f"no reply from {queue} within {timeout:g} s") from None
         finally:

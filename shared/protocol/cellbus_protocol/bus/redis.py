@@ -43,6 +43,8 @@ log = logging.getLogger(__name__)
 BLOCK_MS = 5_000
 """Longest single blocking read; reads loop, so this only bounds how stale a dead socket gets."""
 COMMAND_TIMEOUT = 10.0
+MAX_CONNECTIONS = 64
+"""Connections per pool; a bus has two (commands, and blocking reads)."""
 SUBSCRIBER_BUFFER = 10_000
 """Live entries a subscription holds before it drops them and catches up from the stream."""
 RETRY_DELAYS = (0.05, 0.1, 0.2, 0.5, 1.0, 2.0)
@@ -75,6 +77,18 @@ def _unavailable_on_connection_error():
         raise BusUnavailable(f"Redis unavailable: {exc}") from exc
 
 
+def _raise_if_cancelled() -> None:
+    """End a task that was asked to stop before it starts another blocking read.
+
+    redis-py can swallow a cancellation: it sends each command under asyncio.wait_for, which on
+    Python 3.11 returns normally when the send finishes in the same step as the cancel. A read
+    loop that went on regardless would never end (and `close` would wait for it forever).
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
 def _seq_of(stream_id: bytes) -> int:
     return int(stream_id.split(b"-", 1)[1])
 
@@ -93,14 +107,26 @@ class RedisBus(Bus):
         self.namespace = namespace
         self.feed_retention = feed_retention
         self.instance_id = uuid.uuid4().hex[:12]
-        self._redis = aioredis.Redis.from_url(
-            url, socket_timeout=COMMAND_TIMEOUT, socket_connect_timeout=COMMAND_TIMEOUT
+        # Bursts of commands wait for a free connection rather than fail (redis-py's plain
+        # pool raises "Too many connections" past its limit).
+        self._redis = aioredis.Redis(
+            connection_pool=aioredis.BlockingConnectionPool.from_url(
+                url,
+                max_connections=MAX_CONNECTIONS,
+                timeout=COMMAND_TIMEOUT,
+                socket_timeout=COMMAND_TIMEOUT,
+                socket_connect_timeout=COMMAND_TIMEOUT,
+            )
         )
         # Blocking reads hold their connection for up to BLOCK_MS: a pool of their own.
-        self._blocking = aioredis.Redis.from_url(
-            url,
-            socket_timeout=BLOCK_MS / 1000 + COMMAND_TIMEOUT,
-            socket_connect_timeout=COMMAND_TIMEOUT,
+        self._blocking = aioredis.Redis(
+            connection_pool=aioredis.BlockingConnectionPool.from_url(
+                url,
+                max_connections=MAX_CONNECTIONS,
+                timeout=COMMAND_TIMEOUT,
+                socket_timeout=BLOCK_MS / 1000 + COMMAND_TIMEOUT,
+                socket_connect_timeout=COMMAND_TIMEOUT,
+            )
         )
         self._renew = self._redis.register_script(_RENEW)
         self._release = self._redis.register_script(_RELEASE)
@@ -113,7 +139,8 @@ class RedisBus(Bus):
 
     async def start(self) -> None:
         with _unavailable_on_connection_error():
-            await asyncio.wait_for(self._redis.ping(), COMMAND_TIMEOUT)
+            async with asyncio.timeout(COMMAND_TIMEOUT):
+                await self._redis.ping()
 
     async def close(self) -> None:
         await self._hub.close()
@@ -169,7 +196,8 @@ class RedisBus(Bus):
         request_id, future = await self._replies.expect()
         try:
             await self.enqueue(queue, data, reply_to=f"{self._replies.channel}#{request_id}")
-            return await asyncio.wait_for(future, timeout)
+            async with asyncio.timeout(timeout):  # not wait_for: see _RedisSubscription.next
+                return await future
         except TimeoutError:
             raise RequestTimeout(f"no reply from {queue} within {timeout:g} s") from None
         finally:
@@ -230,6 +258,7 @@ class RedisBus(Bus):
     async def _with_retry(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
         """Run a blocking read, reconnecting with backoff while Redis is away."""
         for attempt in range(1_000_000):
+            _raise_if_cancelled()
             try:
                 return await call()
             except _CONNECTION_ERRORS as exc:
@@ -354,8 +383,11 @@ class _RedisSubscription(Subscription):
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
                 return None
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for drops a cancellation that
+            # arrives in the same step as an entry, and the cancelled reader would run on.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._arrived.wait(), remaining)
+                async with asyncio.timeout(remaining):
+                    await self._arrived.wait()
         return None
 
     async def _take(self) -> FeedEntry | None:

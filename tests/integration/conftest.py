@@ -77,6 +77,16 @@ async def kernel(request: pytest.FixtureRequest) -> AsyncIterator[Kernel]:
 
 
 @pytest.fixture
+async def redis_client(namespace: str) -> AsyncIterator[KernelClient]:
+    """A client as alice on the Redis bus, in the test's namespace (for tests that start
+    their own worker processes there)."""
+    bus = RedisBus(REDIS_URL, namespace=namespace)
+    await bus.start()
+    yield KernelClient(bus, "alice")
+    await bus.close()
+
+
+@pytest.fixture
 async def session(kernel: Kernel) -> AsyncIterator[str]:
     """A new session, ready (its process started), shut down after the test."""
     session = await kernel.client.create_session()

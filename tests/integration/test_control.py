@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 from cellbus_protocol import codec, keys
 from cellbus_protocol.envelope import Message
 
-from ..support.feeds import collect, run_code
+from ..support.feeds import collect, first_message, run_code
 from .conftest import Kernel
 
 
@@ -16,13 +15,12 @@ async def start_running(kernel: Kernel, session: str, code: str) -> tuple[Messag
     """Send `code` and return once its execute_input is on the feed (it is running)."""
     after = await kernel.bus.last_seq(keys.feed(session))
     request = await kernel.client.execute(session, code)
-    async with await kernel.bus.subscribe(keys.feed(session), after) as feed:
-        async with asyncio.timeout(20):
-            async for entry in feed:
-                msg = codec.decode(entry.data)
-                if msg.msg_type == "execute_input" and msg.parent_header.msg_id == request.msg_id:
-                    return request, after
-    raise AssertionError("unreachable")
+
+    def is_echo(msg: Message) -> bool:
+        return msg.msg_type == "execute_input" and msg.parent_header.msg_id == request.msg_id
+
+    await first_message(kernel.bus, session, after, is_echo)
+    return request, after
 
 
 async def test_interrupt_stops_the_cell_and_keeps_the_namespace(

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from cellbus_protocol import codec, keys
 
-from ..support.feeds import collect, run_code
+from ..support.feeds import collect, first_message, run_code
 from .conftest import Kernel
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -57,14 +57,11 @@ async def test_stream_is_published_while_code_runs(
     )
     after = await kernel.bus.last_seq(keys.feed(session))
     request = await kernel.client.execute(session, code)
-    async with await kernel.bus.subscribe(keys.feed(session), after) as feed:
-        async with asyncio.timeout(20):
-            async for entry in feed:
-                msg = codec.decode(entry.data)
-                if msg.msg_type == "stream":
-                    assert msg.content.text == "waiting for the gate\n"
-                    break
-                assert msg.msg_type != "execute_reply", "the reply came before the output"
+    _, first = await first_message(
+        kernel.bus, session, after, lambda msg: msg.msg_type in ("stream", "execute_reply")
+    )
+    assert first.msg_type == "stream", "the reply came before the output"
+    assert first.content.text == "waiting for the gate\n"
     gate.touch()  # the cell is still running: its first line arrived while it waited
     run = await collect(kernel.bus, request, after)
     assert run.stdout == "waiting for the gate\nthrough\n"

@@ -5,16 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from cellbus_protocol.bus import RedisBus
 from cellbus_protocol.kernel_client import KernelClient
 
 from ..support.feeds import run_code, wait_for_state
-from ..support.redis import REDIS_URL
 from ..support.workers import WorkerProcess
 
 
@@ -30,19 +28,11 @@ def worker_with_session_user(namespace: str, tmp_path: Path) -> Iterator[WorkerP
         worker.stop()
 
 
-@pytest.fixture
-async def client(namespace: str) -> AsyncIterator[KernelClient]:
-    bus = RedisBus(REDIS_URL, namespace=namespace)
-    await bus.start()
-    yield KernelClient(bus, "alice")
-    await bus.close()
-
-
 async def test_session_cannot_read_the_workers_environment(
-    worker_with_session_user: WorkerProcess, client: KernelClient
+    worker_with_session_user: WorkerProcess, redis_client: KernelClient
 ) -> None:
-    session = await client.create_session()
-    await wait_for_state(client.bus, session, "idle")
+    session = await redis_client.create_session()
+    await wait_for_state(redis_client.bus, session, "idle")
     worker_pid = worker_with_session_user.pid
     code = (
         "import os\n"
@@ -54,7 +44,7 @@ async def test_session_cannot_read_the_workers_environment(
         "    except PermissionError:\n"
         "        print('refused')\n"
     )
-    run = await run_code(client, session, code)
+    run = await run_code(redis_client, session, code)
     assert run.stdout == "65534\nrefused\nrefused\n"
     # The worker's own environment does hold the Redis URL: it is there to be protected.
     environ = await asyncio.to_thread(Path(f"/proc/{worker_pid}/environ").read_bytes)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from cellbus_protocol import codec, keys
@@ -86,12 +87,24 @@ async def run_code(client: KernelClient, session: str, code: str, **options: obj
     return await collect(client.bus, request, after)
 
 
-async def wait_for_state(bus: Bus, session: str, state: str, after: int = 0) -> int:
-    """The seq of the first status `state` on the feed after `after`."""
+async def first_message(
+    bus: Bus, session: str, after: int, matches: Callable[[Message], bool]
+) -> tuple[int, Message]:
+    """The first message on the session's feed after `after` for which `matches` is true."""
     async with await bus.subscribe(keys.feed(session), after) as subscription:
         async with asyncio.timeout(FEED_TIMEOUT):
             async for entry in subscription:
                 msg = codec.decode(entry.data)
-                if msg.msg_type == "status" and msg.content.execution_state == state:
-                    return entry.seq
+                if matches(msg):
+                    return entry.seq, msg
     raise AssertionError("unreachable")
+
+
+async def wait_for_state(bus: Bus, session: str, state: str, after: int = 0) -> int:
+    """The seq of the first status `state` on the feed after `after`."""
+
+    def is_state(msg: Message) -> bool:
+        return msg.msg_type == "status" and msg.content.execution_state == state
+
+    seq, _ = await first_message(bus, session, after, is_state)
+    return seq

@@ -58,7 +58,29 @@ class QueueItem:
     reply_to: str | None = None
 
 
-class Subscription(abc.ABC):
+class _Closing(abc.ABC):
+    """``async with`` support for anything with ``close()`` (and an optional ``start()``)."""
+
+    async def start(self) -> None:
+        """Get ready; for a bus, connect (`BusUnavailable` if the transport is unreachable)."""
+
+    @abc.abstractmethod
+    async def close(self) -> None: ...
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+
+class Subscription(_Closing):
     """A live, ordered read of one feed; iterate it with ``async for`` and close it when done."""
 
     feed: str
@@ -81,19 +103,8 @@ class Subscription(abc.ABC):
             if entry is not None:
                 yield entry
 
-    async def __aenter__(self) -> Self:
-        return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
-
-
-class Consumer(abc.ABC):
+class Consumer(_Closing):
     """One member of a consumer group, reading a changing set of queues."""
 
     @abc.abstractmethod
@@ -116,29 +127,13 @@ class Consumer(abc.ABC):
     async def close(self) -> None: ...
 
 
-class Bus(abc.ABC):
-    """The one interface between cellbus services. See the module docstring for guarantees."""
+class Bus(_Closing):
+    """The one interface between cellbus services. See the module docstring for guarantees.
+
+    Use it as ``async with create_bus(url) as bus:`` (or call `start` and `close`).
+    """
 
     feed_retention: int
-
-    # -- life cycle -----------------------------------------------------------------------
-    async def start(self) -> None:
-        """Connect; raises `BusUnavailable` if the transport cannot be reached."""
-
-    @abc.abstractmethod
-    async def close(self) -> None: ...
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     # -- feeds ----------------------------------------------------------------------------
     @abc.abstractmethod

@@ -360,6 +360,7 @@ class _RedisSubscription(Subscription):
         self._live: deque[FeedEntry] = deque()
         self._arrived = asyncio.Event()
         self._catching_up = True
+        self._overflows = 0
         self._closed = False
 
     def push(self, entries: list[FeedEntry]) -> None:
@@ -367,6 +368,7 @@ class _RedisSubscription(Subscription):
         if len(self._live) + len(entries) > SUBSCRIBER_BUFFER:
             self._live.clear()
             self._catching_up = True
+            self._overflows += 1
         else:
             self._live.extend(entries)
         self._arrived.set()
@@ -393,8 +395,13 @@ class _RedisSubscription(Subscription):
     async def _take(self) -> FeedEntry | None:
         while True:
             if not self._backlog and self._catching_up:
+                overflows = self._overflows
                 self._backlog.extend(await self._bus.read_feed(self.feed, self.last_seq, 1000))
                 if not self._backlog:
+                    if self._overflows != overflows:
+                        # Live entries were dropped while the read was in flight; they are
+                        # newer than what it saw, so read again rather than skip them.
+                        continue
                     self._catching_up = False
             source = self._backlog or self._live
             if not source:

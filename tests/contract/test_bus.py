@@ -2,12 +2,14 @@
 
 Every test that takes the `bus` fixture runs twice: on the in-process bus and on the Redis bus.
 They cover feeds (cursors, resuming after a disconnect, live and retained entries, many
-subscribers, retention, delete), queues (one consumer per item, order, ack, adding a queue
-while a read is blocked, timeouts), request/reply, leases and the load table.
+subscribers, retention, delete), queues (one consumer per item, order, ack, batch size, adding
+a queue while a read is blocked, timeouts), request/reply, leases and the load table, and that
+a task reading a feed or a queue stops when it is cancelled.
 
 The tests at the end use `redis_bus` for what only the Redis transport has: a slow subscriber
-that overflows its live buffer, many subscriptions sharing one blocking read, what ack does to
-the stream, and request/reply between two bus instances.
+that overflows its live buffer (under load, and the exact race that used to lose entries),
+many subscriptions sharing one blocking read, what ack does to the stream, and request/reply
+between two bus instances.
 
 Nothing here sleeps to wait for a result: every wait is on the thing itself, with a deadline.
 """
@@ -22,7 +24,15 @@ from contextlib import asynccontextmanager
 import pytest
 import redis.asyncio as aioredis
 
-from cellbus_protocol.bus import Bus, Consumer, FeedEntry, InMemoryBus, QueueItem, RedisBus
+from cellbus_protocol.bus import (
+    Bus,
+    Consumer,
+    FeedEntry,
+    InMemoryBus,
+    QueueItem,
+    RedisBus,
+    Subscription,
+)
 from cellbus_protocol.bus import redis as redis_transport
 from cellbus_protocol.errors import RequestTimeout
 
@@ -50,7 +60,7 @@ async def publish_range(bus: Bus, feed: str, first: int, last: int) -> list[int]
     return seqs
 
 
-async def take(subscription, count: int, timeout: float = TIMEOUT) -> list[FeedEntry]:
+async def take(subscription: Subscription, count: int, timeout: float = TIMEOUT) -> list[FeedEntry]:
     """The next `count` entries of `subscription`, failing if they do not come in time."""
     entries: list[FeedEntry] = []
     async with asyncio.timeout(timeout):
@@ -236,6 +246,28 @@ async def test_a_subscriber_that_does_not_read_does_not_hold_up_the_others(bus: 
     assert seqs_of(results[1]) == list(range(1, 101))
     assert seqs_of(await take(idle, 100)) == list(range(1, 101))
     await idle.close()
+
+
+async def test_cancelling_a_reader_ends_it_even_as_an_entry_arrives(bus: Bus) -> None:
+    """A reader cancelled in the same step an entry reaches it stops (asyncio.wait_for on
+    Python 3.11 would hand it the entry and drop the cancellation)."""
+    subscription = await bus.subscribe("feed", after=0)
+
+    async def read_forever() -> None:
+        while True:
+            await subscription.next(timeout=TIMEOUT)
+
+    for i in range(1, 21):
+        reader = asyncio.create_task(read_forever())
+        done, _ = await asyncio.wait({reader}, timeout=0.02)
+        assert not done
+        await bus.publish("feed", payload(i))
+        for _ in range(i % 4):
+            await asyncio.sleep(0)
+        reader.cancel()
+        done, _ = await asyncio.wait({reader}, timeout=TIMEOUT)
+        assert done and reader.cancelled(), f"round {i}: the reader ran on after cancel()"
+    await subscription.close()
 
 
 async def test_read_feed_with_after_and_limit(bus: Bus) -> None:
@@ -434,6 +466,51 @@ async def test_get_returns_none_on_timeout(bus: Bus) -> None:
     await consumer.close()
 
 
+async def test_a_consumer_taking_one_at_a_time_leaves_the_rest_to_others(bus: Bus) -> None:
+    """A busy worker takes one item and stops reading; the other items are not its own."""
+    busy = bus.consumer("group", "busy", batch=1)
+    idle = bus.consumer("group", "idle", batch=1)
+    await busy.add("queue")
+    for i in range(3):
+        await bus.enqueue("queue", payload(i))
+    first = await busy.get(timeout=TIMEOUT)
+    assert first is not None and first.data == payload(0)
+
+    await idle.add("queue")
+    assert [item.data for item in await take_items(idle, 2)] == [payload(1), payload(2)]
+    await busy.close()
+    await idle.close()
+
+
+async def test_a_cancelled_queue_reader_stops(bus: Bus, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A worker loop cancelled at any point (in get, in ack) ends; it never reads on.
+
+    Cancelled at many different moments, because redis-py can swallow a cancellation that
+    lands while it sends a command. BLOCK_MS is shortened so that a reader that did go on
+    would be caught at its next read rather than 5 s later.
+    """
+    monkeypatch.setattr(redis_transport, "BLOCK_MS", 200)
+    consumer = bus.consumer("group", "c1")
+    await consumer.add("queue")
+
+    async def work() -> None:
+        while True:
+            item = await consumer.get()
+            if item is not None:
+                await consumer.ack(item)
+
+    for attempt in range(40):
+        await bus.enqueue("queue", payload(attempt))
+        worker = asyncio.create_task(work())
+        for _ in range(attempt % 20):
+            await asyncio.sleep(0)
+        worker.cancel()
+        done, _ = await asyncio.wait({worker}, timeout=TIMEOUT)
+        assert done, f"attempt {attempt}: the worker ran on after cancel()"
+        assert worker.cancelled()
+    await consumer.close()
+
+
 # -- request/reply ---------------------------------------------------------------------------
 
 
@@ -556,9 +633,13 @@ async def test_loads_returns_live_members_only(bus: Bus) -> None:
 
 
 async def test_slow_subscriber_overflowing_its_buffer_catches_up_from_the_stream(
-    redis_bus: RedisBus, monkeypatch: pytest.MonkeyPatch
+    redis_bus: RedisBus, namespace: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(redis_transport, "SUBSCRIBER_BUFFER", 5)
+    """A subscriber too slow for its live buffer drops it and re-reads the stream; it still
+    gets every entry exactly once, in order, and the publisher and a fast subscriber never
+    wait for it. The publisher is another bus instance, as in a deployment (a kernel worker
+    publishes, a web process subscribes)."""
+    monkeypatch.setattr(redis_transport, "SUBSCRIBER_BUFFER", 3)
     overflows = 0
     push = redis_transport._RedisSubscription.push
 
@@ -569,7 +650,7 @@ async def test_slow_subscriber_overflowing_its_buffer_catches_up_from_the_stream
 
     monkeypatch.setattr(redis_transport._RedisSubscription, "push", counting_push)
 
-    total = 500
+    total = 2000
     slow = await redis_bus.subscribe("feed", after=0)
     fast = await redis_bus.subscribe("feed", after=0)
 
@@ -577,14 +658,15 @@ async def test_slow_subscriber_overflowing_its_buffer_catches_up_from_the_stream
         entries: list[FeedEntry] = []
         while len(entries) < total:
             entries += await take(slow, 1)
-            if len(entries) % 10 == 0:
-                await asyncio.sleep(0.005)  # a slow consumer (a congested websocket)
+            if len(entries) % 20 == 0:
+                await asyncio.sleep(0.002)  # a slow consumer (a congested websocket)
         return entries
 
-    async with asyncio.timeout(TIMEOUT * 3):
-        published, got_slow, got_fast = await asyncio.gather(
-            publish_range(redis_bus, "feed", 1, total), read_slowly(), take(fast, total)
-        )
+    async with RedisBus(REDIS_URL, namespace=namespace) as publisher:
+        async with asyncio.timeout(TIMEOUT * 3):
+            published, got_slow, got_fast = await asyncio.gather(
+                publish_range(publisher, "feed", 1, total), read_slowly(), take(fast, total)
+            )
     await slow.close()
     await fast.close()
 
@@ -595,7 +677,49 @@ async def test_slow_subscriber_overflowing_its_buffer_catches_up_from_the_stream
         assert [e.data for e in got] == [payload(i) for i in range(1, total + 1)]
 
 
-async def test_many_subscriptions_share_one_blocking_read(redis_bus: RedisBus) -> None:
+async def test_entries_dropped_while_a_catch_up_read_is_in_flight_are_read_again(
+    redis_bus: RedisBus, namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The race behind the test above, made certain: the catch-up read finds nothing new,
+    and before its answer is seen, new entries arrive and overflow the live buffer (which
+    drops them). The subscription must read the stream again rather than call itself
+    caught up."""
+    monkeypatch.setattr(redis_transport, "SUBSCRIBER_BUFFER", 3)
+    overflowed = asyncio.Event()
+    push = redis_transport._RedisSubscription.push
+
+    def watching_push(self, entries: list[FeedEntry]) -> None:
+        if len(self._live) + len(entries) > redis_transport.SUBSCRIBER_BUFFER:
+            overflowed.set()
+        push(self, entries)
+
+    monkeypatch.setattr(redis_transport._RedisSubscription, "push", watching_push)
+
+    async with RedisBus(REDIS_URL, namespace=namespace) as publisher:
+        read_feed = redis_bus.read_feed
+
+        async def read_feed_racing(feed: str, after: int = 0, limit: int = 1000):
+            entries = await read_feed(feed, after, limit)
+            if not entries and not overflowed.is_set():
+                await publish_range(publisher, "feed", after + 1, after + 5)
+                await asyncio.wait_for(overflowed.wait(), TIMEOUT)
+            return entries
+
+        monkeypatch.setattr(redis_bus, "read_feed", read_feed_racing)
+
+        await publish_range(publisher, "feed", 1, 2)
+        async with await redis_bus.subscribe("feed", after=0) as subscription:
+            entries = await take(subscription, 7)
+            assert overflowed.is_set()
+            assert seqs_of(entries) == list(range(1, 8))
+            assert [e.data for e in entries] == [payload(i) for i in range(1, 8)]
+
+
+async def test_many_subscriptions_share_one_blocking_read(
+    redis_bus: RedisBus, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """200 subscribers (a web process with many open notebooks) all get a message, and the
+    bus never has more than one blocking XREAD in flight for them."""
     in_flight = most_in_flight = 0
     xread = redis_bus._blocking.xread
 
@@ -608,7 +732,7 @@ async def test_many_subscriptions_share_one_blocking_read(redis_bus: RedisBus) -
         finally:
             in_flight -= 1
 
-    redis_bus._blocking.xread = counting_xread  # type: ignore[method-assign]
+    monkeypatch.setattr(redis_bus._blocking, "xread", counting_xread)
 
     subscriptions = [await redis_bus.subscribe("feed", after=None) for _ in range(200)]
     await redis_bus.publish("feed", b"to everyone")

@@ -29,7 +29,8 @@ def _convert(name: str, raw: str, kind: Any) -> Any:
         try:
             return kind(raw)
         except ValueError:
-            raise ValueError(f"{name}: expected a {kind.__name__}, got {raw!r}") from None
+            noun = "an integer" if kind is int else "a number"
+            raise ValueError(f"{name}: expected {noun}, got {raw!r}") from None
     return raw
 
 

@@ -1,0 +1,37 @@
+"""The accounts store: PostgreSQL in deployments, SQLite embedded for ``make run``.
+
+``open_store(url)`` picks the database by URL scheme: ``postgresql://...`` (asyncpg) or
+``sqlite:///path/to/file.db`` / ``sqlite://:memory:`` (aiosqlite).
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from .database import Database, Postgres, Sqlite
+from .errors import StoreError, StoreUnavailable, UniqueViolation, VersionConflict
+from .records import Cell, Member, Role, Token, User, Worksheet
+from .store import Store
+
+__all__ = [
+    "Cell", "Database", "Member", "Postgres", "Role", "Sqlite", "Store", "StoreError",
+    "StoreUnavailable", "Token", "UniqueViolation", "User", "VersionConflict", "Worksheet",
+    "database_for",
+]  # fmt: skip
+
+
+def database_for(url: str) -> Database:
+    """The database for `url`: ``postgresql://`` or ``sqlite://``."""
+    scheme = urlsplit(url).scheme
+    if scheme in ("postgres", "postgresql"):
+        return Postgres(url)
+    if scheme == "sqlite":
+        path = url.removeprefix("sqlite://")
+        return Sqlite(
+            ":memory:"
+            if path in ("", ":memory:", "/:memory:")
+            else path.removeprefix("/")
+            if path.startswith("//")
+            else path
+        )
+    raise ValueError(f"unsupported database URL {url!r}: use postgresql:// or sqlite://")

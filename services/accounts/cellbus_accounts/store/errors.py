@@ -1,0 +1,31 @@
+"""Errors of the store, independent of the database behind it::
+
+StoreError
+├── StoreUnavailable   the database cannot be reached (callers say "unavailable", retry)
+├── UniqueViolation    a unique name or key is taken (a username, say)
+└── VersionConflict    an edit named a version that is no longer current; carries the cell
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class StoreError(Exception):
+    """Base of the store's errors."""
+
+
+class StoreUnavailable(StoreError):
+    """The database cannot be reached or went away mid-call; nothing was written."""
+
+
+class UniqueViolation(StoreError):
+    """A unique constraint refused the write."""
+
+
+class VersionConflict(StoreError):
+    """An update named a stale version; `current` is the record as it is now."""
+
+    def __init__(self, current: Any) -> None:
+        super().__init__("the record was changed by someone else")
+        self.current = current

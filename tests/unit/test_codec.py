@@ -62,6 +62,12 @@ SAMPLES: dict[str, messages.Content] = {
         ename="NameError", evalue="name 'x' is not defined", traceback=["NameError: ..."]
     ),
     "clear_output": messages.ClearOutput(wait=True),
+    "cell_created": messages.CellCreated(cell={"id": "c2", "source": "1 + 1"}, after="c1"),
+    "cell_updated": messages.CellUpdated(cell={"id": "c2", "source": "2 + 2", "version": 2}),
+    "cell_moved": messages.CellMoved(id="c2", after=None),
+    "cell_deleted": messages.CellDeleted(id="c2"),
+    "worksheet_renamed": messages.WorksheetRenamed(title="Orbits"),
+    "worksheet_shared": messages.WorksheetShared(username="brian", role="viewer"),
 }
 
 

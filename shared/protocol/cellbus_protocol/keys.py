@@ -41,3 +41,10 @@ def requests(session: str) -> str:
 def session_host(session: str) -> str:
     """Lease naming the worker that hosts the session; held while the worker is alive."""
     return f"session:{check_session_id(session)}:host"
+
+
+ACCOUNTS = "accounts:requests"
+"""Queue of accounts requests (request/reply); read by the accounts service."""
+
+ACCOUNTS_GROUP = "accounts"
+"""Consumer group of the accounts service processes."""

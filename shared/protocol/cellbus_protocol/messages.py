@@ -197,6 +197,43 @@ class ClearOutput(Content, kw_only=True):
     wait: bool = False
 
 
+# --- worksheet changes (cellbus): published by the accounts service on the worksheet's
+# session feed, with the acting user in the header, so every viewer follows edits live.
+
+
+class CellCreated(Content, kw_only=True):
+    msg_type: ClassVar[str] = "cell_created"
+    cell: dict[str, Any]  # the cell as accounts.CellView
+    after: str | None  # the cell it follows (None: at the top)
+
+
+class CellUpdated(Content, kw_only=True):
+    msg_type: ClassVar[str] = "cell_updated"
+    cell: dict[str, Any]
+
+
+class CellMoved(Content, kw_only=True):
+    msg_type: ClassVar[str] = "cell_moved"
+    id: str
+    after: str | None
+
+
+class CellDeleted(Content, kw_only=True):
+    msg_type: ClassVar[str] = "cell_deleted"
+    id: str
+
+
+class WorksheetRenamed(Content, kw_only=True):
+    msg_type: ClassVar[str] = "worksheet_renamed"
+    title: str
+
+
+class WorksheetShared(Content, kw_only=True):
+    msg_type: ClassVar[str] = "worksheet_shared"
+    username: str
+    role: Literal["viewer", "editor", "owner", "none"]
+
+
 REQUEST_TYPES: tuple[type[Content], ...] = (
     ExecuteRequest,
     CompleteRequest,
@@ -225,6 +262,12 @@ FEED_TYPES: tuple[type[Content], ...] = (
     Error,
     ClearOutput,
     ExecuteReply,
+    CellCreated,
+    CellUpdated,
+    CellMoved,
+    CellDeleted,
+    WorksheetRenamed,
+    WorksheetShared,
 )
 
 CONTENT_TYPES: dict[str, type[Content]] = {

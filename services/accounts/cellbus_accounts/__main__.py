@@ -1,0 +1,48 @@
+"""``python -m cellbus_accounts``: run the accounts service on the Redis bus."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+
+from cellbus_protocol.bus import create_bus
+from cellbus_protocol.settings import settings_from_env
+
+from .config import AccountsSettings
+from .handlers import Handlers
+from .service import AccountsService
+from .store import Store, database_for
+
+
+async def serve(settings: AccountsSettings) -> None:
+    bus = create_bus(settings.redis_url, namespace=settings.namespace)
+    await bus.start()
+    store = Store(database_for(settings.database_url))
+    await store.open()
+    service = AccountsService(
+        Handlers(store, bus, settings), bus, f"accounts-{socket.gethostname()}-{os.getpid()}"
+    )
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, service.stop)
+    try:
+        await service.run()
+    finally:
+        await store.close()
+        await bus.close()
+
+
+def main() -> None:
+    settings = settings_from_env(AccountsSettings, os.environ)
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    asyncio.run(serve(settings))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,349 @@
+"""One function per accounts operation; every permission rule of cellbus lives here.
+
+Roles rank viewer < editor < owner. A viewer reads a worksheet and watches its feed; an
+editor also edits and runs cells; an owner also renames, shares and deletes it. Someone with
+no role gets ``not_found`` for a worksheet, as if it did not exist; someone whose role is too
+low gets ``forbidden``. Every change to a worksheet or cell is announced on its session feed
+with the acting user, so every viewer follows edits live.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import msgspec
+
+from cellbus_protocol import accounts as a
+from cellbus_protocol import codec, keys
+from cellbus_protocol import messages as m
+from cellbus_protocol.bus import Bus
+from cellbus_protocol.envelope import new_message
+
+from . import passwords
+from .config import AccountsSettings
+from .store import Cell, Store, UniqueViolation, User, VersionConflict, Worksheet
+from .store.records import ROLE_RANK
+
+USERNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{1,31}$")
+MAX_TITLE = 200
+
+
+class AccountsError(Exception):
+    """An error for the caller: one of `accounts.ERROR_CODES`, a message, and data."""
+
+    def __init__(self, code: str, message: str, data: Any = None) -> None:
+        super().__init__(message)
+        self.code, self.message, self.data = code, message, data
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+def user_view(user: User) -> a.UserView:
+    return a.UserView(
+        id=str(user.id), username=user.username, is_admin=user.is_admin,
+        created_at=user.created_at.isoformat(),
+    )  # fmt: skip
+
+
+def worksheet_view(sheet: Worksheet) -> a.WorksheetView:
+    return a.WorksheetView(
+        id=str(sheet.id), title=sheet.title, session=sheet.session, owner=sheet.owner,
+        role=sheet.role, created_at=sheet.created_at.isoformat(),
+        updated_at=sheet.updated_at.isoformat(),
+    )  # fmt: skip
+
+
+def cell_view(cell: Cell) -> a.CellView:
+    return a.CellView(
+        id=str(cell.id), worksheet=str(cell.worksheet_id), source=cell.source,
+        version=cell.version, outputs=cell.outputs, execution_count=cell.execution_count,
+        run_by=cell.run_by, run_at=_iso(cell.run_at), run_msg_id=cell.run_msg_id,
+    )  # fmt: skip
+
+
+def _uuid(value: str | None, what: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(str(value))
+    except ValueError:
+        raise AccountsError("not_found", f"no {what} {value!r}") from None
+
+
+def token_hash(token: str) -> bytes:
+    return hashlib.sha256(token.encode()).digest()
+
+
+class Handlers:
+    """The accounts operations over a store, announcing changes on the bus."""
+
+    def __init__(self, store: Store, bus: Bus, settings: AccountsSettings) -> None:
+        self.store = store
+        self.bus = bus
+        self.settings = settings
+        self._table: dict[type, Callable[[Any], Awaitable[Any]]] = {
+            a.Register: self.register, a.Login: self.login, a.Authenticate: self.authenticate,
+            a.Logout: self.logout, a.ListTokens: self.list_tokens, a.RevokeToken: self.revoke,
+            a.WhoAmI: self.whoami, a.ListUsers: self.list_users,
+            a.CreateWorksheet: self.create_worksheet, a.ListWorksheets: self.list_worksheets,
+            a.GetWorksheet: self.get_worksheet, a.RenameWorksheet: self.rename_worksheet,
+            a.DeleteWorksheet: self.delete_worksheet, a.ShareWorksheet: self.share_worksheet,
+            a.CreateCell: self.create_cell, a.UpdateCell: self.update_cell,
+            a.MoveCell: self.move_cell, a.DeleteCell: self.delete_cell,
+            a.StartRun: self.start_run, a.SessionRole: self.session_role,
+        }  # fmt: skip
+
+    async def handle(self, request: a.Request) -> Any:
+        return await self._table[type(request)](request)
+
+    # -- who is asking ------------------------------------------------------------------------
+    async def _actor(self, request: a.Request) -> User:
+        user = None
+        if request.actor:
+            try:
+                user = await self.store.user_by_id(uuid.UUID(request.actor))
+            except ValueError:
+                user = None
+        if user is None:
+            raise AccountsError("unauthenticated", "sign in first")
+        return user
+
+    async def _worksheet(self, worksheet_id: str, user: User, needs: str) -> Worksheet:
+        sheet = await self.store.worksheet_for(_uuid(worksheet_id, "worksheet"), user.id)
+        if sheet is None:
+            raise AccountsError("not_found", f"no worksheet {worksheet_id}")
+        if ROLE_RANK[sheet.role] < ROLE_RANK[needs]:
+            raise AccountsError("forbidden", f"this needs the {needs} role; you are a {sheet.role}")
+        return sheet
+
+    async def _cell(self, cell_id: str, user: User, needs: str) -> tuple[Cell, Worksheet]:
+        cell = await self.store.cell(_uuid(cell_id, "cell"))
+        if cell is None:
+            raise AccountsError("not_found", f"no cell {cell_id}")
+        try:
+            sheet = await self._worksheet(str(cell.worksheet_id), user, needs)
+        except AccountsError as exc:
+            if exc.code == "not_found":
+                raise AccountsError("not_found", f"no cell {cell_id}") from None
+            raise
+        return cell, sheet
+
+    async def _announce(self, sheet: Worksheet, user: User, content: m.Content) -> None:
+        msg = new_message(content, session=sheet.session, username=user.username)
+        await self.bus.publish(keys.feed(sheet.session), codec.encode(msg))
+
+    # -- checks on input ----------------------------------------------------------------------
+    def _check_title(self, title: str) -> str:
+        title = title.strip()
+        if not title or len(title) > MAX_TITLE or any(ord(c) < 32 for c in title):
+            raise AccountsError("invalid", f"a title has 1 to {MAX_TITLE} printable characters")
+        return title
+
+    def _check_source(self, source: str) -> None:
+        size = len(source.encode())
+        if size > self.settings.max_source_bytes:
+            raise AccountsError(
+                "invalid",
+                f"the cell source has {size:,} bytes; the limit is "
+                f"{self.settings.max_source_bytes:,}",
+            )
+
+    # -- auth -----------------------------------------------------------------------------
+    async def register(self, request: a.Register) -> a.UserView:
+        if not USERNAME.match(request.username):
+            raise AccountsError(
+                "invalid", "a username has 2 to 32 letters, digits, '.', '_' or '-', "
+                "and starts with a letter or digit",
+            )  # fmt: skip
+        if (problem := passwords.check_strength(request.password)) is not None:
+            raise AccountsError("invalid", problem)
+        if not self.settings.open_signup and await self.store.count_users() > 0:
+            raise AccountsError("forbidden", "sign-up is closed on this server")
+        password_hash = await passwords.hash_password(request.password)
+        try:
+            user = await self.store.create_user(request.username, password_hash)
+        except UniqueViolation:
+            raise AccountsError("taken", f"the username {request.username!r} is taken") from None
+        return user_view(user)
+
+    async def login(self, request: a.Login) -> a.LoginResult:
+        found = await self.store.user_by_name(request.username)
+        ok = found is not None and await passwords.verify_password(found[1], request.password)
+        if not ok or found is None:
+            raise AccountsError("unauthenticated", "wrong username or password")
+        token = secrets.token_urlsafe(32)
+        expires = datetime.now(UTC) + timedelta(days=self.settings.token_ttl_days)
+        await self.store.create_token(found[0].id, token_hash(token), request.label, expires)
+        return a.LoginResult(token=token, user=user_view(found[0]))
+
+    async def authenticate(self, request: a.Authenticate) -> a.UserView:
+        found = await self.store.user_by_token(token_hash(request.token))
+        if found is None:
+            raise AccountsError("unauthenticated", "the token is unknown, expired or revoked")
+        return user_view(found[1])
+
+    async def logout(self, request: a.Logout) -> None:
+        found = await self.store.user_by_token(token_hash(request.token))
+        if found is not None:
+            await self.store.revoke_token(found[1].id, found[0].id)
+
+    async def list_tokens(self, request: a.ListTokens) -> list[a.TokenView]:
+        user = await self._actor(request)
+        return [
+            a.TokenView(
+                id=str(t.id),
+                label=t.label,
+                created_at=t.created_at.isoformat(),
+                expires_at=t.expires_at.isoformat(),
+                revoked=t.revoked_at is not None,
+            )
+            for t in await self.store.list_tokens(user.id)
+        ]
+
+    async def revoke(self, request: a.RevokeToken) -> None:
+        user = await self._actor(request)
+        if not await self.store.revoke_token(user.id, _uuid(request.id, "token")):
+            raise AccountsError("not_found", f"no live token {request.id}")
+
+    async def whoami(self, request: a.WhoAmI) -> a.UserView:
+        return user_view(await self._actor(request))
+
+    async def list_users(self, request: a.ListUsers) -> list[a.UserView]:
+        await self._actor(request)
+        return [user_view(u) for u in await self.store.list_users()]
+
+    # -- worksheets -----------------------------------------------------------------------
+    async def create_worksheet(self, request: a.CreateWorksheet) -> a.WorksheetView:
+        user = await self._actor(request)
+        title = self._check_title(request.title)
+        sheet = await self.store.create_worksheet(user, title, uuid.uuid4().hex)
+        return worksheet_view(sheet)
+
+    async def list_worksheets(self, request: a.ListWorksheets) -> list[a.WorksheetView]:
+        user = await self._actor(request)
+        return [worksheet_view(s) for s in await self.store.worksheets_for(user.id)]
+
+    async def get_worksheet(self, request: a.GetWorksheet) -> a.WorksheetWithCells:
+        user = await self._actor(request)
+        sheet = await self._worksheet(request.id, user, "viewer")
+        view = worksheet_view(sheet)
+        cells = [cell_view(c) for c in await self.store.cells(sheet.id)]
+        members = [a.MemberView(username=x.username, role=x.role)
+                   for x in await self.store.members(sheet.id)]  # fmt: skip
+        return a.WorksheetWithCells(
+            **{f: getattr(view, f) for f in view.__struct_fields__}, cells=cells, members=members
+        )
+
+    async def rename_worksheet(self, request: a.RenameWorksheet) -> a.WorksheetView:
+        user = await self._actor(request)
+        sheet = await self._worksheet(request.id, user, "owner")
+        title = self._check_title(request.title)
+        await self.store.rename_worksheet(sheet.id, title)
+        await self._announce(sheet, user, m.WorksheetRenamed(title=title))
+        renamed = await self.store.worksheet_for(sheet.id, user.id)
+        assert renamed is not None
+        return worksheet_view(renamed)
+
+    async def delete_worksheet(self, request: a.DeleteWorksheet) -> None:
+        user = await self._actor(request)
+        sheet = await self._worksheet(request.id, user, "owner")
+        await self.store.delete_worksheet(sheet.id)
+
+    async def share_worksheet(self, request: a.ShareWorksheet) -> list[a.MemberView]:
+        user = await self._actor(request)
+        sheet = await self._worksheet(request.id, user, "owner")
+        found = await self.store.user_by_name(request.username)
+        if found is None:
+            raise AccountsError("not_found", f"no user {request.username!r}")
+        other = found[0]
+        role = None if request.role == "none" else request.role
+        if other.id == user.id and role != "owner":
+            raise AccountsError("invalid", "owners cannot lower their own role")
+        await self.store.set_role(sheet.id, other.id, role)
+        await self._announce(
+            sheet, user, m.WorksheetShared(username=other.username, role=request.role)
+        )
+        return [a.MemberView(username=x.username, role=x.role)
+                for x in await self.store.members(sheet.id)]  # fmt: skip
+
+    async def session_role(self, request: a.SessionRole) -> str:
+        user = await self._actor(request)
+        try:
+            keys.check_session_id(request.session)
+        except ValueError:
+            raise AccountsError("not_found", f"no session {request.session!r}") from None
+        worksheet_id = await self.store.worksheet_by_session(request.session)
+        role = None if worksheet_id is None else await self.store.role_of(worksheet_id, user.id)
+        if role is None:
+            raise AccountsError("not_found", f"no session {request.session!r}")
+        return role
+
+    # -- cells ----------------------------------------------------------------------------
+    async def create_cell(self, request: a.CreateCell) -> a.CellView:
+        user = await self._actor(request)
+        sheet = await self._worksheet(request.worksheet, user, "editor")
+        self._check_source(request.source)
+        after = None if request.after is None else _uuid(request.after, "cell")
+        try:
+            cell = await self.store.create_cell(sheet.id, request.source, after)
+        except LookupError:
+            raise AccountsError("not_found", f"no cell {request.after} here") from None
+        view = cell_view(cell)
+        await self._announce(
+            sheet, user, m.CellCreated(cell=msgspec_to_dict(view), after=request.after)
+        )
+        return view
+
+    async def update_cell(self, request: a.UpdateCell) -> a.CellView:
+        user = await self._actor(request)
+        cell, sheet = await self._cell(request.id, user, "editor")
+        self._check_source(request.source)
+        try:
+            updated = await self.store.update_cell(cell.id, request.source, request.version)
+        except VersionConflict as conflict:
+            raise AccountsError(
+                "conflict",
+                f"the cell is at version {conflict.current.version}, not {request.version}",
+                msgspec_to_dict(cell_view(conflict.current)),
+            ) from None
+        view = cell_view(updated)
+        await self._announce(sheet, user, m.CellUpdated(cell=msgspec_to_dict(view)))
+        return view
+
+    async def move_cell(self, request: a.MoveCell) -> a.CellView:
+        user = await self._actor(request)
+        cell, sheet = await self._cell(request.id, user, "editor")
+        after = None if request.after is None else _uuid(request.after, "cell")
+        try:
+            moved = await self.store.move_cell(cell.id, after)
+        except ValueError as exc:
+            raise AccountsError("invalid", str(exc)) from None
+        except LookupError:
+            raise AccountsError("not_found", f"no cell {request.after} here") from None
+        await self._announce(sheet, user, m.CellMoved(id=request.id, after=request.after))
+        return cell_view(moved)
+
+    async def delete_cell(self, request: a.DeleteCell) -> None:
+        user = await self._actor(request)
+        cell, sheet = await self._cell(request.id, user, "editor")
+        try:
+            await self.store.delete_cell(cell.id)
+        except LookupError:
+            raise AccountsError("not_found", f"no cell {request.id}") from None
+        await self._announce(sheet, user, m.CellDeleted(id=request.id))
+
+    async def start_run(self, request: a.StartRun) -> dict[str, Any]:
+        user = await self._actor(request)
+        cell, sheet = await self._cell(request.id, user, "editor")
+        started = await self.store.start_run(cell.id, request.msg_id, user.username)
+        return {"cell": msgspec_to_dict(cell_view(started)), "session": sheet.session}
+
+
+def msgspec_to_dict(value: Any) -> dict[str, Any]:
+    return msgspec.to_builtins(value)

@@ -1,0 +1,95 @@
+"""The accounts service: answers requests on the bus, one handler per operation.
+
+Requests are taken from `keys.ACCOUNTS` by every accounts process in one consumer group, so
+several processes share the load. Each request is handled in its own task (up to
+`CONCURRENCY` at once) and always answered: a handler's `AccountsError` becomes its error
+reply; a request that does not decode is ``invalid``; a database that is away is
+``unavailable`` (nothing was written); anything else is logged with the request id and
+answered ``internal``. The service itself never stops on a bad request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from cellbus_protocol import accounts as a
+from cellbus_protocol import keys
+from cellbus_protocol.bus import Bus, QueueItem
+from cellbus_protocol.errors import BusUnavailable, ValidationError
+
+from .handlers import AccountsError, Handlers
+from .store import StoreUnavailable
+
+log = logging.getLogger(__name__)
+
+CONCURRENCY = 32
+
+
+class AccountsService:
+    def __init__(self, handlers: Handlers, bus: Bus, name: str) -> None:
+        self.handlers = handlers
+        self.bus = bus
+        self._consumer = bus.consumer(keys.ACCOUNTS_GROUP, name)
+        self._slots = asyncio.Semaphore(CONCURRENCY)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._stopping = asyncio.Event()
+        self.ready = asyncio.Event()
+
+    async def run(self) -> None:
+        await self._consumer.add(keys.ACCOUNTS)
+        self.ready.set()
+        log.info("accounts service ready")
+        while not self._stopping.is_set():
+            try:
+                item = await self._consumer.get(timeout=1.0)
+            except BusUnavailable as exc:
+                log.warning("cannot read requests: %s", exc)
+                await asyncio.sleep(1.0)
+                continue
+            if item is None:
+                continue
+            await self._slots.acquire()
+            task = asyncio.create_task(self._serve(item))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=10)
+        await self._consumer.close()
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def _serve(self, item: QueueItem) -> None:
+        try:
+            reply = await self._answer(item)
+            await self.bus.reply(item, a.encode(reply))
+            await self._consumer.ack(item)
+        except BusUnavailable as exc:
+            log.warning("request %s: could not reply: %s", item.id, exc)
+        finally:
+            self._slots.release()
+
+    async def _answer(self, item: QueueItem) -> a.Reply:
+        try:
+            request = a.decode_request(item.data)
+        except ValidationError as exc:
+            log.warning("request %s: %s", item.id, exc)
+            return _error("invalid", str(exc))
+        try:
+            return a.Reply(result=await self.handlers.handle(request))
+        except AccountsError as exc:
+            return _error(exc.code, exc.message, exc.data)
+        except StoreUnavailable as exc:
+            log.warning("request %s (%s): %s", item.id, type(request).__name__, exc)
+            return _error("unavailable", "the database is unavailable; nothing was changed")
+        except BusUnavailable as exc:
+            log.warning("request %s (%s): %s", item.id, type(request).__name__, exc)
+            return _error("unavailable", "the message bus is unavailable")
+        except Exception:
+            log.exception("request %s (%s) failed", item.id, type(request).__name__)
+            return _error("internal", "the accounts service failed; see its log")
+
+
+def _error(code: str, message: str, data: object = None) -> a.Reply:
+    return a.Reply(error=a.ErrorInfo(code=code, message=message, data=data))

@@ -13,6 +13,7 @@ from cellbus_protocol.settings import settings_from_env
 
 from .config import AccountsSettings
 from .handlers import Handlers
+from .saver import OutputSaver
 from .service import AccountsService
 from .store import Store, database_for
 
@@ -22,8 +23,12 @@ async def serve(settings: AccountsSettings) -> None:
     await bus.start()
     store = Store(database_for(settings.database_url))
     await store.open()
+    saver = OutputSaver(store, bus)
+    await saver.start()
     service = AccountsService(
-        Handlers(store, bus, settings), bus, f"accounts-{socket.gethostname()}-{os.getpid()}"
+        Handlers(store, bus, settings, saver),
+        bus,
+        f"accounts-{socket.gethostname()}-{os.getpid()}",
     )
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -31,6 +36,7 @@ async def serve(settings: AccountsSettings) -> None:
     try:
         await service.run()
     finally:
+        await saver.close()
         await store.close()
         await bus.close()
 

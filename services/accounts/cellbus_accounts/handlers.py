@@ -27,6 +27,7 @@ from cellbus_protocol.envelope import new_message
 
 from . import passwords
 from .config import AccountsSettings
+from .saver import OutputSaver
 from .store import Cell, Store, UniqueViolation, User, VersionConflict, Worksheet
 from .store.records import ROLE_RANK
 
@@ -83,10 +84,17 @@ def token_hash(token: str) -> bytes:
 class Handlers:
     """The accounts operations over a store, announcing changes on the bus."""
 
-    def __init__(self, store: Store, bus: Bus, settings: AccountsSettings) -> None:
+    def __init__(
+        self,
+        store: Store,
+        bus: Bus,
+        settings: AccountsSettings,
+        saver: OutputSaver | None = None,
+    ) -> None:
         self.store = store
         self.bus = bus
         self.settings = settings
+        self.saver = saver
         self._table: dict[type, Callable[[Any], Awaitable[Any]]] = {
             a.Register: self.register, a.Login: self.login, a.Authenticate: self.authenticate,
             a.Logout: self.logout, a.ListTokens: self.list_tokens, a.RevokeToken: self.revoke,
@@ -342,6 +350,8 @@ class Handlers:
         user = await self._actor(request)
         cell, sheet = await self._cell(request.id, user, "editor")
         started = await self.store.start_run(cell.id, request.msg_id, user.username)
+        if self.saver is not None:  # its outputs are saved from the feed, watched or not
+            self.saver.follow(sheet.session, await self.bus.last_seq(keys.feed(sheet.session)))
         return {"cell": msgspec_to_dict(cell_view(started)), "session": sheet.session}
 
 

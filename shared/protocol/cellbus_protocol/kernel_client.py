@@ -26,9 +26,10 @@ class KernelClient:
         self.username = username
         self.timeout = timeout
 
-    async def create_session(self) -> str:
-        """A new session with a random UID; a worker takes it and starts its process."""
-        session = uuid.uuid4().hex
+    async def create_session(self, session: str | None = None) -> str:
+        """Start a session (a new random UID unless `session`, a worksheet's, is given); a
+        worker takes it and starts its process."""
+        session = keys.check_session_id(session) if session else uuid.uuid4().hex
         record = m.SessionOpen(session=session, username=self.username, date=now_iso())
         await self.bus.enqueue(keys.NEW_SESSIONS, codec.encode_record(record))
         return session

@@ -9,7 +9,7 @@ not at all; a database that is away raises `StoreUnavailable` with nothing writt
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from .. import migrations
@@ -369,6 +369,26 @@ class Store:
         if row is None:
             raise LookupError(f"no cell {cell_id}")
         return cell_from(row)
+
+    async def cell_by_run(self, msg_id: str) -> Cell | None:
+        """The cell whose latest run is execute_request `msg_id`."""
+        async with self.database.transaction() as db:
+            row = await db.fetchrow("SELECT * FROM cells WHERE run_msg_id = $1", msg_id)
+        return None if row is None else cell_from(row)
+
+    async def recent_run_sessions(self, hours: float) -> list[tuple[str, int]]:
+        """Sessions with cell runs started in the last `hours`, each with the oldest saved
+        cursor among those runs (where saving them may resume)."""
+        since = _now() - timedelta(hours=hours)
+        async with self.database.transaction() as db:
+            rows = await db.fetch(
+                """SELECT w.session, min(c.outputs_seq) AS after
+                   FROM cells c JOIN worksheets w ON w.id = c.worksheet_id
+                   WHERE c.run_msg_id IS NOT NULL AND c.run_at > $1
+                   GROUP BY w.session""",
+                since,
+            )
+        return [(row["session"], int(row["after"])) for row in rows]
 
     async def save_outputs(
         self,

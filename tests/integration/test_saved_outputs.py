@@ -1,0 +1,138 @@
+"""Outputs of cell runs are saved on the server, watched or not, and survive the accounts
+service being away while the cell runs."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+
+from cellbus_accounts.config import AccountsSettings
+from cellbus_accounts.handlers import Handlers
+from cellbus_accounts.saver import OutputSaver
+from cellbus_accounts.service import AccountsService
+from cellbus_accounts.store import Postgres, Sqlite, Store
+from cellbus_protocol import accounts as a
+from cellbus_protocol import codec, keys
+from cellbus_protocol import messages as m
+from cellbus_protocol.envelope import new_message
+
+from ..support.feeds import collect
+from ..support.postgres import create_database, drop_database
+from .conftest import Kernel
+
+PASSWORD = "correct horse battery"
+
+
+@pytest.fixture
+async def database(kernel: Kernel, tmp_path: Path) -> AsyncIterator[Any]:
+    """A database for the accounts service: SQLite with the in-process bus, PostgreSQL with
+    Redis; reopened by each `accounts_service`."""
+    if kernel.transport == "memory":
+        yield lambda: Sqlite(tmp_path / "accounts.db")
+        return
+    name, url = await create_database()
+    yield lambda: Postgres(url)
+    await drop_database(name)
+
+
+@asynccontextmanager
+async def accounts_service(kernel: Kernel, database: Any) -> AsyncIterator[OutputSaver]:
+    """The accounts service on the kernel's bus, as its own __main__ starts it."""
+    store = Store(database())
+    await store.open()
+    saver = OutputSaver(store, kernel.bus)
+    await saver.start()
+    service = AccountsService(
+        Handlers(store, kernel.bus, AccountsSettings(), saver), kernel.bus, "accounts-test"
+    )
+    task = asyncio.create_task(service.run())
+    await service.ready.wait()
+    try:
+        yield saver
+    finally:
+        service.stop()
+        await task
+        await saver.close()
+        await store.close()
+
+
+async def call(kernel: Kernel, request: a.Request, actor: str = "") -> Any:
+    return await a.AccountsClient(kernel.bus).call(msgspec.structs.replace(request, actor=actor))
+
+
+async def saved_cell(kernel: Kernel, worksheet: str, actor: str) -> dict[str, Any]:
+    """The cell as the accounts service has it once it shows the whole run (the saver follows
+    the feed a moment behind); after 20 s, as it is."""
+    cell: dict[str, Any] = {}
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(20):
+            while True:
+                (cell,) = (await call(kernel, a.GetWorksheet(id=worksheet), actor))["cells"]
+                if cell["outputs"] == EXPECTED:
+                    return cell
+                await asyncio.sleep(0.02)
+    return cell
+
+
+async def run_cell(kernel: Kernel, cell: dict[str, Any], session: str, actor: str) -> Any:
+    """What the web service does for cell.evaluate: mark the run, send the request."""
+    request = new_message(m.ExecuteRequest(code=cell["source"]), session=session, username="ada")
+    await call(kernel, a.StartRun(id=cell["id"], msg_id=request.msg_id), actor)
+    await kernel.bus.enqueue(keys.requests(session), codec.encode(request))
+    return request
+
+
+EXPECTED = [
+    {"output_type": "stream", "name": "stdout", "text": "0\n1\n2\n"},
+    {"output_type": "execute_result", "data": {"text/plain": "42"}, "metadata": {},
+     "execution_count": 1},
+]  # fmt: skip
+CODE = "for i in range(3): print(i)\n42"
+
+
+async def new_worksheet(kernel: Kernel) -> tuple[str, dict[str, Any], dict[str, Any]]:
+    user = await call(kernel, a.Register(username="ada", password=PASSWORD))
+    sheet = await call(kernel, a.CreateWorksheet(title="Saved"), user["id"])
+    cell = await call(kernel, a.CreateCell(worksheet=sheet["id"], source=CODE), user["id"])
+    await kernel.client.create_session(sheet["session"])
+    return user["id"], sheet, cell
+
+
+async def test_outputs_are_saved_with_nobody_watching(kernel: Kernel, database: Any) -> None:
+    async with accounts_service(kernel, database):
+        actor, sheet, cell = await new_worksheet(kernel)
+        await run_cell(kernel, cell, sheet["session"], actor)
+        saved = await saved_cell(kernel, sheet["id"], actor)
+    assert saved["outputs"] == EXPECTED
+    assert (saved["execution_count"], saved["run_by"]) == (1, "ada")
+
+
+async def test_outputs_made_while_the_accounts_service_was_away_are_saved(
+    kernel: Kernel, database: Any
+) -> None:
+    async with accounts_service(kernel, database):
+        actor, sheet, cell = await new_worksheet(kernel)
+        # The run starts, then the accounts service goes away before any output.
+        request = await run_cell(kernel, cell, sheet["session"], actor)
+    await collect(kernel.bus, request)  # the cell runs to the end with no accounts service
+    async with accounts_service(kernel, database):  # back: it resumes from the feed
+        saved = await saved_cell(kernel, sheet["id"], actor)
+        assert saved["outputs"] == EXPECTED
+        # Another accounts process reading the whole feed again changes nothing.
+        async with accounts_service(kernel, database) as second:
+            second.follow(sheet["session"], 0)
+            end = await kernel.bus.last_seq(keys.feed(sheet["session"]))
+            async with asyncio.timeout(20):  # until it has read the feed to its end
+                while True:
+                    if second.cursors.get(sheet["session"], 0) >= end:
+                        break
+                    await asyncio.sleep(0.02)
+            assert second.saved == 0
+            assert (await saved_cell(kernel, sheet["id"], actor))["outputs"] == EXPECTED

@@ -14,7 +14,7 @@ import msgspec
 import pytest
 
 from cellbus_accounts.config import AccountsSettings
-from cellbus_accounts.handlers import Handlers
+from cellbus_accounts.handlers import AccountsError, Handlers
 from cellbus_accounts.service import AccountsService
 from cellbus_accounts.store import Postgres, Sqlite, Store
 from cellbus_protocol import accounts as a
@@ -247,3 +247,16 @@ async def test_every_operation_for_every_role(accounts: Accounts) -> None:
         for role in RANK for name, (needs, _) in OPERATIONS.items()
     }  # fmt: skip
     assert outcomes == expected
+
+
+async def test_closed_sign_up_still_lets_the_first_user_in(tmp_path: Path) -> None:
+    store = Store(Sqlite(tmp_path / "closed.db"))
+    await store.open()
+    handlers = Handlers(store, InMemoryBus(), AccountsSettings(open_signup=False))
+    first = await handlers.handle(a.Register(username="admin", password=PASSWORD))
+    assert first.is_admin
+    with pytest.raises(AccountsError) as refused:
+        await handlers.handle(a.Register(username="guest", password=PASSWORD))
+    assert refused.value.code == "forbidden"
+    assert await store.count_users() == 1
+    await store.close()

@@ -22,6 +22,7 @@ from cellbus_protocol.bus import Bus, InMemoryBus, RedisBus
 from cellbus_protocol.kernel_client import KernelClient
 
 from ..support.feeds import wait_for_state
+from ..support.private_postgres import PrivatePostgres
 from ..support.redis import REDIS_URL, delete_namespace, new_namespace, require_redis
 from ..support.workers import WorkerProcess
 
@@ -96,3 +97,14 @@ async def session(kernel: Kernel) -> AsyncIterator[str]:
         await kernel.client.shutdown(session)
     await kernel.bus.delete(keys.feed(session))
     await kernel.bus.delete(keys.requests(session))
+
+
+@pytest.fixture
+def private_postgres() -> Iterator[PrivatePostgres]:
+    """A PostgreSQL cluster of the test's own (under a second to make), which the test may
+    stop and start; stopped and deleted afterwards, whatever happened."""
+    cluster = PrivatePostgres()
+    try:
+        yield cluster
+    finally:
+        cluster.cleanup()

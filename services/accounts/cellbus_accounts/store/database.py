@@ -35,6 +35,7 @@ _PG_UNAVAILABLE = (
     asyncpg.CannotConnectNowError,
     asyncpg.AdminShutdownError,
     asyncpg.CrashShutdownError,
+    asyncpg.TooManyConnectionsError,  # 53300: no slot for a new connection, for now
     TimeoutError,
 )
 

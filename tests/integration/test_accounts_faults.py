@@ -37,6 +37,7 @@ from cellbus_protocol.errors import RemoteError, RequestTimeout
 from ..support.postgres import create_database, drop_database
 from ..support.private_postgres import PrivatePostgres
 from ..support.redis import REDIS_URL
+from ..support.workers import service_env
 
 PASSWORD = "correct horse battery"
 WRITERS = 4
@@ -286,13 +287,7 @@ class AccountsProcess:
 
     @classmethod
     async def start(cls, namespace: str, database_url: str, log_path: Path) -> AccountsProcess:
-        env = dict(os.environ)
-        env.update(
-            CELLBUS_REDIS_URL=REDIS_URL,
-            CELLBUS_NAMESPACE=namespace,
-            CELLBUS_DATABASE_URL=database_url,
-            CELLBUS_LOG_LEVEL="INFO",
-        )
+        env = service_env(namespace, database_url=database_url)
         log = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         try:
             process = await asyncio.create_subprocess_exec(

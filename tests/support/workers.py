@@ -14,6 +14,15 @@ import redis
 from .redis import REDIS_URL
 
 
+def service_env(namespace: str, **settings: object) -> dict[str, str]:
+    """The environment a service process of the tests runs with: the test Redis, the test's
+    namespace, INFO logs, and each of `settings` as its CELLBUS_* variable."""
+    env = dict(os.environ)
+    env.update(CELLBUS_REDIS_URL=REDIS_URL, CELLBUS_NAMESPACE=namespace, CELLBUS_LOG_LEVEL="INFO")
+    env.update({f"CELLBUS_{k.upper()}": str(v) for k, v in settings.items()})
+    return env
+
+
 class WorkerProcess:
     """``python -m cellbus_kernel`` on the test Redis, in a namespace of the test's."""
 
@@ -21,14 +30,7 @@ class WorkerProcess:
         self.namespace = namespace
         self.worker_id = worker_id
         self.log_path = log_dir / f"{worker_id}.log"
-        env = dict(os.environ)
-        env.update(
-            CELLBUS_REDIS_URL=REDIS_URL,
-            CELLBUS_NAMESPACE=namespace,
-            CELLBUS_WORKER_ID=worker_id,
-            CELLBUS_LOG_LEVEL="INFO",
-        )
-        env.update({f"CELLBUS_{k.upper()}": str(v) for k, v in settings.items()})
+        env = service_env(namespace, worker_id=worker_id, **settings)
         self._log = open(self.log_path, "wb")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "cellbus_kernel"], env=env, stdout=self._log, stderr=self._log

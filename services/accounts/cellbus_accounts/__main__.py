@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 import signal
 import socket
 
 from cellbus_protocol.bus import create_bus
-from cellbus_protocol.settings import settings_from_env
+from cellbus_protocol.settings import configure_logging, settings_from_env
 
 from .config import AccountsSettings
 from .handlers import Handlers
@@ -43,10 +42,7 @@ async def serve(settings: AccountsSettings) -> None:
 
 def main() -> None:
     settings = settings_from_env(AccountsSettings, os.environ)
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    configure_logging(settings.log_level)
     asyncio.run(serve(settings))
 
 

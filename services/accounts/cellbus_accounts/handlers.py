@@ -304,7 +304,7 @@ class Handlers:
             raise AccountsError("not_found", f"no cell {request.after} here") from None
         view = cell_view(cell)
         await self._announce(
-            sheet, user, m.CellCreated(cell=msgspec_to_dict(view), after=request.after)
+            sheet, user, m.CellCreated(cell=msgspec.to_builtins(view), after=request.after)
         )
         return view
 
@@ -318,10 +318,10 @@ class Handlers:
             raise AccountsError(
                 "conflict",
                 f"the cell is at version {conflict.current.version}, not {request.version}",
-                msgspec_to_dict(cell_view(conflict.current)),
+                msgspec.to_builtins(cell_view(conflict.current)),
             ) from None
         view = cell_view(updated)
-        await self._announce(sheet, user, m.CellUpdated(cell=msgspec_to_dict(view)))
+        await self._announce(sheet, user, m.CellUpdated(cell=msgspec.to_builtins(view)))
         return view
 
     async def move_cell(self, request: a.MoveCell) -> a.CellView:
@@ -352,8 +352,4 @@ class Handlers:
         started = await self.store.start_run(cell.id, request.msg_id, user.username)
         if self.saver is not None:  # its outputs are saved from the feed, watched or not
             self.saver.follow(sheet.session, await self.bus.last_seq(keys.feed(sheet.session)))
-        return {"cell": msgspec_to_dict(cell_view(started)), "session": sheet.session}
-
-
-def msgspec_to_dict(value: Any) -> dict[str, Any]:
-    return msgspec.to_builtins(value)
+        return {"cell": msgspec.to_builtins(cell_view(started)), "session": sheet.session}

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 import signal
 
 from cellbus_protocol.bus import create_bus
-from cellbus_protocol.settings import settings_from_env
+from cellbus_protocol.settings import configure_logging, settings_from_env
 
 from .config import KernelSettings
 from .isolation import forbid_inspection
@@ -33,10 +32,7 @@ async def serve(settings: KernelSettings) -> None:
 def main() -> None:
     settings = settings_from_env(KernelSettings, os.environ)
     forbid_inspection()  # user code must not read this process's environment or memory
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    configure_logging(settings.log_level)
     asyncio.run(serve(settings))
 
 

@@ -8,6 +8,7 @@ environment at import time, and tests build settings objects directly.
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Mapping
 from typing import Any, TypeVar, get_type_hints
 
@@ -43,6 +44,13 @@ def settings_from_env(cls: type[T], environ: Mapping[str, str]) -> T:
         if name in environ:
             values[field.name] = _convert(name, environ[name], hints[field.name])
     return cls(**values)
+
+
+def configure_logging(level: str) -> None:
+    """The log format every service writes, at `level` (its CELLBUS_LOG_LEVEL)."""
+    logging.basicConfig(
+        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
 
 
 def env_names(cls: type) -> list[str]:

@@ -414,11 +414,8 @@ class _RedisSubscription(Subscription):
     async def close(self) -> None:
         if not self._closed:
             self._closed = True
-            self._hub_remove()
+            self._bus._hub.remove(self)
             self._arrived.set()
-
-    def _hub_remove(self) -> None:
-        self._bus._hub.remove(self)
 
 
 class _RedisConsumer(Consumer):

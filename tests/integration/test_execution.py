@@ -176,10 +176,16 @@ async def test_queued_executions_run_in_order_one_at_a_time(kernel: Kernel, sess
     assert states == expected
 
 
-async def test_stop_on_error_aborts_the_queue(kernel: Kernel, session: str) -> None:
+async def test_stop_on_error_aborts_the_queue(kernel: Kernel, session: str, tmp_path: Path) -> None:
+    gate = tmp_path / "gate"
     after = await kernel.bus.last_seq(keys.feed(session))
-    failing = await kernel.client.execute(session, "import time; time.sleep(0.1); 1/0")
+    # The failing cell waits for the gate, so the others are surely queued behind it.
+    failing = await kernel.client.execute(
+        session,
+        f"import os, time\nwhile not os.path.exists({str(gate)!r}): time.sleep(0.005)\n1/0",
+    )
     queued = [await kernel.client.execute(session, "print('should not run')") for _ in range(2)]
+    gate.touch()
     assert (await collect(kernel.bus, failing, after)).reply.content.status == "error"
     for request in queued:
         run = await collect(kernel.bus, request, after, until_reply=True)

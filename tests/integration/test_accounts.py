@@ -160,6 +160,31 @@ async def test_worksheet_life(accounts: Accounts) -> None:
     assert await error_of(accounts.call(a.GetWorksheet(id=sheet["id"]), ada)) == "not_found"
 
 
+async def test_an_import_creates_the_cells_in_order_with_their_outputs(accounts: Accounts) -> None:
+    ada = await accounts.user("ada")
+    shown = [{"output_type": "stream", "name": "stdout", "text": "hi\n"}]
+    cells = [a.ImportedCell(source="print('hi')", outputs=shown, execution_count=1),
+             a.ImportedCell(source="%%markdown\n# Notes")]  # fmt: skip
+    sheet = await accounts.call(a.ImportWorksheet(title="Imported", cells=cells), ada)
+    seen = await accounts.call(a.GetWorksheet(id=sheet["id"]), ada)
+    assert [(c["source"], c["outputs"], c["execution_count"]) for c in seen["cells"]] == [
+        ("print('hi')", shown, 1), ("%%markdown\n# Notes", [], None),
+    ]  # fmt: skip
+    too_big = a.ImportWorksheet(title="Big", cells=[*cells, a.ImportedCell(source="#" * 10_001)])
+    assert await error_of(accounts.call(too_big, ada)) == "invalid"
+    assert [w["title"] for w in await accounts.call(a.ListWorksheets(), ada)] == ["Imported"]
+
+
+async def test_a_bare_session_belongs_to_whoever_started_it(accounts: Accounts) -> None:
+    ada, brian = await accounts.user("ada"), await accounts.user("brian")
+    await accounts.call(a.CreateSession(session="ab" * 16), ada)
+    assert await accounts.call(a.SessionRole(session="ab" * 16), ada) == "owner"
+    assert await error_of(accounts.call(a.SessionRole(session="ab" * 16), brian)) == "not_found"
+    assert await error_of(accounts.call(a.CreateSession(session="ab" * 16), brian)) == "taken"
+    assert await error_of(accounts.call(a.CreateSession(session="../x"), ada)) == "invalid"
+    assert await error_of(accounts.call(a.CreateSession(session="cd" * 16))) == "unauthenticated"
+
+
 async def test_bad_titles_sources_and_ids(accounts: Accounts) -> None:
     ada = await accounts.user("ada")
     for title in ("", "   ", "x" * 201, "tab\there"):

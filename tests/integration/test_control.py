@@ -115,3 +115,22 @@ async def test_kernel_info(kernel: Kernel, session: str) -> None:
     assert info.implementation == "cellbus"
     assert info.language_info.name == "python"
     assert info.language_info.version.startswith("3.")
+
+
+async def test_session_info_shows_the_running_and_queued_requests_and_who_sent_them(
+    kernel: Kernel, session: str
+) -> None:
+    await run_code(kernel.client, session, "import time")
+    running, after = await start_running(kernel, session, "while True:\n    time.sleep(0.01)")
+    queued = await kernel.client.execute(session, "1 + 1")
+    info = await kernel.client.session_info(session)
+    assert info.state == "busy"
+    assert info.running is not None
+    assert (info.running.msg_id, info.running.username) == (running.msg_id, "alice")
+    assert [(q.msg_id, q.username) for q in info.queued] == [(queued.msg_id, "alice")]
+    await kernel.client.interrupt(session)
+    await collect(kernel.bus, running, after)
+    aborted = await collect(kernel.bus, queued, after, until_reply=True)
+    assert aborted.reply.content.status == "aborted"  # stop_on_error
+    info = await kernel.client.session_info(session)
+    assert (info.state, info.running, info.queued) == ("idle", None, [])

@@ -29,6 +29,7 @@ SAMPLES: dict[str, messages.Content] = {
     "restart_request": messages.RestartRequest(),
     "shutdown_request": messages.ShutdownRequest(restart=True),
     "kernel_info_request": messages.KernelInfoRequest(),
+    "session_info_request": messages.SessionInfoRequest(),
     # replies
     "execute_reply": messages.ExecuteReply(
         status="error",
@@ -45,6 +46,12 @@ SAMPLES: dict[str, messages.Content] = {
     "restart_reply": messages.RestartReply(status="aborted"),
     "shutdown_reply": messages.ShutdownReply(restart=True),
     "kernel_info_reply": messages.KernelInfoReply(implementation_version="0.1.0", banner="hi"),
+    "session_info_reply": messages.SessionInfoReply(
+        state="busy",
+        execution_count=3,
+        running=messages.QueuedRequest(msg_id="m1", username="ada", date="2026-11-24T10:00:00Z"),
+        queued=[messages.QueuedRequest(msg_id="m2", username="bo", date="2026-11-24T10:00:01Z")],
+    ),
     # feed messages
     "status": messages.Status(execution_state="dead", reason="killed by signal 9 (SIGKILL)"),
     "execute_input": messages.ExecuteInput(code="1 + 1", execution_count=4),

@@ -33,6 +33,7 @@ from .store.records import ROLE_RANK
 
 USERNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{1,31}$")
 MAX_TITLE = 200
+MAX_IMPORTED_CELLS = 10_000
 
 
 class AccountsError(Exception):
@@ -105,6 +106,7 @@ class Handlers:
             a.CreateCell: self.create_cell, a.UpdateCell: self.update_cell,
             a.MoveCell: self.move_cell, a.DeleteCell: self.delete_cell,
             a.StartRun: self.start_run, a.SessionRole: self.session_role,
+            a.CreateSession: self.create_session, a.ImportWorksheet: self.import_worksheet,
         }  # fmt: skip
 
     async def handle(self, request: a.Request) -> Any:
@@ -233,6 +235,20 @@ class Handlers:
         sheet = await self.store.create_worksheet(user, title, uuid.uuid4().hex)
         return worksheet_view(sheet)
 
+    async def import_worksheet(self, request: a.ImportWorksheet) -> a.WorksheetView:
+        user = await self._actor(request)
+        title = self._check_title(request.title)
+        if len(request.cells) > MAX_IMPORTED_CELLS:
+            raise AccountsError(
+                "invalid", f"{len(request.cells):,} cells; an import holds at most "
+                f"{MAX_IMPORTED_CELLS:,}",
+            )  # fmt: skip
+        for cell in request.cells:
+            self._check_source(cell.source)
+        cells = [(c.source, c.outputs, c.execution_count) for c in request.cells]
+        sheet = await self.store.import_worksheet(user, title, uuid.uuid4().hex, cells)
+        return worksheet_view(sheet)
+
     async def list_worksheets(self, request: a.ListWorksheets) -> list[a.WorksheetView]:
         user = await self._actor(request)
         return [worksheet_view(s) for s in await self.store.worksheets_for(user.id)]
@@ -287,10 +303,25 @@ class Handlers:
         except ValueError:
             raise AccountsError("not_found", f"no session {request.session!r}") from None
         worksheet_id = await self.store.worksheet_by_session(request.session)
-        role = None if worksheet_id is None else await self.store.role_of(worksheet_id, user.id)
+        if worksheet_id is not None:
+            role = await self.store.role_of(worksheet_id, user.id)
+        else:
+            owner = await self.store.bare_session_owner(request.session)
+            role = "owner" if owner == user.id else None
         if role is None:
             raise AccountsError("not_found", f"no session {request.session!r}")
         return role
+
+    async def create_session(self, request: a.CreateSession) -> None:
+        user = await self._actor(request)
+        try:
+            keys.check_session_id(request.session)
+        except ValueError as exc:
+            raise AccountsError("invalid", str(exc)) from None
+        try:
+            await self.store.create_bare_session(user.id, request.session)
+        except UniqueViolation:
+            raise AccountsError("taken", f"the session {request.session} exists") from None
 
     # -- cells ----------------------------------------------------------------------------
     async def create_cell(self, request: a.CreateCell) -> a.CellView:

@@ -173,6 +173,7 @@ class SessionHost:
             "restart_request": self._restart,
             "shutdown_request": self._shutdown,
             "kernel_info_request": self._kernel_info,
+            "session_info_request": self._session_info,
         }.get(msg.msg_type)
         if handler is None:
             self._drops.drop(self._feed, ValueError(f"{msg.msg_type} is not a request"), item.id)
@@ -266,6 +267,9 @@ class SessionHost:
             language_info=language,
             banner=ready.banner if ready else "",
         )
+
+    async def _session_info(self, msg: Message) -> m.Reply:
+        return msgspec.convert(self.info(), m.SessionInfoReply)
 
     # -- executions -----------------------------------------------------------------------
     async def _run_executions(self) -> None:

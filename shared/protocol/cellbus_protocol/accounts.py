@@ -190,15 +190,36 @@ class StartRun(Request, tag="cell.run"):
 
 
 class SessionRole(Request, tag="session.role"):
-    """The actor's role on the worksheet run by `session` (``not_found`` if none)."""
+    """The actor's role on `session`: on the worksheet it runs, or ``owner`` of a bare
+    session the actor started (``not_found`` if none)."""
 
     session: str
+
+
+class CreateSession(Request, tag="session.create"):
+    """Record the actor as the owner of `session`, a new session with no worksheet."""
+
+    session: str
+
+
+class ImportedCell(msgspec.Struct, kw_only=True):
+    source: str
+    outputs: list[dict[str, Any]] = msgspec.field(default_factory=list)
+    execution_count: int | None = None
+
+
+class ImportWorksheet(Request, tag="worksheet.import"):
+    """A new worksheet of the actor's holding `cells` in order, created whole or not at all."""
+
+    title: str
+    cells: list[ImportedCell]
 
 
 AnyRequest = (
     Register | Login | Authenticate | Logout | ListTokens | RevokeToken | WhoAmI | ListUsers
     | CreateWorksheet | ListWorksheets | GetWorksheet | RenameWorksheet | DeleteWorksheet
     | ShareWorksheet | CreateCell | UpdateCell | MoveCell | DeleteCell | StartRun | SessionRole
+    | CreateSession | ImportWorksheet
 )  # fmt: skip
 
 

@@ -77,10 +77,12 @@ def new_message(
     username: str,
     parent: Header = EMPTY_HEADER,
     metadata: dict[str, Any] | None = None,
+    msg_id: str | None = None,
 ) -> Message:
-    """A new message whose msg_type is the content struct's `msg_type`."""
+    """A new message whose msg_type is the content struct's `msg_type` (and whose id is
+    `msg_id` when the caller had to name it before sending, say to record it first)."""
     header = Header(
-        msg_id=new_msg_id(),
+        msg_id=msg_id or new_msg_id(),
         msg_type=msg_type_of(content),
         session=session,
         username=username,

@@ -89,6 +89,9 @@ class KernelClient:
     async def kernel_info(self, session: str) -> m.KernelInfoReply:
         return (await self.call(session, m.KernelInfoRequest())).content
 
+    async def session_info(self, session: str) -> m.SessionInfoReply:
+        return (await self.call(session, m.SessionInfoRequest())).content
+
     async def feed_messages(
         self, session: str, after: int | None = 0
     ) -> AsyncIterator[tuple[int, Message]]:

@@ -139,6 +139,28 @@ class KernelInfoReply(Reply, kw_only=True):
     help_links: list[dict[str, str]] = msgspec.field(default_factory=list)
 
 
+class SessionInfoRequest(Content, kw_only=True):
+    """cellbus: what the session is doing (not in the Jupyter spec)."""
+
+    msg_type: ClassVar[str] = "session_info_request"
+
+
+class QueuedRequest(msgspec.Struct, kw_only=True):
+    msg_id: str
+    username: str
+    date: str
+
+
+class SessionInfoReply(Reply, kw_only=True):
+    """The session's state, the execution running and those queued, with who sent them."""
+
+    msg_type: ClassVar[str] = "session_info_reply"
+    state: str = ""
+    execution_count: int = 1
+    running: QueuedRequest | None = None
+    queued: list[QueuedRequest] = msgspec.field(default_factory=list)
+
+
 # --- feed messages ------------------------------------------------------------------------
 
 ExecutionState = Literal["starting", "busy", "idle", "restarting", "dead"]
@@ -242,6 +264,7 @@ REQUEST_TYPES: tuple[type[Content], ...] = (
     RestartRequest,
     ShutdownRequest,
     KernelInfoRequest,
+    SessionInfoRequest,
 )
 REPLY_TYPES: tuple[type[Content], ...] = (
     ExecuteReply,
@@ -251,6 +274,7 @@ REPLY_TYPES: tuple[type[Content], ...] = (
     RestartReply,
     ShutdownReply,
     KernelInfoReply,
+    SessionInfoReply,
 )
 FEED_TYPES: tuple[type[Content], ...] = (
     Status,
@@ -283,6 +307,7 @@ DIRECT_REPLY: dict[str, type[Reply]] = {
     "restart_request": RestartReply,
     "shutdown_request": ShutdownReply,
     "kernel_info_request": KernelInfoReply,
+    "session_info_request": SessionInfoReply,
 }
 
 

@@ -151,8 +151,21 @@ class Store:
 
     # -- worksheets and sharing -----------------------------------------------------------
     async def create_worksheet(self, owner: User, title: str, session: str) -> Worksheet:
-        worksheet_id, now = uuid.uuid4(), _now()
+        return await self.import_worksheet(owner, title, session, [])
+
+    async def import_worksheet(
+        self,
+        owner: User,
+        title: str,
+        session: str,
+        cells: list[tuple[str, list[dict[str, Any]], int | None]],
+    ) -> Worksheet:
+        """A new worksheet holding `cells` (source, outputs, execution count) in that order,
+        all in one transaction: an import happens whole or not at all."""
+        sheet = None
+        now = _now()
         async with self.database.transaction() as db:
+            worksheet_id = uuid.uuid4()
             await db.execute(
                 """INSERT INTO worksheets (id, title, owner_id, session, created_at, updated_at)
                    VALUES ($1, $2, $3, $4, $5, $5)""",
@@ -162,7 +175,18 @@ class Store:
                 "INSERT INTO memberships (worksheet_id, user_id, role) VALUES ($1, $2, 'owner')",
                 worksheet_id, owner.id,
             )  # fmt: skip
-            return await self._worksheet(db, worksheet_id, owner.id)  # type: ignore[return-value]
+            position = None
+            for source, outputs, execution_count in cells:
+                position = between(position, None)
+                await db.execute(
+                    """INSERT INTO cells (id, worksheet_id, position, source, version, outputs,
+                                          execution_count, created_at, updated_at)
+                       VALUES ($1, $2, $3, $4, 1, $5, $6, $7, $7)""",
+                    uuid.uuid4(), worksheet_id, position, source, outputs, execution_count, now,
+                )  # fmt: skip
+            sheet = await self._worksheet(db, worksheet_id, owner.id)
+        assert sheet is not None
+        return sheet
 
     async def _worksheet(
         self, db: Connection, worksheet_id: uuid.UUID, user_id: uuid.UUID
@@ -189,6 +213,21 @@ class Store:
     async def worksheet_by_session(self, session: str) -> uuid.UUID | None:
         async with self.database.transaction() as db:
             value = await db.fetchval("SELECT id FROM worksheets WHERE session = $1", session)
+        return None if value is None else uuid.UUID(str(value))
+
+    async def create_bare_session(self, owner_id: uuid.UUID, session: str) -> None:
+        """Record `owner_id` as the owner of `session`, a session with no worksheet."""
+        async with self.database.transaction() as db:
+            await db.execute(
+                "INSERT INTO bare_sessions (session, owner_id, created_at) VALUES ($1, $2, $3)",
+                session, owner_id, _now(),
+            )  # fmt: skip
+
+    async def bare_session_owner(self, session: str) -> uuid.UUID | None:
+        async with self.database.transaction() as db:
+            value = await db.fetchval(
+                "SELECT owner_id FROM bare_sessions WHERE session = $1", session
+            )
         return None if value is None else uuid.UUID(str(value))
 
     async def role_of(self, worksheet_id: uuid.UUID, user_id: uuid.UUID) -> Role | None:

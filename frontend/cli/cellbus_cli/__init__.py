@@ -1,0 +1,1 @@
+"""cellbus command-line client."""

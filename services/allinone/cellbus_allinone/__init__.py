@@ -1,0 +1,1 @@
+"""cellbus in one program."""

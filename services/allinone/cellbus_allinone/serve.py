@@ -1,0 +1,147 @@
+"""``cellbus serve`` (and ``make run``): all of cellbus in one program.
+
+The accounts service, a kernel worker and the web service run in one process on one bus,
+exactly as they run apart in a deployment: they still talk only through the bus. With no
+settings the bus is the in-process one and the store is SQLite in ``CELLBUS_DATA_DIR``, so
+nothing else needs to be installed or running. Given ``CELLBUS_REDIS_URL`` and
+``CELLBUS_DATABASE_URL`` the same program uses Redis and PostgreSQL instead (and can then
+share them with separately started services).
+
+Session processes run as this program's user unless ``CELLBUS_SESSION_USER`` is set; this
+program makes itself non-dumpable so they cannot read its memory or environment, but on a
+shared machine run the separate services, with session processes as their own user.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import os
+import signal
+import socket
+from collections.abc import Mapping
+from pathlib import Path
+
+from aiohttp import web
+
+from cellbus_accounts.config import AccountsSettings
+from cellbus_accounts.handlers import Handlers
+from cellbus_accounts.saver import OutputSaver
+from cellbus_accounts.service import AccountsService
+from cellbus_accounts.store import Store, database_for
+from cellbus_kernel.config import KernelSettings
+from cellbus_kernel.isolation import forbid_inspection
+from cellbus_kernel.worker import KernelWorker
+from cellbus_protocol.bus import Bus, create_bus
+from cellbus_protocol.settings import configure_logging, settings_from_env
+from cellbus_web.app import create_app
+from cellbus_web.config import WebSettings
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class Stack:
+    """The settings of each service in this program, derived from one environment."""
+
+    bus_url: str
+    data_dir: Path
+    kernel: KernelSettings
+    accounts: AccountsSettings
+    web: WebSettings
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> Stack:
+        data_dir = Path(environ.get("CELLBUS_DATA_DIR") or Path.home() / ".local/share/cellbus")
+        bus_url = environ.get("CELLBUS_REDIS_URL") or "memory://"
+        database_url = environ.get("CELLBUS_DATABASE_URL") or f"sqlite:///{data_dir}/cellbus.db"
+        accounts = settings_from_env(AccountsSettings, environ)
+        return cls(
+            bus_url=bus_url,
+            data_dir=data_dir,
+            kernel=settings_from_env(KernelSettings, environ),
+            accounts=dataclasses.replace(accounts, database_url=database_url),
+            web=settings_from_env(WebSettings, environ),
+        )
+
+
+class Program:
+    """The services of one program, started in dependency order and stopped in reverse."""
+
+    def __init__(self, stack: Stack) -> None:
+        self.stack = stack
+        self.bus: Bus = create_bus(
+            stack.bus_url,
+            namespace=stack.web.namespace,
+            feed_retention=stack.kernel.feed_retention,
+        )
+        self.url = ""
+        self._stop = asyncio.Event()
+
+    async def run(self, started: asyncio.Event | None = None) -> None:
+        stack = self.stack
+        stack.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        await self.bus.start()
+        async with contextlib.AsyncExitStack() as cleanup:
+            cleanup.push_async_callback(self.bus.close)
+            store = Store(database_for(stack.accounts.database_url))
+            await store.open()
+            cleanup.push_async_callback(store.close)
+            saver = OutputSaver(store, self.bus)
+            await saver.start()
+            cleanup.push_async_callback(saver.close)
+            name = f"{socket.gethostname()}-{os.getpid()}"
+            handlers = Handlers(store, self.bus, stack.accounts, saver)
+            accounts = AccountsService(handlers, self.bus, f"accounts-{name}")
+            worker = KernelWorker(stack.kernel, self.bus)
+            tasks = [asyncio.create_task(accounts.run()), asyncio.create_task(worker.run())]
+            cleanup.push_async_callback(self._stop_services, accounts, worker, tasks)
+            await accounts.ready.wait()
+            await worker.ready.wait()
+            runner = web.AppRunner(create_app(stack.web, self.bus), access_log=None)
+            await runner.setup()
+            cleanup.push_async_callback(runner.cleanup)
+            site = web.TCPSite(runner, stack.web.host, stack.web.port)
+            await site.start()
+            port = runner.addresses[0][1]
+            self.url = f"http://{stack.web.host}:{port}/"
+            if started is not None:
+                started.set()
+            await self._stop.wait()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    @staticmethod
+    async def _stop_services(
+        accounts: AccountsService, worker: KernelWorker, tasks: list[asyncio.Task[None]]
+    ) -> None:
+        accounts.stop()
+        worker.stop()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def serve(stack: Stack) -> None:
+    program = Program(stack)
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, program.stop)
+    started = asyncio.Event()
+    run = asyncio.create_task(program.run(started))
+    waiting = asyncio.create_task(started.wait())
+    await asyncio.wait({run, waiting}, return_when=asyncio.FIRST_COMPLETED)
+    if started.is_set():
+        where = "in-process bus" if stack.bus_url.startswith("memory") else stack.bus_url
+        print(f"cellbus is running at {program.url}  ({where}; data in {stack.data_dir})")
+        print("Open it in a browser, or: cellbus login " + program.url.rstrip("/"), flush=True)
+    waiting.cancel()
+    await run
+
+
+def main(environ: Mapping[str, str] | None = None) -> None:
+    stack = Stack.from_env(os.environ if environ is None else environ)
+    forbid_inspection()  # session processes must not read this process's memory
+    configure_logging(stack.web.log_level)
+    asyncio.run(serve(stack))

@@ -1,0 +1,69 @@
+"""The web service as an aiohttp application: ``POST /rpc``, ``GET /ws``, the frontend.
+
+`create_app` takes its settings and a started bus and holds no other state: every web
+process is interchangeable, and clients may move between them (feed cursors are the
+feed's own).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from aiohttp import web
+
+from cellbus_protocol.bus import Bus
+
+from .backend import BACKEND, Backend
+from .config import WebSettings
+from .methods import build_api
+from .ws import SOCKETS, close_sockets, feed_socket
+
+CHECKOUT_FRONTEND = Path(__file__).resolve().parents[3] / "frontend" / "web" / "dist"
+
+PLACEHOLDER = """<!doctype html><meta charset="utf-8"><title>cellbus</title>
+<p>cellbus is running. The browser app is not built here: run <code>make run</code> from a
+checkout, or use the API at <code>POST /rpc</code> (see <code>rpc.discover</code>)."""
+
+
+def create_app(settings: WebSettings, bus: Bus) -> web.Application:
+    app = web.Application(client_max_size=settings.max_body_bytes)
+    backend = Backend.create(settings, bus)
+    app[BACKEND] = backend
+    app[SOCKETS] = set()
+    api = build_api()
+    app.router.add_view("/rpc", api.handler(max_body_bytes=settings.max_body_bytes))
+    app.router.add_get("/ws", feed_socket)
+    app.router.add_get("/healthz", healthz)
+    add_frontend(app, Path(settings.static_dir) if settings.static_dir else CHECKOUT_FRONTEND)
+    app.on_shutdown.append(close_sockets)
+    app.on_cleanup.append(_close_backend)
+    return app
+
+
+async def healthz(request: web.Request) -> web.Response:
+    """Alive and able to reach the bus (for load balancers and compose health checks)."""
+    backend = request.app[BACKEND]
+    try:
+        await backend.bus.last_seq("healthz")
+    except Exception as exc:
+        return web.json_response({"ok": False, "error": type(exc).__name__}, status=503)
+    return web.json_response({"ok": True, "feeds_followed": backend.hub.followed})
+
+
+def add_frontend(app: web.Application, folder: Path) -> None:
+    """The built browser app: index.html at / (and at any app route), assets under /assets."""
+    index = folder / "index.html"
+
+    async def page(request: web.Request) -> web.StreamResponse:
+        if index.is_file():
+            return web.FileResponse(index, headers={"Cache-Control": "no-cache"})
+        return web.Response(text=PLACEHOLDER, content_type="text/html")
+
+    app.router.add_get("/", page)
+    app.router.add_get("/w/{worksheet}", page)
+    if (folder / "assets").is_dir():
+        app.router.add_static("/assets", folder / "assets")
+
+
+async def _close_backend(app: web.Application) -> None:
+    await app[BACKEND].hub.close()

@@ -1,0 +1,48 @@
+"""The web service's settings, read from ``CELLBUS_*`` variables once, in ``main()``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class WebSettings:
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    """CELLBUS_REDIS_URL: the bus."""
+    namespace: str = "cellbus"
+    """CELLBUS_NAMESPACE: prefix of every Redis key."""
+    host: str = "127.0.0.1"
+    """CELLBUS_HOST: the address to listen on (0.0.0.0 in a container)."""
+    port: int = 8888
+    """CELLBUS_PORT: the port to listen on."""
+    public_origins: str = ""
+    """CELLBUS_PUBLIC_ORIGINS: comma-separated origins (``https://nb.example.org``) that
+    browsers may call the API and open the WebSocket from, besides the request's own host."""
+    secure_cookies: bool = False
+    """CELLBUS_SECURE_COOKIES: mark the session cookie Secure (set it behind HTTPS)."""
+    max_body_bytes: int = 16 * 1024 * 1024
+    """CELLBUS_MAX_BODY_BYTES: the largest JSON-RPC request body (a notebook import)."""
+    login_attempts: int = 5
+    """CELLBUS_LOGIN_ATTEMPTS: failed logins allowed per username and per client address
+    within `login_window` seconds before more are refused."""
+    login_window: float = 60.0
+    """CELLBUS_LOGIN_WINDOW: seconds over which failed logins are counted."""
+    auth_cache_seconds: float = 5.0
+    """CELLBUS_AUTH_CACHE_SECONDS: how long a checked token is trusted without asking the
+    accounts service again (a token revoked elsewhere stops working within this time)."""
+    socket_queue: int = 2000
+    """CELLBUS_SOCKET_QUEUE: feed messages buffered per WebSocket before a slow client is
+    disconnected (with its cursors, to resume)."""
+    ping_interval: float = 20.0
+    """CELLBUS_PING_INTERVAL: seconds between WebSocket keep-alive pings."""
+    poll_timeout_max: float = 60.0
+    """CELLBUS_POLL_TIMEOUT_MAX: the longest wait `feed.poll` grants."""
+    call_timeout: float = 10.0
+    """CELLBUS_CALL_TIMEOUT: seconds to wait for the accounts service or a session."""
+    static_dir: str = ""
+    """CELLBUS_STATIC_DIR: the built frontend (default: frontend/web/dist of the checkout)."""
+    log_level: str = "INFO"
+    """CELLBUS_LOG_LEVEL."""
+
+    def origins(self) -> set[str]:
+        return {o.strip().rstrip("/") for o in self.public_origins.split(",") if o.strip()}

@@ -1,0 +1,173 @@
+"""Session feeds inside one web process: one bus subscription per session, shared.
+
+However many browsers watch a session through this process, the process follows the
+session's feed once (`SharedFeed`) and hands each entry to every `Listener`. A listener
+joins at the cursor it last saw: it first gets the retained entries after that cursor, read
+from the bus, then the live ones; entries it already has (seen by both ways while it joins)
+are skipped by cursor, so it gets each entry exactly once, in order.
+
+Listeners must not block: `Listener.deliver` is called synchronously for each entry, and a
+socket that cannot keep up is dropped by its own bounded queue (see `ws`), never by holding
+up this loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+
+from cellbus_protocol import keys
+from cellbus_protocol.bus import Bus, FeedEntry, Subscription
+from cellbus_protocol.errors import BusUnavailable
+
+log = logging.getLogger(__name__)
+
+PAGE = 1000
+
+
+class Listener:
+    """One follower of one session's feed, fed in cursor order without repeats."""
+
+    def __init__(self, session: str, cursor: int, deliver: Callable[[str, FeedEntry], None]):
+        self.session = session
+        self.cursor = cursor  # the last cursor handed on
+        self._deliver = deliver
+        self._joining: list[FeedEntry] | None = []  # live entries held while catching up
+
+    def offer(self, entry: FeedEntry) -> None:
+        if self._joining is not None:
+            self._joining.append(entry)
+        elif entry.seq > self.cursor:
+            self.cursor = entry.seq
+            self._deliver(self.session, entry)
+
+    def _joined(self) -> None:
+        held, self._joining = self._joining or [], None
+        for entry in held:
+            self.offer(entry)
+
+
+class SharedFeed:
+    """This process's one subscription to a session's live feed."""
+
+    def __init__(self, bus: Bus, session: str) -> None:
+        self.bus = bus
+        self.session = session
+        self.listeners: set[Listener] = set()
+        self._subscription: Subscription | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._subscription = await self.bus.subscribe(keys.feed(self.session), None)
+        self._task = asyncio.create_task(self._relay(), name=f"feed {self.session}")
+
+    async def _relay(self) -> None:
+        assert self._subscription is not None
+        while True:
+            try:
+                async for entry in self._subscription:
+                    for listener in list(self.listeners):
+                        listener.offer(entry)
+                return
+            except BusUnavailable as exc:
+                log.warning("feed %s: %s; following again", self.session, exc)
+                await asyncio.sleep(1.0)
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._subscription is not None:
+            await self._subscription.close()
+
+
+class FeedHub:
+    """Every session feed this process follows, each followed once for all its listeners."""
+
+    def __init__(self, bus: Bus) -> None:
+        self.bus = bus
+        self._feeds: dict[str, SharedFeed] = {}
+        self._starting: dict[str, asyncio.Lock] = {}
+
+    async def follow(
+        self,
+        session: str,
+        cursor: int,
+        deliver: Callable[[str, FeedEntry], None],
+        catch_up: Callable[[str, FeedEntry], Awaitable[None]] | None = None,
+    ) -> Listener:
+        """Deliver every entry of `session`'s feed after `cursor` to `deliver` until
+        `unfollow`: the retained ones first (through `catch_up` if given, which may wait,
+        say for room in a socket's queue), then live ones."""
+        shared = await self._shared(session)
+        listener = Listener(session, cursor, deliver)
+        shared.listeners.add(listener)
+        try:
+            while True:
+                page = await self.bus.read_feed(keys.feed(session), listener.cursor, PAGE)
+                for entry in page:
+                    listener.cursor = entry.seq
+                    if catch_up is None:
+                        deliver(session, entry)
+                    else:
+                        await catch_up(session, entry)
+                if len(page) < PAGE:
+                    break
+            listener._joined()
+        except BaseException:
+            await self.unfollow(listener)
+            raise
+        return listener
+
+    async def unfollow(self, listener: Listener) -> None:
+        shared = self._feeds.get(listener.session)
+        if shared is None:
+            return
+        shared.listeners.discard(listener)
+        if not shared.listeners:
+            del self._feeds[listener.session]
+            await shared.close()
+
+    async def wait(self, session: str, after: int, timeout: float) -> list[FeedEntry]:
+        """The entries after `after`, waiting up to `timeout` seconds for the first one."""
+        arrived: list[FeedEntry] = []
+        some = asyncio.Event()
+
+        def collect(_: str, entry: FeedEntry) -> None:
+            if len(arrived) < PAGE:
+                arrived.append(entry)
+            some.set()
+
+        listener = await self.follow(session, after, collect)
+        try:
+            if not arrived:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(timeout):
+                        await some.wait()
+            return list(arrived)
+        finally:
+            await self.unfollow(listener)
+
+    async def _shared(self, session: str) -> SharedFeed:
+        lock = self._starting.setdefault(session, asyncio.Lock())
+        async with lock:
+            shared = self._feeds.get(session)
+            if shared is None:
+                shared = SharedFeed(self.bus, session)
+                await shared.start()
+                self._feeds[session] = shared
+        if not lock.locked():
+            self._starting.pop(session, None)
+        return shared
+
+    @property
+    def followed(self) -> int:
+        return len(self._feeds)
+
+    async def close(self) -> None:
+        feeds, self._feeds = list(self._feeds.values()), {}
+        for shared in feeds:
+            await shared.close()

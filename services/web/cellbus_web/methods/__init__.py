@@ -1,0 +1,14 @@
+"""The API's methods, one module per namespace, all registered on one `Api`."""
+
+from __future__ import annotations
+
+from ..backend import authenticate
+from ..rpc import Api
+from . import auth, cell, feed, session, worksheet
+
+
+def build_api() -> Api:
+    api = Api(authenticate=authenticate)
+    for module in (auth, worksheet, cell, session, feed):
+        module.register(api)
+    return api

@@ -1,0 +1,87 @@
+"""``auth.*`` and ``user.*``: accounts, logging in and out, tokens."""
+
+from __future__ import annotations
+
+from cellbus_protocol import accounts as a
+
+from ..auth import COOKIE
+from ..backend import ask_accounts, backend_of, caller, translate
+from ..rpc import UNAUTHENTICATED, Api, Call, RpcError
+
+SESSION_COOKIE_DAYS = 30
+
+
+def register(api: Api) -> None:
+    api.method("auth.register", public=True)(auth_register)
+    api.method("auth.login", public=True)(auth_login)
+    api.method("auth.logout")(auth_logout)
+    api.method("auth.whoami")(auth_whoami)
+    api.method("auth.tokens")(auth_tokens)
+    api.method("auth.revoke")(auth_revoke)
+    api.method("user.list")(user_list)
+
+
+async def auth_register(call: Call, username: str, password: str) -> a.UserView:
+    """Create an account. The first account of a server is its admin.
+
+    Usernames have 2 to 32 letters, digits, '.', '_' or '-'; passwords at least 8
+    characters. Sign-up may be closed by the server (forbidden)."""
+    backend = backend_of(call)
+    request = a.Register(username=username, password=password)
+    return await translate(backend.accounts.call(request, a.UserView))
+
+
+async def auth_login(call: Call, username: str, password: str, label: str = "") -> a.LoginResult:
+    """Log in: returns a token (for the Authorization header) and sets the session cookie.
+
+    After repeated failures for a username or from an address, logins are refused for a
+    while (rate limited, with ``data.retry_after`` in seconds)."""
+    backend = backend_of(call)
+    keys = (f"user:{username.lower()}", f"addr:{call.request.remote}")
+    backend.throttle.check(*keys)
+    label = label or call.request.headers.get("User-Agent", "")[:100]
+    try:
+        result = await translate(
+            backend.accounts.call(
+                a.Login(username=username, password=password, label=label), a.LoginResult
+            )
+        )
+    except RpcError as exc:
+        if exc.code == UNAUTHENTICATED:
+            backend.throttle.failed(*keys)
+        raise
+    backend.throttle.succeeded(keys[0])
+    call.set_cookie(
+        COOKIE, result.token, httponly=True, samesite="Lax", path="/",
+        secure=backend.settings.secure_cookies, max_age=SESSION_COOKIE_DAYS * 86400,
+    )  # fmt: skip
+    return result
+
+
+async def auth_logout(call: Call) -> None:
+    """Revoke the token this request was made with and clear the session cookie."""
+    principal = await caller(call)
+    backend = backend_of(call)
+    await translate(backend.accounts.call(a.Logout(token=principal.token)))
+    backend.authenticator.forget(principal.token)
+    call.del_cookie(COOKIE, path="/")
+
+
+async def auth_whoami(call: Call) -> a.UserView:
+    """The signed-in user."""
+    return await ask_accounts(call, a.WhoAmI(), a.UserView)
+
+
+async def auth_tokens(call: Call) -> list[a.TokenView]:
+    """The signed-in user's tokens (their secrets are never shown again)."""
+    return await ask_accounts(call, a.ListTokens(), list[a.TokenView])
+
+
+async def auth_revoke(call: Call, id: str) -> None:
+    """Revoke one of the signed-in user's tokens (say, a lost laptop's)."""
+    await ask_accounts(call, a.RevokeToken(id=id))
+
+
+async def user_list(call: Call) -> list[a.UserView]:
+    """The users one may share a worksheet with."""
+    return await ask_accounts(call, a.ListUsers(), list[a.UserView])

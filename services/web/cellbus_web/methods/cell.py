@@ -1,0 +1,71 @@
+"""``cell.*``: editing cells, and running them on their worksheet's session."""
+
+from __future__ import annotations
+
+import msgspec
+
+from cellbus_protocol import accounts as a
+from cellbus_protocol import codec, keys
+from cellbus_protocol import messages as m
+from cellbus_protocol.envelope import new_message, new_msg_id
+
+from ..backend import ask_accounts, backend_of, caller, translate
+from ..rpc import Api, Call
+
+
+class Evaluation(msgspec.Struct, kw_only=True):
+    msg_id: str
+    session: str
+
+
+def register(api: Api) -> None:
+    for name, method in (
+        ("cell.create", cell_create), ("cell.update", cell_update), ("cell.move", cell_move),
+        ("cell.delete", cell_delete), ("cell.evaluate", cell_evaluate),
+    ):  # fmt: skip
+        api.method(name)(method)
+
+
+async def cell_create(
+    call: Call, worksheet: str, source: str = "", after: str | None = None
+) -> a.CellView:
+    """A new cell just after cell `after` (null: at the top). Editors and owners."""
+    request = a.CreateCell(worksheet=worksheet, source=source, after=after)
+    return await ask_accounts(call, request, a.CellView)
+
+
+async def cell_update(call: Call, id: str, source: str, version: int) -> a.CellView:
+    """Replace a cell's source. `version` is the version the edit was made on: if the cell
+    has changed since, nothing is written and the error (conflict) holds the current cell
+    in ``data``, so the user can choose."""
+    request = a.UpdateCell(id=id, source=source, version=version)
+    return await ask_accounts(call, request, a.CellView)
+
+
+async def cell_move(call: Call, id: str, after: str | None = None) -> a.CellView:
+    """Move a cell to just after cell `after` (null: to the top)."""
+    return await ask_accounts(call, a.MoveCell(id=id, after=after), a.CellView)
+
+
+async def cell_delete(call: Call, id: str) -> None:
+    """Delete a cell."""
+    await ask_accounts(call, a.DeleteCell(id=id))
+
+
+async def cell_evaluate(call: Call, id: str) -> Evaluation:
+    """Run a cell on its worksheet's session. Returns at once: the outputs arrive on the
+    session's feed (their ``parent_header.msg_id`` is the returned `msg_id`) and are saved
+    on the cell, whether or not anyone is watching."""
+    principal = await caller(call)
+    backend = backend_of(call)
+    msg_id = new_msg_id()
+    started = await ask_accounts(call, a.StartRun(id=id, msg_id=msg_id))
+    session, cell = started["session"], started["cell"]
+    msg = new_message(
+        m.ExecuteRequest(code=cell["source"]), session=session,
+        username=principal.user.username, metadata={"cellbus": {"cell_id": cell["id"]}},
+        msg_id=msg_id,
+    )  # fmt: skip
+    await translate(backend.ensure_session(session, principal))
+    await translate(backend.bus.enqueue(keys.requests(session), codec.encode(msg)))
+    return Evaluation(msg_id=msg.msg_id, session=session)

@@ -1,0 +1,150 @@
+"""``session.*``: a session's request channel: run code, complete, inspect, control.
+
+A session runs its worksheet's code (its UID is the worksheet's ``session``), or is bare:
+started by ``session.create`` and owned by whoever started it. Viewers may ask for
+``session.info``; everything else needs the editor role. Results of ``session.execute``
+arrive on the session's feed; the other requests wait for the session's answer.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import msgspec
+
+from cellbus_protocol import accounts as a
+from cellbus_protocol import keys
+from cellbus_protocol import messages as m
+
+from ..backend import ask_accounts, backend_of, caller, require_role, translate
+from ..rpc import UNAVAILABLE, Api, Call, RpcError
+
+
+class NewSession(msgspec.Struct, kw_only=True):
+    session: str
+
+
+class Execution(msgspec.Struct, kw_only=True):
+    msg_id: str
+
+
+class Completion(msgspec.Struct, kw_only=True):
+    matches: list[str]
+    cursor_start: int
+    cursor_end: int
+
+
+class Inspection(msgspec.Struct, kw_only=True):
+    found: bool
+    data: dict[str, Any]
+
+
+class SessionInfo(msgspec.Struct, kw_only=True):
+    session: str
+    state: str  # starting, idle, busy, restarting, dead; "stopped": no process is hosting it
+    execution_count: int
+    running: m.QueuedRequest | None
+    queued: list[m.QueuedRequest]
+
+
+def register(api: Api) -> None:
+    for name, method in (
+        ("session.create", session_create), ("session.execute", session_execute),
+        ("session.complete", session_complete), ("session.inspect", session_inspect),
+        ("session.interrupt", session_interrupt), ("session.restart", session_restart),
+        ("session.shutdown", session_shutdown), ("session.info", session_info),
+    ):  # fmt: skip
+        api.method(name)(method)
+
+
+def _answered(reply: m.Reply) -> m.Reply:
+    if reply.status != "ok":
+        raise RpcError(UNAVAILABLE, f"the session could not answer: {reply.ename} {reply.evalue}")
+    return reply
+
+
+async def session_create(call: Call) -> NewSession:
+    """Start a bare session (no worksheet) owned by the caller."""
+    session = uuid.uuid4().hex
+    await ask_accounts(call, a.CreateSession(session=session))
+    principal = await caller(call)
+    await translate(backend_of(call).kernel(principal).create_session(session))
+    return NewSession(session=session)
+
+
+async def session_execute(call: Call, session: str, code: str) -> Execution:
+    """Queue `code` to run; its outputs and ``execute_reply`` arrive on the feed with the
+    returned `msg_id` as their ``parent_header.msg_id``. Not saved on any cell."""
+    principal = await require_role(call, session, "editor")
+    backend = backend_of(call)
+    await translate(backend.ensure_session(session, principal))
+    request = await translate(backend.kernel(principal).execute(session, code))
+    return Execution(msg_id=request.msg_id)
+
+
+async def session_complete(call: Call, session: str, code: str, cursor_pos: int) -> Completion:
+    """Completions at `cursor_pos` (in characters) of `code`, from the live namespace."""
+    principal = await require_role(call, session, "editor")
+    backend = backend_of(call)
+    await translate(backend.ensure_session(session, principal))
+    reply = _answered(
+        await translate(backend.kernel(principal).complete(session, code, cursor_pos))
+    )
+    return Completion(
+        matches=reply.matches, cursor_start=reply.cursor_start, cursor_end=reply.cursor_end
+    )
+
+
+async def session_inspect(call: Call, session: str, code: str, cursor_pos: int) -> Inspection:
+    """What the session knows of the name at `cursor_pos` (its docstring, signature...)."""
+    principal = await require_role(call, session, "editor")
+    backend = backend_of(call)
+    await translate(backend.ensure_session(session, principal))
+    reply = _answered(await translate(backend.kernel(principal).inspect(session, code, cursor_pos)))
+    return Inspection(found=reply.found, data=reply.data)
+
+
+async def _hosted(call: Call, session: str) -> bool:
+    return (
+        await translate(backend_of(call).bus.lease_holder(keys.session_host(session))) is not None
+    )
+
+
+async def session_interrupt(call: Call, session: str) -> None:
+    """Interrupt the running execution (KeyboardInterrupt); the queue after it is aborted."""
+    principal = await require_role(call, session, "editor")
+    if await _hosted(call, session):
+        _answered(await translate(backend_of(call).kernel(principal).interrupt(session)))
+
+
+async def session_restart(call: Call, session: str) -> None:
+    """End the session's process and start a fresh one: its variables are lost."""
+    principal = await require_role(call, session, "editor")
+    backend = backend_of(call)
+    if not await _hosted(call, session):
+        await translate(backend.ensure_session(session, principal))
+        return
+    _answered(await translate(backend.kernel(principal).restart(session)))
+
+
+async def session_shutdown(call: Call, session: str) -> None:
+    """End the session's process; the next request starts it again, empty."""
+    principal = await require_role(call, session, "editor")
+    if await _hosted(call, session):
+        _answered(await translate(backend_of(call).kernel(principal).shutdown(session)))
+
+
+async def session_info(call: Call, session: str) -> SessionInfo:
+    """The session's state, the execution running and those queued with who sent them,
+    and the next execution count."""
+    principal = await require_role(call, session, "viewer")
+    if not await _hosted(call, session):
+        return SessionInfo(
+            session=session, state="stopped", execution_count=1, running=None, queued=[]
+        )
+    reply = _answered(await translate(backend_of(call).kernel(principal).session_info(session)))
+    return SessionInfo(
+        session=session, state=reply.state, execution_count=reply.execution_count,
+        running=reply.running, queued=reply.queued,
+    )  # fmt: skip

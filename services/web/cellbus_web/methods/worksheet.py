@@ -1,0 +1,86 @@
+"""``worksheet.*``: worksheets, sharing, and .ipynb export and import."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any, Literal
+
+from cellbus_protocol import accounts as a
+from cellbus_protocol import keys
+from cellbus_protocol.errors import CellbusError
+
+from ..backend import ask_accounts, backend_of, caller
+from ..notebooks import NotebookError, from_notebook, to_notebook
+from ..rpc import INVALID_PARAMS, Api, Call, RpcError
+
+
+def register(api: Api) -> None:
+    for name, method in (
+        ("worksheet.create", worksheet_create), ("worksheet.list", worksheet_list),
+        ("worksheet.get", worksheet_get), ("worksheet.rename", worksheet_rename),
+        ("worksheet.delete", worksheet_delete), ("worksheet.share", worksheet_share),
+        ("worksheet.export", worksheet_export), ("worksheet.import", worksheet_import),
+    ):  # fmt: skip
+        api.method(name)(method)
+
+
+async def worksheet_create(call: Call, title: str) -> a.WorksheetView:
+    """A new, empty worksheet owned by the caller, with its own session UID."""
+    return await ask_accounts(call, a.CreateWorksheet(title=title), a.WorksheetView)
+
+
+async def worksheet_list(call: Call) -> list[a.WorksheetView]:
+    """The caller's worksheets and those shared with them, most recently changed first."""
+    return await ask_accounts(call, a.ListWorksheets(), list[a.WorksheetView])
+
+
+async def worksheet_get(call: Call, id: str) -> a.WorksheetWithCells:
+    """A worksheet with its cells in order (each with its saved outputs) and its members."""
+    return await ask_accounts(call, a.GetWorksheet(id=id), a.WorksheetWithCells)
+
+
+async def worksheet_rename(call: Call, id: str, title: str) -> a.WorksheetView:
+    """Rename a worksheet (owners only)."""
+    return await ask_accounts(call, a.RenameWorksheet(id=id, title=title), a.WorksheetView)
+
+
+async def worksheet_delete(call: Call, id: str) -> None:
+    """Delete a worksheet, its cells and outputs (owners only), and end its session."""
+    sheet = await ask_accounts(call, a.GetWorksheet(id=id), a.WorksheetWithCells)
+    await ask_accounts(call, a.DeleteWorksheet(id=id))
+    backend = backend_of(call)
+    if await backend.bus.lease_holder(keys.session_host(sheet.session)) is not None:
+        with contextlib.suppress(CellbusError):  # the worksheet is gone either way
+            await backend.kernel(await caller(call)).shutdown(sheet.session)
+
+
+async def worksheet_share(
+    call: Call, id: str, username: str, role: Literal["viewer", "editor", "owner", "none"]
+) -> list[a.MemberView]:
+    """Give `username` a role on the worksheet, or take it away with ``none`` (owners only).
+    Returns the members."""
+    request = a.ShareWorksheet(id=id, username=username, role=role)
+    return await ask_accounts(call, request, list[a.MemberView])
+
+
+async def worksheet_export(call: Call, id: str) -> dict[str, Any]:
+    """The worksheet as an nbformat v4 notebook (a .ipynb file's JSON), with its outputs."""
+    sheet = await ask_accounts(call, a.GetWorksheet(id=id))
+    return to_notebook(sheet)
+
+
+async def worksheet_import(
+    call: Call, notebook: dict[str, Any], title: str | None = None
+) -> a.WorksheetView:
+    """A new worksheet from an nbformat v4 notebook, with its outputs; Markdown cells
+    become ``%%markdown`` cells. The title defaults to the notebook's own, else "Imported"."""
+    try:
+        imported = from_notebook(notebook)
+    except NotebookError as exc:
+        raise RpcError(INVALID_PARAMS, f"notebook: {exc}") from None
+    cells = [
+        a.ImportedCell(source=c.source, outputs=c.outputs, execution_count=c.execution_count)
+        for c in imported.cells
+    ]
+    request = a.ImportWorksheet(title=title or imported.title or "Imported", cells=cells)
+    return await ask_accounts(call, request, a.WorksheetView)

@@ -25,7 +25,8 @@ import IPython
 from IPython.core.displayhook import DisplayHook
 from IPython.core.displaypub import DisplayPublisher
 from IPython.core.interactiveshell import InteractiveShell
-from IPython.utils.tokenutil import line_at_cursor, token_at_cursor
+from IPython.core.completer import provisionalcompleter, rectify_completions
+from IPython.utils.tokenutil import token_at_cursor
 from traitlets import Type
 
 from . import frames
@@ -177,7 +178,7 @@ def _warm_up(shell: CellbusShell) -> None:
         raise ValueError("warm-up")
     except ValueError as exc:
         shell.InteractiveTB.structured_traceback(type(exc), exc, exc.__traceback__)
-    shell.complete("", "pri", 3)
+    _complete(shell, frames.Complete(id="warm-up", code="pri", cursor_pos=3))
     shell.object_inspect_mime("print")
     shell.display_formatter.format(1)
 
@@ -282,18 +283,26 @@ def _user_expressions(shell: CellbusShell, request: frames.Execute) -> dict[str,
 
 
 def _complete(shell: CellbusShell, request: frames.Complete) -> dict[str, Any]:
-    cursor_pos = min(max(request.cursor_pos, 0), len(request.code))
+    """Completions as ipykernel gives them: IPython's completions over the whole cell,
+    rectified to one common range (the legacy ``shell.complete`` loses matches after a dot)."""
+    code = request.code
+    cursor_pos = min(max(request.cursor_pos, 0), len(code))
     try:
-        line, offset = line_at_cursor(request.code, cursor_pos)
-        text, matches = shell.complete("", line, cursor_pos - offset)
+        with provisionalcompleter():
+            found = list(rectify_completions(code, shell.Completer.completions(code, cursor_pos)))
     except Exception as exc:
         return {"status": "error", "ename": type(exc).__name__, "evalue": str(exc)}
+    start, end = (found[0].start, found[0].end) if found else (cursor_pos, cursor_pos)
     return {
         "status": "ok",
-        "matches": list(matches),
-        "cursor_start": cursor_pos - len(text),
-        "cursor_end": cursor_pos,
-        "metadata": {},
+        "matches": [c.text for c in found],
+        "cursor_start": start,
+        "cursor_end": end,
+        "metadata": {
+            "_jupyter_types_experimental": [
+                {"start": c.start, "end": c.end, "text": c.text, "type": c.type} for c in found
+            ]
+        },
     }
 
 

@@ -101,21 +101,26 @@ class Authenticator:
 class LoginThrottle:
     """Refuses logins for a while after repeated failures, per username and per address.
 
-    Kept in each web process's memory: with N web processes an attacker gets at most N times
-    `login_attempts` guesses per window, which is still a wall against guessing passwords.
+    A username gets `attempts` failures per `window`; an address gets ten times as many, as
+    many people may share one (an office behind one NAT) while one attacker may try many
+    usernames. Kept in each web process's memory: with N web processes an attacker gets at
+    most N times as many guesses, which is still a wall against guessing passwords.
     """
+
+    ADDRESS_FACTOR = 10
 
     def __init__(self, attempts: int, window: float) -> None:
         self.attempts = attempts
         self.window = window
         self._failures: dict[str, deque[float]] = {}
 
-    def check(self, *keys: str) -> None:
-        """`RpcError` rate_limited if any of `keys` has failed too often lately."""
+    def check(self, username: str, address: str) -> None:
+        """`RpcError` rate_limited if the username or the address failed too often lately."""
         now = time.monotonic()
-        for key in keys:
+        for key, limit in ((username, self.attempts),
+                           (address, self.attempts * self.ADDRESS_FACTOR)):  # fmt: skip
             failures = self._recent(key, now)
-            if len(failures) >= self.attempts:
+            if len(failures) >= limit:
                 retry_after = round(failures[0] + self.window - now, 1)
                 raise RpcError(
                     RATE_LIMITED,
@@ -124,6 +129,7 @@ class LoginThrottle:
                 )
 
     def failed(self, *keys: str) -> None:
+        """Count a failure against each of `keys` (the username and the address)."""
         now = time.monotonic()
         for key in keys:
             self._recent(key, now).append(now)

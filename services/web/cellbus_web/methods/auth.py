@@ -37,7 +37,7 @@ async def auth_login(call: Call, username: str, password: str, label: str = "") 
     After repeated failures for a username or from an address, logins are refused for a
     while (rate limited, with ``data.retry_after`` in seconds)."""
     backend = backend_of(call)
-    keys = (f"user:{username.lower()}", f"addr:{call.request.remote}")
+    keys = (f"user:{username.lower()}", f"address:{call.request.remote}")
     backend.throttle.check(*keys)
     label = label or call.request.headers.get("User-Agent", "")[:100]
     try:

@@ -1,0 +1,421 @@
+"""The whole system through its API only: the JSON-RPC methods, the feed WebSocket and
+long-poll, several users on one worksheet, permissions, export and import, reconnecting.
+
+Every test runs twice: on the services as separate processes (Redis, PostgreSQL, two web
+processes) and on the one-program mode that ``make run`` starts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Iterator
+
+import nbformat
+import pytest
+
+from ..support.api import (
+    PASSWORD,
+    Client,
+    new_user,
+    poll_until_done,
+    stdout_of,
+)
+from ..support.stack import OneProgramStack, ServicesStack, Stack
+
+UNAUTHENTICATED, FORBIDDEN, NOT_FOUND, CONFLICT = -32001, -32003, -32004, -32009
+
+
+@pytest.fixture(scope="module", params=["services", "one-program"])
+def stack(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Stack]:
+    logs = tmp_path_factory.mktemp("logs")
+    if request.param == "services":
+        system: Stack = ServicesStack(logs)
+    else:
+        system = OneProgramStack(logs, tmp_path_factory.mktemp("data"))
+    try:
+        yield system
+    finally:
+        system.close()
+
+
+@pytest.fixture
+async def ada(stack: Stack) -> AsyncIterator[Client]:
+    client = await new_user(stack.urls[0], "ada")
+    yield client
+    await client.close()
+
+
+@pytest.fixture
+async def bob(stack: Stack) -> AsyncIterator[Client]:
+    client = await new_user(stack.urls[-1], "bob")
+    yield client
+    await client.close()
+
+
+async def worksheet_with(client: Client, *sources: str) -> tuple[dict, list[dict]]:
+    sheet = await client.call("worksheet.create", title="Test sheet")
+    cells, after = [], None
+    for source in sources:
+        cell = await client.call("cell.create", worksheet=sheet["id"], source=source, after=after)
+        cells.append(cell)
+        after = cell["id"]
+    return sheet, cells
+
+
+# -- accounts ---------------------------------------------------------------------------------
+
+
+async def test_register_log_in_use_tokens_and_log_out(stack: Stack) -> None:
+    client = Client(stack.urls[0])
+    try:
+        user = await client.call("auth.register", username="carol-accounts", password=PASSWORD)
+        assert user["username"] == "carol-accounts"
+        assert (await client.error("auth.whoami")).code == UNAUTHENTICATED
+        response = await client.post({"jsonrpc": "2.0", "id": 1, "method": "auth.login",
+                                      "params": ["carol-accounts", PASSWORD]})  # fmt: skip
+        cookie = response.cookies["cellbus_session"]
+        assert cookie["httponly"] and cookie["samesite"] == "Lax"
+        client.token = (await response.json())["result"]["token"]
+        assert (await client.call("auth.whoami"))["username"] == "carol-accounts"
+        second = Client(stack.urls[-1], (await client.call(
+            "auth.login", username="carol-accounts", password=PASSWORD, label="laptop"))["token"])  # fmt: skip
+        tokens = await client.call("auth.tokens")
+        laptop = next(t for t in tokens if t["label"] == "laptop")
+        await client.call("auth.revoke", id=laptop["id"])
+        # `second` has not used its token yet, so no web process has it cached: it is refused
+        assert (await second.error("worksheet.list")).code == UNAUTHENTICATED
+        await client.call("auth.logout")
+        assert (await client.error("auth.whoami")).code == UNAUTHENTICATED
+        assert (await client.error("auth.register", username="carol-accounts",
+                                   password=PASSWORD)).code == -32010  # fmt: skip
+        await second.close()
+    finally:
+        await client.close()
+
+
+async def test_repeated_failed_logins_are_throttled(stack: Stack) -> None:
+    client = Client(stack.urls[0])
+    try:
+        await client.call("auth.register", username="dave-throttle", password=PASSWORD)
+        for _ in range(3):  # the stacks allow 3 failures per 30 s
+            error = await client.error("auth.login", username="dave-throttle", password="wrong!!!")
+            assert error.code == UNAUTHENTICATED
+        refused = await client.error("auth.login", username="dave-throttle", password=PASSWORD)
+        assert refused.code == -32029
+        assert 0 < refused.data["retry_after"] <= 30
+        other = await new_user(stack.urls[0], "erin")  # others at the same address still can
+        await other.close()
+    finally:
+        await client.close()
+
+
+# -- a worksheet, run and watched ---------------------------------------------------------------
+
+
+async def test_a_cell_run_is_seen_on_the_socket_by_long_poll_and_saved(ada: Client) -> None:
+    sheet, (cell,) = await worksheet_with(ada, "print('hello')\n6 * 7")
+    feed = await ada.socket()
+    subscribed = await feed.subscribe(worksheet=sheet["id"])
+    assert subscribed["session"] == sheet["session"]
+    run = await ada.call("cell.evaluate", id=cell["id"])
+    assert run["session"] == sheet["session"]
+    seen = await feed.until_done(run["msg_id"])
+    types = [m["header"]["msg_type"] for m in seen]
+    assert types[-3:] == ["execute_result", "execute_reply", "status"]
+    assert stdout_of(seen) == "hello\n"
+    assert all(m["header"]["username"] == ada.username for m in seen)
+    polled = await poll_until_done(ada, sheet["session"], run["msg_id"])
+    assert [m["header"]["msg_id"] for m in polled] == [m["header"]["msg_id"] for m in seen]
+    saved = (await ada.call("worksheet.get", id=sheet["id"]))["cells"][0]
+    assert saved["outputs"] == [
+        {"output_type": "stream", "name": "stdout", "text": "hello\n"},
+        {"output_type": "execute_result", "data": {"text/plain": "42"}, "metadata": {},
+         "execution_count": 1},
+    ]  # fmt: skip
+    assert (saved["execution_count"], saved["run_by"]) == (1, ada.username)
+    await feed.close()
+
+
+async def test_a_long_poll_waits_for_the_next_message(ada: Client) -> None:
+    sheet, (cell,) = await worksheet_with(ada, "1 + 1")
+    first = await ada.call("cell.evaluate", id=cell["id"])  # the session is started
+    await poll_until_done(ada, sheet["session"], first["msg_id"])
+    cursor = (await ada.call("feed.cursor", session=sheet["session"]))["cursor"]
+    empty = await ada.call("feed.poll", session=sheet["session"], since=cursor, timeout=0.2)
+    assert empty == {"messages": [], "cursor": cursor}
+    waiting = asyncio.create_task(
+        ada.call("feed.poll", session=sheet["session"], since=cursor, timeout=20)
+    )
+    await asyncio.sleep(0.3)
+    assert not waiting.done()
+    run = await ada.call("cell.evaluate", id=cell["id"])
+    page = await waiting
+    assert page["messages"] and page["cursor"] > cursor
+    assert page["messages"][0]["parent_header"]["msg_id"] == run["msg_id"]
+
+
+async def test_a_bare_session_executes_completes_inspects_and_reports(ada: Client) -> None:
+    session = (await ada.call("session.create"))["session"]
+    feed = await ada.socket()
+    await feed.subscribe(session=session, cursor="now")
+    first = await ada.call("session.execute", session=session, code="import math\nx = 2")
+    await feed.until_done(first["msg_id"])
+    completion = await ada.call("session.complete", session=session, code="math.fl", cursor_pos=7)
+    start, end = completion["cursor_start"], completion["cursor_end"]
+    assert "math.floor" in ["math.fl"[:start] + m + "math.fl"[end:] for m in completion["matches"]]
+    inspection = await ada.call(
+        "session.inspect", session=session, code="math.floor", cursor_pos=10
+    )
+    assert inspection["found"] and "floor" in inspection["data"]["text/plain"]
+    running = await ada.call("session.execute", session=session, code="import time\ntime.sleep(30)")
+    await feed.message(lambda m: m["header"]["msg_type"] == "execute_input"
+                       and m["parent_header"]["msg_id"] == running["msg_id"])  # fmt: skip
+    info = await ada.call("session.info", session=session)
+    assert info["state"] == "busy"
+    assert (info["running"]["msg_id"], info["running"]["username"]) == (
+        running["msg_id"],
+        ada.username,
+    )
+    await ada.call("session.interrupt", session=session)
+    interrupted = await feed.until_done(running["msg_id"])
+    assert [m["content"]["ename"] for m in interrupted if m["header"]["msg_type"] == "error"] == [
+        "KeyboardInterrupt"
+    ]
+    await ada.call("session.restart", session=session)
+    after = await ada.call("session.execute", session=session, code="x")
+    errors = [
+        m for m in await feed.until_done(after["msg_id"]) if m["header"]["msg_type"] == "error"
+    ]
+    assert errors[0]["content"]["ename"] == "NameError"  # the restart emptied the namespace
+    await ada.call("session.shutdown", session=session)
+    assert (await ada.call("session.info", session=session))["state"] == "stopped"
+    await feed.close()
+
+
+# -- together -----------------------------------------------------------------------------------
+
+
+async def test_two_people_edit_and_run_one_worksheet_live(ada: Client, bob: Client) -> None:
+    sheet, (cell,) = await worksheet_with(ada, "total = 1")
+    assert (await bob.error("worksheet.get", id=sheet["id"])).code == NOT_FOUND
+    await ada.call("worksheet.share", id=sheet["id"], username=bob.username, role="editor")
+    ada_feed, bob_feed = await ada.socket(), await bob.socket()  # bob's is on another process
+    await ada_feed.subscribe(worksheet=sheet["id"], cursor="now")
+    await bob_feed.subscribe(worksheet=sheet["id"], cursor="now")
+    added = await bob.call(
+        "cell.create", worksheet=sheet["id"], source="total += 41", after=cell["id"]
+    )
+    created = await ada_feed.message(lambda m: m["header"]["msg_type"] == "cell_created")
+    assert (created["content"]["cell"]["id"], created["header"]["username"]) == (
+        added["id"],
+        bob.username,
+    )
+    first = await ada.call("cell.evaluate", id=cell["id"])
+    second = await bob.call("cell.evaluate", id=added["id"])
+    await bob_feed.until_done(first["msg_id"])
+    await ada_feed.until_done(second["msg_id"])
+    show = await bob.call("session.execute", session=sheet["session"], code="total")
+    shown = await ada_feed.until_done(show["msg_id"])
+    result = next(m for m in shown if m["header"]["msg_type"] == "execute_result")
+    assert result["content"]["data"]["text/plain"] == "42"
+    # a stale edit: bob edits version 1 after ada did
+    await ada.call("cell.update", id=cell["id"], source="total = 2", version=1)
+    stale = await bob.error("cell.update", id=cell["id"], source="total = 3", version=1)
+    assert stale.code == CONFLICT
+    assert (stale.data["source"], stale.data["version"]) == ("total = 2", 2)
+    edited = await bob_feed.message(lambda m: m["header"]["msg_type"] == "cell_updated")
+    assert edited["header"]["username"] == ada.username
+    await ada_feed.close()
+    await bob_feed.close()
+
+
+async def test_a_viewer_watches_but_cannot_change_and_a_stranger_sees_nothing(
+    stack: Stack, ada: Client, bob: Client
+) -> None:
+    sheet, (cell,) = await worksheet_with(ada, "1")
+    await ada.call("worksheet.share", id=sheet["id"], username=bob.username, role="viewer")
+    assert (await bob.call("worksheet.get", id=sheet["id"]))["role"] == "viewer"
+    for method, params in [
+        ("cell.update", {"id": cell["id"], "source": "2", "version": 1}),
+        ("cell.create", {"worksheet": sheet["id"], "source": "x"}),
+        ("cell.delete", {"id": cell["id"]}),
+        ("cell.evaluate", {"id": cell["id"]}),
+        ("session.execute", {"session": sheet["session"], "code": "1"}),
+        ("session.restart", {"session": sheet["session"]}),
+        ("worksheet.rename", {"id": sheet["id"], "title": "mine"}),
+    ]:
+        assert (await bob.error(method, **params)).code == FORBIDDEN, method
+    assert (await bob.call("session.info", session=sheet["session"]))["state"] in (
+        "stopped",
+        "idle",
+    )
+    feed = await bob.socket()
+    assert (await feed.subscribe(session=sheet["session"]))["type"] == "subscribed"
+    stranger = await new_user(stack.urls[0], "eve")
+    for method, params in [
+        ("worksheet.get", {"id": sheet["id"]}),
+        ("feed.poll", {"session": sheet["session"]}),
+        ("session.execute", {"session": sheet["session"], "code": "1"}),
+        ("cell.evaluate", {"id": cell["id"]}),
+    ]:
+        assert (await stranger.error(method, **params)).code == NOT_FOUND, method
+    eve_feed = await stranger.socket()
+    refused = await eve_feed.subscribe(session=sheet["session"])
+    assert (refused["type"], refused["code"]) == ("error", NOT_FOUND)
+    # taking bob's role away ends his subscription at once
+    await ada.call("worksheet.share", id=sheet["id"], username=bob.username, role="none")
+    ended = await feed.frame(lambda f: f["type"] == "error")
+    assert (ended["code"], ended["session"]) == (FORBIDDEN, sheet["session"])
+    await ada.call("cell.evaluate", id=cell["id"])
+    with pytest.raises(TimeoutError):
+        await feed.frame(lambda f: f["type"] == "message" and f["message"]["header"]["msg_type"]
+                         == "execute_input", timeout=1.0)  # fmt: skip
+    for closing in (feed, eve_feed):
+        await closing.close()
+    await stranger.close()
+
+
+# -- the socket ----------------------------------------------------------------------------------
+
+
+async def test_the_socket_needs_a_user_and_a_cookie_needs_this_origin(
+    stack: Stack, ada: Client
+) -> None:
+    anonymous = Client(stack.urls[0])
+    try:
+        with pytest.raises(Exception) as refused:
+            await anonymous.socket()
+        assert getattr(refused.value, "status", None) == 401
+        response = await anonymous.post({"jsonrpc": "2.0", "id": 1, "method": "auth.login",
+                                         "params": [ada.username, PASSWORD]})  # fmt: skip
+        assert "cellbus_session" in response.cookies
+        anonymous.token = None
+        with pytest.raises(Exception) as foreign:
+            await anonymous.socket(Origin="https://evil.example")
+        assert getattr(foreign.value, "status", None) == 403
+        feed = await anonymous.socket(Origin=stack.urls[0])
+        sheet, _ = await worksheet_with(ada, "1")
+        assert (await feed.subscribe(worksheet=sheet["id"]))["type"] == "subscribed"
+        await feed.close()
+    finally:
+        await anonymous.close()
+
+
+async def test_a_reconnect_mid_run_resumes_from_the_cursor_and_loses_nothing(
+    stack: Stack, ada: Client
+) -> None:
+    code = "import time\nfor i in range(60):\n    print(i, flush=True)\n    time.sleep(0.02)"
+    sheet, (cell,) = await worksheet_with(ada, code)
+    feed = await ada.socket()
+    await feed.subscribe(worksheet=sheet["id"], cursor="now")
+    run = await ada.call("cell.evaluate", id=cell["id"])
+    await feed.message(lambda m: m["header"]["msg_type"] == "stream")
+    cursor = feed.cursors[sheet["session"]]
+    await feed.close()  # the network drops mid-run
+    await asyncio.sleep(0.3)
+    resumed = await ada.on(stack.urls[-1]).socket()  # to another web process, where there is one
+    await resumed.subscribe(session=sheet["session"], cursor=cursor)
+    await resumed.until_done(run["msg_id"])
+    before = [f for f in feed.frames if f["type"] == "message"]
+    after = [f for f in resumed.frames if f["type"] == "message"]
+    cursors = [f["cursor"] for f in before + after]
+    assert cursors == sorted(set(cursors)), "a message was repeated or reordered"
+    assert cursors == list(range(cursors[0], cursors[-1] + 1)), "a message was lost"
+    text = stdout_of([f["message"] for f in before + after])
+    assert text == "".join(f"{i}\n" for i in range(60))
+    await resumed.close()
+
+
+async def test_worksheets_export_to_ipynb_and_import_back(ada: Client) -> None:
+    sheet, cells = await worksheet_with(ada, "%%markdown\n# Title", "print('out')", "1/0")
+    feed = await ada.socket()
+    await feed.subscribe(worksheet=sheet["id"], cursor="now")
+    for cell in cells[1:]:
+        await feed.until_done((await ada.call("cell.evaluate", id=cell["id"]))["msg_id"])
+    await asyncio.sleep(0.5)  # outputs are saved from the feed, just after it shows them
+    notebook = await ada.call("worksheet.export", id=sheet["id"])
+    nbformat.validate(nbformat.reads(json.dumps(notebook), as_version=4))
+    assert [c["cell_type"] for c in notebook["cells"]] == ["markdown", "code", "code"]
+    assert notebook["cells"][1]["outputs"][0]["text"] == "out\n"
+    assert notebook["cells"][2]["outputs"][0]["ename"] == "ZeroDivisionError"
+    imported = await ada.call("worksheet.import", notebook=notebook, title="Copy")
+    copy = await ada.call("worksheet.get", id=imported["id"])
+    original = await ada.call("worksheet.get", id=sheet["id"])
+    assert [(c["source"], c["outputs"], c["execution_count"]) for c in copy["cells"]] == [
+        (c["source"], c["outputs"], c["execution_count"]) for c in original["cells"]
+    ]
+    bad = await ada.error("worksheet.import", notebook={"cells": "no"}, title="Bad")
+    assert bad.code == -32602 and "notebook" in bad.message
+    await feed.close()
+
+
+async def test_worksheet_life_through_the_api(ada: Client, bob: Client) -> None:
+    sheet, (a, b) = await worksheet_with(ada, "a", "b")
+    await ada.call("cell.move", id=b["id"], after=None)
+    assert [c["source"] for c in (await ada.call("worksheet.get", id=sheet["id"]))["cells"]] == [
+        "b",
+        "a",
+    ]
+    await ada.call("cell.delete", id=a["id"])
+    renamed = await ada.call("worksheet.rename", id=sheet["id"], title="Renamed")
+    assert renamed["title"] == "Renamed"
+    users = [u["username"] for u in await ada.call("user.list")]
+    assert bob.username in users
+    members = await ada.call("worksheet.share", id=sheet["id"], username=bob.username, role="owner")
+    assert {m["username"]: m["role"] for m in members}[bob.username] == "owner"
+    assert [w["id"] for w in await bob.call("worksheet.list")].count(sheet["id"]) == 1
+    await bob.call("worksheet.delete", id=sheet["id"])
+    assert (await ada.error("worksheet.get", id=sheet["id"])).code == NOT_FOUND
+
+
+# -- JSON-RPC, as the specification says ------------------------------------------------------
+
+
+async def test_every_json_rpc_error_case_on_the_live_api(stack: Stack, ada: Client) -> None:
+    async def send(body: object, **headers: str) -> tuple[int, object]:
+        response = await ada.post(body, headers)
+        text = await response.text()
+        return response.status, (json.loads(text) if text else None)
+
+    def call(method: str, params: object = None, id: object = 1) -> dict:
+        body = {"jsonrpc": "2.0", "method": method, "id": id}
+        return body if params is None else {**body, "params": params}
+
+    status, reply = await send(b'{"jsonrpc": "2.0", "method"')
+    assert (status, reply["error"]["code"], reply["id"]) == (200, -32700, None)
+    assert (await send({"method": "auth.whoami", "id": 1}))[1]["error"]["code"] == -32600
+    assert (await send(call("no.such")))[1]["error"]["code"] == -32601
+    assert (await send(call("worksheet.get", {"id": 5})))[1]["error"]["code"] == -32602
+    assert (await send(call("worksheet.get", {})))[1]["error"]["code"] == -32602
+    status, reply = await send(call("worksheet.rename", ["too", "many", "args"]))
+    assert reply["error"]["code"] == -32602
+    assert (await send([]))[1]["error"]["code"] == -32600
+    status, replies = await send([1, 2])
+    assert [r["error"]["code"] for r in replies] == [-32600, -32600]
+    assert await send({"jsonrpc": "2.0", "method": "auth.whoami"}) == (204, None)
+    status, replies = await send([call("auth.whoami", id="a"),
+                                  {"jsonrpc": "2.0", "method": "auth.whoami"},
+                                  call("worksheet.list", [], id="b")])  # fmt: skip
+    assert [r["id"] for r in replies] == ["a", "b"] and "result" in replies[1]
+    status, reply = await send(call("auth.whoami"), **{"Content-Type": "text/plain"})
+    assert status == 415 and reply["error"]["code"] == -32600
+    status, reply = await send(b'"' + b"x" * (17 * 1024 * 1024) + b'"')
+    assert status == 413 and reply["error"]["code"] == -32013
+    # a session cookie alone, from a page of another site: refused
+    browser = Client(stack.urls[0])
+    try:
+        await browser.post(call("auth.login", [ada.username, PASSWORD]))
+        response = await browser.post(call("auth.whoami"), {"Origin": "https://evil.example"})
+        assert (await response.json())["error"]["code"] == FORBIDDEN
+        response = await browser.post(call("auth.whoami"))  # no Origin at all
+        assert (await response.json())["error"]["code"] == FORBIDDEN
+        response = await browser.post(call("auth.whoami"), {"Origin": stack.urls[0]})
+        assert (await response.json())["result"]["username"] == ada.username
+    finally:
+        await browser.close()
+    discover = await ada.call("rpc.discover")
+    names = {m["name"] for m in discover["methods"]}
+    assert {"auth.login", "worksheet.export", "cell.evaluate", "session.info", "feed.poll"} <= names

@@ -1,0 +1,165 @@
+"""A test's view of cellbus: its JSON-RPC API and its feed WebSocket, nothing else."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+
+PASSWORD = "correct horse battery"
+FEED_TIMEOUT = 30.0
+_ids = itertools.count(1)
+
+
+class ApiError(Exception):
+    def __init__(self, code: int, message: str, data: Any = None) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code, self.message, self.data = code, message, data
+
+
+class Client:
+    """One person's HTTP client of one web process (bearer token once logged in)."""
+
+    def __init__(self, url: str, token: str | None = None, username: str = "") -> None:
+        self.url = url
+        self.token = token
+        self.username = username
+        self.http = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))  # an IP host
+
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"} if self.token else {}
+
+    async def post(
+        self, body: Any, headers: dict[str, str] | None = None
+    ) -> aiohttp.ClientResponse:
+        data = body if isinstance(body, (bytes, str)) else json.dumps(body)
+        response = await self.http.post(
+            self.url + "/rpc",
+            data=data,
+            headers={"Content-Type": "application/json", **self.headers(), **(headers or {})},
+        )
+        await response.read()
+        return response
+
+    async def call(self, method: str, **params: Any) -> Any:
+        body = {"jsonrpc": "2.0", "id": next(_ids), "method": method, "params": params}
+        response = await self.post(body)
+        reply = await response.json()
+        if "error" in reply:
+            error = reply["error"]
+            raise ApiError(error["code"], error["message"], error.get("data"))
+        return reply["result"]
+
+    async def error(self, method: str, **params: Any) -> ApiError:
+        """The error `method` must give."""
+        try:
+            result = await self.call(method, **params)
+        except ApiError as exc:
+            return exc
+        raise AssertionError(f"{method} succeeded: {result!r}")
+
+    async def socket(self, **headers: str) -> Feed:
+        ws = await self.http.ws_connect(self.url + "/ws", headers={**self.headers(), **headers})
+        return Feed(ws)
+
+    def on(self, url: str) -> Client:
+        """The same person talking to another web process."""
+        return Client(url, self.token, self.username)
+
+    async def close(self) -> None:
+        await self.http.close()
+
+
+async def new_user(url: str, name: str = "user") -> Client:
+    """A freshly registered, logged-in user with a unique name starting with `name`."""
+    client = Client(url)
+    username = f"{name}-{uuid.uuid4().hex[:6]}"
+    await client.call("auth.register", username=username, password=PASSWORD)
+    client.token = (await client.call("auth.login", username=username, password=PASSWORD))["token"]
+    client.username = username
+    return client
+
+
+@dataclass
+class Feed:
+    """A feed WebSocket: what it received, frame by frame, and per session by cursor."""
+
+    ws: aiohttp.ClientWebSocketResponse
+    frames: list[dict[str, Any]] = field(default_factory=list)
+    cursors: dict[str, int] = field(default_factory=dict)
+
+    async def subscribe(self, cursor: int | str | None = 0, **target: str) -> dict[str, Any]:
+        await self.ws.send_json({"op": "subscribe", "cursor": cursor, **target})
+        return await self.frame(lambda f: f["type"] in ("subscribed", "error"))
+
+    async def frame(
+        self, match: Callable[[dict[str, Any]], bool], timeout: float = FEED_TIMEOUT
+    ) -> dict[str, Any]:
+        """The next frame that `match`es (frames before it are kept in `frames`)."""
+        async with asyncio.timeout(timeout):
+            while True:
+                msg = await self.ws.receive()
+                if msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED,
+                                aiohttp.WSMsgType.CLOSING):  # fmt: skip
+                    raise ConnectionError(f"socket closed: {msg.data} {msg.extra}")
+                frame = json.loads(msg.data)
+                self.frames.append(frame)
+                if frame["type"] == "message":
+                    self.cursors[frame["session"]] = frame["cursor"]
+                if match(frame):
+                    return frame
+
+    async def message(
+        self, match: Callable[[dict[str, Any]], bool], timeout: float = FEED_TIMEOUT
+    ) -> dict[str, Any]:
+        """The next Jupyter message that `match`es."""
+        frame = await self.frame(lambda f: f["type"] == "message" and match(f["message"]), timeout)
+        return frame["message"]
+
+    async def until_done(self, msg_id: str) -> list[dict[str, Any]]:
+        """The messages of request `msg_id`, up to its final idle (or dead) status."""
+        await self.message(lambda m: is_end(m, msg_id))
+        return self.of_request(msg_id)
+
+    def messages(self) -> list[dict[str, Any]]:
+        return [f["message"] for f in self.frames if f["type"] == "message"]
+
+    def of_request(self, msg_id: str) -> list[dict[str, Any]]:
+        return [m for m in self.messages() if m["parent_header"].get("msg_id") == msg_id]
+
+    async def close(self) -> None:
+        await self.ws.close()
+
+
+def is_end(msg: dict[str, Any], msg_id: str) -> bool:
+    return (
+        msg["header"]["msg_type"] == "status"
+        and msg["parent_header"].get("msg_id") == msg_id
+        and msg["content"]["execution_state"] in ("idle", "dead")
+    )
+
+
+def stdout_of(messages: list[dict[str, Any]]) -> str:
+    return "".join(
+        m["content"]["text"]
+        for m in messages
+        if m["header"]["msg_type"] == "stream" and m["content"]["name"] == "stdout"
+    )
+
+
+async def poll_until_done(client: Client, session: str, msg_id: str) -> list[dict[str, Any]]:
+    """Long-poll `session`'s feed from its start until request `msg_id` is done."""
+    seen: list[dict[str, Any]] = []
+    since = None
+    async with asyncio.timeout(FEED_TIMEOUT):
+        while not any(is_end(m, msg_id) for m in seen):
+            page = await client.call("feed.poll", session=session, since=since, timeout=10)
+            seen.extend(page["messages"])
+            since = page["cursor"]
+    return [m for m in seen if m["parent_header"].get("msg_id") == msg_id]

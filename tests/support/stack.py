@@ -1,0 +1,152 @@
+"""Whole cellbus systems for end-to-end tests, started exactly as users start them.
+
+`ServicesStack` is a deployment: ``python -m cellbus_accounts``, ``python -m cellbus_kernel``
+and two ``python -m cellbus_web`` processes on the real Redis (a namespace of the test's own)
+and the real PostgreSQL (a fresh database). `OneProgramStack` is ``make run``'s program,
+``python -m cellbus_allinone``, on its in-process bus and SQLite. Both are used only through
+their HTTP API and WebSocket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from .postgres import create_database, drop_database
+from .redis import delete_namespace, new_namespace, require_redis
+from .workers import WorkerProcess, service_env
+
+WEB_SETTINGS = {"socket_queue": 200, "login_attempts": 3, "login_window": 30}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class ServiceProcess:
+    """``python -m <module>`` with an environment, its output in a log file."""
+
+    def __init__(self, module: str, env: dict[str, str], log_path: Path) -> None:
+        self.module = module
+        self.env = env
+        self.log_path = log_path
+        self._log = open(log_path, "ab")
+        self.process = self._start()
+
+    def _start(self) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            [sys.executable, "-m", self.module], env=self.env, stdout=self._log, stderr=self._log
+        )
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_for_http(self, url: str, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"{self.module} exited:\n{self.log_text()}")
+            try:
+                with urllib.request.urlopen(url, timeout=1) as response:
+                    if response.status == 200:
+                        return
+            except OSError:
+                time.sleep(0.05)
+        raise TimeoutError(f"{self.module} did not answer at {url}:\n{self.log_text()}")
+
+    def wait_for_log(self, text: str, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while text not in self.log_text():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"{self.module}: no {text!r} in its log:\n{self.log_text()}")
+            time.sleep(0.05)
+
+    def stop(self, timeout: float = 15.0) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.process.returncode
+
+    def restart(self) -> None:
+        self.stop()
+        self.process = self._start()
+
+    def close(self) -> None:
+        self.stop()
+        self._log.close()
+
+
+class Stack:
+    """A running system: the base URLs of its web processes."""
+
+    name = ""
+    urls: list[str]
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+
+class ServicesStack(Stack):
+    name = "services"
+
+    def __init__(self, log_dir: Path, **web_settings: object) -> None:
+        require_redis()
+        self.namespace = new_namespace()
+        self.database, database_url = asyncio.run(create_database())
+        env = service_env(self.namespace, database_url=database_url)
+        self.accounts = ServiceProcess("cellbus_accounts", env, log_dir / "accounts.log")
+        self.kernel = WorkerProcess(
+            self.namespace, "kernel-1", log_dir, memory_limit_mb=1000, output_cap=2_000_000
+        )
+        self.webs: list[ServiceProcess] = []
+        self.urls = []
+        for i in (1, 2):
+            port = free_port()
+            web_env = service_env(self.namespace, port=port, **{**WEB_SETTINGS, **web_settings})
+            self.webs.append(ServiceProcess("cellbus_web", web_env, log_dir / f"web-{i}.log"))
+            self.urls.append(f"http://127.0.0.1:{port}")
+        self.accounts.wait_for_log("accounts service ready")
+        self.kernel.wait_ready()
+        for web, url in zip(self.webs, self.urls, strict=True):
+            web.wait_for_http(url + "/healthz")
+
+    def restart_web(self, i: int) -> None:
+        self.webs[i].restart()
+        self.webs[i].wait_for_http(self.urls[i] + "/healthz")
+
+    def close(self) -> None:
+        for web in self.webs:
+            web.close()
+        self.kernel.stop()
+        self.accounts.close()
+        asyncio.run(drop_database(self.database))
+        delete_namespace(self.namespace)
+
+
+class OneProgramStack(Stack):
+    name = "one-program"
+
+    def __init__(self, log_dir: Path, data_dir: Path, **web_settings: object) -> None:
+        port = free_port()
+        env = service_env(
+            "unused", port=port, data_dir=data_dir, **{**WEB_SETTINGS, **web_settings}
+        )
+        del env["CELLBUS_REDIS_URL"]  # the in-process bus
+        self.program = ServiceProcess("cellbus_allinone", env, log_dir / "allinone.log")
+        self.urls = [f"http://127.0.0.1:{port}"]
+        self.program.wait_for_http(self.urls[0] + "/healthz")
+
+    def close(self) -> None:
+        self.program.close()

@@ -80,8 +80,8 @@ async def test_register_log_in_use_tokens_and_log_out(stack: Stack) -> None:
         assert cookie["httponly"] and cookie["samesite"] == "Lax"
         client.token = (await response.json())["result"]["token"]
         assert (await client.call("auth.whoami"))["username"] == "carol-accounts"
-        second = Client(stack.urls[-1], (await client.call(
-            "auth.login", username="carol-accounts", password=PASSWORD, label="laptop"))["token"])  # fmt: skip
+        login = {"username": "carol-accounts", "password": PASSWORD, "label": "laptop"}
+        second = Client(stack.urls[-1], (await client.call("auth.login", **login))["token"])
         tokens = await client.call("auth.tokens")
         laptop = next(t for t in tokens if t["label"] == "laptop")
         await client.call("auth.revoke", id=laptop["id"])

@@ -10,7 +10,7 @@ UV_VERSION := 0.13.8
 # Everything in one program (accounts, web, a kernel worker) on the in-process bus and SQLite:
 # no servers needed. CELLBUS_PORT (8888) and CELLBUS_DATA_DIR choose where.
 run: install
-	$(VENV)/bin/python -m cellbus_allinone
+	$(VENV)/bin/cellbus serve
 
 # The whole suite against the real Redis and PostgreSQL on 127.0.0.1 (installed and started
 # from Debian's packages when they are not running).

@@ -419,3 +419,45 @@ async def test_every_json_rpc_error_case_on_the_live_api(stack: Stack, ada: Clie
     discover = await ada.call("rpc.discover")
     names = {m["name"] for m in discover["methods"]}
     assert {"auth.login", "worksheet.export", "cell.evaluate", "session.info", "feed.poll"} <= names
+
+
+async def test_one_bus_subscription_per_session_whatever_the_number_of_sockets(
+    stack: Stack, ada: Client
+) -> None:
+    async def followed() -> int:
+        async with ada.http.get(stack.urls[0] + "/healthz") as response:
+            return (await response.json())["feeds_followed"]
+
+    sheet, _ = await worksheet_with(ada, "1")
+    before = await followed()
+    feeds = [await ada.socket() for _ in range(3)]
+    for feed in feeds:
+        await feed.subscribe(worksheet=sheet["id"])
+    assert await followed() == before + 1
+    for feed in feeds:
+        await feed.close()
+
+
+async def test_a_browser_too_slow_to_read_is_cut_off_with_its_cursor_and_resumes(
+    stack: Stack, ada: Client
+) -> None:
+    code = "from IPython.display import display\nfor i in range(20000):\n    display(i)"
+    sheet, (cell,) = await worksheet_with(ada, code)
+    slow = await ada.socket()
+    await slow.subscribe(worksheet=sheet["id"], cursor="now")
+    run = await ada.call("cell.evaluate", id=cell["id"])
+    await poll_until_done(ada, sheet["session"], run["msg_id"])  # meanwhile `slow` reads nothing
+    with pytest.raises(ConnectionError):
+        await slow.frame(lambda f: False)
+    overflow = slow.frames[-1]
+    assert overflow["type"] == "overflow"
+    assert slow.ws.close_code == 4000
+    cursor = overflow["cursors"][sheet["session"]]
+    assert cursor == slow.cursors.get(sheet["session"], cursor)  # the last message it was sent
+    again = await ada.socket()
+    await again.subscribe(session=sheet["session"], cursor=cursor)
+    await again.until_done(run["msg_id"])
+    shown = [m for m in slow.of_request(run["msg_id"]) + again.of_request(run["msg_id"])
+             if m["header"]["msg_type"] == "display_data"]  # fmt: skip
+    assert [m["content"]["data"]["text/plain"] for m in shown] == [str(i) for i in range(20000)]
+    await again.close()

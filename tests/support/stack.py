@@ -23,6 +23,7 @@ from .redis import delete_namespace, new_namespace, require_redis
 from .workers import WorkerProcess, service_env
 
 WEB_SETTINGS = {"socket_queue": 200, "login_attempts": 3, "login_window": 30}
+FEED_RETENTION = 30_000  # every message of the tests' biggest run stays retained
 
 
 def free_port() -> int:
@@ -34,17 +35,18 @@ def free_port() -> int:
 class ServiceProcess:
     """``python -m <module>`` with an environment, its output in a log file."""
 
-    def __init__(self, module: str, env: dict[str, str], log_path: Path) -> None:
+    def __init__(
+        self, module: str, env: dict[str, str], log_path: Path, argv: list[str] | None = None
+    ) -> None:
         self.module = module
+        self.argv = argv or [sys.executable, "-m", module]
         self.env = env
         self.log_path = log_path
         self._log = open(log_path, "ab")
         self.process = self._start()
 
     def _start(self) -> subprocess.Popen[bytes]:
-        return subprocess.Popen(
-            [sys.executable, "-m", self.module], env=self.env, stdout=self._log, stderr=self._log
-        )
+        return subprocess.Popen(self.argv, env=self.env, stdout=self._log, stderr=self._log)
 
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -108,8 +110,9 @@ class ServicesStack(Stack):
         env = service_env(self.namespace, database_url=database_url)
         self.accounts = ServiceProcess("cellbus_accounts", env, log_dir / "accounts.log")
         self.kernel = WorkerProcess(
-            self.namespace, "kernel-1", log_dir, memory_limit_mb=1000, output_cap=2_000_000
-        )
+            self.namespace, "kernel-1", log_dir, memory_limit_mb=1000, output_cap=2_000_000,
+            feed_retention=FEED_RETENTION,
+        )  # fmt: skip
         self.webs: list[ServiceProcess] = []
         self.urls = []
         for i in (1, 2):
@@ -138,13 +141,14 @@ class ServicesStack(Stack):
 class OneProgramStack(Stack):
     name = "one-program"
 
-    def __init__(self, log_dir: Path, data_dir: Path, **web_settings: object) -> None:
+    def __init__(
+        self, log_dir: Path, data_dir: Path, argv: list[str] | None = None, **web_settings: object
+    ) -> None:
         port = free_port()
-        env = service_env(
-            "unused", port=port, data_dir=data_dir, **{**WEB_SETTINGS, **web_settings}
-        )
+        settings = {**WEB_SETTINGS, **web_settings, "feed_retention": FEED_RETENTION}
+        env = service_env("unused", port=port, data_dir=data_dir, **settings)
         del env["CELLBUS_REDIS_URL"]  # the in-process bus
-        self.program = ServiceProcess("cellbus_allinone", env, log_dir / "allinone.log")
+        self.program = ServiceProcess("cellbus_allinone", env, log_dir / "allinone.log", argv)
         self.urls = [f"http://127.0.0.1:{port}"]
         self.program.wait_for_http(self.urls[0] + "/healthz")
 

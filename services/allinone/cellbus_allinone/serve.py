@@ -140,8 +140,13 @@ async def serve(stack: Stack) -> None:
     await run
 
 
-def main(environ: Mapping[str, str] | None = None) -> None:
-    stack = Stack.from_env(os.environ if environ is None else environ)
+async def start(environ: Mapping[str, str]) -> None:
+    """Run the program configured by `environ` until SIGTERM or SIGINT."""
+    stack = Stack.from_env(environ)
     forbid_inspection()  # session processes must not read this process's memory
     configure_logging(stack.web.log_level)
-    asyncio.run(serve(stack))
+    await serve(stack)
+
+
+def main() -> None:
+    asyncio.run(start(os.environ))

@@ -69,6 +69,7 @@ class FeedSocket:
             backend.settings.socket_queue
         )
         self.listeners: dict[str, Listener] = {}
+        self.subscribed: set[str] = set()  # as soon as a subscription starts catching up
         self.sent: dict[str, int] = {}  # session -> cursor of the last message sent
         self.overflowed = asyncio.Event()
 
@@ -137,6 +138,7 @@ class FeedSocket:
             reply["worksheet"] = frame.worksheet
         await self.queue.put(("", 0, _json(reply)))
         self.sent[session] = cursor
+        self.subscribed.add(session)
         self.listeners[session] = await translate(
             self.backend.hub.follow(session, cursor, self.deliver, self.catch_up)
         )
@@ -153,6 +155,7 @@ class FeedSocket:
         return frame.session
 
     async def unsubscribe(self, session: str) -> None:
+        self.subscribed.discard(session)
         listener = self.listeners.pop(session, None)
         if listener is not None:
             await self.backend.hub.unfollow(listener)
@@ -168,11 +171,11 @@ class FeedSocket:
                          "message": "your access to this worksheet was removed"}  # fmt: skip
                 await self.ws.send_bytes(_json(frame))
                 continue
-            if session and session not in self.listeners and seq:
+            if session and session not in self.subscribed and seq:
                 continue  # unsubscribed since it was queued
-            await self.ws.send_str(data.decode())
-            if seq:
+            if seq:  # before the send: it writes the frame at once, then may wait to drain
                 self.sent[session] = seq
+            await self.ws.send_str(data.decode())
 
     async def close(self, frame_type: str, code: int) -> None:
         """Tell the client where it got to, then close."""

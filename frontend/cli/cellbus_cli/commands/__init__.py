@@ -1,0 +1,17 @@
+"""The subcommands, one module per group; each module's `add_parsers` declares its own.
+
+Every command is `async def (ctx: Context, args: Namespace) -> int`, set on its parser as
+`handler`. `uses_token` says whether a -32001 from the server means "not logged in" (exit 2);
+`interrupted_status` is the exit status after Ctrl-C (0 where Ctrl-C is the normal way out).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from . import account, running, serve, worksheets
+
+
+def add_all(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    for module in (account, worksheets, running, serve):
+        module.add_parsers(subparsers, common)

@@ -1,5 +1,5 @@
-"""The client side of a session's request channel: what the web service, the console and the
-tests use to create sessions and send them requests.
+"""The client side of a session's request channel: what the web service and the tests use to
+create sessions and send them requests.
 
 Executions return at once with their request message; their outputs and ``execute_reply``
 arrive on the session's feed (`feed_messages`). Completion, inspection, interrupt, restart,

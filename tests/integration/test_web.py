@@ -461,3 +461,29 @@ async def test_a_browser_too_slow_to_read_is_cut_off_with_its_cursor_and_resumes
              if m["header"]["msg_type"] == "display_data"]  # fmt: skip
     assert [m["content"]["data"]["text/plain"] for m in shown] == [str(i) for i in range(20000)]
     await again.close()
+
+
+async def test_everyone_watching_a_worksheet_sees_who_else_is(ada: Client, bob: Client) -> None:
+    sheet, _ = await worksheet_with(ada, "1")
+    await ada.call("worksheet.share", id=sheet["id"], username=bob.username, role="viewer")
+    ada_feed = await ada.socket()
+    await ada_feed.subscribe(worksheet=sheet["id"], cursor="now")
+    alone = await ada_feed.frame(lambda f: f["type"] == "presence")
+    assert alone["users"] == [ada.username]
+    bob_feed = await bob.socket()  # on the other web process, where there are two
+    await bob_feed.subscribe(worksheet=sheet["id"], cursor="now")
+    both = await ada_feed.frame(lambda f: f["type"] == "presence")
+    assert both["users"] == sorted([ada.username, bob.username])
+    await bob_feed.close()
+    left = await ada_feed.frame(lambda f: f["type"] == "presence", timeout=10)
+    assert left["users"] == [ada.username]
+    await ada_feed.close()
+
+
+async def test_pages_forbid_framing_and_foreign_scripts(stack: Stack, ada: Client) -> None:
+    async with ada.http.get(stack.urls[0] + "/") as page:
+        policy = page.headers["Content-Security-Policy"]
+        assert "script-src 'self'" in policy and "frame-ancestors 'none'" in policy
+        assert page.headers["X-Content-Type-Options"] == "nosniff"
+    response = await ada.post({"jsonrpc": "2.0", "id": 1, "method": "auth.whoami"})
+    assert response.headers["Cache-Control"] == "no-store"

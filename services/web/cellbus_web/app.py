@@ -8,6 +8,7 @@ feed's own).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
@@ -20,13 +21,28 @@ from .ws import SOCKETS, close_sockets, feed_socket
 
 CHECKOUT_FRONTEND = Path(__file__).resolve().parents[3] / "frontend" / "web" / "dist"
 
+APP_POLICY = "; ".join((
+    "default-src 'self'", "script-src 'self'", "style-src 'self' 'unsafe-inline'",
+    "img-src 'self' data: blob:", "connect-src 'self' ws: wss:", "frame-src 'self'",
+    "object-src 'none'", "base-uri 'self'", "form-action 'self'", "frame-ancestors 'none'",
+))  # fmt: skip
+"""The app's own pages: nothing but its own scripts, and no one may frame it."""
+
+SANDBOX_POLICY = "; ".join((
+    "default-src * data: blob: 'unsafe-inline' 'unsafe-eval'", "frame-ancestors 'self'",
+))  # fmt: skip
+"""/sandbox.html, where HTML and SVG from user code render: anything goes inside it, because
+the app frames it with ``sandbox="allow-scripts"`` (no allow-same-origin), which gives it an
+opaque origin: it cannot read the app's cookies, storage or DOM, and the API refuses it (its
+requests carry no session cookie and an Origin that is not this site)."""
+
 PLACEHOLDER = """<!doctype html><meta charset="utf-8"><title>cellbus</title>
 <p>cellbus is running. The browser app is not built here: run <code>make run</code> from a
 checkout, or use the API at <code>POST /rpc</code> (see <code>rpc.discover</code>)."""
 
 
 def create_app(settings: WebSettings, bus: Bus) -> web.Application:
-    app = web.Application(client_max_size=settings.max_body_bytes)
+    app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[security_headers])
     backend = Backend.create(settings, bus)
     app[BACKEND] = backend
     app[SOCKETS] = set()
@@ -38,6 +54,21 @@ def create_app(settings: WebSettings, bus: Bus) -> web.Application:
     app.on_shutdown.append(close_sockets)
     app.on_cleanup.append(_close_backend)
     return app
+
+
+@web.middleware
+async def security_headers(request: web.Request, handler: Any) -> web.StreamResponse:
+    response = await handler(request)
+    if response.prepared:  # a WebSocket: its headers are gone already
+        return response
+    if request.path == "/sandbox.html":
+        response.headers["Content-Security-Policy"] = SANDBOX_POLICY
+    else:
+        response.headers.setdefault("Content-Security-Policy", APP_POLICY)
+        response.headers["X-Frame-Options"] = "DENY"
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Referrer-Policy"] = "same-origin"
+    return response
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -59,8 +90,14 @@ def add_frontend(app: web.Application, folder: Path) -> None:
             return web.FileResponse(index, headers={"Cache-Control": "no-cache"})
         return web.Response(text=PLACEHOLDER, content_type="text/html")
 
+    async def sandbox(request: web.Request) -> web.StreamResponse:
+        if (folder / "sandbox.html").is_file():
+            return web.FileResponse(folder / "sandbox.html")
+        raise web.HTTPNotFound()
+
     app.router.add_get("/", page)
     app.router.add_get("/w/{worksheet}", page)
+    app.router.add_get("/sandbox.html", sandbox)
     if (folder / "assets").is_dir():
         app.router.add_static("/assets", folder / "assets")
 

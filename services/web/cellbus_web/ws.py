@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import uuid
 from typing import Any
 
 import msgspec
@@ -41,6 +42,8 @@ log = logging.getLogger(__name__)
 
 OVERFLOW_CLOSE = 4000
 MAX_FRAME_BYTES = 64 * 1024
+PRESENCE_INTERVAL = 2.0  # seconds between presence checks (and renewals) of a socket
+PRESENCE_TTL = 15.0  # a socket that stops renewing (its process died) leaves after this
 SOCKETS = web.AppKey("sockets", set)
 
 
@@ -72,6 +75,9 @@ class FeedSocket:
         self.subscribed: set[str] = set()  # as soon as a subscription starts catching up
         self.sent: dict[str, int] = {}  # session -> cursor of the last message sent
         self.overflowed = asyncio.Event()
+        self.presence_id = f"{principal.user.username} {uuid.uuid4().hex[:12]}"
+        self._present: dict[str, list[str]] = {}  # session -> the watchers last sent
+        self.wake_presence = asyncio.Event()  # a new subscription: report it now
 
     # -- what arrives from the feeds ------------------------------------------------------
     def _frame(self, session: str, entry: FeedEntry) -> bytes:
@@ -142,6 +148,7 @@ class FeedSocket:
         self.listeners[session] = await translate(
             self.backend.hub.follow(session, cursor, self.deliver, self.catch_up)
         )
+        self.wake_presence.set()
 
     async def _session_of(self, frame: Subscribe) -> str:
         user = self.principal.user.id
@@ -156,9 +163,35 @@ class FeedSocket:
 
     async def unsubscribe(self, session: str) -> None:
         self.subscribed.discard(session)
+        self._present.pop(session, None)
         listener = self.listeners.pop(session, None)
         if listener is not None:
             await self.backend.hub.unfollow(listener)
+            with contextlib.suppress(CellbusError):
+                await self.backend.bus.remove_load(keys.presence(session), self.presence_id)
+
+    # -- who else is watching -------------------------------------------------------------
+    async def presence(self) -> None:
+        """Keep this socket listed as a watcher of each session it follows, and tell the
+        client who watches them whenever that changes (across every web process)."""
+        bus = self.backend.bus
+        while True:
+            self.wake_presence.clear()
+            for session in list(self.listeners):
+                try:
+                    table = keys.presence(session)
+                    await bus.report_load(table, self.presence_id, 1, PRESENCE_TTL)
+                    watchers = sorted({m.split(" ")[0] for m in await bus.loads(table)})
+                except CellbusError as exc:
+                    log.warning("presence of %s: %s", session, exc)
+                    continue
+                if session in self.listeners and self._present.get(session) != watchers:
+                    self._present[session] = watchers
+                    frame = {"type": "presence", "session": session, "users": watchers}
+                    await self.queue.put(("", 0, _json(frame)))
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(PRESENCE_INTERVAL):
+                    await self.wake_presence.wait()
 
     # -- writing to the client ------------------------------------------------------------
     async def write(self) -> None:
@@ -204,10 +237,10 @@ async def feed_socket(request: web.Request) -> web.WebSocketResponse:
     writer = asyncio.create_task(socket.write())
     overflow = asyncio.create_task(socket.overflowed.wait())
     reader = asyncio.create_task(_read(socket))
+    presence = asyncio.create_task(socket.presence())
+    tasks = (writer, overflow, reader, presence)
     try:
-        done, _ = await asyncio.wait(
-            {writer, overflow, reader}, return_when=asyncio.FIRST_COMPLETED
-        )
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         if overflow in done:
             writer.cancel()
             await socket.close("overflow", OVERFLOW_CLOSE)
@@ -216,9 +249,9 @@ async def feed_socket(request: web.Request) -> web.WebSocketResponse:
                 if not isinstance(task.exception(), (ConnectionError, CellbusError)):
                     log.error("feed socket failed", exc_info=task.exception())
     finally:
-        for task in (writer, overflow, reader):
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(writer, overflow, reader, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
         await socket.release()
         request.app[SOCKETS].discard(socket)
         await ws.close()

@@ -43,6 +43,12 @@ def session_host(session: str) -> str:
     return f"session:{check_session_id(session)}:host"
 
 
+def presence(session: str) -> str:
+    """Who is watching the session: a load table (member: ``username socket-id``, with a time
+    to live) that every web process writes for its sockets and reads for presence frames."""
+    return f"session:{check_session_id(session)}:presence"
+
+
 ACCOUNTS = "accounts:requests"
 """Queue of accounts requests (request/reply); read by the accounts service."""
 

@@ -171,7 +171,7 @@ async def test_an_import_creates_the_cells_in_order_with_their_outputs(accounts:
         ("print('hi')", shown, 1), ("%%markdown\n# Notes", [], None),
     ]  # fmt: skip
     too_big = a.ImportWorksheet(title="Big", cells=[*cells, a.ImportedCell(source="#" * 10_001)])
-    assert await error_of(accounts.call(too_big, ada)) == "invalid"
+    assert await error_of(accounts.call(too_big, ada)) == "too_large"
     assert [w["title"] for w in await accounts.call(a.ListWorksheets(), ada)] == ["Imported"]
 
 
@@ -191,7 +191,7 @@ async def test_bad_titles_sources_and_ids(accounts: Accounts) -> None:
         assert await error_of(accounts.call(a.CreateWorksheet(title=title), ada)) == "invalid"
     sheet = await accounts.call(a.CreateWorksheet(title="Limits"), ada)
     big = a.CreateCell(worksheet=sheet["id"], source="#" * 10_001)
-    assert await error_of(accounts.call(big, ada)) == "invalid"
+    assert await error_of(accounts.call(big, ada)) == "too_large"
     for request in (
         a.GetWorksheet(id="nope"),
         a.DeleteCell(id="not-a-uuid"),

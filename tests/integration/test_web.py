@@ -496,3 +496,49 @@ async def test_pages_forbid_framing_and_foreign_scripts(stack: Stack, ada: Clien
         assert page.headers["X-Content-Type-Options"] == "nosniff"
     response = await ada.post({"jsonrpc": "2.0", "id": 1, "method": "auth.whoami"})
     assert response.headers["Cache-Control"] == "no-store"
+
+
+async def test_bad_values_get_clear_errors_not_internal_ones(stack: Stack, ada: Client) -> None:
+    sheet, (cell,) = await worksheet_with(ada, "1")
+    huge = await ada.error("cell.update", id=cell["id"], source="2", version=2**64)
+    assert huge.code == -32602
+    big = await ada.error("cell.update", id=cell["id"], source="#" * (1024 * 1024 + 1), version=1)
+    assert big.code == -32013
+    for cursor_pos in (-5, 2**64, 4):
+        bad = await ada.error("session.complete", session=sheet["session"], code="abc",
+                              cursor_pos=cursor_pos)  # fmt: skip
+        assert bad.code == -32602 and "cursor_pos" in bad.message
+    feed = await ada.socket()
+    await feed.ws.send_json({"op": "unsubscribe"})
+    error = await feed.frame(lambda f: f["type"] == "error")
+    assert "needs a session" in error["message"]
+    nowhere = "00000000-0000-0000-0000-000000000009"
+    missing = await feed.subscribe(worksheet=nowhere)
+    assert (missing["code"], missing["worksheet"]) == (NOT_FOUND, nowhere)
+    await feed.close()
+
+
+async def test_revoking_a_token_and_logging_out_with_a_stale_cookie_take_effect(
+    stack: Stack, ada: Client
+) -> None:
+    other = Client(stack.urls[0], (await ada.call("auth.login", username=ada.username,
+                                                  password=PASSWORD, label="phone"))["token"])  # fmt: skip
+    assert (await other.call("auth.whoami"))["username"] == ada.username  # now cached
+    phone = next(t for t in await ada.call("auth.tokens") if t["label"] == "phone")
+    await ada.call("auth.revoke", id=phone["id"])
+    assert (await other.error("auth.whoami")).code == UNAUTHENTICATED
+    await other.close()
+    browser = Client(stack.urls[0])
+    try:
+        login = {"jsonrpc": "2.0", "id": 1, "method": "auth.login",
+                 "params": [ada.username, PASSWORD]}  # fmt: skip
+        token = (await (await browser.post(login)).json())["result"]["token"]
+        revoker = Client(stack.urls[0], token)
+        await revoker.call("auth.logout")  # the browser's cookie is now stale
+        await revoker.close()
+        logout = {"jsonrpc": "2.0", "id": 2, "method": "auth.logout"}
+        response = await browser.post(logout, {"Origin": stack.urls[0]})
+        assert "result" in await response.json()
+        assert response.cookies["cellbus_session"].value == ""
+    finally:
+        await browser.close()

@@ -34,6 +34,7 @@ from .store.records import ROLE_RANK
 USERNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{1,31}$")
 MAX_TITLE = 200
 MAX_IMPORTED_CELLS = 10_000
+MAX_VERSION = 2**31 - 1  # a PostgreSQL integer
 
 
 class AccountsError(Exception):
@@ -69,6 +70,11 @@ def cell_view(cell: Cell) -> a.CellView:
         version=cell.version, outputs=cell.outputs, execution_count=cell.execution_count,
         run_by=cell.run_by, run_at=_iso(cell.run_at), run_msg_id=cell.run_msg_id,
     )  # fmt: skip
+
+
+def _a(role: str) -> str:
+    """ "an editor", "a viewer": the role with its article."""
+    return f"an {role}" if role[0] in "aeiou" else f"a {role}"
 
 
 def _uuid(value: str | None, what: str) -> uuid.UUID:
@@ -129,7 +135,9 @@ class Handlers:
         if sheet is None:
             raise AccountsError("not_found", f"no worksheet {worksheet_id}")
         if ROLE_RANK[sheet.role] < ROLE_RANK[needs]:
-            raise AccountsError("forbidden", f"this needs the {needs} role; you are a {sheet.role}")
+            raise AccountsError(
+                "forbidden", f"this needs the {needs} role; you are {_a(sheet.role)}"
+            )
         return sheet
 
     async def _cell(self, cell_id: str, user: User, needs: str) -> tuple[Cell, Worksheet]:
@@ -159,7 +167,7 @@ class Handlers:
         size = len(source.encode())
         if size > self.settings.max_source_bytes:
             raise AccountsError(
-                "invalid",
+                "too_large",
                 f"the cell source has {size:,} bytes; the limit is "
                 f"{self.settings.max_source_bytes:,}",
             )
@@ -240,7 +248,7 @@ class Handlers:
         title = self._check_title(request.title)
         if len(request.cells) > MAX_IMPORTED_CELLS:
             raise AccountsError(
-                "invalid", f"{len(request.cells):,} cells; an import holds at most "
+                "too_large", f"{len(request.cells):,} cells; an import holds at most "
                 f"{MAX_IMPORTED_CELLS:,}",
             )  # fmt: skip
         for cell in request.cells:
@@ -343,6 +351,8 @@ class Handlers:
         user = await self._actor(request)
         cell, sheet = await self._cell(request.id, user, "editor")
         self._check_source(request.source)
+        if not 1 <= request.version <= MAX_VERSION:
+            raise AccountsError("invalid", f"a cell version is 1 to {MAX_VERSION}")
         try:
             updated = await self.store.update_cell(cell.id, request.source, request.version)
         except VersionConflict as conflict:

@@ -86,6 +86,10 @@ class Authenticator:
     def forget(self, token: str) -> None:
         self._cache.pop(token, None)
 
+    def forget_user(self, user_id: str) -> None:
+        """Drop every cached token of a user (one of them was revoked by its id)."""
+        self._cache = {k: v for k, v in self._cache.items() if v[1].id != user_id}
+
     async def principal(self, request: web.BaseRequest) -> Principal:
         """The caller of `request`, or `RpcError` (unauthenticated, or forbidden for a
         cookie from a foreign origin)."""

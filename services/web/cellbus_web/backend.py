@@ -113,6 +113,7 @@ async def require_role(call: Call, session: str, needs: str) -> Principal:
     role = await session_role(call, session)
     if rank[role] < rank[needs]:
         raise RpcError(
-            APPLICATION_ERRORS["forbidden"], f"this needs the {needs} role; you are a {role}"
+            APPLICATION_ERRORS["forbidden"],
+            f"this needs the {needs} role; you are {'an' if role == 'editor' else 'a'} {role}",
         )
     return await caller(call)

@@ -108,13 +108,14 @@ class FeedSocket:
 
     # -- what the client asks -------------------------------------------------------------
     async def handle(self, data: str | bytes) -> None:
-        try:
-            if len(data) > MAX_FRAME_BYTES:
-                raise RpcError(INVALID_REQUEST, "frame too large")
+        frame: Subscribe | None = None
+        try:  # (frames over MAX_FRAME_BYTES never get here: aiohttp closes with 1009)
             frame = _frame.decode(data)
             if frame.op == "subscribe":
                 await self.subscribe(frame)
-            elif frame.op == "unsubscribe" and frame.session:
+            elif frame.op == "unsubscribe":
+                if not frame.session:
+                    raise RpcError(INVALID_REQUEST, "unsubscribe needs a session")
                 await self.unsubscribe(frame.session)
             elif frame.op == "ping":
                 await self.queue.put(("", 0, b'{"type":"pong"}'))
@@ -123,11 +124,14 @@ class FeedSocket:
         except msgspec.DecodeError as exc:
             await self._error(INVALID_REQUEST, f"bad frame: {exc}", None)
         except RpcError as exc:
-            await self._error(exc.code, exc.message, getattr(frame, "session", None))
+            await self._error(exc.code, exc.message, frame)
 
-    async def _error(self, code: int, message: str, session: str | None) -> None:
-        frame = {"type": "error", "code": code, "message": message, "session": session}
-        await self.queue.put(("", 0, _json(frame)))
+    async def _error(self, code: int, message: str, about: Subscribe | None) -> None:
+        reply = {"type": "error", "code": code, "message": message,
+                 "session": about.session if about else None}  # fmt: skip
+        if about is not None and about.worksheet:
+            reply["worksheet"] = about.worksheet
+        await self.queue.put(("", 0, _json(reply)))
 
     async def subscribe(self, frame: Subscribe) -> None:
         session = await self._session_of(frame)
@@ -164,6 +168,7 @@ class FeedSocket:
     async def unsubscribe(self, session: str) -> None:
         self.subscribed.discard(session)
         self._present.pop(session, None)
+        self.sent.pop(session, None)
         listener = self.listeners.pop(session, None)
         if listener is not None:
             await self.backend.hub.unfollow(listener)
@@ -202,7 +207,7 @@ class FeedSocket:
                 await self.unsubscribe(session)
                 frame = {"type": "error", "code": FORBIDDEN, "session": session,
                          "message": "your access to this worksheet was removed"}  # fmt: skip
-                await self.ws.send_bytes(_json(frame))
+                await self.ws.send_str(_json(frame).decode())
                 continue
             if session and session not in self.subscribed and seq:
                 continue  # unsubscribed since it was queued

@@ -8,7 +8,8 @@ service, after authenticating). The accounts service checks every permission its
 A reply holds either ``result`` or ``error`` {code, message, data}. Error codes are stable:
 
 =================  ======================================================================
-``invalid``        bad input: a malformed request, a bad username, title or source
+``invalid``        bad input: a malformed request, a bad username, title or version
+``too_large``      a cell source over the cap, or an import of too many cells
 ``unauthenticated``  wrong username or password, or an unknown, expired or revoked token
 ``forbidden``      the actor may see the worksheet but not do this (a viewer editing)
 ``not_found``      no such record, or one the actor may not see
@@ -29,8 +30,8 @@ from . import keys
 from .bus import Bus
 from .errors import RemoteError, ValidationError
 
-ERROR_CODES = ("invalid", "unauthenticated", "forbidden", "not_found", "conflict", "taken",
-               "unavailable", "internal")  # fmt: skip
+ERROR_CODES = ("invalid", "too_large", "unauthenticated", "forbidden", "not_found", "conflict",
+               "taken", "unavailable", "internal")  # fmt: skip
 Role = Literal["viewer", "editor", "owner"]
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from cellbus_protocol import accounts as a
 
-from ..auth import COOKIE
+from ..auth import COOKIE, origin_allowed, presented_token
 from ..backend import ask_accounts, backend_of, caller, translate
-from ..rpc import UNAUTHENTICATED, Api, Call, RpcError
+from ..rpc import FORBIDDEN, UNAUTHENTICATED, Api, Call, RpcError
 
 SESSION_COOKIE_DAYS = 30
 
@@ -14,7 +14,7 @@ SESSION_COOKIE_DAYS = 30
 def register(api: Api) -> None:
     api.method("auth.register", public=True)(auth_register)
     api.method("auth.login", public=True)(auth_login)
-    api.method("auth.logout")(auth_logout)
+    api.method("auth.logout", public=True)(auth_logout)
     api.method("auth.whoami")(auth_whoami)
     api.method("auth.tokens")(auth_tokens)
     api.method("auth.revoke")(auth_revoke)
@@ -59,12 +59,21 @@ async def auth_login(call: Call, username: str, password: str, label: str = "") 
 
 
 async def auth_logout(call: Call) -> None:
-    """Revoke the token this request was made with and clear the session cookie."""
-    principal = await caller(call)
+    """Revoke the token this request was made with and clear the session cookie.
+
+    Needs no valid token: a browser holding an expired cookie must be able to drop it (the
+    cookie is HttpOnly, so only the server can)."""
     backend = backend_of(call)
-    await translate(backend.accounts.call(a.Logout(token=principal.token)))
-    backend.authenticator.forget(principal.token)
+    presented = presented_token(call.request)
+    if presented is None:
+        call.del_cookie(COOKIE, path="/")
+        return
+    token, via_cookie = presented
+    if via_cookie and not origin_allowed(call.request, backend.settings):
+        raise RpcError(FORBIDDEN, "a cookie-authenticated request must come from this site")
     call.del_cookie(COOKIE, path="/")
+    await translate(backend.accounts.call(a.Logout(token=token)))
+    backend.authenticator.forget(token)
 
 
 async def auth_whoami(call: Call) -> a.UserView:
@@ -80,6 +89,7 @@ async def auth_tokens(call: Call) -> list[a.TokenView]:
 async def auth_revoke(call: Call, id: str) -> None:
     """Revoke one of the signed-in user's tokens (say, a lost laptop's)."""
     await ask_accounts(call, a.RevokeToken(id=id))
+    backend_of(call).authenticator.forget_user((await caller(call)).user.id)
 
 
 async def user_list(call: Call) -> list[a.UserView]:

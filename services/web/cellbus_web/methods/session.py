@@ -18,7 +18,7 @@ from cellbus_protocol import keys
 from cellbus_protocol import messages as m
 
 from ..backend import ask_accounts, backend_of, caller, require_role, translate
-from ..rpc import UNAVAILABLE, Api, Call, RpcError
+from ..rpc import INVALID_PARAMS, UNAVAILABLE, Api, Call, RpcError
 
 
 class NewSession(msgspec.Struct, kw_only=True):
@@ -58,6 +58,11 @@ def register(api: Api) -> None:
         api.method(name)(method)
 
 
+def _check_cursor(code: str, cursor_pos: int) -> None:
+    if not 0 <= cursor_pos <= len(code):
+        raise RpcError(INVALID_PARAMS, f"cursor_pos: 0 to {len(code)} (the length of code)")
+
+
 def _answered(reply: m.Reply) -> m.Reply:
     if reply.status != "ok":
         raise RpcError(UNAVAILABLE, f"the session could not answer: {reply.ename} {reply.evalue}")
@@ -85,6 +90,7 @@ async def session_execute(call: Call, session: str, code: str) -> Execution:
 
 async def session_complete(call: Call, session: str, code: str, cursor_pos: int) -> Completion:
     """Completions at `cursor_pos` (in characters) of `code`, from the live namespace."""
+    _check_cursor(code, cursor_pos)
     principal = await require_role(call, session, "editor")
     backend = backend_of(call)
     await translate(backend.ensure_session(session, principal))
@@ -98,6 +104,7 @@ async def session_complete(call: Call, session: str, code: str, cursor_pos: int)
 
 async def session_inspect(call: Call, session: str, code: str, cursor_pos: int) -> Inspection:
     """What the session knows of the name at `cursor_pos` (its docstring, signature...)."""
+    _check_cursor(code, cursor_pos)
     principal = await require_role(call, session, "editor")
     backend = backend_of(call)
     await translate(backend.ensure_session(session, principal))

@@ -5,16 +5,19 @@ UV := $(TOOLS)/bin/uv
 VENV := .venv
 UV_VERSION := 0.13.8
 
-.PHONY: run test install lint format services clean
+.PHONY: run test install lint format services frontend browser compose-tools clean
+
+WEB := frontend/web
+WEB_SOURCES := $(shell find $(WEB)/src $(WEB)/static -type f 2>/dev/null) $(WEB)/build.mjs
 
 # Everything in one program (accounts, web, a kernel worker) on the in-process bus and SQLite:
 # no servers needed. CELLBUS_PORT (8888) and CELLBUS_DATA_DIR choose where.
-run: install
+run: install frontend
 	$(VENV)/bin/cellbus serve
 
 # The whole suite against the real Redis and PostgreSQL on 127.0.0.1 (installed and started
 # from Debian's packages when they are not running).
-test: install services lint
+test: install services browser compose-tools frontend lint
 	$(VENV)/bin/pytest -q
 
 install: $(VENV)/.installed
@@ -30,13 +33,36 @@ $(VENV)/.installed: $(UV) pyproject.toml uv.lock */*/pyproject.toml
 services:
 	bash scripts/ensure-services.sh
 
-lint: install
+# The browser app (frontend/web/dist): `npm ci` when package-lock.json changes, then a build
+# when any source changes. Each step leaves a stamp file, so an unchanged app costs nothing.
+frontend: $(WEB)/dist/.built
+
+$(WEB)/node_modules/.installed: $(WEB)/package.json $(WEB)/package-lock.json
+	@command -v npm >/dev/null || { echo "the browser app needs Node.js and npm" >&2; exit 1; }
+	cd $(WEB) && npm ci --no-audit --no-fund
+	touch $@
+
+$(WEB)/dist/.built: $(WEB)/node_modules/.installed $(WEB_SOURCES)
+	cd $(WEB) && npm run build
+	touch $@
+
+# Debian's Chromium at /usr/bin/chromium, which the browser tests drive with Playwright.
+browser:
+	bash scripts/ensure-browser.sh
+
+# Debian's docker-compose (Compose v1), which tests/integration/test_compose.py validates with.
+compose-tools:
+	bash scripts/ensure-compose-tools.sh
+
+lint: install $(WEB)/node_modules/.installed
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	cd $(WEB) && npm run --silent format:check
 
-format: install
+format: install $(WEB)/node_modules/.installed
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
+	cd $(WEB) && npm run --silent format
 
 clean:
-	rm -rf $(VENV) $(TOOLS) .pytest_cache .ruff_cache artifacts
+	rm -rf $(VENV) $(TOOLS) .pytest_cache .ruff_cache artifacts $(WEB)/node_modules $(WEB)/dist

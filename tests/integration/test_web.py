@@ -521,8 +521,8 @@ async def test_bad_values_get_clear_errors_not_internal_ones(stack: Stack, ada: 
 async def test_revoking_a_token_and_logging_out_with_a_stale_cookie_take_effect(
     stack: Stack, ada: Client
 ) -> None:
-    other = Client(stack.urls[0], (await ada.call("auth.login", username=ada.username,
-                                                  password=PASSWORD, label="phone"))["token"])  # fmt: skip
+    login = {"username": ada.username, "password": PASSWORD, "label": "phone"}
+    other = Client(stack.urls[0], (await ada.call("auth.login", **login))["token"])
     assert (await other.call("auth.whoami"))["username"] == ada.username  # now cached
     phone = next(t for t in await ada.call("auth.tokens") if t["label"] == "phone")
     await ada.call("auth.revoke", id=phone["id"])

@@ -1,0 +1,206 @@
+/**
+ * The feed WebSocket (`GET /ws`): live session feeds that survive disconnects.
+ *
+ * One `FeedConnection` per signed-in page carries every subscription. For each session it
+ * remembers the cursor of the last message it handed on; when the socket drops (the network,
+ * a web process restarting, the server cutting off a slow reader with an `overflow` frame) it
+ * reconnects by itself with exponential backoff and subscribes again from those cursors, so
+ * the server sends exactly what was missed. A message whose cursor is not past the one
+ * remembered is dropped: nothing is shown twice, even if the server repeats itself.
+ *
+ * Frames (docs/api.md): the client sends `subscribe` {session, cursor} and `ping`; the server
+ * sends `subscribed`, `message` {session, cursor, message}, `presence` {session, users},
+ * `error` {code, message, session}, `pong`, and `closing`/`overflow` {cursors} before it
+ * closes the socket.
+ */
+
+const BACKOFF_FIRST_MS = 250;
+const BACKOFF_MAX_MS = 5000;
+const PING_EVERY_MS = 20_000; // a socket that does not answer a ping within this is dead
+// Refusals that trying again will not change: not signed in, not allowed, no such session.
+const FATAL_CODES = new Set([-32001, -32003, -32004]);
+const STATES = ["connecting", "open", "reconnecting", "closed"];
+
+export class FeedConnection {
+  /**
+   * `onState(state, info)` is told of every change of the connection's state: "connecting"
+   * (first attempt), "open", "reconnecting" (with `info.retryInMs` and `info.drops`, the
+   * number of times the socket has dropped) and "closed" (by `close()`).
+   */
+  constructor({ url = defaultUrl(), onState = () => {} } = {}) {
+    this.url = url;
+    this.onState = onState;
+    this.subscriptions = new Map(); // session -> Subscription
+    this.state = "connecting";
+    this.drops = 0;
+    this.attempt = 0;
+    this.ws = null;
+    this.retryTimer = 0;
+    this.pingTimer = 0;
+    this.awaitingPong = false;
+    this.closedByUs = false;
+    this._connect();
+    this._onOnline = () => this._retryNow();
+    window.addEventListener("online", this._onOnline);
+  }
+
+  /**
+   * Follow `session` from `cursor` (0: every retained message). `handlers.onMessage(message,
+   * cursor)` gets each Jupyter message once, in order; `onPresence(users)` who watches;
+   * `onError(frame)` a refusal (say, access removed). Returns a function that unsubscribes.
+   */
+  subscribe(session, cursor, handlers) {
+    // `start`: the cursor of the latest subscribe sent; `confirmed` once the server says it
+    // started there (its `subscribed` frame names the cursor, telling it from earlier ones)
+    const subscription = { session, cursor, start: cursor, handlers, confirmed: false };
+    this.subscriptions.set(session, subscription);
+    this._send({ op: "subscribe", session, cursor });
+    return () => {
+      if (this.subscriptions.get(session) !== subscription) return;
+      this.subscriptions.delete(session);
+      this._send({ op: "unsubscribe", session });
+    };
+  }
+
+  close() {
+    this.closedByUs = true;
+    clearTimeout(this.retryTimer);
+    clearInterval(this.pingTimer);
+    window.removeEventListener("online", this._onOnline);
+    this.ws?.close(1000);
+    this._setState("closed");
+  }
+
+  // -- the socket -------------------------------------------------------------------------
+
+  _connect() {
+    let ws;
+    try {
+      ws = new WebSocket(this.url);
+    } catch {
+      this._scheduleRetry();
+      return;
+    }
+    this.ws = ws;
+    ws.onopen = () => this._onOpen(ws);
+    ws.onmessage = (event) => this._onFrame(event.data);
+    ws.onclose = () => this._onClose(ws);
+  }
+
+  _onOpen(ws) {
+    if (ws !== this.ws) return;
+    for (const sub of this.subscriptions.values()) {
+      sub.confirmed = false;
+      sub.start = sub.cursor;
+      ws.send(JSON.stringify({ op: "subscribe", session: sub.session, cursor: sub.cursor }));
+    }
+    this.attempt = 0;
+    this._setState("open");
+    clearInterval(this.pingTimer);
+    this.awaitingPong = false;
+    this.pingTimer = setInterval(() => this._ping(ws), PING_EVERY_MS);
+  }
+
+  _ping(ws) {
+    if (ws !== this.ws || ws.readyState !== WebSocket.OPEN) return;
+    if (this.awaitingPong) {
+      ws.close(4001, "no pong"); // the connection is dead without having said so
+      return;
+    }
+    this.awaitingPong = true;
+    ws.send('{"op":"ping"}');
+  }
+
+  _onClose(ws) {
+    if (ws !== this.ws) return;
+    clearInterval(this.pingTimer);
+    this.ws = null;
+    if (this.closedByUs) return;
+    this.drops += this.state === "open" ? 1 : 0;
+    this._scheduleRetry();
+  }
+
+  _scheduleRetry() {
+    const base = Math.min(BACKOFF_MAX_MS, BACKOFF_FIRST_MS * 2 ** this.attempt);
+    const delay = Math.round(base * (0.8 + Math.random() * 0.4)); // jitter: not all at once
+    this.attempt += 1;
+    this._setState("reconnecting", { retryInMs: delay });
+    clearTimeout(this.retryTimer);
+    this.retryTimer = setTimeout(() => this._connect(), delay);
+  }
+
+  _retryNow() {
+    if (this.state !== "reconnecting" || this.ws) return;
+    clearTimeout(this.retryTimer);
+    this._connect();
+  }
+
+  _resubscribe(sub) {
+    if (this.subscriptions.get(sub.session) === sub) {
+      sub.confirmed = false;
+      sub.start = sub.cursor;
+      this._send({ op: "subscribe", session: sub.session, cursor: sub.cursor });
+    }
+  }
+
+  _send(frame) {
+    if (this.ws?.readyState === WebSocket.OPEN) this.ws.send(JSON.stringify(frame));
+    // otherwise `_onOpen` sends every subscription when the socket is back
+  }
+
+  _setState(state, info = {}) {
+    if (!STATES.includes(state)) throw new Error(`unknown state ${state}`);
+    this.state = state;
+    this.onState(state, { drops: this.drops, ...info });
+  }
+
+  // -- frames from the server -------------------------------------------------------------
+
+  _onFrame(data) {
+    let frame;
+    try {
+      frame = JSON.parse(data);
+    } catch {
+      console.warn("feed: a frame that is not JSON", data);
+      return;
+    }
+    const sub = frame.session ? this.subscriptions.get(frame.session) : undefined;
+    switch (frame.type) {
+      case "message":
+        // Not subscribed; frames of an earlier subscription to the session (the server sends
+        // `subscribed` before any message of a new one); or a message seen already.
+        if (!sub || !sub.confirmed || frame.cursor <= sub.cursor) return;
+        sub.cursor = frame.cursor;
+        sub.handlers.onMessage?.(frame.message, frame.cursor);
+        return;
+      case "subscribed":
+        if (sub && frame.cursor === sub.start) sub.confirmed = true;
+        return;
+      case "presence":
+        sub?.handlers.onPresence?.(frame.users);
+        return;
+      case "error":
+        if (!sub) console.warn("feed:", frame.message);
+        else if (FATAL_CODES.has(frame.code)) {
+          this.subscriptions.delete(frame.session); // refused for good: tell the page
+          sub.handlers.onError?.(frame);
+        } else {
+          setTimeout(() => this._resubscribe(sub), BACKOFF_MAX_MS); // a service was away
+        }
+        return;
+      case "pong":
+        this.awaitingPong = false;
+        return;
+      case "closing": // a web process going away; "overflow": we read too slowly
+      case "overflow":
+        return; // the close follows; our own cursors say where to resume
+      default:
+        console.warn("feed: unknown frame", frame.type);
+    }
+  }
+}
+
+function defaultUrl() {
+  const scheme = location.protocol === "https:" ? "wss:" : "ws:";
+  return `${scheme}//${location.host}/ws`;
+}

@@ -1,0 +1,108 @@
+/**
+ * Rich outputs (display_data, execute_result): choosing the best MIME type of a bundle and
+ * drawing it.
+ *
+ * Like Jupyter, a bundle offers several representations of one value; the richest one this
+ * app can show safely wins. HTML and SVG go into a sandboxed frame (sandbox.js); Markdown is
+ * converted by `marked` and cleaned by DOMPurify (no scripts, no event handlers); images are
+ * data: URLs; JSON is pretty-printed; text/plain (with ANSI colours) is the fallback.
+ */
+import DOMPurify from "dompurify";
+import { marked } from "marked";
+
+import { h } from "../dom.js";
+import { ansiToHtml } from "./ansi.js";
+import { SandboxFrame } from "./sandbox.js";
+
+const ORDER = [
+  "text/html",
+  "image/svg+xml",
+  "image/png",
+  "image/jpeg",
+  "text/markdown",
+  "application/json",
+  "text/plain",
+];
+
+/** The MIME type of `data` (a bundle) this app shows, or null if none. */
+function chooseMime(data) {
+  return ORDER.find((mime) => data && data[mime] !== undefined) ?? null;
+}
+
+/**
+ * A view of the bundle `data` (with `metadata`): {el, update(data, metadata), destroy()}.
+ * An update of a sandboxed output re-renders in the same frame, so it does not flicker.
+ */
+export function mimeView(data, metadata = {}) {
+  const view = {
+    mime: chooseMime(data),
+    el: null,
+    frame: null,
+    update(newData, newMetadata = {}) {
+      const mime = chooseMime(newData);
+      if (this.frame && mime === this.mime) {
+        this.frame.update(String(newData[mime]));
+        return;
+      }
+      const next = mimeView(newData, newMetadata);
+      this.el.replaceWith(next.el);
+      this.destroy();
+      Object.assign(this, { mime: next.mime, el: next.el, frame: next.frame });
+    },
+    destroy() {
+      this.frame?.destroy();
+    },
+  };
+  const mime = view.mime;
+  const value = mime ? data[mime] : undefined;
+  if (mime === "text/html" || mime === "image/svg+xml") {
+    // an SVG document is HTML content too
+    view.frame = new SandboxFrame(String(value), mime === "text/html" ? "html" : "svg");
+    view.el = view.frame.el;
+  } else {
+    view.el = h(
+      "div",
+      { class: `output output-${cssName(mime)}`, "data-testid": "output", dataset: { mime: mime ?? "" } },
+      render(mime, value, metadata),
+    );
+  }
+  return view;
+}
+
+function render(mime, value, metadata) {
+  switch (mime) {
+    case "image/png":
+    case "image/jpeg": {
+      const size = metadata?.[mime] ?? {};
+      return h("img", {
+        src: `data:${mime};base64,${String(value).replace(/\s/g, "")}`,
+        alt: "image output",
+        width: size.width,
+        height: size.height,
+        "data-testid": "output-image",
+      });
+    }
+    case "text/markdown": {
+      const div = h("div", { class: "markdown", "data-testid": "output-markdown" });
+      div.innerHTML = DOMPurify.sanitize(marked.parse(String(value), { async: false }));
+      for (const link of div.querySelectorAll("a[href]")) {
+        link.target = "_blank";
+        link.rel = "noopener noreferrer";
+      }
+      return div;
+    }
+    case "application/json":
+      return h("pre", { class: "output-json", "data-testid": "output-json" }, JSON.stringify(value, null, 2));
+    case "text/plain": {
+      const pre = h("pre", { class: "output-text", "data-testid": "output-text" });
+      pre.innerHTML = ansiToHtml(String(value));
+      return pre;
+    }
+    default:
+      return h("pre", { class: "output-text muted" }, "(an output this app cannot show)");
+  }
+}
+
+function cssName(mime) {
+  return (mime ?? "unknown").replace(/[^a-z0-9]+/g, "-");
+}

@@ -5,6 +5,10 @@ PostgreSQL) serves every test of the run; each test makes its own users and work
 tests do not see each other's data. Playwright's sync API drives ``/usr/bin/chromium``
 (never a downloaded browser); each person gets a browser context of their own, so two
 people are two separate sessions with their own cookies, as on two computers.
+
+The fixtures are package-scoped, not session-scoped: while Playwright's sync API is open it
+holds an event loop running in the main thread, and every asyncio test after it would fail
+("Runner.run() cannot be called from a running event loop"). They end with this folder.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ CHROMIUM_ARGS = [
 FRONTEND = Path(__file__).resolve().parents[2] / "frontend" / "web" / "dist" / "index.html"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServicesStack]:
     if not FRONTEND.is_file():
         pytest.fail("the browser app is not built: run `make frontend` (make test does)")
@@ -39,13 +43,13 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServicesStack]:
         system.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def playwright() -> Iterator[Playwright]:
     with sync_playwright() as instance:
         yield instance
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser(playwright: Playwright) -> Iterator[Browser]:
     if not os.access(CHROMIUM, os.X_OK):
         pytest.fail(f"no {CHROMIUM}: run `make browser` (make test does)")
@@ -54,7 +58,7 @@ def browser(playwright: Playwright) -> Iterator[Browser]:
     instance.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def screenshots(artifacts: Path) -> Path:
     folder = artifacts / "screenshots"
     folder.mkdir(parents=True, exist_ok=True)

@@ -3,8 +3,9 @@
 Every test that takes the `bus` fixture runs twice: on the in-process bus and on the Redis bus.
 They cover feeds (cursors, resuming after a disconnect, live and retained entries, many
 subscribers, retention, delete), queues (one consumer per item, order, ack, batch size, adding
-a queue while a read is blocked, timeouts), request/reply, leases and the load table, and that
-a task reading a feed or a queue stops when it is cancelled.
+a queue while a read is blocked, timeouts, size, claiming what a dead consumer left pending),
+request/reply, leases and the load table, registries, blobs, and that a task reading a feed or
+a queue stops when it is cancelled.
 
 The tests at the end use `redis_bus` for what only the Redis transport has: a slow subscriber
 that overflows its live buffer (under load, and the exact race that used to lose entries),
@@ -32,6 +33,7 @@ from cellbus_protocol.bus import (
     QueueItem,
     RedisBus,
     Subscription,
+    redis_queue,
 )
 from cellbus_protocol.bus import redis as redis_transport
 from cellbus_protocol.errors import RequestTimeout
@@ -489,7 +491,7 @@ async def test_a_cancelled_queue_reader_stops(bus: Bus, monkeypatch: pytest.Monk
     lands while it sends a command. BLOCK_MS is shortened so that a reader that did go on
     would be caught at its next read rather than 5 s later.
     """
-    monkeypatch.setattr(redis_transport, "BLOCK_MS", 200)
+    monkeypatch.setattr(redis_queue, "BLOCK_MS", 200)
     consumer = bus.consumer("group", "c1")
     await consumer.add("queue")
 
@@ -509,6 +511,69 @@ async def test_a_cancelled_queue_reader_stops(bus: Bus, monkeypatch: pytest.Monk
         assert done, f"attempt {attempt}: the worker ran on after cancel()"
         assert worker.cancelled()
     await consumer.close()
+
+
+async def test_queue_size_counts_what_is_not_yet_acknowledged(bus: Bus) -> None:
+    assert await bus.queue_size("queue") == 0
+    for i in range(3):
+        await bus.enqueue("queue", payload(i))
+    assert await bus.queue_size("queue") == 3  # no consumer yet
+    consumer = bus.consumer("group", "c1")
+    await consumer.add("queue")
+    first = await consumer.get(timeout=TIMEOUT)
+    assert first is not None
+    assert await bus.queue_size("queue") == 3  # taken is not handled
+    await consumer.ack(first)
+    assert await bus.queue_size("queue") == 2
+    await take_items(consumer, 2)
+    assert await bus.queue_size("queue") == 0
+    await consumer.close()
+
+
+async def test_claim_takes_over_what_a_consumer_took_and_never_acknowledged(bus: Bus) -> None:
+    """A worker dies holding items it had read: the next one claims them, oldest first, and
+    new items still come after them, each once."""
+    dead = bus.consumer("group", "dead", batch=1)  # took exactly what it got
+    await dead.add("queue")
+    for i in range(4):
+        await bus.enqueue("queue", payload(i))
+    taken = [await dead.get(timeout=TIMEOUT) for _ in range(3)]
+    assert all(taken)
+    await dead.ack(taken[0])  # handled one, died before the others
+    await dead.remove("queue")
+
+    heir = bus.consumer("group", "heir")
+    assert [item.data for item in await heir.claim("queue")] == [payload(1), payload(2)]
+    assert await heir.claim("other-queue") == []
+    await heir.add("queue")
+    rest = await take_items(heir, 1)  # never taken by the dead one: delivered as usual
+    assert [item.data for item in rest] == [payload(3)]
+    assert await heir.get(timeout=QUIET) is None
+    assert await bus.queue_size("queue") == 2  # claimed, not yet handled
+
+
+async def test_claimed_items_are_the_claimers_until_acknowledged(bus: Bus) -> None:
+    first = bus.consumer("group", "first")
+    await first.add("queue")
+    await bus.enqueue("queue", payload(1))
+    assert await first.get(timeout=TIMEOUT) is not None
+    second = bus.consumer("group", "second")
+    (item,) = await second.claim("queue")
+    await second.ack(item)
+    assert await bus.queue_size("queue") == 0
+    assert await second.claim("queue") == []
+    assert await first.claim("queue") == []
+
+
+async def test_claim_leaves_items_taken_more_recently_than_min_idle(bus: Bus) -> None:
+    holder = bus.consumer("group", "holder")
+    await holder.add("queue")
+    await bus.enqueue("queue", payload(1))
+    assert await holder.get(timeout=TIMEOUT) is not None
+    other = bus.consumer("group", "other")
+    assert await other.claim("queue", min_idle=30) == []
+    await asyncio.sleep(0.05)  # the idle time is what is being tested
+    assert [item.data for item in await other.claim("queue", min_idle=0.01)] == [payload(1)]
 
 
 # -- request/reply ---------------------------------------------------------------------------
@@ -627,6 +692,47 @@ async def test_loads_returns_live_members_only(bus: Bus) -> None:
     await bus.remove_load("workers", "never-there")
     assert await bus.loads("workers") == {"w2": 1}
     assert await bus.loads("other-table") == {"w9": 1}
+
+
+# -- registries and blobs --------------------------------------------------------------------
+
+
+async def test_registry_entries(bus: Bus) -> None:
+    assert await bus.entries("hosts") == {}
+    assert await bus.get_entry("hosts", "s1") is None
+    await bus.set_entry("hosts", "s1", "worker-a")
+    await bus.set_entry("hosts", "s2", "worker-b")
+    await bus.set_entry("other", "s1", "worker-z")
+    assert await bus.get_entry("hosts", "s1") == "worker-a"
+    await bus.set_entry("hosts", "s1", "worker-c")  # taken over
+    assert await bus.entries("hosts") == {"s1": "worker-c", "s2": "worker-b"}
+    assert not await bus.remove_entry("hosts", "s1", "worker-a")  # no longer worker-a's
+    assert await bus.remove_entry("hosts", "s1", "worker-c")
+    assert not await bus.remove_entry("hosts", "never", "worker-a")
+    assert await bus.entries("hosts") == {"s2": "worker-b"}
+    assert await bus.entries("other") == {"s1": "worker-z"}
+
+
+async def test_blobs(bus: Bus) -> None:
+    data = bytes(range(256)) * 4096  # 1 MiB, every byte value
+    assert await bus.get_blob("blob") is None
+    await bus.put_blob("blob", data)
+    assert await bus.get_blob("blob") == data
+    await bus.put_blob("blob", b"replaced")
+    assert await bus.get_blob("blob") == b"replaced"
+
+    assert await bus.copy_blob("blob", "copy")
+    await bus.put_blob("blob", b"changed after the copy")
+    assert await bus.get_blob("copy") == b"replaced"
+    assert await bus.copy_blob("blob", "copy")  # replaces the target
+    assert await bus.get_blob("copy") == b"changed after the copy"
+    assert not await bus.copy_blob("missing", "copy")
+    assert await bus.get_blob("copy") == b"changed after the copy"
+
+    await bus.delete_blob("blob")
+    await bus.delete_blob("never-there")
+    assert await bus.get_blob("blob") is None
+    assert await bus.get_blob("copy") == b"changed after the copy"
 
 
 # -- Redis only ------------------------------------------------------------------------------

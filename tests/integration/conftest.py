@@ -24,9 +24,9 @@ from cellbus_protocol.kernel_client import KernelClient
 from ..support.feeds import wait_for_state
 from ..support.private_postgres import PrivatePostgres
 from ..support.redis import REDIS_URL, delete_namespace, new_namespace, require_redis
-from ..support.workers import WorkerProcess
+from ..support.workers import TEST_SECRET, WorkerProcess
 
-WORKER_SETTINGS = {"memory_limit_mb": 400, "output_cap": 2_000_000}
+WORKER_SETTINGS = {"memory_limit_mb": 400, "output_cap": 2_000_000, "secret": TEST_SECRET}
 
 
 @dataclass

@@ -42,7 +42,11 @@ from ..support import stack, workers
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 ENV_EXAMPLE = ROOT / ".env.example"
-SECRETS = {"POSTGRES_PASSWORD": "test-postgres-password", "REDIS_PASSWORD": "testredispassword"}
+SECRETS = {
+    "POSTGRES_PASSWORD": "test-postgres-password",
+    "REDIS_PASSWORD": "testredispassword",
+    "CELLBUS_SECRET": "testcheckpointsecret",
+}
 
 SETTINGS = {"accounts": AccountsSettings, "web": WebSettings, "kernel": KernelSettings}
 """The cellbus services of the compose file and the settings class each one reads."""
@@ -231,6 +235,7 @@ def test_secrets_come_only_from_the_environment_and_are_required() -> None:
     for name in MODULES:
         url = services[name]["environment"]["CELLBUS_REDIS_URL"]
         assert url.startswith("redis://:${REDIS_PASSWORD:?"), name
+    assert services["kernel"]["environment"]["CELLBUS_SECRET"].startswith("${CELLBUS_SECRET:?")
     assert "--requirepass" in services["redis"]["command"]
     for name, service in services.items():
         for key, value in (service.get("environment") or {}).items():

@@ -279,6 +279,39 @@ async def test_a_viewer_watches_but_cannot_change_and_a_stranger_sees_nothing(
     await stranger.close()
 
 
+async def test_a_viewer_forks_a_session_from_its_checkpoint(
+    stack: Stack, ada: Client, bob: Client
+) -> None:
+    sheet, (cell,) = await worksheet_with(ada, "x = 41")
+    await ada.call("worksheet.share", id=sheet["id"], username=bob.username, role="viewer")
+    nothing_saved = await bob.error("session.fork", session=sheet["session"])
+    assert nothing_saved.code == NOT_FOUND and "no checkpoint" in nothing_saved.message
+    feed = await ada.socket()
+    await feed.subscribe(session=sheet["session"], cursor="now")
+    run = await ada.call("cell.evaluate", id=cell["id"])
+    await feed.until_done(run["msg_id"])
+    await feed.message(lambda m: m["header"]["msg_type"] == "checkpoint"
+                       and m["content"]["event"] == "saved")  # fmt: skip
+
+    fork = (await bob.call("session.fork", session=sheet["session"]))["session"]
+    bob_feed = await bob.socket()
+    await bob_feed.subscribe(session=fork, cursor=0)
+    changed = await bob.call("session.execute", session=fork, code="x += 1\nprint(x)")
+    assert stdout_of(await bob_feed.until_done(changed["msg_id"])) == "42\n"
+    states = [m["content"]["execution_state"] for m in bob_feed.messages()
+              if m["header"]["msg_type"] == "status"]  # fmt: skip
+    assert states[:2] == ["restoring", "idle"]
+    # The original is untouched; the fork is bob's own bare session.
+    same = await ada.call("session.execute", session=sheet["session"], code="print(x)")
+    assert stdout_of(await feed.until_done(same["msg_id"])) == "41\n"
+    assert (await ada.error("session.execute", session=fork, code="1")).code == NOT_FOUND
+    stranger = await new_user(stack.urls[0], "eve")
+    assert (await stranger.error("session.fork", session=sheet["session"])).code == NOT_FOUND
+    for closing in (feed, bob_feed):
+        await closing.close()
+    await stranger.close()
+
+
 # -- the socket ----------------------------------------------------------------------------------
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -13,12 +14,21 @@ import redis
 
 from .redis import REDIS_URL
 
+TEST_SECRET = secrets.token_hex(16)
+"""The CELLBUS_SECRET of this test run's kernel workers (they sign checkpoints with it)."""
+
 
 def service_env(namespace: str, **settings: object) -> dict[str, str]:
     """The environment a service process of the tests runs with: the test Redis, the test's
-    namespace, INFO logs, and each of `settings` as its CELLBUS_* variable."""
+    namespace, INFO logs, the test run's secret, and each of `settings` as its CELLBUS_*
+    variable."""
     env = dict(os.environ)
-    env.update(CELLBUS_REDIS_URL=REDIS_URL, CELLBUS_NAMESPACE=namespace, CELLBUS_LOG_LEVEL="INFO")
+    env.update(
+        CELLBUS_REDIS_URL=REDIS_URL,
+        CELLBUS_NAMESPACE=namespace,
+        CELLBUS_LOG_LEVEL="INFO",
+        CELLBUS_SECRET=TEST_SECRET,
+    )
     env.update({f"CELLBUS_{k.upper()}": str(v) for k, v in settings.items()})
     return env
 

@@ -69,6 +69,13 @@ SAMPLES: dict[str, messages.Content] = {
         ename="NameError", evalue="name 'x' is not defined", traceback=["NameError: ..."]
     ),
     "clear_output": messages.ClearOutput(wait=True),
+    "checkpoint": messages.Checkpoint(
+        event="saved",
+        execution_count=3,
+        skipped=["sock"],
+        size=4096,
+        reason="These names could not be saved: sock.",
+    ),
     "cell_created": messages.CellCreated(cell={"id": "c2", "source": "1 + 1"}, after="c1"),
     "cell_updated": messages.CellUpdated(cell={"id": "c2", "source": "2 + 2", "version": 2}),
     "cell_moved": messages.CellMoved(id="c2", after=None),
@@ -255,6 +262,12 @@ def test_records_round_trip() -> None:
     }
     assert codec.decode_record(data, messages.SessionOpen) == record
     assert codec.decode_record(data.decode(), messages.SessionOpen) == record
+    takeover = messages.SessionOpen(
+        session="sess-1", username="kernel", date="2026-01-02T03:04:05Z", previous_host="w-1"
+    )
+    data = codec.encode_record(takeover)
+    assert json.loads(data)["previous_host"] == "w-1" and "fork_of" not in json.loads(data)
+    assert codec.decode_record(data, messages.SessionOpen) == takeover
 
 
 def test_invalid_records_are_refused_naming_the_record_type() -> None:

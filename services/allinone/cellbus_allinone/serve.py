@@ -10,6 +10,12 @@ share them with separately started services).
 Session processes run as this program's user unless ``CELLBUS_SESSION_USER`` is set; this
 program makes itself non-dumpable so they cannot read its memory or environment, but on a
 shared machine run the separate services, with session processes as their own user.
+
+Checkpoints are signed with ``CELLBUS_SECRET``; without it, this program makes a random one
+the first time and keeps it in ``CELLBUS_DATA_DIR/secret`` (mode 0600), so that checkpoints
+made before a restart (on Redis) are still accepted after it. Session processes running as
+this program's user could read that file; they could also read each other's memory, so it
+gives them nothing more (run them as another user to keep both from them).
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import contextlib
 import dataclasses
 import logging
 import os
+import secrets
 import signal
 import socket
 from collections.abc import Mapping
@@ -58,13 +65,34 @@ class Stack:
         bus_url = environ.get("CELLBUS_REDIS_URL") or "memory://"
         database_url = environ.get("CELLBUS_DATABASE_URL") or f"sqlite:///{data_dir}/cellbus.db"
         accounts = settings_from_env(AccountsSettings, environ)
+        kernel = settings_from_env(KernelSettings, environ)
+        if not kernel.secret:
+            kernel = dataclasses.replace(kernel, secret=data_dir_secret(data_dir))
         return cls(
             bus_url=bus_url,
             data_dir=data_dir,
-            kernel=settings_from_env(KernelSettings, environ),
+            kernel=kernel,
             accounts=dataclasses.replace(accounts, database_url=database_url),
             web=settings_from_env(WebSettings, environ),
         )
+
+
+def data_dir_secret(data_dir: Path) -> str:
+    """The checkpoint secret kept in `data_dir` (made, readable by this user only, if none)."""
+    path = data_dir / "secret"
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        pass
+    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    value = secrets.token_hex(32)
+    try:
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # another program made it first
+        return path.read_text().strip()
+    with os.fdopen(descriptor, "w") as file:
+        file.write(value + "\n")
+    return value
 
 
 class Program:

@@ -6,7 +6,8 @@ starts with IPython imported and a shell built; `serve` runs in the forked sessi
 Two threads share the work, as a Jupyter kernel's shell and control channels do: the main
 thread runs executions one at a time, while the reader thread answers completions and
 inspections at once, even while a long cell runs, and turns an interrupt frame into SIGINT for
-the main thread (KeyboardInterrupt in user code) while that execution runs.
+the main thread (KeyboardInterrupt in user code) while that execution runs. Checkpoints and
+restores (`namespace`) also run in the main thread, between executions, never during one.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.tokenutil import token_at_cursor
 from traitlets import Type
 
-from . import frames
+from . import frames, namespace
 from .capture import OutputCapture
 
 
@@ -190,7 +191,7 @@ def serve(shell: CellbusShell, sock: socket.socket, output_cap: int) -> None:
     CHANNEL.capture = OutputCapture(CHANNEL.stream, cap=output_cap)
     CHANNEL.capture.install()
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    executions: queue.Queue[frames.Execute] = queue.Queue()
+    executions: queue.Queue[MainThreadWork] = queue.Queue()
     threading.Thread(
         target=_read_requests, args=(shell, pipe, executions), name="requests", daemon=True
     ).start()
@@ -209,11 +210,19 @@ def serve(shell: CellbusShell, sock: socket.socket, output_cap: int) -> None:
         except KeyboardInterrupt:  # a stray SIGINT (from outside cellbus) between executions
             continue
         with contextlib.suppress(KeyboardInterrupt):
-            _execute(shell, pipe, request)
+            if isinstance(request, frames.Execute):
+                _execute(shell, pipe, request)
+            elif isinstance(request, frames.Checkpoint):
+                _checkpoint(shell, pipe, request)
+            else:
+                _restore(shell, pipe, request)
+
+
+MainThreadWork = frames.Execute | frames.Checkpoint | frames.Restore
 
 
 def _read_requests(
-    shell: CellbusShell, pipe: frames.FramedSocket, executions: queue.Queue[frames.Execute]
+    shell: CellbusShell, pipe: frames.FramedSocket, executions: queue.Queue[MainThreadWork]
 ) -> None:
     while True:
         try:
@@ -222,7 +231,7 @@ def _read_requests(
             request = None
         if request is None:  # the worker has gone: so does this process
             os._exit(0)
-        if isinstance(request, frames.Execute):
+        if isinstance(request, frames.Execute | frames.Checkpoint | frames.Restore):
             executions.put(request)
         elif isinstance(request, frames.Interrupt):
             INTERRUPTS.request(request.id)
@@ -270,6 +279,40 @@ def _execute(shell: CellbusShell, pipe: frames.FramedSocket, request: frames.Exe
         pipe.send(frames.Done(id=request.id, content=content))
     finally:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
+def _checkpoint(shell: CellbusShell, pipe: frames.FramedSocket, request: frames.Checkpoint) -> None:
+    """Pickle the user namespace; interruptible (an interrupt frame naming this checkpoint)."""
+    reply = frames.Checkpointed(id=request.id, data=b"", skipped=[], error="interrupted")
+    try:
+        if INTERRUPTS.begin(request.id):
+            names = namespace.user_names(shell.user_ns, shell.user_ns_hidden)
+            data, skipped = namespace.save(names, request.max_bytes)
+            reply = frames.Checkpointed(id=request.id, data=data, skipped=skipped)  # type: ignore[arg-type]
+    except namespace.TooLarge:
+        reply = frames.Checkpointed(id=request.id, data=b"", skipped=[], too_large=True)
+    except KeyboardInterrupt:  # the worker gave up waiting: answer "interrupted"
+        pass
+    except Exception as exc:
+        reply.error = f"{type(exc).__name__}: {exc}"
+    finally:
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        INTERRUPTS.end()
+    try:
+        pipe.send(reply)
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
+def _restore(shell: CellbusShell, pipe: frames.FramedSocket, request: frames.Restore) -> None:
+    try:
+        names = namespace.load(request.data)
+    except BaseException as exc:  # whatever the pickle raised, the process goes on, fresh
+        pipe.send(frames.Restored(id=request.id, ok=False, error=f"{type(exc).__name__}: {exc}"))
+        return
+    shell.user_ns.update(names)
+    shell.execution_count = request.execution_count
+    pipe.send(frames.Restored(id=request.id, ok=True, names=sorted(names)))
 
 
 def _unknown_error() -> dict[str, Any]:

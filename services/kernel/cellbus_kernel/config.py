@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
@@ -23,8 +23,9 @@ class KernelSettings:
     """CELLBUS_OUTPUT_CAP: characters of stream output one execution may publish."""
     feed_retention: int = 10_000
     """CELLBUS_FEED_RETENTION: messages kept per session feed."""
-    lease_ttl: float = 10.0
-    """CELLBUS_LEASE_TTL: seconds a session stays bound to a worker that stops renewing."""
+    lease_ttl: float = 5.0
+    """CELLBUS_LEASE_TTL: seconds a session stays bound to a worker that stops renewing; after
+    that (and once the worker has left the load table) another worker takes the session over."""
     heartbeat_interval: float = 1.0
     """CELLBUS_HEARTBEAT_INTERVAL: seconds between load reports and lease renewals."""
     start_timeout: float = 30.0
@@ -34,5 +35,25 @@ class KernelSettings:
     session_user: str = ""
     """CELLBUS_SESSION_USER: when the worker runs as root, the user session processes run as
     (it must be able to read the Python installation)."""
+    secret: str = field(default="", repr=False)
+    """CELLBUS_SECRET: the key that signs checkpoints (HMAC-SHA256). Without it the worker
+    saves no checkpoints: sessions are not hibernated, and a session taken over from a dead
+    worker starts with a fresh namespace. Every worker of a deployment needs the same one."""
+    checkpoint_delay: float = 1.0
+    """CELLBUS_CHECKPOINT_DELAY: seconds a session must be idle, nothing queued, after an
+    execution before its namespace is saved."""
+    checkpoint_max_mb: int = 256
+    """CELLBUS_CHECKPOINT_MAX_MB: the largest checkpoint, in MiB; a larger namespace is not
+    saved (the feed says so) and the previous checkpoint is kept."""
+    hibernate_after: float = 900.0
+    """CELLBUS_HIBERNATE_AFTER: seconds without any request after which a session is
+    checkpointed, its process ended and its worker released (0: never)."""
+    drain_timeout: float = 10.0
+    """CELLBUS_DRAIN_TIMEOUT: on SIGTERM, seconds running executions get to finish before
+    their sessions are handed over without them."""
     log_level: str = "INFO"
     """CELLBUS_LOG_LEVEL."""
+
+    @property
+    def checkpoints(self) -> bool:
+        return bool(self.secret)

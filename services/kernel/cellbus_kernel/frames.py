@@ -1,11 +1,12 @@
 """The frames that cross the pipe between a worker and one of its session processes.
 
 A frame is a 4-byte big-endian length and a msgpack-encoded `Frame`. The worker sends
-requests (`Execute`, `Complete`, `Inspect`, `Interrupt`); the session process answers with
-`Ready` once, then `Output` frames while code runs, `Done` when an execution ends and `Answer` for
-completions and inspections. The session process never talks to the bus: the worker turns
-these frames into feed messages, so the session process holds no credential and no connection
-of the worker.
+requests (`Execute`, `Complete`, `Inspect`, `Interrupt`, `Checkpoint`, `Restore`); the session
+process answers with `Ready` once, then `Output` frames while code runs, `Done` when an
+execution ends, `Answer` for completions and inspections, `Checkpointed` and `Restored`. The
+session process never talks to the bus: the worker turns these frames into feed messages, and
+it alone signs and verifies checkpoints, so the session process holds no credential and no
+connection of the worker.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import msgspec
 
 HEADER = struct.Struct(">I")
 MAX_FRAME = 256 * 1024 * 1024
+"""The largest frame a worker reads, unless it allows larger checkpoints (`FramedStream`)."""
 
 
 class Execute(msgspec.Struct, tag="execute"):
@@ -47,6 +49,22 @@ class Interrupt(msgspec.Struct, tag="interrupt"):
     """Interrupt execution `id`: now if it runs, as soon as it starts if it has not yet."""
 
     id: str
+
+
+class Checkpoint(msgspec.Struct, tag="checkpoint"):
+    """Save the user namespace (between executions); at most `max_bytes` of it."""
+
+    id: str
+    max_bytes: int
+
+
+class Restore(msgspec.Struct, tag="restore"):
+    """Load a checkpoint's namespace (verified by the worker) into the user namespace, and
+    go on counting executions from `execution_count`."""
+
+    id: str
+    data: bytes
+    execution_count: int
 
 
 class Ready(msgspec.Struct, tag="ready"):
@@ -79,17 +97,38 @@ class Answer(msgspec.Struct, tag="answer"):
     content: dict[str, Any]
 
 
-ToSession = Execute | Complete | Inspect | Interrupt
-FromSession = Ready | Output | Done | Answer
+class Checkpointed(msgspec.Struct, tag="checkpointed"):
+    """The saved namespace (dill), and the names that could not be saved. `data` is empty
+    when nothing was saved: `too_large` (over `max_bytes`) or `error` says why."""
+
+    id: str
+    data: bytes
+    skipped: list[str]
+    too_large: bool = False
+    error: str = ""
+
+
+class Restored(msgspec.Struct, tag="restored"):
+    """Whether the checkpoint was loaded, and the names it set."""
+
+    id: str
+    ok: bool
+    error: str = ""
+    names: list[str] = []
+
+
+ToSession = Execute | Complete | Inspect | Interrupt | Checkpoint | Restore
+FromSession = Ready | Output | Done | Answer | Checkpointed | Restored
 
 _encoder = msgspec.msgpack.Encoder()
 _to_session = msgspec.msgpack.Decoder(ToSession)
 _from_session = msgspec.msgpack.Decoder(FromSession)
 
 
-def pack(frame: ToSession | FromSession) -> bytes:
+def pack(frame: ToSession | FromSession) -> tuple[bytes, bytes]:
+    """The length prefix and the body (two pieces: a checkpoint's body is not copied again)."""
     body = _encoder.encode(frame)
-    return HEADER.pack(len(body)) + body
+    return HEADER.pack(len(body)), body
 
 
 class FrameError(Exception):
@@ -105,9 +144,10 @@ class FramedSocket:
         self._lock = threading.Lock()
 
     def send(self, frame: FromSession) -> None:
-        data = pack(frame)
+        header, body = pack(frame)
         with self._lock:
-            self._sock.sendall(data)
+            self._sock.sendall(header)
+            self._sock.sendall(body)
 
     def receive(self) -> ToSession | None:
         """The next request, or None when the worker has gone."""
@@ -124,12 +164,20 @@ class FramedSocket:
 class FramedStream:
     """The worker's side, over asyncio streams."""
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def __init__(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        max_frame: int = MAX_FRAME,
+    ) -> None:
         self._reader = reader
         self._writer = writer
+        self._max_frame = max_frame
 
     async def send(self, frame: ToSession) -> None:
-        self._writer.write(pack(frame))
+        header, body = pack(frame)
+        self._writer.write(header)
+        self._writer.write(body)
         await self._writer.drain()
 
     async def receive(self) -> FromSession | None:
@@ -137,8 +185,8 @@ class FramedStream:
         try:
             header = await self._reader.readexactly(HEADER.size)
             (size,) = HEADER.unpack(header)
-            if size > MAX_FRAME:
-                raise FrameError(f"frame of {size} bytes is over the limit of {MAX_FRAME}")
+            if size > self._max_frame:
+                raise FrameError(f"frame of {size} bytes is over the limit of {self._max_frame}")
             return _from_session.decode(await self._reader.readexactly(size))
         except (asyncio.IncompleteReadError, ConnectionError):
             return None

@@ -13,6 +13,10 @@ Faults are part of the design, not exceptions to it:
   status ``aborted``, as in Jupyter;
 - an output that fails validation is logged, counted and dropped; a frame that cannot be
   decoded, or an invalid reply, stops the process (the pipe can no longer be trusted).
+
+The namespace outlives the process (`checkpointing`): it is saved between executions, loaded
+by the first process a worker starts for the session, and a session idle long enough is
+hibernated: saved, its process ended, and handed back (`release`) so that it holds nothing.
 """
 
 from __future__ import annotations
@@ -20,66 +24,59 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
+import math
 import signal
-from collections import OrderedDict, deque
+import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 import msgspec
 
-from cellbus_protocol import codec, keys
+from cellbus_protocol import codec
 from cellbus_protocol import messages as m
 from cellbus_protocol.bus import Bus, QueueItem
-from cellbus_protocol.envelope import Header, Message, new_message, reply_to
-from cellbus_protocol.errors import BusUnavailable
+from cellbus_protocol.envelope import Header, Message, reply_to
 
 from . import frames
+from .checkpoints import CheckpointStore, Loaded
 from .config import KernelSettings
-from .spawner import SessionProcess, Spawner, describe_exit
+from .session_process import KERNEL_USERNAME, Ending, ProcessHost, died
+from .spawner import Spawner
+from .takeover import feed_history, worker_lost_message
+
+__all__ = ["KERNEL_USERNAME", "WORKER_STOPPED", "Ending", "SessionHost", "died"]
 
 log = logging.getLogger(__name__)
-
-KERNEL_USERNAME = "kernel"
-"""The username on feed messages that no request caused (a process starting or dying)."""
-PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
-
-
-@dataclass(frozen=True)
-class Ending:
-    """Why a session process ended, as users are told: in the ``error`` of the execution it
-    ended, its ``execute_reply``, and a ``dead`` status (unless a restart follows)."""
-
-    ename: str
-    message: str  # a whole sentence
-    expected: bool = False  # ended on purpose (restart, shutdown, worker stop), not a fault
-    lost_state: bool = True  # a process ran and its variables are gone
-
-    @property
-    def evalue(self) -> str:
-        if self.expected or not self.lost_state:
-            return self.message
-        return f"{self.message} Its variables are lost; the next execution starts a fresh process."
-
 
 RESTARTED = Ending("SessionRestarted", "The session was restarted.", expected=True)
 SHUT_DOWN = Ending("SessionShutDown", "The session was shut down.", expected=True)
 WORKER_STOPPED = Ending("WorkerStopped", "The kernel worker hosting it stopped.", expected=True)
+STOPPED_MID_EXECUTION = Ending(
+    "WorkerStopped",
+    "The kernel worker hosting the session stopped before this execution ended. The session "
+    "continues on another worker from its last checkpoint.",
+    expected=True,
+)
+HIBERNATED = Ending("SessionHibernated", "The session was hibernated.", expected=True)
+MOVED = Ending("WorkerStopped", "The session moved to another worker.", expected=True)
+LEASE_LOST = Ending("LeaseLost", "Another worker hosts the session now.", expected=True)
 
-
-def died(how: str) -> Ending:
-    """A fault: ``died("exited with code 3")``."""
-    return Ending("SessionProcessDied", f"The session process {how}.")
+Claimed = tuple[QueueItem, Message]
+Release = Callable[["SessionHost", str], Awaitable[None]]
+"""How a host tells its worker that it stops hosting: ``hibernated``, ``shut down`` or
+``lost`` (the lease)."""
 
 
 @dataclass
 class _Pending:
     item: QueueItem
     msg: Message
+    lost: bool = False  # it was running on a worker that died: answered, not run again
 
 
-class SessionHost:
+class SessionHost(ProcessHost):
     """One session hosted by this worker."""
 
     def __init__(
@@ -91,38 +88,43 @@ class SessionHost:
         settings: KernelSettings,
         ack: Callable[[QueueItem], Awaitable[None]],
         drops: codec.DropCounter,
+        checkpoints: CheckpointStore | None = None,
+        release: Release | None = None,
     ) -> None:
-        self.session = session
-        self.state: m.ExecutionState = "starting"
-        self.execution_count = 1
-        self._feed = keys.feed(session)
-        self._bus = bus
-        self._spawner = spawner
-        self._settings = settings
+        super().__init__(
+            session,
+            bus=bus,
+            spawner=spawner,
+            settings=settings,
+            drops=drops,
+            checkpoints=checkpoints,
+        )
         self._ack = ack
-        self._drops = drops
-        self._process: SessionProcess | None = None
-        self._ready: frames.Ready | None = None
-        self._lifecycle = asyncio.Lock()
         self._queue: deque[_Pending] = deque()
         self._queued = asyncio.Event()
         self._running: _Pending | None = None
         self._not_running = asyncio.Event()
         self._not_running.set()
-        self._done: asyncio.Future[m.ExecuteReply | Ending] | None = None
-        self._answers: dict[str, asyncio.Future[dict[str, Any] | Ending]] = {}
-        self._parents: OrderedDict[str, Header] = OrderedDict()
-        self._endings: dict[int, Ending] = {}  # why we killed a process, by pid
-        self._tasks: set[asyncio.Task[Any]] = set()
         self._runner: asyncio.Task[None] | None = None
-        self._reader: asyncio.Task[None] | None = None
-        self.closed = False
+        self._release = release
+        self._last_activity = time.monotonic()  # the last request, or the end of an execution
+        self._direct = 0  # direct requests being handled
+        self._draining = False
+        self.lease_deadline = math.inf
+        """When (time.monotonic) this worker's lease may have expired: past it, the host stops
+        (another worker may have taken the session over)."""
 
     # -- life cycle -----------------------------------------------------------------------
     async def start(self) -> None:
-        """Start the session process and the execution loop."""
-        self._runner = asyncio.create_task(self._run_executions(), name=f"session-{self.session}")
+        """Start the session process (restoring its checkpoint, if the worker found one),
+        then the execution loop."""
+        if self.closed:
+            return
         await self._ensure_process(None)
+        if not self.closed:
+            self._runner = asyncio.create_task(
+                self._run_executions(), name=f"session-{self.session}"
+            )
 
     async def close(self, ending: Ending = SHUT_DOWN, parent: Header | None = None) -> None:
         """End the process and stop serving: queued executions are aborted, the running one
@@ -135,13 +137,48 @@ class SessionHost:
         with contextlib.suppress(TimeoutError):  # let the ended execution publish its reply
             await asyncio.wait_for(self._not_running.wait(), self._settings.start_timeout)
         await self._publish(m.Status(execution_state="dead", reason=ending.message), parent)
-        if self._runner is not None:
+        if self._runner is not None and self._runner is not asyncio.current_task():
             self._runner.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._runner
-        for task in list(self._tasks):
-            if task is not asyncio.current_task():
-                task.cancel()
+        self._cancel_tasks()
+
+    async def drain(self, timeout: float) -> bool:
+        """The worker is stopping. With checkpoints: the running execution gets `timeout`
+        seconds to end (then it is stopped), the namespace is saved, the process ended and
+        the feed says ``hibernated``; queued executions stay on the queue for the next host.
+        True: hand the session over. Without checkpoints: as `close` (nothing to hand over)."""
+        if not self.cp.enabled:
+            await self.close(WORKER_STOPPED)
+            return False
+        self._draining = True
+        self._queued.set()
+        runner = self._runner
+        if runner is not None:
+            done, _ = await asyncio.wait({runner}, timeout=timeout)
+            if not done:
+                await self._end_process(STOPPED_MID_EXECUTION)
+                await asyncio.wait({runner}, timeout=self._settings.start_timeout)
+                runner.cancel()
+        saved = await self._save()
+        self.closed = True
+        await self._end_process(MOVED)
+        how = "." if saved else ", from its last checkpoint."
+        reason = f"The kernel worker hosting it stopped; the session moves to another worker{how}"
+        await self._publish(m.Status(execution_state="hibernated", reason=reason), None)
+        self._cancel_tasks()
+        return True
+
+    def abandon(self) -> None:
+        """This worker's lease is gone (another worker may host the session): stop at once,
+        publish nothing more and leave every request on the queue for the new host."""
+        self.closed = self._abandoned = True
+        if self._process is not None:
+            self._endings[self._process.pid] = LEASE_LOST
+            self._process.signal(signal.SIGKILL)
+        if self._runner is not None and self._runner is not asyncio.current_task():
+            self._runner.cancel()
+        self._cancel_tasks()
 
     def info(self) -> dict[str, Any]:
         """State, the running and queued executions with who sent them, execution count."""
@@ -162,6 +199,7 @@ class SessionHost:
     # -- requests -------------------------------------------------------------------------
     def submit(self, item: QueueItem, msg: Message) -> None:
         """Take one request; executions queue, everything else is handled at once."""
+        self._last_activity = time.monotonic()
         if msg.msg_type == "execute_request":
             self._queue.append(_Pending(item, msg))
             self._queued.set()
@@ -181,33 +219,53 @@ class SessionHost:
             return
         self._spawn_task(self._handle_direct(handler, item, msg))
 
-    def _spawn_task(self, coro: Awaitable[Any]) -> None:
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-
-    def _task_done(self, task: asyncio.Task[Any]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("session %s: task failed", self.session, exc_info=task.exception())
-
     async def _handle_direct(
         self,
         handler: Callable[[Message], Awaitable[m.Reply]],
         item: QueueItem,
         msg: Message,
     ) -> None:
+        self._direct += 1
         try:
-            content = await handler(msg)
-        except Exception as exc:
-            log.exception("session %s: %s %s failed", self.session, msg.msg_type, msg.msg_id)
-            content = m.DIRECT_REPLY[msg.msg_type](
-                status="error", ename=type(exc).__name__, evalue=str(exc)
-            )
-        try:
-            await self._bus.reply(item, codec.encode(reply_to(msg, content)))
+            try:
+                content = await handler(msg)
+            except Exception as exc:
+                log.exception("session %s: %s %s failed", self.session, msg.msg_type, msg.msg_id)
+                content = m.DIRECT_REPLY[msg.msg_type](
+                    status="error", ename=type(exc).__name__, evalue=str(exc)
+                )
+            try:
+                await self._bus.reply(item, codec.encode(reply_to(msg, content)))
+            finally:
+                await self._ack(item)
         finally:
-            await self._ack(item)
+            self._direct -= 1
+            self._last_activity = time.monotonic()
+
+    async def adopt(self, claimed: list[Claimed]) -> list[Claimed]:
+        """Requests that the session's previous worker had taken and not finished, oldest
+        first (see `takeover`): an execution that ended is acknowledged, one that was running
+        is answered with ``WorkerLost``; the rest are returned, to be routed as usual."""
+        executions = {msg.msg_id for _, msg in claimed if msg.msg_type == "execute_request"}
+        if not executions:
+            return claimed
+        pending = self.cp.pending
+        after = 0
+        if isinstance(pending, Loaded) and pending.header.session == self.session:
+            after = pending.header.feed_seq
+        history = await feed_history(self._bus, self.session, executions, after)
+        to_route = []
+        for item, msg in claimed:
+            if msg.msg_id in history.replied:
+                log.info("session %s: %s had ended before the takeover", self.session, msg.msg_id)
+                await self._ack(item)
+            elif msg.msg_id in history.started:
+                log.warning("session %s: %s was lost with its worker", self.session, msg.msg_id)
+                self._queue.append(_Pending(item, msg, lost=True))
+                self._queued.set()
+            else:
+                to_route.append((item, msg))
+        return to_route
 
     async def _answer_from_process(self, msg: Message) -> m.Reply:
         reply_type = m.DIRECT_REPLY[msg.msg_type]
@@ -249,14 +307,20 @@ class SessionHost:
         await self._abort_queued()
         await self._end_process(RESTARTED)
         await self._not_running.wait()
+        await self.cp.forget()  # the user asked for a fresh namespace
         process = await self._ensure_process(msg.header)
         if process is None:
             return m.RestartReply(status="error", ename="SessionUnavailable", evalue=self.state)
         return m.RestartReply()
 
     async def _shutdown(self, msg: Message) -> m.Reply:
+        """End the session and delete its checkpoint; the worker lets go of it before the
+        reply, so the next request starts it afresh."""
         log.info("session %s: shutdown by %s", self.session, msg.header.username)
         await self.close(SHUT_DOWN, msg.header)
+        await self.cp.forget()
+        if self._release is not None:
+            await self._release(self, "shut down")
         return m.ShutdownReply(restart=msg.content.restart)
 
     async def _kernel_info(self, msg: Message) -> m.Reply:
@@ -273,28 +337,51 @@ class SessionHost:
 
     # -- executions -----------------------------------------------------------------------
     async def _run_executions(self) -> None:
-        while True:
+        while not self._draining:
             if not self._queue:
                 self._queued.clear()
-                await self._queued.wait()
+                if await self._idle():
+                    return  # hibernated
                 continue
+            if time.monotonic() > self.lease_deadline:
+                log.error("session %s: the lease may have expired; stopping", self.session)
+                if self._release is not None:
+                    await self._release(self, "lost")
+                return
             pending = self._queue.popleft()
             self._running = pending
             self._not_running.clear()
             try:
-                await self._execute(pending)
+                if pending.lost:
+                    await self._reply_lost(pending)
+                else:
+                    await self._execute(pending)
             except Exception:
                 log.exception("session %s: execution %s failed", self.session, pending.msg.msg_id)
             finally:
                 self._running = None
                 self._done = None
                 self._not_running.set()
-                await self._ack(pending.item)
+                self._last_activity = time.monotonic()
+                if not self._abandoned:
+                    await self._ack(pending.item)
+
+    async def _reply_lost(self, pending: _Pending) -> None:
+        """An execution that was running when its worker died: it is not run again."""
+        evalue = worker_lost_message(self.cp.restored_from, self.cp.fresh_because)
+        error = m.Error(ename="WorkerLost", evalue=evalue, traceback=[evalue])
+        await self._publish(error, pending.msg.header)
+        reply = m.ExecuteReply(
+            status="error", ename=error.ename, evalue=evalue, traceback=error.traceback
+        )
+        await self._publish(reply, pending.msg.header)
+        await self._publish(m.Status(execution_state="idle"), pending.msg.header)
 
     async def _execute(self, pending: _Pending) -> None:
         msg = pending.msg
         request: m.ExecuteRequest = msg.content
         self._remember_parent(msg.header)
+        self.cp.postpone()
         process = await self._ensure_process(msg.header, announce_idle=False)
         await self._publish(m.Status(execution_state="busy"), msg.header)
         if process is None:
@@ -329,6 +416,7 @@ class SessionHost:
             )
         else:
             reply = result
+            self.cp.ran(msg.header, self._settings.checkpoint_delay)
         if reply.execution_count is not None:
             self.execution_count = reply.execution_count + 1
         await self._publish(reply, msg.header)
@@ -339,8 +427,68 @@ class SessionHost:
                 )
         else:
             await self._publish(m.Status(execution_state="idle"), msg.header)
-        if reply.status == "error" and request.stop_on_error:
+        if reply.status == "error" and request.stop_on_error and not self._draining:
             await self._abort_queued()
+
+    # -- between executions ---------------------------------------------------------------
+    async def _idle(self) -> bool:
+        """Wait for an execution; meanwhile save the namespace when its time comes, and
+        hibernate when the session has been idle long enough. True once hibernated."""
+        now = time.monotonic()
+        due = [t for t in (self.cp.due, self._hibernation_due()) if t is not None]
+        try:
+            async with asyncio.timeout(max(0.0, min(due) - now) if due else None):
+                await self._queued.wait()
+            return False
+        except TimeoutError:
+            pass
+        if self._queue or self._draining:
+            return False
+        now = time.monotonic()
+        if self.cp.due is not None and now >= self.cp.due:
+            if self._process is None:
+                self.cp.postpone()  # nothing to save: the process is gone
+                return False
+            await self._save()
+            return False
+        due_at = self._hibernation_due()
+        if due_at is not None and now >= due_at:
+            return await self._hibernate()
+        return False
+
+    def _hibernation_due(self) -> float | None:
+        after = self._settings.hibernate_after
+        if not self.cp.enabled or after <= 0:
+            return None
+        return self._last_activity + after
+
+    async def _hibernate(self) -> bool:
+        """Save the namespace, end the process and stop hosting; the session's next request
+        (`KernelClient.ensure_session`) has a worker host it again, restored."""
+        began = self._last_activity
+        if self._direct or self._queue:
+            self._last_activity = time.monotonic()
+            return False
+        saved = await self._save()
+        if not saved and self._process is not None:  # its state would be lost: keep it up
+            log.warning("session %s: not hibernated: its namespace was not saved", self.session)
+            self._last_activity = time.monotonic()
+            return False
+        if self._direct or self._queue or self._last_activity != began:
+            return False  # a request came while it was being saved
+        self.closed = True
+        await self._end_process(HIBERNATED)
+        idle = _duration(self._settings.hibernate_after)
+        reason = (
+            f"The session was idle for {idle}: its namespace is saved and its process ended. "
+            "Its next request restores it."
+        )
+        await self._publish(m.Status(execution_state="hibernated", reason=reason), None)
+        log.info("session %s hibernated", self.session)
+        self._cancel_tasks()
+        if self._release is not None:
+            await self._release(self, "hibernated")
+        return True
 
     async def _abort_queued(self) -> None:
         while self._queue:
@@ -348,167 +496,10 @@ class SessionHost:
             await self._publish(m.ExecuteReply(status="aborted"), pending.msg.header)
             await self._ack(pending.item)
 
-    # -- the process ----------------------------------------------------------------------
-    async def _ensure_process(
-        self, parent: Header | None, *, announce_idle: bool = True
-    ) -> SessionProcess | None:
-        """The running process, started first if there is none (``starting``, then ``idle``
-        unless the caller goes on to ``busy``)."""
-        async with self._lifecycle:
-            if self._process is not None or self.closed:
-                return self._process
-            await self._publish(m.Status(execution_state="starting"), parent)
-            try:
-                process = await self._spawner.spawn(
-                    self._settings.output_cap, self._settings.session_user
-                )
-                ready = await asyncio.wait_for(process.pipe.receive(), self._settings.start_timeout)
-            except Exception as exc:
-                log.exception("session %s: could not start a process", self.session)
-                reason = f"The session process could not be started: {exc}."
-                await self._publish(m.Status(execution_state="dead", reason=reason), parent)
-                return None
-            if not isinstance(ready, frames.Ready):
-                await process.kill()
-                reason = "The session process did not start."
-                await self._publish(m.Status(execution_state="dead", reason=reason), parent)
-                return None
-            self._process, self._ready = process, ready
-            self.execution_count = ready.execution_count
-            log.info("session %s: process %d started", self.session, process.pid)
-            self._reader = asyncio.create_task(
-                self._read_frames(process), name=f"session-{self.session}-frames"
-            )
-            if self._settings.memory_limit_mb:
-                self._spawn_task(self._watch_memory(process))
-            if announce_idle:
-                await self._publish(m.Status(execution_state="idle"), parent)
-            return process
 
-    async def _end_process(self, ending: Ending) -> None:
-        async with self._lifecycle:
-            process = self._process
-            if process is None:
-                return
-            self._endings[process.pid] = ending
-            await process.kill()
-            reader = self._reader
-        # The frame reader sees the end of the pipe and settles what was waiting on it.
-        if reader is not None:
-            await asyncio.wait_for(asyncio.shield(reader), self._settings.start_timeout)
-
-    async def _read_frames(self, process: SessionProcess) -> None:
-        while True:
-            try:
-                frame = await process.pipe.receive()
-            except frames.FrameError as exc:
-                # The pipe cannot be trusted past a bad frame: stop the process.
-                self._stop_misbehaving(process, exc)
-                break
-            if frame is None:
-                break
-            if isinstance(frame, frames.Output):
-                await self._publish_output(frame)
-            elif isinstance(frame, frames.Done):
-                try:
-                    reply = msgspec.convert(frame.content, m.ExecuteReply)
-                except msgspec.ValidationError as exc:
-                    self._stop_misbehaving(process, exc)
-                    continue
-                if self._done is not None and not self._done.done():
-                    self._done.set_result(reply)
-            elif isinstance(frame, frames.Answer):
-                future = self._answers.get(frame.id)
-                if future is not None and not future.done():
-                    future.set_result(frame.content)
-        await self._process_ended(process)
-
-    def _stop_misbehaving(self, process: SessionProcess, error: Exception) -> None:
-        self._drops.drop(f"session process {process.pid}", error, self.session)
-        self._endings[process.pid] = died("sent a malformed message and was stopped")
-        process.signal(signal.SIGKILL)
-
-    async def _publish_output(self, frame: frames.Output) -> None:
-        content_type = m.CONTENT_TYPES.get(frame.msg_type)
-        parent = self._parents.get(frame.id)
-        if content_type is None or content_type not in m.FEED_TYPES or parent is None:
-            self._drops.drop(
-                self._feed, ValueError(f"unexpected output {frame.msg_type}"), frame.id
-            )
-            return
-        try:
-            content = msgspec.convert(frame.content, content_type)
-        except msgspec.ValidationError as exc:
-            self._drops.drop(self._feed, exc, frame.id)
-            return
-        await self._publish(content, parent)
-
-    async def _process_ended(self, process: SessionProcess) -> None:
-        try:
-            status = await asyncio.wait_for(asyncio.shield(process.exited), 2.0)
-        except TimeoutError:
-            status = None
-        ending = self._endings.pop(process.pid, None) or died(describe_exit(status))
-        log.log(
-            logging.INFO if ending.expected else logging.WARNING,
-            "session %s: process %d ended: %s", self.session, process.pid, ending.message,
-        )  # fmt: skip
-        async with self._lifecycle:
-            if self._process is process:
-                self._process = None
-        for future in self._answers.values():
-            if not future.done():
-                future.set_result(ending)
-        if self._done is not None and not self._done.done():
-            self._done.set_result(ending)
-        elif not ending.expected:
-            await self._publish(m.Status(execution_state="dead", reason=ending.message), None)
-
-    async def _watch_memory(self, process: SessionProcess) -> None:
-        limit = self._settings.memory_limit_mb * 1024 * 1024
-        while self._process is process:
-            rss = resident_bytes(process.pid)
-            if rss is None:
-                return
-            if rss > limit:
-                self._endings[process.pid] = died(
-                    f"went over the memory limit of {self._settings.memory_limit_mb} MiB "
-                    f"({rss // 2**20} MiB resident) and was killed"
-                )
-                process.signal(signal.SIGKILL)
-                return
-            await asyncio.sleep(self._settings.memory_poll_interval)
-
-    # -- the feed -------------------------------------------------------------------------
-    def _remember_parent(self, header: Header) -> None:
-        self._parents[header.msg_id] = header
-        while len(self._parents) > 64:
-            self._parents.popitem(last=False)
-
-    async def _publish(self, content: m.Content, parent: Header | None) -> None:
-        """Publish one feed message, retrying while the bus is away so nothing is lost."""
-        if isinstance(content, m.Status):
-            self.state = content.execution_state
-        if parent is None or parent.is_empty:
-            msg = new_message(content, session=self.session, username=KERNEL_USERNAME)
-        else:
-            msg = reply_to(parent, content)
-        data = codec.encode(msg)
-        delay = 0.05
-        while True:
-            try:
-                await self._bus.publish(self._feed, data)
-                return
-            except BusUnavailable as exc:
-                log.warning("session %s: cannot publish (%s); retrying", self.session, exc)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 2.0)
-
-
-def resident_bytes(pid: int) -> int | None:
-    """The resident memory of process `pid` (a /proc read: never blocks), None if it is gone."""
-    try:
-        with open(f"/proc/{pid}/statm") as statm:
-            return int(statm.read().split()[1]) * PAGE_SIZE
-    except (OSError, ValueError, IndexError):
-        return None
+def _duration(seconds: float) -> str:
+    """900 -> '15 minutes', 1.5 -> '1.5 seconds'."""
+    if seconds >= 60 and seconds % 60 == 0:
+        minutes = int(seconds // 60)
+        return f"{minutes} minute{'s' if minutes != 1 else ''}"
+    return f"{seconds:g} second{'s' if seconds != 1 else ''}"

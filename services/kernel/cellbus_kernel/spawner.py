@@ -15,7 +15,7 @@ import signal
 import socket
 import sys
 
-from .frames import FramedStream
+from .frames import MAX_FRAME, FramedStream
 
 log = logging.getLogger(__name__)
 
@@ -61,8 +61,9 @@ class SessionProcess:
 class Spawner:
     """Owns the template process and forks session processes from it."""
 
-    def __init__(self, env: dict[str, str]) -> None:
+    def __init__(self, env: dict[str, str], max_frame: int = MAX_FRAME) -> None:
         self._env = env
+        self._max_frame = max_frame  # the largest frame read from a session process
         self._process: asyncio.subprocess.Process | None = None
         self._control: socket.socket | None = None
         self._reader: asyncio.StreamReader | None = None
@@ -123,7 +124,7 @@ class Spawner:
             pid = await asyncio.wait_for(self._spawned.get(), timeout)
             exited = self._exits[pid]
         reader, writer = await asyncio.open_unix_connection(sock=ours)
-        return SessionProcess(pid, FramedStream(reader, writer), exited)
+        return SessionProcess(pid, FramedStream(reader, writer, self._max_frame), exited)
 
     async def close(self) -> None:
         self._closing = True

@@ -15,7 +15,6 @@ import msgspec
 from aiohttp import web
 
 from cellbus_protocol import accounts as a
-from cellbus_protocol import keys
 from cellbus_protocol.bus import Bus
 from cellbus_protocol.errors import BusUnavailable, RemoteError, RequestTimeout
 from cellbus_protocol.kernel_client import KernelClient
@@ -55,10 +54,10 @@ class Backend:
 
     async def ensure_session(self, session: str, principal: Principal) -> None:
         """Have a worker host `session` if none does (a worksheet's session starts on first
-        use; a restarted or shut-down one starts again). Duplicate starts are harmless: the
-        session's lease lets one worker host it."""
-        if await self.bus.lease_holder(keys.session_host(session)) is None:
-            await self.kernel(principal).create_session(session)
+        use; a shut-down one starts again; a hibernated one is restored). Duplicate starts
+        are harmless: the session's lease lets one worker host it. For an execution, call it
+        after queueing the request (see `KernelClient.ensure_session`)."""
+        await self.kernel(principal).ensure_session(session)
 
 
 BACKEND = web.AppKey("backend", Backend)

@@ -26,13 +26,26 @@ class KernelClient:
         self.username = username
         self.timeout = timeout
 
-    async def create_session(self, session: str | None = None) -> str:
+    async def create_session(self, session: str | None = None, *, fork_of: str = "") -> str:
         """Start a session (a new random UID unless `session`, a worksheet's, is given); a
-        worker takes it and starts its process."""
+        worker takes it and starts its process, restoring its checkpoint if it has one
+        (`fork_of`: the session whose checkpoint was copied to it)."""
         session = keys.check_session_id(session) if session else uuid.uuid4().hex
-        record = m.SessionOpen(session=session, username=self.username, date=now_iso())
+        record = m.SessionOpen(
+            session=session, username=self.username, date=now_iso(), fork_of=fork_of
+        )
         await self.bus.enqueue(keys.NEW_SESSIONS, codec.encode_record(record))
         return session
+
+    async def ensure_session(self, session: str) -> bool:
+        """Have a worker host `session` if none does (one that hibernated, shut down, or was
+        never started); True if it was not hosted. Duplicate starts are harmless: the lease
+        lets one worker host it. Call it after queueing a request: a session that hibernates
+        meanwhile either sees the request on its queue or has already released its lease."""
+        if await self.bus.lease_holder(keys.session_host(session)) is not None:
+            return False
+        await self.create_session(session)
+        return True
 
     async def send(self, session: str, content: m.Content) -> Message:
         """Enqueue a request without waiting for anything; returns the request message."""

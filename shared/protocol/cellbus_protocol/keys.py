@@ -18,6 +18,11 @@ KERNEL_GROUP = "kernel-workers"
 WORKERS = "workers"
 """Load table: worker id -> number of sessions it hosts, with a deadline (liveness)."""
 
+SESSION_HOSTS = "sessions:hosts"
+"""Registry of hosted sessions: session id -> the worker hosting it. Written when a worker
+starts hosting a session, removed when the session ends or hibernates; a session whose worker
+has left the load table is taken over from it (failover)."""
+
 _SESSION_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
@@ -41,6 +46,11 @@ def requests(session: str) -> str:
 def session_host(session: str) -> str:
     """Lease naming the worker that hosts the session; held while the worker is alive."""
     return f"session:{check_session_id(session)}:host"
+
+
+def checkpoint(session: str) -> str:
+    """Blob: the session's latest checkpoint (its namespace, signed by the worker that saved it)."""
+    return f"session:{check_session_id(session)}:checkpoint"
 
 
 def presence(session: str) -> str:

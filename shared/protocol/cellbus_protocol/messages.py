@@ -163,7 +163,11 @@ class SessionInfoReply(Reply, kw_only=True):
 
 # --- feed messages ------------------------------------------------------------------------
 
-ExecutionState = Literal["starting", "busy", "idle", "restarting", "dead"]
+ExecutionState = Literal[
+    "starting", "busy", "idle", "restarting", "dead", "hibernated", "restoring"
+]
+"""cellbus adds ``hibernated`` (checkpointed, no process, no worker: the next request restores
+it) and ``restoring`` (a process is being started from the session's checkpoint)."""
 
 
 class Status(Content, kw_only=True, omit_defaults=True):
@@ -217,6 +221,22 @@ class Error(Content, kw_only=True):
 class ClearOutput(Content, kw_only=True):
     msg_type: ClassVar[str] = "clear_output"
     wait: bool = False
+
+
+class Checkpoint(Content, kw_only=True):
+    """cellbus: what became of the session's checkpoint, its namespace saved on the bus."""
+
+    msg_type: ClassVar[str] = "checkpoint"
+    # saved: a checkpoint was written; not_saved: it could not be (too large, or failed), and
+    # the previous one is kept; refused: the checkpoint found when the session was hosted
+    # failed verification and was not loaded; restore_failed: it was verified but could not
+    # be loaded. In the last two cases the namespace is fresh.
+    event: Literal["saved", "not_saved", "refused", "restore_failed"]
+    execution_count: int | None = None  # the last execution whose effects the checkpoint holds
+    skipped: list[str] = msgspec.field(default_factory=list)  # names that could not be saved,
+    # each reported once per session
+    size: int = 0  # bytes, when saved
+    reason: str = ""  # for people, a whole sentence; empty for a plain save
 
 
 # --- worksheet changes (cellbus): published by the accounts service on the worksheet's
@@ -286,6 +306,7 @@ FEED_TYPES: tuple[type[Content], ...] = (
     Error,
     ClearOutput,
     ExecuteReply,
+    Checkpoint,
     CellCreated,
     CellUpdated,
     CellMoved,
@@ -314,9 +335,15 @@ DIRECT_REPLY: dict[str, type[Reply]] = {
 # --- bus records that are not Jupyter messages -------------------------------------------
 
 
-class SessionOpen(msgspec.Struct, kw_only=True):
-    """A request for a worker to host a new session; put on the new-sessions queue."""
+class SessionOpen(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """A request for a worker to host a session; put on the new-sessions queue."""
 
     session: str
     username: str
     date: str
+    fork_of: str = ""
+    """The session whose checkpoint this one starts from (``session.fork``): its checkpoint,
+    copied to this session's key, is accepted although it names the other session."""
+    previous_host: str = ""
+    """For a takeover (the worker died) or a handover (it stopped): the worker that hosted the
+    session. The record is stale, and dropped, once the registry names another worker."""

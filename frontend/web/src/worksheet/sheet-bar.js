@@ -13,6 +13,8 @@ const SESSION_LABELS = {
   busy: "busy",
   restarting: "restarting",
   dead: "dead",
+  hibernated: "hibernated",
+  restoring: "restoring",
 };
 
 export class SheetBar {

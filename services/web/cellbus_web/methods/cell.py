@@ -66,6 +66,6 @@ async def cell_evaluate(call: Call, id: str) -> Evaluation:
         username=principal.user.username, metadata={"cellbus": {"cell_id": cell["id"]}},
         msg_id=msg_id,
     )  # fmt: skip
-    await translate(backend.ensure_session(session, principal))
     await translate(backend.bus.enqueue(keys.requests(session), codec.encode(msg)))
+    await translate(backend.ensure_session(session, principal))  # after: see ensure_session
     return Evaluation(msg_id=msg.msg_id, session=session)

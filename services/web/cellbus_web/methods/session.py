@@ -1,9 +1,10 @@
 """``session.*``: a session's request channel: run code, complete, inspect, control.
 
 A session runs its worksheet's code (its UID is the worksheet's ``session``), or is bare:
-started by ``session.create`` and owned by whoever started it. Viewers may ask for
-``session.info``; everything else needs the editor role. Results of ``session.execute``
-arrive on the session's feed; the other requests wait for the session's answer.
+started by ``session.create`` (or ``session.fork``) and owned by whoever started it. Viewers
+may ask for ``session.info`` and fork a session; everything else needs the editor role.
+Results of ``session.execute`` arrive on the session's feed; the other requests wait for the
+session's answer.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from cellbus_protocol import keys
 from cellbus_protocol import messages as m
 
 from ..backend import ask_accounts, backend_of, caller, require_role, translate
-from ..rpc import INVALID_PARAMS, UNAVAILABLE, Api, Call, RpcError
+from ..rpc import APPLICATION_ERRORS, INVALID_PARAMS, UNAVAILABLE, Api, Call, RpcError
 
 
 class NewSession(msgspec.Struct, kw_only=True):
@@ -54,6 +55,7 @@ def register(api: Api) -> None:
         ("session.complete", session_complete), ("session.inspect", session_inspect),
         ("session.interrupt", session_interrupt), ("session.restart", session_restart),
         ("session.shutdown", session_shutdown), ("session.info", session_info),
+        ("session.fork", session_fork),
     ):  # fmt: skip
         api.method(name)(method)
 
@@ -78,13 +80,36 @@ async def session_create(call: Call) -> NewSession:
     return NewSession(session=session)
 
 
+async def session_fork(call: Call, session: str) -> NewSession:
+    """Start a new bare session, owned by the caller, from a copy of `session`'s latest
+    checkpoint: its variables as they were saved (after its last execution, give or take
+    ``CELLBUS_CHECKPOINT_DELAY``). Needs the viewer role on `session`. A session that has no
+    checkpoint (it has run nothing yet, was restarted since, or checkpoints are off) cannot
+    be forked: not found."""
+    principal = await require_role(call, session, "viewer")
+    backend = backend_of(call)
+    fork = uuid.uuid4().hex
+    if not await translate(backend.bus.copy_blob(keys.checkpoint(session), keys.checkpoint(fork))):
+        raise RpcError(
+            APPLICATION_ERRORS["not_found"],
+            "this session has no checkpoint to fork yet: run a cell in it first",
+        )
+    try:
+        await ask_accounts(call, a.CreateSession(session=fork))
+    except BaseException:
+        await backend.bus.delete_blob(keys.checkpoint(fork))
+        raise
+    await translate(backend.kernel(principal).create_session(fork, fork_of=session))
+    return NewSession(session=fork)
+
+
 async def session_execute(call: Call, session: str, code: str) -> Execution:
     """Queue `code` to run; its outputs and ``execute_reply`` arrive on the feed with the
     returned `msg_id` as their ``parent_header.msg_id``. Not saved on any cell."""
     principal = await require_role(call, session, "editor")
     backend = backend_of(call)
-    await translate(backend.ensure_session(session, principal))
     request = await translate(backend.kernel(principal).execute(session, code))
+    await translate(backend.ensure_session(session, principal))  # after: see ensure_session
     return Execution(msg_id=request.msg_id)
 
 
@@ -129,17 +154,21 @@ async def session_restart(call: Call, session: str) -> None:
     """End the session's process and start a fresh one: its variables are lost."""
     principal = await require_role(call, session, "editor")
     backend = backend_of(call)
-    if not await _hosted(call, session):
+    if not await _hosted(call, session):  # hibernated, shut down or never started: no restore
+        await translate(backend.bus.delete_blob(keys.checkpoint(session)))
         await translate(backend.ensure_session(session, principal))
         return
     _answered(await translate(backend.kernel(principal).restart(session)))
 
 
 async def session_shutdown(call: Call, session: str) -> None:
-    """End the session's process; the next request starts it again, empty."""
+    """End the session's process and delete its checkpoint; the next request starts it
+    again, empty."""
     principal = await require_role(call, session, "editor")
     if await _hosted(call, session):
         _answered(await translate(backend_of(call).kernel(principal).shutdown(session)))
+    else:  # a hibernated session is not restored afterwards
+        await translate(backend_of(call).bus.delete_blob(keys.checkpoint(session)))
 
 
 async def session_info(call: Call, session: str) -> SessionInfo:

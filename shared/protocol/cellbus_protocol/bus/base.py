@@ -25,6 +25,13 @@ Leases and loads (`acquire_lease` ..., `report_load`, `loads`)
     expires or is released. The load table is how workers see each other: every live worker
     reports its load with a time to live, and `loads` returns only the live ones.
 
+Registries (`set_entry`, `get_entry`, `remove_entry`, `entries`)
+    A durable table of string keys to string values (which worker hosts which session).
+    `remove_entry` removes a key only while it still has the value the caller expects.
+
+Blobs (`put_blob`, `get_blob`, `copy_blob`, `delete_blob`)
+    Durable bytes under a name (a session's checkpoint): written whole, read whole.
+
 `contract tests` in tests/contract run the same checks over every transport.
 """
 
@@ -124,6 +131,13 @@ class Consumer(_Closing):
         """Mark `item` handled; it will not be delivered again."""
 
     @abc.abstractmethod
+    async def claim(self, queue: str, min_idle: float = 0.0) -> list[QueueItem]:
+        """Take over the items of `queue` that any consumer of the group has taken and not
+        acknowledged for at least `min_idle` seconds, oldest first; they are then this
+        consumer's, pending until it acknowledges them. (A worker taking over a session
+        claims what the previous worker had read but not finished.)"""
+
+    @abc.abstractmethod
     async def close(self) -> None: ...
 
 
@@ -161,6 +175,10 @@ class Bus(_Closing):
     @abc.abstractmethod
     async def enqueue(self, queue: str, data: bytes, *, reply_to: str | None = None) -> str:
         """Append an item to `queue`; returns its id."""
+
+    @abc.abstractmethod
+    async def queue_size(self, queue: str) -> int:
+        """How many items of `queue` are not yet acknowledged (delivered or not)."""
 
     @abc.abstractmethod
     def consumer(self, group: str, name: str, *, batch: int = 100) -> Consumer:
@@ -205,3 +223,36 @@ class Bus(_Closing):
     @abc.abstractmethod
     async def loads(self, table: str) -> dict[str, int]:
         """The loads of the live members of `table`."""
+
+    # -- registries -----------------------------------------------------------------------
+    @abc.abstractmethod
+    async def set_entry(self, table: str, key: str, value: str) -> None:
+        """Set `key` of registry `table` to `value`."""
+
+    @abc.abstractmethod
+    async def get_entry(self, table: str, key: str) -> str | None: ...
+
+    @abc.abstractmethod
+    async def remove_entry(self, table: str, key: str, value: str) -> bool:
+        """Remove `key` if its value is still `value`; True if it was removed."""
+
+    @abc.abstractmethod
+    async def entries(self, table: str) -> dict[str, str]:
+        """Every key of `table` with its value."""
+
+    # -- blobs ----------------------------------------------------------------------------
+    @abc.abstractmethod
+    async def put_blob(self, name: str, data: bytes) -> None:
+        """Store `data` under `name`, replacing what was there."""
+
+    @abc.abstractmethod
+    async def get_blob(self, name: str) -> bytes | None:
+        """The bytes stored under `name`, or None."""
+
+    @abc.abstractmethod
+    async def copy_blob(self, source: str, target: str) -> bool:
+        """Copy blob `source` to `target` (replacing it); False if there is no `source`."""
+
+    @abc.abstractmethod
+    async def delete_blob(self, name: str) -> None:
+        """Forget blob `name` (no-op if there is none)."""

@@ -29,6 +29,15 @@ class _Entry:
 class _Group:
     last_delivered: int = 0
     pending: dict[int, _Entry] = field(default_factory=dict)
+    delivered_at: dict[int, float] = field(default_factory=dict)  # monotonic, per pending seq
+
+    def deliver(self, entry: _Entry) -> None:
+        self.pending[entry.seq] = entry
+        self.delivered_at[entry.seq] = time.monotonic()
+
+    def acknowledge(self, seq: int) -> None:
+        self.pending.pop(seq, None)
+        self.delivered_at.pop(seq, None)
 
 
 class _Log:
@@ -51,6 +60,15 @@ class _Log:
         first = self.entries[0].seq
         start = max(0, seq + 1 - first)
         return list(itertools.islice(self.entries, start, start + limit))
+
+    def unacknowledged(self) -> int:
+        """Entries that some group has not delivered and acknowledged."""
+        if not self.groups:
+            return len(self.entries)
+        return sum(
+            any(g.last_delivered < e.seq or e.seq in g.pending for g in self.groups.values())
+            for e in self.entries
+        )
 
     def drop_acknowledged(self) -> None:
         """Forget queue entries that every group has delivered and acknowledged."""
@@ -94,6 +112,8 @@ class InMemoryBus(Bus):
         self._reply_ids = itertools.count(1)
         self._leases: dict[str, tuple[str, float]] = {}
         self._loads: dict[str, dict[str, tuple[int, float]]] = {}
+        self._registries: dict[str, dict[str, str]] = {}
+        self._blobs: dict[str, bytes] = {}
 
     async def close(self) -> None:
         for future in self._replies.values():
@@ -141,6 +161,10 @@ class InMemoryBus(Bus):
         seq = self._queue(queue).append(bytes(data), reply_to)
         self._queue_changes.notify()
         return str(seq)
+
+    async def queue_size(self, queue: str) -> int:
+        log = self._queues.get(queue)
+        return log.unacknowledged() if log else 0
 
     def consumer(self, group: str, name: str, *, batch: int = 100) -> Consumer:
         return _MemoryConsumer(self, group)
@@ -202,6 +226,39 @@ class InMemoryBus(Bus):
         rows = self._loads.get(table, {})
         return {member: load for member, (load, deadline) in rows.items() if deadline > now}
 
+    # -- registries -----------------------------------------------------------------------
+    async def set_entry(self, table: str, key: str, value: str) -> None:
+        self._registries.setdefault(table, {})[key] = value
+
+    async def get_entry(self, table: str, key: str) -> str | None:
+        return self._registries.get(table, {}).get(key)
+
+    async def remove_entry(self, table: str, key: str, value: str) -> bool:
+        registry = self._registries.get(table, {})
+        if registry.get(key) != value:
+            return False
+        del registry[key]
+        return True
+
+    async def entries(self, table: str) -> dict[str, str]:
+        return dict(self._registries.get(table, {}))
+
+    # -- blobs ----------------------------------------------------------------------------
+    async def put_blob(self, name: str, data: bytes) -> None:
+        self._blobs[name] = bytes(data)
+
+    async def get_blob(self, name: str) -> bytes | None:
+        return self._blobs.get(name)
+
+    async def copy_blob(self, source: str, target: str) -> bool:
+        if source not in self._blobs:
+            return False
+        self._blobs[target] = self._blobs[source]
+        return True
+
+    async def delete_blob(self, name: str) -> None:
+        self._blobs.pop(name, None)
+
 
 class _MemorySubscription(Subscription):
     def __init__(self, bus: InMemoryBus, feed: str, after: int) -> None:
@@ -253,7 +310,7 @@ class _MemoryConsumer(Consumer):
             group = log.groups.setdefault(self._group, _Group())
             for entry in log.after(group.last_delivered, 1):
                 group.last_delivered = entry.seq
-                group.pending[entry.seq] = entry
+                group.deliver(entry)
                 return QueueItem(name, str(entry.seq), entry.data, entry.reply_to)
         return None
 
@@ -271,8 +328,19 @@ class _MemoryConsumer(Consumer):
     async def ack(self, item: QueueItem) -> None:
         log = self._bus._queues.get(item.queue)
         if log is not None:
-            log.groups.get(self._group, _Group()).pending.pop(int(item.id), None)
+            log.groups.get(self._group, _Group()).acknowledge(int(item.id))
             log.drop_acknowledged()
+
+    async def claim(self, queue: str, min_idle: float = 0.0) -> list[QueueItem]:
+        group = self._bus._queue(queue).groups.setdefault(self._group, _Group())
+        now = time.monotonic()
+        claimed = []
+        for seq in sorted(group.pending):
+            if now - group.delivered_at[seq] >= min_idle:
+                entry = group.pending[seq]
+                group.deliver(entry)
+                claimed.append(QueueItem(queue, str(seq), entry.data, entry.reply_to))
+        return claimed
 
     async def close(self) -> None:
         self._queues.clear()

@@ -15,10 +15,11 @@ the bus namespace):
 - A blocking read learns about a newly followed stream through a private *wake* stream that
   it always reads: adding a stream appends to the wake stream, which ends the block at once.
 - A queue is a stream with one consumer group; ``XREADGROUP`` hands each entry to one
-  consumer, ``XACK`` + ``XDEL`` retire it.
+  consumer, ``XACK`` + ``XDEL`` retire it (`redis_queue`).
 - A request carries its reply address (``reply:<bus instance>#<request id>``); the reply is a
   ``PUBLISH`` on the requester's reply channel, which its bus subscribes to once.
-- Leases are keys set with ``NX PX``; loads are a hash of member -> "load deadline_ms".
+- Leases are keys set with ``NX PX``; loads are a hash of member -> "load deadline_ms";
+  registries are hashes; blobs are plain string keys.
 """
 
 from __future__ import annotations
@@ -33,23 +34,21 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
-from redis import exceptions as redis_errors
 
-from ..errors import BusUnavailable, RequestTimeout
+from ..errors import RequestTimeout
 from .base import DEFAULT_FEED_RETENTION, Bus, Consumer, FeedEntry, QueueItem, Subscription
+from .redis_connection import BLOCK_MS, COMMAND_TIMEOUT, WAKE_EXPIRY, with_retry
+from .redis_connection import CONNECTION_ERRORS as _CONNECTION_ERRORS
+from .redis_connection import stream_rows as _stream_rows
+from .redis_connection import unavailable_on_connection_error as _unavailable_on_connection_error
+from .redis_queue import RedisConsumer
 
 log = logging.getLogger(__name__)
 
-BLOCK_MS = 5_000
-"""Longest single blocking read; reads loop, so this only bounds how stale a dead socket gets."""
-COMMAND_TIMEOUT = 10.0
 MAX_CONNECTIONS = 64
 """Connections per pool; a bus has two (commands, and blocking reads)."""
 SUBSCRIBER_BUFFER = 10_000
 """Live entries a subscription holds before it drops them and catches up from the stream."""
-RETRY_DELAYS = (0.05, 0.1, 0.2, 0.5, 1.0, 2.0)
-WAKE_EXPIRY = 86_400
-"""Seconds a wake stream outlives the bus that made it (if that bus died without cleaning up)."""
 
 T = TypeVar("T")
 
@@ -65,28 +64,12 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
 end
 return 0
 """
-
-_CONNECTION_ERRORS = (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError)
-
-
-@contextlib.contextmanager
-def _unavailable_on_connection_error():
-    try:
-        yield
-    except _CONNECTION_ERRORS as exc:
-        raise BusUnavailable(f"Redis unavailable: {exc}") from exc
-
-
-def _raise_if_cancelled() -> None:
-    """End a task that was asked to stop before it starts another blocking read.
-
-    redis-py can swallow a cancellation: it sends each command under asyncio.wait_for, which on
-    Python 3.11 returns normally when the send finishes in the same step as the cancel. A read
-    loop that went on regardless would never end (and `close` would wait for it forever).
-    """
-    task = asyncio.current_task()
-    if task is not None and task.cancelling():
-        raise asyncio.CancelledError
+_REMOVE_ENTRY = """
+if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then
+  return redis.call('HDEL', KEYS[1], ARGV[1])
+end
+return 0
+"""
 
 
 def _seq_of(stream_id: bytes) -> int:
@@ -130,6 +113,7 @@ class RedisBus(Bus):
         )
         self._renew = self._redis.register_script(_RENEW)
         self._release = self._redis.register_script(_RELEASE)
+        self._remove_entry = self._redis.register_script(_REMOVE_ENTRY)
         self._hub = _FeedHub(self)
         self._replies = _ReplyListener(self)
 
@@ -188,8 +172,12 @@ class RedisBus(Bus):
             stream_id = await self._redis.xadd(self.key(queue), fields)
         return stream_id.decode()
 
+    async def queue_size(self, queue: str) -> int:
+        with _unavailable_on_connection_error():
+            return int(await self._redis.xlen(self.key(queue)))
+
     def consumer(self, group: str, name: str, *, batch: int = 100) -> Consumer:
-        return _RedisConsumer(self, group, name, batch)
+        return RedisConsumer(self, group, name, batch)
 
     # -- request/reply --------------------------------------------------------------------
     async def request(self, queue: str, data: bytes, *, timeout: float) -> bytes:
@@ -254,18 +242,46 @@ class RedisBus(Bus):
                 await self._redis.hdel(self.key(table), *expired)
         return live
 
+    # -- registries -----------------------------------------------------------------------
+    async def set_entry(self, table: str, key: str, value: str) -> None:
+        with _unavailable_on_connection_error():
+            await self._redis.hset(self.key(table), key, value)
+
+    async def get_entry(self, table: str, key: str) -> str | None:
+        with _unavailable_on_connection_error():
+            value = await self._redis.hget(self.key(table), key)
+        return value.decode() if value is not None else None
+
+    async def remove_entry(self, table: str, key: str, value: str) -> bool:
+        with _unavailable_on_connection_error():
+            return bool(await self._remove_entry(keys=[self.key(table)], args=[key, value]))
+
+    async def entries(self, table: str) -> dict[str, str]:
+        with _unavailable_on_connection_error():
+            rows = await self._redis.hgetall(self.key(table))
+        return {key.decode(): value.decode() for key, value in rows.items()}
+
+    # -- blobs ----------------------------------------------------------------------------
+    async def put_blob(self, name: str, data: bytes) -> None:
+        with _unavailable_on_connection_error():
+            await self._redis.set(self.key(name), data)
+
+    async def get_blob(self, name: str) -> bytes | None:
+        with _unavailable_on_connection_error():
+            return await self._redis.get(self.key(name))
+
+    async def copy_blob(self, source: str, target: str) -> bool:
+        with _unavailable_on_connection_error():
+            return bool(await self._redis.copy(self.key(source), self.key(target), replace=True))
+
+    async def delete_blob(self, name: str) -> None:
+        with _unavailable_on_connection_error():
+            await self._redis.delete(self.key(name))
+
     # -- helpers for the parts below ------------------------------------------------------
     async def _with_retry(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
         """Run a blocking read, reconnecting with backoff while Redis is away."""
-        for attempt in range(1_000_000):
-            _raise_if_cancelled()
-            try:
-                return await call()
-            except _CONNECTION_ERRORS as exc:
-                delay = RETRY_DELAYS[min(attempt, len(RETRY_DELAYS) - 1)]
-                log.warning("%s: Redis unavailable (%s); retrying in %.2f s", what, exc, delay)
-                await asyncio.sleep(delay)
-        raise AssertionError("unreachable")
+        return await with_retry(what, call)
 
 
 class _FeedHub:
@@ -339,18 +355,6 @@ class _FeedHub:
             await self._bus._redis.delete(self._wake_key)
 
 
-def _stream_rows(response: Any) -> list[tuple[bytes, list[tuple[bytes, dict[bytes, bytes]]]]]:
-    """XREAD/XREADGROUP replies as (key, rows), for RESP2 lists and RESP3 dicts alike."""
-    if not response:
-        return []
-    if isinstance(response, dict):
-        return [
-            (key, rows[0] if rows and isinstance(rows[0], list) else rows)
-            for key, rows in response.items()
-        ]
-    return [(key, rows) for key, rows in response]
-
-
 class _RedisSubscription(Subscription):
     def __init__(self, bus: RedisBus, feed: str, after: int) -> None:
         self._bus = bus
@@ -416,117 +420,6 @@ class _RedisSubscription(Subscription):
             self._closed = True
             self._bus._hub.remove(self)
             self._arrived.set()
-
-
-class _RedisConsumer(Consumer):
-    """XREADGROUP over a changing set of queues, woken by its own wake stream when it grows."""
-
-    def __init__(self, bus: RedisBus, group: str, name: str, batch: int) -> None:
-        self._bus = bus
-        self._group = group
-        self._name = name
-        self._batch = batch
-        self._wake_key = bus.key(f"bus:{bus.instance_id}:{name}:wake").encode()
-        self._queues: dict[bytes, str] = {}
-        self._buffer: deque[QueueItem] = deque()
-        self._wake_ready = False
-        self._wake_expiry_renewed: float | None = None
-
-    async def _ensure_group(self, key: bytes) -> None:
-        try:
-            await self._bus._redis.xgroup_create(key, self._group, id="0", mkstream=True)
-        except redis_errors.ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
-
-    async def _ensure_wake(self) -> None:
-        """Create the wake stream's group once, and keep the stream from expiring while this
-        consumer lives (it expires a day after a consumer that died without closing)."""
-        if not self._wake_ready:
-            await self._ensure_group(self._wake_key)
-            self._wake_ready = True
-        renewed = self._wake_expiry_renewed
-        if renewed is None or time.monotonic() - renewed > WAKE_EXPIRY / 2:
-            await self._bus._redis.expire(self._wake_key, WAKE_EXPIRY)
-            self._wake_expiry_renewed = time.monotonic()
-
-    async def _recreate_groups(self) -> None:
-        """After a stream or its group was deleted under us: make them again and go on."""
-        log.warning("consumer %s: a consumer group was missing; recreating", self._name)
-        self._wake_ready = False
-        with _unavailable_on_connection_error():
-            await self._ensure_wake()
-            for key in list(self._queues):
-                await self._ensure_group(key)
-
-    async def add(self, queue: str) -> None:
-        key = self._bus.key(queue).encode()
-        if key in self._queues:
-            return
-        with _unavailable_on_connection_error():
-            await self._ensure_wake()
-            await self._ensure_group(key)
-            self._queues[key] = queue
-            await self._bus._redis.xadd(self._wake_key, {b"w": b"1"}, maxlen=1)
-
-    async def remove(self, queue: str) -> None:
-        self._queues.pop(self._bus.key(queue).encode(), None)
-
-    async def get(self, timeout: float | None = None) -> QueueItem | None:
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while not self._buffer:
-            remaining = BLOCK_MS if deadline is None else int((deadline - time.monotonic()) * 1000)
-            if remaining <= 0:
-                return None
-            await self._read(min(remaining, BLOCK_MS))
-        return self._buffer.popleft()
-
-    async def _read(self, block_ms: int) -> None:
-        with _unavailable_on_connection_error():
-            await self._ensure_wake()
-        streams = {self._wake_key: b">", **dict.fromkeys(self._queues, b">")}
-        try:
-            response = await self._bus._with_retry(
-                f"consumer {self._name}",
-                lambda: self._bus._blocking.xreadgroup(
-                    self._group, self._name, streams, count=self._batch, block=block_ms
-                ),
-            )
-        except redis_errors.ResponseError as exc:
-            # NOGROUP: a stream or its group was deleted before the read; UNBLOCKED: during it.
-            if "NOGROUP" not in str(exc) and "UNBLOCKED" not in str(exc):
-                raise
-            await self._recreate_groups()
-            return
-        for key, rows in _stream_rows(response):
-            if key == self._wake_key:
-                with _unavailable_on_connection_error():
-                    await self._bus._redis.xack(key, self._group, *(r[0] for r in rows))
-                continue
-            queue = self._queues.get(key) or key.decode().removeprefix(self._bus.namespace + ":")
-            for stream_id, fields in rows:
-                reply_to = fields.get(b"r")
-                self._buffer.append(
-                    QueueItem(
-                        queue,
-                        stream_id.decode(),
-                        fields[b"d"],
-                        reply_to.decode() if reply_to else None,
-                    )
-                )
-
-    async def ack(self, item: QueueItem) -> None:
-        key = self._bus.key(item.queue)
-        with _unavailable_on_connection_error():
-            async with self._bus._redis.pipeline(transaction=False) as pipe:
-                pipe.xack(key, self._group, item.id)
-                pipe.xdel(key, item.id)
-                await pipe.execute()
-
-    async def close(self) -> None:
-        self._queues.clear()
-        with contextlib.suppress(*_CONNECTION_ERRORS):
-            await self._bus._redis.delete(self._wake_key)
 
 
 class _ReplyListener:

@@ -1,0 +1,76 @@
+"""What every part of the Redis bus shares: timeouts, and how Redis failures are reported.
+
+Non-blocking commands turn connection failures into `BusUnavailable`
+(`unavailable_on_connection_error`); blocking reads reconnect with backoff instead
+(`with_retry`). `stream_rows` reads XREAD/XREADGROUP replies in either RESP version.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any, TypeVar
+
+from redis import exceptions as redis_errors
+
+from ..errors import BusUnavailable
+
+log = logging.getLogger(__name__)
+
+BLOCK_MS = 5_000
+"""Longest single blocking read; reads loop, so this only bounds how stale a dead socket gets."""
+COMMAND_TIMEOUT = 10.0
+RETRY_DELAYS = (0.05, 0.1, 0.2, 0.5, 1.0, 2.0)
+WAKE_EXPIRY = 86_400
+"""Seconds a wake stream outlives the bus that made it (if that bus died without cleaning up)."""
+
+CONNECTION_ERRORS = (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError)
+
+T = TypeVar("T")
+
+
+@contextlib.contextmanager
+def unavailable_on_connection_error() -> Iterator[None]:
+    try:
+        yield
+    except CONNECTION_ERRORS as exc:
+        raise BusUnavailable(f"Redis unavailable: {exc}") from exc
+
+
+def raise_if_cancelled() -> None:
+    """End a task that was asked to stop before it starts another blocking read.
+
+    redis-py can swallow a cancellation: it sends each command under asyncio.wait_for, which on
+    Python 3.11 returns normally when the send finishes in the same step as the cancel. A read
+    loop that went on regardless would never end (and `close` would wait for it forever).
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
+async def with_retry(what: str, call: Callable[[], Awaitable[T]]) -> T:
+    """Run a blocking read, reconnecting with backoff while Redis is away."""
+    for attempt in range(1_000_000):
+        raise_if_cancelled()
+        try:
+            return await call()
+        except CONNECTION_ERRORS as exc:
+            delay = RETRY_DELAYS[min(attempt, len(RETRY_DELAYS) - 1)]
+            log.warning("%s: Redis unavailable (%s); retrying in %.2f s", what, exc, delay)
+            await asyncio.sleep(delay)
+    raise AssertionError("unreachable")
+
+
+def stream_rows(response: Any) -> list[tuple[bytes, list[tuple[bytes, dict[bytes, bytes]]]]]:
+    """XREAD/XREADGROUP replies as (key, rows), for RESP2 lists and RESP3 dicts alike."""
+    if not response:
+        return []
+    if isinstance(response, dict):
+        return [
+            (key, rows[0] if rows and isinstance(rows[0], list) else rows)
+            for key, rows in response.items()
+        ]
+    return [(key, rows) for key, rows in response]

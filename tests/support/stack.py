@@ -142,12 +142,20 @@ class OneProgramStack(Stack):
     name = "one-program"
 
     def __init__(
-        self, log_dir: Path, data_dir: Path, argv: list[str] | None = None, **web_settings: object
+        self,
+        log_dir: Path,
+        data_dir: Path,
+        argv: list[str] | None = None,
+        redis_url: str | None = None,
+        **web_settings: object,
     ) -> None:
         port = free_port()
         settings = {**WEB_SETTINGS, **web_settings, "feed_retention": FEED_RETENTION}
-        env = service_env("unused", port=port, data_dir=data_dir, **settings)
-        del env["CELLBUS_REDIS_URL"]  # the in-process bus
+        env = service_env("one-program", port=port, data_dir=data_dir, **settings)
+        if redis_url is None:
+            del env["CELLBUS_REDIS_URL"]  # the in-process bus
+        else:
+            env["CELLBUS_REDIS_URL"] = redis_url
         self.program = ServiceProcess("cellbus_allinone", env, log_dir / "allinone.log", argv)
         self.urls = [f"http://127.0.0.1:{port}"]
         self.program.wait_for_http(self.urls[0] + "/healthz")

@@ -34,6 +34,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
 
 from ..errors import RequestTimeout
 from .base import DEFAULT_FEED_RETENTION, Bus, Consumer, FeedEntry, QueueItem, Subscription
@@ -92,6 +94,9 @@ class RedisBus(Bus):
         self.instance_id = uuid.uuid4().hex[:12]
         # Bursts of commands wait for a free connection rather than fail (redis-py's plain
         # pool raises "Too many connections" past its limit).
+        # A pooled connection may be dead (Redis restarted since it was last used): a command
+        # that fails to go through is tried again, twice, on a fresh connection. (A command
+        # whose reply alone was lost could run twice; a dead connection never ran it.)
         self._redis = aioredis.Redis(
             connection_pool=aioredis.BlockingConnectionPool.from_url(
                 url,
@@ -99,6 +104,7 @@ class RedisBus(Bus):
                 timeout=COMMAND_TIMEOUT,
                 socket_timeout=COMMAND_TIMEOUT,
                 socket_connect_timeout=COMMAND_TIMEOUT,
+                retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 2),
             )
         )
         # Blocking reads hold their connection for up to BLOCK_MS: a pool of their own.
@@ -109,6 +115,7 @@ class RedisBus(Bus):
                 timeout=COMMAND_TIMEOUT,
                 socket_timeout=BLOCK_MS / 1000 + COMMAND_TIMEOUT,
                 socket_connect_timeout=COMMAND_TIMEOUT,
+                retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 2),
             )
         )
         self._renew = self._redis.register_script(_RENEW)

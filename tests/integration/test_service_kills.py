@@ -1,0 +1,91 @@
+"""Killing each kind of service process with SIGKILL while people work: no feed message is
+lost for a subscriber and no acknowledged edit is lost. (Kernel workers killed mid-cell are
+in test_failover.py; a Redis restart in test_redis_restart.py.)"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Iterator
+
+import pytest
+
+from ..support.api import ApiError, Client, new_user, stdout_of
+from ..support.stack import ServicesStack
+
+RECOVERY_TIMEOUT = 30.0
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServicesStack]:
+    system = ServicesStack(tmp_path_factory.mktemp("kills"))
+    try:
+        yield system
+    finally:
+        system.close()
+
+
+async def test_the_accounts_service_killed_mid_edits_loses_no_acknowledged_edit(
+    stack: ServicesStack,
+) -> None:
+    ada = await new_user(stack.urls[0], "ada")
+    sheet = await ada.call("worksheet.create", title="Through an accounts crash")
+    acknowledged: list[str] = []
+    progress = asyncio.Condition()
+
+    async def keep_editing() -> None:
+        for i in range(10_000):
+            try:
+                cell = await ada.call("cell.create", worksheet=sheet["id"], source=f"# {i}")
+            except ApiError:  # "unavailable" while no accounts process answers: not acknowledged
+                continue
+            acknowledged.append(cell["id"])
+            async with progress:
+                progress.notify_all()
+
+    async def edits_reach(count: int) -> None:
+        async with asyncio.timeout(RECOVERY_TIMEOUT), progress:
+            await progress.wait_for(lambda: len(acknowledged) >= count)
+
+    editing = asyncio.create_task(keep_editing())
+    try:
+        await edits_reach(20)
+        killed = stack.accounts.process
+        killed.kill()  # with requests in flight: queued ones wait for the next process
+        killed.wait()
+        stack.accounts.restart()
+        await edits_reach(len(acknowledged) + 20)  # edits go through again
+    finally:
+        editing.cancel()
+        await asyncio.gather(editing, return_exceptions=True)
+    assert killed.returncode == -signal.SIGKILL
+    cells = {c["id"] for c in (await ada.call("worksheet.get", id=sheet["id"]))["cells"]}
+    assert set(acknowledged) <= cells, "an acknowledged edit was lost"
+    await ada.close()
+
+
+async def test_a_web_process_killed_mid_run_loses_no_feed_message(stack: ServicesStack) -> None:
+    ada = await new_user(stack.urls[1], "ada")  # the API on the process that stays up
+    sheet = await ada.call("worksheet.create", title="Through a web crash")
+    code = "import time\nfor i in range(80):\n    print(i, flush=True)\n    time.sleep(0.02)"
+    cell = await ada.call("cell.create", worksheet=sheet["id"], source=code)
+    watcher = Client(stack.urls[0], ada.token, ada.username)
+    feed = await watcher.socket()
+    await feed.subscribe(worksheet=sheet["id"], cursor="now")
+    run = await ada.call("cell.evaluate", id=cell["id"])
+    await feed.message(lambda m: m["header"]["msg_type"] == "stream")
+    stack.webs[0].process.kill()  # no closing frame: the client keeps its own cursor
+    with pytest.raises(ConnectionError):
+        await feed.frame(lambda f: False)
+    cursor = feed.cursors[sheet["session"]]
+    resumed = await ada.socket()
+    await resumed.subscribe(session=sheet["session"], cursor=cursor)
+    await resumed.until_done(run["msg_id"])
+    frames = [f for f in feed.frames + resumed.frames if f["type"] == "message"]
+    cursors = [f["cursor"] for f in frames]
+    assert cursors == list(range(cursors[0], cursors[-1] + 1)), "lost or repeated messages"
+    assert stdout_of([f["message"] for f in frames]) == "".join(f"{i}\n" for i in range(80))
+    stack.restart_web(0)
+    await resumed.close()
+    await watcher.close()
+    await ada.close()

@@ -5,7 +5,7 @@ UV := $(TOOLS)/bin/uv
 VENV := .venv
 UV_VERSION := 0.13.8
 
-.PHONY: run test install lint format services frontend browser compose-tools clean
+.PHONY: run test install lint format services frontend browser compose-tools clean bench bench-quick
 
 WEB := frontend/web
 WEB_SOURCES := $(shell find $(WEB)/src $(WEB)/static -type f 2>/dev/null) $(WEB)/build.mjs
@@ -19,6 +19,16 @@ run: install frontend
 # from Debian's packages when they are not running).
 test: install services browser compose-tools frontend lint
 	$(VENV)/bin/pytest -q
+
+# cellbus against Jupyter, the same workloads on both in turns (bench/, docs/performance.md):
+# bench/results/<date>.json, .md and -latency.png. Under 10 minutes; workload 7 also runs
+# the services on the Redis and PostgreSQL on 127.0.0.1 (`make services` starts them).
+bench: install services frontend
+	$(VENV)/bin/python -m bench.cellbus_bench
+
+# Every workload briefly (under 2 minutes), into bench/results/quick/ (not kept in git).
+bench-quick: install services frontend
+	$(VENV)/bin/python -m bench.cellbus_bench --quick --out bench/results/quick
 
 install: $(VENV)/.installed
 

@@ -1,0 +1,339 @@
+"""What a run leaves behind: the JSON of every figure, a Markdown table, the latency plot.
+
+The targets of the benchmark issue are ratios cellbus / Jupyter from the same run; `TARGETS`
+says how each is computed from the JSON, and `targets` evaluates them.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+SCHEMA = 1
+
+
+@dataclass(frozen=True)
+class Target:
+    """A target of the issue: cellbus's figure over another system's, at most (``<=``) or at
+    least (``>=``) `limit`. `figure` is where both figures are in the workload's results,
+    with ``{system}`` standing for the system (``cellbus``, then `versus`)."""
+
+    name: str
+    workload: str
+    figure: str
+    unit: str
+    bound: str
+    limit: float
+    versus: str = "jupyter"
+
+    def value(self, results: dict[str, Any], system: str) -> float:
+        value: Any = results
+        for key in self.figure.format(system=system).split("."):
+            value = value[key]
+        return float(value)
+
+
+TARGETS = (
+    Target("session start, median", "session_start", "{system}.p50_ms", "ms", "<=", 0.05),
+    Target("exec round trip p50 (Jupyter over its WebSocket)", "exec_round_trip",
+           "{system}.p50_ms", "ms", "<=", 0.10),
+    Target("exec round trip p99 (Jupyter over its WebSocket)", "exec_round_trip",
+           "{system}.p99_ms", "ms", "<=", 0.10),
+    Target("exec round trip p50 (Jupyter over raw ZMQ)", "exec_round_trip", "{system}.p50_ms",
+           "ms", "<=", 0.50, versus="jupyter-zmq"),
+    Target("throughput, 4 sessions, 1 outstanding", "throughput",
+           "outstanding_1.{system}.executions_per_s", "exec/s", ">=", 5.0),
+    Target("stream {lines:,} lines, time to done (median)", "stream",
+           "{system}.time_to_done.p50_ms", "ms", "<=", 0.50),
+    Target("PSS per idle session (mean)", "memory", "{system}.sessions.pss_mib_mean", "MiB",
+           "<=", 0.25),
+    Target("fan-out to 100 subscribers, time until all (median)", "fanout",
+           "100.{system}.p50_ms", "ms", "<=", 0.10),
+)  # fmt: skip
+
+
+def targets(workloads: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each target with both figures, their ratio and whether it is met (None: not run)."""
+    out = []
+    for t in TARGETS:
+        workload = workloads.get(t.workload) or {}
+        row: dict[str, Any] = {
+            "name": t.name.format(**workload.get("params", {"lines": 100_000})),
+            "workload": t.workload,
+            "unit": t.unit,
+            "target": f"{t.bound} {t.limit:g}",
+            "versus": t.versus,
+        }
+        try:
+            results = workload["results"]
+            cellbus, other = t.value(results, "cellbus"), t.value(results, t.versus)
+        except KeyError:
+            row.update(cellbus=None, other=None, ratio=None, met=None)
+        else:
+            ratio = cellbus / other if other else math.inf
+            met = ratio <= t.limit if t.bound == "<=" else ratio >= t.limit
+            row.update(cellbus=cellbus, other=other, ratio=round(ratio, 4), met=met)
+        out.append(row)
+    return out
+
+
+# -- the files ---------------------------------------------------------------------------
+
+
+def write(out: Path, stem: str, document: dict[str, Any]) -> dict[str, Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {
+        "json": out / f"{stem}.json",
+        "md": out / f"{stem}.md",
+        "png": out / f"{stem}-latency.png",
+    }
+    document["files"] = {k: p.name for k, p in paths.items()}
+    paths["json"].write_text(json.dumps(document, indent=1, allow_nan=False) + "\n")
+    plot_latency(document, paths["png"])
+    paths["md"].write_text(markdown(document))
+    return paths
+
+
+def _fmt(value: Any, digits: int = 1) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, float):
+        return f"{value:,.{digits}f}"
+    return str(value)
+
+
+def _ratio(row: dict[str, Any]) -> str:
+    return "—" if row["ratio"] is None else f"{row['ratio']:.3g}"
+
+
+def _met(row: dict[str, Any]) -> str:
+    return {True: "**met**", False: "missed", None: "not run"}[row["met"]]
+
+
+def markdown(document: dict[str, Any]) -> str:
+    """The table of targets, then the other figures of the run."""
+    m = document["machine"]
+    lines = [
+        f"# cellbus vs Jupyter: {document['date']} ({document['size']} run)",
+        "",
+        f"Machine: {m['cpu']}, {m['cpus']} CPUs, {m['memory_gib']} GiB, Linux {m['kernel']}. "
+        f"cellbus {document['git']['commit'][:10]}"
+        f"{' (uncommitted changes)' if document['git']['dirty'] else ''}; "
+        f"jupyter_server {document['versions']['jupyter'].get('jupyter_server', '?')}, "
+        f"ipykernel {document['versions']['jupyter'].get('ipykernel', '?')}. "
+        f"The run took {document['duration_s']:.0f} s.",
+        "",
+        "| Target | cellbus | Jupyter | ratio | target | |",
+        "|---|---:|---:|---:|---:|---|",
+    ]
+    for row in document["targets"]:
+        versus = " (raw ZMQ)" if row["versus"] == "jupyter-zmq" else ""
+        lines.append(
+            f"| {row['name']} | {_fmt(row['cellbus'])} {row['unit']} | "
+            f"{_fmt(row['other'])} {row['unit']}{versus} | {_ratio(row)} | {row['target']} | "
+            f"{_met(row)} |"
+        )
+    lines += ["", "Other figures of the same run:", "", *other_figures(document["workloads"])]
+    errors = {k: w["error"] for k, w in document["workloads"].items() if "error" in w}
+    if errors:
+        lines += ["", "Workloads that failed:", ""]
+        lines += [f"- {k}: {v.splitlines()[-1] if v else v}" for k, v in errors.items()]
+    return "\n".join(lines) + "\n"
+
+
+MODES = {
+    "one_program": "one program (`cellbus serve`: in-process bus, SQLite), `session.execute`",
+    "services_redis": "separate services on Redis and PostgreSQL, `session.execute`",
+    "one_program_cell_evaluate": "one program, a worksheet's cell run with `cell.evaluate` "
+    "(outputs saved)",
+}
+
+
+def _pct(r: dict[str, Any]) -> str:
+    return f"{r['p50_ms']:.2f} / {r['p90_ms']:.2f} / {r['p99_ms']:.2f}"
+
+
+def _rows(w: dict[str, Any]) -> list[tuple[str, Any, Any]]:
+    """(figure, cellbus, Jupyter) for the figures the targets do not show."""
+    rows: list[tuple[str, Any, Any]] = []
+    r = w.get("session_start", {}).get("results")
+    if r:
+        cb, jp = (
+            f"{x['min_ms']:.0f} / {x['p50_ms']:.0f} / {x['max_ms']:.0f}"
+            for x in (r["cellbus"], r["jupyter"])
+        )
+        rows.append(("session start, min / median / max (ms)", cb, jp))
+    r = w.get("exec_round_trip", {}).get("results")
+    if r:
+        rows.append(
+            ("exec round trip p50 / p90 / p99 (ms)", _pct(r["cellbus"]), _pct(r["jupyter"]))
+        )
+        rows.append(
+            ("exec round trip over raw ZMQ, p50 / p90 / p99 (ms)", "", _pct(r["jupyter-zmq"]))
+        )
+        b = w["exec_round_trip"]["breakdown"]
+        rows.append(
+            (
+                "exec round trip: request handed over (cellbus: RPC answered), p50 (ms)",
+                b["cellbus"]["request_accepted"]["p50_ms"],
+                b["jupyter"]["request_accepted"]["p50_ms"],
+            )
+        )
+        rows.append(
+            (
+                "exec round trip: execute_result arrived, p50 (ms)",
+                b["cellbus"]["execute_result"]["p50_ms"],
+                b["jupyter"]["execute_result"]["p50_ms"],
+            )
+        )
+    r = w.get("throughput", {}).get("results")
+    for phase, label in (("outstanding_1", "1 outstanding"), ("queued_16", "16 queued")):
+        if not r:
+            break
+        cb, jp = r[phase]["cellbus"], r[phase]["jupyter"]
+        rows.append(
+            (
+                f"throughput, 4 sessions, {label} (exec/s)",
+                cb["executions_per_s"],
+                jp["executions_per_s"],
+            )
+        )
+        rows.append(
+            (
+                f"latency, 4 sessions, {label}, p50 / p90 / p99 (ms)",
+                _pct(cb["latency"]),
+                _pct(jp["latency"]),
+            )
+        )
+        cpu = [x.get("cpu_ms_per_execution", {}) for x in (cb, jp)]
+        rows.append(
+            (
+                f"CPU per execution, {label}: services / sessions / client (ms)",
+                *(
+                    " / ".join(f"{c.get(k, 0):.2f}" for k in ("services", "sessions", "client"))
+                    for c in cpu
+                ),
+            )
+        )
+    r = w.get("stream", {}).get("results")
+    if r:
+        cb, jp = (
+            f"{x['messages'][0]:,} ({x['stream_messages'][0]:,})"
+            for x in (r["cellbus"], r["jupyter"])
+        )
+        rows.append(("stream: messages received (of them stream messages)", cb, jp))
+        rows.append(
+            (
+                "stream: every line arrived",
+                r["cellbus"]["every_line_arrived"],
+                r["jupyter"]["every_line_arrived"],
+            )
+        )
+    r = w.get("memory", {}).get("results")
+    if r:
+        rows.append(
+            (
+                "RSS per idle session, mean (MiB)",
+                r["cellbus"]["sessions"]["rss_mib_mean"],
+                r["jupyter"]["sessions"]["rss_mib_mean"],
+            )
+        )
+        cb, jp = (
+            f"{x['services']['pss_mib_total']} / {x['services']['rss_mib_total']} "
+            f"({x['services']['processes']} processes)"
+            for x in (r["cellbus"], r["jupyter"])
+        )
+        rows.append(("the services' own processes, PSS / RSS (MiB)", cb, jp))
+    for n, r in w.get("fanout", {}).get("results", {}).items():
+        cb, jp = (
+            f"{x['p50_ms']:.1f}"
+            + (f" ({x['subscribers']} opened)" if x["subscribers"] != int(n) else "")
+            for x in (r["cellbus"], r["jupyter"])
+        )
+        rows.append((f"fan-out to {n}, time until all, median (ms)", cb, jp))
+    return rows
+
+
+def other_figures(w: dict[str, Any]) -> list[str]:
+    lines = ["| Figure | cellbus | Jupyter |", "|---|---:|---:|"]
+    try:
+        lines += [f"| {label} | {cb} | {jp} |" for label, cb, jp in _rows(w)]
+    except KeyError as exc:  # a workload that ran only in part
+        lines.append(f"| (figures missing: {exc}) | | |")
+    r = w.get("cellbus_modes", {}).get("results")
+    if r:
+        lines += ["", "| cellbus alone: exec round trip of `1+1` | p50 / p90 / p99 (ms) |"]
+        lines += ["|---|---:|"]
+        lines += [f"| {MODES.get(name, name)} | {_pct(figures)} |" for name, figures in r.items()]
+    caps = w.get("fanout", {}).get("caps", {})
+    for system, why in caps.items():
+        for n, reason in why.items():
+            lines += ["", f"Fan-out to {n}, {system}: {reason}."]
+    return lines
+
+
+# -- the plot ----------------------------------------------------------------------------
+
+COLOURS = {"cellbus": "#1f77b4", "jupyter": "#d62728", "jupyter-zmq": "#7f7f7f"}
+LABELS = {
+    "cellbus": "cellbus (HTTP + WebSocket)",
+    "jupyter": "Jupyter (WebSocket)",
+    "jupyter-zmq": "Jupyter (raw ZMQ, no server)",
+}
+
+
+def plot_latency(document: dict[str, Any], path: Path) -> None:
+    """Histograms and CDFs of workload 2's round trips, on a log time axis."""
+    import matplotlib
+    import matplotlib.ticker
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    workload = document["workloads"].get("exec_round_trip", {})
+    results = workload.get("results", {})
+    fig, (hist, cdf) = plt.subplots(1, 2, figsize=(12, 4.5))
+    samples = {k: np.array(v["samples_ms"]) for k, v in results.items() if v.get("samples_ms")}
+    if samples:
+        low = min(s.min() for s in samples.values())
+        high = max(s.max() for s in samples.values())
+        bins = np.geomspace(max(low * 0.9, 0.01), high * 1.1, 80)
+        for name, values in samples.items():
+            colour = COLOURS.get(name)
+            label = f"{LABELS.get(name, name)}: p50 {np.median(values):.2f} ms"
+            hist.hist(values, bins=bins, alpha=0.55, color=colour, label=label)
+            ordered = np.sort(values)
+            cdf.plot(
+                ordered,
+                np.arange(1, len(ordered) + 1) / len(ordered),
+                color=colour,
+                label=LABELS.get(name, name),
+            )
+    ticks = [t for t in (0.5, 1, 2, 3, 5, 10, 20, 30, 50, 100, 200, 500)
+             if samples and low * 0.8 <= t <= high * 1.25]  # fmt: skip
+    for axis in (hist, cdf):
+        axis.set_xscale("log")
+        if ticks:
+            axis.set_xticks(ticks, [f"{t:g}" for t in ticks])
+            axis.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        axis.set_xlabel("round trip of 1+1 (ms, log scale)")
+        axis.grid(True, which="both", alpha=0.3)
+    hist.set_ylabel("executions")
+    cdf.set_ylabel("fraction of executions")
+    if samples:
+        hist.legend(fontsize=8)
+        cdf.legend(fontsize=8, loc="lower right")
+    else:
+        hist.text(0.5, 0.5, "workload 2 did not run", ha="center", transform=hist.transAxes)
+    n = workload.get("params", {}).get("runs", 0)
+    fig.suptitle(
+        f"Exec round trip, {n} sequential runs each, taken in turns "
+        f"({document['date']}, {document['machine']['cpus']} CPUs)"
+    )
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -1,0 +1,506 @@
+"""The workloads: one function each, the same code for every system.
+
+This machine's CPU speed drifts (up to 1.8x within a minute), so two systems are compared
+only on turns taken in one run: every workload alternates them (A B A B ...) and pools each
+system's turns. Every wait has a deadline. A workload returns plain data for the report:
+figures in milliseconds or seconds, and what it was given (`params`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any, TypeVar
+
+from . import measure
+from .jupyter import JupyterSystem, ZmqFloor
+from .systems import CellbusSystem, Run, Session, System, Watchers
+
+T = TypeVar("T")
+
+ONE_PLUS_ONE = "1+1"
+PRINT_X = "print('x')"
+SETTLE = 0.3  # seconds between turns, for the last turn's stragglers (kernel shutdowns...)
+IDLE_BEFORE_MEMORY = 3.0  # seconds: past cellbus's checkpoint after an execution (1 s)
+JUPYTER_OPENING = (
+    " (each socket to a Jupyter kernel has its own ZMQ connections, and every socket that "
+    "opens nudges the kernel with kernel_info requests whose status messages go to every "
+    "socket already open: opening N sockets costs O(N^2) messages)"
+)
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """How much of each workload a run does."""
+
+    name: str
+    start_trials: int  # session starts per system
+    rtt_runs: int  # round trips per system
+    rtt_warmup: int
+    rtt_turn: int  # round trips per turn
+    throughput_seconds: float  # per turn
+    throughput_turns: int  # per system and phase
+    stream_lines: int
+    stream_trials: int
+    memory_sessions: int
+    fanout: tuple[int, ...]  # subscriber counts
+    fanout_trials: int
+    fanout_open_seconds: float  # the most time to open one system's sockets for one count
+
+
+FULL = Sizes(
+    name="full",
+    start_trials=10,
+    rtt_runs=1000,
+    rtt_warmup=50,
+    rtt_turn=100,
+    throughput_seconds=10.0,
+    throughput_turns=2,
+    stream_lines=100_000,
+    stream_trials=3,
+    memory_sessions=10,
+    fanout=(1, 10, 100, 1000),
+    fanout_trials=3,
+    fanout_open_seconds=60.0,
+)
+QUICK = Sizes(
+    name="quick",
+    start_trials=3,
+    rtt_runs=200,
+    rtt_warmup=20,
+    rtt_turn=50,
+    throughput_seconds=2.0,
+    throughput_turns=1,
+    stream_lines=100_000,
+    stream_trials=1,
+    memory_sessions=10,
+    fanout=(1, 10, 100, 1000),
+    fanout_trials=1,
+    fanout_open_seconds=10.0,
+)
+SMOKE = Sizes(
+    name="smoke",
+    start_trials=1,
+    rtt_runs=10,
+    rtt_warmup=3,
+    rtt_turn=5,
+    throughput_seconds=0.5,
+    throughput_turns=1,
+    stream_lines=1000,
+    stream_trials=1,
+    memory_sessions=2,
+    fanout=(1, 10),
+    fanout_trials=1,
+    fanout_open_seconds=10.0,
+)
+SIZES = {s.name: s for s in (FULL, QUICK, SMOKE)}
+
+
+@dataclass
+class Systems:
+    """The systems of one run; `services` (cellbus on Redis) starts only for its workload."""
+
+    cellbus: CellbusSystem
+    jupyter: JupyterSystem
+    zmq: ZmqFloor
+    services: CellbusSystem
+
+    def pair(self) -> list[System]:
+        return [self.cellbus, self.jupyter]
+
+
+async def in_turns(
+    systems: Sequence[Any], turns: int, turn: Callable[[Any], Awaitable[T]]
+) -> dict[str, list[T]]:
+    """`turns` rounds of `turn(system)` for each system in order: A B A B ..."""
+    results: dict[str, list[T]] = {s.name: [] for s in systems}
+    for _ in range(turns):
+        for system in systems:
+            results[system.name].append(await turn(system))
+            await asyncio.sleep(SETTLE)
+    return results
+
+
+async def run_once(session: Session, code: str) -> Run:
+    """`code` run to its end, which must be a success."""
+    run = await (await session.send(code)).wait()
+    if run.status != "ok":
+        raise RuntimeError(f"{code!r} ended with status {run.status!r}")
+    return run
+
+
+async def sessions_of(systems: Sequence[System], count: int) -> dict[str, list[Session]]:
+    """`count` warm sessions (each has run ``1+1``) per system."""
+    out: dict[str, list[Session]] = {}
+    for system in systems:
+        out[system.name] = [await system.new_session() for _ in range(count)]
+        for session in out[system.name]:
+            await run_once(session, ONE_PLUS_ONE)
+    return out
+
+
+async def close_all(sessions: dict[str, list[Session]]) -> None:
+    for group in sessions.values():
+        for session in group:
+            await session.close()
+
+
+# -- 1. session start --------------------------------------------------------------------
+
+
+async def session_start(systems: Systems, sizes: Sizes) -> dict[str, Any]:
+    """From asking for a new session to the first result of ``1+1``."""
+
+    async def trial(system: System) -> float:
+        session, run = await system.start_session(ONE_PLUS_ONE)
+        await run.wait()
+        await session.close()
+        assert run.result_at is not None, "no execute_result"
+        return run.result_at - run.sent
+
+    samples = await in_turns(systems.pair(), sizes.start_trials, trial)
+    return {
+        "params": {"trials": sizes.start_trials, "code": ONE_PLUS_ONE},
+        "results": {name: measure.summarize(v, keep=True) for name, v in samples.items()},
+    }
+
+
+# -- 2. exec round trip ------------------------------------------------------------------
+
+
+async def exec_round_trip(systems: Systems, sizes: Sizes) -> dict[str, Any]:
+    """``1+1`` to its reply and idle status, in sequence, over the browser's path, and over
+    raw ZMQ for Jupyter."""
+    sessions = {s.name: await s.new_session() for s in systems.pair()}
+    await systems.zmq.start()
+    try:
+        for session in sessions.values():
+            for _ in range(sizes.rtt_warmup):
+                await run_once(session, ONE_PLUS_ONE)
+        await systems.zmq.round_trips(ONE_PLUS_ONE, sizes.rtt_warmup)
+
+        parts: dict[str, dict[str, list[float]]] = {
+            s.name: {"accepted": [], "result": []} for s in systems.pair()
+        }
+
+        async def turn(system: Any) -> list[float]:
+            if system is systems.zmq:
+                return await systems.zmq.round_trips(ONE_PLUS_ONE, sizes.rtt_turn)
+            latencies = []
+            for _ in range(sizes.rtt_turn):
+                run = await run_once(sessions[system.name], ONE_PLUS_ONE)
+                latencies.append(run.latency)
+                assert run.accepted_at is not None and run.result_at is not None
+                parts[system.name]["accepted"].append(run.accepted_at - run.sent)
+                parts[system.name]["result"].append(run.result_at - run.sent)
+            return latencies
+
+        turns = max(1, sizes.rtt_runs // sizes.rtt_turn)
+        samples = await in_turns([*systems.pair(), systems.zmq], turns, turn)
+    finally:
+        await systems.zmq.stop()
+        for session in sessions.values():
+            await session.close()
+    return {
+        "params": {
+            "runs": turns * sizes.rtt_turn,
+            "warmup": sizes.rtt_warmup,
+            "per_turn": sizes.rtt_turn,
+            "code": ONE_PLUS_ONE,
+            "until": "execute_reply and the idle status have arrived",
+        },
+        "results": {
+            name: measure.summarize([x for t in v for x in t], keep=True)
+            for name, v in samples.items()
+        },
+        "breakdown": {
+            name: {
+                "request_accepted": measure.summarize(p["accepted"]),
+                "execute_result": measure.summarize(p["result"]),
+            }
+            for name, p in parts.items()
+        },
+    }
+
+
+# -- 3. throughput -----------------------------------------------------------------------
+
+THROUGHPUT_SESSIONS = 4
+
+
+async def drive(sessions: list[Session], outstanding: int, seconds: float) -> dict[str, Any]:
+    """Keep `outstanding` executions of ``1+1`` in flight per session for `seconds` (each
+    sent as soon as a slot is free, without waiting for the others to be sent); count those
+    that ended within that time. Those still running then are waited for, uncounted."""
+    end = time.perf_counter() + seconds
+    latencies: list[float] = []
+
+    async def one(session: Session) -> None:
+        slots = asyncio.Semaphore(outstanding)
+        running: set[asyncio.Task[None]] = set()
+
+        async def execute() -> None:
+            try:
+                run = await (await session.send(ONE_PLUS_ONE)).wait()
+                if run.done_at is not None and run.done_at <= end:
+                    latencies.append(run.latency)
+            finally:
+                slots.release()
+
+        while True:
+            await slots.acquire()
+            if time.perf_counter() >= end:
+                break
+            running.add(asyncio.create_task(execute()))
+        await asyncio.gather(*running)
+
+    await asyncio.gather(*(one(s) for s in sessions))
+    return {"executions": len(latencies), "seconds": seconds, "latencies": latencies}
+
+
+async def throughput(systems: Systems, sizes: Sizes) -> dict[str, Any]:
+    """4 sessions at once, 1 execution outstanding per session, then 16 queued."""
+    sessions = await sessions_of(systems.pair(), THROUGHPUT_SESSIONS)
+    results: dict[str, Any] = {}
+    try:
+        for phase, outstanding in (("outstanding_1", 1), ("queued_16", 16)):
+
+            async def turn(system: System, outstanding: int = outstanding) -> dict[str, Any]:
+                with measure.CpuUse(system) as cpu:
+                    result = await drive(
+                        sessions[system.name], outstanding, sizes.throughput_seconds
+                    )
+                return {**result, "cpu": cpu.seconds}
+
+            turns = await in_turns(systems.pair(), sizes.throughput_turns, turn)
+            results[phase] = {
+                name: {
+                    "executions_per_s": round(
+                        sum(t["executions"] for t in v) / sum(t["seconds"] for t in v), 1
+                    ),
+                    "latency": measure.summarize(x for t in v for x in t["latencies"]),
+                    "cpu_ms_per_execution": measure.cpu_per(
+                        [t["cpu"] for t in v], sum(t["executions"] for t in v)
+                    ),
+                }
+                for name, v in turns.items()
+            }
+    finally:
+        await close_all(sessions)
+    return {
+        "params": {
+            "sessions": THROUGHPUT_SESSIONS,
+            "seconds_per_turn": sizes.throughput_seconds,
+            "turns": sizes.throughput_turns,
+            "code": ONE_PLUS_ONE,
+        },
+        "results": results,
+    }
+
+
+# -- 4. stream ---------------------------------------------------------------------------
+
+
+async def stream(systems: Systems, sizes: Sizes) -> dict[str, Any]:
+    """``for i in range(N): print(i)``: time to done, messages, and every line arrived."""
+    code = f"for i in range({sizes.stream_lines}): print(i)"
+    expected = "".join(f"{i}\n" for i in range(sizes.stream_lines))
+    sessions = await sessions_of(systems.pair(), 1)
+
+    async def trial(system: System) -> dict[str, Any]:
+        run = await run_once(sessions[system.name][0], code)
+        return {
+            "seconds": run.latency,
+            "messages": run.messages,
+            "stream_messages": run.stream_messages,
+            "complete": run.stdout == expected,
+            "lines": run.stdout.count("\n"),
+        }
+
+    try:
+        trials = await in_turns(systems.pair(), sizes.stream_trials, trial)
+    finally:
+        await close_all(sessions)
+    return {
+        "params": {"lines": sizes.stream_lines, "trials": sizes.stream_trials, "code": code},
+        "results": {
+            name: {
+                "time_to_done": measure.summarize(t["seconds"] for t in v),
+                "messages": [t["messages"] for t in v],
+                "stream_messages": [t["stream_messages"] for t in v],
+                "lines_received": [t["lines"] for t in v],
+                "every_line_arrived": all(t["complete"] for t in v),
+            }
+            for name, v in trials.items()
+        },
+    }
+
+
+# -- 5. memory ---------------------------------------------------------------------------
+
+
+async def memory(systems: Systems, sizes: Sizes) -> dict[str, Any]:
+    """PSS and RSS of idle session processes, and of the services' own processes. Each
+    system is measured while the other has no sessions (they share libpython's pages)."""
+
+    async def turn(system: System) -> dict[str, Any]:
+        before = set(system.session_pids())
+        sessions = await sessions_of([system], sizes.memory_sessions)
+        try:
+            await asyncio.sleep(IDLE_BEFORE_MEMORY)
+            pids = [p for p in system.session_pids() if p not in before]
+            assert len(pids) == sizes.memory_sessions, f"{len(pids)} session processes"
+            services = system.service_pids()
+            return {
+                "sessions": measure.memory_summary(pids),
+                "services": measure.memory_summary(services),
+                "service_processes": [measure.cmdline_of(p) for p in services],
+            }
+        finally:
+            await close_all(sessions)
+
+    turns = await in_turns(systems.pair(), 1, turn)
+    return {
+        "params": {
+            "sessions": sizes.memory_sessions,
+            "idle_seconds": IDLE_BEFORE_MEMORY,
+            "code": ONE_PLUS_ONE,
+        },
+        "results": {name: v[0] for name, v in turns.items()},
+    }
+
+
+# -- 6. fan-out --------------------------------------------------------------------------
+
+
+async def fanout(systems: Systems, sizes: Sizes) -> dict[str, Any]:
+    """`n` sockets watch one session; one client runs ``print('x')``: the time until every
+    socket has the output. A system whose `n` sockets do not open within the time allowed
+    is measured with the sockets it has, and the cap is recorded."""
+    sessions = await sessions_of(systems.pair(), 1)
+    results: dict[str, Any] = {}
+    caps: dict[str, Any] = {}
+    try:
+        for n in sizes.fanout:
+            watchers: dict[str, Watchers] = {}
+            opening: dict[str, float] = {}
+            for system in systems.pair():
+                clock = measure.Stopwatch()
+                deadline = time.perf_counter() + sizes.fanout_open_seconds
+                session = sessions[system.name][0]
+                watchers[system.name] = await system.watchers(session, n, deadline)
+                opening[system.name] = round(clock.elapsed(), 3)
+                opened = len(watchers[system.name])
+                if opened < n:
+                    refused = watchers[system.name].refused
+                    caps.setdefault(system.name, {})[str(n)] = (
+                        f"{opened} of {n} sockets opened: {refused}"
+                        if refused
+                        else f"{opened} of {n} sockets opened in the "
+                        f"{sizes.fanout_open_seconds:.0f} s allowed"
+                        + (JUPYTER_OPENING if system is systems.jupyter else "")
+                    )
+
+            async def trial(system: System, watchers: dict[str, Watchers] = watchers) -> float:
+                group = watchers[system.name]
+                group.arm()
+                run = await sessions[system.name][0].send(PRINT_X)
+                async with asyncio.timeout(120):
+                    await group.all_arrived.wait()
+                await run.wait()
+                return max(t for t in group.arrivals if t is not None) - run.sent
+
+            try:
+                await asyncio.sleep(SETTLE)
+                trials = await in_turns(systems.pair(), sizes.fanout_trials, trial)
+            finally:
+                for group in watchers.values():
+                    await group.close()
+            results[str(n)] = {
+                name: {
+                    **measure.summarize(v),
+                    "subscribers": len(watchers[name]),
+                    "open_seconds": opening[name],
+                }
+                for name, v in trials.items()
+            }
+    finally:
+        await close_all(sessions)
+    return {
+        "params": {
+            "subscribers": list(sizes.fanout),
+            "trials": sizes.fanout_trials,
+            "open_seconds_allowed": sizes.fanout_open_seconds,
+            "code": PRINT_X,
+        },
+        "results": results,
+        "caps": caps,
+    }
+
+
+# -- 7. cellbus's two modes --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One way of running code, taking turns with the others like a system."""
+
+    name: str
+    session: Session
+
+
+async def cellbus_modes(systems: Systems, sizes: Sizes) -> dict[str, Any]:
+    """The exec round trip of cellbus as one program (in-process bus, SQLite) and as separate
+    services on Redis and PostgreSQL, in turns; and, for the record, the one program running
+    a worksheet's cell (``cell.evaluate``: the run is recorded and its outputs saved)."""
+    await systems.services.start()
+    variants: list[Variant] = []
+    try:
+        variants.append(Variant("one_program", await systems.cellbus.new_session()))
+        variants.append(Variant("services_redis", await systems.services.new_session()))
+        cell = await systems.cellbus.new_cell(ONE_PLUS_ONE)
+        variants.append(Variant("one_program_cell_evaluate", cell))
+        for variant in variants:
+            for _ in range(sizes.rtt_warmup):
+                await run_once(variant.session, ONE_PLUS_ONE)
+
+        async def turn(variant: Variant) -> list[float]:
+            runs = [await run_once(variant.session, ONE_PLUS_ONE) for _ in range(sizes.rtt_turn)]
+            return [run.latency for run in runs]
+
+        turns = max(1, sizes.rtt_runs // sizes.rtt_turn)
+        samples = await in_turns(variants, turns, turn)
+    finally:
+        for variant in variants:
+            await variant.session.close()
+        await systems.services.stop()
+    return {
+        "params": {
+            "runs": turns * sizes.rtt_turn,
+            "warmup": sizes.rtt_warmup,
+            "code": ONE_PLUS_ONE,
+            "services": "tests/support/stack.py ServicesStack: accounts, a kernel worker and "
+            "two web processes (the first is used) on the Redis and PostgreSQL on 127.0.0.1",
+        },
+        "results": {
+            name: measure.summarize([x for t in v for x in t], keep=True)
+            for name, v in samples.items()
+        },
+    }
+
+
+WORKLOADS: dict[str, Callable[[Systems, Sizes], Awaitable[dict[str, Any]]]] = {
+    "memory": memory,  # first: the services' own memory before any feed has grown
+    "session_start": session_start,
+    "exec_round_trip": exec_round_trip,
+    "throughput": throughput,
+    "stream": stream,
+    "fanout": fanout,
+    "cellbus_modes": cellbus_modes,
+}
+
+
+def sizes_record(sizes: Sizes) -> dict[str, Any]:
+    return asdict(sizes)

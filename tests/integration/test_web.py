@@ -488,7 +488,8 @@ async def test_a_browser_too_slow_to_read_is_cut_off_with_its_cursor_and_resumes
     slow = await ada.socket()
     await slow.subscribe(worksheet=sheet["id"], cursor="now")
     run = await ada.call("cell.evaluate", id=cell["id"])
-    await poll_until_done(ada, sheet["session"], run["msg_id"])  # meanwhile `slow` reads nothing
+    # 20,000 messages: on a busy 2-core machine this can take far longer than a usual run
+    await poll_until_done(ada, sheet["session"], run["msg_id"], timeout=100)  # `slow` reads nothing
     with pytest.raises(ConnectionError):
         await slow.frame(lambda f: False)
     overflow = slow.frames[-1]
@@ -498,7 +499,7 @@ async def test_a_browser_too_slow_to_read_is_cut_off_with_its_cursor_and_resumes
     assert cursor == slow.cursors.get(sheet["session"], cursor)  # the last message it was sent
     again = await ada.socket()
     await again.subscribe(session=sheet["session"], cursor=cursor)
-    await again.until_done(run["msg_id"])
+    await again.until_done(run["msg_id"], timeout=100)
     shown = [m for m in slow.of_request(run["msg_id"]) + again.of_request(run["msg_id"])
              if m["header"]["msg_type"] == "display_data"]  # fmt: skip
     assert [m["content"]["data"]["text/plain"] for m in shown] == [str(i) for i in range(20000)]

@@ -122,9 +122,9 @@ class Feed:
         frame = await self.frame(lambda f: f["type"] == "message" and match(f["message"]), timeout)
         return frame["message"]
 
-    async def until_done(self, msg_id: str) -> list[dict[str, Any]]:
+    async def until_done(self, msg_id: str, timeout: float = FEED_TIMEOUT) -> list[dict[str, Any]]:
         """The messages of request `msg_id`, up to its final idle (or dead) status."""
-        await self.message(lambda m: is_end(m, msg_id))
+        await self.message(lambda m: is_end(m, msg_id), timeout)
         return self.of_request(msg_id)
 
     def messages(self) -> list[dict[str, Any]]:
@@ -153,11 +153,13 @@ def stdout_of(messages: list[dict[str, Any]]) -> str:
     )
 
 
-async def poll_until_done(client: Client, session: str, msg_id: str) -> list[dict[str, Any]]:
+async def poll_until_done(
+    client: Client, session: str, msg_id: str, timeout: float = FEED_TIMEOUT
+) -> list[dict[str, Any]]:
     """Long-poll `session`'s feed from its start until request `msg_id` is done."""
     seen: list[dict[str, Any]] = []
     since = None
-    async with asyncio.timeout(FEED_TIMEOUT):
+    async with asyncio.timeout(timeout):
         while not any(is_end(m, msg_id) for m in seen):
             page = await client.call("feed.poll", session=session, since=since, timeout=10)
             seen.extend(page["messages"])

@@ -8,7 +8,7 @@ import signal
 import stat
 import subprocess
 import sys
-import time
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -96,14 +96,20 @@ def test_exec_repl_tail_and_share_between_two_people(server: str, tmp_path: Path
     ada.run("share", "Shared", "bob-two", "editor")
     assert "Shared" in bob.run("ls").stdout
     assert ada.run("exec", "Shared", "x = 20").returncode == 0
-    tail = ada.popen("tail", "Shared")
-    try:
-        time.sleep(1.5)  # tail connects; it follows from now on
-        assert bob.run("exec", "Shared", "print(x * 2 + 2)").stdout == "42\n"
-        time.sleep(1.0)
-    finally:
-        tail.send_signal(signal.SIGINT)
-        out, _ = tail.communicate(timeout=20)
+    assert bob.run("exec", "Shared", "print(x * 2 + 2)").stdout == "42\n"
+    tail = ada.popen("tail", "Shared", "--from-start")  # sees what bob ran, then follows
+    watchdog = threading.Timer(30, tail.kill)
+    watchdog.start()
+    seen = []
+    assert tail.stdout is not None
+    for line in tail.stdout:  # until bob's output shows
+        seen.append(line)
+        if line.strip() == "42":
+            break
+    watchdog.cancel()
+    tail.send_signal(signal.SIGINT)
+    tail.communicate(timeout=20)
+    out = "".join(seen)
     assert "bob-two" in out and "print(x * 2 + 2)" in out and "42" in out
     failed = bob.run("exec", "Shared", "1 / 0", ok=False)
     assert failed.returncode == 1

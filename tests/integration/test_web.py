@@ -66,6 +66,17 @@ async def worksheet_with(client: Client, *sources: str) -> tuple[dict, list[dict
     return sheet, cells
 
 
+async def saved_outputs(client: Client, worksheet: str, count: int) -> list[dict]:
+    """The worksheet's cells once `count` of them have saved outputs (the saver follows the
+    feed, so a run's outputs are saved a moment after they are published)."""
+    async with asyncio.timeout(30):
+        while True:
+            cells = (await client.call("worksheet.get", id=worksheet))["cells"]
+            if sum(1 for c in cells if c["outputs"]) >= count:
+                return cells
+            await asyncio.sleep(0.05)
+
+
 # -- accounts ---------------------------------------------------------------------------------
 
 
@@ -377,7 +388,7 @@ async def test_worksheets_export_to_ipynb_and_import_back(ada: Client) -> None:
     await feed.subscribe(worksheet=sheet["id"], cursor="now")
     for cell in cells[1:]:
         await feed.until_done((await ada.call("cell.evaluate", id=cell["id"]))["msg_id"])
-    await asyncio.sleep(0.5)  # outputs are saved from the feed, just after it shows them
+    await saved_outputs(ada, sheet["id"], count=2)  # saved from the feed, just after it
     notebook = await ada.call("worksheet.export", id=sheet["id"])
     nbformat.validate(nbformat.reads(json.dumps(notebook), as_version=4))
     assert [c["cell_type"] for c in notebook["cells"]] == ["markdown", "code", "code"]

@@ -278,6 +278,7 @@ async def test_read_feed_with_after_and_limit(bus: Bus) -> None:
     assert [(e.seq, e.data) for e in everything] == [(i, payload(i)) for i in range(1, 11)]
     assert seqs_of(await bus.read_feed("feed", after=3, limit=4)) == [4, 5, 6, 7]
     assert seqs_of(await bus.read_feed("feed", after=8)) == [9, 10]
+    assert seqs_of(await bus.read_feed("feed", after=6, limit=2)) == [7, 8]
     assert seqs_of(await bus.read_feed("feed", after=0, limit=2)) == [1, 2]
     assert await bus.read_feed("feed", after=10) == []
     assert await bus.read_feed("no-such-feed") == []
@@ -310,6 +311,9 @@ async def test_retention_keeps_the_newest_entries_and_trims_the_oldest(small_bus
     if isinstance(small_bus, InMemoryBus):
         assert len(seqs) == RETENTION  # exact in process; Redis keeps whole stream nodes
     assert await small_bus.last_seq("feed") == total
+    newest = await small_bus.read_feed("feed", after=total - 3)
+    assert seqs_of(newest) == [total - 2, total - 1, total]
+    assert seqs_of(await small_bus.read_feed("feed", after=seqs[1], limit=2)) == seqs[2:4]
 
     # A subscriber whose cursor was trimmed away starts at the oldest retained entry.
     async with await small_bus.subscribe("feed", after=0) as subscription:

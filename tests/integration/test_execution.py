@@ -85,6 +85,10 @@ async def test_hundred_thousand_lines_arrive_coalesced(kernel: Kernel, session: 
     assert run.stdout.splitlines() == [str(i) for i in range(100000)]
     streams = run.of_type("stream")
     assert len(streams) <= 60, f"{len(streams)} stream messages for 100,000 lines"
+    # What was printed lives on the feed, not in the session's memory: IPython's own output
+    # history (which would keep every line for the session's life) stays empty.
+    kept = await run_code(kernel.client, session, "len(get_ipython().history_manager.outputs)")
+    assert kept.of_type("execute_result")[0].content.data["text/plain"] == "0"
 
 
 async def test_output_cap_cuts_with_a_note(kernel: Kernel, session: str) -> None:

@@ -17,6 +17,7 @@ import pytest
 
 from ..support.api import (
     PASSWORD,
+    ApiError,
     Client,
     new_user,
     poll_until_done,
@@ -288,6 +289,36 @@ async def test_a_viewer_watches_but_cannot_change_and_a_stranger_sees_nothing(
     for closing in (feed, eve_feed):
         await closing.close()
     await stranger.close()
+
+
+async def refusal(client: Client, method: str, **params: object) -> ApiError | None:
+    """The error of `method`, or None if it succeeded."""
+    try:
+        await client.call(method, **params)
+    except ApiError as exc:
+        return exc
+    return None
+
+
+async def test_a_role_changed_on_one_web_process_holds_at_once_on_the_other(
+    ada: Client, bob: Client
+) -> None:
+    # ada and bob call different web processes (on the services stack); each remembers roles
+    # for CELLBUS_AUTH_CACHE_SECONDS (5 s) unless told of a change
+    sheet, _ = await worksheet_with(ada, "1")
+    session = sheet["session"]
+    await ada.call("worksheet.share", id=sheet["id"], username=bob.username, role="editor")
+    await bob.call("session.execute", session=session, code="1")  # bob's role, remembered
+    for role, refusal_code in (("viewer", FORBIDDEN), ("none", NOT_FOUND)):
+        await ada.call("worksheet.share", id=sheet["id"], username=bob.username, role=role)
+        started = asyncio.get_running_loop().time()
+        while (error := await refusal(bob, "session.execute", session=session, code="1")) is None:
+            assert asyncio.get_running_loop().time() - started < 1.0, f"still allowed as {role}"
+        assert error.code == refusal_code, role
+    await ada.call("worksheet.share", id=sheet["id"], username=bob.username, role="editor")
+    await bob.call("session.execute", session=session, code="1")  # granted again at once
+    await ada.call("worksheet.delete", id=sheet["id"])
+    assert (await bob.error("session.execute", session=session, code="1")).code == NOT_FOUND
 
 
 async def test_a_viewer_forks_a_session_from_its_checkpoint(

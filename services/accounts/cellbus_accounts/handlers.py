@@ -156,6 +156,11 @@ class Handlers:
         msg = new_message(content, session=sheet.session, username=user.username)
         await self.bus.publish(keys.feed(sheet.session), codec.encode(msg))
 
+    async def _access_changed(self, sheet: Worksheet) -> None:
+        """Tell the web processes to forget the roles they remembered on the sheet's session
+        (after the change is committed, so that asking again sees it)."""
+        await self.bus.publish(keys.ACCESS_CHANGES, a.AccessChanged(session=sheet.session).encode())
+
     # -- checks on input ----------------------------------------------------------------------
     def _check_title(self, title: str) -> str:
         title = title.strip()
@@ -286,6 +291,7 @@ class Handlers:
         user = await self._actor(request)
         sheet = await self._worksheet(request.id, user, "owner")
         await self.store.delete_worksheet(sheet.id)
+        await self._access_changed(sheet)
 
     async def share_worksheet(self, request: a.ShareWorksheet) -> list[a.MemberView]:
         user = await self._actor(request)
@@ -298,6 +304,7 @@ class Handlers:
         if other.id == user.id and role != "owner":
             raise AccountsError("invalid", "owners cannot lower their own role")
         await self.store.set_role(sheet.id, other.id, role)
+        await self._access_changed(sheet)
         await self._announce(
             sheet, user, m.WorksheetShared(username=other.username, role=request.role)
         )

@@ -20,6 +20,7 @@ import signal
 import socket
 import threading
 import traceback
+from collections.abc import Iterator
 from typing import Any
 
 import IPython
@@ -152,6 +153,14 @@ class CellbusShell(InteractiveShell):
 
     def enable_gui(self, gui: Any = None) -> None:  # there is no GUI event loop here
         pass
+
+    @contextlib.contextmanager
+    def _tee(self, channel: str) -> Iterator[None]:
+        """IPython 9 wraps stdout and stderr during every cell to keep each write in its
+        output history (`history_manager.outputs`), which cellbus never reads: outputs live
+        on the feed and on the saved cells. The wrapper was half of a printing loop's time
+        and kept every printed line for the session's life, so it is left out."""
+        yield
 
 
 def prepare_shell() -> CellbusShell:

@@ -51,6 +51,7 @@ def create_app(settings: WebSettings, bus: Bus) -> web.Application:
     app.router.add_get("/ws", feed_socket)
     app.router.add_get("/healthz", healthz)
     add_frontend(app, Path(settings.static_dir) if settings.static_dir else CHECKOUT_FRONTEND)
+    app.on_startup.append(_start_backend)
     app.on_shutdown.append(close_sockets)
     app.on_cleanup.append(_close_backend)
     return app
@@ -102,5 +103,10 @@ def add_frontend(app: web.Application, folder: Path) -> None:
         app.router.add_static("/assets", folder / "assets")
 
 
+async def _start_backend(app: web.Application) -> None:
+    await app[BACKEND].roles.start()
+
+
 async def _close_backend(app: web.Application) -> None:
+    await app[BACKEND].roles.close()
     await app[BACKEND].hub.close()

@@ -2,8 +2,10 @@
 
 The web service keeps no state: every method turns into calls to the accounts service (who
 may do what, and every durable record), requests to a session (through `KernelClient`), or
-reads of a session's feed (`FeedHub`). `Backend` holds those for one web process; `caller`
-and `ask_accounts` are the few lines every method starts with.
+reads of a session's feed (`FeedHub`). It only remembers the accounts service's answers about
+who is calling (`Authenticator`) and their roles on sessions (`RoleCache`), until they may have
+changed. `Backend` holds those for one web process; `caller` and `ask_accounts` are the few
+lines every method starts with.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from cellbus_protocol.kernel_client import KernelClient
 from .auth import Authenticator, LoginThrottle, Principal
 from .config import WebSettings
 from .feeds import FeedHub
+from .roles import RoleCache
 from .rpc import APPLICATION_ERRORS, UNAVAILABLE, Call, RpcError
 
 T = TypeVar("T")
@@ -35,6 +38,7 @@ class Backend:
     authenticator: Authenticator
     throttle: LoginThrottle
     hub: FeedHub
+    roles: RoleCache
 
     @classmethod
     def create(cls, settings: WebSettings, bus: Bus) -> Backend:
@@ -46,6 +50,16 @@ class Backend:
             authenticator=Authenticator(accounts, settings),
             throttle=LoginThrottle(settings.login_attempts, settings.login_window),
             hub=FeedHub(bus),
+            roles=RoleCache(bus, settings.auth_cache_seconds),
+        )
+
+    async def role(self, principal: Principal, session: str) -> str:
+        """The caller's role on `session` (remembered; see `roles`), or `RpcError` not found
+        if none, as for a session that does not exist."""
+        user = principal.user.id
+        request = a.SessionRole(session=session, actor=user)
+        return await self.roles.role(
+            user, session, lambda: translate(self.accounts.call(request, str))
         )
 
     def kernel(self, principal: Principal) -> KernelClient:
@@ -102,14 +116,9 @@ async def ask_accounts(call: Call, request: a.Request, result_type: type[T] | An
     return await translate(backend_of(call).accounts.call(request, result_type))
 
 
-async def session_role(call: Call, session: str) -> str:
-    """The caller's role on `session` (not found if none, like a session that does not exist)."""
-    return await ask_accounts(call, a.SessionRole(session=session), str)
-
-
 async def require_role(call: Call, session: str, needs: str) -> Principal:
     rank = {"viewer": 1, "editor": 2, "owner": 3}
-    role = await session_role(call, session)
+    role = await backend_of(call).role(await caller(call), session)
     if rank[role] < rank[needs]:
         raise RpcError(
             APPLICATION_ERRORS["forbidden"],

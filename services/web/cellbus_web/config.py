@@ -29,7 +29,9 @@ class WebSettings:
     """CELLBUS_LOGIN_WINDOW: seconds over which failed logins are counted."""
     auth_cache_seconds: float = 5.0
     """CELLBUS_AUTH_CACHE_SECONDS: how long a checked token is trusted without asking the
-    accounts service again (a token revoked elsewhere stops working within this time)."""
+    accounts service again (a token revoked elsewhere stops working within this time), and
+    the longest a caller's role on a session is remembered (a change of role is announced on
+    the bus and takes effect at once; this bounds it if the announcement is lost)."""
     socket_queue: int = 2000
     """CELLBUS_SOCKET_QUEUE: feed messages buffered per WebSocket before a slow client is
     disconnected (with its cursors, to resume)."""

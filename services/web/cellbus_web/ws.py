@@ -162,7 +162,7 @@ class FeedSocket:
             return sheet["session"]
         if not frame.session:
             raise RpcError(INVALID_REQUEST, "subscribe needs a session or a worksheet")
-        await translate(accounts.call(a.SessionRole(session=frame.session, actor=user)))
+        await self.backend.role(self.principal, frame.session)
         return frame.session
 
     async def unsubscribe(self, session: str) -> None:

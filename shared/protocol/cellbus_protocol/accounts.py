@@ -254,6 +254,30 @@ def encode(value: Any) -> bytes:
     return _encoder.encode(value)
 
 
+# -- announcements ------------------------------------------------------------------------
+
+
+class AccessChanged(msgspec.Struct, kw_only=True):
+    """On `keys.ACCESS_CHANGES`: who may use `session` changed (a worksheet's members changed,
+    or the worksheet was deleted). Web processes drop the roles they remembered for it."""
+
+    session: str
+
+    def encode(self) -> bytes:
+        return _encoder.encode(self)
+
+    @staticmethod
+    def decode(data: bytes) -> AccessChanged:
+        """The announcement in `data`; ValueError if it is not one."""
+        try:
+            return _access_changed_decoder.decode(data)
+        except msgspec.DecodeError as exc:
+            raise ValueError(f"bad access change: {exc}") from None
+
+
+_access_changed_decoder = msgspec.json.Decoder(AccessChanged)
+
+
 class AccountsClient:
     """Calls the accounts service over the bus; errors come back as `RemoteError`."""
 

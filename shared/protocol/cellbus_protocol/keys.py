@@ -64,3 +64,8 @@ ACCOUNTS = "accounts:requests"
 
 ACCOUNTS_GROUP = "accounts"
 """Consumer group of the accounts service processes."""
+
+ACCESS_CHANGES = "access:changes"
+"""Feed of `accounts.AccessChanged` announcements (``{"session": ...}``), published by the
+accounts service when who may use a session changes; web processes follow it to drop the
+roles they remembered."""

@@ -55,11 +55,20 @@ class _Log:
         return self.last_seq
 
     def after(self, seq: int, limit: int) -> list[_Entry]:
+        """Up to `limit` entries after `seq`, walking from whichever end is nearer: entries
+        are numbered without gaps (only the oldest are ever dropped), so the position of `seq`
+        is known, and readers mostly ask for the newest few, which a walk from the oldest
+        would reach only after passing every retained entry."""
         if not self.entries or seq >= self.last_seq:
             return []
         first = self.entries[0].seq
         start = max(0, seq + 1 - first)
-        return list(itertools.islice(self.entries, start, start + limit))
+        newer = len(self.entries) - start
+        if start <= newer:
+            return list(itertools.islice(self.entries, start, start + limit))
+        tail = list(itertools.islice(reversed(self.entries), newer))
+        tail.reverse()
+        return tail[:limit]
 
     def unacknowledged(self) -> int:
         """Entries that some group has not delivered and acknowledged."""

@@ -188,3 +188,28 @@ def test_captured_stream_behaves_like_a_text_file() -> None:
     assert stream.write("") == 0
     with pytest.raises(TypeError, match="must be str, not bytes"):
         stream.write(b"bytes")  # type: ignore[arg-type]
+
+
+def test_the_flusher_publishes_a_lone_write_and_sleeps_while_nothing_is_buffered(
+    calls: Calls,
+) -> None:
+    capture = make_capture(calls, interval=0.02)
+    checks = []
+    flush_if_due = capture.stdout.flush_if_due
+
+    def counted(now: float) -> None:
+        checks.append(now)
+        flush_if_due(now)
+
+    capture.stdout.flush_if_due = counted  # type: ignore[method-assign]
+    capture.start_flusher()
+    for round in range(2):
+        capture.stdout.write(f"line {round}\n")
+        deadline = time.monotonic() + 5
+        while len(calls) <= round and time.monotonic() < deadline:
+            time.sleep(0.005)
+        assert calls[round] == ("stdout", f"line {round}\n")
+        time.sleep(0.05)  # let the flusher go back to sleep
+        idle_checks = len(checks)
+        time.sleep(0.2)  # ten intervals with nothing written
+        assert len(checks) == idle_checks, "the flusher woke with nothing buffered"

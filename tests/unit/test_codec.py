@@ -303,3 +303,18 @@ def test_drop_counter_counts_per_place_and_logs_each_drop(
     first = caplog.records[0].getMessage()
     assert "requests" in first and "1700000000000-0" in first and "bad envelope" in first
     assert all(record.levelno == logging.WARNING for record in caplog.records)
+
+
+def test_header_dates_are_utc_iso_8601_with_microseconds_and_move_on() -> None:
+    from datetime import UTC, datetime
+
+    from cellbus_protocol.envelope import now_iso
+
+    before = datetime.now(UTC)
+    stamps = [now_iso() for _ in range(3)]
+    after = datetime.now(UTC)
+    for stamp in stamps:
+        assert len(stamp) == len("2026-11-24T03:21:07.123456Z") and stamp.endswith("Z")
+        parsed = datetime.fromisoformat(stamp)
+        assert before.replace(microsecond=0) <= parsed <= after, stamp
+    assert stamps == sorted(stamps)

@@ -63,10 +63,17 @@ class CapturedStream(io.TextIOBase):
     """A text stream that buffers writes and hands them to `sink` in chunks."""
 
     def __init__(
-        self, name: str, sink: Sink, budget: OutputBudget, interval: float, max_chunk: int
+        self,
+        name: str,
+        sink: Sink,
+        budget: OutputBudget,
+        interval: float,
+        max_chunk: int,
+        pending: threading.Event | None = None,
     ) -> None:
         super().__init__()
         self.name = name
+        self.pending = pending or threading.Event()  # set when a buffer starts filling
         self._sink = sink
         self._budget = budget
         self._interval = interval
@@ -98,6 +105,7 @@ class CapturedStream(io.TextIOBase):
         with self._lock:
             if not self._parts:
                 self._since = time.monotonic()
+                self.pending.set()
             self._parts.append(text)
             self._size += len(text)
             if self._size >= self._max_chunk:
@@ -109,6 +117,10 @@ class CapturedStream(io.TextIOBase):
             self._flush_locked()
 
     # for the flusher thread ---------------------------------------------------------------
+    @property
+    def buffered(self) -> bool:
+        return bool(self._parts)
+
     def flush_if_due(self, now: float) -> None:
         with self._lock:
             if self._parts and now - self._since >= self._interval:
@@ -130,8 +142,9 @@ class OutputCapture:
 
     def __init__(self, sink: Sink, cap: int, interval: float = 0.05, max_chunk: int = 1 << 20):
         self.budget = OutputBudget(cap)
-        self.stdout = CapturedStream("stdout", sink, self.budget, interval, max_chunk)
-        self.stderr = CapturedStream("stderr", sink, self.budget, interval, max_chunk)
+        self.pending = threading.Event()
+        self.stdout = CapturedStream("stdout", sink, self.budget, interval, max_chunk, self.pending)
+        self.stderr = CapturedStream("stderr", sink, self.budget, interval, max_chunk, self.pending)
         self._interval = interval
         self._sink = sink
 
@@ -142,6 +155,9 @@ class OutputCapture:
         sys.stderr = self.stderr
         for fd, stream in ((1, self.stdout), (2, self.stderr)):
             self._redirect_fd(fd, stream)
+        self.start_flusher()
+
+    def start_flusher(self) -> None:
         threading.Thread(target=self._flush_forever, name="output-flusher", daemon=True).start()
 
     def _redirect_fd(self, fd: int, stream: CapturedStream) -> None:
@@ -157,11 +173,18 @@ class OutputCapture:
         threading.Thread(target=pump, name=f"fd{fd}-reader", daemon=True).start()
 
     def _flush_forever(self) -> None:
+        """Publish buffers older than the interval; asleep while nothing is buffered, so an
+        idle session costs no wake-ups (a write that starts a buffer sets `pending`)."""
         while True:
-            time.sleep(self._interval / 2)
-            now = time.monotonic()
-            self.stdout.flush_if_due(now)
-            self.stderr.flush_if_due(now)
+            self.pending.wait()
+            self.pending.clear()
+            while True:
+                time.sleep(self._interval / 2)
+                now = time.monotonic()
+                self.stdout.flush_if_due(now)
+                self.stderr.flush_if_due(now)
+                if not (self.stdout.buffered or self.stderr.buffered):
+                    break
 
     def flush(self) -> None:
         self.stdout.flush()

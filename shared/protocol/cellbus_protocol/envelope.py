@@ -8,8 +8,8 @@ knows the envelope.
 
 from __future__ import annotations
 
+import time
 import uuid
-from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
@@ -66,8 +66,17 @@ def new_msg_id() -> str:
     return uuid.uuid4().hex
 
 
+_second: list[Any] = [None, ""]  # the last whole second formatted, and its text
+
+
 def now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    """The time now in UTC, ISO 8601 with microseconds (``2026-11-24T03:21:07.123456Z``).
+    Every message header has one: the date and time of day are formatted once per second."""
+    now = time.time()
+    second = int(now)
+    if _second[0] != second:
+        _second[:] = second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+    return f"{_second[1]}.{int((now - second) * 1_000_000):06d}Z"
 
 
 def new_message(

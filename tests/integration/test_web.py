@@ -565,6 +565,36 @@ async def test_everyone_watching_a_worksheet_sees_who_else_is(ada: Client, bob: 
     await ada_feed.close()
 
 
+async def test_a_user_watching_through_several_sockets_leaves_with_the_last(
+    stack: Stack, ada: Client, bob: Client
+) -> None:
+    def is_presence(frame: dict) -> bool:
+        return frame["type"] == "presence"
+
+    sheet, _ = await worksheet_with(ada, "1")
+    await ada.call("worksheet.share", id=sheet["id"], username=bob.username, role="viewer")
+    bob_feed = await bob.socket()
+    await bob_feed.subscribe(worksheet=sheet["id"], cursor="now")
+    assert (await bob_feed.frame(is_presence))["users"] == [bob.username]
+    ada_elsewhere = ada.on(stack.urls[-1])  # ada on both web processes where there are two
+    ada_feeds = [await ada.socket(), await ada.socket(), await ada_elsewhere.socket()]
+    for feed in ada_feeds:
+        await feed.subscribe(worksheet=sheet["id"], cursor="now")
+        assert (await feed.frame(is_presence))["users"] == sorted([ada.username, bob.username])
+    both = await bob_feed.frame(is_presence)
+    assert both["users"] == sorted([ada.username, bob.username])
+    await ada_feeds[0].close()
+    await ada_feeds[2].close()
+    with pytest.raises(TimeoutError):  # two presence rounds: ada still watches
+        await bob_feed.frame(is_presence, timeout=5)
+    await ada_feeds[1].ws.send_json({"op": "unsubscribe", "session": sheet["session"]})
+    left = await bob_feed.frame(is_presence, timeout=10)
+    assert left["users"] == [bob.username]
+    await ada_feeds[1].close()
+    await ada_elsewhere.close()
+    await bob_feed.close()
+
+
 async def test_pages_forbid_framing_and_foreign_scripts(stack: Stack, ada: Client) -> None:
     async with ada.http.get(stack.urls[0] + "/") as page:
         policy = page.headers["Content-Security-Policy"]

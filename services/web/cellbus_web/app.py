@@ -105,8 +105,10 @@ def add_frontend(app: web.Application, folder: Path) -> None:
 
 async def _start_backend(app: web.Application) -> None:
     await app[BACKEND].roles.start()
+    await app[BACKEND].presence.start()
 
 
 async def _close_backend(app: web.Application) -> None:
+    await app[BACKEND].presence.close()
     await app[BACKEND].roles.close()
     await app[BACKEND].hub.close()

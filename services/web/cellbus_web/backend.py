@@ -4,7 +4,8 @@ The web service keeps no state: every method turns into calls to the accounts se
 may do what, and every durable record), requests to a session (through `KernelClient`), or
 reads of a session's feed (`FeedHub`). It only remembers the accounts service's answers about
 who is calling (`Authenticator`) and their roles on sessions (`RoleCache`), until they may have
-changed. `Backend` holds those for one web process; `caller` and `ask_accounts` are the few
+changed, and which of its sockets watch which session (`Presence`). `Backend` holds those for
+one web process; `caller` and `ask_accounts` are the few
 lines every method starts with.
 """
 
@@ -24,6 +25,7 @@ from cellbus_protocol.kernel_client import KernelClient
 from .auth import Authenticator, LoginThrottle, Principal
 from .config import WebSettings
 from .feeds import FeedHub
+from .presence import Presence
 from .roles import RoleCache
 from .rpc import APPLICATION_ERRORS, UNAVAILABLE, Call, RpcError
 
@@ -39,6 +41,7 @@ class Backend:
     throttle: LoginThrottle
     hub: FeedHub
     roles: RoleCache
+    presence: Presence
 
     @classmethod
     def create(cls, settings: WebSettings, bus: Bus) -> Backend:
@@ -51,6 +54,7 @@ class Backend:
             throttle=LoginThrottle(settings.login_attempts, settings.login_window),
             hub=FeedHub(bus),
             roles=RoleCache(bus, settings.auth_cache_seconds),
+            presence=Presence(bus),
         )
 
     async def role(self, principal: Principal, session: str) -> str:

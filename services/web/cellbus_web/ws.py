@@ -8,7 +8,11 @@ last saw and gets everything after it, then live messages; see docs/api.md for t
 - Every subscription is checked with the accounts service (viewer role at least). A user
   whose role is taken away while subscribed (``worksheet_shared`` with role ``none``) stops
   receiving that feed at once.
-- Feed entries are relayed as the bytes the kernel published, wrapped without decoding.
+- Feed entries are relayed as the bytes the kernel published, wrapped without decoding; the
+  wrapped frame is built once per entry for all the sockets of its session (`_Frames`) and
+  sent as bytes. The writer sends every frame already queued before it waits again.
+- Who else watches (``presence`` frames) is kept by the process's one `presence.Presence`
+  loop, which each subscription joins.
 - Back-pressure: catching up waits for room in the socket's queue; live messages never wait.
   A socket whose queue of live messages overflows is closed (code 4000) after an
   ``overflow`` frame with the cursor of the last message it was sent for each session, so
@@ -22,7 +26,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import uuid
 from typing import Any
 
 import msgspec
@@ -31,7 +34,7 @@ from aiohttp import WSMsgType, web
 from cellbus_protocol import accounts as a
 from cellbus_protocol import codec, keys
 from cellbus_protocol.bus import FeedEntry
-from cellbus_protocol.errors import CellbusError
+from cellbus_protocol.errors import CellbusError, ValidationError
 
 from .auth import Principal
 from .backend import BACKEND, Backend, translate
@@ -42,8 +45,6 @@ log = logging.getLogger(__name__)
 
 OVERFLOW_CLOSE = 4000
 MAX_FRAME_BYTES = 64 * 1024
-PRESENCE_INTERVAL = 2.0  # seconds between presence checks (and renewals) of a socket
-PRESENCE_TTL = 15.0  # a socket that stops renewing (its process died) leaves after this
 SOCKETS = web.AppKey("sockets", set)
 
 
@@ -61,6 +62,51 @@ def _json(value: Any) -> bytes:
     return msgspec.json.encode(value)
 
 
+class _Frames:
+    """The ``message`` frame of the last feed entry wrapped, and whose access it removes.
+
+    The relay offers each live entry to every listener of its session in a row, so all the
+    sockets of a session share one frame per entry instead of building it each."""
+
+    __slots__ = ("data", "frame", "revoked", "seq", "session")
+
+    def __init__(self) -> None:
+        self.session = ""
+        self.seq = -1
+        self.data = b""
+        self.frame = b""
+        self.revoked: str | None = None
+
+    def of(self, session: str, entry: FeedEntry) -> tuple[bytes, str | None]:
+        """The frame of `entry` and the username whose access it removes, if any."""
+        if entry.data is not self.data or entry.seq != self.seq or session != self.session:
+            self.frame = b'{"type":"message","session":"%s","cursor":%d,"message":%s}' % (
+                session.encode(),
+                entry.seq,
+                entry.data,
+            )
+            self.revoked = _access_removed(entry.data)
+            self.session, self.seq, self.data = session, entry.seq, entry.data
+        return self.frame, self.revoked
+
+
+def _access_removed(data: bytes) -> str | None:
+    """The user whose access to the session a feed entry takes away (a ``worksheet_shared``
+    with role ``none``), if it is one."""
+    if b'"worksheet_shared"' not in data:
+        return None
+    try:
+        msg = codec.decode(data)
+    except ValidationError:
+        return None
+    if msg.header.msg_type != "worksheet_shared" or msg.content.role != "none":
+        return None
+    return msg.content.username
+
+
+_frames = _Frames()
+
+
 class FeedSocket:
     """One client's WebSocket: its subscriptions, its bounded queue and its writer."""
 
@@ -75,36 +121,33 @@ class FeedSocket:
         self.subscribed: set[str] = set()  # as soon as a subscription starts catching up
         self.sent: dict[str, int] = {}  # session -> cursor of the last message sent
         self.overflowed = asyncio.Event()
-        self.presence_id = f"{principal.user.username} {uuid.uuid4().hex[:12]}"
-        self._present: dict[str, list[str]] = {}  # session -> the watchers last sent
-        self.wake_presence = asyncio.Event()  # a new subscription: report it now
+        self.username = principal.user.username
 
     # -- what arrives from the feeds ------------------------------------------------------
-    def _frame(self, session: str, entry: FeedEntry) -> bytes:
-        return b'{"type":"message","session":"%s","cursor":%d,"message":%s}' % (
-            session.encode(),
-            entry.seq,
-            entry.data,
-        )
-
     def deliver(self, session: str, entry: FeedEntry) -> None:
         if self.overflowed.is_set():
             return
-        if b'"worksheet_shared"' in entry.data and self._access_removed(entry):
-            self.queue.put_nowait((session, -1, b""))  # see _write: ends the subscription
+        frame, revoked = _frames.of(session, entry)
         try:
-            self.queue.put_nowait((session, entry.seq, self._frame(session, entry)))
+            if revoked is not None and revoked == self.username:
+                self.queue.put_nowait((session, -1, b""))  # see write: ends the subscription
+            self.queue.put_nowait((session, entry.seq, frame))
         except asyncio.QueueFull:
-            log.info("socket of %s overflowed; closing it", self.principal.user.username)
+            log.info("socket of %s overflowed; closing it", self.username)
             self.overflowed.set()
 
     async def catch_up(self, session: str, entry: FeedEntry) -> None:
-        await self.queue.put((session, entry.seq, self._frame(session, entry)))
+        await self.queue.put((session, entry.seq, _frames.of(session, entry)[0]))
 
-    def _access_removed(self, entry: FeedEntry) -> bool:
-        msg = codec.decode(entry.data)
-        content = msg.content
-        return content.username == self.principal.user.username and content.role == "none"
+    def show_presence(self, session: str, frame: bytes) -> bool:
+        """Queue a presence frame (from `presence.Presence`); False if there is no room."""
+        if self.overflowed.is_set():
+            return True
+        try:
+            self.queue.put_nowait((session, 0, frame))
+        except asyncio.QueueFull:
+            return False
+        return True
 
     # -- what the client asks -------------------------------------------------------------
     async def handle(self, data: str | bytes) -> None:
@@ -152,7 +195,7 @@ class FeedSocket:
         self.listeners[session] = await translate(
             self.backend.hub.follow(session, cursor, self.deliver, self.catch_up)
         )
-        self.wake_presence.set()
+        self.backend.presence.join(session, self)
 
     async def _session_of(self, frame: Subscribe) -> str:
         user = self.principal.user.id
@@ -167,58 +210,39 @@ class FeedSocket:
 
     async def unsubscribe(self, session: str) -> None:
         self.subscribed.discard(session)
-        self._present.pop(session, None)
         self.sent.pop(session, None)
         listener = self.listeners.pop(session, None)
         if listener is not None:
             await self.backend.hub.unfollow(listener)
-            with contextlib.suppress(CellbusError):
-                await self.backend.bus.remove_load(keys.presence(session), self.presence_id)
-
-    # -- who else is watching -------------------------------------------------------------
-    async def presence(self) -> None:
-        """Keep this socket listed as a watcher of each session it follows, and tell the
-        client who watches them whenever that changes (across every web process)."""
-        bus = self.backend.bus
-        while True:
-            self.wake_presence.clear()
-            for session in list(self.listeners):
-                try:
-                    table = keys.presence(session)
-                    await bus.report_load(table, self.presence_id, 1, PRESENCE_TTL)
-                    watchers = sorted({m.split(" ")[0] for m in await bus.loads(table)})
-                except CellbusError as exc:
-                    log.warning("presence of %s: %s", session, exc)
-                    continue
-                if session in self.listeners and self._present.get(session) != watchers:
-                    self._present[session] = watchers
-                    frame = {"type": "presence", "session": session, "users": watchers}
-                    await self.queue.put(("", 0, _json(frame)))
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(PRESENCE_INTERVAL):
-                    await self.wake_presence.wait()
+            await self.backend.presence.leave(session, self)
 
     # -- writing to the client ------------------------------------------------------------
     async def write(self) -> None:
-        """Send what is queued, in order, until the socket closes or overflows."""
+        """Send what is queued, in order, until the socket closes or overflows: every frame
+        already queued is sent before waiting for the next (one wake-up for several)."""
+        queue, send, text = self.queue, self.ws.send_frame, WSMsgType.TEXT
         while True:
-            session, seq, data = await self.queue.get()
-            if seq < 0:
-                await self.unsubscribe(session)
-                frame = {"type": "error", "code": FORBIDDEN, "session": session,
-                         "message": "your access to this worksheet was removed"}  # fmt: skip
-                await self.ws.send_str(_json(frame).decode())
-                continue
-            if session and session not in self.subscribed and seq:
-                continue  # unsubscribed since it was queued
-            if seq:  # before the send: it writes the frame at once, then may wait to drain
-                self.sent[session] = seq
-            await self.ws.send_str(data.decode())
+            session, seq, data = await queue.get()
+            while True:
+                if seq < 0:
+                    await self.unsubscribe(session)
+                    frame = {"type": "error", "code": FORBIDDEN, "session": session,
+                             "message": "your access to this worksheet was removed"}  # fmt: skip
+                    await send(_json(frame), text)
+                elif not session or session in self.subscribed:  # else: unsubscribed since
+                    if seq:  # before the send: it writes the frame at once, may then drain
+                        self.sent[session] = seq
+                    await send(data, text)
+                try:
+                    session, seq, data = queue.get_nowait()
+                except asyncio.QueueEmpty:
+                    break
 
     async def close(self, frame_type: str, code: int) -> None:
         """Tell the client where it got to, then close."""
         with contextlib.suppress(Exception):
-            await self.ws.send_str(_json({"type": frame_type, "cursors": dict(self.sent)}).decode())
+            frame = _json({"type": frame_type, "cursors": dict(self.sent)})
+            await self.ws.send_frame(frame, WSMsgType.TEXT)
         await self.ws.close(code=code)
 
     async def release(self) -> None:
@@ -242,8 +266,7 @@ async def feed_socket(request: web.Request) -> web.WebSocketResponse:
     writer = asyncio.create_task(socket.write())
     overflow = asyncio.create_task(socket.overflowed.wait())
     reader = asyncio.create_task(_read(socket))
-    presence = asyncio.create_task(socket.presence())
-    tasks = (writer, overflow, reader, presence)
+    tasks = (writer, overflow, reader)
     try:
         done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         if overflow in done:

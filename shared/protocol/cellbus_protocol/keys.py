@@ -54,8 +54,9 @@ def checkpoint(session: str) -> str:
 
 
 def presence(session: str) -> str:
-    """Who is watching the session: a load table (member: ``username socket-id``, with a time
-    to live) that every web process writes for its sockets and reads for presence frames."""
+    """Who is watching the session: a load table (member: ``username process-id``, one per
+    user per web process, with a time to live) that every web process renews for its sockets
+    and reads once per round for presence frames (`cellbus_web.presence`)."""
     return f"session:{check_session_id(session)}:presence"
 
 

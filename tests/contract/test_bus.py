@@ -5,12 +5,12 @@ They cover feeds (cursors, resuming after a disconnect, live and retained entrie
 subscribers, retention, delete), queues (one consumer per item, order, ack, batch size, adding
 a queue while a read is blocked, timeouts, size, claiming what a dead consumer left pending),
 request/reply, leases and the load table, registries, blobs, and that a task reading a feed or
-a queue stops when it is cancelled.
+a queue, or waiting on any call, stops when it is cancelled.
 
 The tests at the end use `redis_bus` for what only the Redis transport has: a slow subscriber
 that overflows its live buffer (under load, and the exact race that used to lose entries),
-many subscriptions sharing one blocking read, what ack does to the stream, and request/reply
-between two bus instances.
+many subscriptions sharing one blocking read, a cancelled subscribe, what ack does to the
+stream, and request/reply between two bus instances.
 
 Nothing here sleeps to wait for a result: every wait is on the thing itself, with a deadline.
 """
@@ -270,6 +270,52 @@ async def test_cancelling_a_reader_ends_it_even_as_an_entry_arrives(bus: Bus) ->
         done, _ = await asyncio.wait({reader}, timeout=TIMEOUT)
         assert done and reader.cancelled(), f"round {i}: the reader ran on after cancel()"
     await subscription.close()
+
+
+async def test_cancelling_a_reader_ends_it_even_during_its_catch_up_read(bus: Bus) -> None:
+    """A reader cancelled while its new subscription reads the retained entries stops, as a
+    web process's shared feed is closed the moment a long-poll has its answer (redis-py on
+    Python 3.11 drops a cancellation that lands while it sends a command; the reader then
+    waited for the next entry and its closer with it)."""
+    await bus.publish("feed", payload(0))
+
+    async def read_forever(subscription: Subscription) -> None:
+        while True:
+            await subscription.next(timeout=TIMEOUT)
+
+    for i in range(24):
+        subscription = await bus.subscribe("feed", None)
+        reader = asyncio.create_task(read_forever(subscription))
+        for _ in range(i % 8):  # the first few steps of the read: where it can be dropped
+            await asyncio.sleep(0)
+        reader.cancel()
+        done, _ = await asyncio.wait({reader}, timeout=TIMEOUT)
+        if not done:  # cancel again (now it lands in the wait) so that the test can end
+            reader.cancel()
+            await asyncio.wait({reader})
+        await subscription.close()
+        assert done and reader.cancelled(), f"round {i}: the reader ran on after cancel()"
+
+
+async def test_a_cancelled_call_raises_cancelled_error(bus: Bus) -> None:
+    """A call cancelled at any moment raises CancelledError; it never returns as if it had
+    not been cancelled (its effect on the bus may or may not have happened)."""
+    await bus.publish("feed", payload(0))
+    calls = [
+        lambda: bus.read_feed("feed", 0),
+        lambda: bus.last_seq("feed"),
+        lambda: bus.publish("feed", payload(1)),
+        lambda: bus.get_entry("table", "key"),
+    ]
+    for i in range(8 * len(calls)):
+        call = asyncio.create_task(calls[i // 8]())
+        for _ in range(i % 8):  # each call cancelled at each of its first steps
+            await asyncio.sleep(0)
+        if call.done():
+            continue
+        call.cancel()
+        done, _ = await asyncio.wait({call}, timeout=TIMEOUT)
+        assert done and call.cancelled(), f"round {i}: the call returned after cancel()"
 
 
 async def test_read_feed_with_after_and_limit(bus: Bus) -> None:
@@ -851,6 +897,21 @@ async def test_many_subscriptions_share_one_blocking_read(
     assert most_in_flight == 1, f"{most_in_flight} blocking reads for 200 subscriptions"
     for subscription in subscriptions:
         await subscription.close()
+
+
+async def test_a_cancelled_subscribe_leaves_nothing_followed(redis_bus: RedisBus) -> None:
+    """A subscribe cancelled at any step (while the hub looks up where the feed ends, or wakes
+    its blocking read) gives the feed up again: the hub does not follow it for nobody."""
+    await redis_bus.publish("feed", payload(0))
+    for steps in range(12):
+        subscribing = asyncio.create_task(redis_bus.subscribe("feed", None))
+        for _ in range(steps):
+            await asyncio.sleep(0)
+        subscribing.cancel()
+        await asyncio.wait({subscribing}, timeout=TIMEOUT)
+        if not subscribing.cancelled():
+            await subscribing.result().close()
+        assert not redis_bus._hub._subscribers, f"{steps} steps: a subscriber was left behind"
 
 
 async def test_ack_retires_the_item_from_the_stream(redis_bus: RedisBus, namespace: str) -> None:

@@ -142,7 +142,7 @@ async def test_a_cell_run_is_seen_on_the_socket_by_long_poll_and_saved(ada: Clie
     assert all(m["header"]["username"] == ada.username for m in seen)
     polled = await poll_until_done(ada, sheet["session"], run["msg_id"])
     assert [m["header"]["msg_id"] for m in polled] == [m["header"]["msg_id"] for m in seen]
-    saved = (await ada.call("worksheet.get", id=sheet["id"]))["cells"][0]
+    (saved,) = await saved_outputs(ada, sheet["id"], 1)
     assert saved["outputs"] == [
         {"output_type": "stream", "name": "stdout", "text": "hello\n"},
         {"output_type": "execute_result", "data": {"text/plain": "42"}, "metadata": {},

@@ -5,8 +5,7 @@ may do what, and every durable record), requests to a session (through `KernelCl
 reads of a session's feed (`FeedHub`). It only remembers the accounts service's answers about
 who is calling (`Authenticator`) and their roles on sessions (`RoleCache`), until they may have
 changed, and which of its sockets watch which session (`Presence`). `Backend` holds those for
-one web process; `caller` and `ask_accounts` are the few
-lines every method starts with.
+one web process; `caller` and `ask_accounts` are the few lines every method starts with.
 """
 
 from __future__ import annotations

@@ -76,12 +76,22 @@ class SharedFeed:
                 await asyncio.sleep(1.0)
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        if self._subscription is not None:
-            await self._subscription.close()
+        try:
+            if self._task is not None:
+                self._task.cancel()
+                try:
+                    await self._task
+                except asyncio.CancelledError:
+                    if _cancelling():  # the caller was cancelled too: let it know
+                        raise
+        finally:
+            if self._subscription is not None:
+                await self._subscription.close()
+
+
+def _cancelling() -> bool:
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
 
 
 class FeedHub:

@@ -45,7 +45,7 @@ async def feed_poll(
     entries = await translate(backend.bus.read_feed(keys.feed(session), after, PAGE))
     if not entries and timeout > 0:
         wait = min(timeout, backend.settings.poll_timeout_max)
-        try:  # a deadline of its own: joining the shared subscription has been seen to stall
+        try:  # a deadline of its own: a fault in following the feed costs at most 1 s more
             async with asyncio.timeout(wait + 1.0):
                 entries = await translate(backend.hub.wait(session, after, wait))
         except TimeoutError:

@@ -96,7 +96,8 @@ class Subscription(_Closing):
 
     @abc.abstractmethod
     async def next(self, timeout: float | None = None) -> FeedEntry | None:
-        """The next entry, or None when `timeout` seconds pass without one."""
+        """The next entry, or None when `timeout` seconds pass without one or the
+        subscription is closed."""
 
     @abc.abstractmethod
     async def close(self) -> None: ...
@@ -105,10 +106,9 @@ class Subscription(_Closing):
         return self._iterate()
 
     async def _iterate(self) -> AsyncIterator[FeedEntry]:
-        while True:
-            entry = await self.next()
-            if entry is not None:
-                yield entry
+        # without a timeout, next() returns None only once the subscription is closed
+        while (entry := await self.next()) is not None:
+            yield entry
 
 
 class Consumer(_Closing):

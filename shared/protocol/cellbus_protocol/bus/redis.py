@@ -153,9 +153,13 @@ class RedisBus(Bus):
 
     async def subscribe(self, feed: str, after: int | None = None) -> Subscription:
         subscription = _RedisSubscription(self, feed, after or 0)
-        await self._hub.add(subscription)
-        if after is None:
-            subscription.last_seq = await self.last_seq(feed)
+        try:
+            await self._hub.add(subscription)
+            if after is None:
+                subscription.last_seq = await self.last_seq(feed)
+        except BaseException:  # cancelled, or Redis away: the hub must not follow it on
+            await subscription.close()
+            raise
         return subscription
 
     async def read_feed(self, feed: str, after: int = 0, limit: int = 1000) -> list[FeedEntry]:

@@ -122,12 +122,16 @@ class FeedSocket:
         self.sent: dict[str, int] = {}  # session -> cursor of the last message sent
         self.overflowed = asyncio.Event()
         self.username = principal.user.username
+        self._writing = False  # the writer task is sending (so new frames must queue)
 
     # -- what arrives from the feeds ------------------------------------------------------
     def deliver(self, session: str, entry: FeedEntry) -> None:
         if self.overflowed.is_set():
             return
         frame, revoked = _frames.of(session, entry)
+        if revoked is None and not self._writing and self.queue.empty() and self._send_now(frame):
+            self.sent[session] = entry.seq
+            return
         try:
             if revoked is not None and revoked == self.username:
                 self.queue.put_nowait((session, -1, b""))  # see write: ends the subscription
@@ -135,6 +139,19 @@ class FeedSocket:
         except asyncio.QueueFull:
             log.info("socket of %s overflowed; closing it", self.username)
             self.overflowed.set()
+
+    def _send_now(self, frame: bytes) -> bool:
+        """Write `frame` to the socket in this step if that needs no waiting: the writer is
+        idle, nothing is queued, the frame is not compressed and the socket's buffer has room.
+        Saves waking the writer task for each socket of each live message (fan-out)."""
+        writer = self.ws._writer  # aiohttp's frame writer (see uv.lock for the version)
+        if writer is None or writer.compress or writer.protocol.writing_paused or self.ws.closed:
+            return False
+        try:
+            writer._write_websocket_frame(frame, WSMsgType.TEXT, 0)
+        except ConnectionError:
+            return False  # the writer task finds it closed and ends the socket
+        return True
 
     async def catch_up(self, session: str, entry: FeedEntry) -> None:
         await self.queue.put((session, entry.seq, _frames.of(session, entry)[0]))
@@ -222,7 +239,9 @@ class FeedSocket:
         already queued is sent before waiting for the next (one wake-up for several)."""
         queue, send, text = self.queue, self.ws.send_frame, WSMsgType.TEXT
         while True:
+            self._writing = False
             session, seq, data = await queue.get()
+            self._writing = True
             while True:
                 if seq < 0:
                     await self.unsubscribe(session)

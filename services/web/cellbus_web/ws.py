@@ -143,14 +143,20 @@ class FeedSocket:
     def _send_now(self, frame: bytes) -> bool:
         """Write `frame` to the socket in this step if that needs no waiting: the writer is
         idle, nothing is queued, the frame is not compressed and the socket's buffer has room.
-        Saves waking the writer task for each socket of each live message (fan-out)."""
-        writer = self.ws._writer  # aiohttp's frame writer (see uv.lock for the version)
-        if writer is None or writer.compress or writer.protocol.writing_paused or self.ws.closed:
-            return False
+        Saves waking the writer task for each socket of each live message (fan-out). Uses
+        aiohttp's frame writer, which is not public API (the version is pinned in uv.lock): if
+        it changes shape, frames queue as before."""
         try:
+            writer = self.ws._writer
+            if writer is None or writer.compress or writer.protocol.writing_paused:
+                return False
+            if self.ws.closed:
+                return False
             writer._write_websocket_frame(frame, WSMsgType.TEXT, 0)
         except ConnectionError:
             return False  # the writer task finds it closed and ends the socket
+        except AttributeError:
+            return False
         return True
 
     async def catch_up(self, session: str, entry: FeedEntry) -> None:

@@ -60,10 +60,13 @@ class Backend:
         """The caller's role on `session` (remembered; see `roles`), or `RpcError` not found
         if none, as for a session that does not exist."""
         user = principal.user.id
-        request = a.SessionRole(session=session, actor=user)
-        return await self.roles.role(
-            user, session, lambda: translate(self.accounts.call(request, str))
-        )
+
+        async def ask() -> str:
+            return await translate(
+                self.accounts.call(a.SessionRole(session=session, actor=user), str)
+            )
+
+        return await self.roles.role(user, session, ask)
 
     def kernel(self, principal: Principal) -> KernelClient:
         """A client for sessions that signs its requests with the caller's username."""

@@ -22,6 +22,8 @@ from cellbus_protocol import keys
 from cellbus_protocol.bus import Bus, FeedEntry, Subscription
 from cellbus_protocol.errors import BusUnavailable
 
+from . import tasks
+
 log = logging.getLogger(__name__)
 
 PAGE = 1000
@@ -77,21 +79,10 @@ class SharedFeed:
 
     async def close(self) -> None:
         try:
-            if self._task is not None:
-                self._task.cancel()
-                try:
-                    await self._task
-                except asyncio.CancelledError:
-                    if _cancelling():  # the caller was cancelled too: let it know
-                        raise
+            await tasks.stop(self._task)
         finally:
             if self._subscription is not None:
                 await self._subscription.close()
-
-
-def _cancelling() -> bool:
-    task = asyncio.current_task()
-    return task is not None and task.cancelling() > 0
 
 
 class FeedHub:

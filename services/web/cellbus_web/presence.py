@@ -29,6 +29,8 @@ from cellbus_protocol import keys
 from cellbus_protocol.bus import Bus
 from cellbus_protocol.errors import CellbusError
 
+from . import tasks
+
 log = logging.getLogger(__name__)
 
 PRESENCE_INTERVAL = 2.0  # seconds between renewals and checks of every watched session
@@ -187,11 +189,8 @@ class Presence:
     async def close(self) -> None:
         """Stop, and take this process's members out of every table (its sockets are gone
         or going: the shutdown closes them first)."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await tasks.stop(self._task)
+        self._task = None
         sessions, self._sessions = self._sessions, {}
         for session, state in sessions.items():
             for username in state.users:

@@ -11,8 +11,9 @@ process keeps the answers, and forgets them when they may have changed:
   milliseconds and on every process.
 - An answer is trusted for at most ``CELLBUS_AUTH_CACHE_SECONDS`` in any case, and not at all
   while this process is not following the feed (the bus is away): then every request asks.
-- An answer that was in flight while its session changed is not kept (`_generation`), so a
-  reply computed before a revocation cannot outlive it.
+- An answer that was in flight while any change was announced is not kept (`changes`), so a
+  reply computed before a revocation cannot outlive it. Changes are rare; such a miss only
+  costs asking again.
 
 Only roles are kept; "not found" is asked again every time, so access granted elsewhere
 works at once.
@@ -31,6 +32,8 @@ from cellbus_protocol.accounts import AccessChanged
 from cellbus_protocol.bus import Bus, Subscription
 from cellbus_protocol.errors import CellbusError
 
+from . import tasks
+
 log = logging.getLogger(__name__)
 
 MAX_ENTRIES = 100_000
@@ -43,9 +46,8 @@ class RoleCache:
     def __init__(self, bus: Bus, ttl: float) -> None:
         self.bus = bus
         self.ttl = ttl
-        self._roles: dict[tuple[str, str], tuple[float, str]] = {}
-        self._generation: dict[str, int] = {}  # session -> changes seen (kept while cached)
-        self._epoch = 0  # bumped when everything is forgotten at once
+        self._roles: dict[tuple[str, str], tuple[float, str]] = {}  # -> (deadline, role)
+        self.changes = 0  # announcements taken in (and times everything was forgotten)
         self._following = False
         self._task: asyncio.Task[None] | None = None
 
@@ -57,30 +59,27 @@ class RoleCache:
         cached = self._roles.get(key)
         if cached is not None and cached[0] > now and self._following:
             return cached[1]
-        before = (self._epoch, self._generation.get(session, 0))
+        changes = self.changes
         role = await ask()
-        if self._following and before == (self._epoch, self._generation.get(session, 0)):
+        if self._following and changes == self.changes:
             self._remember(key, role, now)
         return role
 
     def forget_session(self, session: str) -> None:
         """The session's members changed: every role on it must be asked again."""
-        self._generation[session] = self._generation.get(session, 0) + 1
+        self.changes += 1
         for key in [k for k in self._roles if k[1] == session]:
             del self._roles[key]
 
     def forget_all(self) -> None:
-        self._epoch += 1
+        self.changes += 1
         self._roles.clear()
-        self._generation.clear()
 
     def _remember(self, key: tuple[str, str], role: str, now: float) -> None:
         if len(self._roles) >= MAX_ENTRIES:
             self._roles = {k: v for k, v in self._roles.items() if v[0] > now}
             if len(self._roles) >= MAX_ENTRIES:
                 self._roles.clear()
-            live = {k[1] for k in self._roles}
-            self._generation = {s: g for s, g in self._generation.items() if s in live}
         self._roles[key] = (now + self.ttl, role)
 
     # -- following the changes ------------------------------------------------------------
@@ -126,7 +125,4 @@ class RoleCache:
 
     async def close(self) -> None:
         self._following = False
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await tasks.stop(self._task)

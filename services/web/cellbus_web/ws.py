@@ -148,15 +148,11 @@ class FeedSocket:
         it changes shape, frames queue as before."""
         try:
             writer = self.ws._writer
-            if writer is None or writer.compress or writer.protocol.writing_paused:
-                return False
-            if self.ws.closed:
+            if self.ws.closed or not writer or writer.compress or writer.protocol.writing_paused:
                 return False
             writer._write_websocket_frame(frame, WSMsgType.TEXT, 0)
-        except ConnectionError:
-            return False  # the writer task finds it closed and ends the socket
-        except AttributeError:
-            return False
+        except (ConnectionError, AttributeError):  # closed (the writer task ends the socket),
+            return False  # or aiohttp's internals changed
         return True
 
     async def catch_up(self, session: str, entry: FeedEntry) -> None:

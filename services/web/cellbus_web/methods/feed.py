@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import logging
 from typing import Any
 
 import msgspec
@@ -13,8 +11,6 @@ from cellbus_protocol import keys
 from ..backend import backend_of, require_role, translate
 from ..feeds import PAGE
 from ..rpc import INVALID_PARAMS, Api, Call, RpcError
-
-log = logging.getLogger(__name__)
 
 
 class FeedPage(msgspec.Struct, kw_only=True):
@@ -45,12 +41,7 @@ async def feed_poll(
     entries = await translate(backend.bus.read_feed(keys.feed(session), after, PAGE))
     if not entries and timeout > 0:
         wait = min(timeout, backend.settings.poll_timeout_max)
-        try:  # a deadline of its own: a fault in following the feed costs at most 1 s more
-            async with asyncio.timeout(wait + 1.0):
-                entries = await translate(backend.hub.wait(session, after, wait))
-        except TimeoutError:
-            log.warning("feed.poll of %s: waiting on the feed stalled; reading it", session)
-            entries = await translate(backend.bus.read_feed(keys.feed(session), after, PAGE))
+        entries = await translate(backend.hub.wait(session, after, wait))
     messages = [msgspec.json.decode(entry.data) for entry in entries]
     return FeedPage(messages=messages, cursor=entries[-1].seq if entries else after)
 

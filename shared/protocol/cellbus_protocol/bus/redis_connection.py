@@ -34,40 +34,29 @@ T = TypeVar("T")
 @contextlib.contextmanager
 def unavailable_on_connection_error() -> Iterator[None]:
     """Around Redis commands: connection failures become `BusUnavailable`, and a cancellation
-    that redis-py dropped is raised (see `raise_if_cancelled_since`)."""
+    that redis-py dropped is raised (see `raise_if_cancelled`)."""
     task = asyncio.current_task()
     cancels = task.cancelling() if task is not None else 0
     try:
         yield
     except CONNECTION_ERRORS as exc:
         raise BusUnavailable(f"Redis unavailable: {exc}") from exc
-    raise_if_cancelled_since(cancels)
+    raise_if_cancelled(since=cancels)
 
 
-def raise_if_cancelled_since(cancels: int) -> None:
-    """Raise the cancellation of the current task requested since it had `cancels` pending.
+def raise_if_cancelled(since: int = 0) -> None:
+    """Raise the current task's cancellation if one was requested (more than `since`).
 
     redis-py sends each command under asyncio.wait_for, which on Python 3.11 returns normally
     when the task is cancelled while the send is under way (the send has finished by the time
     the cancellation is handled): the command then completes as if nothing had happened, and
-    its caller would go on, say to wait for a feed entry with nobody left to stop it. Counting
-    from the start of the command (not any pending cancellation) leaves alone a command that a
-    cancelled task runs on purpose, in a ``finally`` or a ``close()``.
+    its caller would go on, say to wait for a feed entry with nobody left to stop it, or to
+    start another blocking read. Around one command, `since` is the count at its start, which
+    leaves alone a command that a cancelled task runs on purpose, in a ``finally`` or a
+    ``close()``; before a blocking read it is 0.
     """
     task = asyncio.current_task()
-    if task is not None and task.cancelling() > cancels:
-        raise asyncio.CancelledError
-
-
-def raise_if_cancelled() -> None:
-    """End a task that was asked to stop before it starts another blocking read.
-
-    redis-py can swallow a cancellation: it sends each command under asyncio.wait_for, which on
-    Python 3.11 returns normally when the send finishes in the same step as the cancel. A read
-    loop that went on regardless would never end (and `close` would wait for it forever).
-    """
-    task = asyncio.current_task()
-    if task is not None and task.cancelling():
+    if task is not None and task.cancelling() > since:
         raise asyncio.CancelledError
 
 

@@ -86,7 +86,7 @@ async def test_a_socket_is_told_who_watches_at_once_and_a_users_sockets_count_on
         presence.join(S1, second)
         await until(lambda: second.users == ["ada"])
         assert list(await bus.loads(keys.presence(S1))) == [presence.member("ada")]
-        await asyncio.sleep(0.05)
+        await presence.update(S1)  # a round
         assert len(first.frames) == 1  # nothing changed for it: told nothing again
         await presence.leave(S1, first)  # ada still watches through `second`
         assert list(await bus.loads(keys.presence(S1))) == [presence.member("ada")]
@@ -125,7 +125,7 @@ async def test_the_last_local_socket_of_a_user_leaving_tells_the_others_at_once(
             presence.join(S1, socket)
         await until(lambda: ada.users == ["ada", "bob"])
         await presence.leave(S1, bob1)
-        await asyncio.sleep(0.05)
+        await presence.update(S1)  # a round: bob still watches through bob2
         assert ada.users == ["ada", "bob"]
         await presence.leave(S1, bob2)
         await until(lambda: ada.users == ["ada"])
@@ -162,7 +162,8 @@ async def test_a_socket_without_room_is_told_on_a_later_round(bus: CountingBus) 
     try:
         full = Socket("ada", room=False)
         presence.join(S1, full)
-        await asyncio.sleep(0.1)
+        for _ in range(2):
+            await presence.update(S1)  # rounds in which it had no room
         assert full.frames == []
         full.room = True
         await until(lambda: full.users == ["ada"])

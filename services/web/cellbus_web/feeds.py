@@ -6,7 +6,11 @@ joins at the cursor it last saw: it first gets the retained entries after that c
 from the bus, then the live ones; entries it already has (seen by both ways while it joins)
 are skipped by cursor, so it gets each entry exactly once, in order.
 
-Listeners must not block: `Listener.deliver` is called synchronously for each entry, and a
+Entries that reach the process together (an execution's ``busy``, output and reply, say)
+are handed on together, as one list: with many listeners, the cost is per listener and call
+more than per entry.
+
+Listeners must not block: `Listener.deliver` is called synchronously for each list, and a
 socket that cannot keep up is dropped by its own bounded queue (see `ws`), never by holding
 up this loop.
 """
@@ -28,27 +32,35 @@ log = logging.getLogger(__name__)
 
 PAGE = 1000
 
+Deliver = Callable[[str, list[FeedEntry]], None]
+"""Called with a session and some of its feed's entries, in order."""
+
 
 class Listener:
     """One follower of one session's feed, fed in cursor order without repeats."""
 
-    def __init__(self, session: str, cursor: int, deliver: Callable[[str, FeedEntry], None]):
+    def __init__(self, session: str, cursor: int, deliver: Deliver):
         self.session = session
         self.cursor = cursor  # the last cursor handed on
         self._deliver = deliver
         self._joining: list[FeedEntry] | None = []  # live entries held while catching up
 
-    def offer(self, entry: FeedEntry) -> None:
+    def offer(self, entries: list[FeedEntry]) -> None:
+        """Hand on `entries` (in cursor order), less any this listener already has."""
         if self._joining is not None:
-            self._joining.append(entry)
-        elif entry.seq > self.cursor:
-            self.cursor = entry.seq
-            self._deliver(self.session, entry)
+            self._joining.extend(entries)
+            return
+        if entries[0].seq <= self.cursor:
+            entries = [entry for entry in entries if entry.seq > self.cursor]
+            if not entries:
+                return
+        self.cursor = entries[-1].seq
+        self._deliver(self.session, entries)
 
     def _joined(self) -> None:
         held, self._joining = self._joining or [], None
-        for entry in held:
-            self.offer(entry)
+        if held:
+            self.offer(held)
 
 
 class SharedFeed:
@@ -66,12 +78,17 @@ class SharedFeed:
         self._task = asyncio.create_task(self._relay(), name=f"feed {self.session}")
 
     async def _relay(self) -> None:
-        assert self._subscription is not None
+        subscription = self._subscription
+        assert subscription is not None
         while True:
             try:
-                async for entry in self._subscription:
+                async for entry in subscription:
+                    await asyncio.sleep(0)  # the publisher may have more in this step
+                    entries = [entry]  # and those that came with it
+                    while len(entries) < PAGE and (more := await subscription.next(0)) is not None:
+                        entries.append(more)
                     for listener in list(self.listeners):
-                        listener.offer(entry)
+                        listener.offer(entries)
                 return
             except BusUnavailable as exc:
                 log.warning("feed %s: %s; following again", self.session, exc)
@@ -97,7 +114,7 @@ class FeedHub:
         self,
         session: str,
         cursor: int,
-        deliver: Callable[[str, FeedEntry], None],
+        deliver: Deliver,
         catch_up: Callable[[str, FeedEntry], Awaitable[None]] | None = None,
     ) -> Listener:
         """Deliver every entry of `session`'s feed after `cursor` to `deliver` until
@@ -109,11 +126,13 @@ class FeedHub:
         try:
             while True:
                 page = await self.bus.read_feed(keys.feed(session), listener.cursor, PAGE)
-                for entry in page:
-                    listener.cursor = entry.seq
-                    if catch_up is None:
-                        deliver(session, entry)
-                    else:
+                if catch_up is None:
+                    if page:
+                        listener.cursor = page[-1].seq
+                        deliver(session, page)
+                else:
+                    for entry in page:
+                        listener.cursor = entry.seq
                         await catch_up(session, entry)
                 if len(page) < PAGE:
                     break
@@ -137,9 +156,8 @@ class FeedHub:
         arrived: list[FeedEntry] = []
         some = asyncio.Event()
 
-        def collect(_: str, entry: FeedEntry) -> None:
-            if len(arrived) < PAGE:
-                arrived.append(entry)
+        def collect(_: str, entries: list[FeedEntry]) -> None:
+            arrived.extend(entries[: PAGE - len(arrived)])
             some.set()
 
         listener = await self.follow(session, after, collect)

@@ -9,8 +9,11 @@ last saw and gets everything after it, then live messages; see docs/api.md for t
   whose role is taken away while subscribed (``worksheet_shared`` with role ``none``) stops
   receiving that feed at once.
 - Feed entries are relayed as the bytes the kernel published, wrapped without decoding; the
-  wrapped frame is built once per entry for all the sockets of its session (`_Frames`) and
-  sent as bytes. The writer sends every frame already queued before it waits again.
+  wrapped frame is built once per entry for all the sockets of its session (`_Frames`).
+- A live frame for a socket with nothing queued waits in the socket's ``pending`` list for
+  the process's `outbox.Outbox`, which writes a group of sockets per step of the event loop,
+  all of a socket's pending frames in one write. Other frames go through the socket's queue
+  and its writer task, which sends every frame already queued before it waits again.
 - Who else watches (``presence`` frames) is kept by the process's one `presence.Presence`
   loop, which each subscription joins.
 - Back-pressure: catching up waits for room in the socket's queue; live messages never wait.
@@ -26,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgspec
 from aiohttp import WSMsgType, web
@@ -39,6 +42,7 @@ from cellbus_protocol.errors import CellbusError, ValidationError
 from .auth import Principal
 from .backend import BACKEND, Backend, translate
 from .feeds import Listener
+from .outbox import Outbox, text_frame
 from .rpc import FORBIDDEN, INVALID_REQUEST, RpcError
 
 log = logging.getLogger(__name__)
@@ -46,6 +50,7 @@ log = logging.getLogger(__name__)
 OVERFLOW_CLOSE = 4000
 MAX_FRAME_BYTES = 64 * 1024
 SOCKETS = web.AppKey("sockets", set)
+OUTBOX = web.AppKey("outbox", Outbox)
 
 
 class Subscribe(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -62,32 +67,58 @@ def _json(value: Any) -> bytes:
     return msgspec.json.encode(value)
 
 
+def _message_frame(session: str, entry: FeedEntry) -> bytes:
+    """The ``message`` frame of a feed entry: its bytes as the kernel published them,
+    wrapped without decoding."""
+    return b'{"type":"message","session":"%s","cursor":%d,"message":%s}' % (
+        session.encode(),
+        entry.seq,
+        entry.data,
+    )
+
+
+class Wrapped(NamedTuple):
+    """Some entries of a session's feed, ready to send."""
+
+    cursors: list[int]
+    frames: list[bytes]  # their ``message`` frames
+    wire: bytes  # those frames as WebSocket text frames, back to back
+    revoked: list[str | None]  # for each, the user whose access it removes, if any
+    revokes: bool  # any of them does
+
+
 class _Frames:
-    """The ``message`` frame of the last feed entry wrapped, and whose access it removes.
+    """The frames of the last entries relayed, built once for all the sockets of their
+    session: the relay hands the same list of entries to every listener in a row."""
 
-    The relay offers each live entry to every listener of its session in a row, so all the
-    sockets of a session share one frame per entry instead of building it each."""
-
-    __slots__ = ("data", "frame", "revoked", "seq", "session")
+    __slots__ = ("entries", "session", "wrapped")
 
     def __init__(self) -> None:
         self.session = ""
-        self.seq = -1
-        self.data = b""
-        self.frame = b""
-        self.revoked: str | None = None
+        self.entries: list[FeedEntry] | None = None  # held, so its id is not reused
+        self.wrapped = Wrapped([], [], b"", [], False)
 
-    def of(self, session: str, entry: FeedEntry) -> tuple[bytes, str | None]:
-        """The frame of `entry` and the username whose access it removes, if any."""
-        if entry.data is not self.data or entry.seq != self.seq or session != self.session:
-            self.frame = b'{"type":"message","session":"%s","cursor":%d,"message":%s}' % (
-                session.encode(),
-                entry.seq,
-                entry.data,
-            )
-            self.revoked = _access_removed(entry.data)
-            self.session, self.seq, self.data = session, entry.seq, entry.data
-        return self.frame, self.revoked
+    def of(self, session: str, entries: list[FeedEntry]) -> Wrapped:
+        if entries is not self.entries or session != self.session:
+            frames = [_message_frame(session, entry) for entry in entries]
+            wire = b"".join(text_frame(frame) for frame in frames)
+            revoked = [_access_removed(entry.data) for entry in entries]
+            self.session, self.entries = session, entries
+            cursors = [entry.seq for entry in entries]
+            self.wrapped = Wrapped(cursors, frames, wire, revoked, any(revoked))
+        return self.wrapped
+
+
+def _direct_writes(ws: web.WebSocketResponse) -> bool:
+    """Whether the outbox may write a socket's live frames to its transport: the socket has
+    no compression (with permessage-deflate, frames go through aiohttp and the writer task).
+    Looks inside aiohttp's WebSocket writer, which is not public API (the version is pinned
+    in uv.lock): if that changes shape, frames go through the writer task too."""
+    try:
+        writer = ws._writer
+        return bool(writer and not writer.compress and writer.protocol and writer.transport)
+    except AttributeError:
+        return False
 
 
 def _access_removed(data: bytes) -> str | None:
@@ -110,10 +141,13 @@ _frames = _Frames()
 class FeedSocket:
     """One client's WebSocket: its subscriptions, its bounded queue and its writer."""
 
-    def __init__(self, ws: web.WebSocketResponse, backend: Backend, principal: Principal):
+    def __init__(
+        self, ws: web.WebSocketResponse, backend: Backend, principal: Principal, outbox: Outbox
+    ):
         self.ws = ws
         self.backend = backend
         self.principal = principal
+        self.outbox = outbox
         self.queue: asyncio.Queue[tuple[str, int, bytes]] = asyncio.Queue(
             backend.settings.socket_queue
         )
@@ -122,41 +156,64 @@ class FeedSocket:
         self.sent: dict[str, int] = {}  # session -> cursor of the last message sent
         self.overflowed = asyncio.Event()
         self.username = principal.user.username
+        self.pending: list[tuple[str, Wrapped]] = []  # live frames for the outbox, by session
         self._writing = False  # the writer task is sending (so new frames must queue)
+        self._direct = _direct_writes(ws)  # live frames may go through the outbox
 
     # -- what arrives from the feeds ------------------------------------------------------
-    def deliver(self, session: str, entry: FeedEntry) -> None:
+    def deliver(self, session: str, entries: list[FeedEntry]) -> None:
         if self.overflowed.is_set():
             return
-        frame, revoked = _frames.of(session, entry)
-        if revoked is None and not self._writing and self.queue.empty() and self._send_now(frame):
-            self.sent[session] = entry.seq
+        wrapped = _frames.of(session, entries)
+        if self._direct and not self._writing and not wrapped.revokes and self.queue.empty():
+            if not self.pending:
+                self.outbox.add(self)
+            self.pending.append((session, wrapped))
             return
         try:
-            if revoked is not None and revoked == self.username:
-                self.queue.put_nowait((session, -1, b""))  # see write: ends the subscription
-            self.queue.put_nowait((session, entry.seq, frame))
+            for entry, frame, revoked in zip(entries, wrapped.frames, wrapped.revoked, strict=True):
+                if revoked is not None and revoked == self.username:
+                    self.queue.put_nowait((session, -1, b""))  # see write: ends the subscription
+                self.queue.put_nowait((session, entry.seq, frame))
         except asyncio.QueueFull:
-            log.info("socket of %s overflowed; closing it", self.username)
-            self.overflowed.set()
+            self._overflow()
 
-    def _send_now(self, frame: bytes) -> bool:
-        """Write `frame` to the socket in this step if that needs no waiting: the writer is
-        idle, nothing is queued, the frame is not compressed and the socket's buffer has room.
-        Saves waking the writer task for each socket of each live message (fan-out). Uses
-        aiohttp's frame writer, which is not public API (the version is pinned in uv.lock): if
-        it changes shape, frames queue as before."""
+    def _overflow(self) -> None:
+        log.info("socket of %s overflowed; closing it", self.username)
+        self.overflowed.set()
+
+    def _writable(self) -> bool:
+        """Whether frames can be written to the socket's transport now: it is open and its
+        buffer has room (else the writer task sends them, waiting for room)."""
+        writer = self.ws._writer
+        return not (
+            self.ws.closed
+            or writer is None
+            or writer.protocol.writing_paused
+            or writer.transport.is_closing()
+        )
+
+    def flush(self) -> None:
+        """Write the pending frames in one write (the outbox calls this). If the socket
+        cannot take them now, its writer task sends them, before anything queued later."""
+        pending = [p for p in self.pending if p[0] in self.subscribed]
+        self.pending = []
+        if not pending:
+            return
+        if self._writable():
+            wires = [wrapped.wire for _, wrapped in pending]
+            self.ws._writer.transport.write(wires[0] if len(wires) == 1 else b"".join(wires))
+            for session, wrapped in pending:
+                self.sent[session] = wrapped.cursors[-1]
+            return
+        self.pending = pending
         try:
-            writer = self.ws._writer
-            if self.ws.closed or not writer or writer.compress or writer.protocol.writing_paused:
-                return False
-            writer._write_websocket_frame(frame, WSMsgType.TEXT, 0)
-        except (ConnectionError, AttributeError):  # closed (the writer task ends the socket),
-            return False  # or aiohttp's internals changed
-        return True
+            self.queue.put_nowait(("", 0, b""))  # wakes the writer, which sends them first
+        except asyncio.QueueFull:
+            self._overflow()
 
     async def catch_up(self, session: str, entry: FeedEntry) -> None:
-        await self.queue.put((session, entry.seq, _frames.of(session, entry)[0]))
+        await self.queue.put((session, entry.seq, _message_frame(session, entry)))
 
     def show_presence(self, session: str, frame: bytes) -> bool:
         """Queue a presence frame (from `presence.Presence`); False if there is no room."""
@@ -238,18 +295,22 @@ class FeedSocket:
     # -- writing to the client ------------------------------------------------------------
     async def write(self) -> None:
         """Send what is queued, in order, until the socket closes or overflows: every frame
-        already queued is sent before waiting for the next (one wake-up for several)."""
+        already queued is sent before waiting for the next (one wake-up for several), and
+        pending frames (which came before anything queued) before those."""
         queue, send, text = self.queue, self.ws.send_frame, WSMsgType.TEXT
         while True:
             self._writing = False
             session, seq, data = await queue.get()
             self._writing = True
+            await self._send_pending()
             while True:
                 if seq < 0:
                     await self.unsubscribe(session)
                     frame = {"type": "error", "code": FORBIDDEN, "session": session,
                              "message": "your access to this worksheet was removed"}  # fmt: skip
                     await send(_json(frame), text)
+                elif not data:
+                    pass  # it only woke the writer for the pending frames
                 elif not session or session in self.subscribed:  # else: unsubscribed since
                     if seq:  # before the send: it writes the frame at once, may then drain
                         self.sent[session] = seq
@@ -259,6 +320,19 @@ class FeedSocket:
                 except asyncio.QueueEmpty:
                     break
 
+    async def _send_pending(self) -> None:
+        """Send the pending frames through aiohttp (for the writer task: they came before
+        anything queued), each socket cursor set as its frame goes, as in `write`."""
+        if not self.pending:
+            return
+        self.outbox.discard(self)
+        pending, self.pending = self.pending, []
+        for session, wrapped in pending:
+            for cursor, frame in zip(wrapped.cursors, wrapped.frames, strict=True):
+                if session in self.subscribed:
+                    self.sent[session] = cursor
+                    await self.ws.send_frame(frame, WSMsgType.TEXT)
+
     async def close(self, frame_type: str, code: int) -> None:
         """Tell the client where it got to, then close."""
         with contextlib.suppress(Exception):
@@ -267,6 +341,7 @@ class FeedSocket:
         await self.ws.close(code=code)
 
     async def release(self) -> None:
+        self.outbox.discard(self)
         for session in list(self.listeners):
             await self.unsubscribe(session)
 
@@ -282,7 +357,7 @@ async def feed_socket(request: web.Request) -> web.WebSocketResponse:
         heartbeat=backend.settings.ping_interval, max_msg_size=MAX_FRAME_BYTES
     )
     await ws.prepare(request)
-    socket = FeedSocket(ws, backend, principal)
+    socket = FeedSocket(ws, backend, principal, request.app[OUTBOX])
     request.app[SOCKETS].add(socket)
     writer = asyncio.create_task(socket.write())
     overflow = asyncio.create_task(socket.overflowed.wait())

@@ -67,6 +67,25 @@ async def test_stream_is_published_while_code_runs(
     assert run.stdout == "waiting for the gate\nthrough\n"
 
 
+async def test_a_cell_without_output_is_shown_running_while_it_runs(
+    kernel: Kernel, session: str, tmp_path: Path
+) -> None:
+    # busy and execute_input wait a few milliseconds for a first output to go out with; a
+    # cell that has none by then is announced on its own
+    gate = tmp_path / "go"
+    code = f"import os, time\nwhile not os.path.exists({str(gate)!r}): time.sleep(0.005)\n"
+    after = await kernel.bus.last_seq(keys.feed(session))
+    request = await kernel.client.execute(session, code)
+    _, echo = await first_message(
+        kernel.bus, session, after, lambda msg: msg.msg_type == "execute_input"
+    )
+    assert echo.parent_header.msg_id == request.msg_id
+    gate.touch()  # it was still running
+    run = await collect(kernel.bus, request, after)
+    assert run.types == ["status", "execute_input", "execute_reply", "status"]
+    assert [m.content.execution_state for m in run.of_type("status")] == ["busy", "idle"]
+
+
 async def test_stdout_and_stderr_in_order(kernel: Kernel, session: str) -> None:
     code = (
         "import sys\n"

@@ -276,16 +276,17 @@ def _execute(shell: CellbusShell, pipe: frames.FramedSocket, request: frames.Exe
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
         INTERRUPTS.end()
     try:
-        CHANNEL.capture.end_cell()
-        # IPython counts an execution that ran with history on; one it did not count (silent,
-        # without history, or stopped before it started) has no number.
-        counted = shell.execution_count > count_before
-        content: dict[str, Any] = {"execution_count": count_before if counted else None}
-        if failed:
-            content.update(status="error", **(shell.last_error or _unknown_error()))
-        else:
-            content.update(status="ok", user_expressions=_user_expressions(shell, request))
-        pipe.send(frames.Done(id=request.id, content=content))
+        with pipe.together():  # the last output and the reply
+            CHANNEL.capture.end_cell()
+            # IPython counts an execution that ran with history on; one it did not count
+            # (silent, without history, or stopped before it started) has no number.
+            counted = shell.execution_count > count_before
+            content: dict[str, Any] = {"execution_count": count_before if counted else None}
+            if failed:
+                content.update(status="error", **(shell.last_error or _unknown_error()))
+            else:
+                content.update(status="ok", user_expressions=_user_expressions(shell, request))
+            pipe.send(frames.Done(id=request.id, content=content))
     finally:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 

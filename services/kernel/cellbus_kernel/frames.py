@@ -12,9 +12,11 @@ connection of the worker.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import struct
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 import msgspec
@@ -125,6 +127,10 @@ _to_session = msgspec.msgpack.Decoder(ToSession)
 _from_session = msgspec.msgpack.Decoder(FromSession)
 
 
+SMALL_FRAME = 64 * 1024
+"""Bodies up to this size are sent in one write with their length prefix."""
+
+
 def pack(frame: ToSession | FromSession) -> tuple[bytes, bytes]:
     """The length prefix and the body (two pieces: a checkpoint's body is not copied again)."""
     body = _encoder.encode(frame)
@@ -142,12 +148,33 @@ class FramedSocket:
         self._sock = sock
         self._file = sock.makefile("rb")
         self._lock = threading.Lock()
+        self._held: list[bytes] | None = None  # frames sent inside `together`
 
     def send(self, frame: FromSession) -> None:
         header, body = pack(frame)
         with self._lock:
-            self._sock.sendall(header)
-            self._sock.sendall(body)
+            if self._held is not None:
+                self._held += (header, body)
+            elif len(body) < SMALL_FRAME:
+                self._sock.sendall(header + body)  # one write: the worker wakes once
+            else:
+                self._sock.sendall(header)
+                self._sock.sendall(body)
+
+    @contextlib.contextmanager
+    def together(self) -> Iterator[None]:
+        """Frames sent inside, from any thread, go out in one write at the end: an
+        execution's last output with its reply, which the worker then reads and publishes
+        in one step (and the feed's watchers get in one write)."""
+        with self._lock:
+            self._held = []
+        try:
+            yield
+        finally:
+            with self._lock:
+                held, self._held = self._held, None
+                if held:
+                    self._sock.sendall(b"".join(held))
 
     def receive(self) -> ToSession | None:
         """The next request, or None when the worker has gone."""

@@ -351,11 +351,12 @@ class SessionHost(ProcessHost):
             pending = self._queue.popleft()
             self._running = pending
             self._not_running.clear()
+            failed = False
             try:
                 if pending.lost:
                     await self._reply_lost(pending)
                 else:
-                    await self._execute(pending)
+                    failed = await self._execute(pending)
             except Exception:
                 log.exception("session %s: execution %s failed", self.session, pending.msg.msg_id)
             finally:
@@ -365,6 +366,10 @@ class SessionHost(ProcessHost):
                 self._last_activity = time.monotonic()
                 if not self._abandoned:
                     await self._ack(pending.item)
+            # After `_running` is cleared: a client that sees the aborted replies and asks
+            # for `info` finds nothing running.
+            if failed and pending.msg.content.stop_on_error and not self._draining:
+                await self._abort_queued()
 
     async def _reply_lost(self, pending: _Pending) -> None:
         """An execution that was running when its worker died: it is not run again."""
@@ -377,13 +382,14 @@ class SessionHost(ProcessHost):
         await self._publish(reply, pending.msg.header)
         await self._publish(m.Status(execution_state="idle"), pending.msg.header)
 
-    async def _execute(self, pending: _Pending) -> None:
+    async def _execute(self, pending: _Pending) -> bool:
+        """Run one execution and publish its messages; True if it ended in an error."""
         msg = pending.msg
         request: m.ExecuteRequest = msg.content
         self._remember_parent(msg.header)
         self.cp.postpone()
         process = await self._ensure_process(msg.header, announce_idle=False)
-        await self._publish(m.Status(execution_state="busy"), msg.header)
+        self._announce(m.Status(execution_state="busy"), msg.header)
         if process is None:
             result: m.ExecuteReply | Ending = Ending(
                 "SessionUnavailable", "The session process could not be started.", lost_state=False
@@ -392,9 +398,7 @@ class SessionHost(ProcessHost):
             if not request.silent:
                 counted = request.store_history  # not counted: no number, as in the reply
                 count = self.execution_count if counted else None
-                await self._publish(
-                    m.ExecuteInput(code=request.code, execution_count=count), msg.header
-                )
+                self._announce(m.ExecuteInput(code=request.code, execution_count=count), msg.header)
             self._done = asyncio.get_running_loop().create_future()
             await process.pipe.send(
                 frames.Execute(
@@ -427,8 +431,7 @@ class SessionHost(ProcessHost):
                 )
         else:
             await self._publish(m.Status(execution_state="idle"), msg.header)
-        if reply.status == "error" and request.stop_on_error and not self._draining:
-            await self._abort_queued()
+        return reply.status == "error"
 
     # -- between executions ---------------------------------------------------------------
     async def _idle(self) -> bool:

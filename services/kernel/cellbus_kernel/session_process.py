@@ -44,6 +44,9 @@ KERNEL_USERNAME = "kernel"
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 INTERRUPT_GRACE = 5.0
 """Seconds a checkpoint that overran its time gets to stop after it is interrupted."""
+ANNOUNCE_WITHIN = 0.005
+"""Seconds an execution's ``busy`` and ``execute_input`` may wait to go out with its first
+output or reply (see `ProcessHost._announce`)."""
 
 
 @dataclass(frozen=True)
@@ -101,6 +104,9 @@ class ProcessHost:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._reader: asyncio.Task[None] | None = None
         self._last_seq = 0  # the feed cursor of the last message this host published
+        self._held: list[bytes] = []  # an execution's announcement, not published yet
+        self._held_until: asyncio.TimerHandle | None = None
+        self._publishing = asyncio.Lock()  # feed messages go out one at a time, in order
         self._abandoned = False  # another worker hosts the session: publish nothing more
 
     # -- tasks ----------------------------------------------------------------------------
@@ -313,17 +319,55 @@ class ProcessHost:
         while len(self._parents) > 64:
             self._parents.popitem(last=False)
 
-    async def _publish(self, content: m.Content, parent: Header | None) -> None:
-        """Publish one feed message, retrying while the bus is away so nothing is lost."""
-        if self._abandoned:
-            return
+    def _message(self, content: m.Content, parent: Header | None) -> bytes:
         if isinstance(content, m.Status):
             self.state = content.execution_state
         if parent is None or parent.is_empty:
             msg = new_message(content, session=self.session, username=KERNEL_USERNAME)
         else:
             msg = reply_to(parent, content)
-        data = codec.encode(msg)
+        return codec.encode(msg)
+
+    def _announce(self, content: m.Content, parent: Header) -> None:
+        """Publish an execution's ``busy`` or ``execute_input`` with the next feed message
+        (its first output, or its reply), or after `ANNOUNCE_WITHIN` seconds if that comes
+        first. Most executions take a millisecond: their messages then reach the feed
+        together, and each watching socket gets them in one write, not two (with many
+        watchers, those writes are most of the cost). Outputs are never held."""
+        self._held.append(self._message(content, parent))
+        if self._held_until is None:
+            self._held_until = asyncio.get_running_loop().call_later(
+                ANNOUNCE_WITHIN, self._held_due
+            )
+
+    def _held_due(self) -> None:
+        self._held_until = None
+        self._spawn_task(self._publish_held())
+
+    async def _publish_held(self) -> None:
+        async with self._publishing:
+            await self._send_held()
+
+    async def _send_held(self) -> None:
+        if self._held_until is not None:
+            self._held_until.cancel()
+            self._held_until = None
+        held, self._held = self._held, []
+        for data in held:
+            await self._send(data)
+
+    async def _publish(self, content: m.Content, parent: Header | None) -> None:
+        """Publish one feed message (after any held announcement), retrying while the bus is
+        away so nothing is lost."""
+        if self._abandoned:
+            return
+        data = self._message(content, parent)
+        async with self._publishing:
+            if self._held:
+                await self._send_held()
+            await self._send(data)
+
+    async def _send(self, data: bytes) -> None:
         delay = 0.05
         while not self._abandoned:
             try:

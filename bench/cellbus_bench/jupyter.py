@@ -33,13 +33,13 @@ from .systems import (
     ROOT,
     START_TIMEOUT,
     Run,
-    Watchers,
     free_port,
     http_session,
     open_many,
     stop_process,
     wait_for_http,
 )
+from .watching import RawWebSocket, Watchers
 
 VENV = ROOT / "bench" / ".jupyter-venv"
 PINS = ("jupyter_server==2.21.1", "ipykernel==7.4.0", "jupyter_client==8.10.0")
@@ -137,7 +137,7 @@ def execute_request(session: str, code: str) -> tuple[str, dict[str, Any]]:
     )
 
 
-async def handshake(ws: aiohttp.ClientWebSocketResponse) -> None:
+async def handshake(ws: aiohttp.ClientWebSocketResponse | RawWebSocket) -> None:
     """What JupyterLab does on a new kernel socket before using it: ask for kernel_info and
     wait for the reply and the idle status. The server subscribes a socket to the kernel's
     output only after the handshake returns, so until then output can miss it."""
@@ -146,10 +146,10 @@ async def handshake(ws: aiohttp.ClientWebSocketResponse) -> None:
     replied = idle = False
     async with asyncio.timeout(START_TIMEOUT):
         while not (replied and idle):
-            frame = await ws.receive()
-            if frame.type != aiohttp.WSMsgType.TEXT:
-                raise ConnectionError(f"kernel socket: {frame}")
-            reply = json.loads(frame.data)
+            try:
+                reply = json.loads(await ws.receive_str())
+            except TypeError as exc:  # aiohttp's answer to a frame that is not text
+                raise ConnectionError(f"kernel socket: {exc}") from None
             if reply["parent_header"].get("msg_id") != msg_id:
                 continue
             replied = replied or reply["msg_type"] == "kernel_info_reply"
@@ -306,14 +306,20 @@ class JupyterSystem:
         assert isinstance(session, JupyterSession)
         watchers = Watchers()
 
-        def is_x(data: str) -> bool:
-            if '"stream"' not in data:
+        def is_x(data: bytes) -> bool:
+            if b'"stream"' not in data:
                 return False
             msg = json.loads(data)
             return msg["msg_type"] == "stream" and msg["content"].get("text") == "x\n"
 
         async def open_one() -> None:
-            ws = await self.socket(session.id)
+            url = f"{self.url}/api/kernels/{session.id}/channels?session_id={uuid.uuid4().hex}"
+            ws = await RawWebSocket.connect(url, {"Authorization": f"token {self.token}"})
+            try:
+                await handshake(ws)
+            except BaseException:
+                await ws.close()
+                raise
             watchers.add(ws, is_x)
 
         refused = await open_many(open_one, n, deadline)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -31,6 +32,7 @@ import aiohttp
 import msgspec
 
 from . import measure
+from .watching import RawWebSocket, Watchers
 
 ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
@@ -139,57 +141,6 @@ class Session(Protocol):
         """Send `code`; the returned run finishes when its execution has ended."""
 
     async def close(self) -> None: ...
-
-
-class Watchers:
-    """`n` sockets watching one session, each noting when the stream text `x\\n` reached it."""
-
-    def __init__(self) -> None:
-        self.arrivals: list[float | None] = []
-        self.armed = False
-        self.all_arrived = asyncio.Event()
-        self._left = 0
-        self._tasks: list[asyncio.Task[None]] = []
-        self._sockets: list[aiohttp.ClientWebSocketResponse] = []
-        self.refused: str | None = None  # why opening stopped before all were open
-
-    def arm(self) -> None:
-        self.arrivals = [None] * len(self._tasks)
-        self._left = len(self._tasks)
-        self.all_arrived.clear()
-        self.armed = True
-
-    def _seen(self, i: int, now: float) -> None:
-        if self.armed and self.arrivals[i] is None:
-            self.arrivals[i] = now
-            self._left -= 1
-            if self._left == 0:
-                self.armed = False
-                self.all_arrived.set()
-
-    def add(self, ws: aiohttp.ClientWebSocketResponse, is_x: Callable[[str], bool]) -> None:
-        """Watch `ws`, whose text frames `is_x` tells apart."""
-        i = len(self._tasks)
-
-        async def read() -> None:
-            async for frame in ws:
-                if frame.type == aiohttp.WSMsgType.TEXT:
-                    if self.armed and is_x(frame.data):
-                        self._seen(i, time.perf_counter())
-                elif frame.type in (aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR):
-                    break
-
-        self._tasks.append(asyncio.create_task(read()))
-        self._sockets.append(ws)
-
-    def __len__(self) -> int:
-        return len(self._tasks)
-
-    async def close(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        await asyncio.gather(*(ws.close() for ws in self._sockets), return_exceptions=True)
 
 
 class System(Protocol):
@@ -440,19 +391,23 @@ class CellbusSystem:
     async def watchers(self, session: Session, n: int, deadline: float) -> Watchers:
         assert self.client is not None and isinstance(session, CellbusSession)
         watchers = Watchers()
-        frame = {"op": "subscribe", "session": session.id, "cursor": "now"}
+        frame = json.dumps({"op": "subscribe", "session": session.id, "cursor": "now"})
 
-        def is_x(data: str) -> bool:
-            return '"msg_type":"stream"' in data and '"text":"x\\n"' in data
+        def is_x(data: bytes) -> bool:
+            return b'"msg_type":"stream"' in data and b'"text":"x\\n"' in data
 
         async def open_one() -> None:
-            ws = await self.client.socket()
-            await ws.send_json(frame)
-            async with asyncio.timeout(START_TIMEOUT):
-                while True:
-                    reply = _decode.decode((await ws.receive()).data)
-                    if reply["type"] == "subscribed":
-                        break
+            ws = await RawWebSocket.connect(
+                self.client.url + "/ws", {"Authorization": f"Bearer {self.client.token}"}
+            )
+            try:
+                await ws.send_str(frame)
+                async with asyncio.timeout(START_TIMEOUT):
+                    while _decode.decode(await ws.receive_str())["type"] != "subscribed":
+                        pass
+            except BaseException:
+                await ws.close()
+                raise
             watchers.add(ws, is_x)
 
         watchers.refused = await open_many(open_one, n, deadline)

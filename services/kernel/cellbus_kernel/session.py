@@ -364,12 +364,13 @@ class SessionHost(ProcessHost):
                 self._done = None
                 self._not_running.set()
                 self._last_activity = time.monotonic()
+                # After `_running` is cleared, so a client that sees the aborted replies and
+                # asks for `info` finds nothing running; before the ack, so a worker that dies
+                # in between leaves the failed execution to be answered as lost.
+                if failed and pending.msg.content.stop_on_error and not self._draining:
+                    await self._abort_queued()
                 if not self._abandoned:
                     await self._ack(pending.item)
-            # After `_running` is cleared: a client that sees the aborted replies and asks
-            # for `info` finds nothing running.
-            if failed and pending.msg.content.stop_on_error and not self._draining:
-                await self._abort_queued()
 
     async def _reply_lost(self, pending: _Pending) -> None:
         """An execution that was running when its worker died: it is not run again."""

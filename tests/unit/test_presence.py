@@ -137,6 +137,29 @@ async def test_the_last_local_socket_of_a_user_leaving_tells_the_others_at_once(
         await presence.close()
 
 
+class SlowRemovalBus(CountingBus):
+    """A bus whose removals take a few steps of the event loop, as a Redis round trip does."""
+
+    async def remove_load(self, table: str, member: str) -> None:
+        for _ in range(5):
+            await asyncio.sleep(0)
+        await super().remove_load(table, member)
+
+
+async def test_a_user_leaving_is_told_at_once_though_the_removal_takes_a_while() -> None:
+    async with SlowRemovalBus() as bus:
+        presence = await started(bus)  # a long interval: only the wake events drive it
+        try:
+            ada, bob = Socket("ada"), Socket("bob")
+            presence.join(S1, ada)
+            presence.join(S1, bob)
+            await until(lambda: ada.users == ["ada", "bob"])
+            await presence.leave(S1, bob)
+            await until(lambda: ada.users == ["ada"])
+        finally:
+            await presence.close()
+
+
 async def test_a_dead_processs_watchers_expire(bus: CountingBus) -> None:
     dead = await started(bus, interval=0.02, ttl=0.3)
     alive = await started(bus, interval=0.02, ttl=0.3)

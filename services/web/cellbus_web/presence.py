@@ -117,10 +117,10 @@ class Presence:
         del state.users[username]
         if not state.sockets:
             del self._sessions[session]
-        self._changed.add(session)
-        self._wake.set()
         with contextlib.suppress(CellbusError):
             await self.bus.remove_load(keys.presence(session), self.member(username))
+        self._changed.add(session)  # after the removal: the round must not read it back
+        self._wake.set()
 
     @property
     def sessions(self) -> int:

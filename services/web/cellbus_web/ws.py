@@ -172,8 +172,8 @@ class FeedSocket:
             return
         try:
             for entry, frame, revoked in zip(entries, wrapped.frames, wrapped.revoked, strict=True):
-                if revoked is not None and revoked == self.username:
-                    self.queue.put_nowait((session, -1, b""))  # see write: ends the subscription
+                if revoked is not None and revoked == self.username:  # see `_send_queued`
+                    self.queue.put_nowait((session, -1, b""))
                 self.queue.put_nowait((session, entry.seq, frame))
         except asyncio.QueueFull:
             self._overflow()
@@ -182,16 +182,15 @@ class FeedSocket:
         log.info("socket of %s overflowed; closing it", self.username)
         self.overflowed.set()
 
-    def _writable(self) -> bool:
-        """Whether frames can be written to the socket's transport now: it is open and its
-        buffer has room (else the writer task sends them, waiting for room)."""
+    def _transport(self) -> asyncio.Transport | None:
+        """The connection to write frames to now, or None if it is closed or its buffer is
+        full (then the writer task sends them, waiting for room). Only for a socket with
+        `_direct` writes (see `_direct_writes`)."""
         writer = self.ws._writer
-        return not (
-            self.ws.closed
-            or writer is None
-            or writer.protocol.writing_paused
-            or writer.transport.is_closing()
-        )
+        if self.ws.closed or writer is None or writer.protocol.writing_paused:
+            return None
+        transport = writer.transport
+        return None if transport.is_closing() else transport
 
     def flush(self) -> None:
         """Write the pending frames in one write (the outbox calls this). If the socket
@@ -200,9 +199,10 @@ class FeedSocket:
         self.pending = []
         if not pending:
             return
-        if self._writable():
+        transport = self._transport()
+        if transport is not None:
             wires = [wrapped.wire for _, wrapped in pending]
-            self.ws._writer.transport.write(wires[0] if len(wires) == 1 else b"".join(wires))
+            transport.write(wires[0] if len(wires) == 1 else b"".join(wires))
             for session, wrapped in pending:
                 self.sent[session] = wrapped.cursors[-1]
             return
@@ -294,31 +294,28 @@ class FeedSocket:
 
     # -- writing to the client ------------------------------------------------------------
     async def write(self) -> None:
-        """Send what is queued, in order, until the socket closes or overflows: every frame
-        already queued is sent before waiting for the next (one wake-up for several), and
-        pending frames (which came before anything queued) before those."""
-        queue, send, text = self.queue, self.ws.send_frame, WSMsgType.TEXT
+        """Send what is queued, in order, until the socket closes or overflows; pending
+        frames (which came before anything queued) go first."""
         while True:
-            self._writing = False
-            session, seq, data = await queue.get()
+            if self.queue.empty():
+                self._writing = False  # live frames may go through the outbox meanwhile
+            item = await self.queue.get()  # returns at once if the queue has some
             self._writing = True
             await self._send_pending()
-            while True:
-                if seq < 0:
-                    await self.unsubscribe(session)
-                    frame = {"type": "error", "code": FORBIDDEN, "session": session,
-                             "message": "your access to this worksheet was removed"}  # fmt: skip
-                    await send(_json(frame), text)
-                elif not data:
-                    pass  # it only woke the writer for the pending frames
-                elif not session or session in self.subscribed:  # else: unsubscribed since
-                    if seq:  # before the send: it writes the frame at once, may then drain
-                        self.sent[session] = seq
-                    await send(data, text)
-                try:
-                    session, seq, data = queue.get_nowait()
-                except asyncio.QueueEmpty:
-                    break
+            await self._send_queued(*item)
+
+    async def _send_queued(self, session: str, seq: int, data: bytes) -> None:
+        if seq < 0:  # see `deliver`: the user's access was removed
+            await self.unsubscribe(session)
+            frame = {"type": "error", "code": FORBIDDEN, "session": session,
+                     "message": "your access to this worksheet was removed"}  # fmt: skip
+            await self.ws.send_frame(_json(frame), WSMsgType.TEXT)
+        elif not data:
+            pass  # it only woke the writer for the pending frames
+        elif not session or session in self.subscribed:  # else: unsubscribed since
+            if seq:  # before the send: it writes the frame at once, may then drain
+                self.sent[session] = seq
+            await self.ws.send_frame(data, WSMsgType.TEXT)
 
     async def _send_pending(self) -> None:
         """Send the pending frames through aiohttp (for the writer task: they came before

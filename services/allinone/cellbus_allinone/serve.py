@@ -7,15 +7,14 @@ nothing else needs to be installed or running. Given ``CELLBUS_REDIS_URL`` and
 ``CELLBUS_DATABASE_URL`` the same program uses Redis and PostgreSQL instead (and can then
 share them with separately started services).
 
-Session processes run as this program's user unless ``CELLBUS_SESSION_USER`` is set; this
-program makes itself non-dumpable so they cannot read its memory or environment, but on a
-shared machine run the separate services, with session processes as their own user.
+Session processes run in the kernel's sandbox (docs/security.md), as this program's user
+unless ``CELLBUS_SESSION_USER`` is set; each gets its own folder in
+``CELLBUS_DATA_DIR/sessions`` and can read or write nothing else of the data folder: not the
+database, not the secret.
 
 Checkpoints are signed with ``CELLBUS_SECRET``; without it, this program makes a random one
 the first time and keeps it in ``CELLBUS_DATA_DIR/secret`` (mode 0600), so that checkpoints
-made before a restart (on Redis) are still accepted after it. Session processes running as
-this program's user could read that file; they could also read each other's memory, so it
-gives them nothing more (run them as another user to keep both from them).
+made before a restart (on Redis) are still accepted after it.
 """
 
 from __future__ import annotations
@@ -68,6 +67,8 @@ class Stack:
         kernel = settings_from_env(KernelSettings, environ)
         if not kernel.secret:
             kernel = dataclasses.replace(kernel, secret=data_dir_secret(data_dir))
+        if not kernel.sessions_dir:
+            kernel = dataclasses.replace(kernel, sessions_dir=str(data_dir / "sessions"))
         return cls(
             bus_url=bus_url,
             data_dir=data_dir,
@@ -111,6 +112,10 @@ class Program:
     async def run(self, started: asyncio.Event | None = None) -> None:
         stack = self.stack
         stack.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if stack.kernel.session_user and os.geteuid() == 0:
+            # Session users pass through (never list) it to their folders in data/sessions;
+            # the sandbox, not this mode, is what keeps them from the database beside them.
+            stack.data_dir.chmod(0o711)
         await self.bus.start()
         async with contextlib.AsyncExitStack() as cleanup:
             cleanup.push_async_callback(self.bus.close)

@@ -34,7 +34,25 @@ class KernelSettings:
     """CELLBUS_ANSWER_TIMEOUT: seconds a completion or inspection may take."""
     session_user: str = ""
     """CELLBUS_SESSION_USER: when the worker runs as root, the user session processes run as
-    (it must be able to read the Python installation)."""
+    (it must be able to read the Python installation). As root without one, session processes
+    stay uid 0 but lose every capability."""
+    sessions_dir: str = ""
+    """CELLBUS_SESSIONS_DIR: where each session's own folder is made (`<dir>/<session>`: its
+    working directory and HOME, with its private TMPDIR inside); the only place a session may
+    write. Default: ``cellbus-sessions-<uid>`` in the system's temporary folder."""
+    session_ports: str = "80,443"
+    """CELLBUS_SESSION_PORTS: TCP ports a session may connect to: a comma-separated list,
+    ``none`` or ``any``."""
+    session_bind_ports: str = "none"
+    """CELLBUS_SESSION_BIND_PORTS: TCP ports a session may listen on (same forms)."""
+    session_max_processes: int = 256
+    """CELLBUS_SESSION_MAX_PROCESSES: processes and threads a session may start beyond those
+    its user already runs (RLIMIT_NPROC; 0: no limit)."""
+    session_max_open_files: int = 1024
+    """CELLBUS_SESSION_MAX_OPEN_FILES: files and sockets a session process may hold open."""
+    session_max_file_mb: int = 4096
+    """CELLBUS_SESSION_MAX_FILE_MB: the largest file a session may write, in MiB (0: no
+    limit)."""
     secret: str = field(default="", repr=False)
     """CELLBUS_SECRET: the key that signs checkpoints (HMAC-SHA256). Without it the worker
     saves no checkpoints: sessions are not hibernated, and a session taken over from a dead

@@ -11,15 +11,14 @@ settings (the Redis URL and its password) or its connections:
   process running as the same user cannot read their ``/proc/<pid>/environ`` or memory, nor
   ptrace them; sessions make themselves dumpable again so their own user can debug them;
 - with ``CELLBUS_SESSION_USER`` set and the worker running as root, session processes drop to
-  that user (`become_user`), so even root's view of the worker is out of their reach.
+  that user (`sandbox.become_user`), so even root's view of the worker is out of their reach;
+- and every session process enters the `sandbox` (Landlock, seccomp, limits) before user code.
 """
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
-import os
-import pwd
 import signal
 from collections.abc import Mapping
 
@@ -59,13 +58,3 @@ def allow_inspection() -> None:
 def die_with_parent() -> None:
     """Have the kernel SIGKILL this process when its parent (the worker) dies."""
     _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-
-
-def become_user(name: str) -> None:
-    """Drop root for user `name` (no supplementary groups; HOME follows the user)."""
-    entry = pwd.getpwnam(name)
-    os.setgroups([])
-    os.setgid(entry.pw_gid)
-    os.setuid(entry.pw_uid)
-    os.environ["HOME"] = entry.pw_dir
-    os.environ["USER"] = os.environ["LOGNAME"] = name

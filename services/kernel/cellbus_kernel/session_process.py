@@ -145,9 +145,7 @@ class ProcessHost:
                 status = m.Status(execution_state="starting")
             await self._publish(status, parent)
             try:
-                process = await self._spawner.spawn(
-                    self._settings.output_cap, self._settings.session_user
-                )
+                process = await self._spawner.spawn(self.session, self._settings.output_cap)
                 ready = await asyncio.wait_for(process.pipe.receive(), self._settings.start_timeout)
             except Exception as exc:
                 log.exception("session %s: could not start a process", self.session)

@@ -15,7 +15,10 @@ import signal
 import socket
 import sys
 
+import msgspec
+
 from .frames import MAX_FRAME, FramedStream
+from .sandbox import Spec
 
 log = logging.getLogger(__name__)
 
@@ -61,8 +64,9 @@ class SessionProcess:
 class Spawner:
     """Owns the template process and forks session processes from it."""
 
-    def __init__(self, env: dict[str, str], max_frame: int = MAX_FRAME) -> None:
+    def __init__(self, env: dict[str, str], sandbox: Spec, max_frame: int = MAX_FRAME) -> None:
         self._env = env
+        self.sandbox = sandbox  # every session's, but for its id
         self._max_frame = max_frame  # the largest frame read from a session process
         self._process: asyncio.subprocess.Process | None = None
         self._control: socket.socket | None = None
@@ -81,7 +85,7 @@ class Spawner:
     async def start(self) -> None:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         self._process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "cellbus_kernel.template", str(theirs.fileno()),
+            sys.executable, "-P", "-m", "cellbus_kernel.template", str(theirs.fileno()),
             pass_fds=[theirs.fileno()], env=self._env, stdin=asyncio.subprocess.DEVNULL,
         )  # fmt: skip
         theirs.close()
@@ -108,15 +112,17 @@ class Spawner:
                 future.set_result(None)
         self._exits.clear()
 
-    async def spawn(self, output_cap: int, user: str = "", timeout: float = 10.0) -> SessionProcess:
-        """A new session process, forked from the template (restarted if it died)."""
+    async def spawn(self, session: str, output_cap: int, timeout: float = 10.0) -> SessionProcess:
+        """A new process for `session`, forked from the template (restarted if it died), in
+        the session's sandbox."""
         async with self._lock:
             if self._process is None or self._process.returncode is not None:
                 await self.start()
             assert self._control is not None
             ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
             try:
-                spawn = {"output_cap": output_cap, "user": user}
+                spec = msgspec.structs.replace(self.sandbox, session=session)
+                spawn = {"output_cap": output_cap, "sandbox": msgspec.to_builtins(spec)}
                 request = json.dumps({"spawn": spawn}).encode() + b"\n"
                 socket.send_fds(self._control, [request], [theirs.fileno()])
             finally:

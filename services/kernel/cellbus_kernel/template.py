@@ -7,8 +7,9 @@ milliseconds instead of the half second a fresh interpreter needs.
 
 Control protocol on the socket FD (one JSON object per line from the template):
 
-- worker -> template: ``{"spawn": {"output_cap": N}}`` with the session's socket attached
-  (SCM_RIGHTS); ``user``, if set, is who the session process runs as;
+- worker -> template: ``{"spawn": {"output_cap": N, "sandbox": {...}}}`` with the session's
+  socket attached (SCM_RIGHTS); ``sandbox`` is a `sandbox.Spec`: the session, its folder, its
+  user, ports and limits;
 - template -> worker: ``{"spawned": PID}``, and ``{"exited": PID, "status": WAITSTATUS}``
   whenever a session process ends (the template is their parent and reaps them).
 
@@ -27,10 +28,14 @@ import socket
 import sys
 import traceback
 
-from . import isolation
+import msgspec
+
+from . import isolation, sandbox
 
 _children: set[int] = set()
 """Session processes alive, killed if the worker goes away."""
+_tasks: dict[int, int] = {}
+"""Tasks each session user runs, counted after the last fork (for RLIMIT_NPROC)."""
 
 
 def main() -> None:
@@ -40,6 +45,7 @@ def main() -> None:
     from . import child
 
     shell = child.prepare_shell()
+    policy = sandbox.Policy.for_this_system()
     gc.collect()
     gc.freeze()  # keep the template's objects out of the forks' collections: less copy-on-write
     wake_read, wake_write = os.pipe()
@@ -71,29 +77,33 @@ def main() -> None:
             while b"\n" in buffer:
                 line, buffer = buffer.split(b"\n", 1)
                 request = json.loads(line)["spawn"]
+                spec = msgspec.convert(request["sandbox"], sandbox.Spec)
+                uid = sandbox.session_uid(spec)
+                if uid not in _tasks:
+                    _tasks[uid] = sandbox.tasks_of(uid)
                 session_fd = fds.pop(0)
                 pid = os.fork()
                 if pid == 0:
-                    _become_session(
-                        shell, session_fd, request, control, selector, (wake_read, wake_write)
-                    )
+                    plumbing = (control, selector, wake_read, wake_write)
+                    _become_session(shell, session_fd, request, policy, spec, _tasks[uid], plumbing)
                 os.close(session_fd)
                 _children.add(pid)
                 send({"spawned": pid})
+                _tasks[uid] = sandbox.tasks_of(uid)  # off the path of the fork just made
 
 
-def _become_session(shell, session_fd, request, control, selector, wake_fds) -> None:
-    """In the forked child: drop the template's plumbing and serve the session."""
+def _become_session(shell, session_fd, request, policy, spec, tasks, plumbing) -> None:
+    """In the forked child: drop the template's plumbing, enter the sandbox, serve."""
     try:
         signal.set_wakeup_fd(-1)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        control, selector, *wake_fds = plumbing
         selector.close()
         control.close()
         for fd in wake_fds:
             os.close(fd)
         os.setsid()  # a terminal's Ctrl-C reaches the worker, not every session
-        if request.get("user"):
-            isolation.become_user(request["user"])
+        policy.enter(spec, tasks)
         isolation.allow_inspection()  # for its own user's debuggers; the template stays closed
         from . import child
 

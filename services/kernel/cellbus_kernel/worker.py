@@ -34,6 +34,7 @@ import socket
 import time
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 from cellbus_protocol import codec, keys
 from cellbus_protocol import messages as m
@@ -41,6 +42,7 @@ from cellbus_protocol.bus import Bus, Consumer, QueueItem
 from cellbus_protocol.envelope import Message, now_iso
 from cellbus_protocol.errors import BusUnavailable, ValidationError
 
+from . import sandbox
 from .checkpoints import CheckpointStore
 from .config import KernelSettings
 from .frames import MAX_FRAME
@@ -74,8 +76,11 @@ class KernelWorker:
         self.checkpoints = (
             CheckpointStore(bus, settings.secret, max_bytes) if settings.checkpoints else None
         )
+        self.isolation = sandbox.probe()
         self.spawner = Spawner(
-            session_environment(os.environ), max_frame=max(MAX_FRAME, max_bytes + 2**20)
+            session_environment(os.environ),
+            sandbox.spec_from_settings(settings),
+            max_frame=max(MAX_FRAME, max_bytes + 2**20),
         )
         # One new session at a time: one taken is this worker's, even if it stops being the
         # least loaded.
@@ -98,6 +103,12 @@ class KernelWorker:
                 "CELLBUS_SECRET is not set: no checkpoints; sessions do not hibernate, and "
                 "those of a worker that dies or stops start again with a fresh namespace"
             )
+        if self.isolation.level is sandbox.Level.FULL:
+            log.info("kernel worker %s: %s", self.id, self.isolation.describe())
+        else:
+            log.warning("kernel worker %s: %s", self.id, self.isolation.describe())
+        spec = self.spawner.sandbox
+        sandbox.prepare_sessions_dir(Path(spec.sessions_dir), spec.user)
         await self.spawner.start()
         await self._new_sessions.add(keys.NEW_SESSIONS)
         await self._report_load()

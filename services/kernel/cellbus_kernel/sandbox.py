@@ -1,0 +1,411 @@
+"""The sandbox every session process enters after its fork and before any user code.
+
+User code is hostile. What a session process may touch is decided here, and enforced by the
+kernel, with no root and no container needed (docs/security.md has the whole threat model):
+
+- **Files** (Landlock): read and execute the Python installation, the system's programs and
+  libraries, and a short list of ``/etc`` (no secret is on it); read and write only the
+  session's own folder (its working directory and HOME, with its private TMPDIR inside) and
+  ``/dev/shm``. The services' data, the worker's folder and other sessions' folders are out of
+  reach, whoever owns them.
+- **Network** (Landlock, ABI 4): TCP connect only to ``CELLBUS_SESSION_PORTS`` (80 and 443 by
+  default), bind only ``CELLBUS_SESSION_BIND_PORTS`` (none). Redis, PostgreSQL and the web
+  service listen elsewhere. Pathname UNIX sockets are refused (`seccomp`; Landlock ABI 9 does
+  it itself), abstract ones are scoped to the session (ABI 6).
+- **Processes** (Landlock): each session is its own domain. It cannot ptrace, read the memory
+  or ``/proc/<pid>/environ`` of, or (ABI 6) signal any process outside it: not the worker, the
+  template, a service or another session. ``no_new_privs`` is set.
+- **Resources** (rlimits): processes, open files, file size; no core dumps. Memory is watched
+  by the worker (``CELLBUS_MEMORY_LIMIT_MB``).
+- **Identity**: as root, a session becomes ``CELLBUS_SESSION_USER``; without one it stays
+  uid 0 with every capability dropped.
+
+The template computes the rules once (`Policy`); each fork adds its own folder and enforces
+them (`enter`). `probe` tells what this kernel can enforce, which the worker reports as its
+``isolation``.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import enum
+import errno
+import os
+import platform
+import pwd
+import resource
+import shutil
+import signal
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import landlockpy
+import msgspec
+from landlockpy import AccessFS, AccessNet, Ruleset, Scope
+
+from . import seccomp
+from .config import KernelSettings
+
+READ = AccessFS.READ_FILE | AccessFS.READ_DIR | AccessFS.EXECUTE
+"""What a session may do with the system's files."""
+FILE_ONLY = AccessFS.READ_FILE | AccessFS.WRITE_FILE | AccessFS.EXECUTE | AccessFS.TRUNCATE
+FILE_ONLY |= AccessFS.IOCTL_DEV
+"""The rights Landlock accepts on a rule for a single file (not a folder)."""
+OWN = ~AccessFS.NONE & ~(AccessFS.MAKE_CHAR | AccessFS.MAKE_BLOCK)
+"""What a session may do in its own folder: everything but make device nodes."""
+SHARED_MEMORY = READ | AccessFS.WRITE_FILE | AccessFS.MAKE_REG | AccessFS.REMOVE_FILE
+SHARED_MEMORY |= AccessFS.TRUNCATE
+"""``/dev/shm``: multiprocessing's semaphores and shared memory live there."""
+DEVICES = READ | AccessFS.WRITE_FILE | AccessFS.IOCTL_DEV
+"""``/dev``: /dev/null, /dev/urandom, terminals."""
+
+SYSTEM_FOLDERS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/proc", "/sys")
+"""Read (and execute) everything below these: programs, libraries, /proc (whose per-process
+files Landlock's ptrace rule guards) and /sys (CPU topology for numpy)."""
+ETC = (
+    "alternatives", "ca-certificates", "ca-certificates.conf", "fonts", "gai.conf", "group",
+    "host.conf", "hostname", "hosts", "inputrc", "ld.so.cache", "ld.so.conf", "ld.so.conf.d",
+    "locale.alias", "locale.conf", "localtime", "mailcap", "matplotlibrc", "mime.types",
+    "nsswitch.conf", "os-release", "passwd", "pip.conf", "profile", "protocols", "python3",
+    "python3.11", "python3.12", "python3.13", "resolv.conf", "services", "ssl/certs",
+    "ssl/openssl.cnf", "terminfo", "timezone", "xdg",
+)  # fmt: skip
+"""The parts of /etc a session reads: name service, certificates, locales, time zones. Never
+shadow files, sudoers, SSH host keys, TLS private keys or the services' configuration."""
+TMP_NAME = ".tmp"
+"""The session's private TMPDIR, inside its folder; emptied when its process ends."""
+
+
+class Level(enum.Enum):
+    """How much of the sandbox this machine's kernel enforces (`/healthz`'s ``isolation``)."""
+
+    FULL = "full"  # files, TCP ports, UNIX sockets, signals and ptrace
+    PARTIAL = "partial"  # some of it: see `Isolation.missing`
+    NONE = "none"  # no Landlock: user code reaches whatever this worker's user reaches
+
+
+@dataclass(frozen=True)
+class Isolation:
+    """What this kernel can enforce on session processes."""
+
+    abi: int  # Landlock ABI version, 0 without Landlock
+    unix_sockets: bool  # pathname UNIX sockets refused (seccomp or Landlock ABI 9)
+
+    @property
+    def covers(self) -> list[str]:
+        covered = []
+        if self.abi >= 1:
+            covered += ["files", "ptrace"]
+        if self.abi >= 4:
+            covered.append("tcp")
+        if self.abi >= 6:
+            covered += ["signals", "abstract-sockets"]
+        if self.unix_sockets:
+            covered.append("unix-sockets")
+        return covered
+
+    @property
+    def missing(self) -> list[str]:
+        every = ["files", "ptrace", "tcp", "signals", "abstract-sockets", "unix-sockets"]
+        return [name for name in every if name not in self.covers]
+
+    @property
+    def level(self) -> Level:
+        if self.abi < 1:
+            return Level.NONE
+        return Level.PARTIAL if self.missing else Level.FULL
+
+    def describe(self) -> str:
+        if self.level is Level.NONE:
+            return (
+                "session processes are NOT sandboxed: this kernel has no Landlock, so user code "
+                "can reach everything this worker's user can; use it for yourself only"
+            )
+        text = f"session processes are sandboxed (Landlock ABI {self.abi})"
+        if self.missing:
+            text += "; not enforced here: " + ", ".join(self.missing)
+        return text
+
+
+def probe() -> Isolation:
+    """What the running kernel can enforce (cheap: one system call)."""
+    abi = landlockpy.abi_version()
+    return Isolation(abi=abi, unix_sockets=abi >= 9 or seccomp.program() is not None)
+
+
+def parse_ports(value: str, name: str) -> frozenset[int] | None:
+    """``"80,443"`` -> {80, 443}; ``"none"`` -> {}; ``"any"`` -> None (no restriction)."""
+    text = value.strip().lower()
+    if text == "any":
+        return None
+    if text in ("none", ""):
+        return frozenset()
+    ports = set()
+    for part in text.split(","):
+        try:
+            port = int(part)
+        except ValueError:
+            raise ValueError(f"{name}: expected port numbers, none or any; got {value!r}") from None
+        if not 0 < port < 65536:
+            raise ValueError(f"{name}: {port} is not a TCP port")
+        ports.add(port)
+    return frozenset(ports)
+
+
+class Limits(msgspec.Struct, frozen=True):
+    """Resource limits of one session (0: none)."""
+
+    processes: int = 256
+    open_files: int = 1024
+    file_mb: int = 4096
+
+
+class Spec(msgspec.Struct, frozen=True):
+    """What the worker tells the template about the sandbox of one new session process."""
+
+    session: str
+    sessions_dir: str
+    user: str = ""
+    connect: list[int] | None = None  # None: any port
+    bind: list[int] | None = None
+    limits: Limits = Limits()
+
+
+def spec_from_settings(settings: KernelSettings) -> Spec:
+    """Every session's sandbox on this worker (the session id is filled in per spawn); the
+    settings' errors surface here, when the worker starts."""
+    folder = settings.sessions_dir or str(default_sessions_dir())
+    return Spec(
+        session="",
+        sessions_dir=os.path.abspath(folder),
+        user=settings.session_user if os.geteuid() == 0 else "",
+        connect=_listed(parse_ports(settings.session_ports, "CELLBUS_SESSION_PORTS")),
+        bind=_listed(parse_ports(settings.session_bind_ports, "CELLBUS_SESSION_BIND_PORTS")),
+        limits=Limits(
+            processes=settings.session_max_processes,
+            open_files=settings.session_max_open_files,
+            file_mb=settings.session_max_file_mb,
+        ),
+    )
+
+
+def _listed(ports: frozenset[int] | None) -> list[int] | None:
+    return None if ports is None else sorted(ports)
+
+
+def default_sessions_dir() -> Path:
+    return Path(tempfile.gettempdir()) / f"cellbus-sessions-{os.geteuid()}"
+
+
+def prepare_sessions_dir(path: Path, user: str) -> None:
+    """Make the root of the sessions' folders (the worker's, at start). A path that exists
+    must be a real folder of this user's, not a link another user planted."""
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    info = os.lstat(path)
+    if not Path(path).is_dir() or path.is_symlink() or info.st_uid != os.geteuid():
+        raise RuntimeError(f"{path} is not a folder of this user's: refusing to put sessions there")
+    # Session users must reach their own folder, but not list the others.
+    path.chmod(0o711 if user else 0o700)
+
+
+@dataclass(frozen=True)
+class Policy:
+    """The rules every session shares, computed once in the template."""
+
+    isolation: Isolation
+    read: tuple[str, ...]  # folders and files to read and execute
+
+    @classmethod
+    def for_this_system(cls) -> Policy:
+        return cls(isolation=probe(), read=tuple(_readable()))
+
+    def enter(self, spec: Spec, tasks_running: int) -> Path:
+        """In a freshly forked session process: make its folder, become its user, set its
+        limits and enforce the rules. `tasks_running` is how many tasks the session's user
+        runs already (`tasks_of`). Returns the folder (now the working directory)."""
+        own = _own_folder(spec)
+        _set_limits(spec.limits, tasks_running)
+        if spec.user:
+            become_user(spec.user)
+        elif os.geteuid() == 0:
+            drop_capabilities()
+        _session_environment(own)
+        if self.isolation.abi >= 1:
+            self._restrict(own, spec)
+        if self.isolation.abi < 9:
+            seccomp.install()
+        return own
+
+    def _restrict(self, own: Path, spec: Spec) -> None:
+        abi = self.isolation.abi
+        handled_net = AccessNet.NONE
+        if spec.connect is not None:
+            handled_net |= AccessNet.CONNECT_TCP
+        if spec.bind is not None:
+            handled_net |= AccessNet.BIND_TCP
+        scoped = Scope.ABSTRACT_UNIX_SOCKET | Scope.SIGNAL
+        with Ruleset(
+            handled_fs=landlockpy.fs_for_abi(abi),
+            handled_net=handled_net & landlockpy.net_for_abi(abi),
+            scoped=scoped & landlockpy.scope_for_abi(abi),
+        ) as rules:
+            for path in self.read:
+                _allow(rules, path, READ)
+            _allow(rules, "/dev", DEVICES)
+            _allow(rules, "/dev/shm", SHARED_MEMORY)
+            _allow(rules, str(own), OWN)
+            for port in spec.connect or ():
+                rules.allow_port(port, AccessNet.CONNECT_TCP)
+            for port in spec.bind or ():
+                rules.allow_port(port, AccessNet.BIND_TCP)
+            rules.restrict()
+
+
+def _allow(rules: Ruleset, path: str, access: AccessFS) -> None:
+    try:
+        if not os.path.isdir(path):
+            access &= FILE_ONLY
+        rules.allow_path(path, access)
+    except OSError:  # gone since the template looked, or unreadable: simply not granted
+        pass
+
+
+def _readable() -> list[str]:
+    """Folders and files a session reads: the system's, and this Python's installation."""
+    paths = [p for p in SYSTEM_FOLDERS if os.path.exists(p)]
+    for name in ETC:
+        path = os.path.join("/etc", name)
+        if os.path.exists(path):
+            paths.append(path)
+            real = os.path.realpath(path)  # /etc/resolv.conf may point into /run
+            if real != path and not real.startswith(("/usr/", "/etc/")):
+                paths.append(real)
+    prefixes = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix}
+    prefixes.add(os.path.dirname(os.path.dirname(os.path.realpath(sys.executable))))
+    paths += sorted(prefixes)
+    # site-packages and editable installs: each entry on sys.path that is a real folder,
+    # never the current directory (the worker's, which is no business of a session's).
+    cwd = os.getcwd()
+    for entry in sys.path:
+        if entry and os.path.isdir(entry) and os.path.realpath(entry) != cwd:
+            paths.append(os.path.realpath(entry))
+    return sorted(set(paths))
+
+
+def _own_folder(spec: Spec) -> Path:
+    """The session's folder `<sessions_dir>/<session>` (its user's, mode 0700), a fresh
+    TMPDIR inside, and the process moved into it."""
+    if not spec.session or "/" in spec.session or spec.session in (".", ".."):
+        raise ValueError(f"not a session id: {spec.session!r}")
+    own = Path(spec.sessions_dir) / spec.session
+    tmp = own / TMP_NAME
+    shutil.rmtree(tmp, ignore_errors=True)  # what the last process left (never follows links)
+    for folder in (own, tmp):
+        try:
+            folder.mkdir(mode=0o700)
+        except FileExistsError:
+            if folder.is_symlink() or not folder.is_dir():
+                raise RuntimeError(f"{folder} is not a folder") from None
+    if spec.user:
+        entry = pwd.getpwnam(spec.user)
+        for folder in (own, tmp):
+            os.chown(folder, entry.pw_uid, entry.pw_gid, follow_symlinks=False)
+    os.chdir(own)
+    return own
+
+
+def _session_environment(own: Path) -> None:
+    tmp = str(own / TMP_NAME)
+    os.environ.update(HOME=str(own), TMPDIR=tmp, PWD=str(own))
+    os.environ.pop("MPLCONFIGDIR", None)
+    tempfile.tempdir = None  # the template may have found its own already
+
+
+def _set_limits(limits: Limits, tasks_running: int) -> None:
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    if limits.open_files:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (limits.open_files, limits.open_files))
+    if limits.file_mb:
+        size = limits.file_mb * 1024 * 1024
+        resource.setrlimit(resource.RLIMIT_FSIZE, (size, size))
+        # A write past the limit fails with EFBIG (an error in the cell) instead of SIGXFSZ
+        # killing the process.
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    if limits.processes:
+        # RLIMIT_NPROC counts every task of the (real) user: allow this many more.
+        ceiling = tasks_running + limits.processes
+        resource.setrlimit(resource.RLIMIT_NPROC, (ceiling, ceiling))
+
+
+def session_uid(spec: Spec) -> int:
+    return pwd.getpwnam(spec.user).pw_uid if spec.user else os.getuid()
+
+
+def tasks_of(uid: int) -> int:
+    """How many tasks (processes and threads) `uid` runs now, as RLIMIT_NPROC counts them.
+    About 2 ms on a busy machine: the template counts after a fork, not before the next."""
+    count = 0
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                if os.stat(f"/proc/{name}").st_uid == uid:
+                    count += len(os.listdir(f"/proc/{name}/task"))
+            except OSError:
+                pass
+    return count
+
+
+LIMIT_HINTS = {
+    errno.EFBIG: ("CELLBUS_SESSION_MAX_FILE_MB", "the largest file a session may write"),
+    errno.EMFILE: ("CELLBUS_SESSION_MAX_OPEN_FILES", "the files a session may hold open"),
+    errno.EAGAIN: ("CELLBUS_SESSION_MAX_PROCESSES", "the processes a session may start"),
+}
+"""Errors that mean a session's limit was reached, and the setting that sets it."""
+
+
+def become_user(name: str) -> None:
+    """Drop root for user `name` (no supplementary groups; HOME follows the user)."""
+    entry = pwd.getpwnam(name)
+    os.setgroups([])
+    os.setgid(entry.pw_gid)
+    os.setuid(entry.pw_uid)
+    os.environ["USER"] = os.environ["LOGNAME"] = name
+
+
+PR_CAPBSET_DROP = 24
+PR_CAP_AMBIENT = 47
+PR_CAP_AMBIENT_CLEAR_ALL = 4
+_LINUX_CAPABILITY_VERSION_3 = 0x20080522
+_SYS_CAPSET = {"x86_64": 126, "aarch64": 91}
+
+
+class _CapHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = [
+        ("effective", ctypes.c_uint32),
+        ("permitted", ctypes.c_uint32),
+        ("inheritable", ctypes.c_uint32),
+    ]
+
+
+def drop_capabilities() -> None:
+    """Give up every capability for good: a uid-0 session process keeps none (no raw
+    sockets, no module loading, no bypassing file permissions), nor can a program it runs get
+    one back (the bounding set is emptied)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    last = int(Path("/proc/sys/kernel/cap_last_cap").read_text())
+    for cap in range(last + 1):
+        libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0)
+    libc.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0)
+    number = _SYS_CAPSET.get(platform.machine())
+    if number is None:
+        raise OSError(errno.ENOSYS, "cannot drop capabilities on this architecture")
+    header = _CapHeader(_LINUX_CAPABILITY_VERSION_3, 0)
+    data = (_CapData * 2)()
+    if libc.syscall(number, ctypes.byref(header), data) != 0:
+        raise OSError(ctypes.get_errno(), "capset failed")

@@ -94,7 +94,7 @@ def test_everything_savable_is_saved_together_so_shared_objects_stay_shared() ->
         return v * 2
 
     names = {"a": shared, "b": shared, "f": twice, "n": 41}
-    data, skipped = namespace.save(names, limit=1 << 20)
+    data, skipped, _ = namespace.save(names, limit=1 << 20)
     assert skipped == []
     loaded = namespace.load(bytes(data))
     assert loaded["a"] is loaded["b"] == [1, 2]
@@ -111,7 +111,7 @@ def test_names_that_cannot_be_saved_are_left_out_by_name() -> None:
             "ok": {"k": "v"},
             "lock": threading.Lock(),
         }
-        data, skipped = namespace.save(names, limit=1 << 20)
+        data, skipped, _ = namespace.save(names, limit=1 << 20)
     finally:
         sock.close()
     assert skipped == ["gen", "sock"]
@@ -128,7 +128,7 @@ def test_a_namespace_over_the_limit_is_not_saved() -> None:
 
 
 def test_loading_something_that_is_not_a_namespace_fails() -> None:
-    data, _ = namespace.save({"x": 1}, limit=1 << 20)
+    data = namespace.save({"x": 1}, limit=1 << 20).data
     with pytest.raises(TypeError):
         namespace.load(dill.dumps([1, 2, 3]))
     assert namespace.load(bytes(data)) == {"x": 1}

@@ -2,11 +2,14 @@
 
 A `SessionCheckpoints` belongs to one `SessionHost`. The host tells it when an execution has
 run (`ran`: the namespace changed) and asks it to save (`save`, between executions: after
-`CELLBUS_CHECKPOINT_DELAY` of idleness, before hibernating, when the worker stops) and, on the
-first process start, to load what the worker found on the bus (`load_into`). It reports on the
-feed with ``checkpoint`` messages: ``saved`` (with the names that could not be saved, each
-once per session), ``not_saved`` (too large, or failed: the previous checkpoint is kept),
-``refused`` and ``restore_failed`` (the namespace is fresh).
+`CELLBUS_CHECKPOINT_DELAY` of idleness; before the next queued execution once the namespace
+has changed for `CELLBUS_CHECKPOINT_INTERVAL` without a save (`overdue`), so that a session
+that never idles is saved too; before hibernating; when the worker stops) and, on the first
+process start, to load what the worker found on the bus (`load_into`). It reports on the
+feed with ``checkpoint`` messages: ``saved`` (with the names that could not be saved, and the
+names that hold open files, which a restore gives back closed, each once per session),
+``not_saved`` (too large, or failed: the previous checkpoint is kept), ``refused`` and
+``restore_failed`` (the namespace is fresh).
 
 Whenever the namespace becomes fresh (a restart, a fault, a refused or failed restore), the
 checkpoint is deleted (`forget`), so that it never brings back state the session no longer has.
@@ -62,8 +65,12 @@ class SessionCheckpoints:
         """The namespace has changed since it was last saved."""
         self.due: float | None = None
         """When (time.monotonic) to save it, if it is dirty."""
+        self.overdue_at: float | None = None
+        """When (time.monotonic) it has been dirty for CELLBUS_CHECKPOINT_INTERVAL: from then
+        on it is saved before the next execution, even if the session never idles."""
         self.last_execution: Header | None = None
         self.reported: set[str] = set()
+        self.reported_open: set[str] = set()  # names holding open files, already reported
         self._not_saved_reported = False
         self._retry_after = 0.0  # no automatic save before this (time.monotonic)
         self._generation = 0  # bumped by `forget`: a save in flight is then thrown away
@@ -73,12 +80,23 @@ class SessionCheckpoints:
     def enabled(self) -> bool:
         return self._store is not None
 
-    def ran(self, execution: Header, delay: float) -> None:
-        """An execution ran in the process: save in `delay` seconds, unless another comes."""
+    def ran(self, execution: Header, delay: float, interval: float) -> None:
+        """An execution ran in the process: save in `delay` seconds, unless another comes;
+        and before the next execution if the namespace has changed for `interval` seconds."""
         self.last_execution = execution
         if self.enabled:
+            now = time.monotonic()
+            if not self.dirty or self.overdue_at is None:
+                self.overdue_at = now + interval
             self.dirty = True
-            self.due = max(time.monotonic() + delay, self._retry_after)
+            self.due = max(now + delay, self._retry_after)
+
+    def overdue(self) -> bool:
+        """The namespace has changed for CELLBUS_CHECKPOINT_INTERVAL without being saved:
+        save it now, between executions, although more are queued."""
+        if not self.dirty or self.overdue_at is None:
+            return False
+        return time.monotonic() >= max(self.overdue_at, self._retry_after)
 
     def postpone(self) -> None:
         """Another execution started: the save waits until it has ended (`ran` again)."""
@@ -114,7 +132,7 @@ class SessionCheckpoints:
         header = checkpoints.Header(
             session=self.session, execution_count=count,
             msg_id=parent.msg_id if parent else "", created=now_iso(), feed_seq=seq,
-            reported=sorted(self.reported | set(answer.skipped)),
+            reported=sorted(self.reported | set(answer.skipped)), open_files=answer.open_files,
         )  # fmt: skip
         try:
             async with self._lock:
@@ -123,20 +141,25 @@ class SessionCheckpoints:
                 size = await self._store.save(self.session, header, answer.data)
         except BusUnavailable as exc:
             log.warning("session %s: cannot write its checkpoint (%s)", self.session, exc)
-            self.due = time.monotonic() + RETRY_DELAY
+            self.due = self._retry_after = time.monotonic() + RETRY_DELAY
             return False
-        self.dirty, self.due, self._not_saved_reported = False, None, False
+        self.dirty, self.due, self.overdue_at, self._not_saved_reported = False, None, None, False
         self.reported |= set(answer.skipped)
+        new_open = [name for name in answer.open_files if name not in self.reported_open]
+        self.reported_open |= set(answer.open_files)
         log.debug("session %s: checkpoint after %d saved (%d bytes)", self.session, count, size)
-        reason = ""
+        reasons = []
         if new_skipped:
-            reason = (
+            reasons.append(
                 f"These names could not be saved, and would be lost if the session moved to "
                 f"another worker: {', '.join(new_skipped)}."
             )
+        if new_open:
+            reasons.append(open_files_note(new_open))
         saved = m.Checkpoint(
-            event="saved", execution_count=count, skipped=new_skipped, size=size, reason=reason
-        )
+            event="saved", execution_count=count, skipped=new_skipped, size=size,
+            reason=" ".join(reasons), open_files=new_open,
+        )  # fmt: skip
         await self._publish(saved, parent)
         return True
 
@@ -167,8 +190,8 @@ class SessionCheckpoints:
     async def forget(self) -> None:
         """The namespace is fresh: delete the checkpoint and forget what was reported."""
         self._generation += 1
-        self.dirty, self.due, self._not_saved_reported = False, None, False
-        self.reported = set()
+        self.dirty, self.due, self.overdue_at, self._not_saved_reported = False, None, None, False
+        self.reported, self.reported_open = set(), set()
         self.pending = None
         if self._store is not None:
             async with self._lock:
@@ -200,12 +223,16 @@ class SessionCheckpoints:
         if isinstance(answer, frames.Restored) and answer.ok:
             self.restored_from = header
             self.reported = set(header.reported)
+            self.reported_open = set(header.open_files)  # named in the `idle` that follows
             if header.session != self.session:  # a fork: the copy becomes this session's own
                 own = msgspec.structs.replace(header, session=self.session, feed_seq=seq)
                 async with self._lock:
                     await self._store.save(self.session, own, pending.payload)  # type: ignore[union-attr]
             log.info("session %s: restored after %d", self.session, header.execution_count)
-            return header.execution_count + 1, after_cell(header, "Restored the namespace"), True
+            reason = after_cell(header, "Restored the namespace")
+            if header.open_files:
+                reason += " " + open_files_note(header.open_files)
+            return header.execution_count + 1, reason, True
         if not isinstance(answer, frames.Restored):
             return None, "", False  # the process ended while loading; its end is reported
         error = answer.error
@@ -232,3 +259,11 @@ def after_cell(header: checkpoints.Header, what: str) -> str:
         return f"{what} saved before any execution."
     count, msg_id = header.execution_count, header.msg_id
     return f"{what} saved after execution {count} (execute_request {msg_id})."
+
+
+def open_files_note(names: list[str]) -> str:
+    """The sentence that names the variables whose files a restore gives back closed."""
+    return (
+        "These names hold files that were open when the namespace was saved; a restore gives "
+        f"them back closed (restoring a checkpoint never opens a file): {', '.join(names)}."
+    )

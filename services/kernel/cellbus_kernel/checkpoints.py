@@ -59,6 +59,8 @@ class Header(msgspec.Struct, kw_only=True):
     """The session's feed cursor when it was made."""
     reported: list[str] = []
     """Names that could not be saved and that the feed has already reported."""
+    open_files: list[str] = []
+    """Names whose values held open files when it was saved: they are restored closed."""
 
 
 @dataclass(frozen=True)

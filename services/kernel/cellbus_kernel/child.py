@@ -31,7 +31,7 @@ from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.tokenutil import token_at_cursor
 from traitlets import Type
 
-from . import frames, namespace
+from . import frames, namespace, sandbox
 from .capture import OutputCapture
 
 
@@ -147,7 +147,11 @@ class CellbusShell(InteractiveShell):
 
     def _showtraceback(self, etype: Any, evalue: Any, stb: list[str]) -> None:
         CHANNEL.flush_streams()
-        error = {"ename": etype.__name__, "evalue": str(evalue), "traceback": stb}
+        text = str(evalue)
+        if hint := sandbox.limit_hint(evalue):
+            text = f"{text}. {hint}"
+            stb = [*stb, hint]
+        error = {"ename": etype.__name__, "evalue": text, "traceback": stb}
         self.last_error = error
         CHANNEL.send("error", error)
 
@@ -297,8 +301,11 @@ def _checkpoint(shell: CellbusShell, pipe: frames.FramedSocket, request: frames.
     try:
         if INTERRUPTS.begin(request.id):
             names = namespace.user_names(shell.user_ns, shell.user_ns_hidden)
-            data, skipped = namespace.save(names, request.max_bytes)
-            reply = frames.Checkpointed(id=request.id, data=data, skipped=skipped)  # type: ignore[arg-type]
+            saved = namespace.save(names, request.max_bytes)
+            reply = frames.Checkpointed(
+                id=request.id, data=saved.data, skipped=saved.skipped,  # type: ignore[arg-type]
+                open_files=saved.open_files,
+            )  # fmt: skip
     except namespace.TooLarge:
         reply = frames.Checkpointed(id=request.id, data=b"", skipped=[], too_large=True)
     except KeyboardInterrupt:  # the worker gave up waiting: answer "interrupted"

@@ -60,6 +60,10 @@ class KernelSettings:
     checkpoint_delay: float = 1.0
     """CELLBUS_CHECKPOINT_DELAY: seconds a session must be idle, nothing queued, after an
     execution before its namespace is saved."""
+    checkpoint_interval: float = 30.0
+    """CELLBUS_CHECKPOINT_INTERVAL: the longest a changed namespace goes unsaved while a
+    session runs executions back to back (never idle for CELLBUS_CHECKPOINT_DELAY): it is then
+    saved between two executions, so a worker's crash costs at most this much work."""
     checkpoint_max_mb: int = 256
     """CELLBUS_CHECKPOINT_MAX_MB: the largest checkpoint, in MiB; a larger namespace is not
     saved (the feed says so) and the previous checkpoint is kept."""

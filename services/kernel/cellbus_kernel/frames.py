@@ -100,14 +100,16 @@ class Answer(msgspec.Struct, tag="answer"):
 
 
 class Checkpointed(msgspec.Struct, tag="checkpointed"):
-    """The saved namespace (dill), and the names that could not be saved. `data` is empty
-    when nothing was saved: `too_large` (over `max_bytes`) or `error` says why."""
+    """The saved namespace (dill), the names that could not be saved, and the names that
+    hold open files (a restore gives them back closed). `data` is empty when nothing was
+    saved: `too_large` (over `max_bytes`) or `error` says why."""
 
     id: str
     data: bytes
     skipped: list[str]
     too_large: bool = False
     error: str = ""
+    open_files: list[str] = []
 
 
 class Restored(msgspec.Struct, tag="restored"):

@@ -13,6 +13,9 @@ reference (``np`` is re-imported on load); functions and classes defined in cell
 All names are pickled together, so that two names bound to one object are still one object
 after a restore. When that fails, each name is tried on its own to find those that cannot be
 saved (a generator, a socket, a lock held...), and the rest are saved together.
+
+File objects are saved as their name and mode and restored closed, and a load opens no file
+for writing (`open_files`); the names that held open files are reported, so that users know.
 """
 
 from __future__ import annotations
@@ -21,9 +24,9 @@ import io
 import re
 import warnings
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
-import dill
+from .open_files import FoundOpenFile, Pickler, Unpickler, guard
 
 IPYTHON_NAMES = frozenset({"In", "Out", "get_ipython", "exit", "quit"})
 _CACHES = re.compile(r"_+|_\d+|_i{1,3}|_i\d+|_ih|_oh|_dh|__.*__")
@@ -74,10 +77,21 @@ def user_names(namespace: Mapping[str, Any], hidden: Mapping[str, Any]) -> dict[
     }
 
 
-def _dump(names: dict[str, Any], sink: Any) -> None:
+class Saved(NamedTuple):
+    data: memoryview
+    """The pickle."""
+    skipped: list[str]
+    """Names left out: they cannot be pickled."""
+    open_files: list[str]
+    """Names whose values hold files that were open: a restore gives them back closed."""
+
+
+def _dump(names: dict[str, Any], sink: Any, *, stop_at_open_file: bool = False) -> Pickler:
+    pickler = Pickler(sink, stop_at_open_file=stop_at_open_file)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        dill.dump(names, sink)
+        pickler.dump(names)
+    return pickler
 
 
 def _savable(value: Any, limit: int) -> bool:
@@ -90,28 +104,43 @@ def _savable(value: Any, limit: int) -> bool:
     return True
 
 
-def save(names: dict[str, Any], limit: int) -> tuple[memoryview, list[str]]:
-    """The pickle of `names` and the names left out because they cannot be pickled.
-    Raises `TooLarge` past `limit` bytes; other exceptions if even the rest cannot be saved."""
+def _holds_open_file(value: Any, limit: int) -> bool:
+    try:
+        _dump({"value": value}, _Counter(limit), stop_at_open_file=True)
+    except FoundOpenFile:
+        return True
+    except Exception:
+        return False
+    return False
+
+
+def save(names: dict[str, Any], limit: int) -> Saved:
+    """The pickle of `names`, the names left out because they cannot be pickled, and the
+    names that hold open files. Raises `TooLarge` past `limit` bytes; other exceptions if
+    even the rest cannot be saved."""
+    skipped: list[str] = []
     buffer = _Bounded(limit)
     try:
-        _dump(names, buffer)
-        return buffer.getbuffer(), []
+        pickler = _dump(names, buffer)
     except TooLarge:
         raise
     except Exception:
-        pass
-    skipped = sorted(name for name, value in names.items() if not _savable(value, limit))
-    buffer = _Bounded(limit)
-    _dump({k: v for k, v in names.items() if k not in skipped}, buffer)
-    return buffer.getbuffer(), skipped
+        skipped = sorted(name for name, value in names.items() if not _savable(value, limit))
+        names = {k: v for k, v in names.items() if k not in skipped}
+        buffer = _Bounded(limit)
+        pickler = _dump(names, buffer)
+    open_files: list[str] = []
+    if pickler.open_files:  # rare: find which names hold them (pickling each into a counter)
+        open_files = sorted(n for n, v in names.items() if _holds_open_file(v, limit))
+    return Saved(buffer.getbuffer(), skipped, open_files)
 
 
 def load(data: bytes) -> dict[str, Any]:
-    """The names saved in `data` (already verified by the worker)."""
-    with warnings.catch_warnings():
+    """The names saved in `data` (already verified by the worker). No file is opened for
+    writing meanwhile (`open_files.guard`)."""
+    with warnings.catch_warnings(), guard():
         warnings.simplefilter("ignore")
-        names = dill.loads(data)
+        names = Unpickler(io.BytesIO(data)).load()
     if not isinstance(names, dict) or not all(isinstance(k, str) for k in names):
         raise TypeError("the checkpoint does not hold a namespace")
     return names

@@ -348,6 +348,12 @@ class SessionHost(ProcessHost):
                 if self._release is not None:
                     await self._release(self, "lost")
                 return
+            if self.cp.overdue() and self._process is not None:
+                # A session that never idles: save between two executions (its reply and
+                # `idle` are out, the next has not started).
+                await self._save()
+                if self._draining or not self._queue:
+                    continue
             pending = self._queue.popleft()
             self._running = pending
             self._not_running.clear()
@@ -421,7 +427,8 @@ class SessionHost(ProcessHost):
             )
         else:
             reply = result
-            self.cp.ran(msg.header, self._settings.checkpoint_delay)
+            settings = self._settings
+            self.cp.ran(msg.header, settings.checkpoint_delay, settings.checkpoint_interval)
         if reply.execution_count is not None:
             self.execution_count = reply.execution_count + 1
         await self._publish(reply, msg.header)

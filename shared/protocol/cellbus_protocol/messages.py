@@ -237,6 +237,8 @@ class Checkpoint(Content, kw_only=True):
     # each reported once per session
     size: int = 0  # bytes, when saved
     reason: str = ""  # for people, a whole sentence; empty for a plain save
+    open_files: list[str] = msgspec.field(default_factory=list)  # names whose values hold files
+    # that were open: a restore gives them back closed (it never reopens a file); each once
 
 
 # --- worksheet changes (cellbus): published by the accounts service on the worksheet's

@@ -54,7 +54,11 @@ async def new_user(store: Store, name: str) -> User:
 
 async def test_migrations_apply_once(database_url: str) -> None:
     first = Store(database(database_url))
-    assert await first.open() == ["0001_init.sql", "0002_bare_sessions.sql"]
+    assert await first.open() == [
+        "0001_init.sql",
+        "0002_bare_sessions.sql",
+        "0003_login_attempts.sql",
+    ]
     await first.close()
     again = Store(database(database_url))
     assert await again.open() == []
@@ -64,7 +68,12 @@ async def test_migrations_apply_once(database_url: str) -> None:
 async def test_migrations_started_concurrently_apply_exactly_once(database_url: str) -> None:
     stores = [Store(database(database_url)) for _ in range(4)]
     applied = await asyncio.gather(*(s.open() for s in stores))
-    assert sorted(applied, key=len) == [[], [], [], ["0001_init.sql", "0002_bare_sessions.sql"]]
+    assert sorted(applied, key=len) == [
+        [],
+        [],
+        [],
+        ["0001_init.sql", "0002_bare_sessions.sql", "0003_login_attempts.sql"],
+    ]
     assert await stores[0].count_users() == 0
     for s in stores:
         await s.close()

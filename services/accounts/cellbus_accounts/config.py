@@ -19,5 +19,18 @@ class AccountsSettings:
     """CELLBUS_TOKEN_TTL_DAYS: how long a login token lasts."""
     max_source_bytes: int = 1024 * 1024
     """CELLBUS_MAX_SOURCE_BYTES: the largest cell source accepted."""
+    login_attempts: int = 10
+    """CELLBUS_LOGIN_ATTEMPTS: passwords checked per username per `login_window`, from any
+    number of addresses, counting checks that fail or are still running (see
+    store/logins.py and docs/security.md)."""
+    login_clean_reserve: int = 3
+    """CELLBUS_LOGIN_CLEAN_RESERVE: how many of those are kept for addresses with no failed
+    login on that username within the window, so its owner still gets in while an attacker
+    elsewhere is refused."""
+    login_window: float = 60.0
+    """CELLBUS_LOGIN_WINDOW: seconds over which login attempts are counted."""
+    login_address_attempts: int = 100
+    """CELLBUS_LOGIN_ADDRESS_ATTEMPTS: passwords checked per client address per window, over
+    all usernames."""
     log_level: str = "INFO"
     """CELLBUS_LOG_LEVEL."""

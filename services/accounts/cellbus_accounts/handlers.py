@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
@@ -28,7 +29,7 @@ from cellbus_protocol.envelope import new_message
 from . import passwords
 from .config import AccountsSettings
 from .saver import OutputSaver
-from .store import Cell, Store, UniqueViolation, User, VersionConflict, Worksheet
+from .store import Cell, LoginLimits, Store, UniqueViolation, User, VersionConflict, Worksheet
 from .store.records import ROLE_RANK
 
 USERNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{1,31}$")
@@ -102,6 +103,10 @@ class Handlers:
         self.bus = bus
         self.settings = settings
         self.saver = saver
+        self.login_limits = LoginLimits(
+            attempts=settings.login_attempts, clean_reserve=settings.login_clean_reserve,
+            window=settings.login_window, per_address=settings.login_address_attempts,
+        )  # fmt: skip
         self._table: dict[type, Callable[[Any], Awaitable[Any]]] = {
             a.Register: self.register, a.Login: self.login, a.Authenticate: self.authenticate,
             a.Logout: self.logout, a.ListTokens: self.list_tokens, a.RevokeToken: self.revoke,
@@ -184,7 +189,7 @@ class Handlers:
                 "invalid", "a username has 2 to 32 letters, digits, '.', '_' or '-', "
                 "and starts with a letter or digit",
             )  # fmt: skip
-        if (problem := passwords.check_strength(request.password)) is not None:
+        if (problem := passwords.check_strength(request.password, request.username)) is not None:
             raise AccountsError("invalid", problem)
         if not self.settings.open_signup and await self.store.count_users() > 0:
             raise AccountsError("forbidden", "sign-up is closed on this server")
@@ -196,10 +201,22 @@ class Handlers:
         return user_view(user)
 
     async def login(self, request: a.Login) -> a.LoginResult:
+        """Counted by the throttle before the password is checked (see store/logins.py); an
+        unknown username costs the same check (against a dummy hash) and the same answer."""
+        ticket = await self.store.logins.begin(
+            request.username, request.address, self.login_limits, time.time()
+        )
+        if ticket.attempt is None:
+            raise AccountsError(
+                "rate_limited",
+                f"too many login attempts; try again in {ticket.retry_after:g} s",
+                {"retry_after": ticket.retry_after},
+            )
         found = await self.store.user_by_name(request.username)
-        ok = found is not None and await passwords.verify_password(found[1], request.password)
+        ok = await passwords.verify_password(found[1] if found else None, request.password)
         if not ok or found is None:
             raise AccountsError("unauthenticated", "wrong username or password")
+        await self.store.logins.succeeded(ticket.attempt)
         token = secrets.token_urlsafe(32)
         expires = datetime.now(UTC) + timedelta(days=self.settings.token_ttl_days)
         await self.store.create_token(found[0].id, token_hash(token), request.label, expires)
@@ -214,7 +231,9 @@ class Handlers:
     async def logout(self, request: a.Logout) -> None:
         found = await self.store.user_by_token(token_hash(request.token))
         if found is not None:
-            await self.store.revoke_token(found[1].id, found[0].id)
+            revoked = await self.store.revoke_token(found[1].id, found[0].id)
+            if revoked is not None:
+                await self._token_revoked(found[1], revoked)
 
     async def list_tokens(self, request: a.ListTokens) -> list[a.TokenView]:
         user = await self._actor(request)
@@ -231,8 +250,16 @@ class Handlers:
 
     async def revoke(self, request: a.RevokeToken) -> None:
         user = await self._actor(request)
-        if not await self.store.revoke_token(user.id, _uuid(request.id, "token")):
+        revoked = await self.store.revoke_token(user.id, _uuid(request.id, "token"))
+        if revoked is None:
             raise AccountsError("not_found", f"no live token {request.id}")
+        await self._token_revoked(user, revoked)
+
+    async def _token_revoked(self, user: User, hashed: bytes) -> None:
+        """Tell the web processes (after the revocation is committed): they stop trusting the
+        token at once and close the WebSockets opened with it."""
+        change = a.TokenRevoked(user=str(user.id), token_hash=hashed.hex())
+        await self.bus.publish(keys.ACCESS_CHANGES, change.encode())
 
     async def whoami(self, request: a.WhoAmI) -> a.UserView:
         return user_view(await self._actor(request))
@@ -284,7 +311,8 @@ class Handlers:
         await self.store.rename_worksheet(sheet.id, title)
         await self._announce(sheet, user, m.WorksheetRenamed(title=title))
         renamed = await self.store.worksheet_for(sheet.id, user.id)
-        assert renamed is not None
+        if renamed is None:
+            raise AccountsError("not_found", f"no worksheet {request.id}")
         return worksheet_view(renamed)
 
     async def delete_worksheet(self, request: a.DeleteWorksheet) -> None:

@@ -3,7 +3,8 @@
 Requests are taken from `keys.ACCOUNTS` by every accounts process in one consumer group, so
 several processes share the load. Each request is handled in its own task (up to
 `CONCURRENCY` at once) and always answered: a handler's `AccountsError` becomes its error
-reply; a request that does not decode is ``invalid``; a database that is away is
+reply; a record deleted while the request ran (`store.NotFound`) is the ordinary
+``not_found``; a request that does not decode is ``invalid``; a database that is away is
 ``unavailable`` (nothing was written); anything else is logged with the request id and
 answered ``internal``. The service itself never stops on a bad request.
 """
@@ -19,7 +20,7 @@ from cellbus_protocol.bus import Bus, QueueItem
 from cellbus_protocol.errors import BusUnavailable, ValidationError
 
 from .handlers import AccountsError, Handlers
-from .store import StoreUnavailable
+from .store import NotFound, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +81,8 @@ class AccountsService:
             return a.Reply(result=await self.handlers.handle(request))
         except AccountsError as exc:
             return _error(exc.code, exc.message, exc.data)
+        except NotFound as exc:  # deleted between the handler's check and its write
+            return _error("not_found", str(exc))
         except StoreUnavailable as exc:
             log.warning("request %s (%s): %s", item.id, type(request).__name__, exc)
             return _error("unavailable", "the database is unavailable; nothing was changed")

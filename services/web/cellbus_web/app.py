@@ -7,18 +7,23 @@ feed's own).
 
 from __future__ import annotations
 
+import logging
+import secrets
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
+from cellbus_protocol import accounts as a
 from cellbus_protocol.bus import Bus
 
 from .backend import BACKEND, Backend
 from .config import WebSettings
 from .methods import build_api
 from .outbox import Outbox
-from .ws import OUTBOX, SOCKETS, close_sockets, feed_socket
+from .ws import OUTBOX, SOCKETS, close_sockets, feed_socket, revoke_sockets
+
+log = logging.getLogger(__name__)
 
 CHECKOUT_FRONTEND = Path(__file__).resolve().parents[3] / "frontend" / "web" / "dist"
 
@@ -53,6 +58,7 @@ def create_app(settings: WebSettings, bus: Bus) -> web.Application:
     app.router.add_get("/ws", feed_socket)
     app.router.add_get("/healthz", healthz)
     add_frontend(app, Path(settings.static_dir) if settings.static_dir else CHECKOUT_FRONTEND)
+    backend.roles.on_token_revoked(lambda change: _token_revoked(app, change))
     app.on_startup.append(_start_backend)
     app.on_shutdown.append(close_sockets)
     app.on_cleanup.append(_close_backend)
@@ -61,9 +67,26 @@ def create_app(settings: WebSettings, bus: Bus) -> web.Application:
 
 @web.middleware
 async def security_headers(request: web.Request, handler: Any) -> web.StreamResponse:
-    response = await handler(request)
-    if response.prepared:  # a WebSocket: its headers are gone already
-        return response
+    """The security headers on every response, errors included: aiohttp's own (404 for an
+    unknown path, 405, 413) and ours (401 on ``/ws``) are raised as `web.HTTPException`,
+    which is a response; anything else unexpected becomes a 500 with an id that is logged."""
+    try:
+        response = await handler(request)
+    except web.HTTPException as exc:
+        _add_security_headers(request, exc)
+        raise
+    except Exception:
+        if request.headers.get("Upgrade", "").lower() == "websocket":
+            raise  # its response may be under way already: nothing can be sent instead
+        error_id = secrets.token_hex(8)
+        log.exception("internal error %s on %s %s", error_id, request.method, request.path)
+        response = web.Response(status=500, text=f"internal error {error_id}\n")
+    if not response.prepared:  # a WebSocket's headers are gone already
+        _add_security_headers(request, response)
+    return response
+
+
+def _add_security_headers(request: web.Request, response: web.StreamResponse) -> None:
     if request.path == "/sandbox.html":
         response.headers["Content-Security-Policy"] = SANDBOX_POLICY
     else:
@@ -71,7 +94,6 @@ async def security_headers(request: web.Request, handler: Any) -> web.StreamResp
         response.headers["X-Frame-Options"] = "DENY"
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["Referrer-Policy"] = "same-origin"
-    return response
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -103,6 +125,15 @@ def add_frontend(app: web.Application, folder: Path) -> None:
     app.router.add_get("/sandbox.html", sandbox)
     if (folder / "assets").is_dir():
         app.router.add_static("/assets", folder / "assets")
+
+
+def _token_revoked(app: web.Application, change: a.TokenRevoked) -> None:
+    """A token was revoked (on any web process): trust none of its user's cached tokens
+    without asking again, and close the sockets opened with it."""
+    app[BACKEND].authenticator.forget_user(change.user)
+    closed = revoke_sockets(app, change.token_hash)
+    if closed:
+        log.info("token of user %s revoked: closing %d socket(s)", change.user, closed)
 
 
 async def _start_backend(app: web.Application) -> None:

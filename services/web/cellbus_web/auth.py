@@ -1,4 +1,4 @@
-"""Who is calling: bearer tokens and the session cookie, the CSRF defence, login throttling.
+"""Who is calling: bearer tokens and the session cookie, and the CSRF defence.
 
 Every API call except ``auth.register``, ``auth.login`` and ``rpc.discover`` and every
 WebSocket needs a token, given in one of two ways:
@@ -12,13 +12,16 @@ WebSocket needs a token, given in one of two ways:
 
 The accounts service decides whether a token is good; the answer is trusted for
 ``CELLBUS_AUTH_CACHE_SECONDS`` so that a busy client does not cost a bus round trip per call.
-Logging out drops the token from this process's cache at once.
+A revoked token (a logout, ``auth.revoke``) is announced by the accounts service on the bus and
+dropped from every web process's cache at once (`roles.RoleCache` follows the announcements).
+
+Login throttling is the accounts service's (cellbus_accounts/store/logins.py): it is shared by
+every web process, and decided in the same transaction that counts the attempt.
 """
 
 from __future__ import annotations
 
 import time
-from collections import deque
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -27,7 +30,7 @@ from aiohttp import web
 from cellbus_protocol import accounts as a
 
 from .config import WebSettings
-from .rpc import FORBIDDEN, RATE_LIMITED, UNAUTHENTICATED, RpcError
+from .rpc import FORBIDDEN, UNAUTHENTICATED, RpcError
 
 COOKIE = "cellbus_session"
 
@@ -53,14 +56,30 @@ def presented_token(request: web.BaseRequest) -> tuple[str, bool] | None:
     return (cookie, True) if cookie else None
 
 
+DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
+
+
+def origin_key(origin: str) -> tuple[str, str, int] | None:
+    """An origin as (scheme, host, port), the default port filled in; None if malformed."""
+    try:
+        parts = urlsplit(origin.strip())
+        port = parts.port or DEFAULT_PORTS.get(parts.scheme.lower())
+    except ValueError:
+        return None
+    if not parts.hostname or port is None:
+        return None
+    return parts.scheme.lower(), parts.hostname.lower(), port
+
+
 def origin_allowed(request: web.BaseRequest, settings: WebSettings) -> bool:
-    """Whether the request's Origin is this server itself or a configured public origin."""
-    origin = request.headers.get("Origin")
-    if not origin:
+    """Whether the request's Origin is this server itself or a configured public origin,
+    comparing scheme, host and port (``http://host`` is not ``https://host``)."""
+    origin = origin_key(request.headers.get("Origin", ""))
+    if origin is None:
         return False
-    if origin.rstrip("/") in settings.origins():
+    if origin in {origin_key(allowed) for allowed in settings.origins()}:
         return True
-    return urlsplit(origin).netloc == request.host
+    return origin == origin_key(f"{request.scheme}://{request.host}")
 
 
 class Authenticator:
@@ -100,51 +119,3 @@ class Authenticator:
         if via_cookie and not origin_allowed(request, self.settings):
             raise RpcError(FORBIDDEN, "a cookie-authenticated request must come from this site")
         return Principal(await self.user_for(token), token, via_cookie)
-
-
-class LoginThrottle:
-    """Refuses logins for a while after repeated failures, per username and per address.
-
-    A username gets `attempts` failures per `window`; an address gets ten times as many, as
-    many people may share one (an office behind one NAT) while one attacker may try many
-    usernames. Kept in each web process's memory: with N web processes an attacker gets at
-    most N times as many guesses, which is still a wall against guessing passwords.
-    """
-
-    ADDRESS_FACTOR = 10
-
-    def __init__(self, attempts: int, window: float) -> None:
-        self.attempts = attempts
-        self.window = window
-        self._failures: dict[str, deque[float]] = {}
-
-    def check(self, username: str, address: str) -> None:
-        """`RpcError` rate_limited if the username or the address failed too often lately."""
-        now = time.monotonic()
-        for key, limit in ((username, self.attempts),
-                           (address, self.attempts * self.ADDRESS_FACTOR)):  # fmt: skip
-            failures = self._recent(key, now)
-            if len(failures) >= limit:
-                retry_after = round(failures[0] + self.window - now, 1)
-                raise RpcError(
-                    RATE_LIMITED,
-                    f"too many failed logins; try again in {retry_after:g} s",
-                    {"retry_after": retry_after},
-                )
-
-    def failed(self, *keys: str) -> None:
-        """Count a failure against each of `keys` (the username and the address)."""
-        now = time.monotonic()
-        for key in keys:
-            self._recent(key, now).append(now)
-        if len(self._failures) > 100_000:
-            self._failures = {k: v for k, v in self._failures.items() if v}
-
-    def succeeded(self, key: str) -> None:
-        self._failures.pop(key, None)
-
-    def _recent(self, key: str, now: float) -> deque[float]:
-        failures = self._failures.setdefault(key, deque())
-        while failures and failures[0] <= now - self.window:
-            failures.popleft()
-        return failures

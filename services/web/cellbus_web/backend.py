@@ -21,7 +21,7 @@ from cellbus_protocol.bus import Bus
 from cellbus_protocol.errors import BusUnavailable, RemoteError, RequestTimeout
 from cellbus_protocol.kernel_client import KernelClient
 
-from .auth import Authenticator, LoginThrottle, Principal
+from .auth import Authenticator, Principal
 from .config import WebSettings
 from .feeds import FeedHub
 from .presence import Presence
@@ -37,7 +37,6 @@ class Backend:
     bus: Bus
     accounts: a.AccountsClient
     authenticator: Authenticator
-    throttle: LoginThrottle
     hub: FeedHub
     roles: RoleCache
     presence: Presence
@@ -50,7 +49,6 @@ class Backend:
             bus=bus,
             accounts=accounts,
             authenticator=Authenticator(accounts, settings),
-            throttle=LoginThrottle(settings.login_attempts, settings.login_window),
             hub=FeedHub(bus),
             roles=RoleCache(bus, settings.auth_cache_seconds),
             presence=Presence(bus),

@@ -22,14 +22,10 @@ class WebSettings:
     """CELLBUS_SECURE_COOKIES: mark the session cookie Secure (set it behind HTTPS)."""
     max_body_bytes: int = 16 * 1024 * 1024
     """CELLBUS_MAX_BODY_BYTES: the largest JSON-RPC request body (a notebook import)."""
-    login_attempts: int = 5
-    """CELLBUS_LOGIN_ATTEMPTS: failed logins allowed per username and per client address
-    within `login_window` seconds before more are refused."""
-    login_window: float = 60.0
-    """CELLBUS_LOGIN_WINDOW: seconds over which failed logins are counted."""
     auth_cache_seconds: float = 5.0
     """CELLBUS_AUTH_CACHE_SECONDS: how long a checked token is trusted without asking the
-    accounts service again (a token revoked elsewhere stops working within this time), and
+    accounts service again (a revocation is announced on the bus and takes effect at once;
+    this bounds it if the announcement is lost), and
     the longest a caller's role on a session is remembered (a change of role is announced on
     the bus and takes effect at once; this bounds it if the announcement is lost)."""
     socket_queue: int = 2000

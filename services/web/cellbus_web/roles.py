@@ -17,6 +17,10 @@ process keeps the answers, and forgets them when they may have changed:
 
 Only roles are kept; "not found" is asked again every time, so access granted elsewhere
 works at once.
+
+The same feed announces revoked tokens (`accounts.TokenRevoked`, on a logout or
+``auth.revoke``); they are handed to `on_token_revoked`'s listeners, which forget the cached
+token and close its WebSockets (see app.py).
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 from cellbus_protocol import keys
-from cellbus_protocol.accounts import AccessChanged
+from cellbus_protocol.accounts import AccessChanged, TokenRevoked
 from cellbus_protocol.bus import Bus, Subscription
 from cellbus_protocol.errors import CellbusError
 
@@ -50,6 +54,11 @@ class RoleCache:
         self.changes = 0  # announcements taken in (and times everything was forgotten)
         self._following = False
         self._task: asyncio.Task[None] | None = None
+        self._token_listeners: list[Callable[[TokenRevoked], None]] = []
+
+    def on_token_revoked(self, listener: Callable[[TokenRevoked], None]) -> None:
+        """Call `listener` with each token revocation announced from now on."""
+        self._token_listeners.append(listener)
 
     async def role(self, user_id: str, session: str, ask: Callable[[], Awaitable[str]]) -> str:
         """`user_id`'s role on `session`: remembered, or asked with `ask` (whose errors,
@@ -118,10 +127,20 @@ class RoleCache:
 
     def _changed(self, data: bytes) -> None:
         try:
-            self.forget_session(AccessChanged.decode(data).session)
+            change = AccessChanged.decode(data)
         except ValueError:
             log.warning("malformed access change %r: forgetting every role", data[:200])
             self.forget_all()
+            return
+        if isinstance(change, AccessChanged):
+            self.forget_session(change.session)
+            return
+        self.changes += 1
+        for listener in self._token_listeners:
+            try:
+                listener(change)
+            except Exception:
+                log.exception("a token revocation listener failed (user %s)", change.user)
 
     async def close(self) -> None:
         self._following = False

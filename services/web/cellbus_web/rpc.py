@@ -321,7 +321,7 @@ class RpcView(JSONRPCView):
             return self._refuse(413, TOO_LARGE, message)
         try:
             document = msgspec.json.decode(body)
-        except msgspec.DecodeError:
+        except (msgspec.DecodeError, RecursionError, ValueError):  # nested too deep, bad UTF-8
             return self._reply(_failure(None, PARSE_ERROR, "parse error: the body is not JSON"))
         return self._reply(await self._dispatch(document))
 

@@ -22,12 +22,18 @@ last saw and gets everything after it, then live messages; see docs/api.md for t
   the client resubscribes from there: a slow browser never holds up the others.
 - Keep-alive pings every ``CELLBUS_PING_INTERVAL`` seconds keep proxies from dropping idle
   sockets. On shutdown each socket gets a ``closing`` frame with its cursors.
+- A socket never outlives its token: when the token is revoked (a logout or ``auth.revoke``,
+  announced on the bus to every web process, see `revoke_sockets`) the socket gets a
+  ``revoked`` frame and is closed with code 4001 at once. Each subscription checks the token
+  again, and so does the socket every ``CELLBUS_PING_INTERVAL`` (an expired token, or a
+  revocation announced while this process was not following the bus).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 from typing import Any, NamedTuple
 
@@ -43,11 +49,13 @@ from .auth import Principal
 from .backend import BACKEND, Backend, translate
 from .feeds import Listener
 from .outbox import Outbox, text_frame
-from .rpc import FORBIDDEN, INVALID_REQUEST, RpcError
+from .rpc import FORBIDDEN, INVALID_REQUEST, UNAUTHENTICATED, RpcError
 
 log = logging.getLogger(__name__)
 
 OVERFLOW_CLOSE = 4000
+REVOKED_CLOSE = 4001
+REVOKED_MESSAGE = "signed out: this socket's token was revoked or has expired"
 MAX_FRAME_BYTES = 64 * 1024
 SOCKETS = web.AppKey("sockets", set)
 OUTBOX = web.AppKey("outbox", Outbox)
@@ -155,6 +163,8 @@ class FeedSocket:
         self.subscribed: set[str] = set()  # as soon as a subscription starts catching up
         self.sent: dict[str, int] = {}  # session -> cursor of the last message sent
         self.overflowed = asyncio.Event()
+        self.revoked = asyncio.Event()  # its token is no longer good: close it
+        self.token_hash = hashlib.sha256(principal.token.encode()).hexdigest()
         self.username = principal.user.username
         self.pending: list[tuple[str, Wrapped]] = []  # live frames for the outbox, by session
         self._writing = False  # the writer task is sending (so new frames must queue)
@@ -162,7 +172,7 @@ class FeedSocket:
 
     # -- what arrives from the feeds ------------------------------------------------------
     def deliver(self, session: str, entries: list[FeedEntry]) -> None:
-        if self.overflowed.is_set():
+        if self.overflowed.is_set() or self.revoked.is_set():
             return
         wrapped = _frames.of(session, entries)
         if self._direct and not self._writing and not wrapped.revokes and self.queue.empty():
@@ -253,6 +263,7 @@ class FeedSocket:
         await self.queue.put(("", 0, _json(reply)))
 
     async def subscribe(self, frame: Subscribe) -> None:
+        await self.check_token()
         session = await self._session_of(frame)
         bus = self.backend.bus
         if frame.cursor == "now":
@@ -272,6 +283,26 @@ class FeedSocket:
             self.backend.hub.follow(session, cursor, self.deliver, self.catch_up)
         )
         self.backend.presence.join(session, self)
+
+    async def check_token(self) -> None:
+        """`RpcError` unauthenticated (and the socket marked revoked) if its token is no
+        longer good; a revocation is announced, so this is mostly the process's cache."""
+        if not self.revoked.is_set():
+            try:
+                await translate(self.backend.authenticator.user_for(self.principal.token))
+                return
+            except RpcError as exc:
+                if exc.code != UNAUTHENTICATED:
+                    raise
+                self.revoked.set()
+        raise RpcError(UNAUTHENTICATED, REVOKED_MESSAGE)
+
+    async def watch_token(self) -> None:
+        """Check the token every ping interval; returns once it is no longer good."""
+        while not self.revoked.is_set():
+            await asyncio.sleep(self.backend.settings.ping_interval)
+            with contextlib.suppress(RpcError):
+                await self.check_token()
 
     async def _session_of(self, frame: Subscribe) -> str:
         user = self.principal.user.id
@@ -330,12 +361,12 @@ class FeedSocket:
                     self.sent[session] = cursor
                     await self.ws.send_frame(frame, WSMsgType.TEXT)
 
-    async def close(self, frame_type: str, code: int) -> None:
-        """Tell the client where it got to, then close."""
+    async def close(self, frame_type: str, code: int, **details: Any) -> None:
+        """Tell the client where it got to (and `details`), then close."""
         with contextlib.suppress(Exception):
-            frame = _json({"type": frame_type, "cursors": dict(self.sent)})
+            frame = _json({"type": frame_type, "cursors": dict(self.sent), **details})
             await self.ws.send_frame(frame, WSMsgType.TEXT)
-        await self.ws.close(code=code)
+        await self.ws.close(code=code, message=details.get("message", "").encode()[:120])
 
     async def release(self) -> None:
         self.outbox.discard(self)
@@ -358,11 +389,17 @@ async def feed_socket(request: web.Request) -> web.WebSocketResponse:
     request.app[SOCKETS].add(socket)
     writer = asyncio.create_task(socket.write())
     overflow = asyncio.create_task(socket.overflowed.wait())
+    revoked = asyncio.create_task(socket.revoked.wait())
+    watcher = asyncio.create_task(socket.watch_token())
     reader = asyncio.create_task(_read(socket))
-    tasks = (writer, overflow, reader)
+    tasks = (writer, overflow, revoked, watcher, reader)
     try:
         done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-        if overflow in done:
+        if socket.revoked.is_set():
+            writer.cancel()
+            log.info("socket of %s: token revoked or expired; closing it", socket.username)
+            await socket.close("revoked", REVOKED_CLOSE, message=REVOKED_MESSAGE)
+        elif overflow in done:
             writer.cancel()
             await socket.close("overflow", OVERFLOW_CLOSE)
         for task in done:
@@ -385,6 +422,15 @@ async def _read(socket: FeedSocket) -> None:
             await socket.handle(msg.data)
         elif msg.type == WSMsgType.ERROR:
             break
+
+
+def revoke_sockets(app: web.Application, token_hash: str) -> int:
+    """Close this process's sockets opened with the token whose SHA-256 is `token_hash`
+    (each one's task sends the ``revoked`` frame and closes); how many there were."""
+    sockets = [s for s in app[SOCKETS] if s.token_hash == token_hash]
+    for socket in sockets:
+        socket.revoked.set()
+    return len(sockets)
 
 
 async def close_sockets(app: web.Application) -> None:

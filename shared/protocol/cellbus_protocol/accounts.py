@@ -15,6 +15,8 @@ A reply holds either ``result`` or ``error`` {code, message, data}. Error codes 
 ``not_found``      no such record, or one the actor may not see
 ``conflict``       a stale cell version (``data`` is the current cell)
 ``taken``          a unique name is in use (a username)
+``rate_limited``   too many login attempts on the username or from the address lately
+                   (``data``: ``{"retry_after": seconds}``); the password was not checked
 ``unavailable``    the database is away; nothing was written; try again
 ``internal``       an unexpected failure, logged by the accounts service with the request id
 =================  ======================================================================
@@ -31,7 +33,7 @@ from .bus import Bus
 from .errors import RemoteError, ValidationError
 
 ERROR_CODES = ("invalid", "too_large", "unauthenticated", "forbidden", "not_found", "conflict",
-               "taken", "unavailable", "internal")  # fmt: skip
+               "taken", "rate_limited", "unavailable", "internal")  # fmt: skip
 Role = Literal["viewer", "editor", "owner"]
 
 
@@ -103,9 +105,13 @@ class Register(Request, tag="auth.register"):
 
 
 class Login(Request, tag="auth.login"):
+    """Check a password and make a token. `address` is the client's (the web service's
+    view of it): the login throttle counts attempts per username and per address."""
+
     username: str
     password: str
     label: str = ""
+    address: str = ""
 
 
 class Authenticate(Request, tag="auth.authenticate"):
@@ -257,7 +263,7 @@ def encode(value: Any) -> bytes:
 # -- announcements ------------------------------------------------------------------------
 
 
-class AccessChanged(msgspec.Struct, kw_only=True):
+class AccessChanged(msgspec.Struct, kw_only=True, tag_field="change", tag="session"):
     """On `keys.ACCESS_CHANGES`: who may use `session` changed (a worksheet's members changed,
     or the worksheet was deleted). Web processes drop the roles they remembered for it."""
 
@@ -267,15 +273,27 @@ class AccessChanged(msgspec.Struct, kw_only=True):
         return _encoder.encode(self)
 
     @staticmethod
-    def decode(data: bytes) -> AccessChanged:
-        """The announcement in `data`; ValueError if it is not one."""
+    def decode(data: bytes) -> AccessChanged | TokenRevoked:
+        """The announcement in `data` (either kind); ValueError if it is not one."""
         try:
             return _access_changed_decoder.decode(data)
         except msgspec.DecodeError as exc:
             raise ValueError(f"bad access change: {exc}") from None
 
 
-_access_changed_decoder = msgspec.json.Decoder(AccessChanged)
+class TokenRevoked(msgspec.Struct, kw_only=True, tag_field="change", tag="token"):
+    """On `keys.ACCESS_CHANGES`: a token of user `user` (an id) was revoked (a logout or
+    ``auth.revoke``). `token_hash` is the hex SHA-256 of the token, never the token. Web
+    processes stop trusting it at once and close the WebSockets opened with it."""
+
+    user: str
+    token_hash: str
+
+    def encode(self) -> bytes:
+        return _encoder.encode(self)
+
+
+_access_changed_decoder = msgspec.json.Decoder(AccessChanged | TokenRevoked)
 
 
 class AccountsClient:

@@ -9,14 +9,15 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 from .database import Database, Postgres, Sqlite
-from .errors import StoreError, StoreUnavailable, UniqueViolation, VersionConflict
+from .errors import NotFound, StoreError, StoreUnavailable, UniqueViolation, VersionConflict
+from .logins import LoginAttempts, LoginLimits, LoginTicket, Tier
 from .records import Cell, Member, Role, Token, User, Worksheet
 from .store import Store
 
 __all__ = [
-    "Cell", "Database", "Member", "Postgres", "Role", "Sqlite", "Store", "StoreError",
-    "StoreUnavailable", "Token", "UniqueViolation", "User", "VersionConflict", "Worksheet",
-    "database_for",
+    "Cell", "Database", "LoginAttempts", "LoginLimits", "LoginTicket", "Member", "NotFound",
+    "Postgres", "Role", "Sqlite", "Store", "StoreError", "StoreUnavailable", "Tier", "Token",
+    "UniqueViolation", "User", "VersionConflict", "Worksheet", "database_for",
 ]  # fmt: skip
 
 

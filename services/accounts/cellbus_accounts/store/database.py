@@ -79,6 +79,11 @@ class Database(abc.ABC):
     async def lock_for_migrations(self, connection: Connection) -> None:
         """Serialize migrations between processes for the rest of the transaction."""
 
+    @abc.abstractmethod
+    async def lock(self, connection: Connection, key: str) -> None:
+        """Serialize, between processes, the transactions that take `key`, for the rest of
+        this transaction (a read-decide-write, such as counting a login attempt)."""
+
 
 # -- PostgreSQL --------------------------------------------------------------------------
 
@@ -153,6 +158,10 @@ class Postgres(Database):
 
     async def lock_for_migrations(self, connection: Connection) -> None:
         await connection.execute("SELECT pg_advisory_xact_lock($1)", self.MIGRATION_LOCK)
+
+    async def lock(self, connection: Connection, key: str) -> None:
+        """An advisory lock on the key's 64-bit hash (a collision only serializes more)."""
+        await connection.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", key)
 
 
 # -- SQLite ------------------------------------------------------------------------------
@@ -279,4 +288,7 @@ class Sqlite(Database):
                     await self._connection.execute("COMMIT")
 
     async def lock_for_migrations(self, connection: Connection) -> None:
+        """BEGIN IMMEDIATE already holds SQLite's one write lock."""
+
+    async def lock(self, connection: Connection, key: str) -> None:
         """BEGIN IMMEDIATE already holds SQLite's one write lock."""

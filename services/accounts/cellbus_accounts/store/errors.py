@@ -3,6 +3,7 @@
 StoreError
 ├── StoreUnavailable   the database cannot be reached (callers say "unavailable", retry)
 ├── UniqueViolation    a unique name or key is taken (a username, say)
+├── NotFound           the record is gone (deleted since the caller looked it up)
 └── VersionConflict    an edit named a version that is no longer current; carries the cell
 """
 
@@ -21,6 +22,12 @@ class StoreUnavailable(StoreError):
 
 class UniqueViolation(StoreError):
     """A unique constraint refused the write."""
+
+
+class NotFound(StoreError, LookupError):
+    """The record named does not exist (any more): another request deleted it between the
+    handler's check and this write (two calls of one JSON-RPC batch run concurrently). The
+    service answers it as the ordinary ``not_found``; the message names the record."""
 
 
 class VersionConflict(StoreError):

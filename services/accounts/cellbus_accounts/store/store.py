@@ -14,7 +14,8 @@ from typing import Any
 
 from .. import migrations
 from .database import Connection, Database
-from .errors import UniqueViolation, VersionConflict
+from .errors import NotFound, UniqueViolation, VersionConflict
+from .logins import LoginAttempts
 from .positions import between
 from .records import (
     Cell,
@@ -47,6 +48,7 @@ class Store:
 
     def __init__(self, database: Database) -> None:
         self.database = database
+        self.logins = LoginAttempts(database)  # the login throttle's counts
 
     async def open(self) -> list[str]:
         """Connect and apply pending migrations; returns the names of those applied."""
@@ -139,15 +141,16 @@ class Store:
             )
         return [token_from(row) for row in rows]
 
-    async def revoke_token(self, user_id: uuid.UUID, token_id: uuid.UUID) -> bool:
-        """Revoke one of `user_id`'s tokens; False if they have no such live token."""
+    async def revoke_token(self, user_id: uuid.UUID, token_id: uuid.UUID) -> bytes | None:
+        """Revoke one of `user_id`'s tokens: its hash (to announce the revocation), or None
+        if they have no such live token."""
         async with self.database.transaction() as db:
             row = await db.fetchrow(
                 """UPDATE api_tokens SET revoked_at = $3
-                   WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL RETURNING id""",
+                   WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL RETURNING token_hash""",
                 token_id, user_id, _now(),
             )  # fmt: skip
-        return row is not None
+        return None if row is None else bytes(row["token_hash"])
 
     # -- worksheets and sharing -----------------------------------------------------------
     async def create_worksheet(self, owner: User, title: str, session: str) -> Worksheet:
@@ -239,10 +242,12 @@ class Store:
 
     async def rename_worksheet(self, worksheet_id: uuid.UUID, title: str) -> None:
         async with self.database.transaction() as db:
-            await db.execute(
-                "UPDATE worksheets SET title = $2, updated_at = $3 WHERE id = $1",
+            row = await db.fetchrow(
+                "UPDATE worksheets SET title = $2, updated_at = $3 WHERE id = $1 RETURNING id",
                 worksheet_id, title, _now(),
             )  # fmt: skip
+        if row is None:
+            raise NotFound(f"no worksheet {worksheet_id}")
 
     async def delete_worksheet(self, worksheet_id: uuid.UUID) -> None:
         async with self.database.transaction() as db:
@@ -310,7 +315,7 @@ class Store:
                 after, worksheet_id,
             )  # fmt: skip
             if before_key is None:
-                raise LookupError(f"no cell {after} in worksheet {worksheet_id}")
+                raise NotFound(f"no cell {after} in worksheet {worksheet_id}")
             next_key = await db.fetchval(
                 """SELECT min(position) FROM cells
                    WHERE worksheet_id = $1 AND position > $2 AND id IS DISTINCT FROM $3""",
@@ -325,7 +330,7 @@ class Store:
             "SELECT id FROM worksheets WHERE id = $1 FOR UPDATE", worksheet_id
         )
         if found is None:
-            raise LookupError(f"no worksheet {worksheet_id}")
+            raise NotFound(f"no worksheet {worksheet_id}")
 
     async def create_cell(
         self, worksheet_id: uuid.UUID, source: str, after: uuid.UUID | None
@@ -358,7 +363,7 @@ class Store:
             if row is None:
                 current = await db.fetchrow("SELECT * FROM cells WHERE id = $1", cell_id)
                 if current is None:
-                    raise LookupError(f"no cell {cell_id}")
+                    raise NotFound(f"no cell {cell_id}")
                 raise VersionConflict(cell_from(current))
             await self._touch(db, row["worksheet_id"], now)
         return cell_from(row)
@@ -373,7 +378,7 @@ class Store:
                 "SELECT worksheet_id FROM cells WHERE id = $1", cell_id
             )
             if worksheet_id is None:
-                raise LookupError(f"no cell {cell_id}")
+                raise NotFound(f"no cell {cell_id}")
             await self._lock_worksheet(db, worksheet_id)
             position = await self._position_after(db, worksheet_id, after, moving=cell_id)
             row = await db.fetchrow(
@@ -389,7 +394,7 @@ class Store:
                 "DELETE FROM cells WHERE id = $1 RETURNING worksheet_id", cell_id
             )
             if worksheet_id is None:
-                raise LookupError(f"no cell {cell_id}")
+                raise NotFound(f"no cell {cell_id}")
             await self._touch(db, worksheet_id, _now())
 
     async def _touch(self, db: Connection, worksheet_id: Any, now: datetime) -> None:
@@ -406,7 +411,7 @@ class Store:
                 cell_id, msg_id, username, _now(), [],
             )  # fmt: skip
         if row is None:
-            raise LookupError(f"no cell {cell_id}")
+            raise NotFound(f"no cell {cell_id}")
         return cell_from(row)
 
     async def cell_by_run(self, msg_id: str) -> Cell | None:

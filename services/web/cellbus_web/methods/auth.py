@@ -6,7 +6,7 @@ from cellbus_protocol import accounts as a
 
 from ..auth import COOKIE, origin_allowed, presented_token
 from ..backend import ask_accounts, backend_of, caller, translate
-from ..rpc import FORBIDDEN, UNAUTHENTICATED, Api, Call, RpcError
+from ..rpc import FORBIDDEN, Api, Call, RpcError
 
 SESSION_COOKIE_DAYS = 30
 
@@ -34,23 +34,14 @@ async def auth_register(call: Call, username: str, password: str) -> a.UserView:
 async def auth_login(call: Call, username: str, password: str, label: str = "") -> a.LoginResult:
     """Log in: returns a token (for the Authorization header) and sets the session cookie.
 
-    After repeated failures for a username or from an address, logins are refused for a
-    while (rate limited, with ``data.retry_after`` in seconds)."""
+    Every call counts against the username's and the address's login budget, a batch's calls
+    each; past it, logins are refused for a while without checking the password (rate
+    limited, with ``data.retry_after`` in seconds). See docs/security.md."""
     backend = backend_of(call)
-    keys = (f"user:{username.lower()}", f"address:{call.request.remote}")
-    backend.throttle.check(*keys)
     label = label or call.request.headers.get("User-Agent", "")[:100]
-    try:
-        result = await translate(
-            backend.accounts.call(
-                a.Login(username=username, password=password, label=label), a.LoginResult
-            )
-        )
-    except RpcError as exc:
-        if exc.code == UNAUTHENTICATED:
-            backend.throttle.failed(*keys)
-        raise
-    backend.throttle.succeeded(keys[0])
+    address = call.request.remote or ""
+    request = a.Login(username=username, password=password, label=label, address=address)
+    result = await translate(backend.accounts.call(request, a.LoginResult))
     call.set_cookie(
         COOKIE, result.token, httponly=True, samesite="Lax", path="/",
         secure=backend.settings.secure_cookies, max_age=SESSION_COOKIE_DAYS * 86400,

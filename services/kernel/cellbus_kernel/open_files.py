@@ -122,6 +122,11 @@ def _record(obj: Any) -> tuple[str | int | None, str, bool]:
         except Exception:
             values.append(default)
     name, mode, closed = values
+    if isinstance(name, os.PathLike | bytes):  # io.FileIO(Path(...)) keeps the Path
+        try:
+            name = os.fsdecode(name)
+        except Exception:
+            name = None
     if not isinstance(name, str | int):
         name = None
     return name, mode if isinstance(mode, str) else "", not closed

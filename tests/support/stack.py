@@ -33,13 +33,14 @@ def free_port() -> int:
 
 
 class ServiceProcess:
-    """``python -m <module>`` with an environment, its output in a log file."""
+    """``python -P -m <module>`` with an environment, its output in a log file. ``-P``: the
+    working directory is not on the import path (a file planted there is never imported)."""
 
     def __init__(
         self, module: str, env: dict[str, str], log_path: Path, argv: list[str] | None = None
     ) -> None:
         self.module = module
-        self.argv = argv or [sys.executable, "-m", module]
+        self.argv = argv or [sys.executable, "-P", "-m", module]
         self.env = env
         self.log_path = log_path
         self._log = open(log_path, "ab")
@@ -103,7 +104,13 @@ class Stack:
 class ServicesStack(Stack):
     name = "services"
 
-    def __init__(self, log_dir: Path, **web_settings: object) -> None:
+    def __init__(
+        self,
+        log_dir: Path,
+        kernel_settings: dict[str, object] | None = None,
+        kernel_python: str = sys.executable,
+        **web_settings: object,
+    ) -> None:
         require_redis()
         self.namespace = new_namespace()
         self.database, database_url = asyncio.run(create_database())
@@ -111,7 +118,7 @@ class ServicesStack(Stack):
         self.accounts = ServiceProcess("cellbus_accounts", env, log_dir / "accounts.log")
         self.kernel = WorkerProcess(
             self.namespace, "kernel-1", log_dir, memory_limit_mb=1000, output_cap=2_000_000,
-            feed_retention=FEED_RETENTION,
+            feed_retention=FEED_RETENTION, python=kernel_python, **(kernel_settings or {}),
         )  # fmt: skip
         self.webs: list[ServiceProcess] = []
         self.urls = []

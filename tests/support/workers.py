@@ -34,16 +34,26 @@ def service_env(namespace: str, **settings: object) -> dict[str, str]:
 
 
 class WorkerProcess:
-    """``python -m cellbus_kernel`` on the test Redis, in a namespace of the test's."""
+    """``python -P -m cellbus_kernel`` on the test Redis, in a namespace of the test's."""
 
-    def __init__(self, namespace: str, worker_id: str, log_dir: Path, **settings: object) -> None:
+    def __init__(
+        self,
+        namespace: str,
+        worker_id: str,
+        log_dir: Path,
+        python: str = sys.executable,
+        **settings: object,
+    ) -> None:
         self.namespace = namespace
         self.worker_id = worker_id
         self.log_path = log_dir / f"{worker_id}.log"
         env = service_env(namespace, worker_id=worker_id, **settings)
         self._log = open(self.log_path, "wb")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "cellbus_kernel"], env=env, stdout=self._log, stderr=self._log
+            [python, "-P", "-m", "cellbus_kernel"],
+            env=env,
+            stdout=self._log,
+            stderr=self._log,
         )
         self._redis = redis.Redis.from_url(REDIS_URL)
 

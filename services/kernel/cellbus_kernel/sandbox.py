@@ -65,8 +65,9 @@ SYSTEM_FOLDERS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"
 """Read (and execute) everything below these: programs, libraries, /proc (whose per-process
 files Landlock's ptrace rule guards) and /sys (CPU topology for numpy)."""
 ETC = (
-    "alternatives", "ca-certificates", "ca-certificates.conf", "fonts", "gai.conf", "group",
-    "host.conf", "hostname", "hosts", "inputrc", "ld.so.cache", "ld.so.conf", "ld.so.conf.d",
+    "alternatives", "ca-certificates", "ca-certificates.conf", "debian_version", "fonts",
+    "gai.conf", "group", "host.conf", "hostname", "hosts", "inputrc", "ld.so.cache",
+    "ld.so.conf", "ld.so.conf.d", "lsb-release",
     "locale.alias", "locale.conf", "localtime", "mailcap", "matplotlibrc", "mime.types",
     "nsswitch.conf", "os-release", "passwd", "pip.conf", "profile", "protocols", "python3",
     "python3.11", "python3.12", "python3.13", "resolv.conf", "services", "ssl/certs",
@@ -355,6 +356,18 @@ def tasks_of(uid: int) -> int:
             except OSError:
                 pass
     return count
+
+
+def limit_hint(exc: BaseException) -> str:
+    """A sentence naming the session limit that `exc` hit, or "" if it hit none."""
+    if not isinstance(exc, OSError) or exc.errno not in LIMIT_HINTS:
+        return ""
+    if exc.errno == errno.EAGAIN:  # also a non-blocking socket's "try again": look closer
+        ceiling = resource.getrlimit(resource.RLIMIT_NPROC)[0]
+        if ceiling == resource.RLIM_INFINITY or tasks_of(os.getuid()) < ceiling:
+            return ""
+    setting, what = LIMIT_HINTS[exc.errno]
+    return f"The session reached a limit: {what} ({setting})."
 
 
 LIMIT_HINTS = {

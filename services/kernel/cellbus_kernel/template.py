@@ -68,6 +68,8 @@ def main() -> None:
                     os.read(wake_read, 4096)
                 for pid, status in _reap():
                     send({"exited": pid, "status": status})
+                for uid in _tasks:  # a session's processes are gone: count again
+                    _tasks[uid] = sandbox.tasks_of(uid)
                 continue
             data, fds, _, _ = socket.recv_fds(control, 65536, 16)
             if not data:

@@ -1,0 +1,199 @@
+"""The systems the adversarial suite attacks, in each mode cellbus runs in, and the people in
+them: `victim` (a user with a session holding secrets) and `attacker` (an ordinary account).
+
+Modes:
+
+- ``one-program``: ``cellbus serve`` as the test's user (root in CI: its sessions keep uid 0
+  but lose every capability);
+- ``one-program-as-user``: ``cellbus serve`` run by an unprivileged user (``nobody``), as a
+  person runs ``make run`` on their own machine;
+- ``one-program-session-user``: ``cellbus serve`` as root with ``CELLBUS_SESSION_USER=nobody``,
+  as a container runs it;
+- ``services``: the services apart on the real Redis and PostgreSQL.
+
+The last two need root; a program run as another user needs an installation every user can
+read (`scripts/shared-runtime.sh`, built once per test run).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pwd
+import shutil
+import subprocess
+import tempfile
+import textwrap
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from ..support.api import Client, new_user, poll_until_done, stdout_of
+from ..support.stack import OneProgramStack, ServicesStack, Stack
+
+ROOT = Path(__file__).resolve().parents[2]
+RUNTIME = Path("/opt/cellbus-test-runtime")
+UNPRIVILEGED = "nobody"
+MODES = ["one-program", "one-program-as-user", "one-program-session-user", "services"]
+WITH_SESSION_USER = MODES[1:]
+"""The modes whose sessions run as an unprivileged user (the others, as uid 0 with no
+capability, only when the tests run as root)."""
+SANDBOX_SETTINGS = {
+    "session_max_file_mb": 8,
+    "session_max_open_files": 256,
+    "session_max_processes": 64,
+}
+
+
+@dataclass
+class Target:
+    """A running system under attack, and what an attacker would look for in it."""
+
+    mode: str
+    stack: Stack
+    data_dir: Path | None  # the one program's data folder (database, secret)
+    sessions_dir: Path
+
+    @property
+    def url(self) -> str:
+        return self.stack.urls[0]
+
+    @property
+    def web_port(self) -> int:
+        return int(self.url.rsplit(":", 1)[1])
+
+
+@pytest.fixture(scope="session")
+def shared_runtime() -> Path:
+    """cellbus installed where `nobody` can read it (rebuilt from this checkout each run)."""
+    subprocess.run(["bash", str(ROOT / "scripts/shared-runtime.sh"), str(RUNTIME)], check=True)
+    return RUNTIME
+
+
+def _unprivileged_folder(prefix: str) -> Path:
+    """A folder `nobody` owns, outside pytest's root-only temporary tree."""
+    folder = Path(tempfile.mkdtemp(prefix=prefix))
+    entry = pwd.getpwnam(UNPRIVILEGED)
+    os.chown(folder, entry.pw_uid, entry.pw_gid)
+    return folder
+
+
+@pytest.fixture(scope="module", params=MODES)
+def target(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Target]:
+    mode: str = request.param
+    logs = tmp_path_factory.mktemp("logs")
+    if mode != "one-program" and os.geteuid() != 0:
+        pytest.skip(f"{mode} needs root (CI runs as root)")
+    cleanup: list[Path] = []
+    if mode == "services":
+        runtime = request.getfixturevalue("shared_runtime")
+        sessions = Path(tempfile.mkdtemp(prefix="cellbus-sessions-"))
+        cleanup.append(sessions)
+        kernel = {"sessions_dir": sessions, "session_user": UNPRIVILEGED, **SANDBOX_SETTINGS}
+        stack: Stack = ServicesStack(logs, kernel, kernel_python=str(runtime / "bin/python"))
+        system = Target(mode, stack, None, sessions)
+    else:
+        runtime = request.getfixturevalue("shared_runtime") if mode != "one-program" else None
+        if mode == "one-program-as-user":
+            data = _unprivileged_folder("cellbus-data-")
+            python = str(runtime / "bin/python")  # type: ignore[operator]
+            argv = ["runuser", "-u", UNPRIVILEGED, "--", python, "-P", "-m", "cellbus_allinone"]
+            extra: dict[str, object] = {}
+        elif mode == "one-program-session-user":
+            data = Path(tempfile.mkdtemp(prefix="cellbus-data-"))
+            argv = [str(runtime / "bin/python"), "-P", "-m", "cellbus_allinone"]  # type: ignore[operator]
+            extra = {"session_user": UNPRIVILEGED}
+        else:
+            data = tmp_path_factory.mktemp("data")
+            argv, extra = None, {}
+        cleanup.append(data)
+        stack = OneProgramStack(logs, data, argv, **SANDBOX_SETTINGS, **extra)
+        system = Target(mode, stack, data, data / "sessions")
+    try:
+        yield system
+    finally:
+        stack.close()
+        for folder in cleanup:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+@dataclass
+class Person:
+    """A logged-in user with a session of their own."""
+
+    client: Client
+    session: str
+
+    async def run(self, code: str) -> Run:
+        """Run `code` in this person's session; its stdout and errors once it is done."""
+        started = await self.client.call(
+            "session.execute", session=self.session, code=textwrap.dedent(code)
+        )
+        messages = await poll_until_done(self.client, self.session, started["msg_id"])
+        errors = [m["content"] for m in messages if m["header"]["msg_type"] == "error"]
+        return Run(stdout_of(messages), errors)
+
+
+@dataclass
+class Run:
+    stdout: str
+    errors: list[dict]
+
+    @property
+    def lines(self) -> list[str]:
+        return self.stdout.splitlines()
+
+
+async def _person(target: Target, name: str) -> Person:
+    client = await new_user(target.url, name)
+    session = (await client.call("session.create"))["session"]
+    return Person(client, session)
+
+
+@pytest.fixture
+async def victim(target: Target) -> AsyncIterator[Person]:
+    """A user whose session holds a secret in memory, in a file in its folder and in its TMPDIR,
+    and prints where they are: ``pid``, ``cwd`` and ``tmp`` lines."""
+    person = await _person(target, "victim")
+    run = await person.run(
+        """
+        import os, tempfile
+        SECRET = "victim-secret-" + "42"
+        open("secret.txt", "w").write(SECRET)
+        open(os.path.join(tempfile.gettempdir(), "secret.txt"), "w").write(SECRET)
+        print("pid", os.getpid()); print("cwd", os.getcwd()); print("tmp", tempfile.gettempdir())
+        """
+    )
+    assert not run.errors, run.errors
+    person.facts = dict(line.split(" ", 1) for line in run.lines)  # type: ignore[attr-defined]
+    yield person
+    with contextlib.suppress(Exception):
+        await person.client.call("session.shutdown", session=person.session)
+    await person.client.close()
+
+
+@pytest.fixture
+async def attacker(target: Target) -> AsyncIterator[Person]:
+    person = await _person(target, "mallory")
+    yield person
+    with contextlib.suppress(Exception):
+        await person.client.call("session.shutdown", session=person.session)
+    await person.client.close()
+
+
+ATTEMPT = """
+import errno, os
+def attempt(label, action):
+    try:
+        action()
+    except OSError as exc:
+        print(label, "refused", errno.errorcode.get(exc.errno, exc.errno))
+    else:
+        print(label, "ALLOWED")
+"""
+"""A helper every attacking cell starts with: one line per attempt, ``<label> refused EACCES``
+or ``<label> ALLOWED``."""

@@ -22,7 +22,7 @@ from .postgres import create_database, drop_database
 from .redis import delete_namespace, new_namespace, require_redis
 from .workers import WorkerProcess, service_env
 
-WEB_SETTINGS = {"socket_queue": 200, "login_attempts": 3, "login_window": 30}
+WEB_SETTINGS = {"socket_queue": 200}
 FEED_RETENTION = 30_000  # every message of the tests' biggest run stays retained
 
 

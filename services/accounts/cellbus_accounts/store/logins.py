@@ -88,7 +88,7 @@ class LoginAttempts:
             clean = [row["at"] for row in rows if row["tier"] == Tier.CLEAN]
             is_clean = all(row["address"] != address for row in rows)
             if len(from_address) >= limits.per_address:
-                return _refused(from_address[0], limits, now)
+                return _refused(from_address[0]["at"], limits, now)
             if len(shared) < limits.attempts - limits.clean_reserve:
                 tier = Tier.SHARED
             elif is_clean and len(clean) < limits.clean_reserve:

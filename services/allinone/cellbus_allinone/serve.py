@@ -37,10 +37,12 @@ from cellbus_accounts.handlers import Handlers
 from cellbus_accounts.saver import OutputSaver
 from cellbus_accounts.service import AccountsService
 from cellbus_accounts.store import Store, database_for
+from cellbus_kernel import sandbox
 from cellbus_kernel.config import KernelSettings
 from cellbus_kernel.isolation import forbid_inspection
 from cellbus_kernel.worker import KernelWorker
 from cellbus_protocol.bus import Bus, create_bus
+from cellbus_protocol.isolation import Level
 from cellbus_protocol.settings import configure_logging, settings_from_env
 from cellbus_web.app import create_app
 from cellbus_web.config import WebSettings
@@ -168,7 +170,10 @@ async def serve(stack: Stack) -> None:
     if started.is_set():
         where = "in-process bus" if stack.bus_url.startswith("memory") else stack.bus_url
         print(f"cellbus is running at {program.url}  ({where}; data in {stack.data_dir})")
-        print("Open it in a browser, or: cellbus login " + program.url.rstrip("/"), flush=True)
+        print("Open it in a browser, or: cellbus login " + program.url.rstrip("/"))
+        isolation = sandbox.probe().describe()
+        warning = "" if sandbox.probe().level is Level.FULL else "WARNING: "
+        print(f"{warning}{isolation[0].upper()}{isolation[1:]}.", flush=True)
     waiting.cancel()
     await run
 

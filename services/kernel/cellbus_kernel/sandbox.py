@@ -28,7 +28,6 @@ them (`enter`). `probe` tells what this kernel can enforce, which the worker rep
 from __future__ import annotations
 
 import ctypes
-import enum
 import errno
 import os
 import platform
@@ -44,6 +43,8 @@ from pathlib import Path
 import landlockpy
 import msgspec
 from landlockpy import AccessFS, AccessNet, Ruleset, Scope
+
+from cellbus_protocol.isolation import Level, WorkerIsolation
 
 from . import seccomp
 from .config import KernelSettings
@@ -79,14 +80,6 @@ TMP_NAME = ".tmp"
 """The session's private TMPDIR, inside its folder; emptied when its process ends."""
 
 
-class Level(enum.Enum):
-    """How much of the sandbox this machine's kernel enforces (`/healthz`'s ``isolation``)."""
-
-    FULL = "full"  # files, TCP ports, UNIX sockets, signals and ptrace
-    PARTIAL = "partial"  # some of it: see `Isolation.missing`
-    NONE = "none"  # no Landlock: user code reaches whatever this worker's user reaches
-
-
 @dataclass(frozen=True)
 class Isolation:
     """What this kernel can enforce on session processes."""
@@ -117,6 +110,9 @@ class Isolation:
         if self.abi < 1:
             return Level.NONE
         return Level.PARTIAL if self.missing else Level.FULL
+
+    def announced(self) -> WorkerIsolation:
+        return WorkerIsolation(level=self.level, missing=self.missing)
 
     def describe(self) -> str:
         if self.level is Level.NONE:
@@ -233,6 +229,7 @@ class Policy:
         elif os.geteuid() == 0:
             drop_capabilities()
         _session_environment(own)
+        _set_no_new_privs()  # no setuid program gives anything back; seccomp needs it
         if self.isolation.abi >= 1:
             self._restrict(own, spec)
         if self.isolation.abi < 9:
@@ -385,6 +382,15 @@ def become_user(name: str) -> None:
     os.setgid(entry.pw_gid)
     os.setuid(entry.pw_uid)
     os.environ["USER"] = os.environ["LOGNAME"] = name
+
+
+PR_SET_NO_NEW_PRIVS = 38
+
+
+def _set_no_new_privs() -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_NO_NEW_PRIVS) failed")
 
 
 PR_CAPBSET_DROP = 24

@@ -15,6 +15,7 @@ from typing import Any
 from aiohttp import web
 
 from cellbus_protocol import accounts as a
+from cellbus_protocol import isolation
 from cellbus_protocol.bus import Bus
 
 from .backend import BACKEND, Backend
@@ -97,13 +98,20 @@ def _add_security_headers(request: web.Request, response: web.StreamResponse) ->
 
 
 async def healthz(request: web.Request) -> web.Response:
-    """Alive and able to reach the bus (for load balancers and compose health checks)."""
+    """Alive and able to reach the bus (for load balancers and compose health checks), and
+    how well user code is sandboxed."""
     backend = request.app[BACKEND]
     try:
         await backend.bus.last_seq("healthz")
+        sandbox = await isolation.weakest(backend.bus)
     except Exception as exc:
         return web.json_response({"ok": False, "error": type(exc).__name__}, status=503)
-    return web.json_response({"ok": True, "feeds_followed": backend.hub.followed})
+    body: dict[str, Any] = {"ok": True, "feeds_followed": backend.hub.followed}
+    # How well the weakest live kernel worker sandboxes user code ("unknown": none is alive).
+    body["isolation"] = sandbox.level.value if sandbox else "unknown"
+    if sandbox and sandbox.missing:
+        body["isolation_missing"] = sandbox.missing
+    return web.json_response(body)
 
 
 def add_frontend(app: web.Application, folder: Path) -> None:

@@ -18,6 +18,10 @@ KERNEL_GROUP = "kernel-workers"
 WORKERS = "workers"
 """Load table: worker id -> number of sessions it hosts, with a deadline (liveness)."""
 
+WORKER_ISOLATION = "workers:isolation"
+"""Registry: worker id -> how well it sandboxes its session processes (`isolation`), set when
+the worker starts; read with the load table, which says which workers are alive."""
+
 SESSION_HOSTS = "sessions:hosts"
 """Registry of hosted sessions: session id -> the worker hosting it. Written when a worker
 starts hosting a session, removed when the session ends or hibernates; a session whose worker

@@ -113,12 +113,12 @@ async def test_repeated_failed_logins_are_throttled(stack: Stack) -> None:
     client = Client(stack.urls[0])
     try:
         await client.call("auth.register", username="dave-throttle", password=PASSWORD)
-        for _ in range(3):  # the stacks allow 3 failures per 30 s
+        for _ in range(7):  # 10 per minute per username, 3 of them kept for other addresses
             error = await client.error("auth.login", username="dave-throttle", password="wrong!!!")
             assert error.code == UNAUTHENTICATED
         refused = await client.error("auth.login", username="dave-throttle", password=PASSWORD)
         assert refused.code == -32029
-        assert 0 < refused.data["retry_after"] <= 30
+        assert 0 < refused.data["retry_after"] <= 60
         other = await new_user(stack.urls[0], "erin")  # others at the same address still can
         await other.close()
     finally:

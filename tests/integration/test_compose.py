@@ -45,6 +45,9 @@ ENV_EXAMPLE = ROOT / ".env.example"
 SECRETS = {
     "POSTGRES_PASSWORD": "test-postgres-password",
     "REDIS_PASSWORD": "testredispassword",
+    "REDIS_KERNEL_PASSWORD": "testredis4kernels",
+    "REDIS_WEB_PASSWORD": "testredis4webservice",
+    "REDIS_ACCOUNTS_PASSWORD": "testredis4accounts",
     "CELLBUS_SECRET": "testcheckpointsecret",
 }
 
@@ -179,10 +182,10 @@ def test_services_run_exactly_the_commands_the_test_suite_runs() -> None:
     services = _services()
     assert set(services) == set(DEPENDS_ON)
     for name, module in MODULES.items():
-        assert _command(services[name]) == ["python", "-m", module], name
+        assert _command(services[name]) == ["python", "-P", "-m", module], name
     assert _modules_started_by_the_test_stack() == set(MODULES.values())
-    assert "-m" in inspect.getsource(workers.WorkerProcess)
-    assert '"-m", module' in inspect.getsource(stack.ServiceProcess)
+    assert '"-P", "-m", "cellbus_kernel"' in inspect.getsource(workers.WorkerProcess)
+    assert '"-P", "-m", module' in inspect.getsource(stack.ServiceProcess)
 
 
 def test_each_cellbus_service_is_built_from_its_own_dockerfile() -> None:
@@ -218,8 +221,8 @@ def test_every_service_has_a_health_check_and_starts_after_its_dependencies_are_
         for dependency, condition in depends_on.items():
             assert condition == {"condition": "service_healthy"}, (name, dependency)
     checks = {name: services[name]["healthcheck"]["test"] for name in MODULES}
-    assert checks["accounts"] == ["CMD", "python", "-m", "cellbus_accounts.healthcheck"]
-    assert checks["kernel"] == ["CMD", "python", "-m", "cellbus_kernel.healthcheck"]
+    assert checks["accounts"] == ["CMD", "python", "-P", "-m", "cellbus_accounts.healthcheck"]
+    assert checks["kernel"] == ["CMD", "python", "-P", "-m", "cellbus_kernel.healthcheck"]
     assert "http://127.0.0.1:8888/healthz" in " ".join(checks["web"])
 
 
@@ -232,11 +235,17 @@ def test_secrets_come_only_from_the_environment_and_are_required() -> None:
     assert services["postgres"]["environment"]["POSTGRES_PASSWORD"].startswith(
         "${POSTGRES_PASSWORD:?"
     )
-    for name in MODULES:
+    for name in MODULES:  # each service its own Redis user (tests/security/test_redis_acls.py)
         url = services[name]["environment"]["CELLBUS_REDIS_URL"]
-        assert url.startswith("redis://:${REDIS_PASSWORD:?"), name
+        assert url.startswith(f"redis://{name}:${{REDIS_{name.upper()}_PASSWORD:?"), name
     assert services["kernel"]["environment"]["CELLBUS_SECRET"].startswith("${CELLBUS_SECRET:?")
-    assert "--requirepass" in services["redis"]["command"]
+    command = services["redis"]["command"]
+    default_user = command[command.index("default") :][:3]
+    assert default_user == [
+        "default",
+        "on",
+        ">${REDIS_PASSWORD:?set REDIS_PASSWORD (letters and digits)}",
+    ]
     for name, service in services.items():
         for key, value in (service.get("environment") or {}).items():
             if "PASSWORD" in key or key == "REDISCLI_AUTH":
@@ -320,7 +329,7 @@ def test_dockerfile_uses_a_pinned_slim_base_and_runs_as_a_user(service: str) -> 
     users = [i.arguments for i in final if i.keyword == "USER"]
     assert users and users[-1] not in ("root", "0", "0:0"), f"{path}: runs as root"
     commands = [i.arguments for i in final if i.keyword == "CMD"]
-    assert commands and json.loads(commands[-1]) == ["python", "-m", MODULES[service]]
+    assert commands and json.loads(commands[-1]) == ["python", "-P", "-m", MODULES[service]]
     for instruction in instructions:
         if instruction.keyword == "RUN" and "pip install" in instruction.arguments:
             assert "--no-cache-dir" in instruction.arguments, instruction

@@ -74,3 +74,19 @@ ACCESS_CHANGES = "access:changes"
 """Feed of `accounts.AccessChanged` announcements (``{"session": ...}``), published by the
 accounts service when who may use a session changes; web processes follow it to drop the
 roles they remembered."""
+
+HEALTH_PROBE = "healthz"
+"""Never written: the web service's ``/healthz`` reads its (empty) feed to prove it reaches the
+bus, so the probe touches no key that holds anything."""
+
+
+def wake(instance: str, consumer: str | None = None) -> str:
+    """Private stream of one bus instance (or of one of its consumers) that ends its own blocking
+    read early when it starts following another stream (`cellbus_protocol.bus.redis`); it holds
+    nothing but a marker."""
+    return f"bus:{instance}:wake" if consumer is None else f"bus:{instance}:{consumer}:wake"
+
+
+def replies(instance: str) -> str:
+    """Pub/sub channel of one bus instance: replies to the requests it sent (request/reply)."""
+    return f"reply:{instance}"

@@ -37,6 +37,7 @@ import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 
+from .. import keys
 from ..errors import RequestTimeout
 from .base import DEFAULT_FEED_RETENTION, Bus, Consumer, FeedEntry, QueueItem, Subscription
 from .redis_connection import BLOCK_MS, COMMAND_TIMEOUT, WAKE_EXPIRY, with_retry
@@ -300,7 +301,7 @@ class _FeedHub:
 
     def __init__(self, bus: RedisBus) -> None:
         self._bus = bus
-        self._wake_key = bus.key(f"bus:{bus.instance_id}:wake")
+        self._wake_key = bus.key(keys.wake(bus.instance_id))
         self._wake_pos = b"0-0"
         self._positions: dict[bytes, bytes] = {}
         self._subscribers: dict[bytes, set[_RedisSubscription]] = {}
@@ -438,7 +439,7 @@ class _ReplyListener:
 
     def __init__(self, bus: RedisBus) -> None:
         self._bus = bus
-        self.channel = bus.key(f"reply:{bus.instance_id}")
+        self.channel = bus.key(keys.replies(bus.instance_id))
         self._pending: dict[str, asyncio.Future[bytes]] = {}
         self._pubsub: Any = None
         self._task: asyncio.Task[None] | None = None

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from redis import exceptions as redis_errors
 
+from .. import keys
 from .base import Consumer, QueueItem
 from .redis_connection import (
     BLOCK_MS,
@@ -44,7 +45,7 @@ class RedisConsumer(Consumer):
         self._group = group
         self._name = name
         self._batch = batch
-        self._wake_key = bus.key(f"bus:{bus.instance_id}:{name}:wake").encode()
+        self._wake_key = bus.key(keys.wake(bus.instance_id, name)).encode()
         self._queues: dict[bytes, str] = {}
         self._buffer: deque[QueueItem] = deque()
         self._wake_ready = False

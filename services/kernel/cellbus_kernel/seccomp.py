@@ -75,18 +75,21 @@ def program(machine: str | None = None) -> bytes | None:
     )
 
 
+_LIBC = ctypes.CDLL(None, use_errno=True)
+
+
 class _SockFprog(ctypes.Structure):
     _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
 
 
+_PROGRAM = program()
+_BUFFER = ctypes.create_string_buffer(_PROGRAM or b"", len(_PROGRAM or b""))
+_FPROG = _SockFprog(len(_PROGRAM or b"") // 8, ctypes.cast(_BUFFER, ctypes.c_void_p))
+"""Built once, in the template: a fork only hands it to the kernel."""
+
+
 def install() -> bool:
     """Install the filter on this thread (and what it starts); False where it cannot be."""
-    code = program()
-    if code is None:
+    if _PROGRAM is None:
         return False
-    buffer = ctypes.create_string_buffer(code, len(code))
-    fprog = _SockFprog(len(code) // 8, ctypes.cast(buffer, ctypes.c_void_p))
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(fprog), 0, 0) != 0:
-        return False
-    return True
+    return _LIBC.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(_FPROG), 0, 0) == 0

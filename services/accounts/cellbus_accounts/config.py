@@ -15,6 +15,10 @@ class AccountsSettings:
     """CELLBUS_DATABASE_URL: postgresql://... or sqlite:///path/file.db."""
     open_signup: bool = True
     """CELLBUS_OPEN_SIGNUP: anyone may register (the first user may always register)."""
+    allow_unsandboxed: bool = False
+    """CELLBUS_ALLOW_UNSANDBOXED: let more than one account be made although a kernel worker
+    cannot sandbox user code (no Landlock): every user could then reach everything its user
+    can, other users' sessions included."""
     token_ttl_days: float = 30.0
     """CELLBUS_TOKEN_TTL_DAYS: how long a login token lasts."""
     max_source_bytes: int = 1024 * 1024

@@ -21,7 +21,7 @@ from typing import Any
 import msgspec
 
 from cellbus_protocol import accounts as a
-from cellbus_protocol import codec, keys
+from cellbus_protocol import codec, isolation, keys
 from cellbus_protocol import messages as m
 from cellbus_protocol.bus import Bus
 from cellbus_protocol.envelope import new_message
@@ -191,14 +191,29 @@ class Handlers:
             )  # fmt: skip
         if (problem := passwords.check_strength(request.password, request.username)) is not None:
             raise AccountsError("invalid", problem)
-        if not self.settings.open_signup and await self.store.count_users() > 0:
-            raise AccountsError("forbidden", "sign-up is closed on this server")
+        if await self.store.count_users() > 0:
+            if not self.settings.open_signup:
+                raise AccountsError("forbidden", "sign-up is closed on this server")
+            await self._refuse_unsandboxed()
         password_hash = await passwords.hash_password(request.password)
         try:
             user = await self.store.create_user(request.username, password_hash)
         except UniqueViolation:
             raise AccountsError("taken", f"the username {request.username!r} is taken") from None
         return user_view(user)
+
+    async def _refuse_unsandboxed(self) -> None:
+        """A second account only where user code is sandboxed (docs/security.md)."""
+        if self.settings.allow_unsandboxed:
+            return
+        weakest = await isolation.weakest(self.bus)
+        if weakest is not None and weakest.level is isolation.Level.NONE:
+            raise AccountsError(
+                "forbidden",
+                "this server cannot sandbox user code (its kernel has no Landlock), so it is for "
+                "one person only; its administrator may allow more with "
+                "CELLBUS_ALLOW_UNSANDBOXED=true",
+            )
 
     async def login(self, request: a.Login) -> a.LoginResult:
         """Counted by the throttle before the password is checked (see store/logins.py); an

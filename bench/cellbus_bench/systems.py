@@ -332,6 +332,7 @@ class CellbusSystem:
         port = free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith("CELLBUS_")}
         env.update(CELLBUS_PORT=str(port), CELLBUS_DATA_DIR=str(self.workdir / "cellbus-data"))
+        env["PYTHONSAFEPATH"] = "1"  # as deployed: no working directory on any import path
         log = self.workdir / "cellbus-serve.log"
         self._log = open(log, "wb")  # closed in stop()
         self.process = subprocess.Popen(

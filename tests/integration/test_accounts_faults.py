@@ -291,7 +291,7 @@ class AccountsProcess:
         log = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         try:
             process = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "cellbus_accounts", env=env, stdout=log, stderr=log
+                sys.executable, "-P", "-m", "cellbus_accounts", env=env, stdout=log, stderr=log
             )
         finally:
             os.close(log)

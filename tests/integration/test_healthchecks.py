@@ -38,7 +38,7 @@ HEARTBEAT = 0.2
 def run_check(module: str, env: dict[str, str], timeout: float | None = None) -> tuple[int, str]:
     """Run a health check as docker runs it; (exit status, its output), and never longer
     than its own deadline allows."""
-    argv = [sys.executable, "-m", module]
+    argv = [sys.executable, "-P", "-m", module]
     if timeout is not None:
         argv += ["--timeout", str(timeout)]
     started = time.monotonic()

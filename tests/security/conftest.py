@@ -9,7 +9,9 @@ Modes:
   person runs ``make run`` on their own machine;
 - ``one-program-session-user``: ``cellbus serve`` as root with ``CELLBUS_SESSION_USER=nobody``,
   as a container runs it;
-- ``services``: the services apart on the real Redis and PostgreSQL.
+- ``services``: the services apart, as a deployment runs them: on PostgreSQL and a Redis of
+  their own that has a password-protected user per service with only its grants
+  (`cellbus_protocol.acl`), sessions as ``nobody``.
 
 The last two need root; a program run as another user needs an installation every user can
 read (`scripts/shared-runtime.sh`, built once per test run).
@@ -17,9 +19,11 @@ read (`scripts/shared-runtime.sh`, built once per test run).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import pwd
+import secrets
 import shutil
 import subprocess
 import tempfile
@@ -30,8 +34,14 @@ from pathlib import Path
 
 import pytest
 
+from cellbus_protocol import acl, keys
+from cellbus_protocol.acl import Service
+
 from ..support.api import Client, new_user, poll_until_done, stdout_of
-from ..support.stack import OneProgramStack, ServicesStack, Stack
+from ..support.postgres import create_database, drop_database
+from ..support.private_redis import PrivateRedis
+from ..support.stack import OneProgramStack, ServiceProcess, Stack, free_port
+from ..support.workers import service_env
 
 ROOT = Path(__file__).resolve().parents[2]
 RUNTIME = Path("/opt/cellbus-test-runtime")
@@ -55,6 +65,7 @@ class Target:
     stack: Stack
     data_dir: Path | None  # the one program's data folder (database, secret)
     sessions_dir: Path
+    redis_port: int = 6379  # the bus's (the one program uses none: the machine's Redis)
 
     @property
     def url(self) -> str:
@@ -93,9 +104,9 @@ def target(
         runtime = request.getfixturevalue("shared_runtime")
         sessions = Path(tempfile.mkdtemp(prefix="cellbus-sessions-"))
         cleanup.append(sessions)
-        kernel = {"sessions_dir": sessions, "session_user": UNPRIVILEGED, **SANDBOX_SETTINGS}
-        stack: Stack = ServicesStack(logs, kernel, kernel_python=str(runtime / "bin/python"))
-        system = Target(mode, stack, None, sessions)
+        services = AclServicesStack(logs, sessions, runtime / "bin/python")
+        stack: Stack = services
+        system = Target(mode, stack, None, sessions, services.redis.port)
     else:
         runtime = request.getfixturevalue("shared_runtime") if mode != "one-program" else None
         if mode == "one-program-as-user":
@@ -119,6 +130,50 @@ def target(
         stack.close()
         for folder in cleanup:
             shutil.rmtree(folder, ignore_errors=True)
+
+
+class AclServicesStack(Stack):
+    """Accounts, a kernel worker (sessions as `UNPRIVILEGED`) and a web process, each with
+    its own Redis user and password on a private Redis that has only those users."""
+
+    name = "services"
+    NAMESPACE = "cellbus-sandbox"
+
+    def __init__(self, logs: Path, sessions: Path, kernel_python: Path) -> None:
+        passwords = {service: secrets.token_hex(16) for service in Service}
+        admin = secrets.token_hex(16)
+        args = acl.server_args(self.NAMESPACE, passwords, admin)
+        self.redis = PrivateRedis(logs, args, "default", admin)
+        self.database, database_url = asyncio.run(create_database())
+        port = free_port()
+        self.urls = [f"http://127.0.0.1:{port}"]
+
+        def env(service: Service, **settings: object) -> dict[str, str]:
+            url = self.redis.url(service.value, passwords[service])
+            return service_env(self.NAMESPACE, redis_url=url, **settings)
+
+        kernel = env(
+            Service.KERNEL, worker_id="sandbox-kernel", sessions_dir=sessions,
+            session_user=UNPRIVILEGED, **SANDBOX_SETTINGS,
+        )  # fmt: skip
+        argv = [str(kernel_python), "-P", "-m", "cellbus_kernel"]
+        self.processes = [
+            ServiceProcess("cellbus_accounts", env(Service.ACCOUNTS, database_url=database_url),
+                           logs / "accounts.log"),
+            ServiceProcess("cellbus_kernel", kernel, logs / "kernel.log", argv),
+            ServiceProcess("cellbus_web", env(Service.WEB, port=port), logs / "web.log"),
+        ]  # fmt: skip
+        accounts, kernel_process, web = self.processes
+        accounts.wait_for_log("accounts service ready")
+        kernel_process.wait_for_log("kernel worker sandbox-kernel ready")
+        web.wait_for_http(self.urls[0] + "/healthz")
+        assert self.redis.admin.hexists(f"{self.NAMESPACE}:{keys.WORKERS}", "sandbox-kernel")
+
+    def close(self) -> None:
+        for process in self.processes:
+            process.close()
+        asyncio.run(drop_database(self.database))
+        self.redis.close()
 
 
 @dataclass

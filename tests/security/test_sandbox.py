@@ -146,7 +146,7 @@ def unix(path):
 def listen(port):
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", port)); sock.listen()
-attempt("redis", lambda: connect(6379))
+attempt("redis", lambda: connect({target.redis_port}))
 attempt("postgres", lambda: connect(5432))
 attempt("web", lambda: connect({target.web_port}))
 attempt("postgres-socket", lambda: unix("/var/run/postgresql/.s.PGSQL.5432"))

@@ -104,13 +104,7 @@ class Stack:
 class ServicesStack(Stack):
     name = "services"
 
-    def __init__(
-        self,
-        log_dir: Path,
-        kernel_settings: dict[str, object] | None = None,
-        kernel_python: str = sys.executable,
-        **web_settings: object,
-    ) -> None:
+    def __init__(self, log_dir: Path, **web_settings: object) -> None:
         require_redis()
         self.namespace = new_namespace()
         self.database, database_url = asyncio.run(create_database())
@@ -118,7 +112,7 @@ class ServicesStack(Stack):
         self.accounts = ServiceProcess("cellbus_accounts", env, log_dir / "accounts.log")
         self.kernel = WorkerProcess(
             self.namespace, "kernel-1", log_dir, memory_limit_mb=1000, output_cap=2_000_000,
-            feed_retention=FEED_RETENTION, python=kernel_python, **(kernel_settings or {}),
+            feed_retention=FEED_RETENTION,
         )  # fmt: skip
         self.webs: list[ServiceProcess] = []
         self.urls = []

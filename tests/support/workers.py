@@ -36,21 +36,14 @@ def service_env(namespace: str, **settings: object) -> dict[str, str]:
 class WorkerProcess:
     """``python -P -m cellbus_kernel`` on the test Redis, in a namespace of the test's."""
 
-    def __init__(
-        self,
-        namespace: str,
-        worker_id: str,
-        log_dir: Path,
-        python: str = sys.executable,
-        **settings: object,
-    ) -> None:
+    def __init__(self, namespace: str, worker_id: str, log_dir: Path, **settings: object) -> None:
         self.namespace = namespace
         self.worker_id = worker_id
         self.log_path = log_dir / f"{worker_id}.log"
         env = service_env(namespace, worker_id=worker_id, **settings)
         self._log = open(self.log_path, "wb")
         self.process = subprocess.Popen(
-            [python, "-P", "-m", "cellbus_kernel"],
+            [sys.executable, "-P", "-m", "cellbus_kernel"],
             env=env,
             stdout=self._log,
             stderr=self._log,

@@ -25,7 +25,8 @@ async def auth_register(call: Call, username: str, password: str) -> a.UserView:
     """Create an account. The first account of a server is its admin.
 
     Usernames have 2 to 32 letters, digits, '.', '_' or '-'; passwords at least 8
-    characters. Sign-up may be closed by the server (forbidden)."""
+    characters, not the username, not one of the most common passwords (the error names
+    the rule). Sign-up may be closed by the server (forbidden)."""
     backend = backend_of(call)
     request = a.Register(username=username, password=password)
     return await translate(backend.accounts.call(request, a.UserView))

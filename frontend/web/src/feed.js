@@ -11,7 +11,8 @@
  * Frames (docs/api.md): the client sends `subscribe` {session, cursor} and `ping`; the server
  * sends `subscribed`, `message` {session, cursor, message}, `presence` {session, users},
  * `error` {code, message, session}, `pong`, and `closing`/`overflow` {cursors} before it
- * closes the socket.
+ * closes the socket. `revoked` {message} means the token was revoked (a logout, perhaps in
+ * another tab) or expired: the connection stops for good and `onRevoked` is called.
  */
 
 const BACKOFF_FIRST_MS = 250;
@@ -25,11 +26,13 @@ export class FeedConnection {
   /**
    * `onState(state, info)` is told of every change of the connection's state: "connecting"
    * (first attempt), "open", "reconnecting" (with `info.retryInMs` and `info.drops`, the
-   * number of times the socket has dropped) and "closed" (by `close()`).
+   * number of times the socket has dropped) and "closed" (by `close()`). `onRevoked(frame)`
+   * is called when the server closes the socket because its token was revoked.
    */
-  constructor({ url = defaultUrl(), onState = () => {} } = {}) {
+  constructor({ url = defaultUrl(), onState = () => {}, onRevoked = () => {} } = {}) {
     this.url = url;
     this.onState = onState;
+    this.onRevoked = onRevoked;
     this.subscriptions = new Map(); // session -> Subscription
     this.state = "connecting";
     this.drops = 0;
@@ -190,6 +193,10 @@ export class FeedConnection {
         return;
       case "pong":
         this.awaitingPong = false;
+        return;
+      case "revoked": // signed out: reconnecting with the same cookie would be refused
+        this.close();
+        this.onRevoked(frame);
         return;
       case "closing": // a web process going away; "overflow": we read too slowly
       case "overflow":

@@ -118,7 +118,10 @@ export class App {
     this.userName.textContent = user.username;
     this.userBox.hidden = false;
     this.feed?.close();
-    this.feed = new FeedConnection({ onState: (state, info) => this.showConnection(state, info) });
+    this.feed = new FeedConnection({
+      onState: (state, info) => this.showConnection(state, info),
+      onRevoked: () => this.signedOut(),
+    });
   }
 
   async logout() {

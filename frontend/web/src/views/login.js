@@ -63,7 +63,8 @@ export class LoginPage {
     this.switcher.textContent = login ? "No account yet? Create one" : "Have an account? Log in";
     this.hint.textContent = login
       ? ""
-      : "2 to 32 letters, digits, '.', '_' or '-'; a password of at least 8 characters.";
+      : "2 to 32 letters, digits, '.', '_' or '-'; a password of at least 8 characters, " +
+        "not your username and not a common one.";
     this.password.autocomplete = login ? "current-password" : "new-password";
     this.error.textContent = "";
     this.el.dataset.mode = mode;

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import fnmatch
 import inspect
+import re
 import secrets
 import subprocess
 import sys
@@ -129,8 +130,8 @@ async def test_every_service_does_its_whole_job_with_its_own_credential_only(
     deployment: Deployment, ada: Client
 ) -> None:
     """Register, log in, a worksheet with a cell, run it and watch it on the socket (with
-    presence), its output saved, a fork from the checkpoint, a restart, the health checks: and
-    not one command refused."""
+    presence), its output saved, a fork from the checkpoint, a restart, a second account, the
+    health checks: and not one command refused."""
     assert deployment.startup_refusals == []
     deployment.redis.admin.acl_log_reset()
     sheet = await ada.call("worksheet.create", title="ACL")
@@ -159,6 +160,9 @@ async def test_every_service_does_its_whole_job_with_its_own_credential_only(
               if m["header"]["msg_type"] == "error"]  # fmt: skip
     assert errors == ["NameError"]
     await feed.close()
+    # A second account: accounts first reads how well the live workers sandbox sessions.
+    bob = await new_user(deployment.url, "bob")
+    await bob.close()
 
     for module, service in (("cellbus_accounts.healthcheck", Service.ACCOUNTS),
                             ("cellbus_kernel.healthcheck", Service.KERNEL)):  # fmt: skip
@@ -326,8 +330,18 @@ def test_the_acl_file_defines_the_same_users_as_the_arguments(tmp_path: Path) ->
     from_file = PrivateRedis(tmp_path / "file", ["--aclfile", str(acl_path)], "default", admin)
     try:
 
-        def users(server: PrivateRedis) -> list[set[str]]:  # Redis lists commands unordered
-            return [set(line.split()) for line in server.admin.acl_list()]
+        def users(server: PrivateRedis) -> list[set[str | frozenset[str]]]:
+            """Each user's rules, its selectors ``(...)`` apart: Redis lists them unordered."""
+            listed: list[set[str | frozenset[str]]] = []
+            for line in server.admin.acl_list():
+                rules: set[str | frozenset[str]] = set()
+                for part in re.split(r"(\([^)]*\))", line):
+                    if part.startswith("("):
+                        rules.add(frozenset(part.strip("()").split()))
+                    else:
+                        rules.update(part.split())
+                listed.append(rules)
+            return listed
 
         assert users(from_args) == users(from_file)
         assert len(users(from_file)) == 1 + len(Service)

@@ -171,7 +171,7 @@ def feed_socket(writer: Any, outbox: Outbox | None = None) -> Any:
     from cellbus_web.ws import FeedSocket
 
     backend = SimpleNamespace(settings=SimpleNamespace(socket_queue=10))
-    principal = SimpleNamespace(user=SimpleNamespace(username="ada"))
+    principal = SimpleNamespace(user=SimpleNamespace(username="ada"), token="t0ken")
     socket = FeedSocket(_Socket(writer), backend, principal, outbox or Outbox())  # type: ignore[arg-type]
     socket.subscribed.add(S1)
     return socket

@@ -71,9 +71,10 @@ ACCOUNTS_GROUP = "accounts"
 """Consumer group of the accounts service processes."""
 
 ACCESS_CHANGES = "access:changes"
-"""Feed of `accounts.AccessChanged` announcements (``{"session": ...}``), published by the
-accounts service when who may use a session changes; web processes follow it to drop the
-roles they remembered."""
+"""Feed of `accounts.AccessChanged` (``{"change": "session", "session": ...}``), published by
+the accounts service when who may use a session changes, and of `accounts.TokenRevoked`
+(``{"change": "token", ...}``) when a token is revoked; web processes follow it to drop the
+roles and tokens they remembered and to close a revoked token's sockets."""
 
 HEALTH_PROBE = "healthz"
 """Never written: the web service's ``/healthz`` reads its (empty) feed to prove it reaches the

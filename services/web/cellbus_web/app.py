@@ -15,7 +15,7 @@ from typing import Any
 from aiohttp import web
 
 from cellbus_protocol import accounts as a
-from cellbus_protocol import isolation
+from cellbus_protocol import isolation, keys
 from cellbus_protocol.bus import Bus
 
 from .backend import BACKEND, Backend
@@ -102,7 +102,7 @@ async def healthz(request: web.Request) -> web.Response:
     how well user code is sandboxed."""
     backend = request.app[BACKEND]
     try:
-        await backend.bus.last_seq("healthz")
+        await backend.bus.last_seq(keys.HEALTH_PROBE)
         sandbox = await isolation.weakest(backend.bus)
     except Exception as exc:
         return web.json_response({"ok": False, "error": type(exc).__name__}, status=503)

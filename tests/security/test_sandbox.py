@@ -52,6 +52,23 @@ attempt("secret", lambda: open({data!r} + "/secret").read())
     assert {name: found[name] for name in names} == dict.fromkeys(names, "EACCES")
 
 
+async def test_the_machines_disks_are_out_of_reach(attacker: Person) -> None:
+    # As uid 0 without capabilities a session would still own the disks' device files.
+    found = await attack(
+        attacker,
+        """
+import stat
+disks = [name for name in os.listdir("/dev") if stat.S_ISBLK(os.stat("/dev/" + name).st_mode)]
+print("disks", "found" if disks else "NONE")
+for name in disks:
+    attempt(name, lambda: open("/dev/" + name, "rb").read(512))
+attempt("kmsg", lambda: open("/dev/kmsg", "rb").read(1))
+""",
+    )
+    assert found.pop("disks") == "found"
+    assert set(found.values()) <= {"EACCES", "EPERM"}, found
+
+
 async def test_the_servers_open_files_are_out_of_reach_through_proc(attacker: Person) -> None:
     # The attack that read the SQLite database: find it among the server's descriptors.
     found = await attack(

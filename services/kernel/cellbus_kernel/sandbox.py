@@ -60,8 +60,13 @@ OWN = ~AccessFS.NONE & ~(AccessFS.MAKE_CHAR | AccessFS.MAKE_BLOCK)
 SHARED_MEMORY = READ | AccessFS.WRITE_FILE | AccessFS.MAKE_REG | AccessFS.REMOVE_FILE
 SHARED_MEMORY |= AccessFS.TRUNCATE
 """``/dev/shm``: multiprocessing's semaphores and shared memory live there."""
-DEVICES = READ | AccessFS.WRITE_FILE | AccessFS.IOCTL_DEV
-"""``/dev``: /dev/null, /dev/urandom, terminals."""
+DEVICE = AccessFS.READ_FILE | AccessFS.WRITE_FILE | AccessFS.IOCTL_DEV
+"""What a session may do with the few devices it needs (`DEVICE_FILES`)."""
+DEVICE_FILES = (
+    "/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom", "/dev/tty",
+    "/dev/ptmx", "/dev/pts",
+)  # fmt: skip
+"""Never the rest of /dev: a session running as uid 0 would own the disks there."""
 
 SYSTEM_FOLDERS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/proc", "/sys")
 """Read (and execute) everything below these: programs, libraries, /proc (whose per-process
@@ -78,7 +83,7 @@ ETC = (
 """The parts of /etc a session reads: name service, certificates, locales, time zones. Never
 shadow files, sudoers, SSH host keys, TLS private keys or the services' configuration."""
 TMP_NAME = ".tmp"
-"""The session's private TMPDIR, inside its folder; emptied when its process ends."""
+"""The session's private TMPDIR, inside its folder; emptied whenever a process starts."""
 
 
 @dataclass(frozen=True)
@@ -224,7 +229,8 @@ class Policy:
         abi = max(isolation.abi, 1)
         handled = landlockpy.fs_for_abi(abi)
         rules = [(path, READ) for path in _outermost(_readable())]
-        rules += [("/dev", DEVICES), ("/dev/shm", SHARED_MEMORY)]
+        rules += [("/dev", AccessFS.READ_DIR), ("/dev/shm", SHARED_MEMORY)]
+        rules += [(path, DEVICE) for path in DEVICE_FILES]
         paths = tuple(
             (path, (access if os.path.isdir(path) else access & FILE_ONLY) & handled)
             for path, access in rules

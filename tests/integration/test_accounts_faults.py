@@ -429,8 +429,9 @@ async def test_two_processes_starting_at_once_on_a_fresh_database_both_serve(
             if all(answered):
                 break
         assert all(answered), f"requests answered by each process: {answered}"
+        # Fewer at once than the login budget: a running check counts against it too.
         logins = await asyncio.gather(
-            *(client.call(a.Login(username="ada", password=PASSWORD)) for _ in range(20))
+            *(client.call(a.Login(username="ada", password=PASSWORD)) for _ in range(5))
         )
         assert {login["user"]["id"] for login in logins} == {ada["id"]}
         codes = await asyncio.gather(*(p.terminate() for p in both))

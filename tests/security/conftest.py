@@ -40,7 +40,7 @@ from cellbus_protocol.acl import Service
 from ..support.api import Client, new_user, poll_until_done, stdout_of
 from ..support.postgres import create_database, drop_database
 from ..support.private_redis import PrivateRedis
-from ..support.stack import OneProgramStack, ServiceProcess, Stack, free_port
+from ..support.stack import OneProgramStack, ServiceProcess, ServicesStack, Stack, free_port
 from ..support.workers import service_env
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -74,6 +74,16 @@ class Target:
     @property
     def web_port(self) -> int:
         return int(self.url.rsplit(":", 1)[1])
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServicesStack]:
+    """The services apart on the machine's Redis and PostgreSQL (a module's tests share it)."""
+    system = ServicesStack(tmp_path_factory.mktemp("logs"))
+    try:
+        yield system
+    finally:
+        system.close()
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import statistics
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -27,15 +27,6 @@ from .api_people import From, batch, code, registered, request
 UNAUTHENTICATED, INVALID_PARAMS, RATE_LIMITED = -32001, -32602, -32029
 ATTEMPTS, CLEAN_RESERVE, WINDOW = 10, 3, 60.0  # the accounts service's defaults
 SHARED = ATTEMPTS - CLEAN_RESERVE
-
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServicesStack]:
-    system = ServicesStack(tmp_path_factory.mktemp("logs"))
-    try:
-        yield system
-    finally:
-        system.close()
 
 
 def wrong(username: str, i: int = 0) -> dict:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
@@ -18,15 +18,6 @@ from ..support.api import FEED_TIMEOUT, PASSWORD, Client, Feed, new_user
 from ..support.stack import ServicesStack
 
 REVOKED_CLOSE = 4001
-
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServicesStack]:
-    system = ServicesStack(tmp_path_factory.mktemp("logs"))
-    try:
-        yield system
-    finally:
-        system.close()
 
 
 opened: list[Client] = []

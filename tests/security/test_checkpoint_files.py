@@ -352,15 +352,6 @@ async def test_a_crafted_signed_checkpoint_cannot_write_files_in_a_session(
 # -- a viewer's fork, through the API ------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServicesStack]:
-    system = ServicesStack(tmp_path_factory.mktemp("logs"))
-    try:
-        yield system
-    finally:
-        system.close()
-
-
 async def test_a_viewers_fork_does_not_touch_the_owners_file(stack: ServicesStack) -> None:
     ada: Client = await new_user(stack.urls[0], "ada")
     bob: Client = await new_user(stack.urls[-1], "bob")

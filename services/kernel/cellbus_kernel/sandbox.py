@@ -239,10 +239,35 @@ class Policy:
         scoped = (Scope.ABSTRACT_UNIX_SOCKET | Scope.SIGNAL) & landlockpy.scope_for_abi(abi)
         return cls(isolation=isolation, paths=paths, handled_fs=handled, scoped=scoped)
 
-    def enter(self, spec: Spec, tasks_running: int) -> Path:
+    def rules(self, spec: Spec) -> Ruleset | None:
+        """A ruleset with everything but the session's own folder (None without Landlock).
+        The template makes the next one ahead of time (`SpareRules`), off a fork's path."""
+        if self.isolation.abi < 1:
+            return None
+        handled_net = AccessNet.NONE
+        if spec.connect is not None:
+            handled_net |= AccessNet.CONNECT_TCP
+        if spec.bind is not None:
+            handled_net |= AccessNet.BIND_TCP
+        rules = Ruleset(
+            handled_fs=self.handled_fs,
+            handled_net=handled_net & landlockpy.net_for_abi(self.isolation.abi),
+            scoped=self.scoped,
+        )
+        for path, access in self.paths:
+            with contextlib.suppress(OSError):  # gone since the template looked
+                rules.allow_path(path, access)
+        for port in spec.connect or ():
+            rules.allow_port(port, AccessNet.CONNECT_TCP)
+        for port in spec.bind or ():
+            rules.allow_port(port, AccessNet.BIND_TCP)
+        return rules
+
+    def enter(self, spec: Spec, rules: Ruleset | None, tasks_running: int) -> Path:
         """In a freshly forked session process: make its folder, become its user, set its
-        limits and enforce the rules. `tasks_running` is how many tasks the session's user
-        runs already (`tasks_of`). Returns the folder (now the working directory)."""
+        limits and enforce `rules` (from `rules`, this fork's own copy) with the folder added.
+        `tasks_running` is how many tasks the session's user runs already (`tasks_of`).
+        Returns the folder (now the working directory)."""
         own = _own_folder(spec)
         _set_limits(spec.limits, tasks_running)
         if spec.user:
@@ -251,32 +276,39 @@ class Policy:
             drop_capabilities()
         _session_environment(own)
         _set_no_new_privs()  # no setuid program gives anything back; seccomp needs it
-        if self.isolation.abi >= 1:
-            self._restrict(own, spec)
+        if rules is not None:
+            rules.allow_path(own, OWN & self.handled_fs)
+            rules.restrict()
+            rules.close()
         if self.isolation.abi < 9:
             seccomp.install()
         return own
 
-    def _restrict(self, own: Path, spec: Spec) -> None:
-        handled_net = AccessNet.NONE
-        if spec.connect is not None:
-            handled_net |= AccessNet.CONNECT_TCP
-        if spec.bind is not None:
-            handled_net |= AccessNet.BIND_TCP
-        with Ruleset(
-            handled_fs=self.handled_fs,
-            handled_net=handled_net & landlockpy.net_for_abi(self.isolation.abi),
-            scoped=self.scoped,
-        ) as rules:
-            for path, access in self.paths:
-                with contextlib.suppress(OSError):  # gone since the template looked
-                    rules.allow_path(path, access)
-            rules.allow_path(own, OWN & self.handled_fs)
-            for port in spec.connect or ():
-                rules.allow_port(port, AccessNet.CONNECT_TCP)
-            for port in spec.bind or ():
-                rules.allow_port(port, AccessNet.BIND_TCP)
-            rules.restrict()
+
+class SpareRules:
+    """The template's next ruleset, made while it waits: a fork takes it (the child adds its
+    folder to its own copy of the descriptor; the template closes its copy and never uses that
+    ruleset again, so no two sessions ever share one) and the template makes the next."""
+
+    def __init__(self, policy: Policy) -> None:
+        self._policy = policy
+        self._spare: tuple[Spec, Ruleset | None] | None = None
+
+    def take(self, spec: Spec) -> Ruleset | None:
+        spare, self._spare = self._spare, None
+        if spare is not None and _same_rules(spare[0], spec):
+            return spare[1]
+        if spare is not None and spare[1] is not None:
+            spare[1].close()
+        return self._policy.rules(spec)
+
+    def refill(self, spec: Spec) -> None:
+        if self._spare is None:
+            self._spare = (spec, self._policy.rules(spec))
+
+
+def _same_rules(one: Spec, other: Spec) -> bool:
+    return (one.connect, one.bind) == (other.connect, other.bind)
 
 
 def _outermost(paths: list[str]) -> list[str]:

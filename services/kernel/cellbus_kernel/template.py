@@ -46,6 +46,7 @@ def main() -> None:
 
     shell = child.prepare_shell()
     policy = sandbox.Policy.for_this_system()
+    spare = sandbox.SpareRules(policy)
     gc.collect()
     gc.freeze()  # keep the template's objects out of the forks' collections: less copy-on-write
     wake_read, wake_write = os.pipe()
@@ -84,17 +85,23 @@ def main() -> None:
                 if uid not in _tasks:
                     _tasks[uid] = sandbox.tasks_of(uid)
                 session_fd = fds.pop(0)
+                rules = spare.take(spec)
                 pid = os.fork()
                 if pid == 0:
+                    sandboxing = (policy, spec, rules, _tasks[uid])
                     plumbing = (control, selector, wake_read, wake_write)
-                    _become_session(shell, session_fd, request, policy, spec, _tasks[uid], plumbing)
+                    _become_session(shell, session_fd, request, sandboxing, plumbing)
                 os.close(session_fd)
+                if rules is not None:
+                    rules.close()  # the child's copy is the child's alone
                 _children.add(pid)
                 send({"spawned": pid})
-                _tasks[uid] = sandbox.tasks_of(uid)  # off the path of the fork just made
+                # Off the path of the fork just made: the next ruleset, the user's tasks.
+                spare.refill(spec)
+                _tasks[uid] = sandbox.tasks_of(uid)
 
 
-def _become_session(shell, session_fd, request, policy, spec, tasks, plumbing) -> None:
+def _become_session(shell, session_fd, request, sandboxing, plumbing) -> None:
     """In the forked child: drop the template's plumbing, enter the sandbox, serve."""
     try:
         signal.set_wakeup_fd(-1)
@@ -105,7 +112,8 @@ def _become_session(shell, session_fd, request, policy, spec, tasks, plumbing) -
         for fd in wake_fds:
             os.close(fd)
         os.setsid()  # a terminal's Ctrl-C reaches the worker, not every session
-        policy.enter(spec, tasks)
+        policy, spec, rules, tasks = sandboxing
+        policy.enter(spec, rules, tasks)
         isolation.allow_inspection()  # for its own user's debuggers; the template stays closed
         from . import child
 

@@ -27,7 +27,7 @@ PR_SET_DUMPABLE = 4
 
 SESSION_ENV_ALLOWED = (
     "PATH", "HOME", "LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "USER",
-    "LOGNAME", "TERM", "PYTHONPATH", "VIRTUAL_ENV", "MPLCONFIGDIR",
+    "LOGNAME", "TERM", "PYTHONPATH", "VIRTUAL_ENV",
 )  # fmt: skip
 """The only variables a session process inherits: nothing of the worker's configuration."""
 

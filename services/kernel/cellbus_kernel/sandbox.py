@@ -30,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
+import functools
 import os
 import platform
 import pwd
@@ -263,7 +264,7 @@ class Policy:
             rules.allow_port(port, AccessNet.BIND_TCP)
         return rules
 
-    def enter(self, spec: Spec, rules: Ruleset | None, tasks_running: int) -> Path:
+    def enter(self, spec: Spec, rules: Ruleset | None, tasks_running: int) -> str:
         """In a freshly forked session process: make its folder, become its user, set its
         limits and enforce `rules` (from `rules`, this fork's own copy) with the folder added.
         `tasks_running` is how many tasks the session's user runs already (`tasks_of`).
@@ -274,7 +275,6 @@ class Policy:
             become_user(spec.user)
         elif os.geteuid() == 0:
             drop_capabilities()
-        _session_environment(own)
         _set_no_new_privs()  # no setuid program gives anything back; seccomp needs it
         if rules is not None:
             rules.allow_path(own, OWN & self.handled_fs)
@@ -342,7 +342,7 @@ def _readable() -> list[str]:
     return paths
 
 
-def _own_folder(spec: Spec) -> Path:
+def _own_folder(spec: Spec) -> str:
     """The session's folder `<sessions_dir>/<session>` (its user's, mode 0700), a fresh
     TMPDIR inside, and the process moved into it."""
     if not spec.session or "/" in spec.session or spec.session in (".", ".."):
@@ -358,18 +358,21 @@ def _own_folder(spec: Spec) -> Path:
             if os.path.islink(folder) or not os.path.isdir(folder):
                 raise RuntimeError(f"{folder} is not a folder") from None
     if spec.user:
-        entry = pwd.getpwnam(spec.user)
+        entry = account(spec.user)
         for folder in (own, tmp):
             os.chown(folder, entry.pw_uid, entry.pw_gid, follow_symlinks=False)
     os.chdir(own)
-    return Path(own)
+    return own
 
 
-def _session_environment(own: Path) -> None:
-    tmp = str(own / TMP_NAME)
-    os.environ.update(HOME=str(own), TMPDIR=tmp, PWD=str(own))
-    os.environ.pop("MPLCONFIGDIR", None)
-    tempfile.tempdir = None  # the template may have found its own already
+def set_environment(spec: Spec) -> None:
+    """The session's HOME, TMPDIR and PWD (and, with a session user, USER and LOGNAME), set
+    by the template just before the fork: the child inherits them without writing a page."""
+    own = os.path.join(spec.sessions_dir, spec.session)
+    os.environ.update(HOME=own, TMPDIR=os.path.join(own, TMP_NAME), PWD=own)
+    if spec.user:
+        os.environ.update(USER=spec.user, LOGNAME=spec.user)
+    tempfile.tempdir = None  # found again, from TMPDIR, on first use
 
 
 def _set_limits(limits: Limits, tasks_running: int) -> None:
@@ -388,8 +391,14 @@ def _set_limits(limits: Limits, tasks_running: int) -> None:
         resource.setrlimit(resource.RLIMIT_NPROC, (ceiling, ceiling))
 
 
+@functools.cache
+def account(name: str) -> pwd.struct_passwd:
+    """User `name`, looked up once (by the template, so forks need no name service)."""
+    return pwd.getpwnam(name)
+
+
 def session_uid(spec: Spec) -> int:
-    return pwd.getpwnam(spec.user).pw_uid if spec.user else os.getuid()
+    return account(spec.user).pw_uid if spec.user else os.getuid()
 
 
 def tasks_of(uid: int) -> int:
@@ -427,12 +436,11 @@ LIMIT_HINTS = {
 
 
 def become_user(name: str) -> None:
-    """Drop root for user `name` (no supplementary groups; HOME follows the user)."""
-    entry = pwd.getpwnam(name)
+    """Drop root for user `name` (no supplementary groups)."""
+    entry = account(name)
     os.setgroups([])
     os.setgid(entry.pw_gid)
     os.setuid(entry.pw_uid)
-    os.environ["USER"] = os.environ["LOGNAME"] = name
 
 
 PR_SET_NO_NEW_PRIVS = 38
@@ -470,6 +478,10 @@ class _CapData(ctypes.Structure):
     ]
 
 
+_CAP_HEADER = _CapHeader(_LINUX_CAPABILITY_VERSION_3, 0)
+_NO_CAPS = (_CapData * 2)()
+
+
 def drop_capabilities() -> None:
     """Give up every capability for good: a uid-0 session process keeps none (no raw
     sockets, no module loading, no bypassing file permissions), and no program it runs gets
@@ -482,7 +494,5 @@ def drop_capabilities() -> None:
     number = _CAPSET_NUMBER
     if number is None:
         raise OSError(errno.ENOSYS, "cannot drop capabilities on this architecture")
-    header = _CapHeader(_LINUX_CAPABILITY_VERSION_3, 0)
-    data = (_CapData * 2)()
-    if libc.syscall(number, ctypes.byref(header), data) != 0:
+    if libc.syscall(number, ctypes.byref(_CAP_HEADER), _NO_CAPS) != 0:
         raise OSError(ctypes.get_errno(), "capset failed")

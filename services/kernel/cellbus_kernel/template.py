@@ -86,6 +86,7 @@ def main() -> None:
                     _tasks[uid] = sandbox.tasks_of(uid)
                 session_fd = fds.pop(0)
                 rules = spare.take(spec)
+                sandbox.set_environment(spec)
                 pid = os.fork()
                 if pid == 0:
                     sandboxing = (policy, spec, rules, _tasks[uid])

@@ -10,11 +10,14 @@ any session.
 from __future__ import annotations
 
 import enum
+from typing import TYPE_CHECKING
 
 import msgspec
 
 from . import keys
-from .bus import Bus
+
+if TYPE_CHECKING:  # the kernel's template imports this module: not the Redis client with it
+    from .bus import Bus
 
 
 class Level(enum.Enum):

@@ -39,6 +39,7 @@ import shutil
 import signal
 import sys
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -401,9 +402,35 @@ def session_uid(spec: Spec) -> int:
     return account(spec.user).pw_uid if spec.user else os.getuid()
 
 
+class TaskCounts:
+    """How many tasks each session user runs, for `Limits.processes`. Counting reads all of
+    /proc (about 2 ms on a busy machine), so the template counts after a fork rather than
+    before, and at most once a second: a burst of new sessions, which competes with those
+    starting for two cores, shares one count."""
+
+    EVERY = 1.0
+
+    def __init__(self) -> None:
+        self._counted: dict[int, tuple[float, int]] = {}  # uid -> (when, how many)
+
+    def get(self, uid: int) -> int:
+        if uid not in self._counted:
+            self._count(uid)
+        return self._counted[uid][1]
+
+    def refresh(self) -> None:
+        """Count again the users last counted over `EVERY` seconds ago."""
+        now = time.monotonic()
+        for uid, (when, _) in list(self._counted.items()):
+            if now - when >= self.EVERY:
+                self._count(uid)
+
+    def _count(self, uid: int) -> None:
+        self._counted[uid] = (time.monotonic(), tasks_of(uid))
+
+
 def tasks_of(uid: int) -> int:
-    """How many tasks (processes and threads) `uid` runs now, as RLIMIT_NPROC counts them.
-    About 2 ms on a busy machine: the template counts after a fork, not before the next."""
+    """How many tasks (processes and threads) `uid` runs now, as RLIMIT_NPROC counts them."""
     count = 0
     for name in os.listdir("/proc"):
         if name.isdigit():

@@ -34,8 +34,8 @@ from . import isolation, sandbox
 
 _children: set[int] = set()
 """Session processes alive, killed if the worker goes away."""
-_tasks: dict[int, int] = {}
-"""Tasks each session user runs, counted after the last fork (for RLIMIT_NPROC)."""
+_tasks = sandbox.TaskCounts()
+"""Tasks each session user runs (for its process limit)."""
 
 
 def main() -> None:
@@ -69,8 +69,7 @@ def main() -> None:
                     os.read(wake_read, 4096)
                 for pid, status in _reap():
                     send({"exited": pid, "status": status})
-                for uid in _tasks:  # a session's processes are gone: count again
-                    _tasks[uid] = sandbox.tasks_of(uid)
+                _tasks.refresh()  # a session's processes are gone
                 continue
             data, fds, _, _ = socket.recv_fds(control, 65536, 16)
             if not data:
@@ -81,15 +80,13 @@ def main() -> None:
                 line, buffer = buffer.split(b"\n", 1)
                 request = json.loads(line)["spawn"]
                 spec = msgspec.convert(request["sandbox"], sandbox.Spec)
-                uid = sandbox.session_uid(spec)
-                if uid not in _tasks:
-                    _tasks[uid] = sandbox.tasks_of(uid)
+                tasks = _tasks.get(sandbox.session_uid(spec))
                 session_fd = fds.pop(0)
                 rules = spare.take(spec)
                 sandbox.set_environment(spec)
                 pid = os.fork()
                 if pid == 0:
-                    sandboxing = (policy, spec, rules, _tasks[uid])
+                    sandboxing = (policy, spec, rules, tasks)
                     plumbing = (control, selector, wake_read, wake_write)
                     _become_session(shell, session_fd, request, sandboxing, plumbing)
                 os.close(session_fd)
@@ -99,7 +96,7 @@ def main() -> None:
                 send({"spawned": pid})
                 # Off the path of the fork just made: the next ruleset, the user's tasks.
                 spare.refill(spec)
-                _tasks[uid] = sandbox.tasks_of(uid)
+                _tasks.refresh()
 
 
 def _become_session(shell, session_fd, request, sandboxing, plumbing) -> None:

@@ -37,7 +37,7 @@ from cellbus_kernel.config import KernelSettings
 from cellbus_protocol.settings import env_names, settings_from_env
 from cellbus_web.config import WebSettings
 
-from ..support import stack, workers
+from ..support import dockerfiles, stack, workers
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -292,33 +292,11 @@ def test_user_code_cannot_reach_the_database_and_runs_as_its_own_user() -> None:
 # -- the Dockerfiles -----------------------------------------------------------------------------
 
 
-@dataclasses.dataclass(frozen=True)
-class Instruction:
-    keyword: str
-    arguments: str
-
-
-def _instructions(path: Path) -> list[Instruction]:
-    """A Dockerfile's instructions, continuation lines joined and comments dropped."""
-    instructions: list[Instruction] = []
-    pending = ""
-    for raw in path.read_text().splitlines():
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        pending += line[:-1] + " " if line.endswith("\\") else line
-        if not line.endswith("\\"):
-            keyword, _, arguments = pending.partition(" ")
-            instructions.append(Instruction(keyword.upper(), " ".join(arguments.split())))
-            pending = ""
-    return instructions
-
-
 @pytest.mark.parametrize("service", sorted(MODULES))
 def test_dockerfile_uses_a_pinned_slim_base_and_runs_as_a_user(service: str) -> None:
     path = ROOT / "services" / service / "Dockerfile"
     assert path.is_file(), f"{path} is missing"
-    instructions = _instructions(path)
+    instructions = dockerfiles.instructions(path)
     bases = [i.arguments.split()[0] for i in instructions if i.keyword == "FROM"]
     assert bases, path
     for base in bases:
@@ -345,7 +323,7 @@ def test_dockerfile_uses_a_pinned_slim_base_and_runs_as_a_user(service: str) -> 
 
 
 def test_the_web_image_serves_the_built_frontend() -> None:
-    instructions = _instructions(ROOT / "services/web/Dockerfile")
+    instructions = dockerfiles.instructions(ROOT / "services/web/Dockerfile")
     runs = [i.arguments for i in instructions if i.keyword == "RUN"]
     assert any("npm ci" in run for run in runs) and any("npm run build" in run for run in runs)
     assert any(i.keyword == "FROM" and i.arguments.startswith("node:20") for i in instructions)

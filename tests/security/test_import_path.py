@@ -28,6 +28,8 @@ from typing import Any
 import pytest
 from ruamel.yaml import YAML
 
+from ..support.dockerfiles import final_stage
+
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 SERVICES = ("accounts", "web", "kernel")
@@ -45,23 +47,6 @@ def _compose_services() -> dict[str, dict[str, Any]]:
     return YAML(typ="safe").load(COMPOSE_FILE.read_text())["services"]
 
 
-def _dockerfile_lines(service: str) -> list[tuple[str, str]]:
-    """(keyword, arguments) of the final stage of a service's Dockerfile, lines joined."""
-    joined: list[tuple[str, str]] = []
-    pending = ""
-    for raw in (ROOT / "services" / service / "Dockerfile").read_text().splitlines():
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        pending += line[:-1] + " " if line.endswith("\\") else line
-        if not line.endswith("\\"):
-            keyword, _, arguments = pending.partition(" ")
-            joined.append((keyword.upper(), " ".join(arguments.split())))
-            pending = ""
-    last_from = max(n for n, (keyword, _) in enumerate(joined) if keyword == "FROM")
-    return joined[last_from:]
-
-
 def _python_commands() -> dict[str, list[str]]:
     """Every Python command a deployment runs: name -> argv (``python`` first)."""
     commands: dict[str, list[str]] = {}
@@ -75,7 +60,7 @@ def _python_commands() -> dict[str, list[str]]:
         if test[:2] == ["CMD", "python"]:
             commands[f"compose {name} healthcheck"] = test[1:]
     for service in SERVICES:
-        for keyword, arguments in _dockerfile_lines(service):
+        for keyword, arguments in final_stage(service):
             if keyword in ("CMD", "ENTRYPOINT"):
                 commands[f"{service} Dockerfile {keyword}"] = json.loads(arguments)
     return commands
@@ -165,7 +150,7 @@ def test_the_images_environment_alone_keeps_a_plain_python_m_safe(
     """Someone running ``docker compose exec kernel python -m ...`` without ``-P`` is still
     safe: the images set PYTHONSAFEPATH=1."""
     for service in SERVICES:
-        envs = " ".join(a for k, a in _dockerfile_lines(service) if k == "ENV")
+        envs = " ".join(a for k, a in final_stage(service) if k == "ENV")
         assert "PYTHONSAFEPATH=1" in envs.split(), service
     trap, markers = planted
     result = _run(["python", "-m", "cellbus_kernel.healthcheck", "--timeout", "1"], trap,
@@ -201,7 +186,7 @@ def test_every_python_of_the_deployment_starts_with_the_safe_path() -> None:
 
 @pytest.mark.parametrize("service", SERVICES)
 def test_the_images_working_directory_is_roots_and_read_only_to_others(service: str) -> None:
-    lines = _dockerfile_lines(service)
+    lines = final_stage(service)
     workdirs = [arguments for keyword, arguments in lines if keyword == "WORKDIR"]
     assert workdirs, service
     workdir = workdirs[-1]
@@ -217,7 +202,7 @@ def test_kernel_sessions_work_under_their_own_root_on_a_volume_never_the_workers
     sessions_dir = kernel["environment"]["CELLBUS_SESSIONS_DIR"]
     mounts = {volume.split(":", 1)[1]: volume.split(":", 1)[0] for volume in kernel["volumes"]}
     assert sessions_dir in mounts, "the sessions' root must be a volume of its own"
-    lines = _dockerfile_lines("kernel")
+    lines = final_stage("kernel")
     workdir = [arguments for keyword, arguments in lines if keyword == "WORKDIR"][-1]
     assert not Path(workdir).is_relative_to(sessions_dir)
     assert not Path(sessions_dir).is_relative_to(workdir)

@@ -36,11 +36,8 @@ FRONTEND = Path(__file__).resolve().parents[2] / "frontend" / "web" / "dist" / "
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServicesStack]:
     if not FRONTEND.is_file():
         pytest.fail("the browser app is not built: run `make frontend` (make test does)")
-    system = ServicesStack(tmp_path_factory.mktemp("browser-logs"))
-    try:
+    with ServicesStack(tmp_path_factory.mktemp("browser-logs")) as system:
         yield system
-    finally:
-        system.close()
 
 
 @pytest.fixture(scope="package")

@@ -18,11 +18,8 @@ RECOVERY_TIMEOUT = 30.0
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServicesStack]:
-    system = ServicesStack(tmp_path_factory.mktemp("kills"))
-    try:
+    with ServicesStack(tmp_path_factory.mktemp("kills")) as system:
         yield system
-    finally:
-        system.close()
 
 
 async def test_the_accounts_service_killed_mid_edits_loses_no_acknowledged_edit(

@@ -23,7 +23,7 @@ from ..support.api import (
     poll_until_done,
     stdout_of,
 )
-from ..support.stack import OneProgramStack, ServicesStack, Stack
+from ..support.stack import ServicesStack, Stack, start_stack
 
 UNAUTHENTICATED, FORBIDDEN, NOT_FOUND, CONFLICT = -32001, -32003, -32004, -32009
 
@@ -32,15 +32,8 @@ UNAUTHENTICATED, FORBIDDEN, NOT_FOUND, CONFLICT = -32001, -32003, -32004, -32009
 def stack(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Stack]:
-    logs = tmp_path_factory.mktemp("logs")
-    if request.param == "services":
-        system: Stack = ServicesStack(logs)
-    else:
-        system = OneProgramStack(logs, tmp_path_factory.mktemp("data"))
-    try:
+    with start_stack(request.param, tmp_path_factory) as system:
         yield system
-    finally:
-        system.close()
 
 
 @pytest.fixture

@@ -19,11 +19,9 @@ read (`scripts/shared-runtime.sh`, built once per test run).
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import pwd
-import secrets
 import shutil
 import subprocess
 import tempfile
@@ -34,14 +32,8 @@ from pathlib import Path
 
 import pytest
 
-from cellbus_protocol import acl, keys
-from cellbus_protocol.acl import Service
-
 from ..support.api import Client, new_user, poll_until_done, stdout_of
-from ..support.postgres import create_database, drop_database
-from ..support.private_redis import PrivateRedis
-from ..support.stack import OneProgramStack, ServiceProcess, ServicesStack, Stack, free_port
-from ..support.workers import service_env
+from ..support.stack import AclServicesStack, OneProgramStack, ServicesStack, Stack
 
 ROOT = Path(__file__).resolve().parents[2]
 RUNTIME = Path("/opt/cellbus-test-runtime")
@@ -79,11 +71,8 @@ class Target:
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServicesStack]:
     """The services apart on the machine's Redis and PostgreSQL (a module's tests share it)."""
-    system = ServicesStack(tmp_path_factory.mktemp("logs"))
-    try:
+    with ServicesStack(tmp_path_factory.mktemp("logs")) as system:
         yield system
-    finally:
-        system.close()
 
 
 @pytest.fixture(scope="session")
@@ -114,7 +103,9 @@ def target(
         runtime = request.getfixturevalue("shared_runtime")
         sessions = Path(tempfile.mkdtemp(prefix="cellbus-sessions-"))
         cleanup.append(sessions)
-        services = AclServicesStack(logs, sessions, runtime / "bin/python")
+        kernel = {"sessions_dir": sessions, "session_user": UNPRIVILEGED, **SANDBOX_SETTINGS}
+        python = str(runtime / "bin/python")
+        services = AclServicesStack(logs, "cellbus-sandbox", kernel, python)
         stack: Stack = services
         system = Target(mode, stack, None, sessions, services.redis.port)
     else:
@@ -140,50 +131,6 @@ def target(
         stack.close()
         for folder in cleanup:
             shutil.rmtree(folder, ignore_errors=True)
-
-
-class AclServicesStack(Stack):
-    """Accounts, a kernel worker (sessions as `UNPRIVILEGED`) and a web process, each with
-    its own Redis user and password on a private Redis that has only those users."""
-
-    name = "services"
-    NAMESPACE = "cellbus-sandbox"
-
-    def __init__(self, logs: Path, sessions: Path, kernel_python: Path) -> None:
-        passwords = {service: secrets.token_hex(16) for service in Service}
-        admin = secrets.token_hex(16)
-        args = acl.server_args(self.NAMESPACE, passwords, admin)
-        self.redis = PrivateRedis(logs, args, "default", admin)
-        self.database, database_url = asyncio.run(create_database())
-        port = free_port()
-        self.urls = [f"http://127.0.0.1:{port}"]
-
-        def env(service: Service, **settings: object) -> dict[str, str]:
-            url = self.redis.url(service.value, passwords[service])
-            return service_env(self.NAMESPACE, redis_url=url, **settings)
-
-        kernel = env(
-            Service.KERNEL, worker_id="sandbox-kernel", sessions_dir=sessions,
-            session_user=UNPRIVILEGED, **SANDBOX_SETTINGS,
-        )  # fmt: skip
-        argv = [str(kernel_python), "-P", "-m", "cellbus_kernel"]
-        self.processes = [
-            ServiceProcess("cellbus_accounts", env(Service.ACCOUNTS, database_url=database_url),
-                           logs / "accounts.log"),
-            ServiceProcess("cellbus_kernel", kernel, logs / "kernel.log", argv),
-            ServiceProcess("cellbus_web", env(Service.WEB, port=port), logs / "web.log"),
-        ]  # fmt: skip
-        accounts, kernel_process, web = self.processes
-        accounts.wait_for_log("accounts service ready")
-        kernel_process.wait_for_log("kernel worker sandbox-kernel ready")
-        web.wait_for_http(self.urls[0] + "/healthz")
-        assert self.redis.admin.hexists(f"{self.NAMESPACE}:{keys.WORKERS}", "sandbox-kernel")
-
-    def close(self) -> None:
-        for process in self.processes:
-            process.close()
-        asyncio.run(drop_database(self.database))
-        self.redis.close()
 
 
 @dataclass

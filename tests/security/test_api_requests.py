@@ -18,7 +18,7 @@ from aiohttp import web
 from cellbus_web.app import security_headers
 
 from ..support.api import Client, new_user
-from ..support.stack import OneProgramStack, ServicesStack, Stack, free_port
+from ..support.stack import Stack, free_port, start_stack
 from .api_people import batch, code, request
 
 PARSE_ERROR, INTERNAL_ERROR, FORBIDDEN, NOT_FOUND = -32700, -32603, -32003, -32004
@@ -31,15 +31,8 @@ MAX_BODY_BYTES = 16 * 1024 * 1024  # CELLBUS_MAX_BODY_BYTES's default
 def stack(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Stack]:
-    logs = tmp_path_factory.mktemp("logs")
-    if request.param == "services":
-        system: Stack = ServicesStack(logs)
-    else:
-        system = OneProgramStack(logs, tmp_path_factory.mktemp("data"))
-    try:
+    with start_stack(request.param, tmp_path_factory) as system:
         yield system
-    finally:
-        system.close()
 
 
 @pytest.fixture

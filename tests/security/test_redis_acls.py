@@ -17,7 +17,6 @@ import re
 import secrets
 import subprocess
 import sys
-import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,10 +30,8 @@ from cellbus_protocol import acl, keys
 from cellbus_protocol.acl import Service
 
 from ..support.api import Client, new_user, stdout_of
-from ..support.postgres import create_database, drop_database
 from ..support.private_redis import PrivateRedis
-from ..support.stack import ServiceProcess, free_port
-from ..support.workers import service_env
+from ..support.stack import AclServicesStack
 
 ROOT = Path(__file__).resolve().parents[2]
 NAMESPACE = "cellbus-acl"
@@ -62,47 +59,10 @@ class Deployment:
 
 @pytest.fixture(scope="module")
 def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
-    folder = tmp_path_factory.mktemp("acl")
-    passwords = {service: secrets.token_hex(16) for service in Service}
-    admin = secrets.token_hex(16)
-    server = PrivateRedis(folder, acl.server_args(NAMESPACE, passwords, admin), "default", admin)
-    database, database_url = asyncio.run(create_database())
-    port = free_port()
-
-    def env(service: Service, **settings: object) -> dict[str, str]:
-        url = server.url(service.value, passwords[service])
-        return service_env(NAMESPACE, redis_url=url, **settings)
-
-    envs = {
-        Service.ACCOUNTS: env(Service.ACCOUNTS, database_url=database_url),
-        Service.KERNEL: env(Service.KERNEL, worker_id=WORKER_ID, checkpoint_delay=0.1),
-        Service.WEB: env(Service.WEB, port=port),
-    }
-    processes = [
-        ServiceProcess(f"cellbus_{service.value}", envs[service], folder / f"{service.value}.log")
-        for service in Service
-    ]
-    try:
-        url = f"http://127.0.0.1:{port}"
-        by_module = {process.module: process for process in processes}
-        by_module["cellbus_accounts"].wait_for_log("accounts service ready")
-        _wait_for_worker(server, by_module["cellbus_kernel"])
-        by_module["cellbus_web"].wait_for_http(url + "/healthz")
-        startup = [dict(entry) for entry in server.admin.acl_log(count=100)]
-        yield Deployment(server, passwords, envs, url, startup)
-    finally:
-        for process in processes:
-            process.close()
-        asyncio.run(drop_database(database))
-        server.close()
-
-
-def _wait_for_worker(server: PrivateRedis, kernel: ServiceProcess, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not server.admin.hexists(f"{NAMESPACE}:{keys.WORKERS}", WORKER_ID):
-        if kernel.process.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"the kernel worker did not start:\n{kernel.log_text()}")
-        time.sleep(0.02)
+    kernel = {"worker_id": WORKER_ID, "checkpoint_delay": 0.1}
+    with AclServicesStack(tmp_path_factory.mktemp("acl"), NAMESPACE, kernel) as stack:
+        startup = [dict(entry) for entry in stack.redis.admin.acl_log(count=100)]
+        yield Deployment(stack.redis, stack.passwords, stack.envs, stack.urls[0], startup)
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ their HTTP API and WebSocket.
 from __future__ import annotations
 
 import asyncio
+import secrets
 import signal
 import socket
 import subprocess
@@ -17,8 +18,15 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from typing import Self
+
+import pytest
+
+from cellbus_protocol import acl
+from cellbus_protocol.acl import Service
 
 from .postgres import create_database, drop_database
+from .private_redis import PrivateRedis
 from .redis import delete_namespace, new_namespace, require_redis
 from .workers import WorkerProcess, service_env
 
@@ -92,13 +100,20 @@ class ServiceProcess:
 
 
 class Stack:
-    """A running system: the base URLs of its web processes."""
+    """A running system: the base URLs of its web processes. A context manager that closes
+    the system however the block ends."""
 
     name = ""
     urls: list[str]
 
     def close(self) -> None:
         raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
 
 class ServicesStack(Stack):
@@ -163,3 +178,69 @@ class OneProgramStack(Stack):
 
     def close(self) -> None:
         self.program.close()
+
+
+def start_stack(kind: str, tmp_path_factory: pytest.TempPathFactory) -> Stack:
+    """The services apart (``"services"``) or the one program (``"one-program"``), for the
+    tests that run on both."""
+    logs = tmp_path_factory.mktemp("logs")
+    if kind == "services":
+        return ServicesStack(logs)
+    return OneProgramStack(logs, tmp_path_factory.mktemp("data"))
+
+
+class AclServicesStack(Stack):
+    """Accounts, a kernel worker and a web process on PostgreSQL and a private Redis that has a
+    user per service, each with its own password and only its grants (`cellbus_protocol.acl`,
+    as docker-compose.yml sets Redis up), and the administrator as ``default``."""
+
+    name = "services"
+
+    def __init__(
+        self,
+        folder: Path,
+        namespace: str,
+        kernel_settings: dict[str, object],
+        kernel_python: str = sys.executable,
+    ) -> None:
+        self.namespace = namespace
+        self.passwords = {service: secrets.token_hex(16) for service in Service}
+        admin = secrets.token_hex(16)
+        args = acl.server_args(namespace, self.passwords, admin)
+        self.redis = PrivateRedis(folder, args, "default", admin)
+        self.database, database_url = asyncio.run(create_database())
+        port = free_port()
+        self.urls = [f"http://127.0.0.1:{port}"]
+        self.worker_id = str(kernel_settings.get("worker_id", "acl-kernel"))
+        self.envs = {
+            Service.ACCOUNTS: self._env(Service.ACCOUNTS, database_url=database_url),
+            Service.KERNEL: self._env(
+                Service.KERNEL, **{**kernel_settings, "worker_id": self.worker_id}
+            ),
+            Service.WEB: self._env(Service.WEB, port=port),
+        }
+        kernel_argv = [kernel_python, "-P", "-m", "cellbus_kernel"]
+        self.processes = {
+            service: ServiceProcess(
+                f"cellbus_{service.value}", self.envs[service], folder / f"{service.value}.log",
+                kernel_argv if service is Service.KERNEL else None,
+            )
+            for service in Service
+        }  # fmt: skip
+        try:
+            self.processes[Service.ACCOUNTS].wait_for_log("accounts service ready")
+            self.processes[Service.KERNEL].wait_for_log(f"kernel worker {self.worker_id} ready")
+            self.processes[Service.WEB].wait_for_http(self.urls[0] + "/healthz")
+        except BaseException:
+            self.close()
+            raise
+
+    def _env(self, service: Service, **settings: object) -> dict[str, str]:
+        url = self.redis.url(service.value, self.passwords[service])
+        return service_env(self.namespace, redis_url=url, **settings)
+
+    def close(self) -> None:
+        for process in self.processes.values():
+            process.close()
+        asyncio.run(drop_database(self.database))
+        self.redis.close()

@@ -171,9 +171,10 @@ async def serve(stack: Stack) -> None:
         where = "in-process bus" if stack.bus_url.startswith("memory") else stack.bus_url
         print(f"cellbus is running at {program.url}  ({where}; data in {stack.data_dir})")
         print("Open it in a browser, or: cellbus login " + program.url.rstrip("/"))
-        isolation = sandbox.probe().describe()
-        warning = "" if sandbox.probe().level is Level.FULL else "WARNING: "
-        print(f"{warning}{isolation[0].upper()}{isolation[1:]}.", flush=True)
+        isolation = sandbox.probe()
+        said = isolation.describe()
+        warning = "" if isolation.level is Level.FULL else "WARNING: "
+        print(f"{warning}{said[0].upper()}{said[1:]}.", flush=True)
     waiting.cancel()
     await run
 

@@ -140,13 +140,13 @@ def probe() -> Isolation:
     return Isolation(abi=abi, unix_sockets=abi >= 9 or seccomp.program() is not None)
 
 
-def parse_ports(value: str, name: str) -> frozenset[int] | None:
-    """``"80,443"`` -> {80, 443}; ``"none"`` -> {}; ``"any"`` -> None (no restriction)."""
+def parse_ports(value: str, name: str) -> list[int] | None:
+    """``"80,443"`` -> [80, 443]; ``"none"`` -> []; ``"any"`` -> None (no restriction)."""
     text = value.strip().lower()
     if text == "any":
         return None
     if text in ("none", ""):
-        return frozenset()
+        return []
     ports = set()
     for part in text.split(","):
         try:
@@ -156,7 +156,7 @@ def parse_ports(value: str, name: str) -> frozenset[int] | None:
         if not 0 < port < 65536:
             raise ValueError(f"{name}: {port} is not a TCP port")
         ports.add(port)
-    return frozenset(ports)
+    return sorted(ports)
 
 
 class Limits(msgspec.Struct, frozen=True):
@@ -186,18 +186,14 @@ def spec_from_settings(settings: KernelSettings) -> Spec:
         session="",
         sessions_dir=os.path.abspath(folder),
         user=settings.session_user if os.geteuid() == 0 else "",
-        connect=_listed(parse_ports(settings.session_ports, "CELLBUS_SESSION_PORTS")),
-        bind=_listed(parse_ports(settings.session_bind_ports, "CELLBUS_SESSION_BIND_PORTS")),
+        connect=parse_ports(settings.session_ports, "CELLBUS_SESSION_PORTS"),
+        bind=parse_ports(settings.session_bind_ports, "CELLBUS_SESSION_BIND_PORTS"),
         limits=Limits(
             processes=settings.session_max_processes,
             open_files=settings.session_max_open_files,
             file_mb=settings.session_max_file_mb,
         ),
     )
-
-
-def _listed(ports: frozenset[int] | None) -> list[int] | None:
-    return None if ports is None else sorted(ports)
 
 
 def default_sessions_dir() -> Path:
@@ -209,7 +205,7 @@ def prepare_sessions_dir(path: Path, user: str) -> None:
     must be a real folder of this user's, not a link another user planted."""
     path.mkdir(parents=True, exist_ok=True, mode=0o700)
     info = os.lstat(path)
-    if not Path(path).is_dir() or path.is_symlink() or info.st_uid != os.geteuid():
+    if path.is_symlink() or not path.is_dir() or info.st_uid != os.geteuid():
         raise RuntimeError(f"{path} is not a folder of this user's: refusing to put sessions there")
     # Session users must reach their own folder, but not list the others.
     path.chmod(0o711 if user else 0o700)
@@ -267,7 +263,8 @@ class Policy:
 
     def enter(self, spec: Spec, rules: Ruleset | None, tasks_running: int) -> str:
         """In a freshly forked session process: make its folder, become its user, set its
-        limits and enforce `rules` (from `rules`, this fork's own copy) with the folder added.
+        limits and enforce `rules` (this fork's copy of a `Policy.rules` ruleset) with the
+        folder added.
         `tasks_running` is how many tasks the session's user runs already (`tasks_of`).
         Returns the folder (now the working directory)."""
         own = _own_folder(spec)

@@ -19,6 +19,7 @@ The template ends when the worker does (PR_SET_PDEATHSIG, and end of file on the
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 import json
 import os
@@ -86,9 +87,9 @@ def main() -> None:
                 sandbox.set_environment(spec)
                 pid = os.fork()
                 if pid == 0:
-                    sandboxing = (policy, spec, rules, tasks)
+                    enter = functools.partial(policy.enter, spec, rules, tasks)
                     plumbing = (control, selector, wake_read, wake_write)
-                    _become_session(shell, session_fd, request, sandboxing, plumbing)
+                    _become_session(shell, session_fd, request, enter, plumbing)
                 os.close(session_fd)
                 if rules is not None:
                     rules.close()  # the child's copy is the child's alone
@@ -99,8 +100,8 @@ def main() -> None:
                 _tasks.refresh()
 
 
-def _become_session(shell, session_fd, request, sandboxing, plumbing) -> None:
-    """In the forked child: drop the template's plumbing, enter the sandbox, serve."""
+def _become_session(shell, session_fd, request, enter, plumbing) -> None:
+    """In the forked child: drop the template's plumbing, `enter` the sandbox, serve."""
     try:
         signal.set_wakeup_fd(-1)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
@@ -110,8 +111,7 @@ def _become_session(shell, session_fd, request, sandboxing, plumbing) -> None:
         for fd in wake_fds:
             os.close(fd)
         os.setsid()  # a terminal's Ctrl-C reaches the worker, not every session
-        policy, spec, rules, tasks = sandboxing
-        policy.enter(spec, rules, tasks)
+        enter()
         isolation.allow_inspection()  # for its own user's debuggers; the template stays closed
         from . import child
 

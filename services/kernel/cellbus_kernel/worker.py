@@ -36,11 +36,12 @@ import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from cellbus_protocol import codec, isolation, keys
+from cellbus_protocol import codec, keys
 from cellbus_protocol import messages as m
 from cellbus_protocol.bus import Bus, Consumer, QueueItem
 from cellbus_protocol.envelope import Message, now_iso
 from cellbus_protocol.errors import BusUnavailable, ValidationError
+from cellbus_protocol.isolation import announce, withdraw
 
 from . import sandbox
 from .checkpoints import CheckpointStore
@@ -109,7 +110,7 @@ class KernelWorker:
             log.warning("kernel worker %s: %s", self.id, self.isolation.describe())
         spec = self.spawner.sandbox
         sandbox.prepare_sessions_dir(Path(spec.sessions_dir), spec.user)
-        await isolation.announce(self.bus, self.id, self.isolation.announced())
+        await announce(self.bus, self.id, self.isolation.announced())
         await self.spawner.start()
         await self._new_sessions.add(keys.NEW_SESSIONS)
         await self._report_load()
@@ -154,7 +155,7 @@ class KernelWorker:
             await asyncio.wait([self._heartbeat_task], timeout=SHUTDOWN_GRACE)
         with contextlib.suppress(BusUnavailable):
             await self.bus.remove_load(keys.WORKERS, self.id)
-            await isolation.withdraw(self.bus, self.id)
+            await withdraw(self.bus, self.id)
         await self._new_sessions.close()
         await self._requests.close()
         await self.spawner.close()

@@ -19,7 +19,7 @@ from cellbus_protocol.envelope import Message
 from cellbus_protocol.kernel_client import KernelClient
 
 from ..support.feeds import collect, first_message, run_code, wait_for_state
-from ..support.workers import WorkerProcess
+from ..support.workers import WorkerProcess, running_workers
 
 SETTINGS = {
     "checkpoint_interval": 1, "checkpoint_delay": 60,  # only the interval saves anything here
@@ -31,14 +31,8 @@ CELLS = 80
 
 @pytest.fixture
 def workers(namespace: str, tmp_path: Path) -> Iterator[list[WorkerProcess]]:
-    started = [WorkerProcess(namespace, n, tmp_path, **SETTINGS) for n in ("worker-1", "worker-2")]
-    try:
-        for worker in started:
-            worker.wait_ready()
+    with running_workers(namespace, ("worker-1", "worker-2"), tmp_path, **SETTINGS) as started:
         yield started
-    finally:
-        for worker in started:
-            worker.stop()
 
 
 def _is_status(msg: Message, state: str) -> bool:

@@ -25,7 +25,7 @@ from cellbus_protocol.kernel_client import KernelClient
 
 from ..support.feeds import collect, first_message, run_code, wait_for_state
 from ..support.redis import REDIS_URL
-from ..support.workers import WorkerProcess
+from ..support.workers import WorkerProcess, running_workers
 
 SETTINGS = {
     "checkpoint_delay": 0.1, "heartbeat_interval": 0.3, "lease_ttl": 1.5, "drain_timeout": 5,
@@ -37,17 +37,9 @@ TAKEOVER_DEADLINE = 10.0
 
 @pytest.fixture
 def workers(namespace: str, tmp_path: Path) -> Iterator[dict[str, WorkerProcess]]:
-    started = {
-        name: WorkerProcess(namespace, name, tmp_path, **SETTINGS)
-        for name in ("worker-1", "worker-2", "worker-3")
-    }
-    try:
-        for worker in started.values():
-            worker.wait_ready()
-        yield started
-    finally:
-        for worker in started.values():
-            worker.stop()
+    names = ("worker-1", "worker-2", "worker-3")
+    with running_workers(namespace, names, tmp_path, **SETTINGS) as started:
+        yield dict(zip(names, started, strict=True))
 
 
 @pytest.fixture

@@ -15,19 +15,13 @@ from cellbus_protocol.envelope import now_iso
 from cellbus_protocol.kernel_client import KernelClient
 
 from ..support.feeds import run_code, wait_for_state
-from ..support.workers import WorkerProcess
+from ..support.workers import WorkerProcess, running_workers
 
 
 @pytest.fixture
 def two_workers(namespace: str, tmp_path: Path) -> Iterator[list[WorkerProcess]]:
-    workers = [WorkerProcess(namespace, f"worker-{i}", tmp_path) for i in (1, 2)]
-    try:
-        for worker in workers:
-            worker.wait_ready()
+    with running_workers(namespace, ("worker-1", "worker-2"), tmp_path) as workers:
         yield workers
-    finally:
-        for worker in workers:
-            worker.stop()
 
 
 async def test_new_sessions_go_to_the_least_loaded_worker(

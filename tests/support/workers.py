@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import redis
@@ -85,3 +87,18 @@ class WorkerProcess:
                 self.process.wait()
         self._log.close()
         self._redis.close()
+
+
+@contextlib.contextmanager
+def running_workers(
+    namespace: str, names: Iterable[str], log_dir: Path, **settings: object
+) -> Iterator[list[WorkerProcess]]:
+    """Kernel workers named `names`, each ready, all stopped however the block ends."""
+    workers = [WorkerProcess(namespace, name, log_dir, **settings) for name in names]
+    try:
+        for worker in workers:
+            worker.wait_ready()
+        yield workers
+    finally:
+        for worker in workers:
+            worker.stop()

@@ -242,3 +242,32 @@ async def test_executions_without_history_have_no_number(kernel: Kernel, session
     assert run.reply.content.execution_count is None
     counted = await run_code(kernel.client, session, "2")
     assert counted.reply.content.execution_count == 1
+
+
+async def test_a_cells_run_is_announced_when_queued_before_it_starts(
+    kernel: Kernel, session: str, tmp_path: Path
+) -> None:
+    # A run that names its cell is announced (cell_run) as soon as the session takes it, so
+    # watchers see the queue: the second cell's announcement arrives while the first runs.
+    gate = tmp_path / "go"
+    code = f"import os, time\nwhile not os.path.exists({str(gate)!r}): time.sleep(0.005)\n"
+    after = await kernel.bus.last_seq(keys.feed(session))
+    first = await kernel.client.execute(session, code, cell_id="cell-1")
+    second = await kernel.client.execute(session, "print('second')", cell_id="cell-2")
+    _, announced = await first_message(
+        kernel.bus, session, after,
+        lambda msg: msg.msg_type == "cell_run" and msg.parent_header.msg_id == second.msg_id,
+    )  # fmt: skip
+    assert announced.content.cell_id == "cell-2"
+    assert announced.content.msg_id == second.msg_id
+    assert announced.content.username == announced.header.username == "alice"
+    gate.touch()  # the first cell was still running when the second was announced
+    runs = [await collect(kernel.bus, request, after) for request in (first, second)]
+    for run, cell_id in zip(runs, ("cell-1", "cell-2"), strict=True):
+        assert run.types[:2] == ["cell_run", "status"]
+        assert run.messages[0].content.cell_id == cell_id
+        assert run.messages[1].content.execution_state == "busy"
+    assert runs[1].stdout == "second\n"
+    # A run that names no cell is not announced.
+    plain = await run_code(kernel.client, session, "1 + 1")
+    assert "cell_run" not in plain.types

@@ -76,6 +76,7 @@ SAMPLES: dict[str, messages.Content] = {
         size=4096,
         reason="These names could not be saved: sock.",
     ),
+    "cell_run": messages.CellRun(cell_id="c2", msg_id="m1", username="ada"),
     "cell_created": messages.CellCreated(cell={"id": "c2", "source": "1 + 1"}, after="c1"),
     "cell_updated": messages.CellUpdated(cell={"id": "c2", "source": "2 + 2", "version": 2}),
     "cell_moved": messages.CellMoved(id="c2", after=None),

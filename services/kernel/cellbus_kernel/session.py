@@ -203,6 +203,11 @@ class SessionHost(ProcessHost):
         if msg.msg_type == "execute_request":
             self._queue.append(_Pending(item, msg))
             self._queued.set()
+            cell_id = cell_of(msg)
+            if cell_id is not None:  # held: it goes out with the next feed message, or soon
+                header = msg.header
+                run = m.CellRun(cell_id=cell_id, msg_id=header.msg_id, username=header.username)
+                self._announce(run, header)
             return
         handler = {
             "complete_request": self._answer_from_process,
@@ -506,6 +511,17 @@ class SessionHost(ProcessHost):
             pending = self._queue.popleft()
             await self._publish(m.ExecuteReply(status="aborted"), pending.msg.header)
             await self._ack(pending.item)
+
+
+def cell_of(msg: Message) -> str | None:
+    """The worksheet cell an execution runs (``metadata.cellbus.cell_id``, set by
+    ``cell.evaluate``), or None for one that names no cell."""
+    cellbus = msg.metadata.get("cellbus")
+    if isinstance(cellbus, dict):
+        cell_id = cellbus.get("cell_id")
+        if isinstance(cell_id, str):
+            return cell_id
+    return None
 
 
 def _duration(seconds: float) -> str:

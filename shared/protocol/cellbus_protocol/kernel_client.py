@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
+from typing import Any
 
 from . import codec, keys
 from . import messages as m
@@ -47,9 +48,11 @@ class KernelClient:
         await self.create_session(session)
         return True
 
-    async def send(self, session: str, content: m.Content) -> Message:
+    async def send(
+        self, session: str, content: m.Content, *, metadata: dict[str, Any] | None = None
+    ) -> Message:
         """Enqueue a request without waiting for anything; returns the request message."""
-        msg = new_message(content, session=session, username=self.username)
+        msg = new_message(content, session=session, username=self.username, metadata=metadata)
         await self.bus.enqueue(keys.requests(session), codec.encode(msg))
         return msg
 
@@ -61,12 +64,15 @@ class KernelClient:
         silent: bool = False,
         store_history: bool = True,
         stop_on_error: bool = True,
+        cell_id: str | None = None,
     ) -> Message:
-        """Queue `code` for execution; results arrive on the feed with this message as parent."""
+        """Queue `code` for execution; results arrive on the feed with this message as parent.
+        With `cell_id` (a worksheet cell's), the session announces the run (``cell_run``)."""
         request = m.ExecuteRequest(
             code=code, silent=silent, store_history=store_history, stop_on_error=stop_on_error
         )
-        return await self.send(session, request)
+        metadata = None if cell_id is None else {"cellbus": {"cell_id": cell_id}}
+        return await self.send(session, request, metadata=metadata)
 
     async def call(self, session: str, content: m.Content, timeout: float | None = None) -> Message:
         """Send a request that has a direct reply and wait for it (`RequestTimeout` if none)."""

@@ -241,6 +241,19 @@ class Checkpoint(Content, kw_only=True):
     # that were open: a restore gives them back closed (it never reopens a file); each once
 
 
+class CellRun(Content, kw_only=True):
+    """cellbus: a worksheet cell's execution was taken by its session (queued), published
+    before the execution's ``busy`` with the ``execute_request`` as parent, so every watcher
+    maps the run to its cell and sees the queue without asking for it. Only executions whose
+    request metadata names a cell (``{"cellbus": {"cell_id": ...}}``) have one; the same run
+    may be announced again if its session moves to another worker before it starts."""
+
+    msg_type: ClassVar[str] = "cell_run"
+    cell_id: str
+    msg_id: str  # the execute_request's msg_id
+    username: str  # who sent it
+
+
 # --- worksheet changes (cellbus): published by the accounts service on the worksheet's
 # session feed, with the acting user in the header, so every viewer follows edits live.
 
@@ -309,6 +322,7 @@ FEED_TYPES: tuple[type[Content], ...] = (
     ClearOutput,
     ExecuteReply,
     Checkpoint,
+    CellRun,
     CellCreated,
     CellUpdated,
     CellMoved,

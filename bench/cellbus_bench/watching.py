@@ -100,38 +100,29 @@ class RawWebSocket(asyncio.Protocol):
 
     def _frames(self, now: float) -> None:
         buffer = self._buffer
-        while len(buffer) >= 2:
-            first, second = buffer[0], buffer[1]
-            size, start = second & 0x7F, 2
-            if size == 126:
-                if len(buffer) < 4:
-                    return
-                (size,) = struct.unpack_from("!H", buffer, 2)
-                start = 4
-            elif size == 127:
-                if len(buffer) < 10:
-                    return
-                (size,) = struct.unpack_from("!Q", buffer, 2)
-                start = 10
-            if second & 0x80:
-                raise ConnectionError("a server frame was masked")
+        while (header := _frame_header(buffer)) is not None:
+            start, size = header
             if len(buffer) < start + size:
                 return
+            first = buffer[0]
             payload = bytes(buffer[start : start + size])
             del buffer[: start + size]
-            opcode, final = first & 0x0F, first & 0x80
-            if opcode == TEXT or (opcode == 0 and self._parts):
-                self._parts.append(payload)
-                if final:
-                    text, self._parts = b"".join(self._parts), []
-                    if self._on_text is not None:
-                        self._on_text(text, now)
-                    else:
-                        self._texts.put_nowait(text.decode())
-            elif opcode == PING:
-                self._send(0xA, payload)
-            elif opcode == CLOSE and self.transport is not None:
-                self.transport.close()
+            self._frame(first & 0x0F, bool(first & 0x80), payload, now)
+
+    def _frame(self, opcode: int, final: bool, payload: bytes, now: float) -> None:
+        """One whole frame: a text (or its continuation), a ping, or the server's close."""
+        if opcode == TEXT or (opcode == 0 and self._parts):
+            self._parts.append(payload)
+            if final:
+                text, self._parts = b"".join(self._parts), []
+                if self._on_text is not None:
+                    self._on_text(text, now)
+                else:
+                    self._texts.put_nowait(text.decode())
+        elif opcode == PING:
+            self._send(0xA, payload)
+        elif opcode == CLOSE and self.transport is not None:
+            self.transport.close()
 
     # -- what the watcher uses ---------------------------------------------------------------
     def _send(self, opcode: int, payload: bytes) -> None:
@@ -174,6 +165,27 @@ class RawWebSocket(asyncio.Protocol):
                 await asyncio.shield(self.closed)
         except TimeoutError:
             self.transport.abort()
+
+
+def _frame_header(buffer: bytearray) -> tuple[int, int] | None:
+    """Where the next frame's payload starts and its size, or None until its header is in."""
+    if len(buffer) < 2:
+        return None
+    second = buffer[1]
+    size, start = second & 0x7F, 2
+    if size == 126:
+        if len(buffer) < 4:
+            return None
+        (size,) = struct.unpack_from("!H", buffer, 2)
+        start = 4
+    elif size == 127:
+        if len(buffer) < 10:
+            return None
+        (size,) = struct.unpack_from("!Q", buffer, 2)
+        start = 10
+    if second & 0x80:
+        raise ConnectionError("a server frame was masked")
+    return start, size
 
 
 class Watchers:

@@ -52,7 +52,14 @@ def build_toy() -> Toy:
         call.state["user"] = "ada"
 
     toy = Toy(Api(authenticate=authenticate))
-    api = toy.api
+    add_arithmetic(toy.api)
+    add_failures(toy)
+    add_sessions_and_rendezvous(toy)
+    return toy
+
+
+def add_arithmetic(api: Api) -> None:
+    """Methods that compute: parameters by name and position, structs in and out."""
 
     @api.method("math.add")
     async def add(call: Call, a: int, b: int = 0) -> int:
@@ -76,6 +83,11 @@ def build_toy() -> Toy:
     async def sum_points(call: Call, points: list[Point]) -> int:
         """Sum every coordinate."""
         return sum(p.x + p.y for p in points)
+
+
+def add_failures(toy: Toy) -> None:
+    """Methods about who calls, notifications and the ways a call fails."""
+    api = toy.api
 
     @api.method("whoami")
     async def whoami(call: Call) -> str:
@@ -102,6 +114,11 @@ def build_toy() -> Toy:
         """Fail with an application error."""
         raise RpcError(rpc.CONFLICT, "version conflict", {"current": 3})
 
+
+def add_sessions_and_rendezvous(toy: Toy) -> None:
+    """Methods that set cookies, and two that meet (to prove a batch's calls overlap)."""
+    api = toy.api
+
     @api.method("login", public=True)
     async def login(call: Call, user: str) -> bool:
         """Set the session cookie and clear the old one."""
@@ -122,8 +139,6 @@ def build_toy() -> Toy:
         """Release rendezvous.wait."""
         toy.rendezvous.setdefault(key, asyncio.Event()).set()
         return "done"
-
-    return toy
 
 
 @pytest.fixture

@@ -158,5 +158,9 @@ class CheckpointStore:
             log.warning("session %s: checkpoint refused: %s", session, checkpoint.reason)
         return checkpoint
 
+    async def copy(self, source: str, target: str) -> bool:
+        """Copy `source`'s checkpoint to `target` (a fork); False if `source` has none."""
+        return await self._bus.copy_blob(keys.checkpoint(source), keys.checkpoint(target))
+
     async def delete(self, session: str) -> None:
         await self._bus.delete_blob(keys.checkpoint(session))

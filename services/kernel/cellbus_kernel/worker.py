@@ -46,6 +46,7 @@ from cellbus_protocol.isolation import announce, withdraw
 from . import sandbox
 from .checkpoints import CheckpointStore
 from .config import KernelSettings
+from .control import KernelControl
 from .frames import MAX_FRAME
 from .isolation import session_environment
 from .session import KERNEL_USERNAME, SessionHost
@@ -87,6 +88,9 @@ class KernelWorker:
         # least loaded.
         self._new_sessions: Consumer = bus.consumer(keys.KERNEL_GROUP, f"{self.id}:new", batch=1)
         self._requests: Consumer = bus.consumer(keys.KERNEL_GROUP, f"{self.id}:requests")
+        self.control = KernelControl(
+            bus, self.id, self.checkpoints, settings.lease_ttl, self._open_fork
+        )
         self._tasks: list[asyncio.Task[None]] = []
         self._heartbeat_task: asyncio.Task[None] | None = None
         self._reopened: dict[str, float] = {}  # sessions this worker asked to re-host, when
@@ -118,6 +122,7 @@ class KernelWorker:
         self._tasks = [
             asyncio.create_task(self._take_new_sessions(), name="take-new-sessions"),
             asyncio.create_task(self._route_requests(), name="route-requests"),
+            asyncio.create_task(self.control.run(), name="control-requests"),
         ]
         log.info("kernel worker %s ready", self.id)
         self.ready.set()
@@ -290,11 +295,15 @@ class KernelWorker:
             previous = self.id if how == "moved" else ""
             await self._open(session, previous_host=previous)
 
-    async def _open(self, session: str, previous_host: str = "") -> None:
+    async def _open(self, session: str, previous_host: str = "", fork_of: str = "") -> None:
         record = m.SessionOpen(
-            session=session, username=KERNEL_USERNAME, date=now_iso(), previous_host=previous_host
-        )
+            session=session, username=KERNEL_USERNAME, date=now_iso(),
+            previous_host=previous_host, fork_of=fork_of,
+        )  # fmt: skip
         await self.bus.enqueue(keys.NEW_SESSIONS, codec.encode_record(record))
+
+    async def _open_fork(self, session: str, fork_of: str) -> None:
+        await self._open(session, fork_of=fork_of)
 
     # -- routing --------------------------------------------------------------------------
     async def _route_requests(self) -> None:

@@ -143,6 +143,7 @@ RULES: Mapping[Service, ServiceRules] = {
             "publish",
             "get",
             "set",
+            "copy",
             "hget",
             "hset",
             "hdel",
@@ -151,6 +152,7 @@ RULES: Mapping[Service, ServiceRules] = {
         ),
         keys=(
             KeyGrant(keys.NEW_SESSIONS, Access.READ_WRITE, "takes new sessions; hands some back"),
+            KeyGrant(keys.KERNEL_CONTROL, Access.READ_WRITE, "answers control requests"),
             KeyGrant(keys.WORKERS, Access.READ_WRITE, "reports its load; places sessions"),
             KeyGrant(keys.WORKER_ISOLATION, Access.READ_WRITE, "announces its sandbox"),
             KeyGrant(keys.SESSION_HOSTS, Access.READ_WRITE, "registers hosted sessions; failover"),
@@ -180,6 +182,7 @@ RULES: Mapping[Service, ServiceRules] = {
         keys=(
             KeyGrant(keys.ACCOUNTS, Access.WRITE, "sends requests to the accounts service"),
             KeyGrant(keys.NEW_SESSIONS, Access.WRITE, "starts sessions"),
+            KeyGrant(keys.KERNEL_CONTROL, Access.WRITE, "forks, ends and asks after sessions"),
             KeyGrant(_SESSION_REQUESTS, Access.WRITE, "sends requests to sessions"),
             KeyGrant(_SESSION_HOST, Access.READ, "asks whether a session is hosted"),
             KeyGrant(_SESSION_FEED, Access.READ, "relays feeds to clients"),

@@ -10,13 +10,19 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, Literal, TypeVar
+
+import msgspec
 
 from . import codec, keys
 from . import messages as m
 from .bus import Bus
 from .envelope import Message, new_message, now_iso
-from .errors import ProtocolError
+from .errors import ProtocolError, RemoteError
+
+ResultT = TypeVar("ResultT")
+ReplyT = TypeVar("ReplyT", bound=m.Reply)
+_control_reply = msgspec.json.Decoder(m.ControlReply)
 
 
 class KernelClient:
@@ -85,31 +91,82 @@ class KernelClient:
             raise ProtocolError(f"reply to {reply.parent_header.msg_id}, expected {msg.msg_id}")
         return reply
 
+    async def answer(
+        self,
+        session: str,
+        content: m.Content,
+        reply_type: type[ReplyT],
+        timeout: float | None = None,
+    ) -> ReplyT:
+        """`call`, returning the reply's content, checked to be a `reply_type`."""
+        reply = (await self.call(session, content, timeout)).content
+        if not isinstance(reply, reply_type):
+            raise ProtocolError(f"{type(reply).__name__} to a {type(content).__name__}")
+        return reply
+
     async def complete(self, session: str, code: str, cursor_pos: int) -> m.CompleteReply:
-        return (
-            await self.call(session, m.CompleteRequest(code=code, cursor_pos=cursor_pos))
-        ).content
+        request = m.CompleteRequest(code=code, cursor_pos=cursor_pos)
+        return await self.answer(session, request, m.CompleteReply)
 
     async def inspect(
-        self, session: str, code: str, cursor_pos: int, detail_level: int = 0
+        self, session: str, code: str, cursor_pos: int, detail_level: Literal[0, 1] = 0
     ) -> m.InspectReply:
         request = m.InspectRequest(code=code, cursor_pos=cursor_pos, detail_level=detail_level)
-        return (await self.call(session, request)).content
+        return await self.answer(session, request, m.InspectReply)
 
     async def interrupt(self, session: str) -> m.InterruptReply:
-        return (await self.call(session, m.InterruptRequest())).content
+        return await self.answer(session, m.InterruptRequest(), m.InterruptReply)
 
     async def restart(self, session: str, timeout: float = 60.0) -> m.RestartReply:
-        return (await self.call(session, m.RestartRequest(), timeout)).content
+        return await self.answer(session, m.RestartRequest(), m.RestartReply, timeout)
 
     async def shutdown(self, session: str) -> m.ShutdownReply:
-        return (await self.call(session, m.ShutdownRequest())).content
+        return await self.answer(session, m.ShutdownRequest(), m.ShutdownReply)
 
     async def kernel_info(self, session: str) -> m.KernelInfoReply:
-        return (await self.call(session, m.KernelInfoRequest())).content
+        return await self.answer(session, m.KernelInfoRequest(), m.KernelInfoReply)
 
     async def session_info(self, session: str) -> m.SessionInfoReply:
-        return (await self.call(session, m.SessionInfoRequest())).content
+        return await self.answer(session, m.SessionInfoRequest(), m.SessionInfoReply)
+
+    # -- control: requests about a whole session, answered by any worker -------------------
+    async def fork_session(self, session: str) -> m.Forked:
+        """A new session started from a copy of `session`'s checkpoint (`RemoteError`
+        ``not_found`` if it has none)."""
+        return await self.control(m.ForkSession(session=session, username=self.username), m.Forked)
+
+    async def session_status(self, session: str) -> m.SessionStatus:
+        """Whether a worker hosts `session` (``hosted``) or none does (``stopped``)."""
+        return await self.control(
+            m.GetSessionStatus(session=session, username=self.username), m.SessionStatus
+        )
+
+    async def discard_session(self, session: str) -> m.Discarded:
+        """Delete the checkpoint of `session` if no worker hosts it (``hosted`` False);
+        a hosted session is left to its own restart or shutdown request."""
+        return await self.control(
+            m.DiscardSession(session=session, username=self.username), m.Discarded
+        )
+
+    async def end_session(self, session: str) -> m.Ended:
+        """Shut `session` down wherever it is and delete its checkpoint (its worksheet is
+        gone)."""
+        return await self.control(m.EndSession(session=session, username=self.username), m.Ended)
+
+    async def control(self, request: m.ControlRequest, result: type[ResultT]) -> ResultT:
+        """Send a control request to the kernel workers and return its typed result;
+        `RemoteError` with the kernel's error code, `RequestTimeout` if none answers."""
+        keys.check_session_id(request.session)
+        data = await self.bus.request(
+            keys.KERNEL_CONTROL, msgspec.json.encode(request), timeout=self.timeout
+        )
+        try:
+            reply = _control_reply.decode(data)
+            if reply.error is not None:
+                raise RemoteError(reply.error.code, reply.error.message)
+            return msgspec.json.decode(reply.result, type=result)
+        except msgspec.DecodeError as exc:
+            raise ProtocolError(f"bad reply from the kernel: {exc}") from None
 
     async def feed_messages(
         self, session: str, after: int | None = 0

@@ -15,6 +15,11 @@ NEW_SESSIONS = "sessions:new"
 KERNEL_GROUP = "kernel-workers"
 """Consumer group of the kernel workers on every queue they read."""
 
+KERNEL_CONTROL = "kernel:control"
+"""Queue of control requests about whole sessions (`messages.ControlRequest`: fork, status,
+discard, end), request/reply; every kernel worker reads it in `KERNEL_GROUP`. Other services
+ask the kernel this way rather than touching its checkpoints and leases."""
+
 WORKERS = "workers"
 """Load table: worker id -> number of sessions it hosts, with a deadline (liveness)."""
 

@@ -363,3 +363,75 @@ class SessionOpen(msgspec.Struct, kw_only=True, omit_defaults=True):
     previous_host: str = ""
     """For a takeover (the worker died) or a handover (it stopped): the worker that hosted the
     session. The record is stale, and dropped, once the registry names another worker."""
+
+
+# --- control requests to the kernel workers (cellbus) -------------------------------------
+# Requests about a session as a whole, which the kernel answers because it owns what they
+# touch (checkpoints, host leases): put on `keys.KERNEL_CONTROL` with `bus.request`, taken by
+# any worker (one consumer group), answered with a `ControlReply`. Only services send them,
+# after checking the caller's role; `username` is who asked, for the logs and for the header
+# of any request the kernel sends on the user's behalf.
+
+ControlErrorCode = Literal["not_found", "invalid", "unavailable", "internal"]
+
+
+class ControlRequest(msgspec.Struct, tag_field="op", kw_only=True, forbid_unknown_fields=True):
+    session: str
+    username: str
+
+
+class Forked(msgspec.Struct, kw_only=True):
+    session: str  # the new session, started from a copy of the other's checkpoint
+
+
+class ForkSession(ControlRequest, tag="fork"):
+    """Copy `session`'s latest checkpoint to a new session and have a worker host it
+    (`SessionOpen.fork_of`). ``not_found`` if `session` has no checkpoint."""
+
+
+class SessionStatus(msgspec.Struct, kw_only=True):
+    state: Literal["hosted", "stopped"]  # stopped: hibernated, shut down or never started
+
+    @property
+    def hosted(self) -> bool:
+        return self.state == "hosted"
+
+
+class GetSessionStatus(ControlRequest, tag="status"):
+    """Whether a worker hosts the session (only then does its request queue answer)."""
+
+
+class Discarded(msgspec.Struct, kw_only=True):
+    hosted: bool  # a worker hosts the session: nothing was discarded; ask the session itself
+
+
+class DiscardSession(ControlRequest, tag="discard"):
+    """Forget the namespace of a session that no worker hosts (a restart or shutdown of a
+    hibernated session): its checkpoint is deleted, so nothing restores it. A hosted
+    session is left alone (``hosted``): its own ``restart_request`` or ``shutdown_request``
+    does this."""
+
+
+class Ended(msgspec.Struct, kw_only=True):
+    hosted: bool  # it was hosted: it was sent a ``shutdown_request``
+
+
+class EndSession(ControlRequest, tag="end"):
+    """The session's worksheet is gone: shut it down if hosted, and delete its checkpoint
+    either way."""
+
+
+AnyControlRequest = ForkSession | GetSessionStatus | DiscardSession | EndSession
+
+
+class ControlError(msgspec.Struct, kw_only=True):
+    code: ControlErrorCode
+    message: str  # for people
+
+
+class ControlReply(msgspec.Struct, kw_only=True):
+    """Either `result` (the request's result struct, decoded by the requester, which knows
+    its type) or `error`."""
+
+    result: msgspec.Raw = msgspec.Raw(b"null")
+    error: ControlError | None = None

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -15,7 +16,7 @@ import pytest
 
 from cellbus_accounts.config import AccountsSettings
 from cellbus_accounts.handlers import Handlers
-from cellbus_accounts.saver import OutputSaver
+from cellbus_accounts.saver import SAVE_INTERVAL, OutputSaver
 from cellbus_accounts.service import AccountsService
 from cellbus_accounts.store import Postgres, Sqlite, Store
 from cellbus_protocol import accounts as a
@@ -42,12 +43,26 @@ async def database(kernel: Kernel, tmp_path: Path) -> AsyncIterator[Any]:
     await drop_database(name)
 
 
+class CountingStore(Store):
+    """The store, counting the writes of saved outputs."""
+
+    writes = 0
+
+    async def save_outputs(
+        self, msg_id: str, seq: int, outputs: list[dict[str, Any]], execution_count: int | None
+    ) -> bool:
+        self.writes += 1
+        return await super().save_outputs(msg_id, seq, outputs, execution_count)
+
+
 @asynccontextmanager
-async def accounts_service(kernel: Kernel, database: Any) -> AsyncIterator[OutputSaver]:
+async def accounts_service(
+    kernel: Kernel, database: Any, store: CountingStore | None = None, quiet_after: float = 60.0
+) -> AsyncIterator[OutputSaver]:
     """The accounts service on the kernel's bus, as its own __main__ starts it."""
-    store = Store(database())
+    store = store or CountingStore(database())
     await store.open()
-    saver = OutputSaver(store, kernel.bus)
+    saver = OutputSaver(store, kernel.bus, quiet_after=quiet_after)
     await saver.start()
     service = AccountsService(
         Handlers(store, kernel.bus, AccountsSettings(), saver), kernel.bus, "accounts-test"
@@ -63,11 +78,15 @@ async def accounts_service(kernel: Kernel, database: Any) -> AsyncIterator[Outpu
         await store.close()
 
 
-async def call(kernel: Kernel, request: a.Request, actor: str = "") -> Any:
-    return await a.AccountsClient(kernel.bus).call(msgspec.structs.replace(request, actor=actor))
+async def call(kernel: Kernel, request: a.Request[Any], actor: str = "") -> Any:
+    """The answer to `request`, as plain JSON values."""
+    client = a.AccountsClient(kernel.bus)
+    return msgspec.to_builtins(await client.call(msgspec.structs.replace(request, actor=actor)))
 
 
-async def saved_cell(kernel: Kernel, worksheet: str, actor: str) -> dict[str, Any]:
+async def saved_cell(
+    kernel: Kernel, worksheet: str, actor: str, expected: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
     """The cell as the accounts service has it once it shows the whole run (the saver follows
     the feed a moment behind); after 20 s, as it is."""
     cell: dict[str, Any] = {}
@@ -75,7 +94,7 @@ async def saved_cell(kernel: Kernel, worksheet: str, actor: str) -> dict[str, An
         async with asyncio.timeout(20):
             while True:
                 (cell,) = (await call(kernel, a.GetWorksheet(id=worksheet), actor))["cells"]
-                if cell["outputs"] == EXPECTED:
+                if cell["outputs"] == (expected or EXPECTED):
                     return cell
                 await asyncio.sleep(0.02)
     return cell
@@ -83,9 +102,13 @@ async def saved_cell(kernel: Kernel, worksheet: str, actor: str) -> dict[str, An
 
 async def run_cell(kernel: Kernel, cell: dict[str, Any], session: str, actor: str) -> Any:
     """What the web service does for cell.evaluate: mark the run, send the request."""
-    request = new_message(m.ExecuteRequest(code=cell["source"]), session=session, username="ada")
+    request = new_message(
+        m.ExecuteRequest(code=cell["source"]), session=session, username="ada",
+        metadata={"cellbus": {"cell_id": cell["id"]}},
+    )  # fmt: skip
     await call(kernel, a.StartRun(id=cell["id"], msg_id=request.msg_id), actor)
     await kernel.bus.enqueue(keys.requests(session), codec.encode(request))
+    await kernel.client.ensure_session(session)
     return request
 
 
@@ -136,3 +159,52 @@ async def test_outputs_made_while_the_accounts_service_was_away_are_saved(
                     await asyncio.sleep(0.02)
             assert second.saved == 0
             assert (await saved_cell(kernel, sheet["id"], actor))["outputs"] == EXPECTED
+
+
+LINES = 20_000
+LONG_RUN = f"""
+import time
+for i in range({LINES}):
+    print(i)
+    if i % 100 == 99:
+        time.sleep(0.015)
+"""
+
+
+async def test_a_long_run_is_saved_a_bounded_number_of_times(kernel: Kernel, database: Any) -> None:
+    store = CountingStore(database())
+    async with accounts_service(kernel, database, store):
+        actor, sheet, cell = await new_worksheet(kernel)
+        cell = await call(kernel, a.UpdateCell(id=cell["id"], source=LONG_RUN, version=1), actor)
+        started = time.monotonic()
+        request = await run_cell(kernel, cell, sheet["session"], actor)
+        run = await collect(kernel.bus, request)
+        seconds = time.monotonic() - started
+        expected = [{"output_type": "stream", "name": "stdout", "text": run.stdout}]
+        saved = await saved_cell(kernel, sheet["id"], actor, expected)
+    assert run.stdout == "".join(f"{i}\n" for i in range(LINES))
+    assert saved["outputs"] == expected
+    print(f"{len(run.of_type('stream'))} stream messages in {seconds:.1f} s: {store.writes} saves")
+    assert store.writes <= 2 + seconds / SAVE_INTERVAL
+
+
+async def test_a_follower_stops_after_its_session_ends(kernel: Kernel, database: Any) -> None:
+    async with accounts_service(kernel, database, quiet_after=0.5) as saver:
+        actor, sheet, cell = await new_worksheet(kernel)
+        session = sheet["session"]
+        await run_cell(kernel, cell, session, actor)
+        assert (await saved_cell(kernel, sheet["id"], actor))["outputs"] == EXPECTED
+        follower = saver.follower(session)
+        assert follower is not None
+        await kernel.client.shutdown(session)
+        async with asyncio.timeout(20):
+            await follower  # it ends by itself, half a second after the session's last word
+        assert saver.follower(session) is None
+        # The next run on the session (started again) is followed and saved as before.
+        cell = await call(
+            kernel, a.UpdateCell(id=cell["id"], source="print('again')", version=1), actor
+        )
+        request = await run_cell(kernel, cell, session, actor)
+        await collect(kernel.bus, request)
+        again = [{"output_type": "stream", "name": "stdout", "text": "again\n"}]
+        assert (await saved_cell(kernel, sheet["id"], actor, again))["outputs"] == again

@@ -12,6 +12,7 @@ is folded in linear time. Contents are the real structs of `cellbus_protocol.mes
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
@@ -52,11 +53,11 @@ def update(text: str, display_id: str) -> UpdateDisplayData:
     return UpdateDisplayData(data={"text/plain": text}, transient={"display_id": display_id})
 
 
-def shown(text: str) -> dict:
+def shown(text: str) -> dict[str, Any]:
     return {"output_type": "display_data", "data": {"text/plain": text}, "metadata": {}}
 
 
-def stream(name: str, text: str) -> dict:
+def stream(name: str, text: str) -> dict[str, Any]:
     return {"output_type": "stream", "name": name, "text": text}
 
 
@@ -296,8 +297,8 @@ def test_display_data_that_does_a_pending_clear_keeps_its_display_id() -> None:
 
 
 def test_execute_input_and_execute_reply_set_execution_count() -> None:
+    assert CellOutputs().execution_count is None
     cell = CellOutputs()
-    assert cell.execution_count is None
     assert cell.apply("execute_input", ExecuteInput(code="1", execution_count=3)) is True
     assert cell.execution_count == 3
     assert cell.apply("execute_reply", ExecuteReply(execution_count=4)) is True
@@ -376,13 +377,23 @@ def test_resuming_from_saved_state_goes_on_as_before() -> None:
 
 
 def test_saved_state_is_copied_and_normalized_like_jupyterlab_loads_it() -> None:
-    saved = [
+    saved: list[dict[str, Any]] = [
         {"output_type": "stream", "name": "stdout", "text": ["a\n", "b\n"]},  # .ipynb lines
         {"output_type": "stream", "name": "stdout", "text": "c\n"},
     ]
     cell = CellOutputs(saved)
     saved[1]["text"] = "changed"
     assert cell.outputs == [stream("stdout", "a\nb\nc\n")]
+
+
+def test_current_is_the_outputs_as_they_stand_not_a_copy() -> None:
+    cell = CellOutputs()
+    feed(cell, out("a\n"), out("b\n"))
+    current = cell.current()  # what the saver writes, at a bounded rate
+    assert current == cell.outputs == [stream("stdout", "a\nb\n")]
+    feed(cell, out("c\n"))
+    assert cell.current() is current
+    assert current == [stream("stdout", "a\nb\nc\n")]
 
 
 # --- a realistic run ----------------------------------------------------------------------

@@ -27,7 +27,7 @@ The module is pure: no I/O, no clock; the caller decides when to save.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import msgspec
@@ -69,12 +69,13 @@ class CellOutputs:
       shown before the restart is ignored (a display shown after it is updated as usual);
     - a pending ``clear_output(wait=True)``: the next output is appended to the old ones.
 
-    Reading `outputs` costs time linear in the outputs' size; the caller should read (save)
-    at a bounded rate, not after every message of a chatty cell.
+    Reading `outputs` or `current` costs time linear in the outputs' size (joining a stream's
+    chunks, copying); the caller should read (save) at a bounded rate, not after every
+    message of a chatty cell.
     """
 
     def __init__(
-        self, outputs: list[dict] | None = None, execution_count: int | None = None
+        self, outputs: list[Output] | None = None, execution_count: int | None = None
     ) -> None:
         self._outputs: list[Output] = []
         # The chunks of the last output while it is a stream that may still grow; its "text"
@@ -98,10 +99,17 @@ class CellOutputs:
                 self._chunks = [text]
 
     @property
-    def outputs(self) -> list[dict]:
+    def outputs(self) -> list[Output]:
         """The outputs, as nbformat v4 output dicts: a deep copy, safe to keep and to store."""
         self._flush()
         return [_copy(output) for output in self._outputs]
+
+    def current(self) -> list[Output]:
+        """The outputs as they stand, not copied (an open stream's chunks are joined): for a
+        caller that stores them before the next `apply` changes them (the saver, which writes
+        them at a bounded rate). `outputs` is the copy to keep."""
+        self._flush()
+        return self._outputs
 
     @property
     def execution_count(self) -> int | None:
@@ -219,7 +227,7 @@ class CellOutputs:
                 changed = True
         return changed
 
-    _HANDLERS: dict[str, tuple[type[Content], Any]] = {
+    _HANDLERS: dict[str, tuple[type[Content], Callable[[CellOutputs, Any], bool]]] = {
         "stream": (Stream, _stream),
         "display_data": (DisplayData, _display_data),
         "update_display_data": (UpdateDisplayData, _update_display_data),
@@ -260,6 +268,6 @@ class CellOutputs:
         return True
 
 
-def text_of(outputs: Iterable[dict]) -> str:
+def text_of(outputs: Iterable[Output]) -> str:
     """The text of every stream output in `outputs`, concatenated in order."""
     return "".join(o["text"] for o in outputs if o.get("output_type") == "stream")

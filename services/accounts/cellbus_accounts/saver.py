@@ -1,31 +1,51 @@
 """Saving the outputs of cell runs, whether or not anyone is watching.
 
 When a cell is run (`handlers.Handlers.start_run`), the saver follows its worksheet's session
-feed and folds the messages of that run into the cell's outputs (`outputs.CellOutputs`),
-saving them as they change. The cursor of what has been saved is the cell's ``outputs_seq``,
-and every save is guarded by it (`Store.save_outputs`), so:
+feed (one `SessionFollower` per session) and folds the messages of that run into the cell's
+outputs (`outputs.CellOutputs`).
+
+**When it saves.** Folding a message in costs time linear in the message; writing a cell's
+outputs costs time linear in all of them. So, as the kernel's ``capture.py`` flushes output,
+a run's outputs are written at a bounded rate: at most once every `SAVE_INTERVAL` while they
+change (`SAVE_INTERVAL` after the first change not yet saved), and at once when the run's
+``execute_reply`` is read. A long run costs a save per interval, not one per message (a cell
+printing 20,000 lines over three seconds: 51 writes of its growing outputs before, 6 now).
+
+**Exactly once, across restarts.** The cursor of what has been saved is the cell's
+``outputs_seq``, and every save is guarded by it (`Store.save_outputs`), so:
 
 - a message is applied once, even if two accounts processes follow the same feed or one
   reads it again after a restart;
 - a saver that was away resumes from the feed, which keeps the last 10,000 messages of each
   session: at start it follows again the sessions of runs started in the last day, from the
-  oldest cursor among their cells.
+  oldest cursor among their cells. What was folded in but not yet saved when the service
+  stopped is read again from the feed; `OutputSaver.close` also saves it before it returns,
+  for the in-process bus, whose feeds do not outlive the program.
 
 A database that is away delays saves (they are retried) but loses nothing.
+
+**When a follower stops.** A session's follower ends when the session is done for the saver:
+nothing of its runs is left to save (every run it has seen has had its ``execute_reply`` read
+and saved) and for `QUIET_AFTER` seconds its feed has said nothing and no run was started on
+it (`OutputSaver.follow`). A session that was shut down, hibernated or is simply not used is
+quiet; a run that prints nothing for an hour is in flight, so its follower stays. The next
+run on the session starts a new follower from the feed's end (`follow`). The feed's
+``cell_run`` needs nothing of its own here: it is the first message of a run, so a run is in
+flight from the moment its session takes it.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
+import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
 from cellbus_protocol import codec, keys
-from cellbus_protocol.bus import Bus, FeedEntry
+from cellbus_protocol.bus import Bus, FeedEntry, Subscription
 from cellbus_protocol.errors import BusUnavailable, ValidationError
 
 from .outputs import CellOutputs
@@ -35,24 +55,151 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 RESUME_WINDOW_HOURS = 24
-KNOWN_REQUESTS = 10_000
-"""How many request ids the saver remembers (as cell runs or not) before forgetting."""
+KNOWN_REQUESTS = 1_000
+"""How many request ids a follower remembers (as cell runs or not) before forgetting."""
+SAVE_INTERVAL = 0.5
+"""Seconds: a run's outputs are written at most this often while they change."""
+QUIET_AFTER = 60.0
+"""Seconds of silence (no feed message, no run started) after which a follower with nothing
+left to save stops."""
+CLOSE_DEADLINE = 5.0
+"""Seconds `OutputSaver.close` spends saving what its followers had not saved yet."""
 
 
 @dataclass
 class _Run:
+    """One cell run, as far as its feed messages have been read."""
+
     msg_id: str
     outputs: CellOutputs
-    seq: int  # the feed cursor saved last
+    saved_seq: int  # the feed cursor saved last (the cell's outputs_seq)
+    seq: int  # the feed cursor of the last message that changed the outputs
+    finished: bool = False  # its execute_reply has been read
+
+    @property
+    def unsaved(self) -> bool:
+        return self.seq > self.saved_seq
+
+
+class SessionFollower:
+    """One session's feed, read for the outputs of the cell runs on it (see the module's
+    docstring for when it saves and when it stops)."""
+
+    def __init__(self, saver: OutputSaver, session: str, after: int) -> None:
+        self.saver = saver
+        self.session = session
+        self.cursor = after  # the last feed cursor read
+        self.runs: OrderedDict[str, _Run | None] = OrderedDict()  # None: not a cell run
+        self.heard_at = time.monotonic()  # the last feed message or run started
+        self.save_due: float | None = None  # when the unsaved outputs are to be written
+        self.stopping = False  # decided to stop: `follow` starts a new follower
+
+    def heard(self) -> None:
+        """Something happened on the session: it is not quiet."""
+        self.heard_at = time.monotonic()
+
+    async def run(self) -> None:
+        """Follow the feed until the session is done for the saver."""
+        while not self.stopping:
+            try:
+                async with await self.saver.bus.subscribe(
+                    keys.feed(self.session), self.cursor
+                ) as feed:
+                    await self._read(feed)
+            except BusUnavailable as exc:
+                log.warning("session %s: feed unavailable (%s); resuming", self.session, exc)
+                await asyncio.sleep(1.0)
+
+    async def _read(self, feed: Subscription) -> None:
+        while True:
+            wait = self._wait()
+            asked_at = time.monotonic()
+            entry = await feed.next(timeout=wait)
+            if entry is None and time.monotonic() - asked_at < wait - 0.01:
+                return  # the subscription was closed under us: subscribe again
+            if entry is not None:
+                self.heard()
+                await self._take(entry)
+                self.cursor = self.saver.cursors[self.session] = entry.seq
+            if self.save_due is not None and time.monotonic() >= self.save_due:
+                await self.save_unsaved()
+            if self._done():
+                self.stopping = True  # at once, with no await before: see OutputSaver.follow
+                return
+
+    def _wait(self) -> float:
+        """Seconds until the next save is due or the session may be quiet enough to stop."""
+        deadline = self.heard_at + self.saver.quiet_after
+        if self.save_due is not None:
+            deadline = min(deadline, self.save_due)
+        return max(0.0, deadline - time.monotonic())
+
+    def _done(self) -> bool:
+        in_flight = any(run is not None and not run.finished for run in self.runs.values())
+        quiet = time.monotonic() - self.heard_at >= self.saver.quiet_after
+        return quiet and not in_flight and self.save_due is None
+
+    async def _take(self, entry: FeedEntry) -> None:
+        try:
+            msg = codec.decode(entry.data)
+        except ValidationError as exc:
+            log.warning("session %s: dropped invalid feed message %d: %s", self.session,
+                        entry.seq, exc)  # fmt: skip
+            return
+        parent = msg.parent_header.msg_id
+        if not parent:
+            return
+        run = await self._run(parent)
+        if run is None:
+            return
+        if entry.seq > run.saved_seq and run.outputs.apply(msg.msg_type, msg.content):
+            run.seq = entry.seq
+            if self.save_due is None:
+                self.save_due = time.monotonic() + self.saver.save_interval
+        if msg.msg_type == "execute_reply":
+            run.finished = True
+            await self.save_unsaved()  # the run's end is saved at once
+
+    async def _run(self, msg_id: str) -> _Run | None:
+        if msg_id in self.runs:
+            self.runs.move_to_end(msg_id)
+            return self.runs[msg_id]
+        cell = await self.saver.retrying(lambda: self.saver.store.cell_by_run(msg_id))
+        run = None
+        if cell is not None:
+            outputs = CellOutputs(cell.outputs, cell.execution_count)
+            run = _Run(msg_id, outputs, cell.outputs_seq, cell.outputs_seq)
+        self.runs[msg_id] = run
+        while len(self.runs) > KNOWN_REQUESTS:
+            self.runs.popitem(last=False)
+        return run
+
+    async def save_unsaved(self) -> None:
+        """Write the outputs of every run changed since its last save."""
+        for run in list(self.runs.values()):
+            if run is not None and run.unsaved:
+                await self.saver.save(run)
+        self.save_due = None
 
 
 class OutputSaver:
-    def __init__(self, store: Store, bus: Bus) -> None:
+    """The followers of the sessions whose cell runs are being saved."""
+
+    def __init__(
+        self,
+        store: Store,
+        bus: Bus,
+        *,
+        save_interval: float = SAVE_INTERVAL,
+        quiet_after: float = QUIET_AFTER,
+    ) -> None:
         self.store = store
         self.bus = bus
-        self._runs: OrderedDict[str, _Run | None] = OrderedDict()
-        self._followers: dict[str, asyncio.Task[None]] = {}
-        self.saved = 0  # saves made, for tests and logs
+        self.save_interval = save_interval
+        self.quiet_after = quiet_after
+        self._followers: dict[str, SessionFollower] = {}
+        self._tasks: dict[asyncio.Task[None], SessionFollower] = {}
+        self.saved = 0  # saves that changed a cell, for tests and logs
         self.cursors: dict[str, int] = {}  # session -> the last feed cursor read
 
     async def start(self) -> None:
@@ -61,65 +208,58 @@ class OutputSaver:
             self.follow(session, after)
 
     def follow(self, session: str, after: int) -> None:
-        """Save the outputs of cell runs on `session` from feed cursor `after` on."""
-        if session not in self._followers or self._followers[session].done():
-            self._followers[session] = asyncio.create_task(
-                self._follow(session, after), name=f"save-outputs-{session}"
-            )
+        """Save the outputs of cell runs on `session` from feed cursor `after` on.
+
+        A follower already reading the session takes the new run too (and is not quiet); one
+        that has decided to stop is left to end and a new one starts.
+        """
+        follower = self._followers.get(session)
+        if follower is not None and not follower.stopping:
+            follower.heard()
+            return
+        follower = self._followers[session] = SessionFollower(self, session, after)
+        task = asyncio.create_task(follower.run(), name=f"save-outputs-{session}")
+        self._tasks[task] = follower
+        task.add_done_callback(self._ended)
+
+    def follower(self, session: str) -> asyncio.Task[None] | None:
+        """The task following `session`, if one is (for tests: await it to see it stop)."""
+        for task, follower in self._tasks.items():
+            if follower.session == session and not follower.stopping:
+                return task
+        return None
+
+    def _ended(self, task: asyncio.Task[None]) -> None:
+        """A follower's task ended: read its result, and forget it unless it was replaced."""
+        follower = self._tasks.pop(task)
+        if self._followers.get(follower.session) is follower:
+            del self._followers[follower.session]
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            log.error("session %s: saving outputs failed", follower.session, exc_info=exc)
 
     async def close(self) -> None:
-        for task in self._followers.values():
+        """Stop following, then save what the followers had read but not saved yet."""
+        followers = list(self._tasks.values())
+        tasks = list(self._tasks)
+        for task in tasks:
             task.cancel()
-        for task in self._followers.values():
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-
-    async def _follow(self, session: str, after: int) -> None:
-        while True:
-            try:
-                async with await self.bus.subscribe(keys.feed(session), after) as feed:
-                    async for entry in feed:
-                        await self._take(session, entry)
-                        after = self.cursors[session] = entry.seq
-            except BusUnavailable as exc:
-                log.warning("session %s: feed unavailable (%s); resuming", session, exc)
-                await asyncio.sleep(1.0)
-
-    async def _take(self, session: str, entry: FeedEntry) -> None:
+        await asyncio.gather(*tasks, return_exceptions=True)  # results read by _ended
         try:
-            msg = codec.decode(entry.data)
-        except ValidationError as exc:
-            log.warning("session %s: dropped invalid feed message %d: %s", session, entry.seq, exc)
-            return
-        parent = msg.parent_header.msg_id
-        if not parent:
-            return
-        run = await self._run(parent)
-        if run is None or entry.seq <= run.seq:
-            return
-        if run.outputs.apply(msg.msg_type, msg.content):
-            await self._save(run, entry.seq)
+            async with asyncio.timeout(CLOSE_DEADLINE):
+                for follower in followers:
+                    await follower.save_unsaved()
+        except TimeoutError:
+            log.warning("closing: some outputs were not saved (they stay on the feeds)")
 
-    async def _run(self, msg_id: str) -> _Run | None:
-        if msg_id in self._runs:
-            self._runs.move_to_end(msg_id)
-            return self._runs[msg_id]
-        cell = await self._retrying(lambda: self.store.cell_by_run(msg_id))
-        run = None
-        if cell is not None:
-            run = _Run(msg_id, CellOutputs(cell.outputs, cell.execution_count), cell.outputs_seq)
-        self._runs[msg_id] = run
-        while len(self._runs) > KNOWN_REQUESTS:
-            self._runs.popitem(last=False)
-        return run
+    async def save(self, run: _Run) -> None:
+        """Write `run`'s outputs as of its last change (nothing if already saved past it)."""
+        seq, outputs, count = run.seq, run.outputs.current(), run.outputs.execution_count
+        if await self.retrying(lambda: self.store.save_outputs(run.msg_id, seq, outputs, count)):
+            self.saved += 1
+        run.saved_seq = seq
 
-    async def _save(self, run: _Run, seq: int) -> None:
-        outputs, count = run.outputs.outputs, run.outputs.execution_count
-        await self._retrying(lambda: self.store.save_outputs(run.msg_id, seq, outputs, count))
-        run.seq = seq
-        self.saved += 1
-
-    async def _retrying(self, call: Callable[[], Awaitable[T]]) -> T:
+    async def retrying(self, call: Callable[[], Awaitable[T]]) -> T:
+        """`call()`, again and again while the database is away."""
         delay = 0.1
         while True:
             try:

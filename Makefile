@@ -5,7 +5,7 @@ UV := $(TOOLS)/bin/uv
 VENV := .venv
 UV_VERSION := 0.13.8
 
-.PHONY: run test install lint format services frontend browser compose-tools clean bench bench-quick
+.PHONY: run test test-fast typecheck install lint format services frontend browser compose-tools clean bench bench-quick
 
 WEB := frontend/web
 WEB_SOURCES := $(shell find $(WEB)/src $(WEB)/static -type f 2>/dev/null) $(WEB)/build.mjs
@@ -19,6 +19,10 @@ run: install frontend
 # from Debian's packages when they are not running).
 test: install services browser compose-tools frontend lint
 	$(VENV)/bin/pytest -q
+
+# The fast tier: tests/unit (marked `unit`), pure code only, no Redis or PostgreSQL; seconds.
+test-fast: install
+	$(VENV)/bin/pytest -q -m unit tests/unit
 
 # cellbus against Jupyter, the same workloads on both in turns (bench/, docs/performance.md):
 # bench/results/<date>.json, .md and -latency.png. Under 10 minutes; workload 7 also runs
@@ -63,6 +67,10 @@ browser:
 # Debian's docker-compose (Compose v1), which tests/integration/test_compose.py validates with.
 compose-tools:
 	bash scripts/ensure-compose-tools.sh
+
+# mypy in strict mode over every package, the tests and bench ([tool.mypy] in pyproject.toml).
+typecheck: install
+	$(VENV)/bin/mypy
 
 lint: install $(WEB)/node_modules/.installed
 	$(VENV)/bin/ruff check .

@@ -136,10 +136,14 @@ class ServicesStack(Stack):
             web_env = service_env(self.namespace, port=port, **{**WEB_SETTINGS, **web_settings})
             self.webs.append(ServiceProcess("cellbus_web", web_env, log_dir / f"web-{i}.log"))
             self.urls.append(f"http://127.0.0.1:{port}")
-        self.accounts.wait_for_log("accounts service ready")
-        self.kernel.wait_ready()
-        for web, url in zip(self.webs, self.urls, strict=True):
-            web.wait_for_http(url + "/healthz")
+        try:
+            self.accounts.wait_for_log("accounts service ready")
+            self.kernel.wait_ready()
+            for web, url in zip(self.webs, self.urls, strict=True):
+                web.wait_for_http(url + "/healthz")
+        except BaseException:  # a service that never came up: stop the others, close the logs
+            self.close()
+            raise
 
     def restart_web(self, i: int) -> None:
         self.webs[i].restart()
@@ -174,7 +178,11 @@ class OneProgramStack(Stack):
             env["CELLBUS_REDIS_URL"] = redis_url
         self.program = ServiceProcess("cellbus_allinone", env, log_dir / "allinone.log", argv)
         self.urls = [f"http://127.0.0.1:{port}"]
-        self.program.wait_for_http(self.urls[0] + "/healthz")
+        try:
+            self.program.wait_for_http(self.urls[0] + "/healthz")
+        except BaseException:  # it never came up: its log file is closed all the same
+            self.program.close()
+            raise
 
     def close(self) -> None:
         self.program.close()

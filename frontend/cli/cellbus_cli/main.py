@@ -12,9 +12,9 @@ import argparse
 import asyncio
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from importlib import metadata
-from typing import NoReturn
+from typing import Any
 
 from .commands import add_all
 from .config import ENV_CONFIG_DIR, config_dir
@@ -30,15 +30,10 @@ from .errors import (
     ServerUnreachable,
     one_line,
 )
+from .parser import PROG, Parser
 
-PROG = "cellbus"
-
-
-class Parser(argparse.ArgumentParser):
-    """An ArgumentParser whose usage errors are one line, like every other error."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(EXIT_USAGE, f"{PROG}: {one_line(message)} (see `{self.prog} --help`)\n")
+Handler = Callable[[Context, argparse.Namespace], Coroutine[Any, Any, int]]
+"""A command, as each subcommand's parser sets it (`handler`) for `main` to run."""
 
 
 def build_parser() -> Parser:
@@ -85,10 +80,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         level = logging.DEBUG if args.verbose > 1 else logging.INFO
         logging.basicConfig(level=level, format="%(name)s: %(message)s")
     ctx = Context(config_dir(args.config_dir), url_option=args.url)
+    handler: Handler = args.handler
     try:
-        return asyncio.run(args.handler(ctx, args)) or 0
+        return asyncio.run(handler(ctx, args)) or 0
     except KeyboardInterrupt:
-        return args.interrupted_status
+        interrupted_status: int = args.interrupted_status
+        return interrupted_status
     except CliError as error:
         return fail(str(error), error.status)
     except RpcError as error:

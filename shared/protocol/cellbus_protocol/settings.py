@@ -10,11 +10,18 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Mapping
-from typing import Any, TypeVar, get_type_hints
+from typing import Any, ClassVar, Protocol, TypeVar, get_type_hints
 
 PREFIX = "CELLBUS_"
 
-T = TypeVar("T")
+
+class Dataclass(Protocol):
+    """Any dataclass: what `dataclasses.fields` needs of the class it is given."""
+
+    __dataclass_fields__: ClassVar[dict[str, dataclasses.Field[Any]]]
+
+
+T = TypeVar("T", bound=Dataclass)
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -39,7 +46,7 @@ def settings_from_env(cls: type[T], environ: Mapping[str, str]) -> T:
     """An instance of dataclass `cls` with each field overridden by ``CELLBUS_<FIELD>``."""
     hints = get_type_hints(cls)
     values = {}
-    for field in dataclasses.fields(cls):  # type: ignore[arg-type]
+    for field in dataclasses.fields(cls):
         name = PREFIX + field.name.upper()
         if name in environ:
             values[field.name] = _convert(name, environ[name], hints[field.name])

@@ -7,11 +7,10 @@ Every command is `async def (ctx: Context, args: Namespace) -> int`, set on its 
 
 from __future__ import annotations
 
-import argparse
-
+from ..parser import Parser, Subparsers
 from . import account, running, serve, worksheets
 
 
-def add_all(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+def add_all(subparsers: Subparsers, common: Parser) -> None:
     for module in (account, worksheets, running, serve):
         module.add_parsers(subparsers, common)

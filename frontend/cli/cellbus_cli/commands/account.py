@@ -12,9 +12,10 @@ from ..client import RpcClient
 from ..config import Config
 from ..context import Context, normalize_url
 from ..errors import EXIT_USAGE, FORBIDDEN, UNAUTHENTICATED, CliError, RpcError, ServerUnreachable
+from ..parser import Parser, Subparsers
 
 
-def add_parsers(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+def add_parsers(subparsers: Subparsers, common: Parser) -> None:
     for name, handler, what in (
         ("register", cmd_register, "create an account on a server"),
         ("login", cmd_login, "log in and store the token in the config dir"),

@@ -8,11 +8,12 @@ import sys
 from ..context import Context
 from ..errors import EXIT_SERVER, CliError
 from ..follow import follow_all, follow_request
+from ..parser import Parser, Subparsers
 from ..render import short_id
 from ..resolve import resolve_session, resolve_worksheet
 
 
-def add_parsers(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+def add_parsers(subparsers: Subparsers, common: Parser) -> None:
     parser = subparsers.add_parser("run", parents=[common], help="evaluate a worksheet's cells")
     parser.add_argument("worksheet", metavar="WORKSHEET", help="id, id prefix or title")
     parser.set_defaults(handler=cmd_run)

@@ -11,9 +11,10 @@ import os
 
 from ..context import Context
 from ..errors import EXIT_USAGE, CliError
+from ..parser import Parser, Subparsers
 
 
-def add_parsers(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+def add_parsers(subparsers: Subparsers, common: Parser) -> None:
     parser = subparsers.add_parser(
         "serve",
         parents=[common],

@@ -10,6 +10,7 @@ from typing import Any
 
 from ..context import Context
 from ..errors import EXIT_SERVER, CliError
+from ..parser import Parser, Subparsers
 from ..render import (
     BOLD,
     RESET,
@@ -25,7 +26,7 @@ from ..resolve import resolve_worksheet
 ROLES = ("viewer", "editor", "owner", "none")
 
 
-def add_parsers(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+def add_parsers(subparsers: Subparsers, common: Parser) -> None:
     parser = subparsers.add_parser("ls", parents=[common], help="list your worksheets")
     parser.set_defaults(handler=cmd_ls)
 

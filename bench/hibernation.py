@@ -35,7 +35,7 @@ import psutil
 import redis
 
 from cellbus_protocol import codec, keys
-from cellbus_protocol.bus import RedisBus
+from cellbus_protocol.bus import Bus, RedisBus
 from cellbus_protocol.envelope import Message
 from cellbus_protocol.kernel_client import KernelClient
 
@@ -81,7 +81,7 @@ class Worker:
             self.process.kill()
 
 
-async def wait_for(bus: RedisBus, session: str, state: str, after: int = 0) -> int:
+async def wait_for(bus: Bus, session: str, state: str, after: int = 0) -> int:
     async with await bus.subscribe(keys.feed(session), after) as subscription:
         async with asyncio.timeout(300):
             async for entry in subscription:
@@ -91,7 +91,7 @@ async def wait_for(bus: RedisBus, session: str, state: str, after: int = 0) -> i
     raise AssertionError("unreachable")
 
 
-async def until_reply(bus: RedisBus, request: Message, after: int) -> Message:
+async def until_reply(bus: Bus, request: Message, after: int) -> Message:
     async with await bus.subscribe(keys.feed(request.session), after) as subscription:
         async with asyncio.timeout(60):
             async for entry in subscription:

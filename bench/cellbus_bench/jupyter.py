@@ -84,7 +84,8 @@ def versions() -> dict[str, str]:
         "print(json.dumps(v))"
     )
     out = subprocess.run([str(venv_python()), "-c", script], capture_output=True, check=True)
-    return json.loads(out.stdout)
+    versions: dict[str, str] = json.loads(out.stdout)
+    return versions
 
 
 def isolated_env(workdir: Path) -> dict[str, str]:
@@ -269,7 +270,8 @@ class JupyterSystem:
         assert self.http is not None
         async with self.http.post(self.url + "/api/kernels", json={"name": "python3"}) as response:
             response.raise_for_status()
-            return (await response.json())["id"]
+            kernel_id: str = (await response.json())["id"]
+            return kernel_id
 
     async def delete_kernel(self, kernel_id: str) -> None:
         assert self.http is not None
@@ -310,7 +312,7 @@ class JupyterSystem:
             if b'"stream"' not in data:
                 return False
             msg = json.loads(data)
-            return msg["msg_type"] == "stream" and msg["content"].get("text") == "x\n"
+            return bool(msg["msg_type"] == "stream" and msg["content"].get("text") == "x\n")
 
         async def open_one() -> None:
             url = f"{self.url}/api/kernels/{session.id}/channels?session_id={uuid.uuid4().hex}"
@@ -370,14 +372,16 @@ class ZmqFloor:
         if not line:
             log = (self.workdir / "zmq-floor.log").read_text(errors="replace")
             raise RuntimeError(f"zmq_floor.py ended:\n{log}")
-        return json.loads(line)
+        answer: dict[str, Any] = json.loads(line)
+        return answer
 
     async def round_trips(self, code: str, n: int) -> list[float]:
         """`n` sequential executions of `code`, each to its reply and idle status (seconds)."""
         assert self.process is not None and self.process.stdin is not None
         self.process.stdin.write(json.dumps({"op": "run", "code": code, "n": n}).encode() + b"\n")
         await self.process.stdin.drain()
-        return (await self._answer())["latencies"]
+        latencies: list[float] = (await self._answer())["latencies"]
+        return latencies
 
     async def stop(self) -> None:
         if self.process is None or self.process.stdin is None:

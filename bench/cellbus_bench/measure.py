@@ -138,12 +138,17 @@ class CpuUse:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        end = self._now()
+        services, sessions, client = self._now()
+        services_before, sessions_before, client_before = self._start
 
-        def used(i: int) -> float:
-            return sum(t - self._start[i].get(p, 0.0) for p, t in end[i].items())  # type: ignore[union-attr]
+        def used(now: dict[int, float], before: dict[int, float]) -> float:
+            return sum(t - before.get(p, 0.0) for p, t in now.items())
 
-        self.seconds = {"services": used(0), "sessions": used(1), "client": end[2] - self._start[2]}
+        self.seconds = {
+            "services": used(services, services_before),
+            "sessions": used(sessions, sessions_before),
+            "client": client - client_before,
+        }
 
 
 def cpu_per(turns: list[dict[str, float]], executions: int) -> dict[str, float]:

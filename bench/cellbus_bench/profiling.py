@@ -130,9 +130,10 @@ def summarize(path: Path, top: int = 12) -> dict[str, Any]:
         count = int(count_text)
         frames = stack.split(";")
         kind = "other"
-        processes = [i for i, f in enumerate(frames) if _PROCESS.match(f)]
+        processes = [(i, found) for i, f in enumerate(frames) if (found := _PROCESS.match(f))]
         if processes:  # the innermost process: children are nested under their parents
-            command = _PROCESS.match(frames[processes[-1]]).group(2)  # type: ignore[union-attr]
+            innermost, found = processes[-1]
+            command = found.group(2)
             kind = (
                 "session process"
                 if "cellbus_kernel.template" in command
@@ -140,7 +141,7 @@ def summarize(path: Path, top: int = 12) -> dict[str, Any]:
                 if "serve" in command
                 else command[:60]
             )
-            frames = frames[processes[-1] + 1 :]
+            frames = frames[innermost + 1 :]
         frames = [f for f in frames if not f.startswith("thread ")]
         if not frames:
             continue

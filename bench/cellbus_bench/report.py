@@ -208,15 +208,12 @@ def _rows(w: dict[str, Any]) -> list[tuple[str, Any, Any]]:
                 _pct(jp["latency"]),
             )
         )
-        cpu = [x.get("cpu_ms_per_execution", {}) for x in (cb, jp)]
+        cpu_cb, cpu_jp = (
+            " / ".join(f"{c.get(k, 0):.2f}" for k in ("services", "sessions", "client"))
+            for c in (x.get("cpu_ms_per_execution", {}) for x in (cb, jp))
+        )
         rows.append(
-            (
-                f"CPU per execution, {label}: services / sessions / client (ms)",
-                *(
-                    " / ".join(f"{c.get(k, 0):.2f}" for k in ("services", "sessions", "client"))
-                    for c in cpu
-                ),
-            )
+            (f"CPU per execution, {label}: services / sessions / client (ms)", cpu_cb, cpu_jp)
         )
     r = w.get("stream", {}).get("results")
     if r:

@@ -47,7 +47,8 @@ _decode = msgspec.json.Decoder()
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+        port: int = sock.getsockname()[1]
+        return port
 
 
 def http_session(**headers: str) -> aiohttp.ClientSession:
@@ -61,7 +62,7 @@ def wait_for_http(url: str, process: subprocess.Popen[bytes], log: Path, timeout
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"{process.args} exited:\n{log.read_text(errors='replace')}")
+            raise RuntimeError(f"{process.args!r} exited:\n{log.read_text(errors='replace')}")
         try:
             with urllib.request.urlopen(url, timeout=1) as response:
                 if response.status == 200:
@@ -349,8 +350,9 @@ class CellbusSystem:
 
         logs = self.workdir / "services-logs"
         logs.mkdir(exist_ok=True)
-        self.stack = ServicesStack(logs)
-        return self.stack.urls[0]
+        stack = ServicesStack(logs)
+        self.stack = stack
+        return stack.urls[0]
 
     async def stop(self) -> None:
         client, process, stack = self.client, self.process, self.stack
@@ -391,6 +393,7 @@ class CellbusSystem:
 
     async def watchers(self, session: Session, n: int, deadline: float) -> Watchers:
         assert self.client is not None and isinstance(session, CellbusSession)
+        client = self.client
         watchers = Watchers()
         frame = json.dumps({"op": "subscribe", "session": session.id, "cursor": "now"})
 
@@ -399,7 +402,7 @@ class CellbusSystem:
 
         async def open_one() -> None:
             ws = await RawWebSocket.connect(
-                self.client.url + "/ws", {"Authorization": f"Bearer {self.client.token}"}
+                client.url + "/ws", {"Authorization": f"Bearer {client.token}"}
             )
             try:
                 await ws.send_str(frame)

@@ -56,6 +56,8 @@ class RawWebSocket(asyncio.Protocol):
             "Sec-WebSocket-Version: 13",
             *(f"{name}: {value}" for name, value in (headers or {}).items()),
         ]
+        if parts.hostname is None or parts.port is None:
+            raise ValueError(f"a WebSocket URL names its host and port: {url}")
         loop = asyncio.get_running_loop()
         _, socket = await loop.create_connection(cls, parts.hostname, parts.port)
         assert socket.transport is not None

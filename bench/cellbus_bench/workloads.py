@@ -16,7 +16,8 @@ from typing import Any, TypeVar
 
 from . import measure
 from .jupyter import JupyterSystem, ZmqFloor
-from .systems import CellbusSystem, Run, Session, System, Watchers
+from .systems import CellbusSystem, Run, Session, System
+from .watching import Watchers
 
 T = TypeVar("T")
 
@@ -185,9 +186,9 @@ async def exec_round_trip(systems: Systems, sizes: Sizes) -> dict[str, Any]:
             s.name: {"accepted": [], "result": []} for s in systems.pair()
         }
 
-        async def turn(system: Any) -> list[float]:
-            if system is systems.zmq:
-                return await systems.zmq.round_trips(ONE_PLUS_ONE, sizes.rtt_turn)
+        async def turn(system: System | ZmqFloor) -> list[float]:
+            if isinstance(system, ZmqFloor):  # Jupyter's kernel over raw ZMQ, no server
+                return await system.round_trips(ONE_PLUS_ONE, sizes.rtt_turn)
             latencies = []
             for _ in range(sizes.rtt_turn):
                 run = await run_once(sessions[system.name], ONE_PLUS_ONE)

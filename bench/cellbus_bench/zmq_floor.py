@@ -15,13 +15,17 @@ from __future__ import annotations
 import json
 import sys
 import time
+from typing import TYPE_CHECKING
 
 from jupyter_client.manager import KernelManager
+
+if TYPE_CHECKING:
+    from jupyter_client.blocking import BlockingKernelClient
 
 TIMEOUT = 60.0
 
 
-def run_once(client, code: str) -> float:  # type: ignore[no-untyped-def]
+def run_once(client: BlockingKernelClient, code: str) -> float:
     start = time.perf_counter()
     msg_id = client.execute(code)
     replied = idle = False

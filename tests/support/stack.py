@@ -37,7 +37,8 @@ FEED_RETENTION = 30_000  # every message of the tests' biggest run stays retaine
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+        port: int = sock.getsockname()[1]
+        return port
 
 
 class ServiceProcess:

@@ -156,7 +156,8 @@ async def test_a_timeout_is_unreachable(served: tuple[Script, str]) -> None:
 def closed_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+        port: int = sock.getsockname()[1]
+        return port
 
 
 async def test_a_closed_port_is_unreachable() -> None:

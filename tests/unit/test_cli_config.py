@@ -10,11 +10,11 @@ from __future__ import annotations
 import json
 import os
 import stat
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from cellbus_cli import config as config_module
 from cellbus_cli.config import (
     Config,
     config_dir,
@@ -29,7 +29,7 @@ def mode(path: Path) -> int:
 
 
 @pytest.fixture
-def open_umask():
+def open_umask() -> Iterator[None]:
     """umask 0: anything not created with an explicit mode would be world-readable."""
     previous = os.umask(0)
     yield
@@ -60,7 +60,7 @@ def test_the_token_is_never_in_a_world_readable_file(
         seen.append((mode(Path(src)), Path(src).read_text()))
         real_replace(src, dst)
 
-    monkeypatch.setattr(config_module.os, "replace", spy)
+    monkeypatch.setattr(os, "replace", spy)
     save_config(tmp_path, Config(url="http://h:1", token="secret-token"))
     save_config(tmp_path, Config(url="http://h:1", token="another-token"))
     assert [m for m, _ in seen] == [0o600, 0o600]
@@ -77,7 +77,7 @@ def test_a_failed_write_leaves_the_old_file_and_no_temp(
     def broken(*_: object) -> None:
         raise OSError("disk full")
 
-    monkeypatch.setattr(config_module.os, "replace", broken)
+    monkeypatch.setattr(os, "replace", broken)
     with pytest.raises(OSError):
         save_config(tmp_path, Config(url="http://h:1", token="new"))
     assert load_config(tmp_path).token == "old"

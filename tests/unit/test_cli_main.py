@@ -56,7 +56,8 @@ def one_error_line(err: str) -> str:
 def closed_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+        port: int = sock.getsockname()[1]
+        return port
 
 
 # -- arguments ---------------------------------------------------------------------------------

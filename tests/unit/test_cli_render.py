@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import io
+from typing import Any
 
 import pytest
 
@@ -26,7 +27,9 @@ from cellbus_cli.render import (
 from cellbus_cli.terminal import Printer, strip_ansi
 
 
-def msg(msg_type: str, content: dict, *, user: str = "alice", parent: str = "p1") -> dict:
+def msg(
+    msg_type: str, content: dict[str, Any], *, user: str = "alice", parent: str = "p1"
+) -> dict[str, Any]:
     return {
         "header": {"msg_id": "m", "msg_type": msg_type, "username": user, "session": "s"},
         "parent_header": {"msg_id": parent},
@@ -147,7 +150,7 @@ def test_execute_input_in_the_follow_view() -> None:
         ),
     ],
 )
-def test_worksheet_events(kind: str, content: dict, expected: str) -> None:
+def test_worksheet_events(kind: str, content: dict[str, Any], expected: str) -> None:
     message = msg(kind, content, parent="")
     assert plain(render_message(message, follow=True)) == f"── {expected}"
     assert render_message(message) is None  # not part of one's own request's outputs

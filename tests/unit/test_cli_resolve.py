@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from cellbus_cli.errors import EXIT_SERVER, EXIT_USAGE, CliError, NoMatch
 from cellbus_cli.resolve import pick_session, pick_worksheet
 
-WORKSHEETS = [
+WORKSHEETS: list[dict[str, Any]] = [
     {"id": "1a2b3c4d0000", "title": "Plots", "session": "sess-plots"},
     {"id": "1a2b9999ffff", "title": "Notes", "session": "sess-notes"},
     {"id": "77aa00000000", "title": "Plots copy", "session": "sess-copy"},

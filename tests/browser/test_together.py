@@ -3,11 +3,12 @@ web processes): live edits, runs and presence; edit conflicts; viewers."""
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
 from pathlib import Path
 
-from playwright.sync_api import Page, Route, expect
+from playwright.sync_api import Page, Request, Route, expect
 
 from .helpers import RUN_TIMEOUT, Person, cell, cells, editor, run, sources, type_into, wait_saved
 
@@ -18,10 +19,24 @@ while not os.path.exists({gate!r}):
 print("finished")"""
 
 
+def rpc_methods(page: Page) -> list[str]:
+    """The JSON-RPC methods `page` calls from now on (a batch's each), as they are sent."""
+    methods: list[str] = []
+
+    def seen(request: Request) -> None:
+        if request.url.endswith("/rpc") and request.post_data:
+            body = json.loads(request.post_data)
+            methods.extend(call["method"] for call in (body if isinstance(body, list) else [body]))
+
+    page.on("request", seen)
+    return methods
+
+
 def presence(page: Page) -> list[str]:
-    return page.get_by_test_id("presence-user").evaluate_all(
+    users: list[str] = page.get_by_test_id("presence-user").evaluate_all(
         "users => users.map(u => u.dataset.username)"
     )
+    return users
 
 
 def test_two_people_see_each_others_edits_runs_and_presence_live(
@@ -32,6 +47,7 @@ def test_two_people_see_each_others_edits_runs_and_presence_live(
     sheet = ada.api.worksheet("x = 1", GATED.format(gate=str(gate)))
     ada.api.call("worksheet.share", id=sheet["id"], username=bob.username, role="editor")
     mine, theirs = ada.open(sheet), bob.open(sheet)
+    asked = rpc_methods(mine)  # what ada's page asks the server from here on
     both = sorted([ada.username, bob.username])
     expect(mine.get_by_test_id("presence-user")).to_have_count(2)
     assert presence(mine) == both
@@ -71,6 +87,9 @@ def test_two_people_see_each_others_edits_runs_and_presence_live(
     expect(cell(mine, 0).get_by_test_id("cell-count")).to_have_text("[4]")
     expect(cell(theirs, 2).get_by_test_id("output-stdout")).to_have_text("working\nfinished\n")
     expect(cell(theirs, 2)).to_have_attribute("data-state", "done")
+    # Who ran what, the queue and the outputs all came on the feed: the page neither read the
+    # worksheet again nor asked the session.
+    assert "worksheet.get" not in asked and "session.info" not in asked, asked
 
     cell(mine, 1).get_by_test_id("cell-move-up").click()  # ada moves a cell; bob sees it move
     expect(editor(cell(theirs, 0))).to_have_text("print(x + 1)")

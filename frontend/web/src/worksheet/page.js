@@ -26,8 +26,6 @@ import { RunTracker } from "./runs.js";
 import { SheetBar, reasonFor } from "./sheet-bar.js";
 import { loadSnapshot } from "./snapshot.js";
 
-const QUEUE_POLL_MS = 2000;
-const QUEUE_COALESCE_MS = 250; // a run of many cells changes state often: ask once for many
 const RANK = { viewer: 1, editor: 2, owner: 3 };
 const VIEWER_NOTE =
   "You are a viewer: you see everything live, but you cannot edit or run cells. " +
@@ -45,8 +43,6 @@ export class WorksheetPage {
     this.rebuild = new Set();
     this.replayed = new Set(); // rebuilt runs whose start the replay has reached
     this.focusOnArrival = null;
-    this.queueTimer = 0; // polls the queue while the session is busy
-    this.queueAsk = 0; // a coalesced read of the queue, soon
     this.onBeforeUnload = (event) => {
       if (this.cells.views.some((view) => view.sync.dirty)) event.preventDefault(); // unsaved
     };
@@ -64,7 +60,7 @@ export class WorksheetPage {
     this.cells = new CellList((cell) => this.cellView(cell));
     this.tracker = new RunTracker({
       cellFor: (cellId) => this.cells.get(cellId),
-      lookup: async () => (await call("worksheet.get", { id: this.id })).cells,
+      onQueue: (waiting) => this.bar.setQueue(waiting),
     });
     this.banner = h("div", { class: "banner", hidden: true, "data-testid": "worksheet-banner" });
     this.addButton = h(
@@ -116,9 +112,7 @@ export class WorksheetPage {
       if (cell.run_msg_id) this.tracker.known(cell.run_msg_id, cell.id);
     }
     this.bar.setSessionState(info.state);
-    const running = info.running && this.cells.get(this.tracker.cellOf(info.running.msg_id));
-    running?.startRun({ username: info.running.username, date: info.running.date });
-    this.showQueue(info);
+    this.tracker.showSession(info); // later changes come on the feed (cell_run, busy, reply)
     this.historyCursor = cursor;
     this.rebuild = rebuild;
     this.unsubscribe = this.feed.subscribe(this.session, rebuild.size ? 0 : cursor, {
@@ -154,7 +148,7 @@ export class WorksheetPage {
       return;
     }
     const type = message.header.msg_type;
-    if (type === "status") this.onStatus(message.content);
+    if (type === "status") this.bar.setSessionState(message.content.execution_state, message.content.reason);
     if (RunTracker.isRunMessage(message)) {
       this.tracker.handle(message);
       return;
@@ -201,43 +195,12 @@ export class WorksheetPage {
     if (this.replayed.has(msgId)) this.tracker.handle(message);
   }
 
-  onStatus({ execution_state: state, reason }) {
-    this.bar.setSessionState(state, reason);
-    clearInterval(this.queueTimer);
-    if (state === "busy") this.queueTimer = setInterval(() => this.refreshQueue(), QUEUE_POLL_MS);
-    this.refreshQueue();
-  }
-
   /** The feed refused this page for good: access removed, or the worksheet is gone. */
   onFeedError(frame) {
     const removed = frame.code === CODES.FORBIDDEN;
     this.setRole("viewer");
     this.bar.setRole("none");
     this.showBanner(removed ? "Your access to this worksheet was removed." : frame.message, "error");
-  }
-
-  /**
-   * Who is queued: `session.info`, as no feed message says that a run was asked for. It is
-   * read after changes of the session's state (once for a burst of them), and every few
-   * seconds while it is busy.
-   */
-  refreshQueue() {
-    if (this.queueAsk) return;
-    this.queueAsk = setTimeout(async () => {
-      try {
-        if (this.session && !document.hidden)
-          this.showQueue(await call("session.info", { session: this.session }));
-      } catch {
-        // the next change of state or tick asks again
-      } finally {
-        this.queueAsk = 0;
-      }
-    }, QUEUE_COALESCE_MS);
-  }
-
-  showQueue(info) {
-    this.bar.setQueue(info.queued?.length ?? 0);
-    this.tracker.showQueue(info);
   }
 
   // -- what the user does -------------------------------------------------------------------
@@ -268,10 +231,8 @@ export class WorksheetPage {
   /** Ask the server to run `view`'s cell; resolves to whether it was queued. */
   async evaluate(view, { alreadyQueued = false } = {}) {
     if (!alreadyQueued) view.queued(this.user.username);
-    const asked = call("cell.evaluate", { id: view.id });
-    this.tracker.evaluating(asked);
     try {
-      const { msg_id: msgId } = await asked;
+      const { msg_id: msgId } = await call("cell.evaluate", { id: view.id });
       this.tracker.known(msgId, view.id, { seen: true });
       return true;
     } catch (error) {
@@ -427,8 +388,6 @@ export class WorksheetPage {
     }
     window.removeEventListener("beforeunload", this.onBeforeUnload);
     this.unsubscribe?.();
-    clearInterval(this.queueTimer);
-    clearTimeout(this.queueAsk);
     this.cells.reset([]);
   }
 }

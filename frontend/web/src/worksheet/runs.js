@@ -1,19 +1,21 @@
 /**
- * Which cell each execution on the session's feed belongs to, and what each cell's run is
- * doing: the routing of feed messages to cells.
+ * Which cell each execution on the session's feed belongs to, what each cell's run is doing,
+ * and how many runs wait in the session's queue: the routing of feed messages to cells.
  *
- * Every output names the `execute_request` that caused it (`parent_header.msg_id`). A run
- * started here is known from `cell.evaluate`'s answer; but the feed may bring its first
- * messages before that answer does, and runs started by other people are known only from the
- * cell's `run_msg_id`, which the server records when the run is asked for. So messages of an
- * unknown run wait in order in a buffer until it is resolved: by this page's own pending
- * evaluations, else by reading the worksheet again (`lookup`). A run that belongs to no cell
- * (code sent with `session.execute`, say from the command line) is ignored.
+ * Every message of an execution names its `execute_request` (`parent_header.msg_id`). When a
+ * session takes a cell's run into its queue, the kernel announces it on the feed with
+ * `cell_run` {cell_id, msg_id, username}, before any other message of that run. So every page,
+ * whoever asked for the run, learns its cell from the feed, in the feed's order: no reading of
+ * the worksheet, no asking the session. Runs taken before the page's snapshot are known from
+ * the cells' `run_msg_id` and from `session.info` (`showSession`, snapshot.js). Messages of an
+ * execution known neither way belong to no cell (code sent with `session.execute`, say from the
+ * command line) and are ignored.
  *
- * Cell states: queued (asked for, not started: from this page's own runs and from
- * `session.info`'s queue), running (`status busy`/`execute_input`), then done, error or
- * aborted (`execute_reply`). A run's outputs start over when it is first seen, as the server
- * clears the saved ones when the run is asked for.
+ * Cell states: queued (`cell_run`, or `session.info`'s queue at load), running (`status
+ * busy`/`execute_input`), then done, error or aborted (`execute_reply`). A run's outputs start
+ * over when it is first seen, as the server clears the saved ones when the run is asked for.
+ * The queue is the executions announced or listed as queued that have neither started nor
+ * ended (an aborted one ends with its `execute_reply`).
  */
 
 const OUTPUT_TYPES = new Set([
@@ -27,37 +29,26 @@ const OUTPUT_TYPES = new Set([
 
 export class RunTracker {
   /**
-   * `cellFor(id)`: the CellView of a cell id, if shown; `lookup()`: resolves to the
-   * worksheet's cells (to find runs by their `run_msg_id`).
+   * `cellFor(id)`: the CellView of a cell id, if shown; `onQueue(waiting)`: told the number
+   * of executions waiting in the session's queue whenever it changes.
    */
-  constructor({ cellFor, lookup }) {
+  constructor({ cellFor, onQueue }) {
     this.cellFor = cellFor;
-    this.lookup = lookup;
-    this.runs = new Map(); // msg_id -> {cellId, seen}
-    this.foreign = new Set(); // msg_ids that belong to no cell
-    this.buffers = new Map(); // msg_id -> messages waiting for the run to be resolved
-    this.evaluations = new Set(); // this page's cell.evaluate calls still unanswered
-    this.wanted = new Set(); // other msg_ids to resolve (runs seen queued in session.info)
-    this.resolving = null;
+    this.onQueue = onQueue;
+    this.runs = new Map(); // msg_id -> {cellId, seen, started}
+    this.waiting = new Set(); // msg_ids queued, not started or ended
   }
 
   /** Run `msgId` belongs to cell `cellId`; `seen`: its outputs are already shown as they are. */
   known(msgId, cellId, { seen = false } = {}) {
-    this.runs.set(msgId, { cellId, seen });
-    const waiting = this.buffers.get(msgId);
-    this.buffers.delete(msgId);
-    for (const message of waiting ?? []) this.apply(this.runs.get(msgId), message);
+    const run = this.runs.get(msgId);
+    if (run?.cellId === cellId) run.seen ||= seen;
+    else this.runs.set(msgId, { cellId, seen, started: false });
   }
 
   /** The cell of run `msgId`, if known. */
   cellOf(msgId) {
     return this.runs.get(msgId)?.cellId;
-  }
-
-  /** Track this page's own `cell.evaluate` call (a promise) until it is answered. */
-  evaluating(promise) {
-    this.evaluations.add(promise);
-    promise.finally(() => this.evaluations.delete(promise)).catch(() => {});
   }
 
   /** Whether `message` belongs to an execution (and so, maybe, to a cell). */
@@ -68,15 +59,15 @@ export class RunTracker {
   /** Route one feed message of an execution. */
   handle(message) {
     const msgId = message.parent_header.msg_id;
-    if (this.foreign.has(msgId)) return;
-    const run = this.runs.get(msgId);
-    if (run) {
-      this.apply(run, message);
-      return;
+    const type = message.header.msg_type;
+    if (type === "cell_run") {
+      this.known(msgId, message.content.cell_id);
+      this.enqueue(msgId);
+    } else if (startsRun(message) || type === "execute_reply") {
+      this.dequeue(msgId); // also the executions of no cell that were queued at load
     }
-    if (!this.buffers.has(msgId)) this.buffers.set(msgId, []);
-    this.buffers.get(msgId).push(message);
-    this.resolveSoon();
+    const run = this.runs.get(msgId);
+    if (run) this.apply(run, message);
   }
 
   apply(run, message) {
@@ -84,12 +75,17 @@ export class RunTracker {
     if (!cell) return; // deleted meanwhile
     const type = message.header.msg_type;
     const content = message.content;
-    const start = (type === "status" && content.execution_state === "busy") || type === "execute_input";
+    if (type === "cell_run") {
+      if (!run.started) this.showQueued(run, cell, content.username);
+      return;
+    }
+    const start = startsRun(message);
     if (!run.seen) {
       run.seen = true;
       if (start || type === "execute_reply") cell.outputs.reset([]); // the run starts over
     }
     if (start) {
+      run.started = true;
       cell.startRun({
         username: message.header.username,
         date: message.header.date,
@@ -102,56 +98,39 @@ export class RunTracker {
     }
   }
 
-  /** Mark the cells of `session.info`'s queue as queued (others' runs included). */
-  showQueue(info) {
-    const queued = info.queued ?? [];
-    const unknown = queued.filter((q) => !this.runs.has(q.msg_id) && !this.foreign.has(q.msg_id));
-    for (const q of queued) {
-      const run = this.runs.get(q.msg_id);
+  /** The session as `session.info` saw it at the snapshot: its running run and its queue. */
+  showSession(info) {
+    const running = info.running && this.runs.get(info.running.msg_id);
+    if (running) {
+      running.started = true;
+      this.cellFor(running.cellId)?.startRun({ username: info.running.username, date: info.running.date });
+    }
+    for (const queued of info.queued ?? []) {
+      this.enqueue(queued.msg_id);
+      const run = this.runs.get(queued.msg_id);
       const cell = run && this.cellFor(run.cellId);
-      if (cell && !run.seen && cell.state !== "queued") {
-        run.seen = true;
-        cell.queued(q.username);
-      }
-    }
-    if (unknown.length) {
-      for (const q of unknown) this.wanted.add(q.msg_id);
-      this.resolveSoon(() => this.showQueue(info));
+      if (cell && !run.started) this.showQueued(run, cell, queued.username);
     }
   }
 
-  /** Resolve the runs in the buffers (and call `then` after), one lookup at a time. */
-  resolveSoon(then = null) {
-    if (!this.resolving) {
-      this.resolving = this.resolve().finally(() => {
-        this.resolving = null;
-        if (this.buffers.size || this.wanted.size) this.resolveSoon();
-      });
-    }
-    if (then) this.resolving.then(then);
+  showQueued(run, cell, username) {
+    run.seen = true; // queued() clears the outputs: the run starts over
+    if (cell.state !== "queued") cell.queued(username); // else this page's own run, shown already
   }
 
-  async resolve() {
-    await Promise.allSettled([...this.evaluations]); // our own runs name themselves
-    const ids = new Set([...this.buffers.keys(), ...this.wanted].filter((id) => !this.runs.has(id)));
-    this.wanted.clear();
-    if (!ids.size) return;
-    let cells;
-    try {
-      cells = await this.lookup();
-    } catch (error) {
-      console.warn("could not resolve runs", error);
-      await new Promise((resolve) => setTimeout(resolve, 1000));
-      return;
-    }
-    const byRun = new Map(cells.filter((c) => c.run_msg_id).map((c) => [c.run_msg_id, c.id]));
-    for (const msgId of ids) {
-      if (byRun.has(msgId)) {
-        this.known(msgId, byRun.get(msgId));
-      } else {
-        this.foreign.add(msgId);
-        this.buffers.delete(msgId);
-      }
-    }
+  enqueue(msgId) {
+    if (this.waiting.has(msgId)) return;
+    this.waiting.add(msgId);
+    this.onQueue(this.waiting.size);
   }
+
+  dequeue(msgId) {
+    if (this.waiting.delete(msgId)) this.onQueue(this.waiting.size);
+  }
+}
+
+/** Whether `message` says its execution began (`status busy` or `execute_input`). */
+function startsRun(message) {
+  const type = message.header.msg_type;
+  return (type === "status" && message.content.execution_state === "busy") || type === "execute_input";
 }

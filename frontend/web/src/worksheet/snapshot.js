@@ -16,6 +16,12 @@
  * lose or repeat output. Those runs are `rebuild`: the page replays the feed from its start
  * (a feed keeps its last 10,000 messages) and draws their outputs afresh from their first
  * message. An idle worksheet, the usual case, needs no replay.
+ *
+ * The session's state (`session.info`: the running run and the queue) is read once, after C1.
+ * From then on the feed says every change of it: `cell_run` when the session takes a run,
+ * `busy` when it starts, `execute_reply` when it ends. A run that changed state between C1 and
+ * the read is seen twice (in `info` and on the feed), which does no harm; read before C1, a
+ * change in between would be seen by neither.
  */
 import { call } from "../api.js";
 
@@ -34,9 +40,9 @@ export async function loadSnapshot(id, session = null) {
     sheet = await call("worksheet.get", { id });
     session = sheet.session;
   }
-  const info = await call("session.info", { session });
   for (let attempt = 1; ; attempt++) {
     const before = (await call("feed.cursor", { session })).cursor;
+    const info = await call("session.info", { session }); // after C1: see above
     sheet = await call("worksheet.get", { id });
     const after = (await call("feed.cursor", { session })).cursor;
     const between = after > before ? await readFeed(session, before, after) : [];

@@ -82,14 +82,21 @@ def test_two_people_see_each_others_edits_runs_and_presence_live(
     expect(mine.get_by_test_id("session-queue")).to_have_text("1 waiting")
     mine.set_viewport_size({"width": 1280, "height": 720})
     mine.screenshot(path=screenshots / "two-people.png")
+    # Who ran what, the queue and the outputs all came on the feed: ada's page neither read
+    # the worksheet again nor asked the session.
+    assert "worksheet.get" not in asked and "session.info" not in asked, asked
+    ada.open(sheet)  # opened now, the page reads the queue once and shows the same
+    expect(cell(mine, 2)).to_have_attribute("data-state", "running")
+    expect(cell(mine, 2).get_by_test_id("output-stdout")).to_have_text("working\n")
+    expect(cell(mine, 0)).to_have_attribute("data-state", "queued")
+    expect(cell(mine, 0).get_by_test_id("cell-run-by")).to_have_text(f"run by {bob.username}")
+    expect(mine.get_by_test_id("session-queue")).to_have_text("1 waiting")
     gate.touch()
     expect(cell(mine, 0)).to_have_attribute("data-state", "done")
     expect(cell(mine, 0).get_by_test_id("cell-count")).to_have_text("[4]")
+    expect(mine.get_by_test_id("session-queue")).to_have_text("")
     expect(cell(theirs, 2).get_by_test_id("output-stdout")).to_have_text("working\nfinished\n")
     expect(cell(theirs, 2)).to_have_attribute("data-state", "done")
-    # Who ran what, the queue and the outputs all came on the feed: the page neither read the
-    # worksheet again nor asked the session.
-    assert "worksheet.get" not in asked and "session.info" not in asked, asked
 
     cell(mine, 1).get_by_test_id("cell-move-up").click()  # ada moves a cell; bob sees it move
     expect(editor(cell(theirs, 0))).to_have_text("print(x + 1)")

@@ -22,7 +22,7 @@ from cellbus_accounts.store import Postgres, Sqlite, Store
 from cellbus_protocol import accounts as a
 from cellbus_protocol import codec, keys
 from cellbus_protocol import messages as m
-from cellbus_protocol.envelope import new_message
+from cellbus_protocol.envelope import Message, new_message
 
 from ..support.feeds import collect
 from ..support.postgres import create_database, drop_database
@@ -208,3 +208,28 @@ async def test_a_follower_stops_after_its_session_ends(kernel: Kernel, database:
         await collect(kernel.bus, request)
         again = [{"output_type": "stream", "name": "stdout", "text": "again\n"}]
         assert (await saved_cell(kernel, sheet["id"], actor, again))["outputs"] == again
+
+
+async def first_output(kernel: Kernel, request: Message) -> None:
+    """Wait until the feed has `request`'s first output."""
+    async with await kernel.bus.subscribe(keys.feed(request.session), 0) as feed:
+        async with asyncio.timeout(20):
+            async for entry in feed:
+                msg = codec.decode(entry.data)
+                if msg.parent_header.msg_id == request.msg_id and msg.msg_type == "stream":
+                    return
+
+
+async def test_outputs_survive_the_accounts_service_stopping_mid_run(
+    kernel: Kernel, database: Any
+) -> None:
+    code = "import time\nprint('working', flush=True)\ntime.sleep(1)\nprint('finished')"
+    expected = [{"output_type": "stream", "name": "stdout", "text": "working\nfinished\n"}]
+    async with accounts_service(kernel, database):
+        actor, sheet, cell = await new_worksheet(kernel)
+        cell = await call(kernel, a.UpdateCell(id=cell["id"], source=code, version=1), actor)
+        request = await run_cell(kernel, cell, sheet["session"], actor)
+        await first_output(kernel, request)  # read by the saver, maybe not saved yet: it stops
+    await collect(kernel.bus, request)  # the rest of the run, with no accounts service
+    async with accounts_service(kernel, database):  # back: it resumes from the feed
+        assert (await saved_cell(kernel, sheet["id"], actor, expected))["outputs"] == expected

@@ -27,8 +27,9 @@ import subprocess
 import tempfile
 import textwrap
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -111,19 +112,21 @@ def target(
     else:
         runtime = request.getfixturevalue("shared_runtime") if mode != "one-program" else None
         if mode == "one-program-as-user":
+            assert runtime is not None
             data = _unprivileged_folder("cellbus-data-")
-            python = str(runtime / "bin/python")  # type: ignore[operator]
+            python = str(runtime / "bin/python")
             argv = ["runuser", "-u", UNPRIVILEGED, "--", python, "-P", "-m", "cellbus_allinone"]
-            extra: dict[str, object] = {}
+            extra: dict[str, Any] = {}  # settings of every kind, for the environment
         elif mode == "one-program-session-user":
+            assert runtime is not None
             data = Path(tempfile.mkdtemp(prefix="cellbus-data-"))
-            argv = [str(runtime / "bin/python"), "-P", "-m", "cellbus_allinone"]  # type: ignore[operator]
+            argv = [str(runtime / "bin/python"), "-P", "-m", "cellbus_allinone"]
             extra = {"session_user": UNPRIVILEGED}
         else:
             data = tmp_path_factory.mktemp("data")
             argv, extra = None, {}
         cleanup.append(data)
-        stack = OneProgramStack(logs, data, argv, **SANDBOX_SETTINGS, **extra)
+        stack = OneProgramStack(logs, data, argv, **{**SANDBOX_SETTINGS, **extra})
         system = Target(mode, stack, data, data / "sessions")
     try:
         yield system
@@ -139,6 +142,7 @@ class Person:
 
     client: Client
     session: str
+    facts: dict[str, str] = field(default_factory=dict)  # what the `victim` fixture found out
 
     async def run(self, code: str) -> Run:
         """Run `code` in this person's session; its stdout and errors once it is done."""
@@ -153,7 +157,7 @@ class Person:
 @dataclass
 class Run:
     stdout: str
-    errors: list[dict]
+    errors: list[dict[str, Any]]
 
     @property
     def lines(self) -> list[str]:
@@ -181,7 +185,7 @@ async def victim(target: Target) -> AsyncIterator[Person]:
         """
     )
     assert not run.errors, run.errors
-    person.facts = dict(line.split(" ", 1) for line in run.lines)  # type: ignore[attr-defined]
+    person.facts = dict(line.split(" ", 1) for line in run.lines)
     yield person
     with contextlib.suppress(Exception):
         await person.client.call("session.shutdown", session=person.session)

@@ -14,6 +14,7 @@ import statistics
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -29,7 +30,7 @@ ATTEMPTS, CLEAN_RESERVE, WINDOW = 10, 3, 60.0  # the accounts service's defaults
 SHARED = ATTEMPTS - CLEAN_RESERVE
 
 
-def wrong(username: str, i: int = 0) -> dict:
+def wrong(username: str, i: int = 0) -> dict[str, Any]:
     return request("auth.login", username=username, password=f"wrong guess {i}")
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -94,9 +95,10 @@ async def test_the_origin_check_compares_scheme_host_and_port(stack: Stack, ada:
     here = urlsplit(stack.urls[0])
     port = here.port or 80
 
-    async def whoami_from(origin: str) -> dict:
+    async def whoami_from(origin: str) -> dict[str, Any]:
         response = await browser.post(request("auth.whoami"), headers={"Origin": origin})
-        return await response.json()
+        answer: dict[str, Any] = await response.json()
+        return answer
 
     try:
         assert (await whoami_from(f"http://{here.hostname}:{port}"))["result"]["username"] == (

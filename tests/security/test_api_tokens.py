@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterator
+from typing import Any
 
 import aiohttp
 import pytest
@@ -32,7 +33,7 @@ async def ada(stack: ServicesStack) -> AsyncIterator[Client]:
         await opened.pop().close()
 
 
-async def closed_with(feed: Feed) -> tuple[list[dict], int | None]:
+async def closed_with(feed: Feed) -> tuple[list[dict[str, Any]], int | None]:
     """The frames a socket gets until it closes, and the code of the server's close frame
     (not `ws.close_code`, which aiohttp sets to 1006 if its own close reply finds the
     connection already shut)."""
@@ -48,7 +49,7 @@ async def closed_with(feed: Feed) -> tuple[list[dict], int | None]:
                 return frames, None
 
 
-async def watching(client: Client, url: str) -> tuple[Feed, dict]:
+async def watching(client: Client, url: str) -> tuple[Feed, dict[str, Any]]:
     """A socket of `client` on web process `url`, subscribed to a new worksheet of theirs
     (its HTTP client is kept in `opened`, so that it lives as long as the test)."""
     sheet = await client.call("worksheet.create", title="Watched")

@@ -44,7 +44,10 @@ RUN_TIMEOUT = 60
 
 
 def _compose_services() -> dict[str, dict[str, Any]]:
-    return YAML(typ="safe").load(COMPOSE_FILE.read_text())["services"]
+    services: dict[str, dict[str, Any]] = YAML(typ="safe").load(COMPOSE_FILE.read_text())[
+        "services"
+    ]
+    return services
 
 
 def _python_commands() -> dict[str, list[str]]:
@@ -59,10 +62,10 @@ def _python_commands() -> dict[str, list[str]]:
         test = (service.get("healthcheck") or {}).get("test") or []
         if test[:2] == ["CMD", "python"]:
             commands[f"compose {name} healthcheck"] = test[1:]
-    for service in SERVICES:
-        for keyword, arguments in final_stage(service):
+    for image in SERVICES:
+        for keyword, arguments in final_stage(image):
             if keyword in ("CMD", "ENTRYPOINT"):
-                commands[f"{service} Dockerfile {keyword}"] = json.loads(arguments)
+                commands[f"{image} Dockerfile {keyword}"] = json.loads(arguments)
     return commands
 
 
@@ -72,7 +75,8 @@ COMMANDS = _python_commands()
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+        port: int = sock.getsockname()[1]
+        return port
 
 
 @pytest.fixture
@@ -219,11 +223,12 @@ def _unsafe_python_starts(path: Path) -> list[int]:
     """Lines of `path` that start ``sys.executable -m|-c`` without ``-P`` right after it."""
     unsafe = []
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
-        items: list[ast.expr] = []
         if isinstance(node, (ast.List, ast.Tuple)):
             items = list(node.elts)
         elif isinstance(node, ast.Call):
             items = list(node.args)
+        else:
+            continue
         for first, second in itertools.pairwise(items):
             if (ast.unparse(first) == "sys.executable" and isinstance(second, ast.Constant)
                     and second.value in ("-m", "-c")):  # fmt: skip

@@ -24,6 +24,7 @@ from typing import Any
 
 import pytest
 import redis
+from redis import Redis
 from ruamel.yaml import YAML
 
 from cellbus_protocol import acl, keys
@@ -49,7 +50,7 @@ class Deployment:
     url: str
     startup_refusals: list[dict[str, Any]]
 
-    def as_(self, service: Service) -> redis.Redis:
+    def as_(self, service: Service) -> Redis:  # `redis` here is the attribute above
         """A client holding `service`'s credential (as a thief who found it would)."""
         return self.redis.client(service.value, self.passwords[service])
 
@@ -216,7 +217,8 @@ def test_a_script_runs_with_its_callers_rights_only(deployment: Deployment) -> N
         with pytest.raises(redis.exceptions.ResponseError, match=r"NOPERM|permission"):
             kernel.evalsha(sha, 1, deployment.key(keys.ACCOUNTS))
         entries = deployment.redis.admin.xrange(deployment.key(keys.ACCOUNTS))
-        assert not [fields for _, fields in entries if fields.get(b"d") == b"forged"]
+        assert entries is not None
+        assert not [fields for _, fields in entries if fields and fields.get(b"d") == b"forged"]
     finally:
         kernel.close()
 
@@ -294,6 +296,7 @@ def test_the_acl_file_defines_the_same_users_as_the_arguments(tmp_path: Path) ->
             """Each user's rules, its selectors ``(...)`` apart: Redis lists them unordered."""
             listed: list[set[str | frozenset[str]]] = []
             for line in server.admin.acl_list():
+                assert isinstance(line, str)  # redis-py decodes ACL LIST's lines
                 rules: set[str | frozenset[str]] = set()
                 for part in re.split(r"(\([^)]*\))", line):
                     if part.startswith("("):

@@ -95,7 +95,7 @@ attempt("template-environ", lambda: open(f"/proc/{os.getppid()}/environ", "rb").
 async def test_another_sessions_files_memory_and_environment_are_out_of_reach(
     victim: Person, attacker: Person
 ) -> None:
-    facts = victim.facts  # type: ignore[attr-defined]
+    facts = victim.facts
     found = await attack(
         attacker,
         f"""
@@ -187,7 +187,7 @@ attempt("listen", lambda: listen(0))
 async def test_signals_and_ptrace_reach_no_process_outside_the_session(
     victim: Person, attacker: Person
 ) -> None:
-    victim_pid = victim.facts["pid"]  # type: ignore[attr-defined]
+    victim_pid = victim.facts["pid"]
     found = await attack(
         attacker,
         f"""

@@ -47,7 +47,7 @@ class Api:
 
     def worksheet(self, *sources: str, title: str = "Test sheet") -> dict[str, Any]:
         """A new worksheet holding cells with `sources`, in order."""
-        sheet = self.call("worksheet.create", title=title)
+        sheet: dict[str, Any] = self.call("worksheet.create", title=title)
         after = None
         for source in sources:
             created = self.call("cell.create", worksheet=sheet["id"], source=source, after=after)
@@ -55,7 +55,8 @@ class Api:
         return sheet
 
     def cells(self, worksheet: str) -> list[dict[str, Any]]:
-        return self.call("worksheet.get", id=worksheet)["cells"]
+        cells: list[dict[str, Any]] = self.call("worksheet.get", id=worksheet)["cells"]
+        return cells
 
 
 @dataclass
@@ -143,11 +144,12 @@ def run(cell_: Locator, state: str = "done") -> None:
 def sources(page: Page) -> list[str]:
     """The text of every cell on the page, in order (short cells: CodeMirror puts only the
     lines in view into the page)."""
-    return editor(cells(page)).evaluate_all(
+    texts: list[str] = editor(cells(page)).evaluate_all(
         """inputs => inputs.map(input => [...input.querySelectorAll('.cm-line')].map(line =>
              [...line.childNodes].filter(n => !n.classList?.contains('cm-placeholder'))
                .map(n => n.textContent).join('')).join('\\n'))"""
     )
+    return texts
 
 
 def wait_saved(cell_: Locator) -> None:

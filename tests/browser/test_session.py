@@ -15,7 +15,8 @@ RECORD_STATES = """el => { window.sessionStates = [];
 
 
 def session_states(page: Page) -> list[str]:
-    return page.evaluate("window.sessionStates")
+    states: list[str] = page.evaluate("window.sessionStates")
+    return states
 
 
 def test_run_all_queue_interrupt_and_restart(person: Callable[..., Person]) -> None:

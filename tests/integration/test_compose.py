@@ -71,11 +71,13 @@ INTERPOLATION = re.compile(r"\$\{(\w+)(?::?([-?])([^}]*))?\}")
 
 
 def _compose() -> dict[str, Any]:
-    return YAML(typ="safe").load(COMPOSE_FILE.read_text())
+    compose: dict[str, Any] = YAML(typ="safe").load(COMPOSE_FILE.read_text())
+    return compose
 
 
 def _services() -> dict[str, dict[str, Any]]:
-    return _compose()["services"]
+    services: dict[str, dict[str, Any]] = _compose()["services"]
+    return services
 
 
 def _interpolations() -> list[re.Match[str]]:

@@ -13,7 +13,7 @@ import asyncio
 import signal
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -33,6 +33,15 @@ SETTINGS = {
 USERS = ["alice", "bob", "carol", "dave", "erin", "frank"]
 TAKEOVER_DEADLINE = 10.0
 """Seconds from the kill to the takeover (measured here: 2-3 s with a 1.5 s lease)."""
+
+
+def input_of(request: Message) -> Callable[[Message], bool]:
+    """Matches the `execute_input` that says `request` has started to run."""
+
+    def matches(m: Message) -> bool:
+        return m.msg_type == "execute_input" and m.parent_header.msg_id == request.msg_id
+
+    return matches
 
 
 @pytest.fixture
@@ -107,8 +116,7 @@ async def test_a_killed_worker_loses_no_session(
         running[s] = await client[s].execute(s, "import time\ny = x + 1\ntime.sleep(60)")
         queued[s] = await client[s].execute(s, "print('queued', x, f())")
     for s in doomed:
-        await first_message(bus, s, 0, lambda m, s=s: m.msg_type == "execute_input"
-                            and m.parent_header.msg_id == running[s].msg_id)  # fmt: skip
+        await first_message(bus, s, 0, input_of(running[s]))
     # Elsewhere, people go on working.
     elsewhere = [run_code(client[s], s, "z = x * 2\nprint(z)") for s in sessions if s not in doomed]
 
@@ -169,8 +177,7 @@ async def test_sigterm_hands_sessions_over_with_their_state(
     for client, s in moving:
         running[s] = await client.execute(s, "import time\ntime.sleep(0.5)\nw = 'finished'")
         queued[s] = await client.execute(s, "print('after', x, w)")
-        await first_message(bus, s, 0, lambda m, s=s: m.msg_type == "execute_input"
-                            and m.parent_header.msg_id == running[s].msg_id)  # fmt: skip
+        await first_message(bus, s, 0, input_of(running[s]))
 
     worker = workers[leaving]
     worker.process.send_signal(signal.SIGTERM)

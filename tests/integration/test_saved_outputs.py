@@ -195,10 +195,10 @@ async def test_a_follower_stops_after_its_session_ends(kernel: Kernel, database:
         await run_cell(kernel, cell, session, actor)
         assert (await saved_cell(kernel, sheet["id"], actor))["outputs"] == EXPECTED
         follower = saver.follower(session)
-        assert follower is not None
+        assert follower is not None and follower.task is not None
         await kernel.client.shutdown(session)
         async with asyncio.timeout(20):
-            await follower  # it ends by itself, half a second after the session's last word
+            await follower.task  # it ends by itself, half a second after the session's last word
         assert saver.follower(session) is None
         # The next run on the session (started again) is followed and saved as before.
         cell = await call(

@@ -93,6 +93,7 @@ class SessionFollower:
         self.heard_at = time.monotonic()  # the last feed message or run started
         self.save_due: float | None = None  # when the unsaved outputs are to be written
         self.stopping = False  # decided to stop: `follow` starts a new follower
+        self.task: asyncio.Task[None] | None = None  # set by OutputSaver.follow
 
     def heard(self) -> None:
         """Something happened on the session: it is not quiet."""
@@ -112,10 +113,10 @@ class SessionFollower:
 
     async def _read(self, feed: Subscription) -> None:
         while True:
-            wait = self._wait()
+            wait = self.wait_time()
             asked_at = time.monotonic()
             entry = await feed.next(timeout=wait)
-            if entry is None and time.monotonic() - asked_at < wait - 0.01:
+            if entry is None and (wait is None or time.monotonic() - asked_at < wait - 0.01):
                 return  # the subscription was closed under us: subscribe again
             if entry is not None:
                 self.heard()
@@ -123,21 +124,26 @@ class SessionFollower:
                 self.cursor = self.saver.cursors[self.session] = entry.seq
             if self.save_due is not None and time.monotonic() >= self.save_due:
                 await self.save_unsaved()
-            if self._done():
+            if self.done():
                 self.stopping = True  # at once, with no await before: see OutputSaver.follow
                 return
 
-    def _wait(self) -> float:
-        """Seconds until the next save is due or the session may be quiet enough to stop."""
-        deadline = self.heard_at + self.saver.quiet_after
-        if self.save_due is not None:
-            deadline = min(deadline, self.save_due)
-        return max(0.0, deadline - time.monotonic())
+    def in_flight(self) -> bool:
+        """Whether a run seen on the feed has not ended yet."""
+        return any(run is not None and not run.finished for run in self.runs.values())
 
-    def _done(self) -> bool:
-        in_flight = any(run is not None and not run.finished for run in self.runs.values())
+    def wait_time(self) -> float | None:
+        """Seconds to wait for the feed before a save is due or, with no run in flight, the
+        session may be quiet enough to stop; None: until the feed says something."""
+        deadlines = [] if self.save_due is None else [self.save_due]
+        if not self.in_flight():
+            deadlines.append(self.heard_at + self.saver.quiet_after)
+        return max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
+
+    def done(self) -> bool:
+        """Whether the session is done for the saver (see the module's docstring)."""
         quiet = time.monotonic() - self.heard_at >= self.saver.quiet_after
-        return quiet and not in_flight and self.save_due is None
+        return quiet and self.save_due is None and not self.in_flight()
 
     async def _take(self, entry: FeedEntry) -> None:
         try:
@@ -197,8 +203,8 @@ class OutputSaver:
         self.bus = bus
         self.save_interval = save_interval
         self.quiet_after = quiet_after
-        self._followers: dict[str, SessionFollower] = {}
-        self._tasks: dict[asyncio.Task[None], SessionFollower] = {}
+        self._followers: dict[str, SessionFollower] = {}  # the one reading each session
+        self._tasks: dict[asyncio.Task[None], SessionFollower] = {}  # all not ended yet
         self.saved = 0  # saves that changed a cell, for tests and logs
         self.cursors: dict[str, int] = {}  # session -> the last feed cursor read
 
@@ -218,16 +224,14 @@ class OutputSaver:
             follower.heard()
             return
         follower = self._followers[session] = SessionFollower(self, session, after)
-        task = asyncio.create_task(follower.run(), name=f"save-outputs-{session}")
+        task = follower.task = asyncio.create_task(follower.run(), name=f"save-outputs-{session}")
         self._tasks[task] = follower
         task.add_done_callback(self._ended)
 
-    def follower(self, session: str) -> asyncio.Task[None] | None:
-        """The task following `session`, if one is (for tests: await it to see it stop)."""
-        for task, follower in self._tasks.items():
-            if follower.session == session and not follower.stopping:
-                return task
-        return None
+    def follower(self, session: str) -> SessionFollower | None:
+        """The follower reading `session`, if one is and has not decided to stop."""
+        follower = self._followers.get(session)
+        return None if follower is None or follower.stopping else follower
 
     def _ended(self, task: asyncio.Task[None]) -> None:
         """A follower's task ended: read its result, and forget it unless it was replaced."""

@@ -8,7 +8,7 @@ import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import msgspec
 import pytest
@@ -28,6 +28,7 @@ from ..support.redis import REDIS_URL
 
 PASSWORD = "correct horse battery"
 NO_SUCH_ID = "00000000-0000-0000-0000-000000000001"
+R = TypeVar("R")
 
 
 @dataclass
@@ -36,16 +37,14 @@ class Accounts:
     client: a.AccountsClient
     service: AccountsService
 
-    async def call(self, request: a.Request, actor: a.UserView | None = None) -> Any:
+    async def call(self, request: a.Request[R], actor: a.UserView | None = None) -> R:
         """Call the service as `actor` (as the web service does once it has authenticated)."""
         if actor is not None:
             request = msgspec.structs.replace(request, actor=actor.id)
         return await self.client.call(request)
 
     async def user(self, name: str) -> a.UserView:
-        return msgspec.convert(
-            await self.call(a.Register(username=name, password=PASSWORD)), a.UserView
-        )
+        return await self.call(a.Register(username=name, password=PASSWORD))
 
 
 async def error_of(call: Awaitable[Any]) -> str:
@@ -89,15 +88,13 @@ async def test_sign_up_log_in_and_tokens(accounts: Accounts) -> None:
     assert ada.is_admin is True
     assert (await accounts.user("brian")).is_admin is False
     assert await error_of(accounts.user("ada")) == "taken"
-    login = msgspec.convert(
-        await accounts.call(a.Login(username="ada", password=PASSWORD)), a.LoginResult
-    )
+    login = await accounts.call(a.Login(username="ada", password=PASSWORD))
     assert login.user.username == "ada"
     who = await accounts.call(a.Authenticate(token=login.token))
-    assert who["id"] == ada.id
-    assert (await accounts.call(a.WhoAmI(), ada))["username"] == "ada"
+    assert who.id == ada.id
+    assert (await accounts.call(a.WhoAmI(), ada)).username == "ada"
     tokens = await accounts.call(a.ListTokens(), ada)
-    assert len(tokens) == 1 and tokens[0]["revoked"] is False
+    assert len(tokens) == 1 and tokens[0].revoked is False
     await accounts.call(a.Logout(token=login.token))
     assert await error_of(accounts.call(a.Authenticate(token=login.token))) == "unauthenticated"
     wrong = a.Login(username="ada", password="not the password")
@@ -141,23 +138,25 @@ async def test_a_malformed_request_is_invalid_and_the_service_goes_on(accounts: 
 async def test_worksheet_life(accounts: Accounts) -> None:
     ada, brian = await accounts.user("ada"), await accounts.user("brian")
     sheet = await accounts.call(a.CreateWorksheet(title="  Orbits "), ada)
-    assert (sheet["title"], sheet["owner"], sheet["role"]) == ("Orbits", "ada", "owner")
-    assert len(sheet["session"]) == 32
-    first = await accounts.call(a.CreateCell(worksheet=sheet["id"], source="x = 1"), ada)
-    await accounts.call(a.CreateCell(worksheet=sheet["id"], source="x + 1", after=first["id"]), ada)
-    await accounts.call(a.ShareWorksheet(id=sheet["id"], username="brian", role="viewer"), ada)
-    seen = await accounts.call(a.GetWorksheet(id=sheet["id"]), brian)
-    assert [c["source"] for c in seen["cells"]] == ["x = 1", "x + 1"]
-    assert seen["role"] == "viewer"
-    assert [(x["username"], x["role"]) for x in seen["members"]] == [
+    assert (sheet.title, sheet.owner, sheet.role) == ("Orbits", "ada", "owner")
+    assert len(sheet.session) == 32
+    first = await accounts.call(a.CreateCell(worksheet=sheet.id, source="x = 1"), ada)
+    await accounts.call(a.CreateCell(worksheet=sheet.id, source="x + 1", after=first.id), ada)
+    await accounts.call(a.ShareWorksheet(id=sheet.id, username="brian", role="viewer"), ada)
+    seen = await accounts.call(a.GetWorksheet(id=sheet.id), brian)
+    assert [c.source for c in seen.cells] == ["x = 1", "x + 1"]
+    assert seen.role == "viewer"
+    session = await accounts.call(a.GetWorksheetSession(id=sheet.id), brian)
+    assert session == a.WorksheetSession(worksheet=sheet.id, session=sheet.session, role="viewer")
+    assert [(x.username, x.role) for x in seen.members] == [
         ("ada", "owner"), ("brian", "viewer"),
     ]  # fmt: skip
-    assert [w["title"] for w in await accounts.call(a.ListWorksheets(), brian)] == ["Orbits"]
-    await accounts.call(a.RenameWorksheet(id=sheet["id"], title="Orbits II"), ada)
-    assert (await accounts.call(a.GetWorksheet(id=sheet["id"]), brian))["title"] == "Orbits II"
-    await accounts.call(a.DeleteWorksheet(id=sheet["id"]), ada)
+    assert [w.title for w in await accounts.call(a.ListWorksheets(), brian)] == ["Orbits"]
+    await accounts.call(a.RenameWorksheet(id=sheet.id, title="Orbits II"), ada)
+    assert (await accounts.call(a.GetWorksheet(id=sheet.id), brian)).title == "Orbits II"
+    await accounts.call(a.DeleteWorksheet(id=sheet.id), ada)
     assert await accounts.call(a.ListWorksheets(), brian) == []
-    assert await error_of(accounts.call(a.GetWorksheet(id=sheet["id"]), ada)) == "not_found"
+    assert await error_of(accounts.call(a.GetWorksheet(id=sheet.id), ada)) == "not_found"
 
 
 async def test_an_import_creates_the_cells_in_order_with_their_outputs(accounts: Accounts) -> None:
@@ -166,13 +165,13 @@ async def test_an_import_creates_the_cells_in_order_with_their_outputs(accounts:
     cells = [a.ImportedCell(source="print('hi')", outputs=shown, execution_count=1),
              a.ImportedCell(source="%%markdown\n# Notes")]  # fmt: skip
     sheet = await accounts.call(a.ImportWorksheet(title="Imported", cells=cells), ada)
-    seen = await accounts.call(a.GetWorksheet(id=sheet["id"]), ada)
-    assert [(c["source"], c["outputs"], c["execution_count"]) for c in seen["cells"]] == [
+    seen = await accounts.call(a.GetWorksheet(id=sheet.id), ada)
+    assert [(c.source, c.outputs, c.execution_count) for c in seen.cells] == [
         ("print('hi')", shown, 1), ("%%markdown\n# Notes", [], None),
     ]  # fmt: skip
     too_big = a.ImportWorksheet(title="Big", cells=[*cells, a.ImportedCell(source="#" * 10_001)])
     assert await error_of(accounts.call(too_big, ada)) == "too_large"
-    assert [w["title"] for w in await accounts.call(a.ListWorksheets(), ada)] == ["Imported"]
+    assert [w.title for w in await accounts.call(a.ListWorksheets(), ada)] == ["Imported"]
 
 
 async def test_a_bare_session_belongs_to_whoever_started_it(accounts: Accounts) -> None:
@@ -190,14 +189,14 @@ async def test_bad_titles_sources_and_ids(accounts: Accounts) -> None:
     for title in ("", "   ", "x" * 201, "tab\there"):
         assert await error_of(accounts.call(a.CreateWorksheet(title=title), ada)) == "invalid"
     sheet = await accounts.call(a.CreateWorksheet(title="Limits"), ada)
-    big = a.CreateCell(worksheet=sheet["id"], source="#" * 10_001)
+    big = a.CreateCell(worksheet=sheet.id, source="#" * 10_001)
     assert await error_of(accounts.call(big, ada)) == "too_large"
     for request in (
         a.GetWorksheet(id="nope"),
         a.DeleteCell(id="not-a-uuid"),
         a.UpdateCell(id=NO_SUCH_ID, source="", version=1),
-        a.CreateCell(worksheet=sheet["id"], after=NO_SUCH_ID),
-        a.ShareWorksheet(id=sheet["id"], username="nobody", role="viewer"),
+        a.CreateCell(worksheet=sheet.id, after=NO_SUCH_ID),
+        a.ShareWorksheet(id=sheet.id, username="nobody", role="viewer"),
     ):
         assert await error_of(accounts.call(request, ada)) == "not_found", request
 
@@ -205,10 +204,10 @@ async def test_bad_titles_sources_and_ids(accounts: Accounts) -> None:
 async def test_a_stale_edit_is_a_conflict_carrying_the_current_cell(accounts: Accounts) -> None:
     ada = await accounts.user("ada")
     sheet = await accounts.call(a.CreateWorksheet(title="Edits"), ada)
-    cell = await accounts.call(a.CreateCell(worksheet=sheet["id"], source="v1"), ada)
-    await accounts.call(a.UpdateCell(id=cell["id"], source="ada's", version=1), ada)
+    cell = await accounts.call(a.CreateCell(worksheet=sheet.id, source="v1"), ada)
+    await accounts.call(a.UpdateCell(id=cell.id, source="ada's", version=1), ada)
     with pytest.raises(RemoteError) as raised:
-        await accounts.call(a.UpdateCell(id=cell["id"], source="brian's", version=1), ada)
+        await accounts.call(a.UpdateCell(id=cell.id, source="brian's", version=1), ada)
     assert raised.value.code == "conflict"
     assert (raised.value.data["source"], raised.value.data["version"]) == ("ada's", 2)
 
@@ -216,36 +215,37 @@ async def test_a_stale_edit_is_a_conflict_carrying_the_current_cell(accounts: Ac
 async def test_changes_are_announced_on_the_feed_with_who_made_them(accounts: Accounts) -> None:
     ada, brian = await accounts.user("ada"), await accounts.user("brian")
     sheet = await accounts.call(a.CreateWorksheet(title="Live"), ada)
-    await accounts.call(a.ShareWorksheet(id=sheet["id"], username="brian", role="editor"), ada)
-    after = await accounts.bus.last_seq(keys.feed(sheet["session"]))
-    cell = await accounts.call(a.CreateCell(worksheet=sheet["id"], source="1 + 1"), brian)
-    await accounts.call(a.UpdateCell(id=cell["id"], source="2 + 2", version=1), brian)
-    await accounts.call(a.DeleteCell(id=cell["id"]), ada)
-    entries = await accounts.bus.read_feed(keys.feed(sheet["session"]), after)
+    await accounts.call(a.ShareWorksheet(id=sheet.id, username="brian", role="editor"), ada)
+    after = await accounts.bus.last_seq(keys.feed(sheet.session))
+    cell = await accounts.call(a.CreateCell(worksheet=sheet.id, source="1 + 1"), brian)
+    await accounts.call(a.UpdateCell(id=cell.id, source="2 + 2", version=1), brian)
+    await accounts.call(a.DeleteCell(id=cell.id), ada)
+    entries = await accounts.bus.read_feed(keys.feed(sheet.session), after)
     seen = [(m.msg_type, m.header.username) for m in (codec.decode(e.data) for e in entries)]
     assert seen == [("cell_created", "brian"), ("cell_updated", "brian"), ("cell_deleted", "ada")]
     _, created = await first_message(
-        accounts.bus, sheet["session"], after, lambda m: m.msg_type == "cell_created"
+        accounts.bus, sheet.session, after, lambda m: m.msg_type == "cell_created"
     )
     assert created.content.cell["source"] == "1 + 1"
 
 
 # -- permissions -----------------------------------------------------------------------------
 
-Op = Callable[[dict[str, Any], dict[str, Any]], a.Request]
+Op = Callable[[a.WorksheetView, a.CellView], a.Request[Any]]
 OPERATIONS: dict[str, tuple[str, Op]] = {
     # name: (the least role it needs, the request given the worksheet and a cell)
-    "worksheet.get": ("viewer", lambda w, c: a.GetWorksheet(id=w["id"])),
-    "session.role": ("viewer", lambda w, c: a.SessionRole(session=w["session"])),
-    "cell.create": ("editor", lambda w, c: a.CreateCell(worksheet=w["id"], source="new")),
-    "cell.update": ("editor", lambda w, c: a.UpdateCell(id=c["id"], source="edit", version=1)),
-    "cell.move": ("editor", lambda w, c: a.MoveCell(id=c["id"], after=None)),
-    "cell.delete": ("editor", lambda w, c: a.DeleteCell(id=c["id"])),
-    "cell.run": ("editor", lambda w, c: a.StartRun(id=c["id"], msg_id="m1")),
-    "worksheet.rename": ("owner", lambda w, c: a.RenameWorksheet(id=w["id"], title="New")),
+    "worksheet.get": ("viewer", lambda w, c: a.GetWorksheet(id=w.id)),
+    "worksheet.session": ("viewer", lambda w, c: a.GetWorksheetSession(id=w.id)),
+    "session.role": ("viewer", lambda w, c: a.SessionRole(session=w.session)),
+    "cell.create": ("editor", lambda w, c: a.CreateCell(worksheet=w.id, source="new")),
+    "cell.update": ("editor", lambda w, c: a.UpdateCell(id=c.id, source="edit", version=1)),
+    "cell.move": ("editor", lambda w, c: a.MoveCell(id=c.id, after=None)),
+    "cell.delete": ("editor", lambda w, c: a.DeleteCell(id=c.id)),
+    "cell.run": ("editor", lambda w, c: a.StartRun(id=c.id, msg_id="m1")),
+    "worksheet.rename": ("owner", lambda w, c: a.RenameWorksheet(id=w.id, title="New")),
     "worksheet.share": ("owner",
-                        lambda w, c: a.ShareWorksheet(id=w["id"], username="ada", role="owner")),
-    "worksheet.delete": ("owner", lambda w, c: a.DeleteWorksheet(id=w["id"])),
+                        lambda w, c: a.ShareWorksheet(id=w.id, username="ada", role="owner")),
+    "worksheet.delete": ("owner", lambda w, c: a.DeleteWorksheet(id=w.id)),
 }  # fmt: skip
 RANK = {"stranger": 0, "viewer": 1, "editor": 2, "owner": 3}
 
@@ -257,9 +257,10 @@ async def test_every_operation_for_every_role(accounts: Accounts) -> None:
     for role, person in people.items():
         for name, (_, make) in OPERATIONS.items():
             sheet = await accounts.call(a.CreateWorksheet(title=f"{role} {name}"), ada)
-            cell = await accounts.call(a.CreateCell(worksheet=sheet["id"], source="x"), ada)
+            cell = await accounts.call(a.CreateCell(worksheet=sheet.id, source="x"), ada)
             if role != "stranger":
-                share = a.ShareWorksheet(id=sheet["id"], username=person.username, role=role)
+                given = cast(a.Role, role)
+                share = a.ShareWorksheet(id=sheet.id, username=person.username, role=given)
                 await accounts.call(share, ada)
             try:
                 await accounts.call(make(sheet, cell), person)

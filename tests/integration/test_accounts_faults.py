@@ -139,7 +139,7 @@ async def write_cells(
         n += 1
         request = a.CreateCell(worksheet=worksheet, source=call.source, actor=actor)
         try:
-            call.cell_id = (await client.call(request))["id"]
+            call.cell_id = (await client.call(request)).id
         except RemoteError as exc:
             call.error = exc.code
         except RequestTimeout:
@@ -170,9 +170,9 @@ async def test_postgres_crashing_and_coming_back_under_a_stream_of_writes(
     async with in_process_service(pg.url, namespace) as client:
         try:
             ada = await client.call(a.Register(username="ada", password=PASSWORD))
-            sheet = await client.call(a.CreateWorksheet(title="Under load", actor=ada["id"]))
+            sheet = await client.call(a.CreateWorksheet(title="Under load", actor=ada.id))
             writers = [
-                asyncio.create_task(write_cells(client, ada["id"], sheet["id"], w, calls))
+                asyncio.create_task(write_cells(client, ada.id, sheet.id, w, calls))
                 for w in range(WRITERS)
             ]
             await calls.wait_until(
@@ -211,15 +211,15 @@ async def test_postgres_crashing_and_coming_back_under_a_stream_of_writes(
         # Every acknowledged cell is in the database, once. The only cells there that were
         # not acknowledged are ones whose call was under way at the crash (their commit may
         # have been done when the connection was cut, the reply not).
-        seen = await client.call(a.GetWorksheet(id=sheet["id"], actor=ada["id"]))
+        seen = await client.call(a.GetWorksheet(id=sheet.id, actor=ada.id))
         fresh = Store(Postgres(pg.url))
         await fresh.open()
         try:
-            stored = await fresh.cells(uuid.UUID(sheet["id"]))
+            stored = await fresh.cells(uuid.UUID(sheet.id))
         finally:
             await fresh.close()
         stored_ids = [str(cell.id) for cell in stored]
-        assert sorted(stored_ids) == sorted(c["id"] for c in seen["cells"])
+        assert sorted(stored_ids) == sorted(c.id for c in seen.cells)
         assert len(set(stored_ids)) == len(stored_ids)
         sources = collections.Counter(cell.source for cell in stored)
         assert [s for s, n in sources.items() if n > 1] == [], "a write was applied twice"
@@ -257,8 +257,8 @@ async def test_postgres_refusing_connections_as_too_many_is_unavailable_until_it
         url = private_postgres.url.replace("postgres@", "accounts@").rsplit("/", 1)[0]
         async with in_process_service(f"{url}/accounts", namespace) as client:
             ada = await client.call(a.Register(username="ada", password=PASSWORD))
-            sheet = await client.call(a.CreateWorksheet(title="Crowded", actor=ada["id"]))
-            create = a.CreateCell(worksheet=sheet["id"], source="x", actor=ada["id"])
+            sheet = await client.call(a.CreateWorksheet(title="Crowded", actor=ada.id))
+            create = a.CreateCell(worksheet=sheet.id, source="x", actor=ada.id)
             # No more connections for the service, and those it has are cut (waiting until
             # they are gone): it must connect again, and PostgreSQL refuses.
             await admin.execute("ALTER ROLE accounts CONNECTION LIMIT 0")
@@ -269,8 +269,8 @@ async def test_postgres_refusing_connections_as_too_many_is_unavailable_until_it
             assert [await outcome(client.call(create)) for _ in range(3)] == ["unavailable"] * 3
             await admin.execute("ALTER ROLE accounts CONNECTION LIMIT -1")
             assert await outcome(client.call(create)) == "ok"
-            seen = await client.call(a.GetWorksheet(id=sheet["id"], actor=ada["id"]))
-            assert [c["source"] for c in seen["cells"]] == ["x"]
+            seen = await client.call(a.GetWorksheet(id=sheet.id, actor=ada.id))
+            assert [c.source for c in seen.cells] == ["x"]
     finally:
         await admin.close()
 
@@ -366,8 +366,8 @@ async def test_the_service_process_migrates_serves_and_exits_cleanly_on_sigterm(
         # No waiting for readiness: the requests wait in the queue until the service reads.
         ada = await serving([first], client.call(a.Register(username="ada", password=PASSWORD)))
         login = await client.call(a.Login(username="ada", password=PASSWORD))
-        assert login["user"]["id"] == ada["id"]
-        assert (await client.call(a.Authenticate(token=login["token"])))["username"] == "ada"
+        assert login.user.id == ada.id
+        assert (await client.call(a.Authenticate(token=login.token))).username == "ada"
         assert await first.terminate() == 0, first.log_text()
     finally:
         await first.kill()
@@ -381,7 +381,7 @@ async def test_the_service_process_migrates_serves_and_exits_cleanly_on_sigterm(
     second = await AccountsProcess.start(namespace, fresh_database, tmp_path / "second.log")
     try:
         again = await serving([second], client.call(a.Login(username="ada", password=PASSWORD)))
-        assert again["user"]["id"] == ada["id"]
+        assert again.user.id == ada.id
         assert await second.terminate() == 0, second.log_text()
     finally:
         await second.kill()
@@ -433,7 +433,7 @@ async def test_two_processes_starting_at_once_on_a_fresh_database_both_serve(
         logins = await asyncio.gather(
             *(client.call(a.Login(username="ada", password=PASSWORD)) for _ in range(5))
         )
-        assert {login["user"]["id"] for login in logins} == {ada["id"]}
+        assert {login.user.id for login in logins} == {ada.id}
         codes = await asyncio.gather(*(p.terminate() for p in both))
         assert codes == [0, 0], [p.log_text() for p in both]
     finally:

@@ -7,9 +7,10 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from cellbus_protocol import keys
+from cellbus_protocol import codec, keys
 from cellbus_protocol.accounts import AccessChanged
 from cellbus_protocol.bus import InMemoryBus
+from cellbus_protocol.roles import Role
 from cellbus_web.roles import RoleCache
 
 
@@ -17,15 +18,15 @@ class Accounts:
     """Answers role questions from a table, counting them; `hold` keeps an answer back."""
 
     def __init__(self) -> None:
-        self.roles = {("ada", "s1"): "owner", ("bob", "s1"): "editor"}
+        self.roles: dict[tuple[str, str], Role] = {("ada", "s1"): "owner", ("bob", "s1"): "editor"}
         self.asked = 0
         self.hold: asyncio.Event | None = None
         self.answering = asyncio.Event()
 
-    async def role(self, cache: RoleCache, user: str, session: str = "s1") -> str:
+    async def role(self, cache: RoleCache, user: str, session: str = "s1") -> Role:
         """`user`'s role on `session` through `cache`, which asks this table if it must."""
 
-        async def ask() -> str:
+        async def ask() -> Role:
             self.asked += 1
             role = self.roles.get((user, session))
             self.answering.set()
@@ -62,7 +63,7 @@ async def announce(bus: InMemoryBus, roles: RoleCache, data: bytes) -> None:
 
 
 def change(session: str) -> bytes:
-    return AccessChanged(session=session).encode()
+    return codec.encode_record(AccessChanged(session=session))
 
 
 async def test_a_role_is_asked_once_then_remembered(roles: RoleCache) -> None:

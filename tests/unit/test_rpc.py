@@ -18,8 +18,8 @@ import msgspec
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
-from aiohttp_jsonrpc.handler import JSONRPCView
 
+from cellbus_protocol.errors import BusUnavailable, RemoteError, RequestTimeout, ValidationError
 from cellbus_web import rpc
 from cellbus_web.rpc import Api, Call, RpcError
 
@@ -113,6 +113,22 @@ def add_failures(toy: Toy) -> None:
     async def refuse(call: Call) -> None:
         """Fail with an application error."""
         raise RpcError(rpc.CONFLICT, "version conflict", {"current": 3})
+
+    @api.method("service.fails", public=True)
+    async def service_fails(call: Call, how: str) -> None:
+        """Fail as a service behind the API does (see SERVICE_FAILURES)."""
+        raise SERVICE_FAILURES[how]
+
+
+SERVICE_FAILURES: dict[str, Exception] = {
+    "redis down": BusUnavailable("connection refused"),
+    "no reply": RequestTimeout("no reply within 10 s"),
+    "not found": RemoteError("not_found", "no worksheet w1"),
+    "stale": RemoteError("conflict", "the cell is at version 3", {"version": 3}),
+    "invalid": RemoteError("invalid", "a title has 1 to 200 printable characters"),
+    "accounts bug": RemoteError("internal", "the accounts service failed; see its log"),
+    "bad bytes": ValidationError("bad envelope"),
+}
 
 
 def add_sessions_and_rendezvous(toy: Toy) -> None:
@@ -320,7 +336,7 @@ async def test_an_unknown_method_is_method_not_found(client: TestClient) -> None
 
 
 async def test_a_method_of_the_library_prefix_is_not_found(client: TestClient) -> None:
-    """aiohttp-jsonrpc looks methods up as rpc_* attributes; none of them leak out."""
+    """The view's own attributes are never methods (aiohttp-jsonrpc looked up rpc_*)."""
     _, body = await post(client, request("post"))
     assert error_of(body)[0] == rpc.METHOD_NOT_FOUND
 
@@ -381,6 +397,36 @@ async def test_an_unexpected_exception_is_an_internal_error_that_hides_its_text(
     logged = [r for r in caplog.records if error_id in r.getMessage()]
     assert len(logged) == 1
     assert "boom" in logged[0].getMessage() and logged[0].exc_info is not None
+
+
+@pytest.mark.parametrize(
+    ("how", "code", "message", "data"),
+    [
+        ("redis down", rpc.UNAVAILABLE, rpc.UNAVAILABLE_MESSAGE, None),
+        ("no reply", rpc.UNAVAILABLE, rpc.UNAVAILABLE_MESSAGE, None),
+        ("not found", rpc.NOT_FOUND, "no worksheet w1", None),
+        ("stale", rpc.CONFLICT, "the cell is at version 3", {"version": 3}),
+        ("invalid", rpc.INVALID_PARAMS, "a title has 1 to 200 printable characters", None),
+    ],
+)
+async def test_a_service_failure_becomes_its_api_error(
+    client: TestClient[web.Request, web.Application], how: str, code: int, message: str, data: Any
+) -> None:
+    """Methods let the failures of the services behind them through; the RPC layer maps them
+    with one table, once, where the method was dispatched."""
+    _, body = await post(client, request("service.fails", [how], id=6))
+    error = {"code": code, "message": message} | ({} if data is None else {"data": data})
+    assert body == {"jsonrpc": "2.0", "error": error, "id": 6}
+
+
+@pytest.mark.parametrize("how", ["accounts bug", "bad bytes"])
+async def test_a_service_failure_with_no_api_code_is_an_internal_error(
+    client: TestClient[web.Request, web.Application], how: str
+) -> None:
+    _, body = await post(client, request("service.fails", [how], id=7))
+    code, text, _ = error_of(body)
+    assert (code, text) == (rpc.INTERNAL_ERROR, "internal error")
+    assert "accounts service" not in msgspec.json.encode(body).decode()
 
 
 # --- notifications ---------------------------------------------------------------------------
@@ -659,9 +705,9 @@ async def test_a_body_that_stalls_is_refused_with_408(toy: Toy) -> None:
     assert "did not arrive within 0.2 seconds" in body["error"]["message"]
 
 
-def test_the_handler_is_an_aiohttp_jsonrpc_view(toy: Toy) -> None:
+def test_the_handler_is_a_plain_aiohttp_view(toy: Toy) -> None:
     view = toy.api.handler(max_body_bytes=MAX_BODY)
-    assert issubclass(view, JSONRPCView) and issubclass(view, rpc.RpcView)
+    assert issubclass(view, rpc.RpcView) and rpc.RpcView.__bases__ == (web.View,)
     assert view.max_body_bytes == MAX_BODY and view.api is toy.api
 
 
@@ -688,7 +734,7 @@ async def test_rpc_discover_returns_an_openrpc_document_of_the_methods(
     ]
     assert add["result"] == {"name": "result", "schema": {"type": "integer"}}
     assert {"code": rpc.UNAUTHENTICATED, "message": "unauthenticated"} in add["errors"]
-    assert {e["code"] for e in add["errors"]} == set(rpc.APPLICATION_ERRORS.values())
+    assert {e["code"] for e in add["errors"]} == set(rpc.REMOTE_ERRORS.values())
 
     greet = methods["greet"]
     assert "description" not in greet

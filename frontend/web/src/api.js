@@ -10,18 +10,10 @@
  * data) or `NetworkError` (no answer: the server is restarting, the network is down).
  */
 
-/** The API's error codes (docs/api.md). */
-export const CODES = Object.freeze({
-  INVALID_PARAMS: -32602,
-  UNAUTHENTICATED: -32001,
-  FORBIDDEN: -32003,
-  NOT_FOUND: -32004,
-  CONFLICT: -32009,
-  TAKEN: -32010,
-  TOO_LARGE: -32013,
-  RATE_LIMITED: -32029,
-  UNAVAILABLE: -32050,
-});
+import { CODES } from "./generated.js";
+
+/** The API's error codes (docs/api.md), as the server defines them (see generated.js). */
+export { CODES };
 
 export class RpcError extends Error {
   constructor(code, message, data) {

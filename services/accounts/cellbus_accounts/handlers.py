@@ -1,10 +1,10 @@
 """One function per accounts operation; every permission rule of cellbus lives here.
 
-Roles rank viewer < editor < owner. A viewer reads a worksheet and watches its feed; an
-editor also edits and runs cells; an owner also renames, shares and deletes it. Someone with
-no role gets ``not_found`` for a worksheet, as if it did not exist; someone whose role is too
-low gets ``forbidden``. Every change to a worksheet or cell is announced on its session feed
-with the acting user, so every viewer follows edits live.
+Roles rank viewer < editor < owner (`cellbus_protocol.roles`). A viewer reads a worksheet and
+watches its feed; an editor also edits and runs cells; an owner also renames, shares and
+deletes it. Someone with no role gets ``not_found`` for a worksheet, as if it did not exist;
+someone whose role is too low gets ``forbidden``. Every change to a worksheet or cell is
+announced on its session feed with the acting user, so every viewer follows edits live.
 """
 
 from __future__ import annotations
@@ -25,12 +25,12 @@ from cellbus_protocol import codec, isolation, keys
 from cellbus_protocol import messages as m
 from cellbus_protocol.bus import Bus
 from cellbus_protocol.envelope import new_message
+from cellbus_protocol.roles import Role, role_allows, too_low
 
 from . import passwords
 from .config import AccountsSettings
 from .saver import OutputSaver
 from .store import Cell, LoginLimits, Store, UniqueViolation, User, VersionConflict, Worksheet
-from .store.records import ROLE_RANK
 
 USERNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{1,31}$")
 MAX_TITLE = 200
@@ -73,11 +73,6 @@ def cell_view(cell: Cell) -> a.CellView:
     )  # fmt: skip
 
 
-def _a(role: str) -> str:
-    """ "an editor", "a viewer": the role with its article."""
-    return f"an {role}" if role[0] in "aeiou" else f"a {role}"
-
-
 def _uuid(value: str | None, what: str) -> uuid.UUID:
     try:
         return uuid.UUID(str(value))
@@ -112,7 +107,8 @@ class Handlers:
             a.Logout: self.logout, a.ListTokens: self.list_tokens, a.RevokeToken: self.revoke,
             a.WhoAmI: self.whoami, a.ListUsers: self.list_users,
             a.CreateWorksheet: self.create_worksheet, a.ListWorksheets: self.list_worksheets,
-            a.GetWorksheet: self.get_worksheet, a.RenameWorksheet: self.rename_worksheet,
+            a.GetWorksheet: self.get_worksheet, a.GetWorksheetSession: self.worksheet_session,
+            a.RenameWorksheet: self.rename_worksheet,
             a.DeleteWorksheet: self.delete_worksheet, a.ShareWorksheet: self.share_worksheet,
             a.CreateCell: self.create_cell, a.UpdateCell: self.update_cell,
             a.MoveCell: self.move_cell, a.DeleteCell: self.delete_cell,
@@ -120,11 +116,11 @@ class Handlers:
             a.CreateSession: self.create_session, a.ImportWorksheet: self.import_worksheet,
         }  # fmt: skip
 
-    async def handle(self, request: a.Request) -> Any:
+    async def handle(self, request: a.Request[Any]) -> Any:
         return await self._table[type(request)](request)
 
     # -- who is asking ------------------------------------------------------------------------
-    async def _actor(self, request: a.Request) -> User:
+    async def _actor(self, request: a.Request[Any]) -> User:
         user = None
         if request.actor:
             try:
@@ -135,17 +131,15 @@ class Handlers:
             raise AccountsError("unauthenticated", "sign in first")
         return user
 
-    async def _worksheet(self, worksheet_id: str, user: User, needs: str) -> Worksheet:
+    async def _worksheet(self, worksheet_id: str, user: User, needs: Role) -> Worksheet:
         sheet = await self.store.worksheet_for(_uuid(worksheet_id, "worksheet"), user.id)
         if sheet is None:
             raise AccountsError("not_found", f"no worksheet {worksheet_id}")
-        if ROLE_RANK[sheet.role] < ROLE_RANK[needs]:
-            raise AccountsError(
-                "forbidden", f"this needs the {needs} role; you are {_a(sheet.role)}"
-            )
+        if not role_allows(sheet.role, needs):
+            raise AccountsError("forbidden", too_low(sheet.role, needs))
         return sheet
 
-    async def _cell(self, cell_id: str, user: User, needs: str) -> tuple[Cell, Worksheet]:
+    async def _cell(self, cell_id: str, user: User, needs: Role) -> tuple[Cell, Worksheet]:
         cell = await self.store.cell(_uuid(cell_id, "cell"))
         if cell is None:
             raise AccountsError("not_found", f"no cell {cell_id}")
@@ -164,7 +158,8 @@ class Handlers:
     async def _access_changed(self, sheet: Worksheet) -> None:
         """Tell the web processes to forget the roles they remembered on the sheet's session
         (after the change is committed, so that asking again sees it)."""
-        await self.bus.publish(keys.ACCESS_CHANGES, a.AccessChanged(session=sheet.session).encode())
+        change = a.AccessChanged(session=sheet.session)
+        await self.bus.publish(keys.ACCESS_CHANGES, codec.encode_record(change))
 
     # -- checks on input ----------------------------------------------------------------------
     def _check_title(self, title: str) -> str:
@@ -274,7 +269,7 @@ class Handlers:
         """Tell the web processes (after the revocation is committed): they stop trusting the
         token at once and close the WebSockets opened with it."""
         change = a.TokenRevoked(user=str(user.id), token_hash=hashed.hex())
-        await self.bus.publish(keys.ACCESS_CHANGES, change.encode())
+        await self.bus.publish(keys.ACCESS_CHANGES, codec.encode_record(change))
 
     async def whoami(self, request: a.WhoAmI) -> a.UserView:
         return user_view(await self._actor(request))
@@ -319,6 +314,11 @@ class Handlers:
             **{f: getattr(view, f) for f in view.__struct_fields__}, cells=cells, members=members
         )
 
+    async def worksheet_session(self, request: a.GetWorksheetSession) -> a.WorksheetSession:
+        user = await self._actor(request)
+        sheet = await self._worksheet(request.id, user, "viewer")
+        return a.WorksheetSession(worksheet=str(sheet.id), session=sheet.session, role=sheet.role)
+
     async def rename_worksheet(self, request: a.RenameWorksheet) -> a.WorksheetView:
         user = await self._actor(request)
         sheet = await self._worksheet(request.id, user, "owner")
@@ -354,7 +354,7 @@ class Handlers:
         return [a.MemberView(username=x.username, role=x.role)
                 for x in await self.store.members(sheet.id)]  # fmt: skip
 
-    async def session_role(self, request: a.SessionRole) -> str:
+    async def session_role(self, request: a.SessionRole) -> Role:
         user = await self._actor(request)
         try:
             keys.check_session_id(request.session)
@@ -437,10 +437,10 @@ class Handlers:
             raise AccountsError("not_found", f"no cell {request.id}") from None
         await self._announce(sheet, user, m.CellDeleted(id=request.id))
 
-    async def start_run(self, request: a.StartRun) -> dict[str, Any]:
+    async def start_run(self, request: a.StartRun) -> a.RunStarted:
         user = await self._actor(request)
         cell, sheet = await self._cell(request.id, user, "editor")
         started = await self.store.start_run(cell.id, request.msg_id, user.username)
         if self.saver is not None:  # its outputs are saved from the feed, watched or not
             self.saver.follow(sheet.session, await self.bus.last_seq(keys.feed(sheet.session)))
-        return {"cell": msgspec.to_builtins(cell_view(started)), "session": sheet.session}
+        return a.RunStarted(cell=cell_view(started), session=sheet.session)

@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
 
 from cellbus_protocol import accounts as a
-from cellbus_protocol import keys
+from cellbus_protocol import codec, keys
 from cellbus_protocol.bus import Bus, QueueItem
 from cellbus_protocol.errors import BusUnavailable, ValidationError
 
@@ -64,14 +65,14 @@ class AccountsService:
     async def _serve(self, item: QueueItem) -> None:
         try:
             reply = await self._answer(item)
-            await self.bus.reply(item, a.encode(reply))
+            await self.bus.reply(item, codec.encode_record(reply))
             await self._consumer.ack(item)
         except BusUnavailable as exc:
             log.warning("request %s: could not reply: %s", item.id, exc)
         finally:
             self._slots.release()
 
-    async def _answer(self, item: QueueItem) -> a.Reply:
+    async def _answer(self, item: QueueItem) -> a.Reply[Any]:
         try:
             request = a.decode_request(item.data)
         except ValidationError as exc:
@@ -94,5 +95,5 @@ class AccountsService:
             return _error("internal", "the accounts service failed; see its log")
 
 
-def _error(code: str, message: str, data: object = None) -> a.Reply:
+def _error(code: str, message: str, data: object = None) -> a.Reply[Any]:
     return a.Reply(error=a.ErrorInfo(code=code, message=message, data=data))

@@ -96,7 +96,7 @@ class Authenticator:
         cached = self._cache.get(token)
         if cached is not None and cached[0] > now:
             return cached[1]
-        user = await self.accounts.call(a.Authenticate(token=token), a.UserView)
+        user = await self.accounts.call(a.Authenticate(token=token))
         if len(self._cache) > 10_000:
             self._cache = {k: v for k, v in self._cache.items() if v[0] > now}
         self._cache[token] = (now + self.settings.auth_cache_seconds, user)

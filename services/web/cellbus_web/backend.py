@@ -1,4 +1,4 @@
-"""What the API methods talk to, and how its failures become API errors.
+"""What the API methods talk to.
 
 The web service keeps no state: every method turns into calls to the accounts service (who
 may do what, and every durable record), requests to a session (through `KernelClient`), or
@@ -6,27 +6,32 @@ reads of a session's feed (`FeedHub`). It only remembers the accounts service's 
 who is calling (`Authenticator`) and their roles on sessions (`RoleCache`), until they may have
 changed, and which of its sockets watch which session (`Presence`). `Backend` holds those for
 one web process; `caller` and `ask_accounts` are the few lines every method starts with.
+
+Methods let the failures of the services behind them (`RemoteError`, `BusError`) propagate:
+`rpc.api_error` turns them into API errors once, where the method was dispatched.
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import msgspec
 from aiohttp import web
 
 from cellbus_protocol import accounts as a
 from cellbus_protocol.bus import Bus
-from cellbus_protocol.errors import BusUnavailable, RemoteError, RequestTimeout
+from cellbus_protocol.errors import CellbusError
 from cellbus_protocol.kernel_client import KernelClient
+from cellbus_protocol.roles import Role, role_allows, too_low
 
 from .auth import Authenticator, Principal
 from .config import WebSettings
 from .feeds import FeedHub
 from .presence import Presence
 from .roles import RoleCache
-from .rpc import APPLICATION_ERRORS, UNAVAILABLE, Call, RpcError
+from .rpc import FORBIDDEN, UNAUTHENTICATED, Call, RpcError, api_error
 
 T = TypeVar("T")
 
@@ -54,17 +59,24 @@ class Backend:
             presence=Presence(bus),
         )
 
-    async def role(self, principal: Principal, session: str) -> str:
+    async def role(self, principal: Principal, session: str) -> Role:
         """The caller's role on `session` (remembered; see `roles`), or `RpcError` not found
-        if none, as for a session that does not exist."""
+        if none, as for a session that does not exist. (An `RpcError` rather than the
+        accounts service's `RemoteError` while the feed socket, ws.py, calls this and catches
+        only `RpcError`; its frame loop should map errors with `rpc.api_error` instead.)"""
         user = principal.user.id
 
-        async def ask() -> str:
-            return await translate(
-                self.accounts.call(a.SessionRole(session=session, actor=user), str)
-            )
+        async def ask() -> Role:
+            return await translate(self.accounts.call(a.SessionRole(session=session, actor=user)))
 
         return await self.roles.role(user, session, ask)
+
+    async def worksheet_session(self, principal: Principal, worksheet: str) -> a.WorksheetSession:
+        """The worksheet's session and the caller's role on it (viewers and up; else the
+        accounts service's `RemoteError` not found), in one cheap query: ``worksheet.get``
+        would also read every cell and its outputs."""
+        request = a.GetWorksheetSession(id=worksheet, actor=principal.user.id)
+        return await self.accounts.call(request)
 
     def kernel(self, principal: Principal) -> KernelClient:
         """A client for sessions that signs its requests with the caller's username."""
@@ -88,8 +100,8 @@ def backend_of(call: Call) -> Backend:
 async def caller(call: Call) -> Principal:
     """The authenticated caller (the API's authenticate hook has already run)."""
     principal = call.state.get("principal")
-    if principal is None:  # pragma: no cover - public methods do not call this
-        raise RpcError(APPLICATION_ERRORS["unauthenticated"], "sign in first")
+    if not isinstance(principal, Principal):  # pragma: no cover - public methods do not call this
+        raise RpcError(UNAUTHENTICATED, "sign in first")
     return principal
 
 
@@ -97,35 +109,34 @@ async def authenticate(call: Call) -> None:
     """The `Api` hook run before every non-public method, once per HTTP request."""
     if "principal" not in call.state:
         backend = backend_of(call)
-        call.state["principal"] = await translate(backend.authenticator.principal(call.request))
+        call.state["principal"] = await backend.authenticator.principal(call.request)
 
 
-async def translate(awaitable: Any) -> Any:
-    """Await `awaitable`, turning failures of the services behind into API errors."""
+async def translate(awaitable: Awaitable[T]) -> T:
+    """Await `awaitable`, raising a service's failure as the `RpcError` `rpc.api_error` makes
+    of it. Only for code outside a dispatched method: the feed socket (ws.py) until its frame
+    loop maps errors itself. A failure with no API code (a bug) stays an exception."""
     try:
         return await awaitable
-    except RemoteError as exc:
-        code = APPLICATION_ERRORS.get(exc.code)
-        if code is None:  # logged, with an id for the client, by the JSON-RPC layer
-            raise RuntimeError(f"a service failed: {exc.code}: {exc.message}") from exc
-        raise RpcError(code, exc.message, exc.data) from None
-    except (BusUnavailable, RequestTimeout) as exc:
-        raise RpcError(UNAVAILABLE, "a service is not answering; try again shortly") from exc
+    except CellbusError as exc:
+        error = api_error(exc)
+        if error is None:
+            raise
+        raise error from exc
 
 
-async def ask_accounts(call: Call, request: a.Request, result_type: type[T] | Any = Any) -> T:
-    """Call the accounts service as the authenticated caller."""
+async def ask_accounts(call: Call, request: a.Request[T]) -> T:
+    """Call the accounts service as the authenticated caller; the result has the request's
+    result type."""
     principal = await caller(call)
     request = msgspec.structs.replace(request, actor=principal.user.id)
-    return await translate(backend_of(call).accounts.call(request, result_type))
+    return await backend_of(call).accounts.call(request)
 
 
-async def require_role(call: Call, session: str, needs: str) -> Principal:
-    rank = {"viewer": 1, "editor": 2, "owner": 3}
-    role = await backend_of(call).role(await caller(call), session)
-    if rank[role] < rank[needs]:
-        raise RpcError(
-            APPLICATION_ERRORS["forbidden"],
-            f"this needs the {needs} role; you are {'an' if role == 'editor' else 'a'} {role}",
-        )
-    return await caller(call)
+async def require_role(call: Call, session: str, needs: Role) -> Principal:
+    """The caller, if their role on `session` is at least `needs`; else `RpcError`."""
+    principal = await caller(call)
+    role = await backend_of(call).role(principal, session)
+    if not role_allows(role, needs):
+        raise RpcError(FORBIDDEN, too_low(role, needs))
+    return principal

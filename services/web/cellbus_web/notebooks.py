@@ -19,7 +19,12 @@ import msgspec
 import nbformat
 from nbformat.warnings import DuplicateCellId, MissingIDFieldWarning
 
-__all__ = ["ImportedCell", "ImportedNotebook", "NotebookError", "from_notebook", "to_notebook"]
+from cellbus_protocol.accounts import CellView, WorksheetWithCells
+
+__all__ = [
+    "ImportedCell", "ImportedNotebook", "Notebook", "NotebookError", "from_notebook",
+    "to_notebook",
+]  # fmt: skip
 
 MARKDOWN_MAGIC = "%%markdown"
 # nbformat's own rule (its schema's "mimebundle"): only these mimetypes hold any JSON value;
@@ -31,6 +36,56 @@ _MAX_MESSAGE = 200
 
 class NotebookError(ValueError):
     """The notebook cannot be imported; the message says why, for the user."""
+
+
+Output = dict[str, Any]
+"""An nbformat output (stream, display_data, execute_result, error) in `_clean_output`'s shape:
+its mimebundles hold any JSON, so it stays a dict."""
+
+
+class KernelSpec(msgspec.Struct, kw_only=True):
+    name: str = "python3"
+    display_name: str = "Python 3 (cellbus)"
+    language: str = "python"
+
+
+class LanguageInfo(msgspec.Struct, kw_only=True):
+    name: str = "python"
+
+
+class WorksheetRef(msgspec.Struct, kw_only=True):
+    worksheet: str  # the id of the worksheet the notebook was exported from
+
+
+class NotebookMetadata(msgspec.Struct, kw_only=True):
+    kernelspec: KernelSpec = msgspec.field(default_factory=KernelSpec)
+    language_info: LanguageInfo = msgspec.field(default_factory=LanguageInfo)
+    title: str
+    cellbus: WorksheetRef
+
+
+class CodeCell(msgspec.Struct, kw_only=True, tag_field="cell_type", tag="code"):
+    id: str
+    metadata: dict[str, Any]  # {"cellbus": {"run_by": ..., "run_at": ...}} where they are set
+    source: str
+    outputs: list[Output]
+    execution_count: int | None
+
+
+class MarkdownCell(msgspec.Struct, kw_only=True, tag_field="cell_type", tag="markdown"):
+    id: str
+    metadata: dict[str, Any]
+    source: str
+
+
+class Notebook(msgspec.Struct, kw_only=True):
+    """An nbformat 4.5 notebook as `to_notebook` makes it: encoded, the JSON of an ``.ipynb``
+    file (each cell's ``cell_type`` is its tag)."""
+
+    nbformat: int = 4
+    nbformat_minor: int = 5
+    metadata: NotebookMetadata
+    cells: list[CodeCell | MarkdownCell]
 
 
 @dataclass(frozen=True)
@@ -46,49 +101,36 @@ class ImportedNotebook:
     cells: list[ImportedCell]
 
 
-def to_notebook(worksheet: dict[str, Any]) -> dict[str, Any]:
-    """The worksheet (as ``worksheet.get`` returns it) as an nbformat 4.5 notebook dict.
+def to_notebook(worksheet: WorksheetWithCells) -> Notebook:
+    """The worksheet (as ``worksheet.get`` returns it) as an nbformat 4.5 notebook.
 
     A ``%%markdown`` cell becomes a markdown cell, without outputs. Who ran a code cell, and
     when, goes in its ``metadata.cellbus`` (only what is set), as nbformat has no place for it.
+    Outputs are copies: nothing in the notebook is shared with `worksheet`.
     """
-    cells = [_export_cell(cell, index) for index, cell in enumerate(worksheet.get("cells", []))]
-    notebook = {
-        "nbformat": 4,
-        "nbformat_minor": 5,
-        "metadata": {
-            "kernelspec": {
-                "name": "python3",
-                "display_name": "Python 3 (cellbus)",
-                "language": "python",
-            },
-            "language_info": {"name": "python"},
-            "title": str(worksheet.get("title") or ""),
-            "cellbus": {"worksheet": str(worksheet.get("id"))},
-        },
-        "cells": cells,
-    }
-    return msgspec.to_builtins(notebook)  # a deep copy: nothing is shared with `worksheet`
+    metadata = NotebookMetadata(title=worksheet.title, cellbus=WorksheetRef(worksheet=worksheet.id))
+    cells = [_export_cell(cell, index) for index, cell in enumerate(worksheet.cells)]
+    return Notebook(metadata=metadata, cells=cells)
 
 
-def _export_cell(cell: dict[str, Any], index: int) -> dict[str, Any]:
-    source = cell.get("source") or ""
-    cell_id = str(cell.get("id"))
+def _export_cell(cell: CellView, index: int) -> CodeCell | MarkdownCell:
+    cell_id = cell.id
     if not _CELL_ID.fullmatch(cell_id):  # cellbus ids are UUIDs; this keeps the export valid
         cell_id = f"cell-{index}"
-    first_line, _, rest = source.partition("\n")
+    first_line, _, rest = cell.source.partition("\n")
     if first_line.rstrip() == MARKDOWN_MAGIC:
-        return {"id": cell_id, "cell_type": "markdown", "metadata": {}, "source": rest}
-    run = {key: cell[key] for key in ("run_by", "run_at") if cell.get(key) is not None}
-    outputs = (_clean_output(output) for output in cell.get("outputs") or [])
-    return {
-        "id": cell_id,
-        "cell_type": "code",
-        "metadata": {"cellbus": run} if run else {},
-        "source": source,
-        "outputs": [output for output in outputs if output is not None],
-        "execution_count": _count(cell.get("execution_count")),
-    }
+        return MarkdownCell(id=cell_id, metadata={}, source=rest)
+    run = {key: value for key, value in (("run_by", cell.run_by), ("run_at", cell.run_at))
+           if value is not None}  # fmt: skip
+    # A deep copy that does not recurse in Python: the outputs' values are shared otherwise.
+    outputs = (_clean_output(output) for output in msgspec.to_builtins(cell.outputs))
+    return CodeCell(
+        id=cell_id,
+        metadata={"cellbus": run} if run else {},
+        source=cell.source,
+        outputs=[output for output in outputs if output is not None],
+        execution_count=_count(cell.execution_count),
+    )
 
 
 def from_notebook(notebook: Any, *, max_cells: int = 10_000) -> ImportedNotebook:
@@ -139,15 +181,15 @@ def _checked(notebook: Any, max_cells: int) -> dict[str, Any]:
         raise NotebookError(f"too many cells ({len(cells)}; the limit is {max_cells})")
     if any(not isinstance(cell.get("id", ""), str) for cell in cells):
         raise NotebookError("not a valid notebook: a cell id is not a string")
-    notebook = msgspec.to_builtins(notebook)  # a deep copy that does not recurse in Python
+    copied: dict[str, Any] = msgspec.to_builtins(notebook)  # a deep copy, not recursive in Python
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", MissingIDFieldWarning)
         warnings.simplefilter("ignore", DuplicateCellId)
         try:
-            nbformat.validate(notebook)
+            nbformat.validate(copied)
         except nbformat.ValidationError as error:
             raise NotebookError(_summary(error)) from None
-    return notebook
+    return copied
 
 
 def _summary(error: nbformat.ValidationError) -> str:

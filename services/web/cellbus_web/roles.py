@@ -32,9 +32,10 @@ import time
 from collections.abc import Awaitable, Callable
 
 from cellbus_protocol import keys
-from cellbus_protocol.accounts import AccessChanged, TokenRevoked
+from cellbus_protocol.accounts import AccessChanged, TokenRevoked, decode_access_change
 from cellbus_protocol.bus import Bus, Subscription
-from cellbus_protocol.errors import CellbusError
+from cellbus_protocol.errors import CellbusError, ValidationError
+from cellbus_protocol.roles import Role
 
 from . import tasks
 
@@ -50,7 +51,7 @@ class RoleCache:
     def __init__(self, bus: Bus, ttl: float) -> None:
         self.bus = bus
         self.ttl = ttl
-        self._roles: dict[tuple[str, str], tuple[float, str]] = {}  # -> (deadline, role)
+        self._roles: dict[tuple[str, str], tuple[float, Role]] = {}  # -> (deadline, role)
         self.changes = 0  # announcements taken in (and times everything was forgotten)
         self._following = False
         self._task: asyncio.Task[None] | None = None
@@ -60,7 +61,7 @@ class RoleCache:
         """Call `listener` with each token revocation announced from now on."""
         self._token_listeners.append(listener)
 
-    async def role(self, user_id: str, session: str, ask: Callable[[], Awaitable[str]]) -> str:
+    async def role(self, user_id: str, session: str, ask: Callable[[], Awaitable[Role]]) -> Role:
         """`user_id`'s role on `session`: remembered, or asked with `ask` (whose errors,
         such as not found, pass through and are not remembered)."""
         key = (user_id, session)
@@ -84,7 +85,7 @@ class RoleCache:
         self.changes += 1
         self._roles.clear()
 
-    def _remember(self, key: tuple[str, str], role: str, now: float) -> None:
+    def _remember(self, key: tuple[str, str], role: Role, now: float) -> None:
         if len(self._roles) >= MAX_ENTRIES:
             self._roles = {k: v for k, v in self._roles.items() if v[0] > now}
             if len(self._roles) >= MAX_ENTRIES:
@@ -127,8 +128,8 @@ class RoleCache:
 
     def _changed(self, data: bytes) -> None:
         try:
-            change = AccessChanged.decode(data)
-        except ValueError:
+            change = decode_access_change(data)
+        except ValidationError:
             log.warning("malformed access change %r: forgetting every role", data[:200])
             self.forget_all()
             return

@@ -1,13 +1,20 @@
 """The JSON-RPC 2.0 layer of the web service: parsing, batches, params, errors, OpenRPC.
 
-aiohttp-jsonrpc 0.4 gives the View and its dispatch loop but breaks the specification (HTTP 400
-text for parse errors, -32500 for unknown methods, Python signatures and exception text sent to
-the caller, ``[]`` for an empty batch, no ``"jsonrpc"`` check). ``RpcView`` subclasses its
-``JSONRPCView`` and replaces the seams (``post``, ``_handle``, ``_lookup_method``,
-``_make_response``) so every case the specification names behaves as it says, with methods
-taken from an ``Api`` registry instead of ``rpc_*`` attributes.
+`RpcView` is a plain aiohttp ``web.View``. It used to subclass aiohttp-jsonrpc 0.4's
+``JSONRPCView``, but that library breaks the specification (HTTP 400 text for parse
+errors, -32500 for unknown methods, Python signatures and exception text sent to the caller,
+``[]`` for an empty batch, no ``"jsonrpc"`` check), so every seam it has (``post``,
+``_handle``, ``_lookup_method``, ``_make_response``) had been replaced here, and the base class
+added nothing but ``rpc_*`` attribute lookup, a way in for names nobody registered. So it
+derives from aiohttp's public ``web.View`` alone, and methods come from an ``Api`` registry.
 
-Error codes:
+Errors: `ErrorCode` is the one table of the codes the API answers with; the browser reads it
+from ``frontend/web/src/generated.js``, written from it by ``python -m
+cellbus_web.generated_js`` (a unit test fails when the two differ). Failures of the services
+behind the API are mapped to these codes in one place, `api_error`, applied once where a method
+is dispatched: a remote service's error code by `REMOTE_ERRORS`, a bus that does not answer as
+UNAVAILABLE, anything else as INTERNAL_ERROR (logged with an id that the client is given)::
+
     -32700 PARSE_ERROR       the body is not JSON
     -32600 INVALID_REQUEST   not a request object; also the body of HTTP 415 and 408
     -32601 METHOD_NOT_FOUND  no such method
@@ -38,6 +45,7 @@ Conformance (https://www.jsonrpc.org/specification):
 from __future__ import annotations
 
 import asyncio
+import enum
 import inspect
 import itertools
 import logging
@@ -50,25 +58,46 @@ from typing import Any
 
 import msgspec
 from aiohttp import web
-from aiohttp_jsonrpc.handler import JSONRPCView
+
+from cellbus_protocol.errors import BusError, RemoteError
 
 log = logging.getLogger(__name__)
 
-PARSE_ERROR = -32700
-INVALID_REQUEST = -32600
-METHOD_NOT_FOUND = -32601
-INVALID_PARAMS = -32602
-INTERNAL_ERROR = -32603
-UNAUTHENTICATED = -32001
-FORBIDDEN = -32003
-NOT_FOUND = -32004
-CONFLICT = -32009
-TAKEN = -32010
-TOO_LARGE = -32013
-RATE_LIMITED = -32029
-UNAVAILABLE = -32050
 
-APPLICATION_ERRORS: dict[str, int] = {
+class ErrorCode(enum.IntEnum):
+    """Every error code of the API: the JSON-RPC 2.0 ones, then cellbus's own."""
+
+    PARSE_ERROR = -32700
+    INVALID_REQUEST = -32600
+    METHOD_NOT_FOUND = -32601
+    INVALID_PARAMS = -32602
+    INTERNAL_ERROR = -32603
+    UNAUTHENTICATED = -32001
+    FORBIDDEN = -32003
+    NOT_FOUND = -32004
+    CONFLICT = -32009
+    TAKEN = -32010
+    TOO_LARGE = -32013
+    RATE_LIMITED = -32029
+    UNAVAILABLE = -32050
+
+
+# The names the methods and tests use (``rpc.NOT_FOUND``); each is the member, not a copy.
+PARSE_ERROR = ErrorCode.PARSE_ERROR
+INVALID_REQUEST = ErrorCode.INVALID_REQUEST
+METHOD_NOT_FOUND = ErrorCode.METHOD_NOT_FOUND
+INVALID_PARAMS = ErrorCode.INVALID_PARAMS
+INTERNAL_ERROR = ErrorCode.INTERNAL_ERROR
+UNAUTHENTICATED = ErrorCode.UNAUTHENTICATED
+FORBIDDEN = ErrorCode.FORBIDDEN
+NOT_FOUND = ErrorCode.NOT_FOUND
+CONFLICT = ErrorCode.CONFLICT
+TAKEN = ErrorCode.TAKEN
+TOO_LARGE = ErrorCode.TOO_LARGE
+RATE_LIMITED = ErrorCode.RATE_LIMITED
+UNAVAILABLE = ErrorCode.UNAVAILABLE
+
+REMOTE_ERRORS: dict[str, ErrorCode] = {
     "unauthenticated": UNAUTHENTICATED,
     "forbidden": FORBIDDEN,
     "not_found": NOT_FOUND,
@@ -79,6 +108,11 @@ APPLICATION_ERRORS: dict[str, int] = {
     "unavailable": UNAVAILABLE,
     "invalid": INVALID_PARAMS,
 }
+"""The error codes of the services behind the API (`RemoteError.code`, see
+`cellbus_protocol.accounts`) that a client is told about, and the API code each becomes. A code
+not listed (``internal``) is a failure of ours: INTERNAL_ERROR, with its text only in the log."""
+
+UNAVAILABLE_MESSAGE = "a service is not answering; try again shortly"
 
 MAX_BATCH = 100
 READ_TIMEOUT_SECONDS = 30.0
@@ -97,6 +131,21 @@ class RpcError(Exception):
         self.message = message
         # Converted now, so that data that cannot be sent fails where it is raised.
         self.data = msgspec.to_builtins(data)
+
+
+def api_error(exc: BaseException) -> RpcError | None:
+    """What the client is told of `exc`: the `RpcError` for a failure it should hear about
+    (a remote service's error code in `REMOTE_ERRORS`, a bus that does not answer), or None
+    for a bug, which is INTERNAL_ERROR. Applied once, where `RpcView` dispatches a method (and
+    by the feed socket for its frames), so that methods never translate errors themselves."""
+    if isinstance(exc, RpcError):
+        return exc
+    if isinstance(exc, RemoteError):
+        code = REMOTE_ERRORS.get(exc.code)
+        return None if code is None else RpcError(code, exc.message, exc.data)
+    if isinstance(exc, BusError):  # Redis away, or no reply within the deadline
+        return RpcError(UNAVAILABLE, UNAVAILABLE_MESSAGE)
+    return None
 
 
 @dataclass
@@ -234,9 +283,7 @@ class Api:
         methods = [m for m in self._methods.values() if not m.name.startswith("rpc.")]
         schemas, components = _schemas(methods)
         schema_of = iter(schemas)
-        errors = [
-            {"code": c, "message": n.replace("_", " ")} for n, c in APPLICATION_ERRORS.items()
-        ]
+        errors = [{"code": c, "message": n.replace("_", " ")} for n, c in REMOTE_ERRORS.items()]
         described = []
         for method in methods:
             entry: dict[str, Any] = {"name": method.name, "summary": method.summary}
@@ -294,8 +341,8 @@ def _envelope_problem(entry: Any) -> str | None:
     return None
 
 
-class RpcView(JSONRPCView):
-    """aiohttp-jsonrpc's View made conformant; Api.handler() binds it to an Api and limits."""
+class RpcView(web.View):
+    """POST /rpc; Api.handler() binds it to an Api and limits."""
 
     api: Api
     max_body_bytes: int
@@ -367,22 +414,23 @@ class RpcView(JSONRPCView):
     async def _answer(self, name: str, params: Any, request_id: Any) -> dict[str, Any]:
         log.debug("rpc call %s id=%r", name, request_id)
         try:
-            method = self._lookup_method(name)
+            method = self._method(name)
             if not method.public:
                 await self._authenticate()
             result = await method.fn(self.call, **method.bind(params))
             return {"jsonrpc": "2.0", "result": msgspec.to_builtins(result), "id": request_id}
-        except RpcError as error:
-            return _failure(request_id, error.code, error.message, error.data)
-        except Exception:
+        except Exception as exc:
+            error = api_error(exc)
+            if error is not None:
+                return _failure(request_id, error.code, error.message, error.data)
             error_id = secrets.token_hex(8)
             log.exception("internal error %s in method %s (id=%r)", error_id, name, request_id)
             return _failure(request_id, INTERNAL_ERROR, "internal error", {"error_id": error_id})
 
-    def _lookup_method(self, method_name: str) -> _Method:
-        method = self.api.lookup(method_name)
+    def _method(self, name: str) -> _Method:
+        method = self.api.lookup(name)
         if method is None:
-            raise RpcError(METHOD_NOT_FOUND, f"method not found: {method_name[:100]}")
+            raise RpcError(METHOD_NOT_FOUND, f"method not found: {name[:100]}")
         return method
 
     async def _authenticate(self) -> None:
@@ -405,7 +453,7 @@ class RpcView(JSONRPCView):
         return self._reply(_failure(None, code, message), status)
 
     def _reply(self, payload: Any, status: int = 200) -> web.Response:
-        response = self._make_response(payload, status)
+        response = _response(payload, status)
         for name, value, options in self.call.response_cookies:
             if value is None:
                 response.del_cookie(name, **options)
@@ -413,15 +461,11 @@ class RpcView(JSONRPCView):
                 response.set_cookie(name, value, **options)
         return response
 
-    @classmethod
-    def _make_response(
-        cls, json_response: Any, status: int | None = None, reason: str | None = None
-    ) -> web.Response:
-        """None is no response (HTTP 204); anything else is encoded as JSON."""
-        headers = {"Cache-Control": "no-store"}
-        if json_response is None:
-            return web.Response(status=204, reason=reason, headers=headers)
-        body = msgspec.json.encode(json_response)
-        return web.Response(
-            status=status or 200, reason=reason, body=body, headers=headers, content_type=JSON
-        )
+
+def _response(payload: Any, status: int) -> web.Response:
+    """None is no response (HTTP 204); anything else is encoded as JSON."""
+    headers = {"Cache-Control": "no-store"}
+    if payload is None:
+        return web.Response(status=204, headers=headers)
+    body = msgspec.json.encode(payload)
+    return web.Response(status=status, body=body, headers=headers, content_type=JSON)

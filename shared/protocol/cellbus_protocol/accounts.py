@@ -5,6 +5,10 @@ one struct per operation, tagged by its name in ``op`` (``{"op": "cell.update", 
 ``actor`` is the id of the authenticated user it acts for, set by the caller (the web
 service, after authenticating). The accounts service checks every permission itself.
 
+Each request class names the type of its result as its parameter (``class WhoAmI(
+Request[UserView])``); `result_type` reads it, `AccountsClient.call` decodes every reply into
+it, and ``mypy`` knows it at the call site: no caller handles an untyped result.
+
 A reply holds either ``result`` or ``error`` {code, message, data}. Error codes are stable:
 
 =================  ======================================================================
@@ -24,17 +28,17 @@ A reply holds either ``result`` or ``error`` {code, message, data}. Error codes 
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Generic, Literal, TypeVar, cast, get_args, get_origin
 
 import msgspec
 
-from . import keys
+from . import codec, keys
 from .bus import Bus
 from .errors import RemoteError, ValidationError
+from .roles import Role as Role  # re-exported: the records carry roles
 
 ERROR_CODES = ("invalid", "too_large", "unauthenticated", "forbidden", "not_found", "conflict",
                "taken", "rate_limited", "unavailable", "internal")  # fmt: skip
-Role = Literal["viewer", "editor", "owner"]
 
 
 # -- records, as clients see them ---------------------------------------------------------
@@ -92,19 +96,40 @@ class WorksheetWithCells(WorksheetView, kw_only=True):
     members: list[MemberView]
 
 
+class WorksheetSession(msgspec.Struct, kw_only=True):
+    """A worksheet's session and the actor's role on it: what a feed subscription needs,
+    without the cells and their outputs."""
+
+    worksheet: str
+    session: str
+    role: Role
+
+
+class RunStarted(msgspec.Struct, kw_only=True):
+    """The cell whose run started, and its worksheet's session: where to send the request."""
+
+    cell: CellView
+    session: str
+
+
 # -- requests -----------------------------------------------------------------------------
 
 
-class Request(msgspec.Struct, tag_field="op", kw_only=True, forbid_unknown_fields=True):
+R = TypeVar("R")
+
+
+class Request(msgspec.Struct, Generic[R], tag_field="op", kw_only=True, forbid_unknown_fields=True):
+    """A request whose reply's result is an `R`."""
+
     actor: str = ""
 
 
-class Register(Request, tag="auth.register"):
+class Register(Request[UserView], tag="auth.register"):
     username: str
     password: str
 
 
-class Login(Request, tag="auth.login"):
+class Login(Request[LoginResult], tag="auth.login"):
     """Check a password and make a token. `address` is the client's (the web service's
     view of it): the login throttle counts attempts per username and per address."""
 
@@ -114,81 +139,88 @@ class Login(Request, tag="auth.login"):
     address: str = ""
 
 
-class Authenticate(Request, tag="auth.authenticate"):
+class Authenticate(Request[UserView], tag="auth.authenticate"):
     """Who holds this token; ``unauthenticated`` if nobody (unknown, expired, revoked)."""
 
     token: str
 
 
-class Logout(Request, tag="auth.logout"):
+class Logout(Request[None], tag="auth.logout"):
     token: str
 
 
-class ListTokens(Request, tag="auth.tokens"):
+class ListTokens(Request[list[TokenView]], tag="auth.tokens"):
     pass
 
 
-class RevokeToken(Request, tag="auth.revoke"):
+class RevokeToken(Request[None], tag="auth.revoke"):
     id: str
 
 
-class WhoAmI(Request, tag="auth.whoami"):
+class WhoAmI(Request[UserView], tag="auth.whoami"):
     pass
 
 
-class ListUsers(Request, tag="user.list"):
+class ListUsers(Request[list[UserView]], tag="user.list"):
     pass
 
 
-class CreateWorksheet(Request, tag="worksheet.create"):
+class CreateWorksheet(Request[WorksheetView], tag="worksheet.create"):
     title: str
 
 
-class ListWorksheets(Request, tag="worksheet.list"):
+class ListWorksheets(Request[list[WorksheetView]], tag="worksheet.list"):
     pass
 
 
-class GetWorksheet(Request, tag="worksheet.get"):
+class GetWorksheet(Request[WorksheetWithCells], tag="worksheet.get"):
     id: str
 
 
-class RenameWorksheet(Request, tag="worksheet.rename"):
+class GetWorksheetSession(Request[WorksheetSession], tag="worksheet.session"):
+    """A worksheet's session (viewers and up): one query, where ``worksheet.get`` also reads
+    every cell and its outputs."""
+
+    id: str
+
+
+class RenameWorksheet(Request[WorksheetView], tag="worksheet.rename"):
     id: str
     title: str
 
 
-class DeleteWorksheet(Request, tag="worksheet.delete"):
+class DeleteWorksheet(Request[None], tag="worksheet.delete"):
     id: str
 
 
-class ShareWorksheet(Request, tag="worksheet.share"):
+class ShareWorksheet(Request[list[MemberView]], tag="worksheet.share"):
     id: str
     username: str
     role: Literal["viewer", "editor", "owner", "none"]
 
 
-class CreateCell(Request, tag="cell.create"):
+class CreateCell(Request[CellView], tag="cell.create"):
     worksheet: str
     source: str = ""
     after: str | None = None
 
 
-class UpdateCell(Request, tag="cell.update"):
+class UpdateCell(Request[CellView], tag="cell.update"):
     id: str
     source: str
     version: int
 
 
-class MoveCell(Request, tag="cell.move"):
+class MoveCell(Request[CellView], tag="cell.move"):
     id: str
     after: str | None = None
 
 
-class DeleteCell(Request, tag="cell.delete"):
+class DeleteCell(Request[None], tag="cell.delete"):
     id: str
 
 
-class StartRun(Request, tag="cell.run"):
+class StartRun(Request[RunStarted], tag="cell.run"):
     """The actor runs the cell as execute_request `msg_id`: its saved outputs start over.
     Returns the cell; its worksheet's session is where to send the request."""
 
@@ -196,14 +228,14 @@ class StartRun(Request, tag="cell.run"):
     msg_id: str
 
 
-class SessionRole(Request, tag="session.role"):
+class SessionRole(Request[Role], tag="session.role"):
     """The actor's role on `session`: on the worksheet it runs, or ``owner`` of a bare
     session the actor started (``not_found`` if none)."""
 
     session: str
 
 
-class CreateSession(Request, tag="session.create"):
+class CreateSession(Request[None], tag="session.create"):
     """Record the actor as the owner of `session`, a new session with no worksheet."""
 
     session: str
@@ -215,7 +247,7 @@ class ImportedCell(msgspec.Struct, kw_only=True):
     execution_count: int | None = None
 
 
-class ImportWorksheet(Request, tag="worksheet.import"):
+class ImportWorksheet(Request[WorksheetView], tag="worksheet.import"):
     """A new worksheet of the actor's holding `cells` in order, created whole or not at all."""
 
     title: str
@@ -224,7 +256,8 @@ class ImportWorksheet(Request, tag="worksheet.import"):
 
 AnyRequest = (
     Register | Login | Authenticate | Logout | ListTokens | RevokeToken | WhoAmI | ListUsers
-    | CreateWorksheet | ListWorksheets | GetWorksheet | RenameWorksheet | DeleteWorksheet
+    | CreateWorksheet | ListWorksheets | GetWorksheet | GetWorksheetSession | RenameWorksheet
+    | DeleteWorksheet
     | ShareWorksheet | CreateCell | UpdateCell | MoveCell | DeleteCell | StartRun | SessionRole
     | CreateSession | ImportWorksheet
 )  # fmt: skip
@@ -233,20 +266,38 @@ AnyRequest = (
 # -- replies ------------------------------------------------------------------------------
 
 
+def result_type(request_type: type[Request[Any]]) -> Any:
+    """The result type a request class names as its parameter (``Request[UserView]``)."""
+    for cls in request_type.__mro__:
+        for base in getattr(cls, "__orig_bases__", ()):
+            if get_origin(base) is Request:
+                return get_args(base)[0]
+    raise TypeError(f"{request_type.__name__} names no result type: derive from Request[R]")
+
+
 class ErrorInfo(msgspec.Struct, kw_only=True):
     code: str
     message: str
     data: Any = None
 
 
-class Reply(msgspec.Struct, kw_only=True, omit_defaults=True):
-    result: Any = None
+class Reply(msgspec.Struct, Generic[R], kw_only=True, omit_defaults=True):
+    result: R | None = None
     error: ErrorInfo | None = None
 
 
-_request_decoder = msgspec.json.Decoder(AnyRequest)
-_reply_decoder = msgspec.json.Decoder(Reply)
-_encoder = msgspec.json.Encoder()
+_request_decoder: msgspec.json.Decoder[AnyRequest] = msgspec.json.Decoder(AnyRequest)
+
+
+def _reply_decoder(request_type: type[Request[Any]]) -> msgspec.json.Decoder[Reply[Any]]:
+    reply: Any = Reply  # parameterised with a type found at run time, which mypy cannot check
+    return msgspec.json.Decoder(reply[result_type(request_type)])
+
+
+# One decoder per request type, made at import: a request type without a result fails here.
+_reply_decoders = {
+    request_type: _reply_decoder(request_type) for request_type in get_args(AnyRequest)
+}
 
 
 def decode_request(data: bytes) -> AnyRequest:
@@ -254,10 +305,6 @@ def decode_request(data: bytes) -> AnyRequest:
         return _request_decoder.decode(data)
     except msgspec.DecodeError as exc:
         raise ValidationError(f"bad accounts request: {exc}") from None
-
-
-def encode(value: Any) -> bytes:
-    return _encoder.encode(value)
 
 
 # -- announcements ------------------------------------------------------------------------
@@ -269,17 +316,6 @@ class AccessChanged(msgspec.Struct, kw_only=True, tag_field="change", tag="sessi
 
     session: str
 
-    def encode(self) -> bytes:
-        return _encoder.encode(self)
-
-    @staticmethod
-    def decode(data: bytes) -> AccessChanged | TokenRevoked:
-        """The announcement in `data` (either kind); ValueError if it is not one."""
-        try:
-            return _access_changed_decoder.decode(data)
-        except msgspec.DecodeError as exc:
-            raise ValueError(f"bad access change: {exc}") from None
-
 
 class TokenRevoked(msgspec.Struct, kw_only=True, tag_field="change", tag="token"):
     """On `keys.ACCESS_CHANGES`: a token of user `user` (an id) was revoked (a logout or
@@ -289,11 +325,18 @@ class TokenRevoked(msgspec.Struct, kw_only=True, tag_field="change", tag="token"
     user: str
     token_hash: str
 
-    def encode(self) -> bytes:
-        return _encoder.encode(self)
+
+AccessChange = AccessChanged | TokenRevoked
+_access_change_decoder: msgspec.json.Decoder[AccessChange] = msgspec.json.Decoder(AccessChange)
 
 
-_access_changed_decoder = msgspec.json.Decoder(AccessChanged | TokenRevoked)
+def decode_access_change(data: bytes) -> AccessChange:
+    """The announcement in `data` (either kind); `ValidationError` if it is not one. (Encode
+    one with `codec.encode_record`, as every record on the bus.)"""
+    try:
+        return _access_change_decoder.decode(data)
+    except msgspec.DecodeError as exc:
+        raise ValidationError(f"bad access change: {exc}") from None
 
 
 class AccountsClient:
@@ -303,11 +346,15 @@ class AccountsClient:
         self.bus = bus
         self.timeout = timeout
 
-    async def call(self, request: Request, result_type: Any = Any) -> Any:
-        data = await self.bus.request(keys.ACCOUNTS, encode(request), timeout=self.timeout)
-        reply = _reply_decoder.decode(data)
+    async def call(self, request: Request[R]) -> R:
+        """The request's result, decoded into (and checked against) its result type."""
+        data = await self.bus.request(
+            keys.ACCOUNTS, codec.encode_record(request), timeout=self.timeout
+        )
+        try:
+            reply: Reply[R] = _reply_decoders[type(request)].decode(data)
+        except msgspec.DecodeError as exc:
+            raise ValidationError(f"bad reply to {type(request).__name__}: {exc}") from None
         if reply.error is not None:
             raise RemoteError(reply.error.code, reply.error.message, reply.error.data)
-        return (
-            msgspec.convert(reply.result, result_type) if result_type is not Any else reply.result
-        )
+        return cast(R, reply.result)  # None only where R allows it: the decoder checked

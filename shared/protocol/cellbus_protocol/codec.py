@@ -69,7 +69,9 @@ def decode(data: bytes | bytearray | memoryview | str) -> Message:
 
 
 def encode_record(record: msgspec.Struct) -> bytes:
-    """The JSON bytes of a bus record that is not a Jupyter message (see `messages`)."""
+    """The JSON bytes of a bus record that is not a Jupyter message: `messages.SessionOpen`
+    and the other kernel records, the accounts service's requests and replies, and its
+    access-change announcements. The one encoder of them all, as `encode` is of messages."""
     return _encoder.encode(record)
 
 

@@ -17,6 +17,7 @@ import { askText, confirmAction } from "../dialogs/dialog.js";
 import { openShareDialog } from "../dialogs/share.js";
 import { h } from "../dom.js";
 import { fromCodePoints, toCodePoints } from "../editor.js";
+import { ROLE_RANK } from "../generated.js";
 import { exportNotebook } from "../notebooks.js";
 import { DisplayRegistry } from "../outputs/area.js";
 import { toast } from "../toast.js";
@@ -26,7 +27,6 @@ import { RunTracker } from "./runs.js";
 import { SheetBar, reasonFor } from "./sheet-bar.js";
 import { loadSnapshot } from "./snapshot.js";
 
-const RANK = { viewer: 1, editor: 2, owner: 3 };
 const VIEWER_NOTE =
   "You are a viewer: you see everything live, but you cannot edit or run cells. " +
   "Ask an owner for the editor role.";
@@ -85,7 +85,7 @@ export class WorksheetPage {
   }
 
   get editable() {
-    return RANK[this.role] >= RANK.editor;
+    return (ROLE_RANK[this.role] ?? 0) >= ROLE_RANK.editor;
   }
 
   async load() {

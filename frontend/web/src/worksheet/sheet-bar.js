@@ -5,6 +5,7 @@
  * their tooltip says why.
  */
 import { h, replaceChildren } from "../dom.js";
+import { ROLE_RANK } from "../generated.js";
 
 const SESSION_LABELS = {
   stopped: "not started",
@@ -81,12 +82,11 @@ export class SheetBar {
 
   /** Enable what `role` allows; disabled buttons get the reason as their tooltip. */
   setRole(role) {
-    const rank = { viewer: 1, editor: 2, owner: 3 };
     this.role.textContent = role;
     this.role.className = `role-badge role-${role}`;
     for (const button of [...this.buttons, this.renameButton]) {
       const needs = button.dataset.needs ?? "owner";
-      const allowed = (rank[role] ?? 0) >= rank[needs];
+      const allowed = (ROLE_RANK[role] ?? 0) >= ROLE_RANK[needs];
       button.disabled = !allowed;
       button.title = allowed ? (button.dataset.title ?? button.title) : reasonFor(role, needs);
     }

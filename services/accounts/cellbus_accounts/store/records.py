@@ -6,10 +6,9 @@ import json
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any
 
-Role = Literal["viewer", "editor", "owner"]
-ROLE_RANK: dict[str, int] = {"viewer": 1, "editor": 2, "owner": 3}
+from cellbus_protocol.roles import Role as Role  # re-exported: the store's records carry roles
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from cellbus_protocol import accounts as a
 
 from ..auth import COOKIE, origin_allowed, presented_token
-from ..backend import ask_accounts, backend_of, caller, translate
+from ..backend import ask_accounts, backend_of, caller
 from ..rpc import FORBIDDEN, Api, Call, RpcError
 
 SESSION_COOKIE_DAYS = 30
@@ -29,7 +29,7 @@ async def auth_register(call: Call, username: str, password: str) -> a.UserView:
     the rule). Sign-up may be closed by the server (forbidden)."""
     backend = backend_of(call)
     request = a.Register(username=username, password=password)
-    return await translate(backend.accounts.call(request, a.UserView))
+    return await backend.accounts.call(request)
 
 
 async def auth_login(call: Call, username: str, password: str, label: str = "") -> a.LoginResult:
@@ -42,7 +42,7 @@ async def auth_login(call: Call, username: str, password: str, label: str = "") 
     label = label or call.request.headers.get("User-Agent", "")[:100]
     address = call.request.remote or ""
     request = a.Login(username=username, password=password, label=label, address=address)
-    result = await translate(backend.accounts.call(request, a.LoginResult))
+    result = await backend.accounts.call(request)
     call.set_cookie(
         COOKIE, result.token, httponly=True, samesite="Lax", path="/",
         secure=backend.settings.secure_cookies, max_age=SESSION_COOKIE_DAYS * 86400,
@@ -64,18 +64,18 @@ async def auth_logout(call: Call) -> None:
     if via_cookie and not origin_allowed(call.request, backend.settings):
         raise RpcError(FORBIDDEN, "a cookie-authenticated request must come from this site")
     call.del_cookie(COOKIE, path="/")
-    await translate(backend.accounts.call(a.Logout(token=token)))
+    await backend.accounts.call(a.Logout(token=token))
     backend.authenticator.forget(token)
 
 
 async def auth_whoami(call: Call) -> a.UserView:
     """The signed-in user."""
-    return await ask_accounts(call, a.WhoAmI(), a.UserView)
+    return await ask_accounts(call, a.WhoAmI())
 
 
 async def auth_tokens(call: Call) -> list[a.TokenView]:
     """The signed-in user's tokens (their secrets are never shown again)."""
-    return await ask_accounts(call, a.ListTokens(), list[a.TokenView])
+    return await ask_accounts(call, a.ListTokens())
 
 
 async def auth_revoke(call: Call, id: str) -> None:
@@ -86,4 +86,4 @@ async def auth_revoke(call: Call, id: str) -> None:
 
 async def user_list(call: Call) -> list[a.UserView]:
     """The users one may share a worksheet with."""
-    return await ask_accounts(call, a.ListUsers(), list[a.UserView])
+    return await ask_accounts(call, a.ListUsers())

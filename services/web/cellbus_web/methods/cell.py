@@ -9,7 +9,7 @@ from cellbus_protocol import codec, keys
 from cellbus_protocol import messages as m
 from cellbus_protocol.envelope import new_message, new_msg_id
 
-from ..backend import ask_accounts, backend_of, caller, translate
+from ..backend import ask_accounts, backend_of, caller
 from ..rpc import Api, Call
 
 
@@ -31,7 +31,7 @@ async def cell_create(
 ) -> a.CellView:
     """A new cell just after cell `after` (null: at the top). Editors and owners."""
     request = a.CreateCell(worksheet=worksheet, source=source, after=after)
-    return await ask_accounts(call, request, a.CellView)
+    return await ask_accounts(call, request)
 
 
 async def cell_update(call: Call, id: str, source: str, version: int) -> a.CellView:
@@ -39,12 +39,12 @@ async def cell_update(call: Call, id: str, source: str, version: int) -> a.CellV
     has changed since, nothing is written and the error (conflict) holds the current cell
     in ``data``, so the user can choose."""
     request = a.UpdateCell(id=id, source=source, version=version)
-    return await ask_accounts(call, request, a.CellView)
+    return await ask_accounts(call, request)
 
 
 async def cell_move(call: Call, id: str, after: str | None = None) -> a.CellView:
     """Move a cell to just after cell `after` (null: to the top)."""
-    return await ask_accounts(call, a.MoveCell(id=id, after=after), a.CellView)
+    return await ask_accounts(call, a.MoveCell(id=id, after=after))
 
 
 async def cell_delete(call: Call, id: str) -> None:
@@ -60,12 +60,12 @@ async def cell_evaluate(call: Call, id: str) -> Evaluation:
     backend = backend_of(call)
     msg_id = new_msg_id()
     started = await ask_accounts(call, a.StartRun(id=id, msg_id=msg_id))
-    session, cell = started["session"], started["cell"]
+    session, cell = started.session, started.cell
     msg = new_message(
-        m.ExecuteRequest(code=cell["source"]), session=session,
-        username=principal.user.username, metadata={"cellbus": {"cell_id": cell["id"]}},
+        m.ExecuteRequest(code=cell.source), session=session,
+        username=principal.user.username, metadata={"cellbus": {"cell_id": cell.id}},
         msg_id=msg_id,
     )  # fmt: skip
-    await translate(backend.bus.enqueue(keys.requests(session), codec.encode(msg)))
-    await translate(backend.ensure_session(session, principal))  # after: see ensure_session
+    await backend.bus.enqueue(keys.requests(session), codec.encode(msg))
+    await backend.ensure_session(session, principal)  # after: see ensure_session
     return Evaluation(msg_id=msg.msg_id, session=session)

@@ -8,7 +8,7 @@ import msgspec
 
 from cellbus_protocol import keys
 
-from ..backend import backend_of, require_role, translate
+from ..backend import backend_of, require_role
 from ..feeds import PAGE
 from ..rpc import INVALID_PARAMS, Api, Call, RpcError
 
@@ -38,10 +38,10 @@ async def feed_poll(
     if (since is not None and since < 0) or timeout < 0:
         raise RpcError(INVALID_PARAMS, "since and timeout cannot be negative")
     after = since or 0
-    entries = await translate(backend.bus.read_feed(keys.feed(session), after, PAGE))
+    entries = await backend.bus.read_feed(keys.feed(session), after, PAGE)
     if not entries and timeout > 0:
         wait = min(timeout, backend.settings.poll_timeout_max)
-        entries = await translate(backend.hub.wait(session, after, wait))
+        entries = await backend.hub.wait(session, after, wait)
     messages = [msgspec.json.decode(entry.data) for entry in entries]
     return FeedPage(messages=messages, cursor=entries[-1].seq if entries else after)
 
@@ -50,4 +50,4 @@ async def feed_cursor(call: Call, session: str) -> FeedCursor:
     """The cursor of the newest message of the session's feed (0 if it has none): pass it
     as `since` or as a WebSocket subscription's cursor to see only what comes next."""
     await require_role(call, session, "viewer")
-    return FeedCursor(cursor=await translate(backend_of(call).bus.last_seq(keys.feed(session))))
+    return FeedCursor(cursor=await backend_of(call).bus.last_seq(keys.feed(session)))

@@ -10,7 +10,7 @@ session's answer.
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 
@@ -18,8 +18,8 @@ from cellbus_protocol import accounts as a
 from cellbus_protocol import keys
 from cellbus_protocol import messages as m
 
-from ..backend import ask_accounts, backend_of, caller, require_role, translate
-from ..rpc import APPLICATION_ERRORS, INVALID_PARAMS, UNAVAILABLE, Api, Call, RpcError
+from ..backend import ask_accounts, backend_of, caller, require_role
+from ..rpc import INVALID_PARAMS, NOT_FOUND, UNAVAILABLE, Api, Call, RpcError
 
 
 class NewSession(msgspec.Struct, kw_only=True):
@@ -65,7 +65,10 @@ def _check_cursor(code: str, cursor_pos: int) -> None:
         raise RpcError(INVALID_PARAMS, f"cursor_pos: 0 to {len(code)} (the length of code)")
 
 
-def _answered(reply: m.Reply) -> m.Reply:
+AnyReply = TypeVar("AnyReply", bound=m.Reply)
+
+
+def _answered(reply: AnyReply) -> AnyReply:
     if reply.status != "ok":
         raise RpcError(UNAVAILABLE, f"the session could not answer: {reply.ename} {reply.evalue}")
     return reply
@@ -76,7 +79,7 @@ async def session_create(call: Call) -> NewSession:
     session = uuid.uuid4().hex
     await ask_accounts(call, a.CreateSession(session=session))
     principal = await caller(call)
-    await translate(backend_of(call).kernel(principal).create_session(session))
+    await backend_of(call).kernel(principal).create_session(session)
     return NewSession(session=session)
 
 
@@ -89,9 +92,9 @@ async def session_fork(call: Call, session: str) -> NewSession:
     principal = await require_role(call, session, "viewer")
     backend = backend_of(call)
     fork = uuid.uuid4().hex
-    if not await translate(backend.bus.copy_blob(keys.checkpoint(session), keys.checkpoint(fork))):
+    if not await backend.bus.copy_blob(keys.checkpoint(session), keys.checkpoint(fork)):
         raise RpcError(
-            APPLICATION_ERRORS["not_found"],
+            NOT_FOUND,
             "this session has no checkpoint to fork yet: run a cell in it first",
         )
     try:
@@ -99,7 +102,7 @@ async def session_fork(call: Call, session: str) -> NewSession:
     except BaseException:
         await backend.bus.delete_blob(keys.checkpoint(fork))
         raise
-    await translate(backend.kernel(principal).create_session(fork, fork_of=session))
+    await backend.kernel(principal).create_session(fork, fork_of=session)
     return NewSession(session=fork)
 
 
@@ -108,8 +111,8 @@ async def session_execute(call: Call, session: str, code: str) -> Execution:
     returned `msg_id` as their ``parent_header.msg_id``. Not saved on any cell."""
     principal = await require_role(call, session, "editor")
     backend = backend_of(call)
-    request = await translate(backend.kernel(principal).execute(session, code))
-    await translate(backend.ensure_session(session, principal))  # after: see ensure_session
+    request = await backend.kernel(principal).execute(session, code)
+    await backend.ensure_session(session, principal)  # after: see ensure_session
     return Execution(msg_id=request.msg_id)
 
 
@@ -118,10 +121,8 @@ async def session_complete(call: Call, session: str, code: str, cursor_pos: int)
     _check_cursor(code, cursor_pos)
     principal = await require_role(call, session, "editor")
     backend = backend_of(call)
-    await translate(backend.ensure_session(session, principal))
-    reply = _answered(
-        await translate(backend.kernel(principal).complete(session, code, cursor_pos))
-    )
+    await backend.ensure_session(session, principal)
+    reply = _answered(await backend.kernel(principal).complete(session, code, cursor_pos))
     return Completion(
         matches=reply.matches, cursor_start=reply.cursor_start, cursor_end=reply.cursor_end
     )
@@ -132,22 +133,20 @@ async def session_inspect(call: Call, session: str, code: str, cursor_pos: int) 
     _check_cursor(code, cursor_pos)
     principal = await require_role(call, session, "editor")
     backend = backend_of(call)
-    await translate(backend.ensure_session(session, principal))
-    reply = _answered(await translate(backend.kernel(principal).inspect(session, code, cursor_pos)))
+    await backend.ensure_session(session, principal)
+    reply = _answered(await backend.kernel(principal).inspect(session, code, cursor_pos))
     return Inspection(found=reply.found, data=reply.data)
 
 
 async def _hosted(call: Call, session: str) -> bool:
-    return (
-        await translate(backend_of(call).bus.lease_holder(keys.session_host(session))) is not None
-    )
+    return await backend_of(call).bus.lease_holder(keys.session_host(session)) is not None
 
 
 async def session_interrupt(call: Call, session: str) -> None:
     """Interrupt the running execution (KeyboardInterrupt); the queue after it is aborted."""
     principal = await require_role(call, session, "editor")
     if await _hosted(call, session):
-        _answered(await translate(backend_of(call).kernel(principal).interrupt(session)))
+        _answered(await backend_of(call).kernel(principal).interrupt(session))
 
 
 async def session_restart(call: Call, session: str) -> None:
@@ -155,10 +154,10 @@ async def session_restart(call: Call, session: str) -> None:
     principal = await require_role(call, session, "editor")
     backend = backend_of(call)
     if not await _hosted(call, session):  # hibernated, shut down or never started: no restore
-        await translate(backend.bus.delete_blob(keys.checkpoint(session)))
-        await translate(backend.ensure_session(session, principal))
+        await backend.bus.delete_blob(keys.checkpoint(session))
+        await backend.ensure_session(session, principal)
         return
-    _answered(await translate(backend.kernel(principal).restart(session)))
+    _answered(await backend.kernel(principal).restart(session))
 
 
 async def session_shutdown(call: Call, session: str) -> None:
@@ -166,9 +165,9 @@ async def session_shutdown(call: Call, session: str) -> None:
     again, empty."""
     principal = await require_role(call, session, "editor")
     if await _hosted(call, session):
-        _answered(await translate(backend_of(call).kernel(principal).shutdown(session)))
+        _answered(await backend_of(call).kernel(principal).shutdown(session))
     else:  # a hibernated session is not restored afterwards
-        await translate(backend_of(call).bus.delete_blob(keys.checkpoint(session)))
+        await backend_of(call).bus.delete_blob(keys.checkpoint(session))
 
 
 async def session_info(call: Call, session: str) -> SessionInfo:
@@ -179,7 +178,7 @@ async def session_info(call: Call, session: str) -> SessionInfo:
         return SessionInfo(
             session=session, state="stopped", execution_count=1, running=None, queued=[]
         )
-    reply = _answered(await translate(backend_of(call).kernel(principal).session_info(session)))
+    reply = _answered(await backend_of(call).kernel(principal).session_info(session))
     return SessionInfo(
         session=session, state=reply.state, execution_count=reply.execution_count,
         running=reply.running, queued=reply.queued,

@@ -10,7 +10,7 @@ from cellbus_protocol import keys
 from cellbus_protocol.errors import CellbusError
 
 from ..backend import ask_accounts, backend_of, caller
-from ..notebooks import NotebookError, from_notebook, to_notebook
+from ..notebooks import Notebook, NotebookError, from_notebook, to_notebook
 from ..rpc import INVALID_PARAMS, Api, Call, RpcError
 
 
@@ -26,27 +26,27 @@ def register(api: Api) -> None:
 
 async def worksheet_create(call: Call, title: str) -> a.WorksheetView:
     """A new, empty worksheet owned by the caller, with its own session UID."""
-    return await ask_accounts(call, a.CreateWorksheet(title=title), a.WorksheetView)
+    return await ask_accounts(call, a.CreateWorksheet(title=title))
 
 
 async def worksheet_list(call: Call) -> list[a.WorksheetView]:
     """The caller's worksheets and those shared with them, most recently changed first."""
-    return await ask_accounts(call, a.ListWorksheets(), list[a.WorksheetView])
+    return await ask_accounts(call, a.ListWorksheets())
 
 
 async def worksheet_get(call: Call, id: str) -> a.WorksheetWithCells:
     """A worksheet with its cells in order (each with its saved outputs) and its members."""
-    return await ask_accounts(call, a.GetWorksheet(id=id), a.WorksheetWithCells)
+    return await ask_accounts(call, a.GetWorksheet(id=id))
 
 
 async def worksheet_rename(call: Call, id: str, title: str) -> a.WorksheetView:
     """Rename a worksheet (owners only)."""
-    return await ask_accounts(call, a.RenameWorksheet(id=id, title=title), a.WorksheetView)
+    return await ask_accounts(call, a.RenameWorksheet(id=id, title=title))
 
 
 async def worksheet_delete(call: Call, id: str) -> None:
     """Delete a worksheet, its cells and outputs (owners only), and end its session."""
-    sheet = await ask_accounts(call, a.GetWorksheet(id=id), a.WorksheetWithCells)
+    sheet = await ask_accounts(call, a.GetWorksheetSession(id=id))
     await ask_accounts(call, a.DeleteWorksheet(id=id))
     backend = backend_of(call)
     if await backend.bus.lease_holder(keys.session_host(sheet.session)) is not None:
@@ -60,10 +60,10 @@ async def worksheet_share(
     """Give `username` a role on the worksheet, or take it away with ``none`` (owners only).
     Returns the members."""
     request = a.ShareWorksheet(id=id, username=username, role=role)
-    return await ask_accounts(call, request, list[a.MemberView])
+    return await ask_accounts(call, request)
 
 
-async def worksheet_export(call: Call, id: str) -> dict[str, Any]:
+async def worksheet_export(call: Call, id: str) -> Notebook:
     """The worksheet as an nbformat v4 notebook (a .ipynb file's JSON), with its outputs."""
     sheet = await ask_accounts(call, a.GetWorksheet(id=id))
     return to_notebook(sheet)
@@ -83,4 +83,4 @@ async def worksheet_import(
         for c in imported.cells
     ]
     request = a.ImportWorksheet(title=title or imported.title or "Imported", cells=cells)
-    return await ask_accounts(call, request, a.WorksheetView)
+    return await ask_accounts(call, request)

@@ -18,7 +18,8 @@ import redis
 
 from cellbus_kernel import checkpoints
 from cellbus_kernel.config import KernelSettings
-from cellbus_kernel.session import HIBERNATED, Ending, SessionHost
+from cellbus_kernel.process import Ending, ProcessManager
+from cellbus_kernel.session import HIBERNATED
 from cellbus_kernel.worker import KernelWorker
 from cellbus_protocol import codec, keys
 from cellbus_protocol.bus import Bus, InMemoryBus
@@ -251,14 +252,14 @@ async def test_a_request_that_comes_while_the_session_hibernates_is_not_lost(
     session = await new_session(client)
     await run_code(client, session, "x = 1")
     sent: list[Message] = []
-    end_process = SessionHost._end_process
+    end_process = ProcessManager.end
 
-    async def end_process_as_a_request_comes(self: SessionHost, ending: Ending) -> None:
+    async def end_process_as_a_request_comes(self: ProcessManager, ending: Ending) -> None:
         if ending is HIBERNATED and not sent:
             sent.append(await client.execute(session, "print(x + 1)"))
         await end_process(self, ending)
 
-    monkeypatch.setattr(SessionHost, "_end_process", end_process_as_a_request_comes)
+    monkeypatch.setattr(ProcessManager, "end", end_process_as_a_request_comes)
     hibernated = await wait_for_state(bus, session, "hibernated")
     run = await collect(bus, sent[0], hibernated)
     assert run.stdout == "2\n"

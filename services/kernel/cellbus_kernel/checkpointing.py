@@ -1,6 +1,6 @@
 """One session's checkpoints, the worker's side: when to save, what to report, what to load.
 
-A `SessionCheckpoints` belongs to one `SessionHost`. The host tells it when an execution has
+A `SessionCheckpoints` belongs to one `session.Session`. The session tells it when an execution has
 run (`ran`: the namespace changed) and asks it to save (`save`, between executions: after
 `CELLBUS_CHECKPOINT_DELAY` of idleness; before the next queued execution once the namespace
 has changed for `CELLBUS_CHECKPOINT_INTERVAL` without a save (`overdue`), so that a session
@@ -79,6 +79,12 @@ class SessionCheckpoints:
     @property
     def enabled(self) -> bool:
         return self._store is not None
+
+    async def fetch(self, fork_of: str = "") -> None:
+        """Read the session's checkpoint (a fork: the copy of `fork_of`'s), verified, for the
+        first process to load (`pending`)."""
+        if self._store is not None:
+            self.pending = await self._store.load(self.session, fork_of)
 
     def ran(self, execution: Header, delay: float, interval: float) -> None:
         """An execution ran in the process: save in `delay` seconds, unless another comes;

@@ -1,10 +1,11 @@
-"""A hosted session's process, as its worker sees it, and the feed that reports on it.
+"""A hosted session's process, as its worker sees it: starting it, its frames, why it ended.
 
-`ProcessHost` is the half of a `session.SessionHost` that deals with the session process:
-starting it from the template (loading the session's checkpoint into the first one, see
-`checkpointing`), sending it frames and waiting for their answers, turning its frames into
-feed messages, watching its memory, and learning why it ended (`Ending`). `session.py` holds
-the other half: requests, the execution queue, and the session's life on the worker.
+`ProcessManager` owns one session's process on the worker: it starts it from the template
+(loading the session's checkpoint into the first one, see `checkpointing`), sends it frames
+and waits for their answers, turns its output frames into feed messages (through the
+session's `FeedPublisher`), watches its memory, and learns why it ended (`Ending`). It knows
+nothing of requests or of the session's life on the worker: the `session.Session` that owns
+it says whether a new process may start (`may_start`).
 
 Why a process ended is told to users: in the ``error`` of the execution it ended, its
 ``execute_reply``, and a ``dead`` status for a fault. A fault loses the namespace: the
@@ -19,34 +20,31 @@ import logging
 import os
 import signal
 from collections import OrderedDict
-from collections.abc import Awaitable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import msgspec
 
-from cellbus_protocol import codec, keys
+from cellbus_protocol import codec
 from cellbus_protocol import messages as m
-from cellbus_protocol.bus import Bus
-from cellbus_protocol.envelope import Header, new_message, reply_to
+from cellbus_protocol.envelope import Header
 from cellbus_protocol.errors import BusUnavailable
 
 from . import frames
 from .checkpointing import SessionCheckpoints
-from .checkpoints import CheckpointStore
 from .config import KernelSettings
+from .feed import FeedPublisher
 from .spawner import SessionProcess, Spawner, describe_exit
+from .tasks import TaskSet
 
 log = logging.getLogger(__name__)
 
-KERNEL_USERNAME = "kernel"
-"""The username on feed messages that no request caused (a process starting or dying)."""
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 INTERRUPT_GRACE = 5.0
 """Seconds a checkpoint that overran its time gets to stop after it is interrupted."""
-ANNOUNCE_WITHIN = 0.005
-"""Seconds an execution's ``busy`` and ``execute_input`` may wait to go out with its first
-output or reply (see `ProcessHost._announce`)."""
+EXIT_STATUS_WAIT = 2.0
+"""Seconds to wait for the template to report the exit status of a process whose pipe ended."""
 
 
 @dataclass(frozen=True)
@@ -71,103 +69,72 @@ def died(how: str) -> Ending:
     return Ending("SessionProcessDied", f"The session process {how}.")
 
 
-class ProcessHost:
-    """One session's process on this worker, and the session's feed."""
+Answer = Any
+"""What a process answers to a frame: a frame (Checkpointed, Restored), an answer's content,
+or the `Ending` of a process that ended first."""
+
+
+class ProcessManager:
+    """One session's process on this worker."""
 
     def __init__(
         self,
         session: str,
         *,
-        bus: Bus,
         spawner: Spawner,
         settings: KernelSettings,
         drops: codec.DropCounter,
-        checkpoints: CheckpointStore | None,
+        feed: FeedPublisher,
+        checkpoints: SessionCheckpoints,
+        may_start: Callable[[], bool],
     ) -> None:
         self.session = session
-        self.state: m.ExecutionState = "starting"
         self.execution_count = 1
-        self.closed = False
-        self.cp = SessionCheckpoints(session, checkpoints, self._publish)
-        self._feed = keys.feed(session)
-        self._bus = bus
+        """The count the next execution gets."""
+        self.ready: frames.Ready | None = None
+        """What the last process said when it started (versions, banner)."""
         self._spawner = spawner
         self._settings = settings
         self._drops = drops
+        self._feed = feed
+        self._checkpoints = checkpoints
+        self._may_start = may_start
         self._process: SessionProcess | None = None
-        self._ready: frames.Ready | None = None
-        self._lifecycle = asyncio.Lock()
+        self._lock = asyncio.Lock()  # one start or end at a time
         self._done: asyncio.Future[m.ExecuteReply | Ending] | None = None
-        self._answers: dict[str, asyncio.Future[Any]] = {}
+        self._answers: dict[str, asyncio.Future[Answer]] = {}
         self._parents: OrderedDict[str, Header] = OrderedDict()
         self._endings: dict[int, Ending] = {}  # why we killed a process, by pid
-        self._tasks: set[asyncio.Task[Any]] = set()
         self._reader: asyncio.Task[None] | None = None
-        self._last_seq = 0  # the feed cursor of the last message this host published
-        self._held: list[bytes] = []  # an execution's announcement, not published yet
-        self._held_until: asyncio.TimerHandle | None = None
-        self._publishing = asyncio.Lock()  # feed messages go out one at a time, in order
-        self._abandoned = False  # another worker hosts the session: publish nothing more
+        self._tasks = TaskSet(f"session {session} process")
 
-    # -- tasks ----------------------------------------------------------------------------
-    def _spawn_task(self, coro: Awaitable[Any]) -> None:
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process is not None else None
 
-    def _task_done(self, task: asyncio.Task[Any]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("session %s: task failed", self.session, exc_info=task.exception())
+    @property
+    def running(self) -> bool:
+        return self._process is not None
 
-    def _cancel_tasks(self) -> None:
-        for task in list(self._tasks):
-            if task is not asyncio.current_task():
-                task.cancel()
-
-    async def _save(self) -> bool:
-        return await self.cp.save(self._process, self._ask, self.execution_count, self._last_seq)
-
-    # -- the process ----------------------------------------------------------------------
-    async def _ensure_process(
+    # -- starting -------------------------------------------------------------------------
+    async def ensure(
         self, parent: Header | None, *, announce_idle: bool = True
     ) -> SessionProcess | None:
         """The running process, started first if there is none (``starting``, then ``idle``
         unless the caller goes on to ``busy``). The first process a worker starts for the
         session loads its checkpoint: ``restoring``, then ``idle`` with the outcome."""
-        async with self._lifecycle:
-            if self._process is not None or self.closed:
+        async with self._lock:
+            if self._process is not None or not self._may_start():
                 return self._process
-            restoring = self.cp.pending is not None
-            if restoring:
-                status = m.Status(execution_state="restoring", reason=self.cp.restoring_reason())
-            else:
-                status = m.Status(execution_state="starting")
-            await self._publish(status, parent)
-            try:
-                process = await self._spawner.spawn(self.session, self._settings.output_cap)
-                ready = await asyncio.wait_for(process.pipe.receive(), self._settings.start_timeout)
-            except Exception as exc:
-                log.exception("session %s: could not start a process", self.session)
-                reason = f"The session process could not be started: {exc}."
-                await self._publish(m.Status(execution_state="dead", reason=reason), parent)
+            restoring = self._checkpoints.pending is not None
+            started = await self._spawn(parent, restoring)
+            if started is None:
                 return None
-            if not isinstance(ready, frames.Ready):
-                await process.kill()
-                reason = "The session process did not start."
-                await self._publish(m.Status(execution_state="dead", reason=reason), parent)
-                return None
-            self._ready = ready
-            log.info("session %s: process %d started", self.session, process.pid)
-            self._reader = asyncio.create_task(
-                self._read_frames(process), name=f"session-{self.session}-frames"
-            )
-            if self._settings.memory_limit_mb:
-                self._spawn_task(self._watch_memory(process))
+            process, ready = started
             count, reason = ready.execution_count, ""
             if restoring:
-                restored_count, reason, alive = await self.cp.load_into(
-                    process, self._ask, self._settings.start_timeout, self._last_seq
+                restored_count, reason, alive = await self._checkpoints.load_into(
+                    process, self.ask, self._settings.start_timeout, self._feed.last_seq
                 )
                 if not alive:
                     return None  # it died loading the checkpoint; its end is reported
@@ -175,39 +142,115 @@ class ProcessHost:
             self._process = process
             self.execution_count = count
             if announce_idle or restoring:
-                await self._publish(m.Status(execution_state="idle", reason=reason), parent)
+                await self._feed.publish(m.Status(execution_state="idle", reason=reason), parent)
             return process
 
-    async def _ask(self, process: SessionProcess, frame: Any, timeout: float) -> Any:
+    async def _spawn(
+        self, parent: Header | None, restoring: bool
+    ) -> tuple[SessionProcess, frames.Ready] | None:
+        """A new process, ready, its frames read; None (and ``dead``) if it did not start."""
+        if restoring:
+            reason = self._checkpoints.restoring_reason()
+            status = m.Status(execution_state="restoring", reason=reason)
+        else:
+            status = m.Status(execution_state="starting")
+        await self._feed.publish(status, parent)
+        try:
+            process = await self._spawner.spawn(self.session, self._settings.output_cap)
+            async with asyncio.timeout(self._settings.start_timeout):
+                ready = await process.pipe.receive()
+        except Exception as exc:
+            log.exception("session %s: could not start a process", self.session)
+            reason = f"The session process could not be started: {exc}."
+            await self._feed.publish(m.Status(execution_state="dead", reason=reason), parent)
+            return None
+        if not isinstance(ready, frames.Ready):
+            await process.kill()
+            reason = "The session process did not start."
+            await self._feed.publish(m.Status(execution_state="dead", reason=reason), parent)
+            return None
+        self.ready = ready
+        log.info("session %s: process %d started", self.session, process.pid)
+        self._reader = self._tasks.spawn(
+            self._read_frames(process), name=f"session-{self.session}-frames"
+        )
+        if self._settings.memory_limit_mb:
+            self._tasks.spawn(self._watch_memory(process))
+        return process, ready
+
+    # -- talking to it --------------------------------------------------------------------
+    async def ask(self, process: SessionProcess, frame: Any, timeout: float) -> Answer:
         """Send `frame` and wait for the frame that answers it; None if the process ended or
         did not answer in time (a checkpoint is first interrupted; then the process is
         stopped, reported as a fault)."""
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
         self._answers[frame.id] = future
         try:
             await process.pipe.send(frame)
-            answer = await asyncio.wait_for(asyncio.shield(future), timeout)
-        except (ConnectionError, OSError):
-            return None
-        except TimeoutError:
-            answer = None
-            if isinstance(frame, frames.Checkpoint):
+            answer = await _within(future, timeout)
+            if answer is None and isinstance(frame, frames.Checkpoint):
                 await process.pipe.send(frames.Interrupt(id=frame.id))
-                with contextlib.suppress(TimeoutError):
-                    answer = await asyncio.wait_for(asyncio.shield(future), INTERRUPT_GRACE)
+                answer = await _within(future, INTERRUPT_GRACE)
             if answer is None:
                 what = "save" if isinstance(frame, frames.Checkpoint) else "load"
                 self._endings[process.pid] = died(
                     f"did not {what} its checkpoint within {timeout:g} s and was stopped"
                 )
                 process.signal(signal.SIGKILL)
-                return None
+        except (ConnectionError, OSError):
+            return None
         finally:
             self._answers.pop(frame.id, None)
         return None if isinstance(answer, Ending) else answer
 
-    async def _end_process(self, ending: Ending) -> None:
-        async with self._lifecycle:
+    async def answer(
+        self, process: SessionProcess, frame: frames.Complete | frames.Inspect
+    ) -> Answer:
+        """The process's answer to a completion or inspection (its content), or the
+        `Ending` of a process that ended first; `TimeoutError` past CELLBUS_ANSWER_TIMEOUT."""
+        future: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
+        self._answers[frame.id] = future
+        try:
+            await process.pipe.send(frame)
+            async with asyncio.timeout(self._settings.answer_timeout):
+                return await future
+        finally:
+            self._answers.pop(frame.id, None)
+
+    async def execute(
+        self, process: SessionProcess, header: Header, frame: frames.Execute
+    ) -> m.ExecuteReply | Ending:
+        """Run one execution: its outputs reach the feed with `header` as their parent; the
+        result is its reply, or why the process ended under it."""
+        self._remember_parent(header)
+        done: asyncio.Future[m.ExecuteReply | Ending] = asyncio.get_running_loop().create_future()
+        self._done = done
+        try:
+            await process.pipe.send(frame)
+            return await done
+        finally:
+            self._done = None
+
+    async def interrupt(self, execution: str) -> None:
+        """Interrupt `execution` if it runs (the process decides; see child.py)."""
+        if self._process is not None:
+            await self._process.pipe.send(frames.Interrupt(id=execution))
+
+    async def save(self) -> bool:
+        """Save the namespace (see `SessionCheckpoints.save`)."""
+        return await self._checkpoints.save(
+            self._process, self.ask, self.execution_count, self._feed.last_seq
+        )
+
+    def _remember_parent(self, header: Header) -> None:
+        self._parents[header.msg_id] = header
+        while len(self._parents) > 64:
+            self._parents.popitem(last=False)
+
+    # -- ending it ------------------------------------------------------------------------
+    async def end(self, ending: Ending) -> None:
+        """End the process (if any) for `ending`, and wait until what waited on it is settled."""
+        async with self._lock:
             process = self._process
             if process is None:
                 return
@@ -216,8 +259,20 @@ class ProcessHost:
             reader = self._reader
         # The frame reader sees the end of the pipe and settles what was waiting on it.
         if reader is not None:
-            await asyncio.wait_for(asyncio.shield(reader), self._settings.start_timeout)
+            async with asyncio.timeout(self._settings.start_timeout):
+                await asyncio.shield(reader)
 
+    def kill(self, ending: Ending) -> None:
+        """Kill the process at once, without waiting (the lease is lost)."""
+        if self._process is not None:
+            self._endings[self._process.pid] = ending
+            self._process.signal(signal.SIGKILL)
+
+    async def close(self) -> None:
+        """The session left: no task of this process outlives it."""
+        await self._tasks.close()
+
+    # -- its frames -----------------------------------------------------------------------
     async def _read_frames(self, process: SessionProcess) -> None:
         while True:
             try:
@@ -231,22 +286,23 @@ class ProcessHost:
             if isinstance(frame, frames.Output):
                 await self._publish_output(frame)
             elif isinstance(frame, frames.Done):
-                try:
-                    reply = msgspec.convert(frame.content, m.ExecuteReply)
-                except msgspec.ValidationError as exc:
-                    self._stop_misbehaving(process, exc)
-                    continue
-                if self._done is not None and not self._done.done():
-                    self._done.set_result(reply)
-            elif isinstance(frame, frames.Answer):
+                self._settle_execution(process, frame)
+            elif not isinstance(frame, frames.Ready):  # only ever the first frame
+                # Answer: its content answers; Checkpointed, Restored: the frame does.
+                content = frame.content if isinstance(frame, frames.Answer) else frame
                 future = self._answers.get(frame.id)
                 if future is not None and not future.done():
-                    future.set_result(frame.content)
-            else:  # Checkpointed, Restored: the frame is the answer
-                future = self._answers.get(frame.id)
-                if future is not None and not future.done():
-                    future.set_result(frame)
+                    future.set_result(content)
         await self._process_ended(process)
+
+    def _settle_execution(self, process: SessionProcess, frame: frames.Done) -> None:
+        try:
+            reply = msgspec.convert(frame.content, m.ExecuteReply)
+        except msgspec.ValidationError as exc:
+            self._stop_misbehaving(process, exc)
+            return
+        if self._done is not None and not self._done.done():
+            self._done.set_result(reply)
 
     def _stop_misbehaving(self, process: SessionProcess, error: Exception) -> None:
         self._drops.drop(f"session process {process.pid}", error, self.session)
@@ -258,43 +314,40 @@ class ProcessHost:
         parent = self._parents.get(frame.id)
         if content_type is None or content_type not in m.FEED_TYPES or parent is None:
             self._drops.drop(
-                self._feed, ValueError(f"unexpected output {frame.msg_type}"), frame.id
+                self._feed.name, ValueError(f"unexpected output {frame.msg_type}"), frame.id
             )
             return
         try:
             content = msgspec.convert(frame.content, content_type)
         except msgspec.ValidationError as exc:
-            self._drops.drop(self._feed, exc, frame.id)
+            self._drops.drop(self._feed.name, exc, frame.id)
             return
-        await self._publish(content, parent)
+        await self._feed.publish(content, parent)
 
     async def _process_ended(self, process: SessionProcess) -> None:
-        try:
-            status = await asyncio.wait_for(asyncio.shield(process.exited), 2.0)
-        except TimeoutError:
-            status = None
+        status = await _within(process.exited, EXIT_STATUS_WAIT)
         ending = self._endings.pop(process.pid, None) or died(describe_exit(status))
         log.log(
             logging.INFO if ending.expected else logging.WARNING,
             "session %s: process %d ended: %s", self.session, process.pid, ending.message,
         )  # fmt: skip
-        # Answers first: a restore in progress holds the lifecycle lock while it waits.
+        # Answers first: a restore in progress holds the lock while it waits.
         for future in self._answers.values():
             if not future.done():
                 future.set_result(ending)
-        async with self._lifecycle:
+        async with self._lock:
             if self._process is process:
                 self._process = None
-        if not ending.expected and not self._abandoned:  # its variables are lost: so is the
-            # checkpoint of them
+        if not ending.expected and not self._feed.silenced:
+            # Its variables are lost: so is the checkpoint of them.
             try:
-                await self.cp.forget()
+                await self._checkpoints.forget()
             except BusUnavailable as exc:
                 log.warning("session %s: cannot delete its checkpoint (%s)", self.session, exc)
         if self._done is not None and not self._done.done():
             self._done.set_result(ending)
         elif not ending.expected:
-            await self._publish(m.Status(execution_state="dead", reason=ending.message), None)
+            await self._feed.publish(m.Status(execution_state="dead", reason=ending.message), None)
 
     async def _watch_memory(self, process: SessionProcess) -> None:
         limit = self._settings.memory_limit_mb * 1024 * 1024
@@ -311,70 +364,13 @@ class ProcessHost:
                 return
             await asyncio.sleep(self._settings.memory_poll_interval)
 
-    # -- the feed -------------------------------------------------------------------------
-    def _remember_parent(self, header: Header) -> None:
-        self._parents[header.msg_id] = header
-        while len(self._parents) > 64:
-            self._parents.popitem(last=False)
 
-    def _message(self, content: m.Content, parent: Header | None) -> bytes:
-        if isinstance(content, m.Status):
-            self.state = content.execution_state
-        if parent is None or parent.is_empty:
-            msg = new_message(content, session=self.session, username=KERNEL_USERNAME)
-        else:
-            msg = reply_to(parent, content)
-        return codec.encode(msg)
-
-    def _announce(self, content: m.Content, parent: Header) -> None:
-        """Publish an execution's ``busy`` or ``execute_input`` with the next feed message
-        (its first output, or its reply), or after `ANNOUNCE_WITHIN` seconds if that comes
-        first. Most executions take a millisecond: their messages then reach the feed
-        together, and each watching socket gets them in one write, not two (with many
-        watchers, those writes are most of the cost). Outputs are never held."""
-        self._held.append(self._message(content, parent))
-        if self._held_until is None:
-            self._held_until = asyncio.get_running_loop().call_later(
-                ANNOUNCE_WITHIN, self._held_due
-            )
-
-    def _held_due(self) -> None:
-        self._held_until = None
-        self._spawn_task(self._publish_held())
-
-    async def _publish_held(self) -> None:
-        async with self._publishing:
-            await self._send_held()
-
-    async def _send_held(self) -> None:
-        if self._held_until is not None:
-            self._held_until.cancel()
-            self._held_until = None
-        held, self._held = self._held, []
-        for data in held:
-            await self._send(data)
-
-    async def _publish(self, content: m.Content, parent: Header | None) -> None:
-        """Publish one feed message (after any held announcement), retrying while the bus is
-        away so nothing is lost."""
-        if self._abandoned:
-            return
-        data = self._message(content, parent)
-        async with self._publishing:
-            if self._held:
-                await self._send_held()
-            await self._send(data)
-
-    async def _send(self, data: bytes) -> None:
-        delay = 0.05
-        while not self._abandoned:
-            try:
-                self._last_seq = await self._bus.publish(self._feed, data)
-                return
-            except BusUnavailable as exc:
-                log.warning("session %s: cannot publish (%s); retrying", self.session, exc)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 2.0)
+async def _within(awaitable: asyncio.Future[Any], timeout: float) -> Any:
+    """What `awaitable` gives within `timeout` seconds, else None (it goes on)."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(timeout):
+            return await asyncio.shield(awaitable)
+    return None
 
 
 def resident_bytes(pid: int) -> int | None:

@@ -1,8 +1,11 @@
-"""One hosted session on a worker: its process, its queue of executions, and its feed.
+"""One hosted session on a worker: its requests, its queue of executions, its life there.
 
-A `SessionHost` turns requests into work for its session process and the process's frames
-into feed messages. Executions run one at a time in arrival order; completion, inspection,
-interrupt and restart are handled at once, even while an execution runs.
+A `Session` owns the two objects that do its work, as jupyter_client's manager and session
+are apart: its `ProcessManager` (the process and its frames) and its `FeedPublisher` (the
+feed, with the held announcement); and its `Lifecycle`, one state changed along one table
+(`lifecycle.py`, drawn in docs/architecture.md). It turns requests into work for its process.
+Executions run one at a time in arrival order, in its runner task; completion, inspection,
+interrupt, restart and shutdown are handled at once, even while an execution runs.
 
 Faults are part of the design, not exceptions to it:
 
@@ -16,7 +19,8 @@ Faults are part of the design, not exceptions to it:
 
 The namespace outlives the process (`checkpointing`): it is saved between executions, loaded
 by the first process a worker starts for the session, and a session idle long enough is
-hibernated: saved, its process ended, and handed back (`release`) so that it holds nothing.
+hibernated: saved, its process ended, and it leaves its worker (`Departure.HIBERNATED`) so
+that it holds nothing. However it leaves, it tells its worker once, with why (`Departure`).
 """
 
 from __future__ import annotations
@@ -24,11 +28,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
-import signal
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,13 +42,15 @@ from cellbus_protocol.bus import Bus, QueueItem
 from cellbus_protocol.envelope import Header, Message, reply_to
 
 from . import frames
+from .checkpointing import SessionCheckpoints
 from .checkpoints import CheckpointStore, Loaded
 from .config import KernelSettings
-from .session_process import KERNEL_USERNAME, Ending, ProcessHost, died
+from .feed import FeedPublisher
+from .lifecycle import Departure, Lifecycle, SessionState
+from .process import Ending, ProcessManager
 from .spawner import Spawner
 from .takeover import feed_history, worker_lost_message
-
-__all__ = ["KERNEL_USERNAME", "WORKER_STOPPED", "Ending", "SessionHost", "died"]
+from .tasks import TaskSet
 
 log = logging.getLogger(__name__)
 
@@ -62,11 +66,14 @@ STOPPED_MID_EXECUTION = Ending(
 HIBERNATED = Ending("SessionHibernated", "The session was hibernated.", expected=True)
 MOVED = Ending("WorkerStopped", "The session moved to another worker.", expected=True)
 LEASE_LOST = Ending("LeaseLost", "Another worker hosts the session now.", expected=True)
+UNAVAILABLE = Ending(
+    "SessionUnavailable", "The session process could not be started.", lost_state=False
+)
 
 Claimed = tuple[QueueItem, Message]
-Release = Callable[["SessionHost", str], Awaitable[None]]
-"""How a host tells its worker that it stops hosting: ``hibernated``, ``shut down`` or
-``lost`` (the lease)."""
+Depart = Callable[["Session", Departure], Awaitable[None]]
+"""How a session tells its worker that it left, and why; the worker then lets go of it."""
+Handler = Callable[[Message], Awaitable[m.Reply]]
 
 
 @dataclass
@@ -76,7 +83,7 @@ class _Pending:
     lost: bool = False  # it was running on a worker that died: answered, not run again
 
 
-class SessionHost(ProcessHost):
+class Session:
     """One session hosted by this worker."""
 
     def __init__(
@@ -86,115 +93,148 @@ class SessionHost(ProcessHost):
         bus: Bus,
         spawner: Spawner,
         settings: KernelSettings,
-        ack: Callable[[QueueItem], Awaitable[None]],
+        ack: Callable[[QueueItem], Coroutine[Any, Any, None]],
         drops: codec.DropCounter,
-        checkpoints: CheckpointStore | None = None,
-        release: Release | None = None,
+        checkpoints: CheckpointStore | None,
+        depart: Depart,
     ) -> None:
-        super().__init__(
-            session,
-            bus=bus,
-            spawner=spawner,
-            settings=settings,
-            drops=drops,
-            checkpoints=checkpoints,
-        )
+        self.session = session
+        self.lifecycle = Lifecycle(session)
+        self.feed = FeedPublisher(session, bus)
+        self.checkpoints = SessionCheckpoints(session, checkpoints, self.feed.publish)
+        self.process = ProcessManager(
+            session, spawner=spawner, settings=settings, drops=drops, feed=self.feed,
+            checkpoints=self.checkpoints, may_start=self._may_start_process,
+        )  # fmt: skip
+        self._bus = bus
+        self._settings = settings
         self._ack = ack
+        self._drops = drops
+        self._depart = depart
+        self._tasks = TaskSet(f"session {session}")
         self._queue: deque[_Pending] = deque()
         self._queued = asyncio.Event()
         self._running: _Pending | None = None
         self._not_running = asyncio.Event()
         self._not_running.set()
         self._runner: asyncio.Task[None] | None = None
-        self._release = release
         self._last_activity = time.monotonic()  # the last request, or the end of an execution
         self._direct = 0  # direct requests being handled
-        self._draining = False
-        self.lease_deadline = math.inf
-        """When (time.monotonic) this worker's lease may have expired: past it, the host stops
-        (another worker may have taken the session over)."""
+        self._lease_deadline = time.monotonic() + settings.lease_ttl
+        """When (time.monotonic) this worker's lease may have expired (`check_lease`)."""
 
-    # -- life cycle -----------------------------------------------------------------------
+    def _may_start_process(self) -> bool:
+        return self.lifecycle.may_start_process
+
+    @property
+    def takes_requests(self) -> bool:
+        return self.lifecycle.takes_requests
+
+    # -- its life on the worker -----------------------------------------------------------
+    async def load_checkpoint(self, fork_of: str = "") -> None:
+        """Read the checkpoint that the first process will load (`fork_of`: a fork's)."""
+        await self.checkpoints.fetch(fork_of)
+
     async def start(self) -> None:
-        """Start the session process (restoring its checkpoint, if the worker found one),
-        then the execution loop."""
-        if self.closed:
+        """Start the session process (restoring its checkpoint, if one was read), then
+        serve: STARTING -> SERVING."""
+        if self.lifecycle.state is not SessionState.STARTING:
             return
-        await self._ensure_process(None)
-        if not self.closed:
-            self._runner = asyncio.create_task(
-                self._run_executions(), name=f"session-{self.session}"
-            )
+        await self.process.ensure(None)
+        if self.lifecycle.state is SessionState.STARTING:
+            self.lifecycle.to(SessionState.SERVING)
+            self._runner = self._tasks.spawn(self._run_executions(), name=f"session-{self.session}")
 
-    async def close(self, ending: Ending = SHUT_DOWN, parent: Header | None = None) -> None:
-        """End the process and stop serving: queued executions are aborted, the running one
-        ends with `ending`, and the feed says ``dead``."""
-        if self.closed:
+    def lease_renewed(self, at: float) -> None:
+        """The worker renewed the lease, having asked at `at` (time.monotonic)."""
+        self._lease_deadline = at + self._settings.lease_ttl
+
+    async def check_lease(self) -> bool:
+        """Whether the lease may still be this worker's. The one place its expiry is judged:
+        past the deadline (the bus was away) another worker may host the session, so it
+        stops here (`lose`); the worker asks at every heartbeat, the runner before each
+        execution."""
+        if time.monotonic() <= self._lease_deadline or not self.lifecycle.holds_lease:
+            return True
+        log.error("session %s: its lease may have expired; stopping it here", self.session)
+        await self.lose()
+        return False
+
+    async def lose(self) -> None:
+        """The lease is gone: stop at once, publish nothing more, and leave every request on
+        the queue for the new host."""
+        if self.lifecycle.state is SessionState.LEFT:
             return
-        self.closed = True
-        await self._abort_queued()
-        await self._end_process(ending)
-        with contextlib.suppress(TimeoutError):  # let the ended execution publish its reply
-            await asyncio.wait_for(self._not_running.wait(), self._settings.start_timeout)
-        await self._publish(m.Status(execution_state="dead", reason=ending.message), parent)
-        if self._runner is not None and self._runner is not asyncio.current_task():
-            self._runner.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._runner
-        self._cancel_tasks()
+        self.feed.silence()
+        self.process.kill(LEASE_LOST)
+        await self._leave(Departure.LOST)
 
-    async def drain(self, timeout: float) -> bool:
+    async def drain(self, timeout: float) -> None:
         """The worker is stopping. With checkpoints: the running execution gets `timeout`
-        seconds to end (then it is stopped), the namespace is saved, the process ended and
-        the feed says ``hibernated``; queued executions stay on the queue for the next host.
-        True: hand the session over. Without checkpoints: as `close` (nothing to hand over)."""
-        if not self.cp.enabled:
-            await self.close(WORKER_STOPPED)
-            return False
-        self._draining = True
+        seconds to end (then it is stopped), the namespace is saved, the process ended, the
+        feed says ``hibernated`` and the session moves; queued executions stay on the queue
+        for the next host. Without: it ends (``dead``). One already leaving is waited for."""
+        if not self.lifecycle.takes_requests:
+            await self.lifecycle.left.wait()
+            return
+        if not self.checkpoints.enabled:
+            await self._close(WORKER_STOPPED)
+            await self._leave(Departure.STOPPED)
+            return
+        self.lifecycle.to(SessionState.DRAINING)
         self._queued.set()
-        runner = self._runner
-        if runner is not None:
-            done, _ = await asyncio.wait({runner}, timeout=timeout)
-            if not done:
-                await self._end_process(STOPPED_MID_EXECUTION)
-                await asyncio.wait({runner}, timeout=self._settings.start_timeout)
-                runner.cancel()
-        saved = await self._save()
-        self.closed = True
-        await self._end_process(MOVED)
+        await self._finish_running(timeout)
+        saved = await self.process.save()
+        self.lifecycle.to(SessionState.ENDING)
+        await self.process.end(MOVED)
         how = "." if saved else ", from its last checkpoint."
         reason = f"The kernel worker hosting it stopped; the session moves to another worker{how}"
-        await self._publish(m.Status(execution_state="hibernated", reason=reason), None)
-        self._cancel_tasks()
-        return True
+        await self.feed.publish(m.Status(execution_state="hibernated", reason=reason), None)
+        await self._leave(Departure.MOVED)
 
-    def abandon(self) -> None:
-        """This worker's lease is gone (another worker may host the session): stop at once,
-        publish nothing more and leave every request on the queue for the new host."""
-        self.closed = self._abandoned = True
-        if self._process is not None:
-            self._endings[self._process.pid] = LEASE_LOST
-            self._process.signal(signal.SIGKILL)
-        if self._runner is not None and self._runner is not asyncio.current_task():
-            self._runner.cancel()
-        self._cancel_tasks()
+    async def _finish_running(self, timeout: float) -> None:
+        runner = self._runner
+        if runner is None:
+            return
+        done, _ = await asyncio.wait({runner}, timeout=timeout)
+        if not done:
+            await self.process.end(STOPPED_MID_EXECUTION)
+            await asyncio.wait({runner}, timeout=self._settings.start_timeout)
+            runner.cancel()
 
-    def info(self) -> dict[str, Any]:
+    async def _close(self, ending: Ending, parent: Header | None = None) -> None:
+        """End the process for good: queued executions are aborted, the running one ends
+        with `ending`, and the feed says ``dead``."""
+        self.lifecycle.to(SessionState.ENDING)
+        await self._abort_queued()
+        await self.process.end(ending)
+        with contextlib.suppress(TimeoutError):  # let the ended execution publish its reply
+            async with asyncio.timeout(self._settings.start_timeout):
+                await self._not_running.wait()
+        await self.feed.publish(m.Status(execution_state="dead", reason=ending.message), parent)
+
+    async def _leave(self, departure: Departure) -> None:
+        """Leave the worker: no task of the session outlives this, then the worker is told."""
+        self.lifecycle.leave(departure)
+        await self._tasks.close()
+        await self.process.close()
+        await self.feed.close()
+        await self._depart(self, departure)
+
+    def info(self) -> m.SessionInfoReply:
         """State, the running and queued executions with who sent them, execution count."""
 
-        def describe(pending: _Pending) -> dict[str, Any]:
+        def describe(pending: _Pending) -> m.QueuedRequest:
             header = pending.msg.header
-            return {"msg_id": header.msg_id, "username": header.username, "date": header.date}
+            return m.QueuedRequest(msg_id=header.msg_id, username=header.username, date=header.date)
 
-        return {
-            "session": self.session,
-            "state": self.state,
-            "execution_count": self.execution_count,
-            "running": describe(self._running) if self._running else None,
-            "queued": [describe(p) for p in self._queue],
-            "pid": self._process.pid if self._process else None,
-        }
+        running = self._running
+        return m.SessionInfoReply(
+            state=self.feed.state,
+            execution_count=self.process.execution_count,
+            running=describe(running) if running is not None else None,
+            queued=[describe(p) for p in self._queue],
+        )
 
     # -- requests -------------------------------------------------------------------------
     def submit(self, item: QueueItem, msg: Message) -> None:
@@ -207,9 +247,19 @@ class SessionHost(ProcessHost):
             if cell_id is not None:  # held: it goes out with the next feed message, or soon
                 header = msg.header
                 run = m.CellRun(cell_id=cell_id, msg_id=header.msg_id, username=header.username)
-                self._announce(run, header)
+                self.feed.announce(run, header)
             return
-        handler = {
+        handler = self._direct_handler(msg.msg_type)
+        if handler is None:
+            self._drops.drop(
+                self.feed.name, ValueError(f"{msg.msg_type} is not a request"), item.id
+            )
+            self._tasks.spawn(self._ack(item))
+            return
+        self._tasks.spawn(self._handle_direct(handler, item, msg))
+
+    def _direct_handler(self, msg_type: str) -> Handler | None:
+        return {
             "complete_request": self._answer_from_process,
             "inspect_request": self._answer_from_process,
             "interrupt_request": self._interrupt,
@@ -217,19 +267,9 @@ class SessionHost(ProcessHost):
             "shutdown_request": self._shutdown,
             "kernel_info_request": self._kernel_info,
             "session_info_request": self._session_info,
-        }.get(msg.msg_type)
-        if handler is None:
-            self._drops.drop(self._feed, ValueError(f"{msg.msg_type} is not a request"), item.id)
-            self._spawn_task(self._ack(item))
-            return
-        self._spawn_task(self._handle_direct(handler, item, msg))
+        }.get(msg_type)
 
-    async def _handle_direct(
-        self,
-        handler: Callable[[Message], Awaitable[m.Reply]],
-        item: QueueItem,
-        msg: Message,
-    ) -> None:
+    async def _handle_direct(self, handler: Handler, item: QueueItem, msg: Message) -> None:
         self._direct += 1
         try:
             try:
@@ -254,7 +294,7 @@ class SessionHost(ProcessHost):
         executions = {msg.msg_id for _, msg in claimed if msg.msg_type == "execute_request"}
         if not executions:
             return claimed
-        pending = self.cp.pending
+        pending = self.checkpoints.pending
         after = 0
         if isinstance(pending, Loaded) and pending.header.session == self.session:
             after = pending.header.feed_seq
@@ -274,9 +314,9 @@ class SessionHost(ProcessHost):
 
     async def _answer_from_process(self, msg: Message) -> m.Reply:
         reply_type = m.DIRECT_REPLY[msg.msg_type]
-        process = await self._ensure_process(msg.header)
+        process = await self.process.ensure(msg.header)
         if process is None:
-            return reply_type(status="error", ename="SessionUnavailable", evalue=self.state)
+            return reply_type(status="error", ename="SessionUnavailable", evalue=self.feed.state)
         request = msg.content
         frame: frames.Complete | frames.Inspect
         if isinstance(request, m.CompleteRequest):
@@ -288,48 +328,46 @@ class SessionHost(ProcessHost):
                 cursor_pos=request.cursor_pos,
                 detail_level=request.detail_level,
             )
-        future = asyncio.get_running_loop().create_future()
-        self._answers[msg.msg_id] = future
-        try:
-            await process.pipe.send(frame)
-            answer = await asyncio.wait_for(future, self._settings.answer_timeout)
-        finally:
-            self._answers.pop(msg.msg_id, None)
+        answer = await self.process.answer(process, frame)
         if isinstance(answer, Ending):
             return reply_type(status="error", ename=answer.ename, evalue=answer.evalue)
         return msgspec.convert(answer, reply_type)
 
     async def _interrupt(self, msg: Message) -> m.Reply:
         running = self._running
-        if self._process is not None and running is not None:
+        if running is not None and self.process.running:
             log.info("session %s: interrupt by %s", self.session, msg.header.username)
-            await self._process.pipe.send(frames.Interrupt(id=running.msg.msg_id))
+            await self.process.interrupt(running.msg.msg_id)
         return m.InterruptReply()
 
     async def _restart(self, msg: Message) -> m.Reply:
         log.info("session %s: restart by %s", self.session, msg.header.username)
-        await self._publish(m.Status(execution_state="restarting"), msg.header)
+        await self.feed.publish(m.Status(execution_state="restarting"), msg.header)
         await self._abort_queued()
-        await self._end_process(RESTARTED)
+        await self.process.end(RESTARTED)
         await self._not_running.wait()
-        await self.cp.forget()  # the user asked for a fresh namespace
-        process = await self._ensure_process(msg.header)
+        await self.checkpoints.forget()  # the user asked for a fresh namespace
+        process = await self.process.ensure(msg.header)
         if process is None:
-            return m.RestartReply(status="error", ename="SessionUnavailable", evalue=self.state)
+            return m.RestartReply(
+                status="error", ename="SessionUnavailable", evalue=self.feed.state
+            )
         return m.RestartReply()
 
     async def _shutdown(self, msg: Message) -> m.Reply:
-        """End the session and delete its checkpoint; the worker lets go of it before the
-        reply, so the next request starts it afresh."""
+        """End the session and delete its checkpoint; it leaves the worker before the reply,
+        so the next request starts it afresh."""
         log.info("session %s: shutdown by %s", self.session, msg.header.username)
-        await self.close(SHUT_DOWN, msg.header)
-        await self.cp.forget()
-        if self._release is not None:
-            await self._release(self, "shut down")
+        if self.lifecycle.takes_requests:
+            await self._close(SHUT_DOWN, msg.header)
+            await self.checkpoints.forget()
+            await self._leave(Departure.SHUT_DOWN)
+        else:  # already leaving (two shutdowns, or the worker stopping)
+            await self.lifecycle.left.wait()
         return m.ShutdownReply(restart=msg.content.restart)
 
     async def _kernel_info(self, msg: Message) -> m.Reply:
-        ready = self._ready
+        ready = self.process.ready
         language = m.LanguageInfo(version=ready.python_version if ready else "")
         return m.KernelInfoReply(
             implementation_version=ready.ipython_version if ready else "",
@@ -338,134 +376,128 @@ class SessionHost(ProcessHost):
         )
 
     async def _session_info(self, msg: Message) -> m.Reply:
-        return msgspec.convert(self.info(), m.SessionInfoReply)
+        return self.info()
 
     # -- executions -----------------------------------------------------------------------
     async def _run_executions(self) -> None:
-        while not self._draining:
+        while self.lifecycle.serving:
             if not self._queue:
                 self._queued.clear()
                 if await self._idle():
                     return  # hibernated
                 continue
-            if time.monotonic() > self.lease_deadline:
-                log.error("session %s: the lease may have expired; stopping", self.session)
-                if self._release is not None:
-                    await self._release(self, "lost")
+            if not await self.check_lease():
                 return
-            if self.cp.overdue() and self._process is not None:
+            if self.checkpoints.overdue() and self.process.running:
                 # A session that never idles: save between two executions (its reply and
                 # `idle` are out, the next has not started).
-                await self._save()
-                if self._draining or not self._queue:
+                await self.process.save()
+                if not self.lifecycle.serving or not self._queue:
                     continue
-            pending = self._queue.popleft()
-            self._running = pending
-            self._not_running.clear()
-            failed = False
-            try:
-                if pending.lost:
-                    await self._reply_lost(pending)
-                else:
-                    failed = await self._execute(pending)
-            except Exception:
-                log.exception("session %s: execution %s failed", self.session, pending.msg.msg_id)
-            finally:
-                self._running = None
-                self._done = None
-                self._not_running.set()
-                self._last_activity = time.monotonic()
-                # After `_running` is cleared, so a client that sees the aborted replies and
-                # asks for `info` finds nothing running; before the ack, so a worker that dies
-                # in between leaves the failed execution to be answered as lost.
-                if failed and pending.msg.content.stop_on_error and not self._draining:
-                    await self._abort_queued()
-                if not self._abandoned:
-                    await self._ack(pending.item)
+            await self._run_next()
+
+    async def _run_next(self) -> None:
+        pending = self._queue.popleft()
+        self._running = pending
+        self._not_running.clear()
+        failed = False
+        try:
+            if pending.lost:
+                await self._reply_lost(pending)
+            else:
+                failed = await self._execute(pending)
+        except Exception:
+            log.exception("session %s: execution %s failed", self.session, pending.msg.msg_id)
+        finally:
+            self._running = None
+            self._not_running.set()
+            self._last_activity = time.monotonic()
+            # After `_running` is cleared, so a client that sees the aborted replies and
+            # asks for `info` finds nothing running; before the ack, so a worker that dies
+            # in between leaves the failed execution to be answered as lost.
+            if failed and pending.msg.content.stop_on_error and self.lifecycle.serving:
+                await self._abort_queued()
+            if not self.lifecycle.lost:
+                await self._ack(pending.item)
 
     async def _reply_lost(self, pending: _Pending) -> None:
         """An execution that was running when its worker died: it is not run again."""
-        evalue = worker_lost_message(self.cp.restored_from, self.cp.fresh_because)
+        checkpoints = self.checkpoints
+        evalue = worker_lost_message(checkpoints.restored_from, checkpoints.fresh_because)
         error = m.Error(ename="WorkerLost", evalue=evalue, traceback=[evalue])
-        await self._publish(error, pending.msg.header)
+        await self.feed.publish(error, pending.msg.header)
         reply = m.ExecuteReply(
             status="error", ename=error.ename, evalue=evalue, traceback=error.traceback
         )
-        await self._publish(reply, pending.msg.header)
-        await self._publish(m.Status(execution_state="idle"), pending.msg.header)
+        await self.feed.publish(reply, pending.msg.header)
+        await self.feed.publish(m.Status(execution_state="idle"), pending.msg.header)
 
     async def _execute(self, pending: _Pending) -> bool:
         """Run one execution and publish its messages; True if it ended in an error."""
         msg = pending.msg
         request: m.ExecuteRequest = msg.content
-        self._remember_parent(msg.header)
-        self.cp.postpone()
-        process = await self._ensure_process(msg.header, announce_idle=False)
-        self._announce(m.Status(execution_state="busy"), msg.header)
-        if process is None:
-            result: m.ExecuteReply | Ending = Ending(
-                "SessionUnavailable", "The session process could not be started.", lost_state=False
-            )
-        else:
+        self.checkpoints.postpone()
+        process = await self.process.ensure(msg.header, announce_idle=False)
+        self.feed.announce(m.Status(execution_state="busy"), msg.header)
+        result: m.ExecuteReply | Ending = UNAVAILABLE
+        if process is not None:
             if not request.silent:
                 counted = request.store_history  # not counted: no number, as in the reply
-                count = self.execution_count if counted else None
-                self._announce(m.ExecuteInput(code=request.code, execution_count=count), msg.header)
-            self._done = asyncio.get_running_loop().create_future()
-            await process.pipe.send(
-                frames.Execute(
-                    id=msg.msg_id,
-                    code=request.code,
-                    silent=request.silent,
-                    store_history=request.store_history,
-                    user_expressions=request.user_expressions,
-                )
-            )
-            result = await self._done
+                count = self.process.execution_count if counted else None
+                echo = m.ExecuteInput(code=request.code, execution_count=count)
+                self.feed.announce(echo, msg.header)
+            frame = frames.Execute(
+                id=msg.msg_id, code=request.code, silent=request.silent,
+                store_history=request.store_history, user_expressions=request.user_expressions,
+            )  # fmt: skip
+            result = await self.process.execute(process, msg.header, frame)
+        return await self._publish_result(msg.header, result)
+
+    async def _publish_result(self, parent: Header, result: m.ExecuteReply | Ending) -> bool:
+        """Publish an execution's reply (and, if its process ended under it, the error and
+        ``dead``), then ``idle``; True if it ended in an error."""
         if isinstance(result, Ending):
             reply = m.ExecuteReply(
                 status="error", ename=result.ename, evalue=result.evalue, traceback=[result.evalue]
             )
-            await self._publish(
-                m.Error(ename=reply.ename, evalue=reply.evalue, traceback=reply.traceback),
-                msg.header,
-            )
+            error = m.Error(ename=reply.ename, evalue=reply.evalue, traceback=reply.traceback)
+            await self.feed.publish(error, parent)
         else:
             reply = result
             settings = self._settings
-            self.cp.ran(msg.header, settings.checkpoint_delay, settings.checkpoint_interval)
+            self.checkpoints.ran(parent, settings.checkpoint_delay, settings.checkpoint_interval)
         if reply.execution_count is not None:
-            self.execution_count = reply.execution_count + 1
-        await self._publish(reply, msg.header)
-        if isinstance(result, Ending):
-            if not result.expected:
-                await self._publish(
-                    m.Status(execution_state="dead", reason=result.message), msg.header
-                )
-        else:
-            await self._publish(m.Status(execution_state="idle"), msg.header)
+            self.process.execution_count = reply.execution_count + 1
+        await self.feed.publish(reply, parent)
+        if not isinstance(result, Ending):
+            await self.feed.publish(m.Status(execution_state="idle"), parent)
+        elif not result.expected:
+            await self.feed.publish(m.Status(execution_state="dead", reason=result.message), parent)
         return reply.status == "error"
+
+    async def _abort_queued(self) -> None:
+        while self._queue:
+            pending = self._queue.popleft()
+            await self.feed.publish(m.ExecuteReply(status="aborted"), pending.msg.header)
+            await self._ack(pending.item)
 
     # -- between executions ---------------------------------------------------------------
     async def _idle(self) -> bool:
         """Wait for an execution; meanwhile save the namespace when its time comes, and
         hibernate when the session has been idle long enough. True once hibernated."""
-        now = time.monotonic()
-        due = [t for t in (self.cp.due, self._hibernation_due()) if t is not None]
-        try:
-            async with asyncio.timeout(max(0.0, min(due) - now) if due else None):
+        due = [t for t in (self.checkpoints.due, self._hibernation_due()) if t is not None]
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(max(0.0, min(due) - time.monotonic()) if due else None):
                 await self._queued.wait()
-            return False
-        except TimeoutError:
-            pass
-        if self._queue or self._draining:
+                return False
+        if self._queue or not self.lifecycle.serving:
             return False
         now = time.monotonic()
-        if self.cp.due is not None and now >= self.cp.due:
-            if self._process is None:
-                self.cp.postpone()  # nothing to save: the process is gone
+        if self.checkpoints.due is not None and now >= self.checkpoints.due:
+            if not self.process.running:
+                self.checkpoints.postpone()  # nothing to save: the process is gone
                 return False
-            await self._save()
+            await self.process.save()
             return False
         due_at = self._hibernation_due()
         if due_at is not None and now >= due_at:
@@ -474,43 +506,37 @@ class SessionHost(ProcessHost):
 
     def _hibernation_due(self) -> float | None:
         after = self._settings.hibernate_after
-        if not self.cp.enabled or after <= 0:
+        if not self.checkpoints.enabled or after <= 0:
             return None
         return self._last_activity + after
 
     async def _hibernate(self) -> bool:
-        """Save the namespace, end the process and stop hosting; the session's next request
-        (`KernelClient.ensure_session`) has a worker host it again, restored."""
+        """Save the namespace, end the process and leave the worker; the session's next
+        request (`KernelClient.ensure_session`) has a worker host it again, restored."""
         began = self._last_activity
         if self._direct or self._queue:
             self._last_activity = time.monotonic()
             return False
-        saved = await self._save()
-        if not saved and self._process is not None:  # its state would be lost: keep it up
+        saved = await self.process.save()
+        if not saved and self.process.running:  # its state would be lost: keep it up
             log.warning("session %s: not hibernated: its namespace was not saved", self.session)
             self._last_activity = time.monotonic()
             return False
         if self._direct or self._queue or self._last_activity != began:
             return False  # a request came while it was being saved
-        self.closed = True
-        await self._end_process(HIBERNATED)
+        if not self.lifecycle.serving:
+            return False  # its worker began to stop meanwhile: the drain moves it
+        self.lifecycle.to(SessionState.ENDING)
+        await self.process.end(HIBERNATED)
         idle = _duration(self._settings.hibernate_after)
         reason = (
             f"The session was idle for {idle}: its namespace is saved and its process ended. "
             "Its next request restores it."
         )
-        await self._publish(m.Status(execution_state="hibernated", reason=reason), None)
+        await self.feed.publish(m.Status(execution_state="hibernated", reason=reason), None)
         log.info("session %s hibernated", self.session)
-        self._cancel_tasks()
-        if self._release is not None:
-            await self._release(self, "hibernated")
+        await self._leave(Departure.HIBERNATED)
         return True
-
-    async def _abort_queued(self) -> None:
-        while self._queue:
-            pending = self._queue.popleft()
-            await self._publish(m.ExecuteReply(status="aborted"), pending.msg.header)
-            await self._ack(pending.item)
 
 
 def cell_of(msg: Message) -> str | None:

@@ -42,7 +42,7 @@ def describe_exit(status: int | None) -> str:
 class SessionProcess:
     """One forked session process, as the worker sees it."""
 
-    def __init__(self, pid: int, pipe: FramedStream, exited: asyncio.Future[int]) -> None:
+    def __init__(self, pid: int, pipe: FramedStream, exited: asyncio.Future[int | None]) -> None:
         self.pid = pid
         self.pipe = pipe
         self.exited = exited
@@ -55,10 +55,10 @@ class SessionProcess:
         """SIGKILL the process and wait for its wait status."""
         self.signal(signal.SIGKILL)
         self.pipe.close()
-        try:
-            return await asyncio.wait_for(asyncio.shield(self.exited), timeout)
-        except TimeoutError:
-            return None
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                return await asyncio.shield(self.exited)
+        return None
 
 
 class Spawner:
@@ -74,7 +74,7 @@ class Spawner:
         self._writer: asyncio.StreamWriter | None = None
         self._lines: asyncio.Task[None] | None = None
         self._spawned: asyncio.Queue[int] = asyncio.Queue()
-        self._exits: dict[int, asyncio.Future[int]] = {}
+        self._exits: dict[int, asyncio.Future[int | None]] = {}
         self._lock = asyncio.Lock()
         self._closing = False
 
@@ -127,7 +127,8 @@ class Spawner:
                 socket.send_fds(self._control, [request], [theirs.fileno()])
             finally:
                 theirs.close()
-            pid = await asyncio.wait_for(self._spawned.get(), timeout)
+            async with asyncio.timeout(timeout):
+                pid = await self._spawned.get()
             exited = self._exits[pid]
         reader, writer = await asyncio.open_unix_connection(sock=ours)
         return SessionProcess(pid, FramedStream(reader, writer, self._max_frame), exited)
@@ -142,4 +143,5 @@ class Spawner:
             await self._process.wait()
         if self._lines is not None:
             with contextlib.suppress(asyncio.CancelledError, Exception):
-                await asyncio.wait_for(self._lines, 2)
+                async with asyncio.timeout(2):
+                    await self._lines

@@ -9,18 +9,20 @@ to the least-loaded worker. Before hosting, a worker takes the session's lease
 
 Routing. The worker reads the request queues of all its sessions through one consumer, checks
 each message with the codec (invalid ones are logged, counted and dropped), and hands it to
-the session's `SessionHost`. A malformed message never stops the worker. A request for a
+the session's `Session`. A malformed message never stops the worker. A request for a
 session this worker no longer hosts is left on the queue, unacknowledged, for its next host.
 
 Failover. Each hosted session is in the registry `keys.SESSION_HOSTS` (session -> worker).
 On every heartbeat each worker looks for sessions whose worker has left the load table and
 whose lease has expired, and asks for them to be hosted again (a `SessionOpen` naming the
 previous host). The worker that takes one restores its checkpoint and claims the requests the
-dead worker had read and not finished (`SessionHost.adopt`). A worker that cannot renew a lease
-stops hosting that session at once (`SessionHost.abandon`).
+dead worker had read and not finished (`Session.adopt`). A worker that cannot renew a lease
+stops hosting that session at once (`Session.lose`).
 
-Hibernation and draining. An idle session hibernates (`SessionHost`): it is checkpointed and
-released. On SIGTERM the worker checkpoints every session and hands it over (`stop`).
+Hibernation and draining. An idle session hibernates (`Session`): it is checkpointed and
+leaves. On SIGTERM the worker checkpoints every session and hands it over (`stop`). However a
+session leaves, it tells the worker why (`lifecycle.Departure`), and the worker lets go of it
+(`_let_go`).
 """
 
 from __future__ import annotations
@@ -47,9 +49,11 @@ from . import sandbox
 from .checkpoints import CheckpointStore
 from .config import KernelSettings
 from .control import KernelControl
+from .feed import KERNEL_USERNAME
 from .frames import MAX_FRAME
 from .isolation import session_environment
-from .session import KERNEL_USERNAME, SessionHost
+from .lifecycle import Departure
+from .session import Session
 from .spawner import Spawner
 
 log = logging.getLogger(__name__)
@@ -72,7 +76,7 @@ class KernelWorker:
         self.id = (
             settings.worker_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         )
-        self.sessions: dict[str, SessionHost] = {}
+        self.sessions: dict[str, Session] = {}
         self.drops = codec.DropCounter()
         max_bytes = settings.checkpoint_max_mb * 2**20
         self.checkpoints = (
@@ -95,7 +99,7 @@ class KernelWorker:
         self._heartbeat_task: asyncio.Task[None] | None = None
         self._reopened: dict[str, float] = {}  # sessions this worker asked to re-host, when
         self._load_lock = asyncio.Lock()  # load reports in order: the last one is the latest
-        self._released = False  # sessions were released since the last heartbeat
+        self._released = False  # sessions left since the last heartbeat
         self._stopping = asyncio.Event()
         self._draining = False
         self.ready = asyncio.Event()
@@ -149,12 +153,7 @@ class KernelWorker:
         await asyncio.wait(self._tasks, timeout=SHUTDOWN_GRACE)
         with contextlib.suppress(BusUnavailable):
             await self.bus.remove_load(keys.WORKERS, self.id)
-        hosts = list(self.sessions.values())
-        if hosts:
-            await asyncio.wait(
-                [asyncio.create_task(self._drain(host)) for host in hosts],
-                timeout=self.settings.drain_timeout + self.settings.start_timeout,
-            )
+        await self._drain_all()
         if self._heartbeat_task is not None:
             self._heartbeat_task.cancel()
             await asyncio.wait([self._heartbeat_task], timeout=SHUTDOWN_GRACE)
@@ -165,12 +164,20 @@ class KernelWorker:
         await self._requests.close()
         await self.spawner.close()
 
-    async def _drain(self, host: SessionHost) -> None:
+    async def _drain_all(self) -> None:
+        """Drain every session at once, within CELLBUS_DRAIN_TIMEOUT + CELLBUS_START_TIMEOUT;
+        past it, what is left is cancelled: no drain outlives the worker."""
+        deadline = self.settings.drain_timeout + self.settings.start_timeout
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(deadline), asyncio.TaskGroup() as drains:
+                for session in list(self.sessions.values()):
+                    drains.create_task(self._drain(session))
+
+    async def _drain(self, session: Session) -> None:
         try:
-            moved = await host.drain(self.settings.drain_timeout)
-            await self._release(host, "moved" if moved else "stopped")
+            await session.drain(self.settings.drain_timeout)
         except Exception:
-            log.exception("session %s: draining failed", host.session)
+            log.exception("session %s: draining failed", session.session)
 
     # -- placement ------------------------------------------------------------------------
     async def _is_least_loaded(self) -> bool:
@@ -223,7 +230,7 @@ class KernelWorker:
         registered = await self.bus.get_entry(keys.SESSION_HOSTS, record.session)
         return registered == record.previous_host
 
-    async def host(self, session: str, fork_of: str = "") -> SessionHost | None:
+    async def host(self, session: str, fork_of: str = "") -> Session | None:
         """Start hosting `session` unless another worker holds it: restore its checkpoint,
         take over the requests its previous worker left unfinished, read its queue."""
         if session in self.sessions:
@@ -232,7 +239,7 @@ class KernelWorker:
         if not await self.bus.acquire_lease(lease, self.id, self.settings.lease_ttl):
             log.info("session %s is hosted by %s", session, await self.bus.lease_holder(lease))
             return None
-        host = SessionHost(
+        host = Session(
             session,
             bus=self.bus,
             spawner=self.spawner,
@@ -240,15 +247,13 @@ class KernelWorker:
             ack=self._requests.ack,
             drops=self.drops,
             checkpoints=self.checkpoints,
-            release=self._release,
+            depart=self._let_go,
         )
-        host.lease_deadline = time.monotonic() + self.settings.lease_ttl
         self.sessions[session] = host
         try:
             await self.bus.set_entry(keys.SESSION_HOSTS, session, self.id)
             await self._report_load()
-            if self.checkpoints is not None:
-                host.cp.pending = await self.checkpoints.load(session, fork_of)
+            await host.load_checkpoint(fork_of)
             queue = keys.requests(session)
             claimed = [
                 (item, msg)
@@ -257,11 +262,11 @@ class KernelWorker:
             ]
             for item, msg in await host.adopt(claimed):
                 await self._dispatch(host, item, msg)
-            if not host.closed:
+            if host.takes_requests:
                 await self._requests.add(queue)
         except BaseException:  # the bus went away, or the worker is stopping: undo
-            host.abandon()
-            self.sessions.pop(session, None)
+            with contextlib.suppress(BusUnavailable):
+                await host.lose()
             with contextlib.suppress(BusUnavailable):
                 await self.bus.release_lease(lease, self.id)
             raise
@@ -269,31 +274,29 @@ class KernelWorker:
         await host.start()
         return host
 
-    async def _release(self, host: SessionHost, how: str) -> None:
-        """Stop hosting `host`'s session. `how`: ``hibernated`` (its next request re-hosts
-        it), ``moved`` (handed over: another worker takes it now), ``stopped`` (ended by a
-        stopping worker without checkpoints), ``shut down``, or ``lost`` (the lease is gone:
-        touch nothing on the bus, another worker may host it)."""
-        session, queue = host.session, keys.requests(host.session)
+    async def _let_go(self, session: Session, departure: Departure) -> None:
+        """`session` left (see `Departure` for what each reason asks of the worker): stop
+        reading its queue, let go of its lease and registry entry unless they are not the
+        worker's to touch, and have it hosted again if it moved or requests wait for it."""
+        sid, queue = session.session, keys.requests(session.session)
         self._released = True
-        if how == "lost":
-            host.abandon()
-        if self.sessions.get(session) is host:
-            del self.sessions[session]
+        if self.sessions.get(sid) is session:
+            del self.sessions[sid]
         await self._requests.remove(queue)
-        if how == "lost":
+        if not departure.lets_go:  # lost: touch nothing but the load (another worker has it)
             await self._report_load()
             return
-        if how != "moved":  # a handed-over session stays registered to us until taken
-            await self.bus.remove_entry(keys.SESSION_HOSTS, session, self.id)
-        await self.bus.release_lease(keys.session_host(session), self.id)
+        if not departure.stays_registered:
+            await self.bus.remove_entry(keys.SESSION_HOSTS, sid, self.id)
+        await self.bus.release_lease(keys.session_host(sid), self.id)
         if not self._draining:
             await self._report_load()
-        # Requests that came while it was being released wait on its queue: have it hosted
-        # again now, rather than at the next request (which may never come).
-        if how == "moved" or (how == "hibernated" and await self.bus.queue_size(queue) > 0):
-            previous = self.id if how == "moved" else ""
-            await self._open(session, previous_host=previous)
+        # Requests that came while it was leaving wait on its queue: have it hosted again
+        # now, rather than at the next request (which may never come).
+        if departure.hands_over:
+            await self._open(sid, previous_host=self.id)
+        elif departure.wakes_for_queued and await self.bus.queue_size(queue) > 0:
+            await self._open(sid)
 
     async def _open(self, session: str, previous_host: str = "", fork_of: str = "") -> None:
         record = m.SessionOpen(
@@ -333,15 +336,15 @@ class KernelWorker:
         if msg is None:
             return
         host = self.sessions.get(msg.session)
-        if host is None or host.closed:
+        if host is None or not host.takes_requests:
             # Read just before its session left this worker: its next host claims it.
             log.info("request %s for session %s left for its next host", msg.msg_id, msg.session)
             return
         await self._dispatch(host, item, msg)
 
-    async def _dispatch(self, host: SessionHost, item: QueueItem, msg: Message) -> None:
+    async def _dispatch(self, host: Session, item: QueueItem, msg: Message) -> None:
         host.submit(item, msg)
-        if msg.msg_type == "shutdown_request":  # nothing more for it (the host then releases it)
+        if msg.msg_type == "shutdown_request":  # nothing more for it (it then leaves)
             await self._requests.remove(keys.requests(host.session))
 
     # -- liveness -------------------------------------------------------------------------
@@ -367,24 +370,22 @@ class KernelWorker:
                 release_free_memory()
 
     async def _renew_leases(self) -> None:
-        """Renew each lease; a session whose lease is gone, or may have expired while the bus
-        was away, is no longer this worker's to host."""
+        """Renew each lease; a session whose lease is gone is no longer this worker's to
+        host, and each session judges whether its lease may have expired meanwhile (the bus
+        was away)."""
         try:
-            for session, host in list(self.sessions.items()):
+            for sid, session in list(self.sessions.items()):
                 began = time.monotonic()
                 if await self.bus.renew_lease(
-                    keys.session_host(session), self.id, self.settings.lease_ttl
+                    keys.session_host(sid), self.id, self.settings.lease_ttl
                 ):
-                    host.lease_deadline = began + self.settings.lease_ttl
-                elif not host.closed:
-                    log.error("lost the lease of session %s; stopping it here", session)
-                    await self._release(host, "lost")
+                    session.lease_renewed(began)
+                elif session.lifecycle.holds_lease:
+                    log.error("lost the lease of session %s; stopping it here", sid)
+                    await session.lose()
         finally:
-            now = time.monotonic()
-            for session, host in list(self.sessions.items()):
-                if now > host.lease_deadline and not host.closed:
-                    log.error("the lease of session %s may have expired; stopping it", session)
-                    await self._release(host, "lost")
+            for session in list(self.sessions.values()):
+                await session.check_lease()
 
     async def _take_over_orphans(self) -> None:
         """Ask for the sessions of workers that are gone to be hosted again."""

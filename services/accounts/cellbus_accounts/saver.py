@@ -25,13 +25,14 @@ printing 20,000 lines over three seconds: 51 writes of its growing outputs befor
 A database that is away delays saves (they are retried) but loses nothing.
 
 **When a follower stops.** A session's follower ends when the session is done for the saver:
-nothing of its runs is left to save (every run it has seen has had its ``execute_reply`` read
-and saved) and for `QUIET_AFTER` seconds its feed has said nothing and no run was started on
-it (`OutputSaver.follow`). A session that was shut down, hibernated or is simply not used is
-quiet; a run that prints nothing for an hour is in flight, so its follower stays. The next
-run on the session starts a new follower from the feed's end (`follow`). The feed's
-``cell_run`` needs nothing of its own here: it is the first message of a run, so a run is in
-flight from the moment its session takes it.
+nothing of its runs is left to save (every run it has seen has ended, with its
+``execute_reply`` or the ``idle`` after it, and is saved) and for `QUIET_AFTER` seconds its
+feed has said nothing and no run was started on it (`OutputSaver.follow`). A session that was
+shut down, hibernated or is simply not used is quiet; a run that prints nothing for an hour is
+in flight, so its follower stays (as does one whose session no worker takes over any more,
+until the service restarts). The next run on the session starts a new follower from the
+feed's end (`follow`). The feed's ``cell_run`` needs nothing of its own here: it is the first
+message of a run, so a run is in flight from the moment its session takes it.
 """
 
 from __future__ import annotations
@@ -45,7 +46,9 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from cellbus_protocol import codec, keys
+from cellbus_protocol import messages as m
 from cellbus_protocol.bus import Bus, FeedEntry, Subscription
+from cellbus_protocol.envelope import Message
 from cellbus_protocol.errors import BusUnavailable, ValidationError
 
 from .outputs import CellOutputs
@@ -79,6 +82,15 @@ class _Run:
     @property
     def unsaved(self) -> bool:
         return self.seq > self.saved_seq
+
+
+def _ends_run(msg: Message) -> bool:
+    """Whether `msg` ends its run: its ``execute_reply``, or the ``idle`` (or ``dead``) after
+    it, which a saver resuming between the two reads alone."""
+    if msg.msg_type == "execute_reply":
+        return True
+    content = msg.content
+    return isinstance(content, m.Status) and content.execution_state in ("idle", "dead")
 
 
 class SessionFollower:
@@ -162,7 +174,7 @@ class SessionFollower:
             run.seq = entry.seq
             if self.save_due is None:
                 self.save_due = time.monotonic() + self.saver.save_interval
-        if msg.msg_type == "execute_reply":
+        if _ends_run(msg):
             run.finished = True
             await self.save_unsaved()  # the run's end is saved at once
 

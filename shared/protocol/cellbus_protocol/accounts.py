@@ -28,13 +28,14 @@ A reply holds either ``result`` or ``error`` {code, message, data}. Error codes 
 
 from __future__ import annotations
 
-from typing import Any, Generic, Literal, TypeVar, cast, get_args, get_origin
+from typing import Any, Generic, TypeVar, cast, get_args, get_origin
 
 import msgspec
 
 from . import codec, keys
 from .bus import Bus
 from .errors import RemoteError, ValidationError
+from .roles import Grant
 from .roles import Role as Role  # re-exported: the records carry roles
 
 ERROR_CODES = ("invalid", "too_large", "unauthenticated", "forbidden", "not_found", "conflict",
@@ -196,7 +197,7 @@ class DeleteWorksheet(Request[None], tag="worksheet.delete"):
 class ShareWorksheet(Request[list[MemberView]], tag="worksheet.share"):
     id: str
     username: str
-    role: Literal["viewer", "editor", "owner", "none"]
+    role: Grant
 
 
 class CreateCell(Request[CellView], tag="cell.create"):

@@ -11,11 +11,18 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Final, Literal
+from typing import Final, Literal, get_args
 
 Role = Literal["viewer", "editor", "owner"]
+"""The roles, lowest first."""
 
-ROLE_RANK: Final[Mapping[str, int]] = MappingProxyType({"viewer": 1, "editor": 2, "owner": 3})
+Grant = Literal[Role, "none"]
+"""What an owner may give someone with ``worksheet.share``: a role, or ``none`` to take it away."""
+
+ROLE_RANK: Final[Mapping[str, int]] = MappingProxyType(
+    {role: rank for rank, role in enumerate(get_args(Role), start=1)}
+)
+"""viewer 1, editor 2, owner 3: a higher rank may do all that a lower one may."""
 
 
 def role_allows(role: str, needs: Role) -> bool:

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
-from typing import Any, Literal
+from typing import Any
 
 from cellbus_protocol import accounts as a
-from cellbus_protocol import keys
-from cellbus_protocol.errors import CellbusError
+from cellbus_protocol.roles import Grant
 
 from ..backend import ask_accounts, backend_of, caller
 from ..notebooks import Notebook, NotebookError, from_notebook, to_notebook
@@ -48,15 +46,11 @@ async def worksheet_delete(call: Call, id: str) -> None:
     """Delete a worksheet, its cells and outputs (owners only), and end its session."""
     sheet = await ask_accounts(call, a.GetWorksheetSession(id=id))
     await ask_accounts(call, a.DeleteWorksheet(id=id))
-    backend = backend_of(call)
-    if await backend.bus.lease_holder(keys.session_host(sheet.session)) is not None:
-        with contextlib.suppress(CellbusError):  # the worksheet is gone either way
-            await backend.kernel(await caller(call)).shutdown(sheet.session)
+    kernel = backend_of(call).kernel(await caller(call))
+    await kernel.end_session_later(sheet.session)  # shut down, or its checkpoint deleted
 
 
-async def worksheet_share(
-    call: Call, id: str, username: str, role: Literal["viewer", "editor", "owner", "none"]
-) -> list[a.MemberView]:
+async def worksheet_share(call: Call, id: str, username: str, role: Grant) -> list[a.MemberView]:
     """Give `username` a role on the worksheet, or take it away with ``none`` (owners only).
     Returns the members."""
     request = a.ShareWorksheet(id=id, username=username, role=role)

@@ -23,6 +23,7 @@ from cellbus_accounts.config import AccountsSettings
 from cellbus_accounts.handlers import Handlers
 from cellbus_accounts.service import AccountsService
 from cellbus_accounts.store import Sqlite, Store
+from cellbus_protocol import keys
 from cellbus_protocol.bus import InMemoryBus
 from cellbus_protocol.errors import BusUnavailable
 from cellbus_web.app import create_app
@@ -76,12 +77,16 @@ async def test_a_bus_failure_during_worksheet_delete_is_unavailable(
     served.token = login["result"]["token"]
     sheet = (await served.call("worksheet.create", title="Doomed"))["result"]
 
-    async def redis_blip(*args: Any, **kwargs: Any) -> None:
-        raise BusUnavailable("connection reset by peer")
+    enqueue = served.bus.enqueue
 
-    # After the accounts service has deleted the worksheet, the web service asks the bus
-    # whether a worker hosts its session, to end it: that is where the blip hits.
-    monkeypatch.setattr(served.bus, "lease_holder", redis_blip)
+    async def redis_blip(queue: str, data: bytes, **kwargs: Any) -> str:
+        if queue == keys.KERNEL_CONTROL:
+            raise BusUnavailable("connection reset by peer")
+        return await enqueue(queue, data, **kwargs)
+
+    # After the accounts service has deleted the worksheet, the web service asks the kernel
+    # to end its session: that is where the blip hits.
+    monkeypatch.setattr(served.bus, "enqueue", redis_blip)
     reply = await served.call("worksheet.delete", id=sheet["id"])
 
     assert reply["error"]["code"] == UNAVAILABLE

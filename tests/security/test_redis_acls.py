@@ -223,22 +223,15 @@ def test_a_script_runs_with_its_callers_rights_only(deployment: Deployment) -> N
         kernel.close()
 
 
-def test_web_reads_checkpoints_only_through_a_grant_that_is_to_go(
-    deployment: Deployment,
-) -> None:
-    """Web copies and deletes checkpoints today (session.fork, restart and shutdown of an
-    unhosted session), so it may read them; that grant is marked to go (docs/deploy.md lists
-    it). When the grant goes, reading one must be refused."""
+def test_web_cannot_read_checkpoints(deployment: Deployment) -> None:
+    """Checkpoints are the kernel's: web forks and discards them by asking the kernel
+    (control requests), so it has no grant on them and cannot read a session's variables."""
     pattern = acl.session_pattern(keys.checkpoint)
-    grants = [grant for grant in acl.RULES[Service.WEB].keys if grant.pattern == pattern]
+    assert not [grant for grant in acl.RULES[Service.WEB].keys if grant.pattern == pattern]
     web = deployment.as_(Service.WEB)
     try:
-        if grants:
-            assert all(g.until for g in grants), "web's checkpoint grant must say when it goes"
-            assert web.get(deployment.key(keys.checkpoint(SESSION))) is None  # allowed: absent
-        else:
-            with pytest.raises(NOPERM):
-                web.get(deployment.key(keys.checkpoint(SESSION)))
+        with pytest.raises(NOPERM):
+            web.get(deployment.key(keys.checkpoint(SESSION)))
     finally:
         web.close()
 

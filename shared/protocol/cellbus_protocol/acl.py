@@ -116,11 +116,6 @@ _SESSION_HOST = session_pattern(keys.session_host)
 _SESSION_CHECKPOINT = session_pattern(keys.checkpoint)
 _SESSION_PRESENCE = session_pattern(keys.presence)
 
-_WEB_CHECKPOINTS_GO = (
-    "web stops copying and deleting checkpoints itself (session.fork, restart and shutdown "
-    "of a session that no worker hosts)"
-)
-
 _WEAKEST_SANDBOX = (
     KeyGrant(keys.WORKERS, Access.READ_WRITE, "which workers are alive (`isolation.weakest`); "
              "drops expired rows as every reader does", only=("hgetall", "hdel")),
@@ -174,7 +169,6 @@ RULES: Mapping[Service, ServiceRules] = {
             "subscribe",
             "unsubscribe",
             "get",
-            "copy",
             "hset",
             "hdel",
             "hgetall",
@@ -184,18 +178,12 @@ RULES: Mapping[Service, ServiceRules] = {
             KeyGrant(keys.NEW_SESSIONS, Access.WRITE, "starts sessions"),
             KeyGrant(keys.KERNEL_CONTROL, Access.WRITE, "forks, ends and asks after sessions"),
             KeyGrant(_SESSION_REQUESTS, Access.WRITE, "sends requests to sessions"),
-            KeyGrant(_SESSION_HOST, Access.READ, "asks whether a session is hosted"),
+            KeyGrant(_SESSION_HOST, Access.READ, "ensure_session: is a session hosted (one GET)"),
             KeyGrant(_SESSION_FEED, Access.READ, "relays feeds to clients"),
             KeyGrant(_SESSION_PRESENCE, Access.READ_WRITE, "who is watching each session"),
             KeyGrant(keys.ACCESS_CHANGES, Access.READ, "forgets roles when accounts says so"),
             KeyGrant(keys.HEALTH_PROBE, Access.READ, "/healthz"),
             *_WEAKEST_SANDBOX,
-            KeyGrant(
-                _SESSION_CHECKPOINT,
-                Access.READ_WRITE,
-                "copies (fork) and deletes checkpoints",
-                until=_WEB_CHECKPOINTS_GO,
-            ),
             KeyGrant(_WAKE, Access.READ_WRITE, "its feed hub's wake stream"),
         ),
         channels=(_REPLIES,),  # replies to its requests

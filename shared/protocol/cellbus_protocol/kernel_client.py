@@ -153,6 +153,13 @@ class KernelClient:
         gone)."""
         return await self.control(m.EndSession(session=session, username=self.username), m.Ended)
 
+    async def end_session_later(self, session: str) -> None:
+        """`end_session` without waiting: the request waits on the control queue until a
+        worker takes it (for a caller that must not wait on the kernel: a worksheet that is
+        deleted is gone whatever becomes of its session)."""
+        request = m.EndSession(session=keys.check_session_id(session), username=self.username)
+        await self.bus.enqueue(keys.KERNEL_CONTROL, msgspec.json.encode(request))
+
     async def control(self, request: m.ControlRequest, result: type[ResultT]) -> ResultT:
         """Send a control request to the kernel workers and return its typed result;
         `RemoteError` with the kernel's error code, `RequestTimeout` if none answers."""

@@ -9,17 +9,18 @@ session's answer.
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from typing import Any, TypeVar
 
 import msgspec
 
 from cellbus_protocol import accounts as a
-from cellbus_protocol import keys
 from cellbus_protocol import messages as m
+from cellbus_protocol.errors import CellbusError
 
 from ..backend import ask_accounts, backend_of, caller, require_role
-from ..rpc import INVALID_PARAMS, NOT_FOUND, UNAVAILABLE, Api, Call, RpcError
+from ..rpc import INVALID_PARAMS, UNAVAILABLE, Api, Call, RpcError
 
 
 class NewSession(msgspec.Struct, kw_only=True):
@@ -90,19 +91,14 @@ async def session_fork(call: Call, session: str) -> NewSession:
     checkpoint (it has run nothing yet, was restarted since, or checkpoints are off) cannot
     be forked: not found."""
     principal = await require_role(call, session, "viewer")
-    backend = backend_of(call)
-    fork = uuid.uuid4().hex
-    if not await backend.bus.copy_blob(keys.checkpoint(session), keys.checkpoint(fork)):
-        raise RpcError(
-            NOT_FOUND,
-            "this session has no checkpoint to fork yet: run a cell in it first",
-        )
+    kernel = backend_of(call).kernel(principal)
+    fork = (await kernel.fork_session(session)).session  # the kernel copies the checkpoint
     try:
         await ask_accounts(call, a.CreateSession(session=fork))
-    except BaseException:
-        await backend.bus.delete_blob(keys.checkpoint(fork))
+    except BaseException:  # nobody may use it: end it (it has nothing of anyone's yet)
+        with contextlib.suppress(CellbusError):
+            await kernel.end_session(fork)
         raise
-    await backend.kernel(principal).create_session(fork, fork_of=session)
     return NewSession(session=fork)
 
 
@@ -138,47 +134,44 @@ async def session_inspect(call: Call, session: str, code: str, cursor_pos: int) 
     return Inspection(found=reply.found, data=reply.data)
 
 
-async def _hosted(call: Call, session: str) -> bool:
-    return await backend_of(call).bus.lease_holder(keys.session_host(session)) is not None
-
-
 async def session_interrupt(call: Call, session: str) -> None:
     """Interrupt the running execution (KeyboardInterrupt); the queue after it is aborted."""
     principal = await require_role(call, session, "editor")
-    if await _hosted(call, session):
-        _answered(await backend_of(call).kernel(principal).interrupt(session))
+    kernel = backend_of(call).kernel(principal)
+    if (await kernel.session_status(session)).hosted:
+        _answered(await kernel.interrupt(session))
 
 
 async def session_restart(call: Call, session: str) -> None:
     """End the session's process and start a fresh one: its variables are lost."""
     principal = await require_role(call, session, "editor")
     backend = backend_of(call)
-    if not await _hosted(call, session):  # hibernated, shut down or never started: no restore
-        await backend.bus.delete_blob(keys.checkpoint(session))
+    kernel = backend.kernel(principal)
+    if not (await kernel.discard_session(session)).hosted:  # its checkpoint is gone: no restore
         await backend.ensure_session(session, principal)
         return
-    _answered(await backend.kernel(principal).restart(session))
+    _answered(await kernel.restart(session))
 
 
 async def session_shutdown(call: Call, session: str) -> None:
     """End the session's process and delete its checkpoint; the next request starts it
     again, empty."""
     principal = await require_role(call, session, "editor")
-    if await _hosted(call, session):
-        _answered(await backend_of(call).kernel(principal).shutdown(session))
-    else:  # a hibernated session is not restored afterwards
-        await backend_of(call).bus.delete_blob(keys.checkpoint(session))
+    kernel = backend_of(call).kernel(principal)
+    if (await kernel.discard_session(session)).hosted:  # else: its checkpoint is gone
+        _answered(await kernel.shutdown(session))
 
 
 async def session_info(call: Call, session: str) -> SessionInfo:
     """The session's state, the execution running and those queued with who sent them,
     and the next execution count."""
     principal = await require_role(call, session, "viewer")
-    if not await _hosted(call, session):
+    kernel = backend_of(call).kernel(principal)
+    if not (await kernel.session_status(session)).hosted:
         return SessionInfo(
             session=session, state="stopped", execution_count=1, running=None, queued=[]
         )
-    reply = _answered(await backend_of(call).kernel(principal).session_info(session))
+    reply = _answered(await kernel.session_info(session))
     return SessionInfo(
         session=session, state=reply.state, execution_count=reply.execution_count,
         running=reply.running, queued=reply.queued,

@@ -705,6 +705,10 @@ async def test_a_body_that_stalls_is_refused_with_408(toy: Toy) -> None:
     assert "did not arrive within 0.2 seconds" in body["error"]["message"]
 
 
+def test_each_error_code_name_of_the_module_is_its_member() -> None:
+    assert all(getattr(rpc, code.name) is code for code in rpc.ErrorCode)
+
+
 def test_the_handler_is_a_plain_aiohttp_view(toy: Toy) -> None:
     view = toy.api.handler(max_body_bytes=MAX_BODY)
     assert issubclass(view, rpc.RpcView) and rpc.RpcView.__bases__ == (web.View,)

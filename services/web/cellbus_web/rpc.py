@@ -82,20 +82,12 @@ class ErrorCode(enum.IntEnum):
     UNAVAILABLE = -32050
 
 
-# The names the methods and tests use (``rpc.NOT_FOUND``); each is the member, not a copy.
-PARSE_ERROR = ErrorCode.PARSE_ERROR
-INVALID_REQUEST = ErrorCode.INVALID_REQUEST
-METHOD_NOT_FOUND = ErrorCode.METHOD_NOT_FOUND
-INVALID_PARAMS = ErrorCode.INVALID_PARAMS
-INTERNAL_ERROR = ErrorCode.INTERNAL_ERROR
-UNAUTHENTICATED = ErrorCode.UNAUTHENTICATED
-FORBIDDEN = ErrorCode.FORBIDDEN
-NOT_FOUND = ErrorCode.NOT_FOUND
-CONFLICT = ErrorCode.CONFLICT
-TAKEN = ErrorCode.TAKEN
-TOO_LARGE = ErrorCode.TOO_LARGE
-RATE_LIMITED = ErrorCode.RATE_LIMITED
-UNAVAILABLE = ErrorCode.UNAVAILABLE
+# The names the methods use (``rpc.NOT_FOUND``): the members themselves, in definition order
+# (tests/unit/test_rpc.py checks that each name is its member).
+(
+    PARSE_ERROR, INVALID_REQUEST, METHOD_NOT_FOUND, INVALID_PARAMS, INTERNAL_ERROR,
+    UNAUTHENTICATED, FORBIDDEN, NOT_FOUND, CONFLICT, TAKEN, TOO_LARGE, RATE_LIMITED, UNAVAILABLE,
+) = ErrorCode  # fmt: skip
 
 REMOTE_ERRORS: dict[str, ErrorCode] = {
     "unauthenticated": UNAUTHENTICATED,

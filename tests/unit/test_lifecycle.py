@@ -1,0 +1,81 @@
+"""A hosted session's life on its worker: the transition table and what each state allows."""
+
+from __future__ import annotations
+
+import pytest
+
+from cellbus_kernel.lifecycle import (
+    TRANSITIONS,
+    Departure,
+    IllegalTransition,
+    Lifecycle,
+    SessionState,
+)
+
+
+def test_a_session_starts_serves_hibernates_and_leaves() -> None:
+    life = Lifecycle("s1")
+    assert life.state is SessionState.STARTING and life.takes_requests
+    life.to(SessionState.SERVING)
+    assert life.serving and life.takes_requests and life.may_start_process
+    life.to(SessionState.ENDING)
+    assert not life.takes_requests and not life.may_start_process and not life.holds_lease
+    life.leave(Departure.HIBERNATED)
+    assert life.state is SessionState.LEFT and life.left.is_set()
+    assert life.departure is Departure.HIBERNATED and not life.lost
+
+
+def test_a_draining_session_may_start_a_process_but_takes_no_request() -> None:
+    life = Lifecycle("s1")
+    life.to(SessionState.SERVING)
+    life.to(SessionState.DRAINING)
+    assert life.may_start_process and life.holds_lease
+    assert not life.takes_requests and not life.serving
+
+
+@pytest.mark.parametrize(
+    ("path", "illegal"),
+    [
+        ([], SessionState.STARTING),  # no state changes to itself
+        ([SessionState.SERVING], SessionState.STARTING),  # nothing goes back
+        ([SessionState.SERVING, SessionState.ENDING], SessionState.SERVING),
+        ([SessionState.SERVING, SessionState.ENDING], SessionState.DRAINING),
+        ([SessionState.SERVING, SessionState.DRAINING], SessionState.SERVING),
+    ],
+)
+def test_the_state_machine_refuses_an_illegal_transition(
+    path: list[SessionState], illegal: SessionState
+) -> None:
+    life = Lifecycle("s1")
+    for state in path:
+        life.to(state)
+    before = life.state
+    with pytest.raises(IllegalTransition, match=f"{before.value} -> {illegal.value}"):
+        life.to(illegal)
+    assert life.state is before  # unchanged
+
+
+def test_a_session_that_left_changes_no_more() -> None:
+    life = Lifecycle("s1")
+    life.leave(Departure.LOST)
+    assert life.lost
+    for state in SessionState:
+        with pytest.raises(IllegalTransition):
+            life.to(state)
+    with pytest.raises(IllegalTransition):
+        life.leave(Departure.SHUT_DOWN)
+    assert life.departure is Departure.LOST
+
+
+def test_a_lease_can_be_lost_in_every_state_but_left() -> None:
+    for state in SessionState:
+        assert (SessionState.LEFT in TRANSITIONS[state]) is (state is not SessionState.LEFT)
+
+
+def test_what_the_worker_does_for_each_departure() -> None:
+    """Lost: the lease and registry are not the worker's to touch; moved: handed over at
+    once and left registered; hibernated: hosted again if requests came meanwhile."""
+    assert [d for d in Departure if not d.lets_go] == [Departure.LOST]
+    assert {d for d in Departure if d.stays_registered} == {Departure.MOVED, Departure.LOST}
+    assert [d for d in Departure if d.hands_over] == [Departure.MOVED]
+    assert [d for d in Departure if d.wakes_for_queued] == [Departure.HIBERNATED]

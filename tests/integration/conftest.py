@@ -12,6 +12,7 @@ import contextlib
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypedDict
 
 import pytest
 
@@ -26,7 +27,21 @@ from ..support.private_postgres import PrivatePostgres
 from ..support.redis import REDIS_URL, delete_namespace, new_namespace, require_redis
 from ..support.workers import TEST_SECRET, WorkerProcess
 
-WORKER_SETTINGS = {"memory_limit_mb": 400, "output_cap": 2_000_000, "secret": TEST_SECRET}
+
+class WorkerSettings(TypedDict):
+    """What every test worker is given: a process in its environment, one in-process as
+    `KernelSettings`."""
+
+    memory_limit_mb: int
+    output_cap: int
+    secret: str
+
+
+WORKER_SETTINGS: WorkerSettings = {
+    "memory_limit_mb": 400,
+    "output_cap": 2_000_000,
+    "secret": TEST_SECRET,
+}
 
 
 @dataclass
@@ -68,7 +83,7 @@ async def kernel(request: pytest.FixtureRequest) -> AsyncIterator[Kernel]:
         await bus.close()
         return
     bus = InMemoryBus()
-    worker = KernelWorker(KernelSettings(**WORKER_SETTINGS), bus)  # type: ignore[arg-type]
+    worker = KernelWorker(KernelSettings(**WORKER_SETTINGS), bus)
     task = asyncio.create_task(worker.run())
     await worker.ready.wait()
     yield Kernel("memory", bus, KernelClient(bus, "alice"), worker)

@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from cellbus_kernel.worker import KernelWorker
 from cellbus_protocol import codec, keys
 from cellbus_protocol import messages as m
 from cellbus_protocol.envelope import new_message
@@ -82,7 +83,7 @@ async def test_malformed_messages_are_dropped_and_the_worker_keeps_serving(
     run = await run_code(kernel.client, session, "print('still serving')")
     assert run.stdout == "still serving\n"
     if kernel.transport == "memory":
-        assert kernel.worker.drops.total == 6  # type: ignore[union-attr]
+        assert isinstance(kernel.worker, KernelWorker) and kernel.worker.drops.total == 6
     else:
         assert kernel.log_text().count("dropped invalid message") >= 6
 

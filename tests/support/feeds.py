@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypedDict, Unpack
 
 from cellbus_protocol import codec, keys
 from cellbus_protocol.bus import Bus
@@ -12,6 +13,15 @@ from cellbus_protocol.envelope import Message
 from cellbus_protocol.kernel_client import KernelClient
 
 FEED_TIMEOUT = 30.0
+
+
+class ExecuteOptions(TypedDict, total=False):
+    """`KernelClient.execute`'s options, as `run_code` passes them on."""
+
+    silent: bool
+    store_history: bool
+    stop_on_error: bool
+    cell_id: str | None
 
 
 @dataclass
@@ -80,10 +90,12 @@ async def collect(
     raise AssertionError("unreachable")
 
 
-async def run_code(client: KernelClient, session: str, code: str, **options: object) -> Run:
+async def run_code(
+    client: KernelClient, session: str, code: str, **options: Unpack[ExecuteOptions]
+) -> Run:
     """Execute `code` and return what the feed said about it."""
     after = await client.bus.last_seq(keys.feed(session))
-    request = await client.execute(session, code, **options)  # type: ignore[arg-type]
+    request = await client.execute(session, code, **options)
     return await collect(client.bus, request, after)
 
 

@@ -70,7 +70,7 @@ class StubRpc:
 
 
 async def complete(rpc: StubRpc, text: str) -> list[tuple[str, int]]:
-    completer = SessionCompleter(rpc, "s1")  # type: ignore[arg-type]
+    completer = SessionCompleter(rpc, "s1")
     document = Document(text, len(text))
     event = CompleteEvent(completion_requested=True)
     return [

@@ -20,7 +20,7 @@ import signal
 import sys
 from collections.abc import AsyncGenerator, Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from prompt_toolkit import PromptSession
 from prompt_toolkit.completion import CompleteEvent, Completer, Completion
@@ -80,10 +80,16 @@ def split_script(lines: Iterable[str]) -> Iterator[str]:
         yield "\n".join(buffer).rstrip("\n") + "\n"
 
 
+class Caller(Protocol):
+    """What the completer needs of a client: one JSON-RPC call (`RpcClient`, or a test's)."""
+
+    async def call(self, method: str, /, **params: Any) -> Any: ...
+
+
 class SessionCompleter(Completer):
     """Completions from the session's kernel (`session.complete`), on Tab."""
 
-    def __init__(self, rpc: RpcClient, session: str, *, timeout: float = COMPLETE_TIMEOUT) -> None:
+    def __init__(self, rpc: Caller, session: str, *, timeout: float = COMPLETE_TIMEOUT) -> None:
         self.rpc = rpc
         self.session = session
         self.timeout = timeout

@@ -159,7 +159,8 @@ def test_contents_are_written_with_their_defaults_as_jupyter_clients_expect() ->
 def valid_wire() -> dict[str, Any]:
     """A valid stream message as parsed JSON, to break in one place per test."""
     msg = new_message(messages.Stream(name="stdout", text="hello"), session="s", username="u")
-    return json.loads(codec.encode(msg))
+    wire: dict[str, Any] = json.loads(codec.encode(msg))
+    return wire
 
 
 def decode_error(data: bytes | str | dict[str, Any]) -> str:

@@ -49,7 +49,9 @@ def to_notebook(worksheet: dict[str, Any]) -> dict[str, Any]:
     return notebook
 
 
-def make_cell(source: str, outputs: list[dict] | None = None, count: int | None = None, **run):
+def make_cell(
+    source: str, outputs: list[dict[str, Any]] | None = None, count: int | None = None, **run: str
+) -> dict[str, Any]:
     return {
         "id": str(uuid.uuid4()),
         "worksheet": WORKSHEET_ID,
@@ -63,7 +65,7 @@ def make_cell(source: str, outputs: list[dict] | None = None, count: int | None 
     }
 
 
-def make_worksheet(cells: list[dict], title: str = "Analysis") -> dict[str, Any]:
+def make_worksheet(cells: list[dict[str, Any]], title: str = "Analysis") -> dict[str, Any]:
     return {
         "id": WORKSHEET_ID,
         "title": title,
@@ -146,7 +148,8 @@ def assert_valid(nb: dict[str, Any]) -> None:
 
 def written_by_nbformat(nb: nbformat.NotebookNode) -> dict[str, Any]:
     """`nb` as a ``.ipynb`` file holds it, parsed: multi-line strings are lists of lines."""
-    return json.loads(nbformat.writes(nb))
+    written: dict[str, Any] = json.loads(nbformat.writes(nb))
+    return written
 
 
 # --- export ---------------------------------------------------------------------------------
@@ -230,7 +233,7 @@ def test_a_markdown_cell_loses_its_outputs_and_a_bare_magic_is_empty() -> None:
 
 def test_export_makes_odd_outputs_valid() -> None:
     """Outputs saved in a shape nbformat allows or not, all exported as valid nbformat."""
-    outputs = [
+    outputs: list[dict[str, Any]] = [
         {"output_type": "stream", "name": "stdout", "text": ["a\n", "b\n"], "extra": 1},
         {
             "output_type": "display_data",

@@ -23,6 +23,7 @@ from typing import Any
 
 import aiosqlite
 import asyncpg
+from asyncpg.pool import PoolConnectionProxy
 
 from .errors import StoreUnavailable, UniqueViolation
 
@@ -89,7 +90,9 @@ class Database(abc.ABC):
 
 
 class _PgConnection(Connection):
-    def __init__(self, connection: asyncpg.Connection) -> None:
+    def __init__(
+        self, connection: asyncpg.Connection[asyncpg.Record] | PoolConnectionProxy[asyncpg.Record]
+    ) -> None:
         self._connection = connection
 
     async def fetch(self, sql: str, *args: Any) -> list[Row]:

@@ -6,8 +6,9 @@ import json
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
+from cellbus_protocol.roles import ROLE_RANK
 from cellbus_protocol.roles import Role as Role  # re-exported: the store's records carry roles
 
 
@@ -81,6 +82,13 @@ def as_optional_time(value: Any) -> datetime | None:
     return None if value is None else as_time(value)
 
 
+def as_role(value: Any) -> Role:
+    """A role read from the database (its CHECK constraint allows only these)."""
+    if value not in ROLE_RANK:
+        raise ValueError(f"not a role: {value!r}")
+    return cast(Role, value)
+
+
 def as_json(value: Any) -> Any:
     return json.loads(value) if isinstance(value, str) else value
 
@@ -108,7 +116,7 @@ def worksheet_from(row: Any) -> Worksheet:
         row["title"],
         row["owner"],
         row["session"],
-        row["role"],
+        as_role(row["role"]),
         as_time(row["created_at"]),
         as_time(row["updated_at"]),
     )

@@ -24,6 +24,7 @@ from .records import (
     Token,
     User,
     Worksheet,
+    as_role,
     as_time,
     cell_from,
     token_from,
@@ -235,10 +236,11 @@ class Store:
 
     async def role_of(self, worksheet_id: uuid.UUID, user_id: uuid.UUID) -> Role | None:
         async with self.database.transaction() as db:
-            return await db.fetchval(
+            role = await db.fetchval(
                 "SELECT role FROM memberships WHERE worksheet_id = $1 AND user_id = $2",
                 worksheet_id, user_id,
             )  # fmt: skip
+        return None if role is None else as_role(role)
 
     async def rename_worksheet(self, worksheet_id: uuid.UUID, title: str) -> None:
         async with self.database.transaction() as db:
@@ -277,7 +279,7 @@ class Store:
                    WHERE m.worksheet_id = $1 ORDER BY u.username""",
                 worksheet_id,
             )
-        return [Member(row["username"], row["role"]) for row in rows]
+        return [Member(row["username"], as_role(row["role"])) for row in rows]
 
     # -- cells ----------------------------------------------------------------------------
     async def cells(self, worksheet_id: uuid.UUID) -> list[Cell]:

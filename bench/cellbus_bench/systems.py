@@ -183,22 +183,25 @@ class FeedRouter:
                 break
             now = time.perf_counter()
             data = _decode.decode(frame.data)
-            if data["type"] != "message":
+            if data["type"] != "messages":
                 self.replies.put_nowait(data)
                 continue
-            msg = data["message"]
-            parent = msg["parent_header"].get("msg_id")
-            if not parent:
-                continue
-            run = self.runs.get(parent)
-            if run is not None:
-                run.feed(msg, now)
-                if run.done_at is not None:
-                    del self.runs[parent]
-            else:
-                self.early.setdefault(parent, []).append((msg, now))
-                if len(self.early) > EARLY_HELD:  # messages of runs long finished
-                    del self.early[next(iter(self.early))]
+            for item in data["messages"]:
+                self._route(item["message"], now)
+
+    def _route(self, msg: dict[str, Any], now: float) -> None:
+        parent = msg["parent_header"].get("msg_id")
+        if not parent:
+            return
+        run = self.runs.get(parent)
+        if run is not None:
+            run.feed(msg, now)
+            if run.done_at is not None:
+                del self.runs[parent]
+        else:
+            self.early.setdefault(parent, []).append((msg, now))
+            if len(self.early) > EARLY_HELD:  # messages of runs long finished
+                del self.early[next(iter(self.early))]
 
     def track(self, msg_id: str, run: Run) -> None:
         for msg, now in self.early.pop(msg_id, ()):

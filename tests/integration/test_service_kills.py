@@ -78,10 +78,10 @@ async def test_a_web_process_killed_mid_run_loses_no_feed_message(stack: Service
     resumed = await ada.socket()
     await resumed.subscribe(session=sheet["session"], cursor=cursor)
     await resumed.until_done(run["msg_id"])
-    frames = [f for f in feed.frames + resumed.frames if f["type"] == "message"]
-    cursors = [f["cursor"] for f in frames]
+    received = feed.received + resumed.received
+    cursors = [r.cursor for r in received]
     assert cursors == list(range(cursors[0], cursors[-1] + 1)), "lost or repeated messages"
-    assert stdout_of([f["message"] for f in frames]) == "".join(f"{i}\n" for i in range(80))
+    assert stdout_of([r.message for r in received]) == "".join(f"{i}\n" for i in range(80))
     stack.restart_web(0)
     await resumed.close()
     await watcher.close()

@@ -277,8 +277,7 @@ async def test_a_viewer_watches_but_cannot_change_and_a_stranger_sees_nothing(
     assert (ended["code"], ended["session"]) == (FORBIDDEN, sheet["session"])
     await ada.call("cell.evaluate", id=cell["id"])
     with pytest.raises(TimeoutError):
-        await feed.frame(lambda f: f["type"] == "message" and f["message"]["header"]["msg_type"]
-                         == "execute_input", timeout=1.0)  # fmt: skip
+        await feed.message(lambda m: m["header"]["msg_type"] == "execute_input", timeout=1.0)
     for closing in (feed, eve_feed):
         await closing.close()
     await stranger.close()
@@ -391,19 +390,20 @@ async def test_a_reconnect_mid_run_resumes_from_the_cursor_and_loses_nothing(
         cursor = feed.cursors[sheet["session"]]
         await feed.close()
         await asyncio.sleep(0.3)
-    resumed = await ada.on(stack.urls[-1]).socket()  # to another web process, where there is one
+    elsewhere = ada.on(stack.urls[-1])  # another web process, where there is one
+    resumed = await elsewhere.socket()
     await resumed.subscribe(session=sheet["session"], cursor=cursor)
     await resumed.until_done(run["msg_id"])
     if isinstance(stack, ServicesStack):
         stack.restart_web(0)
-    before = [f for f in feed.frames if f["type"] == "message"]
-    after = [f for f in resumed.frames if f["type"] == "message"]
-    cursors = [f["cursor"] for f in before + after]
+    received = feed.received + resumed.received
+    cursors = [r.cursor for r in received]
     assert cursors == sorted(set(cursors)), "a message was repeated or reordered"
     assert cursors == list(range(cursors[0], cursors[-1] + 1)), "a message was lost"
-    text = stdout_of([f["message"] for f in before + after])
+    text = stdout_of([r.message for r in received])
     assert text == "".join(f"{i}\n" for i in range(60))
     await resumed.close()
+    await elsewhere.close()
 
 
 async def test_worksheets_export_to_ipynb_and_import_back(ada: Client) -> None:

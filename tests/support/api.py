@@ -88,13 +88,27 @@ async def new_user(url: str, name: str = "user") -> Client:
     return client
 
 
+@dataclass(frozen=True)
+class Received:
+    """One feed message as a ``messages`` frame delivered it."""
+
+    session: str
+    cursor: int
+    message: dict[str, Any]
+
+
 @dataclass
 class Feed:
-    """A feed WebSocket: what it received, frame by frame, and per session by cursor."""
+    """A feed WebSocket: what it received, frame by frame, and per session by cursor.
+
+    Feed messages come in ``messages`` frames, several at a time; `received` lists them one
+    by one, and `message` reads them in order, as a client handles them."""
 
     ws: aiohttp.ClientWebSocketResponse
     frames: list[dict[str, Any]] = field(default_factory=list)
+    received: list[Received] = field(default_factory=list)
     cursors: dict[str, int] = field(default_factory=dict)
+    _handled: int = 0  # of `received`: the messages `message` has looked at
 
     async def subscribe(self, cursor: int | str | None = 0, **target: str) -> dict[str, Any]:
         await self.ws.send_json({"op": "subscribe", "cursor": cursor, **target})
@@ -103,26 +117,41 @@ class Feed:
     async def frame(
         self, match: Callable[[dict[str, Any]], bool], timeout: float = FEED_TIMEOUT
     ) -> dict[str, Any]:
-        """The next frame that `match`es (frames before it are kept in `frames`)."""
+        """The next frame that `match`es (frames and messages before it are passed over, and
+        kept in `frames` and `received`)."""
         async with asyncio.timeout(timeout):
             while True:
-                msg = await self.ws.receive()
-                if msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED,
-                                aiohttp.WSMsgType.CLOSING):  # fmt: skip
-                    raise ConnectionError(f"socket closed: {msg.data} {msg.extra}")
-                frame = json.loads(msg.data)
-                self.frames.append(frame)
-                if frame["type"] == "message":
-                    self.cursors[frame["session"]] = frame["cursor"]
+                frame = await self._next_frame()
+                self._handled = len(self.received)
                 if match(frame):
                     return frame
+
+    async def _next_frame(self) -> dict[str, Any]:
+        msg = await self.ws.receive()
+        if msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED,
+                        aiohttp.WSMsgType.CLOSING):  # fmt: skip
+            raise ConnectionError(f"socket closed: {msg.data} {msg.extra}")
+        frame: dict[str, Any] = json.loads(msg.data)
+        self.frames.append(frame)
+        if frame["type"] == "messages":
+            session = frame["session"]
+            for item in frame["messages"]:
+                self.received.append(Received(session, item["cursor"], item["message"]))
+            self.cursors[session] = frame["cursor"]
+        return frame
 
     async def message(
         self, match: Callable[[dict[str, Any]], bool], timeout: float = FEED_TIMEOUT
     ) -> dict[str, Any]:
         """The next Jupyter message that `match`es."""
-        frame = await self.frame(lambda f: f["type"] == "message" and match(f["message"]), timeout)
-        return frame["message"]
+        async with asyncio.timeout(timeout):
+            while True:
+                while self._handled < len(self.received):
+                    self._handled += 1
+                    found = self.received[self._handled - 1].message
+                    if match(found):
+                        return found
+                await self._next_frame()
 
     async def until_done(self, msg_id: str, timeout: float = FEED_TIMEOUT) -> list[dict[str, Any]]:
         """The messages of request `msg_id`, up to its final idle (or dead) status."""
@@ -130,7 +159,7 @@ class Feed:
         return self.of_request(msg_id)
 
     def messages(self) -> list[dict[str, Any]]:
-        return [f["message"] for f in self.frames if f["type"] == "message"]
+        return [r.message for r in self.received]
 
     def of_request(self, msg_id: str) -> list[dict[str, Any]]:
         return [m for m in self.messages() if m["parent_header"].get("msg_id") == msg_id]

@@ -109,7 +109,8 @@ class FakeCellbus:
     def publish(self, session: str, message: dict[str, Any]) -> None:
         feed = self.feeds[session]
         feed.append(message)
-        frame = {"type": "message", "session": session, "cursor": len(feed), "message": message}
+        item = {"cursor": len(feed), "message": message}
+        frame = {"type": "messages", "session": session, "cursor": len(feed), "messages": [item]}
         for queue in self.subscribers[session]:
             queue.put_nowait(frame)
 
@@ -160,9 +161,13 @@ class FakeCellbus:
                 feed = self.feeds[session]
                 start = len(feed) if cursor == "now" else int(cursor)
                 queue.put_nowait({"type": "subscribed", "session": session, "cursor": start})
-                for n, message in enumerate(feed[start:], start + 1):
-                    frame_ = {"type": "message", "session": session, "cursor": n}
-                    queue.put_nowait({**frame_, "message": message})
+                retained = [
+                    {"cursor": n, "message": message}
+                    for n, message in enumerate(feed[start:], start + 1)
+                ]
+                if retained:  # one batch, as the server sends a catch-up page
+                    frame_ = {"type": "messages", "session": session, "cursor": len(feed)}
+                    queue.put_nowait({**frame_, "messages": retained})
                 self.subscribers[session].add(queue)
                 subscribed.append(session)
         finally:

@@ -61,9 +61,13 @@ async def send(ws: web.WebSocketResponse, frame: dict[str, Any]) -> None:
 
 
 async def messages(ws: web.WebSocketResponse, first: int, last: int) -> None:
-    for cursor in range(first, last + 1):
-        frame = {"type": "message", "session": SESSION, "cursor": cursor}
-        await send(ws, {**frame, "message": FEED[cursor - 1]})
+    """Messages `first` to `last` in ``messages`` frames of two (a batch may start with a
+    message the client has: it must hand out only the rest)."""
+    for start in range(first, last + 1, 2):
+        cursors = range(start, min(start + 1, last) + 1)
+        batch = [{"cursor": c, "message": FEED[c - 1]} for c in cursors]
+        frame = {"type": "messages", "session": SESSION, "cursor": cursors[-1]}
+        await send(ws, {**frame, "messages": batch})
 
 
 def subscribed(cursor: int) -> dict[str, Any]:

@@ -1,18 +1,25 @@
-"""The feed WebSocket's frames of feed entries: built once per list of entries for every
-socket, and written by the outbox, a socket's pending frames in one write."""
+"""The feed WebSocket's write path: ``messages`` frames built once per batch for every socket,
+one typed queue per socket bounded in messages, and one writer task that sends it in order."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+from types import SimpleNamespace
 from typing import Any
 
-from cellbus_protocol import codec
+import pytest
+from aiohttp import WSMsgType
+
+from cellbus_protocol import codec, keys
 from cellbus_protocol import messages as m
-from cellbus_protocol.bus import FeedEntry
+from cellbus_protocol.bus import FeedEntry, InMemoryBus
 from cellbus_protocol.envelope import new_message
-from cellbus_web.outbox import Outbox, text_frame
-from cellbus_web.ws import _Frames
+from cellbus_web import batches as batches_module
+from cellbus_web.batches import Batch, batches
+from cellbus_web.feeds import FeedHub
+from cellbus_web.outgoing import Deliver, Outgoing, Send
+from cellbus_web.ws import OVERFLOW, FeedSocket
 
 S1 = "11111111-1111-1111-1111-111111111111"
 S2 = "22222222-2222-2222-2222-222222222222"
@@ -26,201 +33,198 @@ def printed(seq: int, text: str = "x\n") -> FeedEntry:
     return entry(seq, m.Stream(name="stdout", text=text))
 
 
-def test_the_frames_of_entries_are_built_once_for_all_their_sockets() -> None:
-    frames = _Frames()
+def test_a_batch_is_one_frame_with_the_kernels_bytes_spliced_in() -> None:
     entries = [printed(7), printed(8, "y\n")]
-    wrapped = frames.of(S1, entries)
-    assert frames.of(S1, entries) is wrapped  # the next socket gets the same bytes
-    assert wrapped.revoked == [None, None]
-    first = json.loads(wrapped.frames[0])
-    assert (first["type"], first["session"], first["cursor"]) == ("message", S1, 7)
-    assert first["message"] == json.loads(entries[0].data)
-    assert json.loads(wrapped.frames[1])["cursor"] == 8
-    assert wrapped.wire == text_frame(wrapped.frames[0]) + text_frame(wrapped.frames[1])
-    assert json.loads(frames.of(S2, entries).frames[0])["session"] == S2
-    assert frames.of(S1, list(entries)) is not wrapped  # another relay's list
+    (batch,) = batches(S1, entries)
+    frame = json.loads(batch.frame)
+    assert (frame["type"], frame["session"], frame["cursor"]) == ("messages", S1, 8)
+    assert [item["cursor"] for item in frame["messages"]] == [7, 8]
+    assert [item["message"] for item in frame["messages"]] == [json.loads(e.data) for e in entries]
+    assert entries[0].data in batch.frame  # the published bytes, not encoded again
+    assert batch.cursor == 8 and batch.removes == frozenset()
+
+
+def test_a_batch_is_split_before_its_frame_gets_too_large(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(batches_module, "MAX_BATCH_BYTES", 600)
+    entries = [printed(n, "z" * 150) for n in range(1, 8)]
+    split = batches(S1, entries)
+    assert len(split) > 1
+    assert [e.seq for b in split for e in b.entries] == list(range(1, 8))
+    assert all(len(b.frame) <= 600 + len(b.entries[-1].data) for b in split)
+    huge = printed(9, "h" * 2000)
+    assert [b.entries for b in batches(S1, [huge])] == [[huge]]  # too large alone: alone
 
 
 def test_only_a_worksheet_shared_with_role_none_removes_access() -> None:
-    removed = entry(1, m.WorksheetShared(username="bob", role="none"))
-    shared = entry(2, m.WorksheetShared(username="bob", role="viewer"))
+    removed = entry(2, m.WorksheetShared(username="bob", role="none"))
+    shared = entry(3, m.WorksheetShared(username="bob", role="viewer"))
     # output that merely mentions it, or that does not decode, removes nothing
     shown = m.DisplayData(data={"application/json": {"worksheet_shared": "worksheet_shared"}})
-    odd = FeedEntry(4, b'{"x": "worksheet_shared"}')
-    wrapped = _Frames().of(S1, [removed, shared, entry(3, shown), odd])
-    assert wrapped.revoked == ["bob", None, None, None]
+    odd = FeedEntry(5, b'{"x": "worksheet_shared"}')
+    (batch,) = batches(S1, [printed(1), removed, shared, entry(4, shown), odd])
+    assert batch.removes == frozenset({"bob"})
+    before = batch.before_removal_of("bob")
+    assert before is not None and [e.seq for e in before.entries] == [1]
+    assert batch.before_removal_of("ada") is batch
+    (first,) = batches(S1, [removed])
+    assert first.before_removal_of("bob") is None
 
 
-def read_frames(data: bytes) -> list[str]:
-    """`data` read as a client reads a server's frames (RFC 6455, section 5.2): each final,
-    unmasked, text."""
-    out = []
-    while data:
-        assert data[0] == 0x81 and not data[1] & 0x80
-        size, start = data[1], 2
-        if size == 126:
-            size, start = int.from_bytes(data[2:4], "big"), 4
-        elif size == 127:
-            size, start = int.from_bytes(data[2:10], "big"), 10
-        assert len(data) >= start + size
-        out.append(data[start : start + size].decode())
-        data = data[start + size :]
-    return out
+# -- a socket's queue --------------------------------------------------------------------------
 
 
-def test_text_frames_read_back_at_every_length_class() -> None:
-    payloads = [b"x" * 5, b"y" * 125, b"z" * 126, b"w" * 70_000]
-    frames = [text_frame(p) for p in payloads]
-    assert [len(f) - len(p) for f, p in zip(frames, payloads, strict=True)] == [2, 2, 4, 10]
-    assert read_frames(b"".join(frames)) == [p.decode() for p in payloads]
+def deliver(*seqs: int) -> Deliver:
+    (batch,) = batches(S1, [printed(seq) for seq in seqs])
+    return Deliver(batch)
 
 
-# -- the outbox ------------------------------------------------------------------------------
+async def test_the_queue_counts_feed_messages_and_refuses_live_ones_when_full() -> None:
+    queue = Outgoing(capacity=4)
+    assert queue.offer(deliver(1, 2, 3))
+    assert queue.offer(Send(b"{}"))
+    assert not queue.offer(deliver(4))  # 5 messages > 4
+    assert isinstance(await queue.get(), Deliver)
+    assert queue.offer(deliver(4, 5, 6))
+    assert len(queue) == 2
 
 
-class _Due:
-    def __init__(self, name: str, log: list[str]) -> None:
-        self.name = name
-        self.log = log
-
-    def flush(self) -> None:
-        self.log.append(self.name)
-
-
-async def steps() -> None:
-    for _ in range(3):
-        await asyncio.sleep(0)
-
-
-async def test_the_outbox_writes_a_group_of_sockets_per_step_oldest_first() -> None:
-    log: list[str] = []
-    outbox = Outbox(per_step=2)
-    a, b, c = (_Due(n, log) for n in "abc")
-    for socket in (a, b, c, a):  # a, due again, keeps its place
-        outbox.add(socket)
+async def test_catching_up_waits_for_room_and_a_large_page_goes_into_an_empty_queue() -> None:
+    queue = Outgoing(capacity=2)
+    assert queue.offer(deliver(1))
+    page = asyncio.create_task(queue.put(deliver(2, 3, 4, 5)))  # heavier than the queue
     await asyncio.sleep(0)
-    assert log == ["a", "b"]  # the rest waits for the next step: the loop runs between
-    await steps()
-    assert log == ["a", "b", "c"]
-    outbox.add(b)
-    outbox.add(c)
-    outbox.discard(b)  # a socket that closed
-    await steps()
-    assert log == ["a", "b", "c", "c"]
-    outbox.add(a)
-    outbox.close()
-    await steps()
-    assert log == ["a", "b", "c", "c"]
+    assert not page.done()
+    await queue.get()
+    await page
+    item = await queue.get()
+    assert isinstance(item, Deliver) and item.batch.cursor == 5
 
 
-async def test_a_socket_that_fails_to_write_does_not_stop_the_others() -> None:
-    log: list[str] = []
-    outbox = Outbox(per_step=10)
-
-    class Broken:
-        def flush(self) -> None:
-            raise RuntimeError("a bug")
-
-    outbox.add(Broken())
-    outbox.add(_Due("ok", log))
-    await steps()
-    outbox.add(_Due("later", log))
-    await steps()
-    assert log == ["ok", "later"]  # the outbox runs on
+# -- a socket ------------------------------------------------------------------------------------
 
 
-# -- a socket's pending frames ---------------------------------------------------------------
+class _WebSocket:
+    """What FeedSocket uses of aiohttp's WebSocketResponse; `paused` holds every send."""
 
-
-class _Transport:
     def __init__(self) -> None:
-        self.writes: list[bytes] = []
-        self.closing = False
-
-    def write(self, data: bytes) -> None:
-        self.writes.append(data)
-
-    def is_closing(self) -> bool:
-        return self.closing
-
-
-class _Writer:
-    def __init__(self, paused: bool = False, compress: int = 0) -> None:
-        self.compress = compress
-        self.protocol = type("Protocol", (), {"writing_paused": paused})()
-        self.transport = _Transport()
-
-
-class _Socket:
-    """Enough of aiohttp's WebSocketResponse for FeedSocket."""
-
-    def __init__(self, writer: Any) -> None:
-        self._writer = writer
-        self.closed = False
         self.sent: list[bytes] = []
+        self.paused: asyncio.Event | None = None
+        self.ended = asyncio.Event()  # END was sent
 
-    async def send_frame(self, data: bytes, opcode: int) -> None:
+    async def send_frame(self, data: bytes, opcode: WSMsgType) -> None:
+        assert opcode == WSMsgType.TEXT
         self.sent.append(data)
-        if isinstance(self._writer, _Writer):  # as aiohttp does: to the same transport
-            self._writer.transport.write(text_frame(data))
+        if data == END:
+            self.ended.set()
+        if self.paused is not None:
+            await self.paused.wait()
 
 
-def feed_socket(writer: Any, outbox: Outbox | None = None) -> Any:
-    from types import SimpleNamespace
-
-    from cellbus_web.ws import FeedSocket
-
-    backend = SimpleNamespace(settings=SimpleNamespace(socket_queue=10))
-    principal = SimpleNamespace(user=SimpleNamespace(username="ada"), token="t0ken")
-    socket = FeedSocket(_Socket(writer), backend, principal, outbox or Outbox())  # type: ignore[arg-type]
+def feed_socket(username: str = "ada", queue: int = 10) -> Any:
+    backend = SimpleNamespace(settings=SimpleNamespace(socket_queue=queue))
+    principal = SimpleNamespace(user=SimpleNamespace(username=username), token="t0ken")
+    socket = FeedSocket(_WebSocket(), backend, principal)  # type: ignore[arg-type]  # fakes
     socket.subscribed.add(S1)
     return socket
 
 
-async def test_live_frames_that_arrive_together_go_out_in_one_write() -> None:
-    writer = _Writer()
-    socket = feed_socket(writer)
-    busy, echo, output = [printed(1, "a\n")], [printed(2, "b\n")], [printed(3, "x\n")]
-    for entries in (busy, echo, output):
-        socket.deliver(S1, entries)
-    assert writer.transport.writes == []  # not in the relay's step
-    await steps()
-    (written,) = writer.transport.writes
-    assert [json.loads(f)["cursor"] for f in read_frames(written)] == [1, 2, 3]
-    assert socket.queue.empty() and socket.sent[S1] == 3
+END = b'{"type":"end of test"}'
 
 
-async def test_something_queued_keeps_its_place_after_pending_frames() -> None:
-    writer = _Writer()
-    socket = feed_socket(writer)
-    socket.deliver(S1, [printed(1)])
-    socket.queue.put_nowait(("", 0, b'{"type":"pong"}'))
-    socket.deliver(S1, [printed(2, "y\n")])  # behind the pong, in the queue
-    assert socket.queue.qsize() == 2
-    writer_task = asyncio.create_task(socket.write())
-    await steps()
-    writer_task.cancel()
-    wire = b"".join(writer.transport.writes)
-    cursors = [json.loads(f).get("cursor") for f in read_frames(wire)]
-    assert cursors == [1, None, 2]  # the pending frame first, then the queue in order
+async def written(socket: Any) -> list[dict[str, Any]]:
+    """The frames the socket's writer sends of what is queued now."""
+    socket.outgoing.offer(Send(END))
+    writer = asyncio.create_task(socket._write())
+    try:
+        async with asyncio.timeout(5):
+            await socket.ws.ended.wait()
+    finally:
+        writer.cancel()
+    return [json.loads(frame) for frame in socket.ws.sent[:-1]]
 
 
-async def test_live_frames_of_a_compressed_socket_go_through_its_writer() -> None:
-    for writer in (_Writer(compress=15), object(), None):  # (or if aiohttp changed shape)
-        socket = feed_socket(writer)
-        socket.deliver(S1, [printed(1), printed(2, "y\n")])
-        assert socket.queue.qsize() == 2, writer
+async def test_every_socket_is_sent_the_same_bytes_one_write_per_batch() -> None:
+    together = batches(S1, [printed(1, "a\n"), printed(2, "b\n"), printed(3, "c\n")])
+    sockets = [feed_socket(), feed_socket()]
+    for socket in sockets:
+        socket.deliver(together)
+    for socket in sockets:
+        (frame,) = await written(socket)
+        assert [item["cursor"] for item in frame["messages"]] == [1, 2, 3]
+        assert socket.ws.sent[0] is together[0].frame
+        assert socket.sent[S1] == 3
 
 
-async def test_pending_frames_go_to_the_writer_if_the_socket_is_full_when_the_outbox_runs() -> None:
-    writer = _Writer()
-    socket = feed_socket(writer)
-    socket.deliver(S1, [printed(1)])
-    writer.protocol.writing_paused = True
-    await steps()
-    assert writer.transport.writes == [] and socket.queue.qsize() == 1  # woken
-    writer_task = asyncio.create_task(socket.write())
-    await steps()
-    writer_task.cancel()
-    assert [json.loads(f)["cursor"] for f in socket.ws.sent] == [1]  # sent by the writer
-    assert socket.sent[S1] == 1
+async def test_frames_go_out_in_the_order_they_were_queued() -> None:
+    socket = feed_socket()
+    socket.deliver(batches(S1, [printed(1)]))
+    assert socket.show_presence(S1, b'{"type":"presence","session":"s","users":[]}')
+    socket.deliver(batches(S1, [printed(2)]))
+    socket.deliver(
+        batches(S2, [entry(1, m.Stream(name="stdout", text="x\n"), S2)])
+    )  # not subscribed (any more)
+    frames = await written(socket)
+    assert [f["type"] for f in frames] == ["messages", "presence", "messages"]
+    assert socket.sent == {S1: 2}
+
+
+async def test_a_socket_whose_live_messages_overflow_is_told_to_close() -> None:
+    socket = feed_socket(queue=3)
+    socket.ws.paused = asyncio.Event()  # the client stopped reading
+    writer = asyncio.create_task(socket._write())
+    socket.deliver(batches(S1, [printed(1)]))
+    await asyncio.sleep(0)  # the writer is stuck sending it
+    for seq in range(2, 6):
+        socket.deliver(batches(S1, [printed(seq)]))
+    writer.cancel()
+    assert socket.ending == OVERFLOW
+    assert socket.sent[S1] == 1  # the cursors its overflow frame will carry
+
+
+async def test_a_user_whose_access_is_removed_gets_what_came_before_then_an_error() -> None:
+    socket = feed_socket(username="bob")
+    socket.backend.hub = None  # nothing is followed in this test
+    removal = entry(2, m.WorksheetShared(username="bob", role="none"))
+    socket.deliver(batches(S1, [printed(1), removal, printed(3)]))
+    socket.deliver(batches(S1, [printed(4)]))
+    frames = await written(socket)
+    assert [item["cursor"] for item in frames[0]["messages"]] == [1]
+    assert (frames[1]["type"], frames[1]["code"], frames[1]["session"]) == ("error", -32003, S1)
+    assert S1 not in socket.subscribed
+
+
+# -- joining a feed: catch up, then live -------------------------------------------------------
+
+
+async def test_a_listener_gets_every_entry_once_in_order_while_the_feed_goes_on() -> None:
+    bus = InMemoryBus()
+    feed = keys.feed(S1)
+    hub = FeedHub(bus)
+    for n in range(1, 2501):  # more than two pages
+        await bus.publish(feed, printed(n).data)
+    got: list[int] = []
+    publishing = 2501
+
+    async def catch_up(page: list[Batch]) -> None:
+        nonlocal publishing
+        got.extend(e.seq for b in page for e in b.entries)
+        if publishing < 2504:  # live while it catches up (for the first three pages)
+            await bus.publish(feed, printed(publishing).data)
+            publishing += 1
+
+    last = asyncio.Event()
+
+    def live(delivered: list[Batch]) -> None:
+        got.extend(e.seq for b in delivered for e in b.entries)
+        if got[-1] == publishing:
+            last.set()
+
+    listener = await hub.follow(S1, 0, live, catch_up)
+    await bus.publish(feed, printed(publishing).data)
+    async with asyncio.timeout(5):
+        await last.wait()
+    assert got == list(range(1, publishing + 1))
+    await hub.unfollow(listener)
+    await hub.close()

@@ -1,13 +1,15 @@
 """`FeedSocket`: the feed WebSocket ({url}/ws), subscribed to sessions, that survives drops.
 
-It keeps, per subscribed session, the cursor of the last message it handed out (or "now" until
-the server has said where "now" is). A reader task takes frames off the socket and puts each new
-message on a queue that `next()` / `async for` read. When the connection ends (an `overflow` or
-`closing` frame, a close, an error, a heartbeat that goes unanswered), the reader reconnects,
-waiting 0.2 s doubling to 5 s between attempts (right away after an `overflow`), and subscribes
-every session again from its last cursor. A message whose cursor is not past the session's last
-one is a repeat and is dropped, so nothing is shown twice; since resuming always starts from the
-last cursor handed out, nothing is skipped either.
+The server sends feed messages in ``messages`` frames, a batch of one session's messages each
+(``{"type": "messages", "session": S, "cursor": N, "messages": [{"cursor": c, "message": M},
+...]}``), handed out here one by one. It keeps, per subscribed session, the cursor of the last
+message it handed out (or "now" until the server has said where "now" is). A reader task takes
+frames off the socket and puts each new message on a queue that `next()` / `async for` read.
+When the connection ends (an `overflow` or `closing` frame, a close, an error, a heartbeat that
+goes unanswered), the reader reconnects, waiting 0.2 s doubling to 5 s between attempts (right
+away after an `overflow`), and subscribes every session again from its last cursor. A message
+whose cursor is not past the session's last one is a repeat and is dropped, so nothing is shown
+twice; since resuming always starts from the last cursor handed out, nothing is skipped either.
 
 The first connection fails loudly (`ServerUnreachable`, or `RpcError` for a refused handshake);
 later ones are retried until the socket is closed, except a 401/403 handshake, which ends the
@@ -175,7 +177,8 @@ class FeedSocket:
         """`ack`'s result, or the reader's failure if the feed ends first."""
         if self._reader is None:
             return await ack
-        done, _ = await asyncio.wait({ack, self._reader}, return_when=asyncio.FIRST_COMPLETED)
+        either: set[asyncio.Future[Any]] = {ack, self._reader}
+        done, _ = await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
         if ack in done:
             return ack.result()
         ack.cancel()
@@ -267,17 +270,12 @@ class FeedSocket:
     def _handle(self, frame: dict[str, Any]) -> None:
         kind = frame.get("type")
         session = frame.get("session")
-        if kind == "message" and isinstance(session, str):
-            self._on_message(session, frame.get("cursor"), frame.get("message"))
+        if kind == "messages" and isinstance(session, str):
+            for item in frame.get("messages") or ():
+                if isinstance(item, dict):
+                    self._on_message(session, item.get("cursor"), item.get("message"))
         elif kind == "subscribed" and isinstance(session, str):
-            cursor = frame.get("cursor")
-            if isinstance(cursor, int):
-                if not isinstance(self.cursors.get(session), int) and session in self.cursors:
-                    self.cursors[session] = cursor
-                ack = self._acks.get(session)
-                if ack is not None and not ack.done():
-                    ack.set_result(cursor)
-            self._delay = self.backoff_initial
+            self._on_subscribed(session, frame.get("cursor"))
         elif kind == "error":
             self._on_error(frame, session)
         elif kind in ("overflow", "closing"):
@@ -287,6 +285,15 @@ class FeedSocket:
             raise _Dropped(f"server sent {kind}", now=kind == "overflow")
         else:
             log.debug("feed: frame of type %r ignored", kind)
+
+    def _on_subscribed(self, session: str, cursor: object) -> None:
+        if isinstance(cursor, int):
+            if not isinstance(self.cursors.get(session), int) and session in self.cursors:
+                self.cursors[session] = cursor
+            ack = self._acks.get(session)
+            if ack is not None and not ack.done():
+                ack.set_result(cursor)
+        self._delay = self.backoff_initial
 
     def _handshake_error(self, status: int) -> Exception:
         """401/403 end the feed; any other refusal is treated as "cannot reach" and retried."""

@@ -9,17 +9,20 @@
  * remembered is dropped: nothing is shown twice, even if the server repeats itself.
  *
  * Frames (docs/api.md): the client sends `subscribe` {session, cursor} and `ping`; the server
- * sends `subscribed`, `message` {session, cursor, message}, `presence` {session, users},
- * `error` {code, message, session}, `pong`, and `closing`/`overflow` {cursors} before it
- * closes the socket. `revoked` {message} means the token was revoked (a logout, perhaps in
- * another tab) or expired: the connection stops for good and `onRevoked` is called.
+ * sends `subscribed`, `messages` {session, cursor, messages: [{cursor, message}, ...]} (a
+ * batch of one session's feed messages, in order), `presence` {session, users}, `error`
+ * {code, message, session}, `pong`, and `closing`/`overflow` {cursors} before it closes the
+ * socket. `revoked` {message} means the token was revoked (a logout, perhaps in another tab)
+ * or expired: the connection stops for good and `onRevoked` is called.
  */
+
+import { CODES } from "./api.js";
 
 const BACKOFF_FIRST_MS = 250;
 const BACKOFF_MAX_MS = 5000;
 const PING_EVERY_MS = 20_000; // a socket that does not answer a ping within this is dead
 // Refusals that trying again will not change: not signed in, not allowed, no such session.
-const FATAL_CODES = new Set([-32001, -32003, -32004]);
+const FATAL_CODES = new Set([CODES.UNAUTHENTICATED, CODES.FORBIDDEN, CODES.NOT_FOUND]);
 const STATES = ["connecting", "open", "reconnecting", "closed"];
 
 export class FeedConnection {
@@ -169,12 +172,16 @@ export class FeedConnection {
     }
     const sub = frame.session ? this.subscriptions.get(frame.session) : undefined;
     switch (frame.type) {
-      case "message":
+      case "messages":
         // Not subscribed; frames of an earlier subscription to the session (the server sends
-        // `subscribed` before any message of a new one); or a message seen already.
+        // `subscribed` before any message of a new one); or messages seen already.
         if (!sub || !sub.confirmed || frame.cursor <= sub.cursor) return;
-        sub.cursor = frame.cursor;
-        sub.handlers.onMessage?.(frame.message, frame.cursor);
+        for (const { cursor, message } of frame.messages) {
+          if (cursor <= sub.cursor) continue;
+          sub.cursor = cursor;
+          sub.handlers.onMessage?.(message, cursor);
+          if (this.subscriptions.get(frame.session) !== sub) return; // a handler unsubscribed
+        }
         return;
       case "subscribed":
         if (sub && frame.cursor === sub.start) sub.confirmed = true;

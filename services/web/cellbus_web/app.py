@@ -21,8 +21,7 @@ from cellbus_protocol.bus import Bus
 from .backend import BACKEND, Backend
 from .config import WebSettings
 from .methods import build_api
-from .outbox import Outbox
-from .ws import OUTBOX, SOCKETS, close_sockets, feed_socket, revoke_sockets
+from .ws import SOCKETS, close_sockets, feed_socket, revoke_sockets
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +52,6 @@ def create_app(settings: WebSettings, bus: Bus) -> web.Application:
     backend = Backend.create(settings, bus)
     app[BACKEND] = backend
     app[SOCKETS] = set()
-    app[OUTBOX] = Outbox()
     api = build_api()
     app.router.add_view("/rpc", api.handler(max_body_bytes=settings.max_body_bytes))
     app.router.add_get("/ws", feed_socket)
@@ -153,4 +151,3 @@ async def _close_backend(app: web.Application) -> None:
     await app[BACKEND].presence.close()
     await app[BACKEND].roles.close()
     await app[BACKEND].hub.close()
-    app[OUTBOX].close()

@@ -4,36 +4,40 @@ However many browsers watch a session through this process, the process follows 
 session's feed once (`SharedFeed`) and hands each entry to every `Listener`. A listener
 joins at the cursor it last saw: it first gets the retained entries after that cursor, read
 from the bus, then the live ones; entries it already has (seen by both ways while it joins)
-are skipped by cursor, so it gets each entry exactly once, in order.
+are skipped by cursor (`cellbus_protocol.bus.catch_up.CatchUp`, the same helper the Redis
+bus's subscriptions use), so it gets each entry exactly once, in order.
 
 Entries that reach the process together (an execution's ``busy``, output and reply, say)
-are handed on together, as one list: with many listeners, the cost is per listener and call
-more than per entry.
+are handed on together, as `batches.Batch`es whose ``messages`` frame is built here, once,
+for every listener: with many listeners, the cost is per listener and batch, not per entry.
 
-Listeners must not block: `Listener.deliver` is called synchronously for each list, and a
-socket that cannot keep up is dropped by its own bounded queue (see `ws`), never by holding
-up this loop.
+Listeners must not block: `Listener.offer` is called synchronously for each batch list, and
+a socket that cannot keep up is dropped by its own bounded queue (see `ws`), never by
+holding up this loop.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import Awaitable, Callable
 
 from cellbus_protocol import keys
 from cellbus_protocol.bus import Bus, FeedEntry, Subscription
+from cellbus_protocol.bus.catch_up import PAGE, CatchUp
 from cellbus_protocol.errors import BusUnavailable
 
 from . import tasks
+from .batches import Batch, batches
 
 log = logging.getLogger(__name__)
 
-PAGE = 1000
-
-Deliver = Callable[[str, list[FeedEntry]], None]
-"""Called with a session and some of its feed's entries, in order."""
+Deliver = Callable[[list[Batch]], None]
+"""Called with some of a session's feed entries, in order, as batches."""
+CatchUpPage = Callable[[list[Batch]], Awaitable[None]]
+"""Called with a page of retained entries while a listener joins; may wait."""
 
 
 class Listener:
@@ -41,26 +45,41 @@ class Listener:
 
     def __init__(self, session: str, cursor: int, deliver: Deliver):
         self.session = session
-        self.cursor = cursor  # the last cursor handed on
+        self.position = CatchUp(cursor)
         self._deliver = deliver
         self._joining: list[FeedEntry] | None = []  # live entries held while catching up
 
-    def offer(self, entries: list[FeedEntry]) -> None:
-        """Hand on `entries` (in cursor order), less any this listener already has."""
+    @property
+    def cursor(self) -> int:
+        """The cursor of the last entry handed on."""
+        return self.position.cursor
+
+    def offer(self, entries: list[FeedEntry], built: list[Batch]) -> None:
+        """Hand on `entries` (in cursor order, `built` being their batches), less any this
+        listener already has."""
         if self._joining is not None:
             self._joining.extend(entries)
             return
-        if entries[0].seq <= self.cursor:
-            entries = [entry for entry in entries if entry.seq > self.cursor]
-            if not entries:
-                return
-        self.cursor = entries[-1].seq
-        self._deliver(self.session, entries)
+        new = self.position.after_cursor(entries)
+        if new is entries:
+            self._deliver(built)
+        elif new:
+            self._deliver(batches(self.session, new))
 
-    def _joined(self) -> None:
+    async def join(self, bus: Bus, catch_up: CatchUpPage | None) -> None:
+        """Hand on the retained entries after the cursor, a page at a time (through
+        `catch_up` if given, which may wait), then the live entries held meanwhile."""
+        read = functools.partial(bus.read_feed, keys.feed(self.session))
+        while self.position.catching_up:
+            page = await self.position.page(read, PAGE)
+            if page:
+                if catch_up is None:
+                    self._deliver(batches(self.session, page))
+                else:
+                    await catch_up(batches(self.session, page))
         held, self._joining = self._joining or [], None
         if held:
-            self.offer(held)
+            self.offer(held, batches(self.session, held))
 
 
 class SharedFeed:
@@ -87,8 +106,9 @@ class SharedFeed:
                     entries = [entry]  # and those that came with it
                     while len(entries) < PAGE and (more := await subscription.next(0)) is not None:
                         entries.append(more)
+                    built = batches(self.session, entries)
                     for listener in list(self.listeners):
-                        listener.offer(entries)
+                        listener.offer(entries, built)
                 return
             except BusUnavailable as exc:
                 log.warning("feed %s: %s; following again", self.session, exc)
@@ -111,11 +131,7 @@ class FeedHub:
         self._starting: dict[str, asyncio.Lock] = {}
 
     async def follow(
-        self,
-        session: str,
-        cursor: int,
-        deliver: Deliver,
-        catch_up: Callable[[str, FeedEntry], Awaitable[None]] | None = None,
+        self, session: str, cursor: int, deliver: Deliver, catch_up: CatchUpPage | None = None
     ) -> Listener:
         """Deliver every entry of `session`'s feed after `cursor` to `deliver` until
         `unfollow`: the retained ones first (through `catch_up` if given, which may wait,
@@ -124,19 +140,7 @@ class FeedHub:
         listener = Listener(session, cursor, deliver)
         shared.listeners.add(listener)
         try:
-            while True:
-                page = await self.bus.read_feed(keys.feed(session), listener.cursor, PAGE)
-                if catch_up is None:
-                    if page:
-                        listener.cursor = page[-1].seq
-                        deliver(session, page)
-                else:
-                    for entry in page:
-                        listener.cursor = entry.seq
-                        await catch_up(session, entry)
-                if len(page) < PAGE:
-                    break
-            listener._joined()
+            await listener.join(self.bus, catch_up)
         except BaseException:
             await self.unfollow(listener)
             raise
@@ -156,8 +160,9 @@ class FeedHub:
         arrived: list[FeedEntry] = []
         some = asyncio.Event()
 
-        def collect(_: str, entries: list[FeedEntry]) -> None:
-            arrived.extend(entries[: PAGE - len(arrived)])
+        def collect(delivered: list[Batch]) -> None:
+            for batch in delivered:
+                arrived.extend(batch.entries[: PAGE - len(arrived)])
             some.set()
 
         listener = await self.follow(session, after, collect)

@@ -10,8 +10,9 @@ the bus namespace):
 - All subscriptions of one bus share a single blocking ``XREAD`` over every feed they follow
   (`_FeedHub`), so a web process with a thousand subscribers holds one connection, not a
   thousand. A subscription catches up by itself with ``XRANGE``; live entries arriving
-  meanwhile are de-duplicated by ``seq``. A subscriber that falls too far behind drops its
-  buffer and catches up from the stream again, so it never holds up the others.
+  meanwhile are de-duplicated by ``seq`` (`catch_up.CatchUp`, shared with the web process's
+  feed listeners). A subscriber that falls too far behind drops its buffer and catches up
+  from the stream again, so it never holds up the others.
 - A blocking read learns about a newly followed stream through a private *wake* stream that
   it always reads: adding a stream appends to the wake stream, which ends the block at once.
 - A queue is a stream with one consumer group; ``XREADGROUP`` hands each entry to one
@@ -40,6 +41,7 @@ from redis.backoff import ExponentialBackoff
 from .. import keys
 from ..errors import RequestTimeout
 from .base import DEFAULT_FEED_RETENTION, Bus, Consumer, FeedEntry, QueueItem, Subscription
+from .catch_up import CatchUp
 from .redis_connection import BLOCK_MS, COMMAND_TIMEOUT, WAKE_EXPIRY, with_retry
 from .redis_connection import CONNECTION_ERRORS as _CONNECTION_ERRORS
 from .redis_connection import stream_rows as _stream_rows
@@ -157,7 +159,7 @@ class RedisBus(Bus):
         try:
             await self._hub.add(subscription)
             if after is None:
-                subscription.last_seq = await self.last_seq(feed)
+                subscription.resume_from(await self.last_seq(feed))
         except BaseException:  # cancelled, or Redis away: the hub must not follow it on
             await subscription.close()
             raise
@@ -368,23 +370,28 @@ class _FeedHub:
 
 
 class _RedisSubscription(Subscription):
+    """A feed followed through the bus's `_FeedHub`: live entries are pushed into `_live`,
+    and `CatchUp` reads the stream after the cursor until it has caught up with them."""
+
     def __init__(self, bus: RedisBus, feed: str, after: int) -> None:
         self._bus = bus
         self.feed = feed
         self.last_seq = after
-        self._backlog: deque[FeedEntry] = deque()
-        self._live: deque[FeedEntry] = deque()
+        self._catch_up = CatchUp(after)
+        self._backlog: deque[FeedEntry] = deque()  # read from the stream, not yet returned
+        self._live: deque[FeedEntry] = deque()  # pushed by the hub, not yet returned
         self._arrived = asyncio.Event()
-        self._catching_up = True
-        self._overflows = 0
         self._closed = False
+
+    def resume_from(self, cursor: int) -> None:
+        """Start after `cursor` (set before anything was returned)."""
+        self.last_seq = self._catch_up.cursor = cursor
 
     def push(self, entries: list[FeedEntry]) -> None:
         """Called by the hub with new entries, in order."""
         if len(self._live) + len(entries) > SUBSCRIBER_BUFFER:
             self._live.clear()
-            self._catching_up = True
-            self._overflows += 1
+            self._catch_up.fell_behind()
         else:
             self._live.extend(entries)
         self._arrived.set()
@@ -396,7 +403,7 @@ class _RedisSubscription(Subscription):
             if entry is not None:
                 return entry
             self._arrived.clear()
-            if self._live or self._catching_up:
+            if self._live or self._catch_up.catching_up:
                 continue
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
@@ -409,23 +416,22 @@ class _RedisSubscription(Subscription):
         return None
 
     async def _take(self) -> FeedEntry | None:
-        while True:
-            if not self._backlog and self._catching_up:
-                overflows = self._overflows
-                self._backlog.extend(await self._bus.read_feed(self.feed, self.last_seq, 1000))
-                if not self._backlog:
-                    if self._overflows != overflows:
-                        # Live entries were dropped while the read was in flight; they are
-                        # newer than what it saw, so read again rather than skip them.
-                        continue
-                    self._catching_up = False
-            source = self._backlog or self._live
-            if not source:
+        """The next entry: from the stream while catching up, then the live ones."""
+        catch_up = self._catch_up
+        while not self._backlog:
+            if catch_up.catching_up:
+                self._backlog.extend(await catch_up.page(self._read))
+            elif self._live:
+                live = [self._live.popleft() for _ in range(len(self._live))]
+                self._backlog.extend(catch_up.after_cursor(live))
+            else:
                 return None
-            entry = source.popleft()
-            if entry.seq > self.last_seq:
-                self.last_seq = entry.seq
-                return entry
+        entry = self._backlog.popleft()
+        self.last_seq = entry.seq
+        return entry
+
+    async def _read(self, after: int, limit: int) -> list[FeedEntry]:
+        return await self._bus.read_feed(self.feed, after, limit)
 
     async def close(self) -> None:
         if not self._closed:

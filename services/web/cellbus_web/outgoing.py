@@ -1,0 +1,109 @@
+"""What a feed socket's writer task sends: typed items on one bounded queue per socket.
+
+Everything a socket is sent goes through its `Outgoing` queue, in order, and is written by
+its one writer task (`ws.FeedSocket`), so there is a single path to the client:
+
+- `Deliver`: a batch of feed messages (`batches.Batch`), the same bytes for every socket;
+- `Send`: any other frame (``subscribed``, ``error``, ``presence``, ``pong``);
+- `Revoke`: this user's access to a session was taken away (the writer unsubscribes and
+  sends the ``error`` frame, after the messages queued before it).
+
+The queue's size counts feed messages (a `Deliver` weighs as many as its batch holds; any
+other item, one), as ``CELLBUS_SOCKET_QUEUE`` is documented. Catching up waits for room
+(`put`); live messages never wait (`offer` says False when there is none, and the socket
+is closed for overflow). An item heavier than the whole queue goes in once the queue is
+empty, so a large catch-up page is never refused.
+
+`Close` is not queued: closing overtakes whatever is still queued (the client is told the
+cursors of what it was sent and resumes from them).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from dataclasses import dataclass
+
+from .batches import Batch
+
+
+@dataclass(frozen=True, slots=True)
+class Deliver:
+    """Send a batch of a session's feed messages."""
+
+    batch: Batch
+
+
+@dataclass(frozen=True, slots=True)
+class Send:
+    """Send this frame (JSON text)."""
+
+    frame: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Revoke:
+    """The user's access to `session` was removed: stop following it and say so."""
+
+    session: str
+
+
+Item = Deliver | Send | Revoke
+
+
+@dataclass(frozen=True, slots=True)
+class Close:
+    """Why a socket closes: the frame it is sent last (``overflow``, ``revoked``,
+    ``closing``, with its cursors) and the close code."""
+
+    frame_type: str
+    code: int
+    message: str = ""
+
+
+def _weight(item: Item) -> int:
+    return len(item.batch.entries) if isinstance(item, Deliver) else 1
+
+
+class Outgoing:
+    """One socket's queue of items for its writer task, bounded in feed messages."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._items: deque[Item] = deque()
+        self._size = 0  # the weight of the items queued
+        self._item: asyncio.Future[None] | None = None  # the writer, waiting for an item
+        self._room = asyncio.Event()  # set when items are taken
+
+    def offer(self, item: Item) -> bool:
+        """Queue `item` if there is room now; False if there is none."""
+        weight = _weight(item)
+        if self._items and self._size + weight > self.capacity:
+            return False
+        self._items.append(item)
+        self._size += weight
+        if self._item is not None and not self._item.done():
+            self._item.set_result(None)
+        return True
+
+    async def put(self, item: Item) -> None:
+        """Queue `item`, waiting for room."""
+        while not self.offer(item):
+            self._room.clear()
+            await self._room.wait()
+
+    async def get(self) -> Item:
+        """The next item, waiting for one."""
+        while not self._items:
+            self._item = asyncio.get_running_loop().create_future()
+            try:
+                await self._item
+            finally:
+                self._item = None
+        item = self._items.popleft()
+        self._size -= _weight(item)
+        self._room.set()
+        return item
+
+    def __len__(self) -> int:
+        return len(self._items)

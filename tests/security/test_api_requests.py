@@ -7,6 +7,7 @@ Every test runs on the services apart and on the one program (SQLite).
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -58,7 +59,7 @@ async def test_error_responses_carry_the_security_headers(stack: Stack) -> None:
             (405, http.put(url + "/rpc", data=b"{}")),
             (401, http.get(url + "/ws")),
             (415, http.post(url + "/rpc", data=b"{}", headers={"Content-Type": "text/plain"})),
-            (413, http.post(url + "/rpc", data=b" " * (MAX_BODY_BYTES + 1),
+            (413, http.post(url + "/rpc", data=io.BytesIO(b" " * (MAX_BODY_BYTES + 1)),
                             headers={"Content-Type": "application/json"})),
             (200, http.get(url + "/healthz")),
         ]  # fmt: skip

@@ -17,7 +17,7 @@ import json
 import threading
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterable
 from typing import Any
 
 from aiohttp import WSMsgType, web
@@ -29,7 +29,9 @@ class Fault(Exception):
         self.code, self.message, self.data = code, message, data
 
 
-def jupyter(msg_type: str, content: dict[str, Any], *, parent: str = "", user: str = "") -> dict:
+def jupyter(
+    msg_type: str, content: dict[str, Any], *, parent: str = "", user: str = ""
+) -> dict[str, Any]:
     return {
         "header": {
             "msg_id": uuid.uuid4().hex,
@@ -52,10 +54,10 @@ class FakeCellbus:
         self.tokens: dict[str, str] = {}
         self.worksheets: dict[str, dict[str, Any]] = {}
         self.feeds: dict[str, list[dict[str, Any]]] = defaultdict(list)
-        self.subscribers: dict[str, set[asyncio.Queue]] = defaultdict(set)
+        self.subscribers: dict[str, set[asyncio.Queue[dict[str, Any]]]] = defaultdict(set)
         self.calls: list[tuple[str, dict[str, Any], str | None]] = []
         self.failures: dict[str, Fault] = {}
-        self.tasks: set[asyncio.Task] = set()
+        self.tasks: set[asyncio.Task[None]] = set()
         self.counts: dict[str, int] = defaultdict(int)
         self.interrupts: dict[str, asyncio.Event] = {}
         self.sleeping = asyncio.Event()  # set when a `sleep` starts (in-loop use only)
@@ -77,7 +79,9 @@ class FakeCellbus:
         self.tokens[token] = username
         return token
 
-    def add_worksheet(self, title: str, owner: str, *, wid: str | None = None, cells=()) -> dict:
+    def add_worksheet(
+        self, title: str, owner: str, *, wid: str | None = None, cells: Iterable[str] = ()
+    ) -> dict[str, Any]:
         wid = wid or uuid.uuid4().hex
         worksheet = {
             "id": wid,
@@ -144,7 +148,7 @@ class FakeCellbus:
             raise web.HTTPUnauthorized()
         ws = web.WebSocketResponse()
         await ws.prepare(request)
-        queue: asyncio.Queue = asyncio.Queue()
+        queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         subscribed: list[str] = []
 
         async def writer() -> None:
@@ -177,7 +181,7 @@ class FakeCellbus:
         return ws
 
     # -- methods -------------------------------------------------------------------------------
-    def m_auth_register(self, user, username: str, password: str) -> dict:
+    def m_auth_register(self, user: str | None, username: str, password: str) -> dict[str, Any]:
         if username in self.users:
             raise Fault(-32010, f"the username {username!r} is taken")
         if not username.isalnum():
@@ -185,41 +189,45 @@ class FakeCellbus:
         self.add_user(username, password)
         return self.users[username]
 
-    def m_auth_login(self, user, username: str, password: str, label: str = "") -> dict:
+    def m_auth_login(
+        self, user: str | None, username: str, password: str, label: str = ""
+    ) -> dict[str, Any]:
         if self.passwords.get(username) != password:
             raise Fault(-32001, "wrong username or password")
         token = uuid.uuid4().hex
         self.tokens[token] = username
         return {"token": token, "user": self.users[username]}
 
-    def m_auth_logout(self, user) -> None:
+    def m_auth_logout(self, user: str) -> None:
         for token, name in list(self.tokens.items()):
             if name == user:
                 del self.tokens[token]
 
-    def m_auth_whoami(self, user) -> dict:
+    def m_auth_whoami(self, user: str) -> dict[str, Any]:
         return self.users[user]
 
-    def m_worksheet_list(self, user) -> list:
+    def m_worksheet_list(self, user: str) -> list[dict[str, Any]]:
         return [
             {k: v for k, v in w.items() if k not in ("cells", "members")}
             for w in self.worksheets.values()
         ]
 
-    def m_worksheet_create(self, user, title: str) -> dict:
+    def m_worksheet_create(self, user: str, title: str) -> dict[str, Any]:
         return self.add_worksheet(title, user)
 
-    def m_worksheet_get(self, user, id: str) -> dict:
+    def m_worksheet_get(self, user: str, id: str) -> dict[str, Any]:
         if id not in self.worksheets:
             raise Fault(-32004, "no such worksheet")
         return self.worksheets[id]
 
-    def m_worksheet_share(self, user, id: str, username: str, role: str) -> list:
-        members = self.worksheets[id]["members"]
+    def m_worksheet_share(
+        self, user: str, id: str, username: str, role: str
+    ) -> list[dict[str, str]]:
+        members: list[dict[str, str]] = self.worksheets[id]["members"]
         members.append({"username": username, "role": role})
         return members
 
-    def m_worksheet_export(self, user, id: str) -> dict:
+    def m_worksheet_export(self, user: str, id: str) -> dict[str, Any]:
         cells = [
             {
                 "cell_type": "code",
@@ -232,14 +240,16 @@ class FakeCellbus:
         ]
         return {"nbformat": 4, "nbformat_minor": 5, "metadata": {}, "cells": cells}
 
-    def m_worksheet_import(self, user, notebook: dict, title: str = "Untitled") -> dict:
+    def m_worksheet_import(
+        self, user: str, notebook: dict[str, Any], title: str = "Untitled"
+    ) -> dict[str, Any]:
         sources = [c["source"] for c in notebook["cells"]]
         return self.add_worksheet(title, user, cells=sources)
 
-    def m_session_create(self, user) -> dict:
+    def m_session_create(self, user: str) -> dict[str, Any]:
         return {"session": uuid.uuid4().hex}
 
-    def m_session_info(self, user, session: str) -> dict:
+    def m_session_info(self, user: str, session: str) -> dict[str, Any]:
         return {
             "state": "idle",
             "execution_count": self.counts[session],
@@ -247,22 +257,22 @@ class FakeCellbus:
             "queued": [],
         }
 
-    def m_session_shutdown(self, user, session: str) -> None:
+    def m_session_shutdown(self, user: str, session: str) -> None:
         return None
 
-    def m_session_interrupt(self, user, session: str) -> None:
+    def m_session_interrupt(self, user: str, session: str) -> None:
         if session in self.interrupts:
             self.interrupts[session].set()
 
-    def m_feed_cursor(self, user, session: str) -> dict:
+    def m_feed_cursor(self, user: str, session: str) -> dict[str, Any]:
         return {"cursor": len(self.feeds[session])}
 
-    def m_session_execute(self, user, session: str, code: str) -> dict:
+    def m_session_execute(self, user: str, session: str, code: str) -> dict[str, Any]:
         msg_id = uuid.uuid4().hex
         self.run_later(self.run_code(session, code, msg_id, user))
         return {"msg_id": msg_id}
 
-    def m_cell_evaluate(self, user, id: str) -> dict:
+    def m_cell_evaluate(self, user: str, id: str) -> dict[str, Any]:
         for worksheet in self.worksheets.values():
             for cell in worksheet["cells"]:
                 if cell["id"] == id:
@@ -279,7 +289,7 @@ class FakeCellbus:
         task.add_done_callback(self.tasks.discard)
 
     async def run_code(self, session: str, code: str, msg_id: str, user: str) -> None:
-        def send(msg_type: str, content: dict) -> None:
+        def send(msg_type: str, content: dict[str, Any]) -> None:
             self.publish(session, jupyter(msg_type, content, parent=msg_id, user=user))
 
         self.counts[session] += 1
@@ -334,8 +344,8 @@ class ThreadedServer:
         await self.runner.setup()
         site = web.TCPSite(self.runner, "127.0.0.1", 0)
         await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self.url = f"http://127.0.0.1:{port}"
+        host, port = self.runner.addresses[0][:2]
+        self.url = f"http://{host}:{port}"
 
     def call(self, fn: Callable[[], Any]) -> Any:
         """Run `fn` on the server's loop (its state is not thread-safe)."""

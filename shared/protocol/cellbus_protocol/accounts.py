@@ -35,82 +35,28 @@ import msgspec
 from . import codec, keys
 from .bus import Bus
 from .errors import RemoteError, ValidationError
-from .roles import Grant
-from .roles import Role as Role  # re-exported: the records carry roles
+from .roles import Grant, Role
+from .views import (
+    CellView,
+    LoginResult,
+    MemberView,
+    RunStarted,
+    TokenView,
+    UserView,
+    WorksheetSession,
+    WorksheetView,
+    WorksheetWithCells,
+)
+
+# Re-exported (the records are defined in `views`; callers know them as ``accounts.CellView``).
+# Every name defined in this module is public as well.
+__all__ = [
+    "CellView", "LoginResult", "MemberView", "Role", "RunStarted", "TokenView", "UserView",
+    "WorksheetSession", "WorksheetView", "WorksheetWithCells",
+]  # fmt: skip
 
 ERROR_CODES = ("invalid", "too_large", "unauthenticated", "forbidden", "not_found", "conflict",
                "taken", "rate_limited", "unavailable", "internal")  # fmt: skip
-
-
-# -- records, as clients see them ---------------------------------------------------------
-
-
-class UserView(msgspec.Struct, kw_only=True):
-    id: str
-    username: str
-    is_admin: bool
-    created_at: str
-
-
-class TokenView(msgspec.Struct, kw_only=True):
-    id: str
-    label: str
-    created_at: str
-    expires_at: str
-    revoked: bool
-
-
-class LoginResult(msgspec.Struct, kw_only=True):
-    token: str  # shown once; only its hash is stored
-    user: UserView
-
-
-class WorksheetView(msgspec.Struct, kw_only=True):
-    id: str
-    title: str
-    session: str
-    owner: str
-    role: Role
-    created_at: str
-    updated_at: str
-
-
-class CellView(msgspec.Struct, kw_only=True):
-    id: str
-    worksheet: str
-    source: str
-    version: int
-    outputs: list[dict[str, Any]]
-    execution_count: int | None
-    run_by: str | None
-    run_at: str | None
-    run_msg_id: str | None
-
-
-class MemberView(msgspec.Struct, kw_only=True):
-    username: str
-    role: Role
-
-
-class WorksheetWithCells(WorksheetView, kw_only=True):
-    cells: list[CellView]
-    members: list[MemberView]
-
-
-class WorksheetSession(msgspec.Struct, kw_only=True):
-    """A worksheet's session and the actor's role on it: what a feed subscription needs,
-    without the cells and their outputs."""
-
-    worksheet: str
-    session: str
-    role: Role
-
-
-class RunStarted(msgspec.Struct, kw_only=True):
-    """The cell whose run started, and its worksheet's session: where to send the request."""
-
-    cell: CellView
-    session: str
 
 
 # -- requests -----------------------------------------------------------------------------

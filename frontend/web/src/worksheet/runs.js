@@ -46,11 +46,6 @@ export class RunTracker {
     else this.runs.set(msgId, { cellId, seen, started: false });
   }
 
-  /** The cell of run `msgId`, if known. */
-  cellOf(msgId) {
-    return this.runs.get(msgId)?.cellId;
-  }
-
   /** Whether `message` belongs to an execution (and so, maybe, to a cell). */
   static isRunMessage(message) {
     return message.parent_header?.msg_type === "execute_request";

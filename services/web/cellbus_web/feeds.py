@@ -45,14 +45,9 @@ class Listener:
 
     def __init__(self, session: str, cursor: int, deliver: Deliver):
         self.session = session
-        self.position = CatchUp(cursor)
+        self.position = CatchUp(cursor)  # and the cursor of the last entry handed on
         self._deliver = deliver
         self._joining: list[FeedEntry] | None = []  # live entries held while catching up
-
-    @property
-    def cursor(self) -> int:
-        """The cursor of the last entry handed on."""
-        return self.position.cursor
 
     def offer(self, entries: list[FeedEntry], built: list[Batch]) -> None:
         """Hand on `entries` (in cursor order, `built` being their batches), less any this
@@ -78,8 +73,9 @@ class Listener:
                 else:
                     await catch_up(batches(self.session, page))
         held, self._joining = self._joining or [], None
-        if held:
-            self.offer(held, batches(self.session, held))
+        new = self.position.after_cursor(held)
+        if new:
+            self._deliver(batches(self.session, new))
 
 
 class SharedFeed:

@@ -26,7 +26,7 @@ from cellbus_protocol.bus import Bus, InMemoryBus
 from cellbus_protocol.envelope import Message
 from cellbus_protocol.kernel_client import KernelClient
 
-from ..support.feeds import collect, first_message, run_code, wait_for_state
+from ..support.feeds import Run, collect, first_message, run_code, wait_for_state
 from ..support.redis import REDIS_URL
 from ..support.workers import TEST_SECRET, WorkerProcess
 
@@ -277,11 +277,16 @@ async def test_hibernated_sessions_hold_no_process_and_no_worker_memory(
     bus = redis_client.bus
     process = psutil.Process(worker.pid)
 
+    async def run(session: str) -> Run:
+        after = await bus.last_seq(keys.feed(session))
+        request = await redis_client.execute(session, "data = list(range(10_000))")
+        # As every client does: on a busy machine a session may hibernate before its code comes.
+        await redis_client.ensure_session(session)
+        return await collect(bus, request, after)
+
     async def run_and_hibernate(count: int) -> None:
         sessions = await asyncio.gather(*(new_session(redis_client) for _ in range(count)))
-        cells = await asyncio.gather(
-            *(run_code(redis_client, s, "data = list(range(10_000))") for s in sessions)
-        )
+        cells = await asyncio.gather(*(run(s) for s in sessions))
         assert all(run.reply.content.status == "ok" for run in cells)
         await asyncio.gather(*(wait_for_state(bus, s, "hibernated") for s in sessions))
         await eventually(lambda: _loads_are(bus, {"worker-1": 0}))  # all let go

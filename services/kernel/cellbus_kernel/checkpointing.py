@@ -222,18 +222,20 @@ class SessionCheckpoints:
             self.fresh_because = "its checkpoint was refused."
             return None, reason, True
         header = pending.header
+        payload: Any = pending.payload  # a view of the blob: msgspec sends it without a copy
         frame = frames.Restore(
-            id=new_msg_id(), data=pending.payload, execution_count=header.execution_count + 1
-        )  # type: ignore[arg-type]
+            id=new_msg_id(), data=payload, execution_count=header.execution_count + 1
+        )
         answer = await ask(process, frame, timeout)
         if isinstance(answer, frames.Restored) and answer.ok:
             self.restored_from = header
             self.reported = set(header.reported)
             self.reported_open = set(header.open_files)  # named in the `idle` that follows
-            if header.session != self.session:  # a fork: the copy becomes this session's own
+            if header.session != self.session and self._store is not None:
+                # A fork: the copy becomes this session's own.
                 own = msgspec.structs.replace(header, session=self.session, feed_seq=seq)
                 async with self._lock:
-                    await self._store.save(self.session, own, pending.payload)  # type: ignore[union-attr]
+                    await self._store.save(self.session, own, pending.payload)
             log.info("session %s: restored after %d", self.session, header.execution_count)
             reason = after_cell(header, "Restored the namespace")
             if header.open_files:

@@ -83,7 +83,7 @@ def signing_key(secret: str) -> bytes:
     return hmac.new(secret.encode(), _KEY_LABEL, hashlib.sha256).digest()
 
 
-def _signature(key: bytes, head: bytes, payload: bytes | memoryview) -> bytes:
+def _signature(key: bytes, head: bytes | memoryview, payload: bytes | memoryview) -> bytes:
     mac = hmac.new(key, head, hashlib.sha256)
     mac.update(payload)
     return mac.digest()

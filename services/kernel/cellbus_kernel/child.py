@@ -99,7 +99,7 @@ INTERRUPTS = _Interrupts()
 class FeedDisplayPublisher(DisplayPublisher):
     """`display()` and `clear_output()` as display_data / update_display_data / clear_output."""
 
-    def publish(  # type: ignore[override]
+    def publish(
         self,
         data: dict[str, Any],
         metadata: dict[str, Any] | None = None,
@@ -194,7 +194,8 @@ def _warm_up(shell: CellbusShell) -> None:
         shell.InteractiveTB.structured_traceback(type(exc), exc, exc.__traceback__)
     _complete(shell, frames.Complete(id="warm-up", code="pri", cursor_pos=3))
     shell.object_inspect_mime("print")
-    shell.display_formatter.format(1)
+    if shell.display_formatter is not None:
+        shell.display_formatter.format(1)
 
 
 def serve(shell: CellbusShell, sock: socket.socket, output_cap: int) -> None:
@@ -339,7 +340,8 @@ def _unknown_error() -> dict[str, Any]:
 def _user_expressions(shell: CellbusShell, request: frames.Execute) -> dict[str, Any]:
     if not request.user_expressions:
         return {}
-    return shell.user_expressions(request.user_expressions)
+    values: dict[str, Any] = shell.user_expressions(request.user_expressions)
+    return values
 
 
 def _complete(shell: CellbusShell, request: frames.Complete) -> dict[str, Any]:

@@ -125,8 +125,8 @@ ToSession = Execute | Complete | Inspect | Interrupt | Checkpoint | Restore
 FromSession = Ready | Output | Done | Answer | Checkpointed | Restored
 
 _encoder = msgspec.msgpack.Encoder()
-_to_session = msgspec.msgpack.Decoder(ToSession)
-_from_session = msgspec.msgpack.Decoder(FromSession)
+_to_session: msgspec.msgpack.Decoder[ToSession] = msgspec.msgpack.Decoder(ToSession)
+_from_session: msgspec.msgpack.Decoder[FromSession] = msgspec.msgpack.Decoder(FromSession)
 
 
 SMALL_FRAME = 64 * 1024

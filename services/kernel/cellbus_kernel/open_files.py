@@ -48,7 +48,7 @@ FILE_TYPES: tuple[type, ...] = (
     _pyio.TextIOWrapper,
 )  # fmt: skip
 """What dill would reopen (it registers exactly these types, open or closed)."""
-_TEMPFILE_WRAPPER: type = tempfile._TemporaryFileWrapper
+_TEMPFILE_WRAPPER: type[Any] = tempfile._TemporaryFileWrapper
 """``NamedTemporaryFile``'s class (the one private name used: the public function returns it).
 Saved whole as one file: restoring its inner closer would delete the file by name when the
 restored copy is collected, in the session it was forked from too."""

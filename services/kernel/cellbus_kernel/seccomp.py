@@ -92,4 +92,5 @@ def install() -> bool:
     """Install the filter on this thread (and what it starts); False where it cannot be."""
     if _PROGRAM is None:
         return False
-    return _LIBC.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(_FPROG), 0, 0) == 0
+    result: int = _LIBC.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(_FPROG), 0, 0)
+    return result == 0

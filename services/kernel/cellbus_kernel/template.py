@@ -28,10 +28,15 @@ import signal
 import socket
 import sys
 import traceback
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
 from . import isolation, sandbox
+
+if TYPE_CHECKING:  # child is imported after the template's setup, not at its start
+    from .child import CellbusShell
 
 _children: set[int] = set()
 """Session processes alive, killed if the worker goes away."""
@@ -60,7 +65,7 @@ def main() -> None:
     selector.register(wake_read, selectors.EVENT_READ, "signal")
     buffer = b""
 
-    def send(obj: dict) -> None:
+    def send(obj: dict[str, Any]) -> None:
         control.sendall(json.dumps(obj).encode() + b"\n")
 
     while True:
@@ -100,7 +105,17 @@ def main() -> None:
                 _tasks.refresh()
 
 
-def _become_session(shell, session_fd, request, enter, plumbing) -> None:
+Plumbing = tuple[socket.socket, selectors.BaseSelector, int, int]
+"""The template's control socket, selector and signal wake pipe, which a child drops."""
+
+
+def _become_session(
+    shell: CellbusShell,
+    session_fd: int,
+    request: dict[str, Any],
+    enter: Callable[[], object],
+    plumbing: Plumbing,
+) -> None:
     """In the forked child: drop the template's plumbing, `enter` the sandbox, serve."""
     try:
         signal.set_wakeup_fd(-1)

@@ -43,7 +43,7 @@ from cellbus_protocol import messages as m
 from cellbus_protocol.bus import Bus, Consumer, QueueItem
 from cellbus_protocol.envelope import Message, now_iso
 from cellbus_protocol.errors import BusUnavailable, ValidationError
-from cellbus_protocol.isolation import announce, withdraw
+from cellbus_protocol.isolation import Level, announce, withdraw
 
 from . import sandbox
 from .checkpoints import CheckpointStore
@@ -112,7 +112,7 @@ class KernelWorker:
                 "CELLBUS_SECRET is not set: no checkpoints; sessions do not hibernate, and "
                 "those of a worker that dies or stops start again with a fresh namespace"
             )
-        if self.isolation.level is sandbox.Level.FULL:
+        if self.isolation.level is Level.FULL:
             log.info("kernel worker %s: %s", self.id, self.isolation.describe())
         else:
             log.warning("kernel worker %s: %s", self.id, self.isolation.describe())

@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager
+from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
@@ -228,15 +229,15 @@ async def test_many_subscribers_each_get_every_message_in_order(bus: Bus) -> Non
     count = 200
     subscriptions = [await bus.subscribe("feed", after=0) for _ in range(5)]
     try:
-        results = await asyncio.gather(
+        published, results = await asyncio.gather(
             publish_range(bus, "feed", 1, count),
-            *(take(subscription, count) for subscription in subscriptions),
+            asyncio.gather(*(take(subscription, count) for subscription in subscriptions)),
         )
     finally:
         for subscription in subscriptions:
             await subscription.close()
-    assert results[0] == list(range(1, count + 1))
-    for entries in results[1:]:
+    assert published == list(range(1, count + 1))
+    for entries in results:
         assert seqs_of(entries) == list(range(1, count + 1))
         assert [e.data for e in entries] == [payload(i) for i in range(1, count + 1)]
 
@@ -301,7 +302,7 @@ async def test_a_cancelled_call_raises_cancelled_error(bus: Bus) -> None:
     """A call cancelled at any moment raises CancelledError; it never returns as if it had
     not been cancelled (its effect on the bus may or may not have happened)."""
     await bus.publish("feed", payload(0))
-    calls = [
+    calls: list[Callable[[], Coroutine[Any, Any, object]]] = [
         lambda: bus.read_feed("feed", 0),
         lambda: bus.last_seq("feed"),
         lambda: bus.publish("feed", payload(1)),
@@ -411,7 +412,9 @@ async def test_each_item_goes_to_exactly_one_consumer_of_a_group_in_order(bus: B
     await second.add("queue")
 
     received: list[QueueItem] = []
-    done = lambda: len(received) >= total  # noqa: E731
+
+    def done() -> bool:
+        return len(received) >= total
 
     async def read(consumer: Consumer) -> list[QueueItem]:
         items = []
@@ -589,7 +592,9 @@ async def test_claim_takes_over_what_a_consumer_took_and_never_acknowledged(bus:
         await bus.enqueue("queue", payload(i))
     taken = [await dead.get(timeout=TIMEOUT) for _ in range(3)]
     assert all(taken)
-    await dead.ack(taken[0])  # handled one, died before the others
+    handled = taken[0]
+    assert handled is not None
+    await dead.ack(handled)  # handled one, died before the others
     await dead.remove("queue")
 
     heir = bus.consumer("group", "heir")
@@ -799,7 +804,7 @@ async def test_slow_subscriber_overflowing_its_buffer_catches_up_from_the_stream
     overflows = 0
     push = redis_transport._RedisSubscription.push
 
-    def counting_push(self, entries: list[FeedEntry]) -> None:
+    def counting_push(self: redis_transport._RedisSubscription, entries: list[FeedEntry]) -> None:
         nonlocal overflows
         overflows += len(self._live) + len(entries) > redis_transport.SUBSCRIBER_BUFFER
         push(self, entries)
@@ -844,7 +849,7 @@ async def test_entries_dropped_while_a_catch_up_read_is_in_flight_are_read_again
     overflowed = asyncio.Event()
     push = redis_transport._RedisSubscription.push
 
-    def watching_push(self, entries: list[FeedEntry]) -> None:
+    def watching_push(self: redis_transport._RedisSubscription, entries: list[FeedEntry]) -> None:
         if len(self._live) + len(entries) > redis_transport.SUBSCRIBER_BUFFER:
             overflowed.set()
         push(self, entries)
@@ -854,7 +859,7 @@ async def test_entries_dropped_while_a_catch_up_read_is_in_flight_are_read_again
     async with RedisBus(REDIS_URL, namespace=namespace) as publisher:
         read_feed = redis_bus.read_feed
 
-        async def read_feed_racing(feed: str, after: int = 0, limit: int = 1000):
+        async def read_feed_racing(feed: str, after: int = 0, limit: int = 1000) -> list[FeedEntry]:
             entries = await read_feed(feed, after, limit)
             if not entries and not overflowed.is_set():
                 await publish_range(publisher, "feed", after + 1, after + 5)
@@ -879,7 +884,7 @@ async def test_many_subscriptions_share_one_blocking_read(
     in_flight = most_in_flight = 0
     xread = redis_bus._blocking.xread
 
-    async def counting_xread(*args, **kwargs):
+    async def counting_xread(*args: Any, **kwargs: Any) -> Any:
         nonlocal in_flight, most_in_flight
         in_flight += 1
         most_in_flight = max(most_in_flight, in_flight)

@@ -130,6 +130,11 @@ class Session:
     def takes_requests(self) -> bool:
         return self.lifecycle.takes_requests
 
+    @property
+    def holds_lease(self) -> bool:
+        """It needs its lease: a renewal that fails means another worker may host it."""
+        return self.lifecycle.holds_lease
+
     # -- its life on the worker -----------------------------------------------------------
     async def load_checkpoint(self, fork_of: str = "") -> None:
         """Read the checkpoint that the first process will load (`fork_of`: a fork's)."""

@@ -134,6 +134,7 @@ class KernelWorker:
         done, _ = await asyncio.wait(
             [*self._tasks, self._heartbeat_task, stopping], return_when=asyncio.FIRST_COMPLETED
         )
+        stopping.cancel()  # a loop failed first: the waiter is not needed any more
         for task in done:
             if task is not stopping and task.exception() is not None:
                 log.error("worker task %s failed", task.get_name(), exc_info=task.exception())
@@ -380,7 +381,7 @@ class KernelWorker:
                     keys.session_host(sid), self.id, self.settings.lease_ttl
                 ):
                     session.lease_renewed(began)
-                elif session.lifecycle.holds_lease:
+                elif session.holds_lease:
                     log.error("lost the lease of session %s; stopping it here", sid)
                     await session.lose()
         finally:

@@ -218,7 +218,7 @@ async def test_a_tampered_checkpoint_is_refused_and_the_session_starts_fresh(
     raw = redis.Redis.from_url(REDIS_URL)
     key = f"{namespace}:{keys.checkpoint(session)}"
     blob = raw.get(key)
-    assert blob is not None
+    assert isinstance(blob, bytes)
     raw.set(key, blob[:-1] + bytes([blob[-1] ^ 0x01]))
     raw.close()
 

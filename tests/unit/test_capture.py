@@ -21,8 +21,10 @@ def calls() -> Calls:
     return []
 
 
-def make_capture(calls: Calls, cap: int = 1_000_000, **options: float) -> OutputCapture:
-    return OutputCapture(lambda name, text: calls.append((name, text)), cap, **options)
+def make_capture(
+    calls: Calls, cap: int = 1_000_000, *, interval: float = 0.05, max_chunk: int = 1 << 20
+) -> OutputCapture:
+    return OutputCapture(lambda name, text: calls.append((name, text)), cap, interval, max_chunk)
 
 
 def test_many_small_writes_are_one_output(calls: Calls) -> None:
@@ -187,7 +189,7 @@ def test_captured_stream_behaves_like_a_text_file() -> None:
     assert stream.write("héllo") == 5
     assert stream.write("") == 0
     with pytest.raises(TypeError, match="must be str, not bytes"):
-        stream.write(b"bytes")  # type: ignore[arg-type]
+        stream.write(b"bytes")  # type: ignore[arg-type]  # the wrong type is the point
 
 
 def test_the_flusher_publishes_a_lone_write_and_sleeps_while_nothing_is_buffered(
@@ -201,7 +203,7 @@ def test_the_flusher_publishes_a_lone_write_and_sleeps_while_nothing_is_buffered
         checks.append(now)
         flush_if_due(now)
 
-    capture.stdout.flush_if_due = counted  # type: ignore[method-assign]
+    capture.stdout.flush_if_due = counted  # type: ignore[method-assign]  # a spy on the flusher
     capture.start_flusher()
     for round in range(2):
         capture.stdout.write(f"line {round}\n")

@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import pytest
 
@@ -23,7 +24,7 @@ class Socket:
     def __init__(self, username: str, room: bool = True) -> None:
         self.username = username
         self.room = room
-        self.frames: list[dict] = []
+        self.frames: list[dict[str, Any]] = []
 
     def show_presence(self, session: str, frame: bytes) -> bool:
         if not self.room:
@@ -69,7 +70,7 @@ async def started(bus: InMemoryBus, **kwargs: float) -> Presence:
     return presence
 
 
-async def until(check, timeout: float = 2.0) -> None:
+async def until(check: Callable[[], bool], timeout: float = 2.0) -> None:
     async with asyncio.timeout(timeout):
         while not check():  # noqa: ASYNC110 - polls what the presence loops do
             await asyncio.sleep(0.005)

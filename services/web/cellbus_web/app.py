@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -65,7 +66,9 @@ def create_app(settings: WebSettings, bus: Bus) -> web.Application:
 
 
 @web.middleware
-async def security_headers(request: web.Request, handler: Any) -> web.StreamResponse:
+async def security_headers(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
     """The security headers on every response, errors included: aiohttp's own (404 for an
     unknown path, 405, 413) and ours (401 on ``/ws``) are raised as `web.HTTPException`,
     which is a response; anything else unexpected becomes a 500 with an id that is logged."""

@@ -13,7 +13,6 @@ Methods let the failures of the services behind them (`RemoteError`, `BusError`)
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -22,7 +21,6 @@ from aiohttp import web
 
 from cellbus_protocol import accounts as a
 from cellbus_protocol.bus import Bus
-from cellbus_protocol.errors import CellbusError
 from cellbus_protocol.kernel_client import KernelClient
 from cellbus_protocol.roles import Role, role_allows, too_low
 
@@ -31,7 +29,7 @@ from .config import WebSettings
 from .feeds import FeedHub
 from .presence import Presence
 from .roles import RoleCache
-from .rpc import FORBIDDEN, UNAUTHENTICATED, Call, RpcError, api_error
+from .rpc import FORBIDDEN, UNAUTHENTICATED, Call, RpcError
 
 T = TypeVar("T")
 
@@ -60,14 +58,12 @@ class Backend:
         )
 
     async def role(self, principal: Principal, session: str) -> Role:
-        """The caller's role on `session` (remembered; see `roles`), or `RpcError` not found
-        if none, as for a session that does not exist. (An `RpcError` rather than the
-        accounts service's `RemoteError` while the feed socket, ws.py, calls this and catches
-        only `RpcError`; its frame loop should map errors with `rpc.api_error` instead.)"""
+        """The caller's role on `session` (remembered; see `roles`); the accounts service's
+        `RemoteError` not found if none, as for a session that does not exist."""
         user = principal.user.id
 
         async def ask() -> Role:
-            return await translate(self.accounts.call(a.SessionRole(session=session, actor=user)))
+            return await self.accounts.call(a.SessionRole(session=session, actor=user))
 
         return await self.roles.role(user, session, ask)
 
@@ -110,19 +106,6 @@ async def authenticate(call: Call) -> None:
     if "principal" not in call.state:
         backend = backend_of(call)
         call.state["principal"] = await backend.authenticator.principal(call.request)
-
-
-async def translate(awaitable: Awaitable[T]) -> T:
-    """Await `awaitable`, raising a service's failure as the `RpcError` `rpc.api_error` makes
-    of it. Only for code outside a dispatched method: the feed socket (ws.py) until its frame
-    loop maps errors itself. A failure with no API code (a bug) stays an exception."""
-    try:
-        return await awaitable
-    except CellbusError as exc:
-        error = api_error(exc)
-        if error is None:
-            raise
-        raise error from exc
 
 
 async def ask_accounts(call: Call, request: a.Request[T]) -> T:

@@ -7,9 +7,9 @@ from typing import Any
 import msgspec
 
 from cellbus_protocol import keys
+from cellbus_protocol.bus.catch_up import PAGE
 
 from ..backend import backend_of, require_role
-from ..feeds import PAGE
 from ..rpc import INVALID_PARAMS, Api, Call, RpcError
 
 

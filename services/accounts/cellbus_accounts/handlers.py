@@ -117,7 +117,12 @@ class Handlers:
         }  # fmt: skip
 
     async def handle(self, request: a.Request[Any]) -> Any:
-        return await self._table[type(request)](request)
+        return await self.handler_for(type(request))(request)
+
+    def handler_for(self, request_type: type[a.Request[Any]]) -> Callable[[Any], Awaitable[Any]]:
+        """The method that answers requests of `request_type` (it returns the request's
+        result type: tests/unit/test_accounts_requests.py checks each)."""
+        return self._table[request_type]
 
     # -- who is asking ------------------------------------------------------------------------
     async def _actor(self, request: a.Request[Any]) -> User:

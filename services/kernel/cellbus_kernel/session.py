@@ -1,11 +1,13 @@
 """One hosted session on a worker: its requests, its queue of executions, its life there.
 
-A `Session` owns the two objects that do its work, as jupyter_client's manager and session
-are apart: its `ProcessManager` (the process and its frames) and its `FeedPublisher` (the
-feed, with the held announcement); and its `Lifecycle`, one state changed along one table
-(`lifecycle.py`, drawn in docs/architecture.md). It turns requests into work for its process.
-Executions run one at a time in arrival order, in its runner task; completion, inspection,
-interrupt, restart and shutdown are handled at once, even while an execution runs.
+A `Session` owns the objects that do its work, as jupyter_client's manager and session are
+apart: its `ProcessManager` (the process and its frames), its `FeedPublisher` (the feed, with
+the held announcement) and its `Executions` (the queue and the running one); and its
+`Lifecycle`, one state changed along one table (`lifecycle.py`, drawn in
+docs/architecture.md). It turns requests into work for its process. Executions run one at a
+time in arrival order, in its runner task, which also saves the namespace between them and
+hibernates the session; completion, inspection, interrupt, restart and shutdown are handled
+at once, even while an execution runs.
 
 Faults are part of the design, not exceptions to it:
 
@@ -29,9 +31,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
-from dataclasses import dataclass
 from typing import Any
 
 import msgspec
@@ -45,11 +45,12 @@ from . import frames
 from .checkpointing import SessionCheckpoints
 from .checkpoints import CheckpointStore, Loaded
 from .config import KernelSettings
+from .executions import Executions
 from .feed import FeedPublisher
 from .lifecycle import Departure, Lifecycle, SessionState
 from .process import Ending, ProcessManager
 from .spawner import Spawner
-from .takeover import feed_history, worker_lost_message
+from .takeover import feed_history
 from .tasks import TaskSet
 
 log = logging.getLogger(__name__)
@@ -66,21 +67,11 @@ STOPPED_MID_EXECUTION = Ending(
 HIBERNATED = Ending("SessionHibernated", "The session was hibernated.", expected=True)
 MOVED = Ending("WorkerStopped", "The session moved to another worker.", expected=True)
 LEASE_LOST = Ending("LeaseLost", "Another worker hosts the session now.", expected=True)
-UNAVAILABLE = Ending(
-    "SessionUnavailable", "The session process could not be started.", lost_state=False
-)
 
 Claimed = tuple[QueueItem, Message]
 Depart = Callable[["Session", Departure], Awaitable[None]]
 """How a session tells its worker that it left, and why; the worker then lets go of it."""
 Handler = Callable[[Message], Awaitable[m.Reply]]
-
-
-@dataclass
-class _Pending:
-    item: QueueItem
-    msg: Message
-    lost: bool = False  # it was running on a worker that died: answered, not run again
 
 
 class Session:
@@ -112,11 +103,10 @@ class Session:
         self._drops = drops
         self._depart = depart
         self._tasks = TaskSet(f"session {session}")
-        self._queue: deque[_Pending] = deque()
-        self._queued = asyncio.Event()
-        self._running: _Pending | None = None
-        self._not_running = asyncio.Event()
-        self._not_running.set()
+        self.executions = Executions(
+            session, lifecycle=self.lifecycle, feed=self.feed, process=self.process,
+            checkpoints=self.checkpoints, settings=settings, ack=ack,
+        )  # fmt: skip
         self._runner: asyncio.Task[None] | None = None
         self._last_activity = time.monotonic()  # the last request, or the end of an execution
         self._direct = 0  # direct requests being handled
@@ -187,7 +177,7 @@ class Session:
             await self._leave(Departure.STOPPED)
             return
         self.lifecycle.to(SessionState.DRAINING)
-        self._queued.set()
+        self.executions.queued.set()  # the runner looks again, and stops
         await self._finish_running(timeout)
         saved = await self.process.save()
         self.lifecycle.to(SessionState.ENDING)
@@ -211,11 +201,11 @@ class Session:
         """End the process for good: queued executions are aborted, the running one ends
         with `ending`, and the feed says ``dead``."""
         self.lifecycle.to(SessionState.ENDING)
-        await self._abort_queued()
+        await self.executions.abort_queued()
         await self.process.end(ending)
         with contextlib.suppress(TimeoutError):  # let the ended execution publish its reply
             async with asyncio.timeout(self._settings.start_timeout):
-                await self._not_running.wait()
+                await self.executions.none_running()
         await self.feed.publish(m.Status(execution_state="dead", reason=ending.message), parent)
 
     async def _leave(self, departure: Departure) -> None:
@@ -229,16 +219,12 @@ class Session:
     def info(self) -> m.SessionInfoReply:
         """State, the running and queued executions with who sent them, execution count."""
 
-        def describe(pending: _Pending) -> m.QueuedRequest:
-            header = pending.msg.header
-            return m.QueuedRequest(msg_id=header.msg_id, username=header.username, date=header.date)
-
-        running = self._running
+        running = self.executions.running
         return m.SessionInfoReply(
             state=self.feed.state,
             execution_count=self.process.execution_count,
-            running=describe(running) if running is not None else None,
-            queued=[describe(p) for p in self._queue],
+            running=running.describe() if running is not None else None,
+            queued=self.executions.waiting(),
         )
 
     # -- requests -------------------------------------------------------------------------
@@ -246,8 +232,7 @@ class Session:
         """Take one request; executions queue, everything else is handled at once."""
         self._last_activity = time.monotonic()
         if msg.msg_type == "execute_request":
-            self._queue.append(_Pending(item, msg))
-            self._queued.set()
+            self.executions.add(item, msg)
             cell_id = cell_of(msg)
             if cell_id is not None:  # held: it goes out with the next feed message, or soon
                 header = msg.header
@@ -311,8 +296,7 @@ class Session:
                 await self._ack(item)
             elif msg.msg_id in history.started:
                 log.warning("session %s: %s was lost with its worker", self.session, msg.msg_id)
-                self._queue.append(_Pending(item, msg, lost=True))
-                self._queued.set()
+                self.executions.add(item, msg, lost=True)
             else:
                 to_route.append((item, msg))
         return to_route
@@ -339,7 +323,7 @@ class Session:
         return msgspec.convert(answer, reply_type)
 
     async def _interrupt(self, msg: Message) -> m.Reply:
-        running = self._running
+        running = self.executions.running
         if running is not None and self.process.running:
             log.info("session %s: interrupt by %s", self.session, msg.header.username)
             await self.process.interrupt(running.msg.msg_id)
@@ -348,9 +332,9 @@ class Session:
     async def _restart(self, msg: Message) -> m.Reply:
         log.info("session %s: restart by %s", self.session, msg.header.username)
         await self.feed.publish(m.Status(execution_state="restarting"), msg.header)
-        await self._abort_queued()
+        await self.executions.abort_queued()
         await self.process.end(RESTARTED)
-        await self._not_running.wait()
+        await self.executions.none_running()
         await self.checkpoints.forget()  # the user asked for a fresh namespace
         process = await self.process.ensure(msg.header)
         if process is None:
@@ -386,8 +370,8 @@ class Session:
     # -- executions -----------------------------------------------------------------------
     async def _run_executions(self) -> None:
         while self.lifecycle.serving:
-            if not self._queue:
-                self._queued.clear()
+            if not self.executions:
+                self.executions.queued.clear()
                 if await self._idle():
                     return  # hibernated
                 continue
@@ -397,94 +381,10 @@ class Session:
                 # A session that never idles: save between two executions (its reply and
                 # `idle` are out, the next has not started).
                 await self.process.save()
-                if not self.lifecycle.serving or not self._queue:
+                if not self.lifecycle.serving or not self.executions:
                     continue
-            await self._run_next()
-
-    async def _run_next(self) -> None:
-        pending = self._queue.popleft()
-        self._running = pending
-        self._not_running.clear()
-        failed = False
-        try:
-            if pending.lost:
-                await self._reply_lost(pending)
-            else:
-                failed = await self._execute(pending)
-        except Exception:
-            log.exception("session %s: execution %s failed", self.session, pending.msg.msg_id)
-        finally:
-            self._running = None
-            self._not_running.set()
+            await self.executions.run_next()
             self._last_activity = time.monotonic()
-            # After `_running` is cleared, so a client that sees the aborted replies and
-            # asks for `info` finds nothing running; before the ack, so a worker that dies
-            # in between leaves the failed execution to be answered as lost.
-            if failed and pending.msg.content.stop_on_error and self.lifecycle.serving:
-                await self._abort_queued()
-            if not self.lifecycle.lost:
-                await self._ack(pending.item)
-
-    async def _reply_lost(self, pending: _Pending) -> None:
-        """An execution that was running when its worker died: it is not run again."""
-        checkpoints = self.checkpoints
-        evalue = worker_lost_message(checkpoints.restored_from, checkpoints.fresh_because)
-        error = m.Error(ename="WorkerLost", evalue=evalue, traceback=[evalue])
-        await self.feed.publish(error, pending.msg.header)
-        reply = m.ExecuteReply(
-            status="error", ename=error.ename, evalue=evalue, traceback=error.traceback
-        )
-        await self.feed.publish(reply, pending.msg.header)
-        await self.feed.publish(m.Status(execution_state="idle"), pending.msg.header)
-
-    async def _execute(self, pending: _Pending) -> bool:
-        """Run one execution and publish its messages; True if it ended in an error."""
-        msg = pending.msg
-        request: m.ExecuteRequest = msg.content
-        self.checkpoints.postpone()
-        process = await self.process.ensure(msg.header, announce_idle=False)
-        self.feed.announce(m.Status(execution_state="busy"), msg.header)
-        result: m.ExecuteReply | Ending = UNAVAILABLE
-        if process is not None:
-            if not request.silent:
-                counted = request.store_history  # not counted: no number, as in the reply
-                count = self.process.execution_count if counted else None
-                echo = m.ExecuteInput(code=request.code, execution_count=count)
-                self.feed.announce(echo, msg.header)
-            frame = frames.Execute(
-                id=msg.msg_id, code=request.code, silent=request.silent,
-                store_history=request.store_history, user_expressions=request.user_expressions,
-            )  # fmt: skip
-            result = await self.process.execute(process, msg.header, frame)
-        return await self._publish_result(msg.header, result)
-
-    async def _publish_result(self, parent: Header, result: m.ExecuteReply | Ending) -> bool:
-        """Publish an execution's reply (and, if its process ended under it, the error and
-        ``dead``), then ``idle``; True if it ended in an error."""
-        if isinstance(result, Ending):
-            reply = m.ExecuteReply(
-                status="error", ename=result.ename, evalue=result.evalue, traceback=[result.evalue]
-            )
-            error = m.Error(ename=reply.ename, evalue=reply.evalue, traceback=reply.traceback)
-            await self.feed.publish(error, parent)
-        else:
-            reply = result
-            settings = self._settings
-            self.checkpoints.ran(parent, settings.checkpoint_delay, settings.checkpoint_interval)
-        if reply.execution_count is not None:
-            self.process.execution_count = reply.execution_count + 1
-        await self.feed.publish(reply, parent)
-        if not isinstance(result, Ending):
-            await self.feed.publish(m.Status(execution_state="idle"), parent)
-        elif not result.expected:
-            await self.feed.publish(m.Status(execution_state="dead", reason=result.message), parent)
-        return reply.status == "error"
-
-    async def _abort_queued(self) -> None:
-        while self._queue:
-            pending = self._queue.popleft()
-            await self.feed.publish(m.ExecuteReply(status="aborted"), pending.msg.header)
-            await self._ack(pending.item)
 
     # -- between executions ---------------------------------------------------------------
     async def _idle(self) -> bool:
@@ -493,9 +393,9 @@ class Session:
         due = [t for t in (self.checkpoints.due, self._hibernation_due()) if t is not None]
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(max(0.0, min(due) - time.monotonic()) if due else None):
-                await self._queued.wait()
+                await self.executions.queued.wait()
                 return False
-        if self._queue or not self.lifecycle.serving:
+        if self.executions or not self.lifecycle.serving:
             return False
         now = time.monotonic()
         if self.checkpoints.due is not None and now >= self.checkpoints.due:
@@ -519,7 +419,7 @@ class Session:
         """Save the namespace, end the process and leave the worker; the session's next
         request (`KernelClient.ensure_session`) has a worker host it again, restored."""
         began = self._last_activity
-        if self._direct or self._queue:
+        if self._direct or self.executions:
             self._last_activity = time.monotonic()
             return False
         saved = await self.process.save()
@@ -527,7 +427,7 @@ class Session:
             log.warning("session %s: not hibernated: its namespace was not saved", self.session)
             self._last_activity = time.monotonic()
             return False
-        if self._direct or self._queue or self._last_activity != began:
+        if self._direct or self.executions or self._last_activity != began:
             return False  # a request came while it was being saved
         if not self.lifecycle.serving:
             return False  # its worker began to stop meanwhile: the drain moves it

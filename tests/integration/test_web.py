@@ -11,6 +11,7 @@ import asyncio
 import json
 import signal
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import nbformat
 import pytest
@@ -50,9 +51,12 @@ async def bob(stack: Stack) -> AsyncIterator[Client]:
     await client.close()
 
 
-async def worksheet_with(client: Client, *sources: str) -> tuple[dict, list[dict]]:
+async def worksheet_with(
+    client: Client, *sources: str
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     sheet = await client.call("worksheet.create", title="Test sheet")
-    cells, after = [], None
+    cells: list[dict[str, Any]] = []
+    after = None
     for source in sources:
         cell = await client.call("cell.create", worksheet=sheet["id"], source=source, after=after)
         cells.append(cell)
@@ -60,12 +64,13 @@ async def worksheet_with(client: Client, *sources: str) -> tuple[dict, list[dict
     return sheet, cells
 
 
-async def saved_outputs(client: Client, worksheet: str, count: int) -> list[dict]:
+async def saved_outputs(client: Client, worksheet: str, count: int) -> list[dict[str, Any]]:
     """The worksheet's cells once `count` of them have saved outputs (the saver follows the
     feed, so a run's outputs are saved a moment after they are published)."""
     async with asyncio.timeout(30):
         while True:
-            cells = (await client.call("worksheet.get", id=worksheet))["cells"]
+            sheet = await client.call("worksheet.get", id=worksheet)
+            cells: list[dict[str, Any]] = sheet["cells"]
             if sum(1 for c in cells if c["outputs"]) >= count:
                 return cells
             await asyncio.sleep(0.05)
@@ -452,13 +457,13 @@ async def test_worksheet_life_through_the_api(ada: Client, bob: Client) -> None:
 
 
 async def test_every_json_rpc_error_case_on_the_live_api(stack: Stack, ada: Client) -> None:
-    async def send(body: object, **headers: str) -> tuple[int, object]:
+    async def send(body: object, **headers: str) -> tuple[int, Any]:
         response = await ada.post(body, headers)
         text = await response.text()
         return response.status, (json.loads(text) if text else None)
 
-    def call(method: str, params: object = None, id: object = 1) -> dict:
-        body = {"jsonrpc": "2.0", "method": method, "id": id}
+    def call(method: str, params: object = None, id: object = 1) -> dict[str, object]:
+        body: dict[str, object] = {"jsonrpc": "2.0", "method": method, "id": id}
         return body if params is None else {**body, "params": params}
 
     status, reply = await send(b'{"jsonrpc": "2.0", "method"')
@@ -503,7 +508,8 @@ async def test_one_bus_subscription_per_session_whatever_the_number_of_sockets(
 ) -> None:
     async def followed() -> int:
         async with ada.http.get(stack.urls[0] + "/healthz") as response:
-            return (await response.json())["feeds_followed"]
+            followed: int = (await response.json())["feeds_followed"]
+            return followed
 
     sheet, _ = await worksheet_with(ada, "1")
     before = await followed()
@@ -561,8 +567,8 @@ async def test_everyone_watching_a_worksheet_sees_who_else_is(ada: Client, bob: 
 async def test_a_user_watching_through_several_sockets_leaves_with_the_last(
     stack: Stack, ada: Client, bob: Client
 ) -> None:
-    def is_presence(frame: dict) -> bool:
-        return frame["type"] == "presence"
+    def is_presence(frame: dict[str, Any]) -> bool:
+        return bool(frame["type"] == "presence")
 
     sheet, _ = await worksheet_with(ada, "1")
     await ada.call("worksheet.share", id=sheet["id"], username=bob.username, role="viewer")
@@ -620,7 +626,7 @@ async def test_bad_values_get_clear_errors_not_internal_ones(stack: Stack, ada: 
 async def test_revoking_a_token_and_logging_out_with_a_stale_cookie_take_effect(
     stack: Stack, ada: Client
 ) -> None:
-    login = {"username": ada.username, "password": PASSWORD, "label": "phone"}
+    login: dict[str, object] = {"username": ada.username, "password": PASSWORD, "label": "phone"}
     other = Client(stack.urls[0], (await ada.call("auth.login", **login))["token"])
     assert (await other.call("auth.whoami"))["username"] == ada.username  # now cached
     phone = next(t for t in await ada.call("auth.tokens") if t["label"] == "phone")

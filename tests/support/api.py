@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import itertools
 import json
 import uuid
@@ -40,10 +41,11 @@ class Client:
     async def post(
         self, body: Any, headers: dict[str, str] | None = None
     ) -> aiohttp.ClientResponse:
-        data = body if isinstance(body, (bytes, str)) else json.dumps(body)
+        text = body if isinstance(body, (bytes, str)) else json.dumps(body)
+        raw = text.encode() if isinstance(text, str) else text
         response = await self.http.post(
             self.url + "/rpc",
-            data=data,
+            data=io.BytesIO(raw),  # a stream: aiohttp warns that a large body sent whole blocks
             headers={"Content-Type": "application/json", **self.headers(), **(headers or {})},
         )
         await response.read()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
+import msgspec
 import pytest
 
 from cellbus_kernel.config import KernelSettings
@@ -15,6 +16,7 @@ from cellbus_protocol.bus import InMemoryBus
 from cellbus_protocol.envelope import Message
 from cellbus_protocol.errors import RemoteError
 from cellbus_protocol.kernel_client import KernelClient
+from cellbus_protocol.messages import ControlReply
 
 from ..support.feeds import first_message, run_code, wait_for_state
 from .conftest import Kernel
@@ -117,3 +119,14 @@ async def test_ending_a_hibernated_session_deletes_its_checkpoint(
     with pytest.raises(RemoteError) as refused:
         await client.fork_session(session)
     assert refused.value.code == "not_found"
+
+
+async def test_a_malformed_control_request_is_answered_invalid(kernel: Kernel) -> None:
+    for data in (b"not json", b'{"op": "explode", "session": "s", "username": "u"}',
+                 b'{"op": "status", "session": "../etc", "username": "u"}'):  # fmt: skip
+        reply = msgspec.json.decode(
+            await kernel.bus.request(keys.KERNEL_CONTROL, data, timeout=10), type=ControlReply
+        )
+        assert reply.error is not None and reply.error.code == "invalid"
+    # The worker goes on answering.
+    assert (await kernel.client.session_status("still-answering")).state == "stopped"

@@ -11,11 +11,15 @@ for the moment it takes: a worker cannot start hosting the session (and load the
 being deleted) meanwhile. A `SessionOpen` that arrives in that moment finds the lease held
 and is dropped, so, as when a session hibernates, the lease is released and then the
 session's queue checked: requests waiting there have the session hosted again at once.
+
+A request is answered at most once: one that a worker took and died before answering is not
+taken again (its sender's deadline passes, `RequestTimeout`, and it may ask again).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
@@ -84,15 +88,18 @@ class KernelControl:
             await self._consumer.close()
 
     async def _serve(self, item: QueueItem) -> None:
-        """Answer one request; never raises (a failure is the sender's ``internal``)."""
+        """Answer one request, then retire it; never raises (a failure is the sender's
+        ``internal``, a reply that cannot be sent its `RequestTimeout`)."""
         try:
             reply = await self._answer(item)
             await self._bus.reply(item, _encoder.encode(reply))
-            await self._consumer.ack(item)
         except BusUnavailable as exc:
             log.warning("control request %s: could not reply: %s", item.id, exc)
         except Exception:
             log.exception("control request %s: could not reply", item.id)
+        finally:
+            with contextlib.suppress(BusUnavailable):  # left pending, never retried
+                await self._consumer.ack(item)
 
     async def _answer(self, item: QueueItem) -> m.ControlReply:
         try:

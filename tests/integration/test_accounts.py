@@ -226,7 +226,7 @@ async def test_changes_are_announced_on_the_feed_with_who_made_them(accounts: Ac
     _, created = await first_message(
         accounts.bus, sheet.session, after, lambda m: m.msg_type == "cell_created"
     )
-    assert created.content.cell["source"] == "1 + 1"
+    assert created.content.cell.source == "1 + 1"
 
 
 # -- permissions -----------------------------------------------------------------------------

@@ -398,7 +398,7 @@ class Handlers:
             raise AccountsError("not_found", f"no cell {request.after} here") from None
         view = cell_view(cell)
         await self._announce(
-            sheet, user, m.CellCreated(cell=msgspec.to_builtins(view), after=request.after)
+            sheet, user, m.CellCreated(cell=view, after=request.after)
         )
         return view
 
@@ -417,7 +417,7 @@ class Handlers:
                 msgspec.to_builtins(cell_view(conflict.current)),
             ) from None
         view = cell_view(updated)
-        await self._announce(sheet, user, m.CellUpdated(cell=msgspec.to_builtins(view)))
+        await self._announce(sheet, user, m.CellUpdated(cell=view))
         return view
 
     async def move_cell(self, request: a.MoveCell) -> a.CellView:

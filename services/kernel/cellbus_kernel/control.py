@@ -39,7 +39,6 @@ OpenSession = Callable[[str, str], Awaitable[None]]
 """Ask for a session to be hosted: (session, fork_of)."""
 
 _decoder = msgspec.json.Decoder(m.AnyControlRequest)
-_encoder = msgspec.json.Encoder()
 
 
 class Refusal(Exception):
@@ -92,7 +91,7 @@ class KernelControl:
         ``internal``, a reply that cannot be sent its `RequestTimeout`)."""
         try:
             reply = await self._answer(item)
-            await self._bus.reply(item, _encoder.encode(reply))
+            await self._bus.reply(item, codec.encode_record(reply))
         except BusUnavailable as exc:
             log.warning("control request %s: could not reply: %s", item.id, exc)
         except Exception:
@@ -120,7 +119,7 @@ class KernelControl:
             log.exception("control request %s (%s) failed", item.id, what)
             return _error("internal", "the kernel worker failed; see its log")
         log.info("control request %s: %s", item.id, what)
-        return m.ControlReply(result=msgspec.Raw(_encoder.encode(result)))
+        return m.ControlReply(result=msgspec.Raw(codec.encode_record(result)))
 
     async def _handle(self, request: m.AnyControlRequest) -> msgspec.Struct:
         if isinstance(request, m.ForkSession):

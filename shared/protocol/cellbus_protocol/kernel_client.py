@@ -158,14 +158,14 @@ class KernelClient:
         worker takes it (for a caller that must not wait on the kernel: a worksheet that is
         deleted is gone whatever becomes of its session)."""
         request = m.EndSession(session=keys.check_session_id(session), username=self.username)
-        await self.bus.enqueue(keys.KERNEL_CONTROL, msgspec.json.encode(request))
+        await self.bus.enqueue(keys.KERNEL_CONTROL, codec.encode_record(request))
 
     async def control(self, request: m.ControlRequest, result: type[ResultT]) -> ResultT:
         """Send a control request to the kernel workers and return its typed result;
         `RemoteError` with the kernel's error code, `RequestTimeout` if none answers."""
         keys.check_session_id(request.session)
         data = await self.bus.request(
-            keys.KERNEL_CONTROL, msgspec.json.encode(request), timeout=self.timeout
+            keys.KERNEL_CONTROL, codec.encode_record(request), timeout=self.timeout
         )
         try:
             reply = _control_reply.decode(data)

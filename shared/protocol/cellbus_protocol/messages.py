@@ -16,6 +16,7 @@ from typing import Any, ClassVar, Literal
 import msgspec
 
 from .envelope import PROTOCOL_VERSION
+from .views import CellView
 
 
 class Content(msgspec.Struct, kw_only=True):
@@ -260,13 +261,13 @@ class CellRun(Content, kw_only=True):
 
 class CellCreated(Content, kw_only=True):
     msg_type: ClassVar[str] = "cell_created"
-    cell: dict[str, Any]  # the cell as accounts.CellView
+    cell: CellView
     after: str | None  # the cell it follows (None: at the top)
 
 
 class CellUpdated(Content, kw_only=True):
     msg_type: ClassVar[str] = "cell_updated"
-    cell: dict[str, Any]
+    cell: CellView
 
 
 class CellMoved(Content, kw_only=True):

@@ -18,7 +18,7 @@ from cellbus_protocol.envelope import new_message
 from cellbus_web import batches as batches_module
 from cellbus_web.batches import Batch, batches
 from cellbus_web.feeds import FeedHub
-from cellbus_web.outgoing import Deliver, Outgoing, Send
+from cellbus_web.outgoing import Deliver, Outgoing, Send, Turns
 from cellbus_web.ws import OVERFLOW, FeedSocket
 
 S1 = "11111111-1111-1111-1111-111111111111"
@@ -81,7 +81,7 @@ def deliver(*seqs: int) -> Deliver:
 
 
 async def test_the_queue_counts_feed_messages_and_refuses_live_ones_when_full() -> None:
-    queue = Outgoing(capacity=4)
+    queue = Outgoing(capacity=4, turns=Turns())
     assert queue.offer(deliver(1, 2, 3))
     assert queue.offer(Send(b"{}"))
     assert not queue.offer(deliver(4))  # 5 messages > 4
@@ -91,7 +91,7 @@ async def test_the_queue_counts_feed_messages_and_refuses_live_ones_when_full() 
 
 
 async def test_catching_up_waits_for_room_and_a_large_page_goes_into_an_empty_queue() -> None:
-    queue = Outgoing(capacity=2)
+    queue = Outgoing(capacity=2, turns=Turns())
     assert queue.offer(deliver(1))
     page = asyncio.create_task(queue.put(deliver(2, 3, 4, 5)))  # heavier than the queue
     await asyncio.sleep(0)
@@ -125,7 +125,7 @@ class _WebSocket:
 def feed_socket(username: str = "ada", queue: int = 10) -> Any:
     backend = SimpleNamespace(settings=SimpleNamespace(socket_queue=queue))
     principal = SimpleNamespace(user=SimpleNamespace(username=username), token="t0ken")
-    socket = FeedSocket(_WebSocket(), backend, principal)  # type: ignore[arg-type]  # fakes
+    socket = FeedSocket(_WebSocket(), backend, principal, Turns())  # type: ignore[arg-type]  # fakes
     socket.subscribed.add(S1)
     return socket
 
@@ -143,6 +143,29 @@ async def written(socket: Any) -> list[dict[str, Any]]:
     finally:
         writer.cancel()
     return [json.loads(frame) for frame in socket.ws.sent[:-1]]
+
+
+async def test_writers_take_turns_and_a_late_one_sends_what_came_meanwhile_in_one_frame() -> None:
+    turns = Turns(per_turn=2)
+    sockets = [feed_socket() for _ in range(4)]
+    for socket in sockets:
+        socket.outgoing = Outgoing(10, turns)
+    writers = [asyncio.create_task(socket._write()) for socket in sockets]
+    await asyncio.sleep(0)  # every writer waits for an item
+    busy, output = batches(S1, [printed(1)]), batches(S1, [printed(2, "y\n")])
+    for socket in sockets:
+        socket.deliver(busy)
+    await asyncio.sleep(0)  # the first turn: two writers woken
+    await asyncio.sleep(0)  # they write
+    for socket in sockets:
+        socket.deliver(output)  # the output, before the others had their turn
+    for _ in range(6):
+        await asyncio.sleep(0)
+    for writer in writers:
+        writer.cancel()
+    sent = [[[i["cursor"] for i in json.loads(f)["messages"]] for f in s.ws.sent] for s in sockets]
+    assert sent == [[[1], [2]], [[1], [2]], [[1, 2]], [[1, 2]]]
+    assert sockets[2].ws.sent[0] is sockets[3].ws.sent[0]  # the joined frame, built once
 
 
 async def test_every_socket_is_sent_the_same_bytes_one_write_per_batch() -> None:

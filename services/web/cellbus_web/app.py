@@ -22,7 +22,8 @@ from cellbus_protocol.bus import Bus
 from .backend import BACKEND, Backend
 from .config import WebSettings
 from .methods import build_api
-from .ws import SOCKETS, close_sockets, feed_socket, revoke_sockets
+from .outgoing import Turns
+from .ws import SOCKETS, TURNS, close_sockets, feed_socket, revoke_sockets
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,7 @@ def create_app(settings: WebSettings, bus: Bus) -> web.Application:
     backend = Backend.create(settings, bus)
     app[BACKEND] = backend
     app[SOCKETS] = set()
+    app[TURNS] = Turns()
     api = build_api()
     app.router.add_view("/rpc", api.handler(max_body_bytes=settings.max_body_bytes))
     app.router.add_get("/ws", feed_socket)

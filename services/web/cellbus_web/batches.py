@@ -16,7 +16,7 @@ unless told otherwise).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from cellbus_protocol import codec
 from cellbus_protocol.bus import FeedEntry
@@ -26,7 +26,7 @@ MAX_BATCH_BYTES = 1 << 20
 """A batch's frame is split before it would pass this (a larger message goes alone)."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class Batch:
     """Some entries of one session's feed, in cursor order, and their ``messages`` frame."""
 
@@ -35,10 +35,23 @@ class Batch:
     frame: bytes
     removes: frozenset[str]
     """The users whose access to the session one of the entries takes away."""
+    _joined: dict[Batch, Batch] = field(default_factory=dict, repr=False)
+    """`joined` answers, so that every socket that joins the same two gets the same bytes."""
 
     @property
     def cursor(self) -> int:
         return self.entries[-1].seq
+
+    def joined(self, after: Batch) -> Batch | None:
+        """This batch and the next one of the session (`after`) as one, or None if its frame
+        would pass `MAX_BATCH_BYTES`. Built once for all the sockets that have both queued
+        (a socket whose writer was behind when `after` came)."""
+        if len(self.frame) + len(after.frame) > MAX_BATCH_BYTES:
+            return None
+        both = self._joined.get(after)
+        if both is None:
+            both = self._joined[after] = _batch(self.session, self.entries + after.entries)
+        return both
 
     def before_removal_of(self, username: str) -> Batch | None:
         """The batch of the entries before the first that takes `username`'s access away

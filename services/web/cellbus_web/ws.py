@@ -13,7 +13,9 @@ last saw and gets everything after it, then live messages; see docs/api.md for t
   kernel's bytes spliced in without decoding: one write per batch and socket.
 - One path to the client: everything a socket is sent is a typed item (`outgoing.Deliver`,
   `Send`, `Revoke`) on the socket's one bounded queue, written in order by its one writer
-  task through aiohttp's public API (``send_frame``), compressed or not. A socket runs three
+  task through aiohttp's public API (``send_frame``), compressed or not. The process's
+  writers take turns (`outgoing.Turns`), a group per step of the event loop, and a writer
+  sends the batches of a session queued together as one frame. A socket runs three
   tasks: the writer, the reader of the client's frames, and the token's watcher; when one
   ends (or the socket is told to close), the others are stopped, and all are awaited.
 - Who else watches (``presence`` frames) is kept by the process's one `presence.Presence`
@@ -51,7 +53,7 @@ from .auth import Principal
 from .backend import BACKEND, Backend
 from .batches import Batch
 from .feeds import Listener
-from .outgoing import Close, Deliver, Item, Outgoing, Revoke, Send
+from .outgoing import Close, Deliver, Item, Outgoing, Revoke, Send, Turns
 from .rpc import FORBIDDEN, INVALID_REQUEST, UNAUTHENTICATED, RpcError, api_error
 
 log = logging.getLogger(__name__)
@@ -66,6 +68,7 @@ MAX_FRAME_BYTES = 64 * 1024
 PONG = b'{"type":"pong"}'
 ACCESS_REMOVED = "your access to this worksheet was removed"
 SOCKETS: web.AppKey[set[FeedSocket]] = web.AppKey("sockets")
+TURNS = web.AppKey("turns", Turns)
 
 
 class Subscribe(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -87,11 +90,13 @@ def _json(value: Any) -> bytes:
 class FeedSocket:
     """One client's WebSocket: its subscriptions, its queue and its tasks."""
 
-    def __init__(self, ws: web.WebSocketResponse, backend: Backend, principal: Principal):
+    def __init__(
+        self, ws: web.WebSocketResponse, backend: Backend, principal: Principal, turns: Turns
+    ):
         self.ws = ws
         self.backend = backend
         self.principal = principal
-        self.outgoing = Outgoing(backend.settings.socket_queue)
+        self.outgoing = Outgoing(backend.settings.socket_queue, turns)
         self.listeners: dict[str, Listener] = {}
         self.subscribed: set[str] = set()  # as soon as a subscription starts catching up
         self.sent: dict[str, int] = {}  # session -> cursor of the last message sent
@@ -277,9 +282,7 @@ class FeedSocket:
         while True:
             match await self.outgoing.get():
                 case Deliver(batch):
-                    if batch.session in self.subscribed:  # else: unsubscribed since
-                        self.sent[batch.session] = batch.cursor  # the frame is written now
-                        await self.ws.send_frame(batch.frame, WSMsgType.TEXT)
+                    await self._deliver(batch)
                 case Send(frame):
                     await self.ws.send_frame(frame, WSMsgType.TEXT)
                 case Revoke(session):
@@ -287,6 +290,15 @@ class FeedSocket:
                     removed = {"type": "error", "code": FORBIDDEN, "session": session,
                                "message": ACCESS_REMOVED}  # fmt: skip
                     await self.ws.send_frame(_json(removed), WSMsgType.TEXT)
+
+    async def _deliver(self, batch: Batch) -> None:
+        """Send `batch`, and in the same frame the batches of its session queued right
+        behind it (see `outgoing.Turns`: with many sockets, most writers find an
+        execution's output behind its ``busy`` by the time it is their turn)."""
+        batch = self.outgoing.join_following(batch)
+        if batch.session in self.subscribed:  # else: unsubscribed since
+            self.sent[batch.session] = batch.cursor  # the frame is written now
+            await self.ws.send_frame(batch.frame, WSMsgType.TEXT)
 
     async def _read(self) -> None:
         async for msg in self.ws:
@@ -324,7 +336,7 @@ async def feed_socket(request: web.Request) -> web.WebSocketResponse:
         heartbeat=backend.settings.ping_interval, max_msg_size=MAX_FRAME_BYTES
     )
     await ws.prepare(request)
-    socket = FeedSocket(ws, backend, principal)
+    socket = FeedSocket(ws, backend, principal, request.app[TURNS])
     request.app[SOCKETS].add(socket)
     try:
         await socket.serve()

@@ -62,7 +62,7 @@ class Close:
 
 
 def _weight(item: Item) -> int:
-    return len(item.batch.entries) if isinstance(item, Deliver) else 1
+    return len(item.batch.entries) if type(item) is Deliver else 1
 
 
 PER_TURN = 16
@@ -142,7 +142,8 @@ class Outgoing:
                 self._item = None
         item = self._items.popleft()
         self._size -= _weight(item)
-        self._room.set()
+        if not self._room.is_set():
+            self._room.set()
         return item
 
     def join_following(self, batch: Batch) -> Batch:
@@ -157,8 +158,8 @@ class Outgoing:
                 break
             self._items.popleft()
             self._size -= len(following.batch.entries)
+            self._room.set()
             batch = both
-        self._room.set()
         return batch
 
     def __len__(self) -> int:

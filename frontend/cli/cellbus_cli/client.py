@@ -22,7 +22,8 @@ from typing import Any, Self
 
 import aiohttp
 
-from .errors import INTERNAL, RATE_LIMITED, RpcError, ServerUnreachable
+from .codes import INTERNAL_ERROR, RATE_LIMITED
+from .errors import RpcError, ServerUnreachable
 from .feed import FeedEvent, FeedSocket
 
 __all__ = ["FeedEvent", "FeedSocket", "RpcClient", "RpcError", "ServerUnreachable", "rpc_url"]
@@ -115,16 +116,18 @@ def _result_of(url: str, method: str, request_id: int, status: int, text: str) -
     if not isinstance(reply, dict) or ("result" not in reply and "error" not in reply):
         if status in GATEWAY_STATUSES:
             raise ServerUnreachable(url, f"HTTP {status} from a gateway")
-        raise RpcError(INTERNAL, f"{method}: unexpected answer from the server (HTTP {status})")
+        raise RpcError(
+            INTERNAL_ERROR, f"{method}: unexpected answer from the server (HTTP {status})"
+        )
     error = reply.get("error")
     if error is not None:
         if not isinstance(error, dict):
-            raise RpcError(INTERNAL, f"{method}: malformed error from the server")
+            raise RpcError(INTERNAL_ERROR, f"{method}: malformed error from the server")
         code = error.get("code")
-        code = code if isinstance(code, int) else INTERNAL
+        code = code if isinstance(code, int) else INTERNAL_ERROR
         raise RpcError(code, str(error.get("message") or ""), error.get("data"))
     if reply.get("id") != request_id:
-        raise RpcError(INTERNAL, f"{method}: the server answered another request")
+        raise RpcError(INTERNAL_ERROR, f"{method}: the server answered another request")
     return reply["result"]
 
 

@@ -12,7 +12,7 @@ Exception
 
 `main` turns each into one line on stderr, "cellbus: <message>", and an exit status:
 `EXIT_SERVER` (1) for an error reported by the server, `EXIT_USAGE` (2) for usage errors and
-"not logged in" (also a server's -32001 on a command that used the stored token),
+"not logged in" (also a server's UNAUTHENTICATED on a command that used the stored token),
 `EXIT_UNREACHABLE` (3) when the server cannot be reached.
 """
 
@@ -20,25 +20,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from .codes import CONFLICT, INTERNAL_ERROR, RATE_LIMITED
+
 EXIT_OK = 0
 EXIT_SERVER = 1
 EXIT_USAGE = 2
 EXIT_UNREACHABLE = 3
 EXIT_INTERRUPTED = 130
-
-PARSE_ERROR = -32700
-INVALID_REQUEST = -32600
-METHOD_NOT_FOUND = -32601
-INVALID_PARAMS = -32602
-INTERNAL = -32603
-UNAUTHENTICATED = -32001
-FORBIDDEN = -32003
-NOT_FOUND = -32004
-CONFLICT = -32009
-TAKEN = -32010
-TOO_LARGE = -32013
-RATE_LIMITED = -32029
-UNAVAILABLE = -32050
 
 
 class RpcError(Exception):
@@ -54,7 +42,7 @@ class RpcError(Exception):
         """The message for a person, on one line, with what `data` adds to it."""
         text = self.message or f"server error {self.code}"
         data = self.data if isinstance(self.data, dict) else {}
-        if self.code == INTERNAL and data.get("error_id"):
+        if self.code == INTERNAL_ERROR and data.get("error_id"):
             text += f" (error id {data['error_id']})"
         elif self.code == RATE_LIMITED and data.get("retry_after") is not None:
             text += f" (retry after {data['retry_after']} s)"

@@ -30,14 +30,8 @@ from typing import Any, Literal, Self
 
 import aiohttp
 
-from .errors import (
-    FORBIDDEN,
-    RATE_LIMITED,
-    UNAUTHENTICATED,
-    UNAVAILABLE,
-    RpcError,
-    ServerUnreachable,
-)
+from .codes import FORBIDDEN, RATE_LIMITED, UNAUTHENTICATED, UNAVAILABLE
+from .errors import RpcError, ServerUnreachable
 
 log = logging.getLogger(__name__)
 

@@ -16,6 +16,7 @@ from collections.abc import Callable, Coroutine, Sequence
 from importlib import metadata
 from typing import Any
 
+from .codes import UNAUTHENTICATED
 from .commands import add_all
 from .config import ENV_CONFIG_DIR, config_dir
 from .context import Context
@@ -24,7 +25,6 @@ from .errors import (
     EXIT_SERVER,
     EXIT_UNREACHABLE,
     EXIT_USAGE,
-    UNAUTHENTICATED,
     CliError,
     RpcError,
     ServerUnreachable,

@@ -10,7 +10,7 @@ derives from aiohttp's public ``web.View`` alone, and methods come from an ``Api
 
 Errors: `ErrorCode` is the one table of the codes the API answers with; the browser reads it
 from ``frontend/web/src/generated.js``, written from it by ``python -m
-cellbus_web.generated_js`` (a unit test fails when the two differ). Failures of the services
+cellbus_web.client_facts`` (a unit test fails when the two differ). Failures of the services
 behind the API are mapped to these codes in one place, `api_error`, applied once where a method
 is dispatched: a remote service's error code by `REMOTE_ERRORS`, a bus that does not answer as
 UNAVAILABLE, anything else as INTERNAL_ERROR (logged with an id that the client is given)::

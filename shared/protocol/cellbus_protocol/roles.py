@@ -4,7 +4,7 @@ Roles rank viewer < editor < owner, and each may do all that the ones below it m
 reads a worksheet and watches its session; an editor also edits and runs cells; an owner also
 renames, shares and deletes it. The accounts service checks permissions with `ROLE_RANK`, the web
 service its cached roles, and the browser reads it from ``frontend/web/src/generated.js``,
-written from this module by ``python -m cellbus_web.generated_js``.
+written from this module by ``python -m cellbus_web.client_facts``.
 """
 
 from __future__ import annotations

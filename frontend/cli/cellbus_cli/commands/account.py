@@ -9,9 +9,10 @@ import socket
 import sys
 
 from ..client import RpcClient
+from ..codes import FORBIDDEN, UNAUTHENTICATED
 from ..config import Config
 from ..context import Context, normalize_url
-from ..errors import EXIT_USAGE, FORBIDDEN, UNAUTHENTICATED, CliError, RpcError, ServerUnreachable
+from ..errors import EXIT_USAGE, CliError, RpcError, ServerUnreachable
 from ..parser import Parser, Subparsers
 
 

@@ -18,7 +18,7 @@ from cellbus_protocol.envelope import new_message
 from cellbus_web import batches as batches_module
 from cellbus_web.batches import Batch, batches
 from cellbus_web.feeds import FeedHub
-from cellbus_web.outgoing import Deliver, Outgoing, Send, Turns
+from cellbus_web.outgoing import Outgoing, Send, Turns
 from cellbus_web.ws import OVERFLOW, FeedSocket
 
 S1 = "11111111-1111-1111-1111-111111111111"
@@ -75,9 +75,9 @@ def test_only_a_worksheet_shared_with_role_none_removes_access() -> None:
 # -- a socket's queue --------------------------------------------------------------------------
 
 
-def deliver(*seqs: int) -> Deliver:
+def deliver(*seqs: int) -> Batch:
     (batch,) = batches(S1, [printed(seq) for seq in seqs])
-    return Deliver(batch)
+    return batch
 
 
 async def test_the_queue_counts_feed_messages_and_refuses_live_ones_when_full() -> None:
@@ -85,7 +85,7 @@ async def test_the_queue_counts_feed_messages_and_refuses_live_ones_when_full() 
     assert queue.offer(deliver(1, 2, 3))
     assert queue.offer(Send(b"{}"))
     assert not queue.offer(deliver(4))  # 5 messages > 4
-    assert isinstance(await queue.get(), Deliver)
+    assert isinstance(await queue.get(), Batch)
     assert queue.offer(deliver(4, 5, 6))
     assert len(queue) == 2
 
@@ -99,7 +99,7 @@ async def test_catching_up_waits_for_room_and_a_large_page_goes_into_an_empty_qu
     await queue.get()
     await page
     item = await queue.get()
-    assert isinstance(item, Deliver) and item.batch.cursor == 5
+    assert isinstance(item, Batch) and item.cursor == 5
 
 
 # -- a socket ------------------------------------------------------------------------------------

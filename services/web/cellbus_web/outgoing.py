@@ -3,12 +3,13 @@
 Everything a socket is sent goes through its `Outgoing` queue, in order, and is written by
 its one writer task (`ws.FeedSocket`), so there is a single path to the client:
 
-- `Deliver`: a batch of feed messages (`batches.Batch`), the same bytes for every socket;
+- `batches.Batch`: deliver this batch of feed messages (the same bytes for every socket; the
+  batch is its own item, not wrapped, as it is queued on every socket of its session);
 - `Send`: any other frame (``subscribed``, ``error``, ``presence``, ``pong``);
 - `Revoke`: this user's access to a session was taken away (the writer unsubscribes and
   sends the ``error`` frame, after the messages queued before it).
 
-The queue's size counts feed messages (a `Deliver` weighs as many as its batch holds; any
+The queue's size counts feed messages (a `Batch` weighs as many as it holds; any
 other item, one), as ``CELLBUS_SOCKET_QUEUE`` is documented. Catching up waits for room
 (`put`); live messages never wait (`offer` says False when there is none, and the socket
 is closed for overflow). An item heavier than the whole queue goes in once the queue is
@@ -28,13 +29,6 @@ from .batches import Batch
 
 
 @dataclass(frozen=True, slots=True)
-class Deliver:
-    """Send a batch of a session's feed messages."""
-
-    batch: Batch
-
-
-@dataclass(frozen=True, slots=True)
 class Send:
     """Send this frame (JSON text)."""
 
@@ -48,7 +42,8 @@ class Revoke:
     session: str
 
 
-Item = Deliver | Send | Revoke
+Item = Batch | Send | Revoke
+"""A `Batch` on the queue: send it (its frame is the same bytes for every socket)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +57,7 @@ class Close:
 
 
 def _weight(item: Item) -> int:
-    return len(item.batch.entries) if type(item) is Deliver else 1
+    return len(item.entries) if type(item) is Batch else 1
 
 
 PER_TURN = 16
@@ -151,13 +146,13 @@ class Outgoing:
         it, which are taken too, as long as the frame stays small enough (`Batch.joined`)."""
         while self._items:
             following = self._items[0]
-            if not isinstance(following, Deliver) or following.batch.session != batch.session:
+            if not isinstance(following, Batch) or following.session != batch.session:
                 break
-            both = batch.joined(following.batch)
+            both = batch.joined(following)
             if both is None:
                 break
             self._items.popleft()
-            self._size -= len(following.batch.entries)
+            self._size -= len(following.entries)
             self._room.set()
             batch = both
         return batch

@@ -11,11 +11,11 @@ last saw and gets everything after it, then live messages; see docs/api.md for t
 - Feed messages go out as ``messages`` frames, a batch of one session's messages each,
   built once per batch for every socket of the session (`batches`, `feeds.SharedFeed`), the
   kernel's bytes spliced in without decoding: one write per batch and socket.
-- One path to the client: everything a socket is sent is a typed item (`outgoing.Deliver`,
-  `Send`, `Revoke`) on the socket's one bounded queue, written in order by its one writer
-  task through aiohttp's public API (``send_frame``), compressed or not. The process's
-  writers take turns (`outgoing.Turns`), a group per step of the event loop, and a writer
-  sends the batches of a session queued together as one frame. A socket runs three
+- One path to the client: everything a socket is sent is a typed item (a `batches.Batch`,
+  `outgoing.Send`, `outgoing.Revoke`) on the socket's one bounded queue, written in order by
+  its one writer task through aiohttp's public API (``send_frame``), compressed or not. The
+  process's writers take turns (`outgoing.Turns`), a group per step of the event loop, and a
+  writer sends the batches of a session queued together as one frame. A socket runs three
   tasks: the writer, the reader of the client's frames, and the token's watcher; when one
   ends (or the socket is told to close), the others are stopped, and all are awaited.
 - Who else watches (``presence`` frames) is kept by the process's one `presence.Presence`
@@ -53,7 +53,7 @@ from .auth import Principal
 from .backend import BACKEND, Backend
 from .batches import Batch
 from .feeds import Listener
-from .outgoing import Close, Deliver, Item, Outgoing, Revoke, Send, Turns
+from .outgoing import Close, Item, Outgoing, Revoke, Send, Turns
 from .rpc import FORBIDDEN, INVALID_REQUEST, UNAUTHENTICATED, RpcError, api_error
 
 log = logging.getLogger(__name__)
@@ -115,30 +115,35 @@ class FeedSocket:
 
     # -- what arrives from the feeds ------------------------------------------------------
     def deliver(self, delivered: list[Batch]) -> None:
-        """Live batches (from `feeds.Listener`): queued without waiting."""
+        """Live batches (from `feeds.Listener`): queued without waiting. (Called for every
+        socket of a session for every batch: kept lean.)"""
         for batch in delivered:
             if self.ending is not None:
                 return
-            if self.username in batch.removes:
+            if batch.removes and self.username in batch.removes:
                 self._access_removed(batch)
                 return  # what follows is not for this user
-            self._offer(Deliver(batch))
+            if not self.outgoing.offer(batch):
+                self._overflowed()
 
     def _access_removed(self, batch: Batch) -> None:
         before = batch.before_removal_of(self.username)
         if before is not None:
-            self._offer(Deliver(before))
+            self._offer(before)
         self._offer(Revoke(batch.session))
 
     def _offer(self, item: Item) -> None:
         if self.ending is None and not self.outgoing.offer(item):
-            log.info("socket of %s overflowed; closing it", self.username)
-            self.end(OVERFLOW)
+            self._overflowed()
+
+    def _overflowed(self) -> None:
+        log.info("socket of %s overflowed; closing it", self.username)
+        self.end(OVERFLOW)
 
     async def catch_up(self, page: list[Batch]) -> None:
         """Retained batches while a subscription joins: they wait for room."""
         for batch in page:
-            await self.outgoing.put(Deliver(batch))
+            await self.outgoing.put(batch)
 
     def show_presence(self, session: str, frame: bytes) -> bool:
         """Queue a presence frame (from `presence.Presence`); False if there is no room."""
@@ -281,7 +286,7 @@ class FeedSocket:
         """The one writer: what is queued, in order."""
         while True:
             match await self.outgoing.get():
-                case Deliver(batch):
+                case Batch() as batch:
                     await self._deliver(batch)
                 case Send(frame):
                     await self.ws.send_frame(frame, WSMsgType.TEXT)

@@ -53,7 +53,6 @@ def test_the_rule_tells_a_reasoned_ignore_from_a_bare_one() -> None:
 
 PENDING = {
     "services/kernel/cellbus_kernel/capture.py",
-    "services/kernel/cellbus_kernel/checkpointing.py",
     "services/kernel/cellbus_kernel/child.py",
     "services/kernel/cellbus_kernel/open_files.py",
 }

@@ -75,6 +75,7 @@ typecheck: install
 lint: install $(WEB)/node_modules/.installed
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 	cd $(WEB) && npm run --silent format:check
 
 format: install $(WEB)/node_modules/.installed

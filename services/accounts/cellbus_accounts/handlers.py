@@ -397,9 +397,7 @@ class Handlers:
         except LookupError:
             raise AccountsError("not_found", f"no cell {request.after} here") from None
         view = cell_view(cell)
-        await self._announce(
-            sheet, user, m.CellCreated(cell=view, after=request.after)
-        )
+        await self._announce(sheet, user, m.CellCreated(cell=view, after=request.after))
         return view
 
     async def update_cell(self, request: a.UpdateCell) -> a.CellView:

@@ -27,16 +27,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 import uuid
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
+from redis.typing import EncodableT, FieldT, KeyT, StreamIdT
 
 from .. import keys
 from ..errors import RequestTimeout
@@ -77,6 +79,11 @@ return 0
 """
 
 
+StreamRows = list[tuple[bytes, dict[bytes, bytes]]]
+"""Entries of a stream as this bus's clients return them (bytes: responses are not decoded;
+redis-py's types allow for `str` too, hence the casts where replies are read)."""
+
+
 def _seq_of(stream_id: bytes) -> int:
     return int(stream_id.split(b"-", 1)[1])
 
@@ -100,8 +107,9 @@ class RedisBus(Bus):
         # A pooled connection may be dead (Redis restarted since it was last used): a command
         # that fails to go through is tried again, twice, on a fresh connection. (A command
         # whose reply alone was lost could run twice; a dead connection never ran it.)
-        self._redis = aioredis.Redis(
-            connection_pool=aioredis.BlockingConnectionPool.from_url(
+        # `from_pool`: each client owns its pool, so `aclose` closes the pool's connections.
+        self._redis = aioredis.Redis.from_pool(
+            aioredis.BlockingConnectionPool.from_url(
                 url,
                 max_connections=MAX_CONNECTIONS,
                 timeout=COMMAND_TIMEOUT,
@@ -111,8 +119,8 @@ class RedisBus(Bus):
             )
         )
         # Blocking reads hold their connection for up to BLOCK_MS: a pool of their own.
-        self._blocking = aioredis.Redis(
-            connection_pool=aioredis.BlockingConnectionPool.from_url(
+        self._blocking = aioredis.Redis.from_pool(
+            aioredis.BlockingConnectionPool.from_url(
                 url,
                 max_connections=MAX_CONNECTIONS,
                 timeout=COMMAND_TIMEOUT,
@@ -152,7 +160,7 @@ class RedisBus(Bus):
                 maxlen=self.feed_retention,
                 approximate=True,
             )
-        return _seq_of(stream_id)
+        return _seq_of(cast(bytes, stream_id))
 
     async def subscribe(self, feed: str, after: int | None = None) -> Subscription:
         subscription = _RedisSubscription(self, feed, after or 0)
@@ -167,12 +175,15 @@ class RedisBus(Bus):
 
     async def read_feed(self, feed: str, after: int = 0, limit: int = 1000) -> list[FeedEntry]:
         with _unavailable_on_connection_error():
-            rows = await self._redis.xrange(self.key(feed), f"(0-{after}", "+", count=limit)
+            rows = cast(
+                StreamRows,
+                await self._redis.xrange(self.key(feed), f"(0-{after}", "+", count=limit),
+            )
         return [FeedEntry(_seq_of(stream_id), fields[b"d"]) for stream_id, fields in rows]
 
     async def last_seq(self, feed: str) -> int:
         with _unavailable_on_connection_error():
-            rows = await self._redis.xrevrange(self.key(feed), "+", "-", count=1)
+            rows = cast(StreamRows, await self._redis.xrevrange(self.key(feed), "+", "-", count=1))
         return _seq_of(rows[0][0]) if rows else 0
 
     async def delete(self, name: str) -> None:
@@ -181,9 +192,11 @@ class RedisBus(Bus):
 
     # -- queues ---------------------------------------------------------------------------
     async def enqueue(self, queue: str, data: bytes, *, reply_to: str | None = None) -> str:
-        fields = {b"d": data} if reply_to is None else {b"d": data, b"r": reply_to}
+        fields: dict[FieldT, EncodableT] = {b"d": data}
+        if reply_to is not None:
+            fields[b"r"] = reply_to
         with _unavailable_on_connection_error():
-            stream_id = await self._redis.xadd(self.key(queue), fields)
+            stream_id = cast(bytes, await self._redis.xadd(self.key(queue), fields))
         return stream_id.decode()
 
     async def queue_size(self, queue: str) -> int:
@@ -227,7 +240,7 @@ class RedisBus(Bus):
 
     async def lease_holder(self, name: str) -> str | None:
         with _unavailable_on_connection_error():
-            value = await self._redis.get(self.key(name))
+            value = cast(bytes | None, await self._redis.get(self.key(name)))
         return value.decode() if value is not None else None
 
     async def report_load(self, table: str, member: str, load: int, ttl: float) -> None:
@@ -241,7 +254,7 @@ class RedisBus(Bus):
 
     async def loads(self, table: str) -> dict[str, int]:
         with _unavailable_on_connection_error():
-            rows = await self._redis.hgetall(self.key(table))
+            rows = cast(dict[bytes, bytes], await self._redis.hgetall(self.key(table)))
         now_ms = time.time() * 1000
         live: dict[str, int] = {}
         expired: list[bytes] = []
@@ -263,7 +276,7 @@ class RedisBus(Bus):
 
     async def get_entry(self, table: str, key: str) -> str | None:
         with _unavailable_on_connection_error():
-            value = await self._redis.hget(self.key(table), key)
+            value = cast(bytes | None, await self._redis.hget(self.key(table), key))
         return value.decode() if value is not None else None
 
     async def remove_entry(self, table: str, key: str, value: str) -> bool:
@@ -272,7 +285,7 @@ class RedisBus(Bus):
 
     async def entries(self, table: str) -> dict[str, str]:
         with _unavailable_on_connection_error():
-            rows = await self._redis.hgetall(self.key(table))
+            rows = cast(dict[bytes, bytes], await self._redis.hgetall(self.key(table)))
         return {key.decode(): value.decode() for key, value in rows.items()}
 
     # -- blobs ----------------------------------------------------------------------------
@@ -282,7 +295,7 @@ class RedisBus(Bus):
 
     async def get_blob(self, name: str) -> bytes | None:
         with _unavailable_on_connection_error():
-            return await self._redis.get(self.key(name))
+            return cast(bytes | None, await self._redis.get(self.key(name)))
 
     async def copy_blob(self, source: str, target: str) -> bool:
         with _unavailable_on_connection_error():
@@ -305,7 +318,7 @@ class _FeedHub:
         self._bus = bus
         self._wake_key = bus.key(keys.wake(bus.instance_id))
         self._wake_pos = b"0-0"
-        self._positions: dict[bytes, bytes] = {}
+        self._positions: dict[KeyT, StreamIdT] = {}  # feed key -> the last id read
         self._subscribers: dict[bytes, set[_RedisSubscription]] = {}
         self._task: asyncio.Task[None] | None = None
 
@@ -315,7 +328,7 @@ class _FeedHub:
         subscribers.add(subscription)
         if key not in self._positions:
             with _unavailable_on_connection_error():
-                rows = await self._bus._redis.xrevrange(key, "+", "-", count=1)
+                rows = cast(StreamRows, await self._bus._redis.xrevrange(key, "+", "-", count=1))
             # Entries up to here are fetched by each subscription's own catch-up read.
             self._positions.setdefault(key, rows[0][0] if rows else b"0-0")
             await self._wake()
@@ -340,11 +353,12 @@ class _FeedHub:
 
     async def _run(self) -> None:
         while self._subscribers:
-            streams = {self._wake_key.encode(): self._wake_pos, **self._positions}
-            response = await self._bus._with_retry(
-                "feed hub",
-                lambda s=streams: self._bus._blocking.xread(s, block=BLOCK_MS, count=1000),
-            )
+            streams: dict[KeyT, StreamIdT] = {
+                self._wake_key.encode(): self._wake_pos,
+                **self._positions,
+            }
+            read = functools.partial(self._bus._blocking.xread, streams, count=1000, block=BLOCK_MS)
+            response = await self._bus._with_retry("feed hub", read)
             for key, rows in _stream_rows(response):
                 if key == self._wake_key.encode():
                     self._wake_pos = rows[-1][0]

@@ -16,6 +16,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from redis import exceptions as redis_errors
+from redis.typing import KeyT, StreamIdT
 
 from .. import keys
 from .base import Consumer, QueueItem
@@ -103,7 +104,8 @@ class RedisConsumer(Consumer):
     async def _read(self, block_ms: int) -> None:
         with unavailable_on_connection_error():
             await self._ensure_wake()
-        streams = {self._wake_key: b">", **dict.fromkeys(self._queues, b">")}
+        streams: dict[KeyT, StreamIdT] = {self._wake_key: b">"}
+        streams.update(dict.fromkeys(self._queues, b">"))
         try:
             response = await with_retry(
                 f"consumer {self._name}",

@@ -84,12 +84,10 @@ class CapturedStream(io.TextIOBase):
         self._lock = threading.RLock()
 
     # io.TextIOBase API --------------------------------------------------------------------
+    encoding = "utf-8"  # shadows io's read-only descriptor (typeshed: a plain `str` attribute)
+
     def writable(self) -> bool:
         return True
-
-    @property
-    def encoding(self) -> str:  # type: ignore[override]
-        return "utf-8"
 
     def isatty(self) -> bool:
         return False

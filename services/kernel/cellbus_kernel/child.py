@@ -75,7 +75,9 @@ class _Interrupts:
     def request(self, execution_id: str) -> None:
         with self.lock:
             if self.running == execution_id:
-                signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)  # type: ignore[arg-type]
+                main = threading.main_thread().ident
+                assert main is not None  # it has started: it runs this process
+                signal.pthread_kill(main, signal.SIGINT)
             else:
                 self.early.add(execution_id)
 
@@ -304,7 +306,9 @@ def _checkpoint(shell: CellbusShell, pipe: frames.FramedSocket, request: frames.
             names = namespace.user_names(shell.user_ns, shell.user_ns_hidden)
             saved = namespace.save(names, request.max_bytes)
             reply = frames.Checkpointed(
-                id=request.id, data=saved.data, skipped=saved.skipped,  # type: ignore[arg-type]
+                id=request.id,
+                data=saved.data,  # type: ignore[arg-type]  # msgspec encodes a memoryview as bytes, uncopied
+                skipped=saved.skipped,
                 open_files=saved.open_files,
             )  # fmt: skip
     except namespace.TooLarge:

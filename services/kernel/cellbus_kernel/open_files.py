@@ -136,7 +136,7 @@ class FoundOpenFile(Exception):
     """Raised by a `Pickler` with ``stop_at_open_file`` at the first open file."""
 
 
-class Pickler(dill.Pickler):  # type: ignore[misc]
+class Pickler(dill.Pickler):  # type: ignore[misc]  # dill is untyped: its Pickler is Any
     """dill's pickler that writes file objects as records (see the module docstring);
     `open_files` counts those that were open."""
 
@@ -165,7 +165,7 @@ class Pickler(dill.Pickler):  # type: ignore[misc]
         return self._indexes.setdefault(id(obj), len(self._indexes))
 
 
-class Unpickler(dill.Unpickler):  # type: ignore[misc]
+class Unpickler(dill.Unpickler):  # type: ignore[misc]  # dill is untyped: its Unpickler is Any
     """dill's unpickler that restores file records, and dill's own file records, closed."""
 
     def __init__(self, file: Any) -> None:

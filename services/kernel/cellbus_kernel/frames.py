@@ -222,5 +222,17 @@ class FramedStream:
         except msgspec.DecodeError as exc:
             raise FrameError(str(exc)) from None
 
-    def close(self) -> None:
-        self._writer.close()
+    async def close(self, timeout: float = 2.0) -> None:
+        """Close the pipe and wait, at most `timeout` seconds, until its socket is closed.
+        Never raises (but lets a cancellation through); closing twice is harmless."""
+        await close_writer(self._writer, timeout)
+
+
+async def close_writer(writer: asyncio.StreamWriter, timeout: float = 2.0) -> None:
+    """Close `writer` (its transport and socket) and wait, at most `timeout` seconds, until
+    it is closed. Never raises but a cancellation: this is cleanup, and a pipe whose peer
+    died ends with the peer's error (``ConnectionResetError``, ``BrokenPipeError``)."""
+    with contextlib.suppress(Exception):
+        writer.close()
+        async with asyncio.timeout(timeout):
+            await writer.wait_closed()

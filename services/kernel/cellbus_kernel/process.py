@@ -155,11 +155,16 @@ class ProcessManager:
         else:
             status = m.Status(execution_state="starting")
         await self._feed.publish(status, parent)
+        process: SessionProcess | None = None
         try:
             process = await self._spawner.spawn(self.session, self._settings.output_cap)
             async with asyncio.timeout(self._settings.start_timeout):
                 ready = await process.pipe.receive()
-        except Exception as exc:
+        except BaseException as exc:
+            if process is not None:  # not to be talked to: its pipe is closed
+                await process.pipe.close()
+            if not isinstance(exc, Exception):
+                raise
             log.exception("session %s: could not start a process", self.session)
             reason = f"The session process could not be started: {exc}."
             await self._feed.publish(m.Status(execution_state="dead", reason=reason), parent)
@@ -274,25 +279,29 @@ class ProcessManager:
 
     # -- its frames -----------------------------------------------------------------------
     async def _read_frames(self, process: SessionProcess) -> None:
-        while True:
-            try:
-                frame = await process.pipe.receive()
-            except frames.FrameError as exc:
-                # The pipe cannot be trusted past a bad frame: stop the process.
-                self._stop_misbehaving(process, exc)
-                break
-            if frame is None:
-                break
-            if isinstance(frame, frames.Output):
-                await self._publish_output(frame)
-            elif isinstance(frame, frames.Done):
-                self._settle_execution(process, frame)
-            elif not isinstance(frame, frames.Ready):  # only ever the first frame
-                # Answer: its content answers; Checkpointed, Restored: the frame does.
-                content = frame.content if isinstance(frame, frames.Answer) else frame
-                future = self._answers.get(frame.id)
-                if future is not None and not future.done():
-                    future.set_result(content)
+        try:
+            while True:
+                try:
+                    frame = await process.pipe.receive()
+                except frames.FrameError as exc:
+                    # The pipe cannot be trusted past a bad frame: stop the process.
+                    self._stop_misbehaving(process, exc)
+                    break
+                if frame is None:
+                    break
+                if isinstance(frame, frames.Output):
+                    await self._publish_output(frame)
+                elif isinstance(frame, frames.Done):
+                    self._settle_execution(process, frame)
+                elif not isinstance(frame, frames.Ready):  # only ever the first frame
+                    # Answer: its content answers; Checkpointed, Restored: the frame does.
+                    content = frame.content if isinstance(frame, frames.Answer) else frame
+                    future = self._answers.get(frame.id)
+                    if future is not None and not future.done():
+                        future.set_result(content)
+        finally:
+            # The process ended, or the session left (this task was cancelled): the pipe too.
+            await process.pipe.close()
         await self._process_ended(process)
 
     def _settle_execution(self, process: SessionProcess, frame: frames.Done) -> None:

@@ -17,7 +17,7 @@ import sys
 
 import msgspec
 
-from .frames import MAX_FRAME, FramedStream
+from .frames import MAX_FRAME, FramedStream, close_writer
 from .sandbox import Spec
 
 log = logging.getLogger(__name__)
@@ -52,9 +52,9 @@ class SessionProcess:
             os.kill(self.pid, signum)
 
     async def kill(self, timeout: float = 5.0) -> int | None:
-        """SIGKILL the process and wait for its wait status."""
+        """SIGKILL the process, close the pipe, and wait for its wait status."""
         self.signal(signal.SIGKILL)
-        self.pipe.close()
+        await self.pipe.close()
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(timeout):
                 return await asyncio.shield(self.exited)
@@ -83,6 +83,8 @@ class Spawner:
         return self._process.pid if self._process else None
 
     async def start(self) -> None:
+        if self._writer is not None:  # a template that died: its end of the pipe goes too
+            await close_writer(self._writer)
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         self._process = await asyncio.create_subprocess_exec(
             sys.executable, "-P", "-m", "cellbus_kernel.template", str(theirs.fileno()),
@@ -121,22 +123,26 @@ class Spawner:
             assert self._control is not None
             ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
             try:
-                spec = msgspec.structs.replace(self.sandbox, session=session)
-                spawn = {"output_cap": output_cap, "sandbox": msgspec.to_builtins(spec)}
-                request = json.dumps({"spawn": spawn}).encode() + b"\n"
-                socket.send_fds(self._control, [request], [theirs.fileno()])
-            finally:
-                theirs.close()
-            async with asyncio.timeout(timeout):
-                pid = await self._spawned.get()
-            exited = self._exits[pid]
+                try:
+                    spec = msgspec.structs.replace(self.sandbox, session=session)
+                    spawn = {"output_cap": output_cap, "sandbox": msgspec.to_builtins(spec)}
+                    request = json.dumps({"spawn": spawn}).encode() + b"\n"
+                    socket.send_fds(self._control, [request], [theirs.fileno()])
+                finally:
+                    theirs.close()
+                async with asyncio.timeout(timeout):
+                    pid = await self._spawned.get()
+                exited = self._exits[pid]
+            except BaseException:  # no process to talk to over our end: it goes too
+                ours.close()
+                raise
         reader, writer = await asyncio.open_unix_connection(sock=ours)
         return SessionProcess(pid, FramedStream(reader, writer, self._max_frame), exited)
 
     async def close(self) -> None:
         self._closing = True
         if self._writer is not None:
-            self._writer.close()
+            await close_writer(self._writer)
         if self._process is not None and self._process.returncode is None:
             with contextlib.suppress(ProcessLookupError):
                 self._process.kill()

@@ -7,6 +7,7 @@ differs, naming the fix.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -26,8 +27,9 @@ FIX = "run `python -m cellbus_web.client_facts`"
     ],
     ids=["browser", "cli"],
 )
-def test_the_checked_in_file_is_what_the_python_makes(path: Path, render: object) -> None:
-    assert callable(render)
+def test_the_checked_in_file_is_what_the_python_makes(
+    path: Path, render: Callable[[], str]
+) -> None:
     assert path.read_text() == render(), f"{path.name} is stale: {FIX}"
 
 

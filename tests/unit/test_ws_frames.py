@@ -126,7 +126,7 @@ def feed_socket(username: str = "ada", queue: int = 10) -> Any:
     backend = SimpleNamespace(settings=SimpleNamespace(socket_queue=queue))
     principal = SimpleNamespace(user=SimpleNamespace(username=username), token="t0ken")
     socket = FeedSocket(_WebSocket(), backend, principal, Turns())  # type: ignore[arg-type]  # fakes
-    socket.subscribed.add(S1)
+    socket.sent[S1] = 0  # subscribed
     return socket
 
 
@@ -215,7 +215,7 @@ async def test_a_user_whose_access_is_removed_gets_what_came_before_then_an_erro
     frames = await written(socket)
     assert [item["cursor"] for item in frames[0]["messages"]] == [1]
     assert (frames[1]["type"], frames[1]["code"], frames[1]["session"]) == ("error", -32003, S1)
-    assert S1 not in socket.subscribed
+    assert S1 not in socket.sent
 
 
 # -- joining a feed: catch up, then live -------------------------------------------------------

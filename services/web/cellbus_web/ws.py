@@ -98,8 +98,9 @@ class FeedSocket:
         self.principal = principal
         self.outgoing = Outgoing(backend.settings.socket_queue, turns)
         self.listeners: dict[str, Listener] = {}
-        self.subscribed: set[str] = set()  # as soon as a subscription starts catching up
-        self.sent: dict[str, int] = {}  # session -> cursor of the last message sent
+        # session -> cursor of the last message sent, for every session subscribed to (as
+        # soon as its subscription starts catching up)
+        self.sent: dict[str, int] = {}
         self.ending: Close | None = None
         self.finished = asyncio.Event()  # `serve` has returned
         self._ended = asyncio.Event()  # `ending` is set
@@ -194,12 +195,10 @@ class FeedSocket:
             reply["worksheet"] = frame.worksheet
         await self.outgoing.put(Send(_json(reply)))
         self.sent[session] = cursor
-        self.subscribed.add(session)
         try:
             hub = self.backend.hub
             self.listeners[session] = await hub.follow(session, cursor, self.deliver, self.catch_up)
         except BaseException:
-            self.subscribed.discard(session)
             self.sent.pop(session, None)
             raise
         self.backend.presence.join(session, self)
@@ -242,7 +241,6 @@ class FeedSocket:
         return frame.session
 
     async def unsubscribe(self, session: str) -> None:
-        self.subscribed.discard(session)
         self.sent.pop(session, None)
         listener = self.listeners.pop(session, None)
         if listener is not None:
@@ -301,7 +299,7 @@ class FeedSocket:
         behind it (see `outgoing.Turns`: with many sockets, most writers find an
         execution's output behind its ``busy`` by the time it is their turn)."""
         batch = self.outgoing.join_following(batch)
-        if batch.session in self.subscribed:  # else: unsubscribed since
+        if batch.session in self.sent:  # else: unsubscribed since
             self.sent[batch.session] = batch.cursor  # the frame is written now
             await self.ws.send_frame(batch.frame, WSMsgType.TEXT)
 

@@ -91,13 +91,19 @@ async def hibernating() -> AsyncIterator[KernelClient]:
     await bus.close()
 
 
+async def hibernated_session(client: KernelClient) -> str:
+    """A new session that ran ``x = 1`` and then hibernated (no worker hosts it)."""
+    session = await client.create_session()
+    await run_code(client, session, "x = 1")
+    await wait_for_state(client.bus, session, "hibernated")
+    return session
+
+
 async def test_restarting_a_hibernated_session_loses_its_variables(
     hibernating: KernelClient,
 ) -> None:
     client = hibernating
-    session = await client.create_session()
-    await run_code(client, session, "x = 1")
-    await wait_for_state(client.bus, session, "hibernated")
+    session = await hibernated_session(client)
     assert (await client.session_status(session)).state == "stopped"
     # What session.restart does for a session that no worker hosts.
     assert not (await client.discard_session(session)).hosted
@@ -110,9 +116,7 @@ async def test_ending_a_hibernated_session_deletes_its_checkpoint(
     hibernating: KernelClient,
 ) -> None:
     client = hibernating
-    session = await client.create_session()
-    await run_code(client, session, "x = 1")
-    await wait_for_state(client.bus, session, "hibernated")
+    session = await hibernated_session(client)
     assert await client.bus.get_blob(keys.checkpoint(session)) is not None
     assert not (await client.end_session(session)).hosted
     assert await client.bus.get_blob(keys.checkpoint(session)) is None

@@ -31,8 +31,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any
+from collections.abc import Awaitable, Callable
 
 import msgspec
 
@@ -45,7 +44,7 @@ from . import frames
 from .checkpointing import SessionCheckpoints
 from .checkpoints import CheckpointStore, Loaded
 from .config import KernelSettings
-from .executions import Executions
+from .executions import Ack, Executions
 from .feed import FeedPublisher
 from .lifecycle import Departure, Lifecycle, SessionState
 from .process import Ending, ProcessManager
@@ -84,7 +83,7 @@ class Session:
         bus: Bus,
         spawner: Spawner,
         settings: KernelSettings,
-        ack: Callable[[QueueItem], Coroutine[Any, Any, None]],
+        ack: Ack,
         drops: codec.DropCounter,
         checkpoints: CheckpointStore | None,
         depart: Depart,
@@ -218,7 +217,6 @@ class Session:
 
     def info(self) -> m.SessionInfoReply:
         """State, the running and queued executions with who sent them, execution count."""
-
         running = self.executions.running
         return m.SessionInfoReply(
             state=self.feed.state,

@@ -3,7 +3,7 @@
 //   dist/index.html       the app's page, served at / and /w/<id>
 //   dist/sandbox.html     the page that HTML and SVG outputs render in (see src/outputs/sandbox.js)
 //   dist/assets/app.js    src/main.js and everything it imports, bundled and minified
-//   dist/assets/app.css   the styles it imports
+//   dist/assets/app.css   the styles it imports (KaTeX's too; its fonts are beside it)
 // The asset URLs in index.html carry a hash of their content, so a browser never runs a
 // stale app.js after an upgrade. Nothing is fetched from elsewhere at run time.
 import { createHash } from "node:crypto";
@@ -24,6 +24,9 @@ await build({
   sourcemap: true,
   legalComments: "linked",
   logLevel: "warning",
+  // KaTeX's fonts, which its CSS names: copied beside app.css with content-hashed names
+  loader: { ".woff2": "file", ".woff": "file", ".ttf": "file" },
+  assetNames: "[name]-[hash]",
 });
 
 const hash = createHash("sha256");

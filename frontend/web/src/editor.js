@@ -1,16 +1,22 @@
 /**
- * The code editor of a cell: CodeMirror 6 with Python highlighting, bracket matching and
- * closing, undo history, and the notebook's keys:
+ * The editor of a cell: CodeMirror 6 bound to the cell's shared text (a Y.Text of the
+ * worksheet's document, by y-codemirror.next), with Python highlighting in code cells, bracket
+ * matching and closing, and the notebook's keys:
  *
- *   Shift+Enter  run the cell (and go to the next one); Ctrl/Cmd+Enter: run and stay
+ *   Shift+Enter  run the cell (show a Markdown cell) and go to the next one; Ctrl/Cmd+Enter:
+ *                run and stay
  *   Tab          complete from the live session (`session.complete`): one match is inserted,
- *                several are listed; at the start of a line, or with a selection, indent
+ *                several are listed; at the start of a line, with a selection, or outside code
+ *                cells, indent
  *   Shift+Tab    show what the session knows of the name at the cursor (`session.inspect`);
  *                with a selection, dedent
  *   Escape       close the completion list or the docstring
+ *   Ctrl/Cmd+Z   undo this person's last edit (Ctrl+Y or Ctrl/Cmd+Shift+Z redoes), with the
+ *                worksheet's undo manager: never someone else's edit
  *
- * Text set from elsewhere (another user's edit) is marked with the `remote` annotation, so
- * it is not saved back as if the user had typed it, and it is left out of the undo history.
+ * Everyone's typing meets in the Y.Text, character by character: nothing is saved by hand and
+ * nothing conflicts. Others' cursors and selections in the cell are drawn with their name and
+ * colour (`setPeers`); this person's cursor is reported with `onCursor`.
  */
 import {
   autocompletion,
@@ -21,7 +27,7 @@ import {
   acceptCompletion,
   startCompletion,
 } from "@codemirror/autocomplete";
-import { defaultKeymap, history, historyKeymap, indentLess, indentMore } from "@codemirror/commands";
+import { defaultKeymap, indentLess, indentMore } from "@codemirror/commands";
 import { python } from "@codemirror/lang-python";
 import {
   bracketMatching,
@@ -31,32 +37,55 @@ import {
   syntaxHighlighting,
 } from "@codemirror/language";
 import { highlightSelectionMatches, searchKeymap } from "@codemirror/search";
-import { Annotation, Compartment, EditorState, Prec, Transaction } from "@codemirror/state";
-import { drawSelection, highlightSpecialChars, keymap, placeholder, tooltips } from "@codemirror/view";
-import { EditorView } from "codemirror";
+import { Compartment, EditorState, Prec, StateEffect, StateField } from "@codemirror/state";
+import {
+  Decoration,
+  EditorView,
+  ViewPlugin,
+  WidgetType,
+  drawSelection,
+  highlightSpecialChars,
+  keymap,
+  placeholder,
+  tooltips,
+} from "@codemirror/view";
+import { yCollab, ySyncFacet, yUndoManagerKeymap } from "y-codemirror.next";
+import * as Y from "yjs";
 
-const remote = Annotation.define();
+const PLACEHOLDERS = {
+  code: "Python code · Shift+Enter runs it · Tab completes",
+  markdown: "Markdown, with $math$ · Shift+Enter shows it",
+  raw: "Raw text: never run, exported as it is",
+};
 
 /**
- * An editor in `parent` holding `doc`. Callbacks: `onChange(text)` after the user changes the
- * text; `onRun({advance})`; `complete(code, pos)` resolving to {from, to, matches} (positions
- * in the editor's units) or null; `inspect(code, pos)`; `onEscape()`; `onFocus()`.
+ * An editor in `parent` bound to `ytext`, undoing with `undoManager`; `cellType` is "code",
+ * "markdown" or "raw". Callbacks: `onRun({advance})`; `complete(code, pos)` resolving to
+ * {from, to, matches} (positions in the editor's units) or null; `inspect(code, pos)`;
+ * `onEscape()`; `onFocus()`; `onCursor({anchor, head})` (Yjs relative positions, as JSON)
+ * when this person moves their cursor or selection here.
  */
 export function createEditor({
   parent,
-  doc,
+  ytext,
+  undoManager,
+  cellType = "code",
   editable,
-  onChange,
   onRun,
   complete,
   inspect,
   onEscape,
   onFocus,
+  onCursor,
 }) {
   const editability = new Compartment();
+  const collab = new Compartment();
+  const language = new Compartment();
+  let kind = cellType;
   let prefetched = null; // the completions Tab fetched, for the list it opens
 
   const completionSource = async (context) => {
+    if (kind !== "code") return null;
     const code = context.state.doc.toString();
     let result =
       prefetched && prefetched.code === code && prefetched.pos === context.pos ? prefetched.result : null;
@@ -80,7 +109,7 @@ export function createEditor({
     const { main } = view.state.selection;
     const line = view.state.doc.lineAt(main.head);
     const before = line.text.slice(0, main.head - line.from);
-    if (!main.empty || !before.trim()) return indentMore(view);
+    if (kind !== "code" || !main.empty || !before.trim()) return indentMore(view);
     tabComplete(view);
     return true;
   };
@@ -104,7 +133,7 @@ export function createEditor({
   };
 
   const shiftTab = (view) => {
-    if (!view.state.selection.main.empty) return indentLess(view);
+    if (!view.state.selection.main.empty || kind !== "code") return indentLess(view);
     inspect(view.state.doc.toString(), view.state.selection.main.head);
     return true;
   };
@@ -122,11 +151,14 @@ export function createEditor({
   const view = new EditorView({
     parent,
     state: EditorState.create({
-      doc,
+      doc: ytext.toString(),
       extensions: [
         notebookKeys,
+        // y-codemirror.next: the text in both directions, and undo with the shared manager
+        collab.of(yCollab(ytext, null, { undoManager })),
+        remoteCursors,
+        localCursor(onCursor), // after the sync plugin: the Y.Text already has the change
         highlightSpecialChars(),
-        history(),
         drawSelection(),
         indentOnInput(),
         indentUnit.of("    "),
@@ -137,22 +169,17 @@ export function createEditor({
         // in <body>: a cell contains its paint (cell.css), which would clip the list
         tooltips({ parent: document.body }),
         highlightSelectionMatches(),
-        python(),
-        placeholder("Python code · Shift+Enter runs it · Tab completes"),
+        language.of(languageOf(kind)),
         keymap.of([
+          ...yUndoManagerKeymap,
           ...closeBracketsKeymap,
           ...defaultKeymap,
           ...searchKeymap,
-          ...historyKeymap,
           ...completionKeymap,
         ]),
         editability.of(editabilityOf(editable)),
         EditorView.updateListener.of((update) => {
           if (update.focusChanged && update.view.hasFocus) onFocus();
-          if (!update.docChanged) return;
-          if (update.transactions.some((tr) => tr.docChanged && !tr.annotation(remote))) {
-            onChange(update.state.doc.toString());
-          }
         }),
         EditorView.contentAttributes.of({ "aria-label": "Cell source", "data-testid": "cell-input" }),
       ],
@@ -164,14 +191,24 @@ export function createEditor({
     get text() {
       return view.state.doc.toString();
     },
-    /** Replace the text with `text` from elsewhere, changing only what differs. */
-    setText(text) {
-      const current = view.state.doc.toString();
-      if (current === text) return;
+    /** Bind to another Y.Text: the cell was moved, and a copy of it took its place. */
+    rebind(newText) {
+      if (newText === view.state.facet(ySyncFacet)?.ytext) return;
+      const text = newText.toString();
+      const same = text === view.state.doc.toString();
       view.dispatch({
-        changes: minimalChange(current, text),
-        annotations: [remote.of(true), Transaction.addToHistory.of(false)],
+        changes: same ? [] : { from: 0, to: view.state.doc.length, insert: text },
+        effects: [collab.reconfigure(yCollab(newText, null, { undoManager })), setPeers.of([])],
       });
+    },
+    setCellType(type) {
+      if (type === kind) return;
+      kind = type;
+      view.dispatch({ effects: language.reconfigure(languageOf(type)) });
+    },
+    /** Others' cursors in this cell: [{clientId, user: {name, color, colorLight}, cursor}]. */
+    setPeers(peers) {
+      view.dispatch({ effects: setPeers.of(peers) });
     },
     setEditable(value) {
       view.dispatch({ effects: editability.reconfigure(editabilityOf(value)) });
@@ -189,14 +226,107 @@ function editabilityOf(editable) {
   return [EditorView.editable.of(editable), EditorState.readOnly.of(!editable)];
 }
 
-/** The one change that turns `before` into `after`: keeps the cursor where the text agrees. */
-function minimalChange(before, after) {
-  let start = 0;
-  const max = Math.min(before.length, after.length);
-  while (start < max && before[start] === after[start]) start++;
-  let end = 0;
-  while (end < max - start && before[before.length - 1 - end] === after[after.length - 1 - end]) end++;
-  return { from: start, to: before.length - end, insert: after.slice(start, after.length - end) };
+function languageOf(cellType) {
+  return [cellType === "code" ? python() : [], placeholder(PLACEHOLDERS[cellType] ?? "")];
+}
+
+// -- cursors -------------------------------------------------------------------------------
+
+const setPeers = StateEffect.define();
+
+/** Others' cursors and selections: drawn by `setPeers`, then kept in place as the text changes. */
+const remoteCursors = StateField.define({
+  create: () => Decoration.none,
+  update(decorations, tr) {
+    for (const effect of tr.effects) {
+      if (effect.is(setPeers)) return peerDecorations(tr.state, effect.value);
+    }
+    return tr.docChanged ? decorations.map(tr.changes) : decorations;
+  },
+  provide: (field) => EditorView.decorations.from(field),
+});
+
+function peerDecorations(state, peers) {
+  const conf = state.facet(ySyncFacet);
+  if (!conf || !peers.length) return Decoration.none;
+  const ranges = [];
+  const length = state.doc.length;
+  for (const { clientId, user, cursor } of peers) {
+    const anchor = absolute(cursor?.anchor, conf.ytext);
+    const head = absolute(cursor?.head, conf.ytext);
+    if (anchor === null || head === null) continue;
+    const from = Math.min(anchor, head, length);
+    const to = Math.min(Math.max(anchor, head), length);
+    const color = user.color ?? "#1c7ed6";
+    if (from < to) {
+      const style = `background-color: ${user.colorLight ?? color}`;
+      ranges.push(Decoration.mark({ class: "remote-selection", attributes: { style } }).range(from, to));
+    }
+    const widget = new CaretWidget(clientId, String(user.name ?? "someone"), color);
+    ranges.push(Decoration.widget({ widget, side: head > anchor ? -1 : 1 }).range(Math.min(head, length)));
+  }
+  return Decoration.set(ranges, true);
+}
+
+/** A relative position (JSON) in `ytext` as an index, or null if it is not in `ytext`. */
+function absolute(json, ytext) {
+  if (!json) return null;
+  try {
+    const relative = Y.createRelativePositionFromJSON(json);
+    const position = Y.createAbsolutePositionFromRelativePosition(relative, ytext.doc);
+    return position && position.type === ytext ? position.index : null;
+  } catch {
+    return null;
+  }
+}
+
+class CaretWidget extends WidgetType {
+  constructor(clientId, name, color) {
+    super();
+    this.clientId = clientId;
+    this.name = name;
+    this.color = color;
+  }
+
+  eq(other) {
+    return other.clientId === this.clientId && other.name === this.name && other.color === this.color;
+  }
+
+  toDOM() {
+    const caret = document.createElement("span");
+    caret.className = "remote-cursor";
+    caret.style.borderColor = this.color;
+    caret.dataset.testid = "remote-cursor";
+    caret.dataset.username = this.name;
+    const label = document.createElement("span");
+    label.className = "remote-cursor-name";
+    label.style.backgroundColor = this.color;
+    label.textContent = this.name; // text, never HTML: a name is someone else's input
+    label.dataset.testid = "remote-cursor-name";
+    caret.append(label);
+    return caret;
+  }
+
+  ignoreEvent() {
+    return true;
+  }
+}
+
+/** Reports this person's cursor (as Yjs relative positions) whenever they move it here. */
+function localCursor(onCursor) {
+  return ViewPlugin.define(() => ({
+    update(update) {
+      if (!(update.selectionSet || update.focusChanged)) return;
+      const view = update.view;
+      if (!view.contentDOM.contains(view.root.activeElement)) return;
+      const conf = view.state.facet(ySyncFacet);
+      if (!conf) return;
+      const { anchor, head } = view.state.selection.main;
+      const position = (index) =>
+        Y.relativePositionToJSON(Y.createRelativePositionFromTypeIndex(conf.ytext, index));
+      onCursor({ anchor: position(anchor), head: position(head) });
+    },
+  }));
 }
 
 /**

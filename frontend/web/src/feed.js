@@ -14,6 +14,13 @@
  * {code, message, session}, `pong`, and `closing`/`overflow` {cursors} before it closes the
  * socket. `revoked` {message} means the token was revoked (a logout, perhaps in another tab)
  * or expired: the connection stops for good and `onRevoked` is called.
+ *
+ * A subscription may name its worksheet too: it is then made by worksheet, and the worksheet's
+ * document frames (docs/protocol.md, "The worksheet document") go to its handlers: `doc_state`,
+ * `doc_ack`, `awareness`, and `error` frames that carry a `ref` (a refused update). The page
+ * sends its own (`doc_sync`, `doc_update`, `awareness`) with `send`; `onSubscribed` tells it
+ * each time the server has confirmed the subscription (on every reconnect too), which is when
+ * a document must be synchronised again.
  */
 
 import { CODES } from "./api.js";
@@ -53,19 +60,29 @@ export class FeedConnection {
   /**
    * Follow `session` from `cursor` (0: every retained message). `handlers.onMessage(message,
    * cursor)` gets each Jupyter message once, in order; `onPresence(users)` who watches;
-   * `onError(frame)` a refusal (say, access removed). Returns a function that unsubscribes.
+   * `onError(frame)` a refusal (say, access removed). With `worksheet` (the session's), the
+   * subscription is by worksheet and also gets its document's frames: `onSubscribed()`,
+   * `onDocState(frame)`, `onDocAck(frame)`, `onAwareness(frame)`, `onDocError(frame)`.
+   * Returns a function that unsubscribes.
    */
-  subscribe(session, cursor, handlers) {
+  subscribe(session, cursor, handlers, worksheet = null) {
     // `start`: the cursor of the latest subscribe sent; `confirmed` once the server says it
     // started there (its `subscribed` frame names the cursor, telling it from earlier ones)
-    const subscription = { session, cursor, start: cursor, handlers, confirmed: false };
+    const subscription = { session, worksheet, cursor, start: cursor, handlers, confirmed: false };
     this.subscriptions.set(session, subscription);
-    this._send({ op: "subscribe", session, cursor });
+    this._send(subscribeFrame(subscription));
     return () => {
       if (this.subscriptions.get(session) !== subscription) return;
       this.subscriptions.delete(session);
       this._send({ op: "unsubscribe", session });
     };
+  }
+
+  /** Send `frame` if the socket is open; returns whether it was sent. */
+  send(frame) {
+    if (this.ws?.readyState !== WebSocket.OPEN) return false;
+    this.ws.send(JSON.stringify(frame));
+    return true;
   }
 
   close() {
@@ -98,7 +115,7 @@ export class FeedConnection {
     for (const sub of this.subscriptions.values()) {
       sub.confirmed = false;
       sub.start = sub.cursor;
-      ws.send(JSON.stringify({ op: "subscribe", session: sub.session, cursor: sub.cursor }));
+      ws.send(JSON.stringify(subscribeFrame(sub)));
     }
     this.attempt = 0;
     this._setState("open");
@@ -145,7 +162,7 @@ export class FeedConnection {
     if (this.subscriptions.get(sub.session) === sub) {
       sub.confirmed = false;
       sub.start = sub.cursor;
-      this._send({ op: "subscribe", session: sub.session, cursor: sub.cursor });
+      this._send(subscribeFrame(sub));
     }
   }
 
@@ -160,6 +177,11 @@ export class FeedConnection {
     this.onState(state, { drops: this.drops, ...info });
   }
 
+  _byWorksheet(worksheet) {
+    for (const sub of this.subscriptions.values()) if (sub.worksheet === worksheet) return sub;
+    return undefined;
+  }
+
   // -- frames from the server -------------------------------------------------------------
 
   _onFrame(data) {
@@ -171,6 +193,7 @@ export class FeedConnection {
       return;
     }
     const sub = frame.session ? this.subscriptions.get(frame.session) : undefined;
+    const doc = frame.worksheet ? this._byWorksheet(frame.worksheet) : undefined;
     switch (frame.type) {
       case "messages":
         // Not subscribed; frames of an earlier subscription to the session (the server sends
@@ -184,13 +207,30 @@ export class FeedConnection {
         }
         return;
       case "subscribed":
-        if (sub && frame.cursor === sub.start) sub.confirmed = true;
+        if (sub && frame.cursor === sub.start && !sub.confirmed) {
+          sub.confirmed = true;
+          sub.handlers.onSubscribed?.();
+        }
+        return;
+      case "doc_state":
+        doc?.handlers.onDocState?.(frame);
+        return;
+      case "doc_ack":
+        doc?.handlers.onDocAck?.(frame);
+        return;
+      case "awareness":
+        doc?.handlers.onAwareness?.(frame);
         return;
       case "presence":
         sub?.handlers.onPresence?.(frame.users);
         return;
       case "error":
-        if (!sub) console.warn("feed:", frame.message);
+        if ((frame.ref !== undefined && frame.ref !== null) || (!sub && doc)) {
+          // about a document (a refused update carries its ref): its worksheet's page
+          const owner = doc ?? [...this.subscriptions.values()].find((s) => s.handlers.ownsRef?.(frame.ref));
+          if (owner) owner.handlers.onDocError?.(frame);
+          else console.warn("feed:", frame.message);
+        } else if (!sub) console.warn("feed:", frame.message);
         else if (FATAL_CODES.has(frame.code)) {
           this.subscriptions.delete(frame.session); // refused for good: tell the page
           sub.handlers.onError?.(frame);
@@ -212,6 +252,11 @@ export class FeedConnection {
         console.warn("feed: unknown frame", frame.type);
     }
   }
+}
+
+function subscribeFrame({ session, worksheet, cursor }) {
+  // by worksheet when known (the server then knows which document the socket follows)
+  return worksheet ? { op: "subscribe", session, worksheet, cursor } : { op: "subscribe", session, cursor };
 }
 
 function defaultUrl() {

@@ -4,13 +4,11 @@
  *
  * Like Jupyter, a bundle offers several representations of one value; the richest one this
  * app can show safely wins. HTML and SVG go into a sandboxed frame (sandbox.js); Markdown is
- * converted by `marked` and cleaned by DOMPurify (no scripts, no event handlers); images are
- * data: URLs; JSON is pretty-printed; text/plain (with ANSI colours) is the fallback.
+ * rendered as Markdown cells are (markdown.js: markdown-it, KaTeX, sanitised by DOMPurify);
+ * images are data: URLs; JSON is pretty-printed; text/plain (with ANSI colours) is the fallback.
  */
-import DOMPurify from "dompurify";
-import { marked } from "marked";
-
 import { h } from "../dom.js";
+import { renderMarkdown } from "../markdown.js";
 import { ansiToHtml } from "./ansi.js";
 import { SandboxFrame } from "./sandbox.js";
 
@@ -84,11 +82,7 @@ function render(mime, value, metadata) {
     }
     case "text/markdown": {
       const div = h("div", { class: "markdown", "data-testid": "output-markdown" });
-      div.innerHTML = DOMPurify.sanitize(marked.parse(String(value), { async: false }));
-      for (const link of div.querySelectorAll("a[href]")) {
-        link.target = "_blank";
-        link.rel = "noopener noreferrer";
-      }
+      div.append(renderMarkdown(String(value)));
       return div;
     }
     case "application/json":

@@ -1,18 +1,28 @@
 /**
- * One cell on the page: its editor, its outputs, and what is known of its last run.
+ * One cell on the page: a cell of the worksheet's document (a Y.Map), its editor, its outputs,
+ * what is known of its last run, and who else is in it.
  *
- * The cell shows its run's state (queued, running, done, error, aborted), its execution
- * count, who ran it and how long it took; its toolbar runs, moves, inserts after and deletes
- * it. Editing and saving are `CellSync`'s; outputs are `OutputArea`'s; which feed messages
- * belong to this cell is decided by the worksheet's `RunTracker`, which calls `startRun`,
- * `output` and `finishRun` here.
+ * Code cells show their run's state (queued, running, done, error, aborted), their execution
+ * count, who ran them and how long it took. Markdown cells show their text rendered in the
+ * browser (markdown.js: math, attachments, sanitised), and their editor on double-click or
+ * Enter; Shift+Enter (or ▶) shows the rendering again. Raw cells are plain text, never run,
+ * labelled with their format (metadata `raw_mimetype` or `format`). The toolbar runs, moves,
+ * inserts after, deletes and changes the type of the cell: the worksheet page turns each into
+ * an edit of the document. Outputs are `OutputArea`'s; which feed messages belong to the cell
+ * is decided by the worksheet's `RunTracker`, which calls `startRun`, `output` and `finishRun`.
+ *
+ * The cell follows its Y.Map: its type, execution count, metadata and attachments as anyone
+ * changes them; its text is bound to the editor (editor.js). When the cell is moved, a copy of
+ * the Y.Map takes its place, and `bind` follows the copy.
  */
-import { h } from "../dom.js";
-import { formatDuration, formatTime } from "../format.js";
+import * as Y from "yjs";
+
+import { frameScheduler, h, replaceChildren } from "../dom.js";
 import { createEditor } from "../editor.js";
-import { OutputArea } from "../outputs/area.js";
+import { formatDuration, formatTime } from "../format.js";
+import { renderMarkdown } from "../markdown.js";
 import { ansiToHtml } from "../outputs/ansi.js";
-import { CellSync } from "./cell-sync.js";
+import { OutputArea } from "../outputs/area.js";
 
 const STATE_LABELS = {
   idle: "",
@@ -22,36 +32,57 @@ const STATE_LABELS = {
   error: "error",
   aborted: "aborted",
 };
-const SAVE_LABELS = {
-  saved: "",
-  unsaved: "unsaved",
-  saving: "saving…",
-  conflict: "conflict",
-  error: "not saved",
-};
+const TYPES = { code: "Code", markdown: "Markdown", raw: "Raw" };
 
 export class CellView {
   /**
-   * `cell`: the cell as the API returns it; `editable`: whether this user may change it (if
-   * not, `readOnlyReason` says why); `actions`: the worksheet page's handlers
-   * {run, insertAfter, move, remove, complete, inspect, resolveConflict}.
+   * `ymap`: the cell in the document; `saved`: the cell as `worksheet.get` returned it (its
+   * outputs and last run), or null; `editable`: whether this user may change it (if not,
+   * `readOnlyReason` says why); `undoManager`: the worksheet's, for this person's edits;
+   * `actions`: the worksheet page's handlers {run, insertAfter, move, remove, setType,
+   * complete, inspect, focused, cursor}.
    */
-  constructor(cell, { editable, readOnlyReason = "", displays, actions }) {
-    this.id = cell.id;
+  constructor(ymap, { saved = null, editable, readOnlyReason = "", displays, undoManager, actions }) {
+    this.ymap = ymap;
+    this.id = ymap.get("id");
+    this.cellType = typeOf(ymap);
     this.actions = actions;
     this.state = "idle";
     this.started = null; // Date the current run started
     this.ticker = 0;
+    this.editing = false; // a Markdown cell showing its editor rather than its rendering
 
     this.count = h("span", { class: "cell-count", "data-testid": "cell-count" });
     this.stateLabel = h("span", { class: "cell-state", "data-testid": "cell-state" });
     this.runBy = h("span", { class: "cell-run-by", "data-testid": "cell-run-by" });
     this.duration = h("span", { class: "cell-duration", "data-testid": "cell-duration" });
     this.runAt = h("span", { class: "cell-run-at muted" });
-    this.saveState = h("span", { class: "cell-save-state", "data-testid": "cell-save-state" });
+    this.people = h("ul", { class: "cell-people", "data-testid": "cell-people", "aria-label": "Here now" });
+    this.rawFormat = h("div", { class: "raw-format", "data-testid": "raw-cell", hidden: true });
+    this.rendered = h("div", {
+      class: "markdown markdown-cell",
+      "data-testid": "markdown-rendered",
+      tabindex: "0",
+      title: "Double-click or Enter to edit",
+      hidden: true,
+      ondblclick: () => this.edit(),
+      onkeydown: (event) => this.renderedKey(event),
+      onfocus: () => actions.focused(this),
+    });
     this.inspector = h("div", { class: "cell-inspector", hidden: true, "data-testid": "cell-inspector" });
     this.outputs = new OutputArea(displays);
-    const editorHost = h("div", { class: "cell-editor", "data-testid": "cell-editor" });
+    this.editorHost = h("div", { class: "cell-editor", "data-testid": "cell-editor" });
+    this.typeSelect = h(
+      "select",
+      {
+        class: "cell-type",
+        "data-testid": "cell-type",
+        "aria-label": "Cell type",
+        title: "Cell type",
+        onchange: () => actions.setType(this, this.typeSelect.value),
+      },
+      Object.entries(TYPES).map(([value, label]) => h("option", { value }, label)),
+    );
     this.buttons = {
       run: this.button("▶", "Run this cell (Shift+Enter)", "cell-run", () =>
         actions.run(this, { advance: false }),
@@ -63,12 +94,15 @@ export class CellView {
     };
     this.el = h(
       "section",
-      { class: "cell", "data-testid": "cell", dataset: { cellId: cell.id, state: "idle" } },
+      { class: "cell", "data-testid": "cell", dataset: { cellId: this.id, state: "idle" } },
       h("div", { class: "cell-gutter" }, this.count, this.stateLabel),
       h(
         "div",
         { class: "cell-main" },
-        editorHost,
+        this.people,
+        this.rawFormat,
+        this.editorHost,
+        this.rendered,
         this.inspector,
         this.outputs.el,
         h(
@@ -77,35 +111,37 @@ export class CellView {
           this.runBy,
           this.duration,
           this.runAt,
-          this.saveState,
-          h("div", { class: "cell-tools" }, Object.values(this.buttons)),
+          h("div", { class: "cell-tools" }, this.typeSelect, Object.values(this.buttons)),
         ),
       ),
     );
 
     this.editor = createEditor({
-      parent: editorHost,
-      doc: cell.source,
+      parent: this.editorHost,
+      ytext: sourceOf(ymap),
+      undoManager,
+      cellType: this.cellType,
       editable,
-      onChange: () => this.sync.changed(),
       onRun: (options) => actions.run(this, options),
       complete: (code, pos) => actions.complete(code, pos),
       inspect: (code, pos) => this.inspect(code, pos),
       onEscape: () => this.closeInspector(),
-      onFocus: () => this.el.classList.add("cell-focused"),
+      onFocus: () => {
+        this.el.classList.add("cell-focused");
+        actions.focused(this);
+      },
+      onCursor: (cursor) => actions.cursor(this, cursor),
     });
-    editorHost.addEventListener("focusout", () => this.el.classList.remove("cell-focused"));
-    this.sync = new CellSync({
-      cell,
-      editor: this.editor,
-      onState: (state, message) => this.showSaveState(state, message),
-      resolveConflict: (conflict) => actions.resolveConflict(this, conflict),
-    });
+    this.editorHost.addEventListener("focusout", () => this.el.classList.remove("cell-focused"));
+    this.renderSoon = frameScheduler(() => this.render());
+    this.observer = (events) => this.changed(events);
+    this.ymap.observeDeep(this.observer);
 
-    this.outputs.reset(cell.outputs);
-    this.showCount(cell.execution_count);
-    if (cell.run_by) this.showRunBy(cell.run_by);
-    if (cell.run_at) this.runAt.textContent = formatTime(cell.run_at);
+    this.outputs.reset(saved?.outputs ?? []);
+    this.showCount(saved?.execution_count ?? ymap.get("execution_count"));
+    if (saved?.run_by) this.showRunBy(saved.run_by);
+    if (saved?.run_at) this.runAt.textContent = formatTime(saved.run_at);
+    this.showType();
     this.setEditable(editable, readOnlyReason);
   }
 
@@ -125,14 +161,140 @@ export class CellView {
     );
   }
 
-  /** Viewers see the cell but cannot change or run it; the buttons say why. */
+  /** Viewers see the cell but cannot change or run it; the controls say why. */
   setEditable(editable, reason = "") {
+    this.editable = editable;
     this.editor.setEditable(editable);
-    for (const button of Object.values(this.buttons)) {
-      button.disabled = !editable;
-      button.title = editable ? button.dataset.title : reason;
+    for (const control of [...Object.values(this.buttons), this.typeSelect]) {
+      control.disabled = !editable;
+      control.title = editable ? (control.dataset.title ?? "Cell type") : reason;
     }
     this.el.classList.toggle("cell-readonly", !editable);
+  }
+
+  // -- the document -------------------------------------------------------------------------
+
+  /** Follow `ymap` instead: the cell was moved, and this copy of it took its place. */
+  bind(ymap) {
+    if (ymap === this.ymap) return;
+    this.ymap.unobserveDeep(this.observer);
+    this.ymap = ymap;
+    this.ymap.observeDeep(this.observer);
+    this.editor.rebind(sourceOf(ymap));
+    this.showType();
+  }
+
+  changed(events) {
+    const source = this.ymap.get("source");
+    for (const event of events) {
+      if (event.target === source) {
+        if (this.cellType === "markdown") this.renderSoon();
+        continue;
+      }
+      if (event.target === this.ymap) {
+        const keys = event.keysChanged ?? new Set();
+        if (keys.has("source")) this.editor.rebind(sourceOf(this.ymap)); // replaced: follow it
+        if (keys.has("execution_count") && this.state !== "running") {
+          this.showCount(this.ymap.get("execution_count"));
+        }
+      }
+      this.showType(); // the type, metadata or attachments may have changed
+    }
+  }
+
+  get attachments() {
+    return plain(this.ymap.get("attachments")) ?? null;
+  }
+
+  get metadata() {
+    return plain(this.ymap.get("metadata")) ?? {};
+  }
+
+  showType() {
+    const type = typeOf(this.ymap);
+    const changed = type !== this.cellType;
+    this.cellType = type;
+    this.el.dataset.cellType = type;
+    this.typeSelect.value = type;
+    this.editor.setCellType(type);
+    const raw = type === "raw";
+    this.rawFormat.hidden = !raw;
+    if (raw) {
+      const format = this.metadata.raw_mimetype ?? this.metadata.format ?? "";
+      this.rawFormat.textContent = format ? `Raw · ${format}` : "Raw";
+      this.rawFormat.dataset.format = format;
+    }
+    this.buttons.run.hidden = raw;
+    this.count.hidden = type !== "code";
+    this.outputs.el.hidden = type !== "code";
+    if (changed && type === "markdown") this.editing = this.el.contains(document.activeElement);
+    this.showMode();
+  }
+
+  /** A Markdown cell shows its rendering, or its editor while someone here edits it. */
+  showMode() {
+    const rendered = this.cellType === "markdown" && !this.editing;
+    this.editorHost.hidden = rendered;
+    this.rendered.hidden = !rendered;
+    if (rendered) this.render();
+  }
+
+  render() {
+    if (this.cellType !== "markdown" || this.rendered.hidden) return;
+    const source = this.editor.text;
+    if (!source.trim()) {
+      replaceChildren(this.rendered, h("p", { class: "muted" }, "Empty Markdown cell: double-click to edit"));
+      return;
+    }
+    replaceChildren(this.rendered, renderMarkdown(source, { attachments: this.attachments }));
+  }
+
+  /** Show a Markdown cell's editor, focused (double-click, Enter). */
+  edit() {
+    if (this.cellType !== "markdown") return;
+    this.editing = true;
+    this.showMode();
+    this.editor.focus();
+  }
+
+  /** Show a Markdown cell rendered (Shift+Enter, ▶). */
+  showRendered() {
+    if (this.cellType !== "markdown") return;
+    this.editing = false;
+    this.showMode();
+  }
+
+  renderedKey(event) {
+    if (event.key === "Enter" && !event.shiftKey && !event.ctrlKey && !event.metaKey && !event.altKey) {
+      event.preventDefault();
+      if (this.editable) this.edit();
+    }
+  }
+
+  /** Who else is in this cell: [{name, color}]. */
+  setPeople(people) {
+    replaceChildren(
+      this.people,
+      people.map(({ name, color }) =>
+        h(
+          "li",
+          {
+            class: "cell-person",
+            style: { background: color },
+            title: `${name} is here`,
+            "data-testid": "cell-person",
+            dataset: { username: name },
+          },
+          name,
+        ),
+      ),
+    );
+    this.el.classList.toggle("cell-shared", people.length > 0);
+  }
+
+  /** Others' cursors in this cell's text. */
+  setPeers(peers) {
+    this.editor.setPeers(peers);
   }
 
   // -- runs ---------------------------------------------------------------------------------
@@ -196,12 +358,6 @@ export class CellView {
 
   // -- editing ------------------------------------------------------------------------------
 
-  showSaveState(state, message = "") {
-    this.saveState.textContent = SAVE_LABELS[state] ?? state;
-    this.saveState.dataset.state = state;
-    this.saveState.title = message;
-  }
-
   async inspect(code, pos) {
     const result = await this.actions.inspect(code, pos);
     if (!result) return;
@@ -229,17 +385,38 @@ export class CellView {
     this.inspector.replaceChildren();
   }
 
+  /** Put the keyboard here: the editor, or a rendered Markdown cell (Enter then edits it). */
   focus() {
-    this.editor.focus();
+    if (this.cellType === "markdown" && !this.editing) this.rendered.focus();
+    else this.editor.focus();
     this.el.scrollIntoView({ block: "nearest" });
   }
 
   destroy() {
     clearInterval(this.ticker);
-    this.sync.destroy();
+    this.ymap.unobserveDeep(this.observer);
     this.outputs.clear();
     this.editor.destroy();
   }
+}
+
+function typeOf(ymap) {
+  const type = ymap.get("cell_type");
+  return type === "markdown" || type === "raw" ? type : "code";
+}
+
+/** The cell's text (a cell written without one shows an empty text, in a document of its own). */
+function sourceOf(ymap) {
+  const source = ymap.get("source");
+  if (source instanceof Y.Text) return source;
+  const text = new Y.Doc().getText("source");
+  text.insert(0, typeof source === "string" ? source : "");
+  return text;
+}
+
+/** A value of the document as plain JSON (a Y.Map or Y.Array, or JSON already). */
+function plain(value) {
+  return value && typeof value.toJSON === "function" ? value.toJSON() : value;
 }
 
 /** The server's times have microseconds ("...20.851860Z"); Date wants milliseconds. */

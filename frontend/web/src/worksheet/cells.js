@@ -1,36 +1,94 @@
 /**
- * The worksheet's cells in order, on the page and in memory.
+ * The worksheet's cells in order, on the page: the view of the document's `cells` array.
  *
- * The order is the server's: cells are added, moved and removed here only as the feed
- * announces it (`cell_created`, `cell_moved`, `cell_deleted`, each "after" a cell or at the
- * top), never ahead of it. The feed gives every watcher the same changes in the same order,
- * so every page ends with the same order as the server, even when two people move cells at
- * once; applying one's own move early and the other's later could not promise that.
- * Each change touches one element, so a worksheet of hundreds of cells stays quick.
+ * The order is the document's. Cells appear, go and move here only as the array changes (an
+ * edit of this person's or anyone's, applied to the Y.Doc), read from the array's own events:
+ * each change touches only the cells it names, so a worksheet of hundreds of cells stays quick.
+ * A moved cell is a deleted cell and an inserted copy with the same id (Yjs has no move); the
+ * copy gets the view the cell had, with its outputs, run and editor, so a move loses nothing
+ * shown. A cell deleted for good takes its view with it.
  */
 import { h } from "../dom.js";
 
 export class CellList {
-  constructor(makeView) {
-    this.makeView = makeView; // cell (as the API gives it) -> CellView
-    this.views = []; // in order
-    this.byId = new Map();
+  /** `cells`: the Y.Array; `makeView(ymap)` -> CellView. */
+  constructor(cells, makeView) {
+    this.cells = cells;
+    this.makeView = makeView;
+    this.views = []; // in the array's order
+    this.byId = new Map(); // id -> the first view with that id
     this.el = h("div", { class: "cells", "data-testid": "cells" });
+    this.observer = (event) => this.changed(event);
+    this.cells.observe(this.observer);
+    this.reset();
   }
 
-  /** Show `cells` (in order) instead of what is shown. */
-  reset(cells) {
+  /** Show the array as it is. */
+  reset() {
     for (const view of this.views) view.destroy();
-    this.views = [];
-    this.byId.clear();
-    const fragment = document.createDocumentFragment();
-    for (const cell of cells) {
-      const view = this.makeView(cell);
-      this.views.push(view);
-      this.byId.set(cell.id, view);
-      fragment.append(view.el);
+    this.views = this.cells.toArray().map((ymap) => this.makeView(ymap));
+    this.index();
+    this.el.replaceChildren(...this.views.map((view) => view.el));
+  }
+
+  /** The array changed: apply its delta (retain, delete, insert) to the views. */
+  changed(event) {
+    const next = [];
+    const gone = new Map(); // id -> views deleted here, which a copy may take (a move)
+    let at = 0;
+    for (const part of event.changes.delta) {
+      if (part.retain) {
+        next.push(...this.views.slice(at, at + part.retain));
+        at += part.retain;
+      } else if (part.delete) {
+        for (const view of this.views.slice(at, at + part.delete)) {
+          if (!gone.has(view.id)) gone.set(view.id, []);
+          gone.get(view.id).push(view);
+        }
+        at += part.delete;
+      } else if (part.insert) {
+        next.push(...part.insert); // Y.Maps, given views below
+      }
     }
-    this.el.replaceChildren(fragment);
+    next.push(...this.views.slice(at));
+    const focused = this.views.find((view) => view.el.contains(document.activeElement));
+    this.views = next.map((item) => {
+      if (!(item instanceof Object) || item.el) return item; // a view kept
+      const reused = gone.get(item.get("id"))?.shift();
+      if (reused) {
+        reused.bind(item);
+        return reused;
+      }
+      return this.makeView(item);
+    });
+    for (const views of gone.values()) for (const view of views) view.destroy();
+    if (this.views.length !== this.cells.length) {
+      console.warn("cells: the page lost count of the cells; showing them afresh");
+      this.reset();
+      return;
+    }
+    this.index();
+    this.place();
+    if (focused && this.views.includes(focused) && !focused.el.contains(document.activeElement)) {
+      focused.focus(); // moving its element took the focus away
+    }
+  }
+
+  index() {
+    this.byId.clear();
+    for (const view of this.views) if (!this.byId.has(view.id)) this.byId.set(view.id, view);
+  }
+
+  /** Put the elements in the views' order, moving only those out of place. */
+  place() {
+    const wanted = new Set(this.views.map((view) => view.el));
+    for (const child of [...this.el.children]) if (!wanted.has(child)) child.remove();
+    let previous = null;
+    for (const view of this.views) {
+      const expected = previous ? previous.nextSibling : this.el.firstChild;
+      if (expected !== view.el) this.el.insertBefore(view.el, expected);
+      previous = view.el;
+    }
   }
 
   get(id) {
@@ -49,37 +107,11 @@ export class CellList {
     return this.views.length;
   }
 
-  /** Add `cell` just after cell `after` (null: at the top); nothing if it is here already. */
-  insert(cell, after) {
-    if (this.byId.has(cell.id)) return this.byId.get(cell.id);
-    const view = this.makeView(cell);
-    this.byId.set(cell.id, view);
-    this.place(view, after);
-    return view;
-  }
-
-  /** Move cell `id` to just after cell `after` (null: to the top). */
-  move(id, after) {
-    const view = this.byId.get(id);
-    if (!view || id === after) return;
-    this.views.splice(this.views.indexOf(view), 1);
-    this.place(view, after);
-  }
-
-  remove(id) {
-    const view = this.byId.get(id);
-    if (!view) return;
-    this.views.splice(this.views.indexOf(view), 1);
-    this.byId.delete(id);
-    view.el.remove();
-    view.destroy();
-  }
-
-  place(view, after) {
-    const previous = after ? this.byId.get(after) : null;
-    const index = previous ? this.views.indexOf(previous) + 1 : 0;
-    const next = this.views[index];
-    this.views.splice(index, 0, view);
-    this.el.insertBefore(view.el, next ? next.el : null);
+  destroy() {
+    this.cells.unobserve(this.observer);
+    for (const view of this.views) view.destroy();
+    this.views = [];
+    this.byId.clear();
+    this.el.replaceChildren();
   }
 }

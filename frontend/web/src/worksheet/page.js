@@ -1,21 +1,25 @@
 /**
- * A worksheet at `/w/<id>`: its cells, live.
+ * A worksheet at `/w/<id>`: its cells, live, that several people edit at once.
  *
- * The page opens a consistent snapshot of the worksheet (snapshot.js), then follows its
- * session's feed from the snapshot's cursor. Everything anyone does arrives there in one
- * order: cells added, edited, moved and deleted (cells.js applies them), runs with their
- * outputs as they stream (runs.js routes them to cells), the session's state, renames and
- * sharing. What this user does goes to the API; its effects come back on the feed like
- * anyone else's, so every watcher sees the same worksheet.
+ * The cells are the worksheet's document (document.js): a Y.Doc synchronised over the feed
+ * WebSocket, into which everyone's keystrokes and cell operations go, merged character by
+ * character, with no saving by hand and no conflicts. The page shows the document's `cells`
+ * (cells.js) and turns what the user does to cells (add, delete, move, change type, undo) into
+ * edits of it. Who is in which cell, and their cursors, come from the document's awareness.
+ *
+ * Runs stay with the session: `cell.evaluate` asks for one (once the server has every edit),
+ * and its outputs stream on the session's feed, in one order for every watcher (runs.js routes
+ * them to cells), with the session's state, renames and sharing. The page opens what the
+ * document does not hold (saved outputs, the session's state) at a feed cursor (snapshot.js),
+ * then follows the feed from there.
  *
  * The user's role decides what they may do: viewers watch everything but cannot edit or run,
  * and the controls say so.
  */
 import { CODES, call, describeError } from "../api.js";
-import { resolveConflict } from "../dialogs/conflict.js";
 import { askText, confirmAction } from "../dialogs/dialog.js";
 import { openShareDialog } from "../dialogs/share.js";
-import { h } from "../dom.js";
+import { frameScheduler, h } from "../dom.js";
 import { fromCodePoints, toCodePoints } from "../editor.js";
 import { ROLE_RANK } from "../generated.js";
 import { exportNotebook } from "../notebooks.js";
@@ -23,10 +27,12 @@ import { DisplayRegistry } from "../outputs/area.js";
 import { toast } from "../toast.js";
 import { CellView } from "./cell.js";
 import { CellList } from "./cells.js";
+import { WorksheetDocument } from "./document.js";
 import { RunTracker } from "./runs.js";
-import { SheetBar, reasonFor } from "./sheet-bar.js";
+import { SheetBar, colourOf, reasonFor } from "./sheet-bar.js";
 import { loadSnapshot } from "./snapshot.js";
 
+const LEAVE_WAIT_MS = 10_000; // leaving the page: how long edits in flight may take to be saved
 const VIEWER_NOTE =
   "You are a viewer: you see everything live, but you cannot edit or run cells. " +
   "Ask an owner for the editor role.";
@@ -42,11 +48,16 @@ export class WorksheetPage {
     this.historyCursor = 0; // feed messages up to here are in the snapshot already
     this.rebuild = new Set();
     this.replayed = new Set(); // rebuilt runs whose start the replay has reached
-    this.focusOnArrival = null;
+    this.saved = new Map(); // cell id -> the cell as worksheet.get gave it (outputs, last run)
+    this.waiting = []; // feed messages that came before the document: handled once it is here
+    this.info = null;
+    this.peerCells = new Set(); // the cells where others were shown last
     this.onBeforeUnload = (event) => {
-      if (this.cells.views.some((view) => view.sync.dirty)) event.preventDefault(); // unsaved
+      if (this.doc.saving) event.preventDefault(); // edits the server has not confirmed yet
     };
     window.addEventListener("beforeunload", this.onBeforeUnload);
+    this.onKeyDown = (event) => this.keyDown(event);
+    document.addEventListener("keydown", this.onKeyDown);
     this.displays = new DisplayRegistry();
     this.bar = new SheetBar({
       runAll: () => this.runAll(),
@@ -57,7 +68,22 @@ export class WorksheetPage {
       export: () => this.export(),
       rename: () => this.rename(),
     });
-    this.cells = new CellList((cell) => this.cellView(cell));
+    this.doc = new WorksheetDocument({
+      worksheet: id,
+      feed,
+      user: {
+        name: user.username,
+        color: colourOf(user.username),
+        colorLight: colourOf(user.username, 0.25),
+      },
+      onSynced: () => this.synced(),
+      onSaveState: (state) => this.bar.setSaveState(state),
+      onRefused: (frame) => toast(`An edit was refused: ${frame.message}`, "error"),
+      onPeers: () => this.showPeersSoon(),
+    });
+    this.showPeersSoon = frameScheduler(() => this.showPeers());
+    this.cells = new CellList(this.doc.cells, (ymap) => this.cellView(ymap));
+    this.doc.cells.observe(() => this.showPeersSoon()); // new views show who is in them
     this.tracker = new RunTracker({
       cellFor: (cellId) => this.cells.get(cellId),
       onQueue: (waiting) => this.bar.setQueue(waiting),
@@ -107,47 +133,78 @@ export class WorksheetPage {
     this.session = sheet.session;
     this.setTitle(sheet.title);
     this.setRole(sheet.role);
-    this.cells.reset(sheet.cells);
     for (const cell of sheet.cells) {
+      this.saved.set(cell.id, cell);
       if (cell.run_msg_id) this.tracker.known(cell.run_msg_id, cell.id);
     }
     this.bar.setSessionState(info.state);
-    this.tracker.showSession(info); // later changes come on the feed (cell_run, busy, reply)
+    this.info = info;
     this.historyCursor = cursor;
     this.rebuild = rebuild;
-    this.unsubscribe = this.feed.subscribe(this.session, rebuild.size ? 0 : cursor, {
-      onMessage: (message, at) => this.onFeed(message, at),
-      onPresence: (users) => this.bar.setPresence(users, this.user.username),
-      onError: (frame) => this.onFeedError(frame),
-    });
+    this.unsubscribe = this.feed.subscribe(
+      this.session,
+      rebuild.size ? 0 : cursor,
+      {
+        onMessage: (message, at) => this.onFeed(message, at),
+        onPresence: (users) => this.bar.setPresence(users, this.user.username),
+        onError: (frame) => this.onFeedError(frame),
+        ...this.doc.handlers, // the document's frames, and its handshake on every (re)subscribe
+      },
+      this.id,
+    );
+  }
+
+  /** The document is here (its first `doc_state`): the cells are shown; now the runs. */
+  synced() {
+    if (this.destroyed) return;
+    this.tracker.showSession(this.info); // later changes come on the feed (cell_run, busy, reply)
+    for (const [message, cursor] of this.waiting.splice(0)) this.onFeed(message, cursor);
     this.el.dataset.loaded = "true";
   }
 
-  cellView(cell) {
-    return new CellView(cell, {
+  cellView(ymap) {
+    return new CellView(ymap, {
+      saved: this.saved.get(ymap.get("id")) ?? null,
       editable: this.editable,
       readOnlyReason: reasonFor(this.role, "editor"),
       displays: this.displays,
+      undoManager: this.doc.undoManager,
       actions: {
         run: (view, options) => this.run(view, options),
         insertAfter: (view) => this.createCell(view.id),
         move: (view, delta) => this.move(view, delta),
         remove: (view) => this.removeCell(view),
+        setType: (view, type) => this.setType(view, type),
         complete: (code, pos) => this.complete(code, pos),
         inspect: (code, pos) => this.inspect(code, pos),
-        resolveConflict: (view, conflict) => resolveConflict(conflict),
+        focused: (view) => this.doc.setWhere(view.id, this.whereCursor(view)),
+        cursor: (view, cursor) => this.doc.setWhere(view.id, cursor),
       },
     });
+  }
+
+  /** The cursor to keep when the user comes back to `view`: theirs if they were there. */
+  whereCursor(view) {
+    const state = this.doc.awareness.getLocalState();
+    return state?.cell === view.id ? (state.cursor ?? null) : null;
   }
 
   // -- the feed -----------------------------------------------------------------------------
 
   onFeed(message, cursor) {
+    const type = message.header.msg_type;
+    if (type === "doc_update") {
+      this.doc.applyMessage(message.content); // any, even from before the snapshot: harmless
+      return;
+    }
+    if (!this.doc.synced) {
+      this.waiting.push([message, cursor]); // runs need their cells: shown with the document
+      return;
+    }
     if (cursor <= this.historyCursor) {
       this.replay(message);
       return;
     }
-    const type = message.header.msg_type;
     if (type === "status") this.bar.setSessionState(message.content.execution_state, message.content.reason);
     if (RunTracker.isRunMessage(message)) {
       this.tracker.handle(message);
@@ -155,23 +212,6 @@ export class WorksheetPage {
     }
     const content = message.content;
     switch (type) {
-      case "cell_created": {
-        const view = this.cells.insert(content.cell, content.after);
-        if (content.cell.id === this.focusOnArrival) {
-          this.focusOnArrival = null;
-          view.focus();
-        }
-        break;
-      }
-      case "cell_updated":
-        this.cells.get(content.cell.id)?.sync.remote(content.cell, message.header.username);
-        break;
-      case "cell_moved":
-        this.cells.move(content.id, content.after);
-        break;
-      case "cell_deleted":
-        this.cells.remove(content.id);
-        break;
       case "worksheet_renamed":
         this.setTitle(content.title);
         break;
@@ -179,7 +219,7 @@ export class WorksheetPage {
         if (content.username === this.user.username && content.role !== "none") this.setRole(content.role);
         break;
       default:
-        break;
+        break; // cells change in the document: doc_update
     }
   }
 
@@ -206,23 +246,31 @@ export class WorksheetPage {
   // -- what the user does -------------------------------------------------------------------
 
   async run(view, { advance = false } = {}) {
+    if (advance) this.cells.at(this.cells.indexOf(view) + 1)?.focus();
+    if (view.cellType === "markdown") {
+      view.showRendered(); // rendered here: Markdown is not run
+      if (!advance) view.focus();
+      return;
+    }
+    if (view.cellType !== "code") return; // raw cells are never run
     if (!this.editable) {
       toast(reasonFor(this.role, "editor"), "error");
       return;
     }
-    if (advance) this.cells.at(this.cells.indexOf(view) + 1)?.focus();
-    if (!(await view.sync.flush())) return;
-    await this.evaluate(view);
+    view.queued(this.user.username);
+    await this.doc.whenSaved(); // the server runs the text it has: all of this person's
+    await this.evaluate(view, { alreadyQueued: true });
   }
 
   async runAll() {
     const views = [...this.cells.views];
-    const saved = await Promise.all(views.map((view) => view.sync.flush()));
-    if (saved.includes(false)) return;
-    for (const view of views) view.queued(this.user.username);
-    for (const [index, view] of views.entries()) {
+    for (const view of views) view.showRendered();
+    const code = views.filter((view) => view.cellType === "code");
+    for (const view of code) view.queued(this.user.username);
+    await this.doc.whenSaved();
+    for (const [index, view] of code.entries()) {
       if (!(await this.evaluate(view, { alreadyQueued: true }))) {
-        for (const rest of views.slice(index + 1)) rest.setState("idle"); // never asked for
+        for (const rest of code.slice(index + 1)) rest.setState("idle"); // never asked for
         break;
       }
     }
@@ -265,36 +313,61 @@ export class WorksheetPage {
     }
   }
 
-  async createCell(after) {
-    try {
-      const cell = await call("cell.create", { worksheet: this.id, source: "", after });
-      const view = this.cells.get(cell.id);
-      if (view)
-        view.focus(); // the feed was quicker than the answer
-      else this.focusOnArrival = cell.id;
-    } catch (error) {
-      toast(describeError(error), "error");
-    }
+  /** A new code cell after cell `after` (null: at the top), with the keyboard in it. */
+  createCell(after) {
+    if (!this.editable || !this.doc.synced) return;
+    const id = this.doc.insertCell(after);
+    this.cells.get(id)?.focus(); // shown at once: the document changed here first
   }
 
-  async move(view, delta) {
-    const index = this.cells.indexOf(view);
-    const target = index + delta;
-    if (target < 0 || target >= this.cells.length) return;
-    const after = delta < 0 ? (this.cells.at(target - 1)?.id ?? null) : this.cells.at(target).id;
-    try {
-      await call("cell.move", { id: view.id, after });
-    } catch (error) {
-      toast(describeError(error), "error");
-    }
+  move(view, delta) {
+    if (this.editable) this.doc.moveCell(view.id, delta);
   }
 
-  async removeCell(view) {
-    try {
-      await call("cell.delete", { id: view.id });
-    } catch (error) {
-      toast(describeError(error), "error");
+  removeCell(view) {
+    if (this.editable) this.doc.deleteCell(view.id); // Ctrl+Z brings it back
+  }
+
+  setType(view, type) {
+    if (this.editable) this.doc.setCellType(view.id, type);
+  }
+
+  /**
+   * Ctrl/Cmd+Z (Ctrl+Y, Ctrl/Cmd+Shift+Z: redo) with no editor focused: this person's last
+   * edit, text or cell operation, is undone (editors do the same themselves, with the same
+   * undo manager). Text fields and dialogs keep their own.
+   */
+  keyDown(event) {
+    if (!(event.ctrlKey || event.metaKey) || event.altKey) return;
+    const key = event.key.toLowerCase();
+    if (key !== "z" && key !== "y") return;
+    const target = event.target instanceof Element ? event.target : null;
+    if (target?.closest(".cm-editor, input, textarea, select, [contenteditable], dialog, .dialog")) return;
+    if (!this.editable || !this.doc.synced || !this.el.isConnected) return;
+    event.preventDefault();
+    if (key === "y" || event.shiftKey) this.doc.redo();
+    else this.doc.undo();
+  }
+
+  // -- who is where -------------------------------------------------------------------------
+
+  /** Others' chips on the cells they are in, and their cursors in those cells' editors. */
+  showPeers() {
+    const byCell = new Map();
+    for (const peer of this.doc.peers()) {
+      if (!peer.cell) continue;
+      if (!byCell.has(peer.cell)) byCell.set(peer.cell, []);
+      byCell.get(peer.cell).push(peer);
     }
+    for (const id of new Set([...this.peerCells, ...byCell.keys()])) {
+      const view = this.cells.get(id);
+      if (!view) continue;
+      const peers = byCell.get(id) ?? [];
+      const people = new Map(peers.map((peer) => [peer.user.name, peer.user])); // one chip each
+      view.setPeople([...people.values()].map((user) => ({ name: String(user.name), color: user.color })));
+      view.setPeers(peers.filter((peer) => peer.cursor));
+    }
+    this.peerCells = new Set(byCell.keys());
   }
 
   async complete(code, pos) {
@@ -332,7 +405,7 @@ export class WorksheetPage {
 
   async export() {
     try {
-      await Promise.all(this.cells.views.map((view) => view.sync.flush())); // with unsaved edits
+      await this.doc.whenSaved(); // with the edits just made
       await exportNotebook(this.id, this.title);
     } catch (error) {
       toast(describeError(error), "error");
@@ -383,11 +456,18 @@ export class WorksheetPage {
 
   destroy() {
     this.destroyed = true;
-    for (const view of this.cells.views) {
-      if (view.sync.dirty) view.sync.flush(); // leaving the page: the save still goes out
-    }
     window.removeEventListener("beforeunload", this.onBeforeUnload);
-    this.unsubscribe?.();
-    this.cells.reset([]);
+    document.removeEventListener("keydown", this.onKeyDown);
+    this.cells.destroy();
+    const leave = () => {
+      this.doc.destroy(); // tells the others this person left, while still subscribed
+      this.unsubscribe?.();
+    };
+    if (!this.doc.saving) leave();
+    else Promise.race([this.doc.whenSaved(), delay(LEAVE_WAIT_MS)]).then(leave); // edits in flight
   }
+}
+
+function delay(ms) {
+  return new Promise((resolve) => setTimeout(resolve, ms));
 }

@@ -1,6 +1,6 @@
 /**
  * The bar above a worksheet's cells: its title, the user's role, the session's state and
- * queue, who else is watching, and the worksheet's commands (run all, interrupt, restart,
+ * queue, who else is watching, whether this person's edits are saved, and the worksheet's commands (run all, interrupt, restart,
  * add a cell, share, export). Commands the user's role does not allow are disabled, and
  * their tooltip says why.
  */
@@ -38,6 +38,12 @@ export class SheetBar {
     this.session = h("span", { class: "session-state", "data-testid": "session-state" });
     this.queue = h("span", { class: "session-queue muted", "data-testid": "session-queue" });
     this.presence = h("ul", { class: "presence", "data-testid": "presence", "aria-label": "Watching now" });
+    this.saveState = h("span", {
+      class: "save-state muted",
+      "data-testid": "save-state",
+      role: "status",
+      dataset: { state: "saved" },
+    });
     const button = (label, testid, onclick, { kind = "", needs = "editor" } = {}) =>
       h(
         "button",
@@ -68,11 +74,13 @@ export class SheetBar {
         h("span", { class: "muted" }, "Session"),
         this.session,
         this.queue,
+        this.saveState,
         this.presence,
       ),
       h("div", { class: "sheet-tools" }, this.buttons),
     );
     this.setSessionState("stopped");
+    this.setSaveState("saved");
   }
 
   setTitle(title) {
@@ -96,6 +104,16 @@ export class SheetBar {
     this.session.textContent = SESSION_LABELS[state] ?? state;
     this.session.dataset.state = state;
     this.session.title = reason;
+  }
+
+  /** "saving": edits sent, not yet committed by the server; "saved": all of them are. */
+  setSaveState(state) {
+    this.saveState.dataset.state = state;
+    this.saveState.textContent = state === "saving" ? "Saving…" : "Saved";
+    this.saveState.title =
+      state === "saving"
+        ? "Your latest edits are on their way to the server"
+        : "The server has all your edits";
   }
 
   setQueue(waiting) {
@@ -135,9 +153,12 @@ export function reasonFor(role, needs) {
   return "Only the worksheet's owners can do this.";
 }
 
-/** A stable colour per username, so a person keeps their colour on every page. */
-function colourOf(username) {
+/**
+ * A stable colour per username, so a person keeps their colour on every page and every cursor
+ * (`alpha` below 1: the light shade of their selections).
+ */
+export function colourOf(username, alpha = 1) {
   let hash = 0;
   for (const char of username) hash = (hash * 31 + char.codePointAt(0)) >>> 0;
-  return `hsl(${hash % 360} 55% 45%)`;
+  return alpha < 1 ? `hsl(${hash % 360} 55% 45% / ${alpha})` : `hsl(${hash % 360} 55% 45%)`;
 }

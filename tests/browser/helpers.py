@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from playwright.sync_api import Browser, BrowserContext, Locator, Page, expect
+from playwright.sync_api import Browser, BrowserContext, Locator, Page, WebSocketRoute, expect
 
 from ..support.api import PASSWORD, ApiError
 
@@ -45,12 +45,16 @@ class Api:
             raise ApiError(error["code"], error["message"], error.get("data"))
         return reply["result"]
 
-    def worksheet(self, *sources: str, title: str = "Test sheet") -> dict[str, Any]:
-        """A new worksheet holding cells with `sources`, in order."""
+    def worksheet(
+        self, *sources: str | dict[str, Any], title: str = "Test sheet"
+    ) -> dict[str, Any]:
+        """A new worksheet holding cells with `sources`, in order: code cells, or cells given
+        as the params of `cell.create` (say ``{"cell_type": "markdown", "source": "# Hi"}``)."""
         sheet: dict[str, Any] = self.call("worksheet.create", title=title)
         after = None
         for source in sources:
-            created = self.call("cell.create", worksheet=sheet["id"], source=source, after=after)
+            params = source if isinstance(source, dict) else {"source": source}
+            created = self.call("cell.create", worksheet=sheet["id"], after=after, **params)
             after = created["id"]
         return sheet
 
@@ -152,8 +156,46 @@ def sources(page: Page) -> list[str]:
     return texts
 
 
-def wait_saved(cell_: Locator) -> None:
-    expect(cell_.get_by_test_id("cell-save-state")).to_have_attribute("data-state", "saved")
+def wait_saved(page: Page) -> None:
+    """Until the server has committed every edit made on `page` (its document's updates are
+    acknowledged), as the worksheet's bar says."""
+    expect(page.get_by_test_id("save-state")).to_have_attribute("data-state", "saved")
+
+
+def rendered(cell_: Locator) -> Locator:
+    """A Markdown cell's rendering."""
+    return cell_.get_by_test_id("markdown-rendered")
+
+
+class Hold:
+    """Holds a page's WebSocket frames, both ways, while `held` (as a network that stalls
+    would), and lets them through in order on `release()`: what a page does meanwhile is
+    concurrent with what everyone else does. Install before the page opens its socket."""
+
+    def __init__(self, page: Page) -> None:
+        self.held = False
+        self.queue: list[Callable[[], None]] = []
+        page.route_web_socket("**/ws", self._route)
+
+    def _route(self, ws: WebSocketRoute) -> None:
+        server = ws.connect_to_server()
+        ws.on_message(lambda message: self._pass(lambda: server.send(message)))
+        server.on_message(lambda message: self._pass(lambda: ws.send(message)))
+
+    def _pass(self, send: Callable[[], None]) -> None:
+        if self.held:
+            self.queue.append(send)
+        else:
+            send()
+
+    def hold(self) -> None:
+        self.held = True
+
+    def release(self) -> None:
+        self.held = False
+        for send in self.queue:
+            send()
+        self.queue.clear()
 
 
 def eventually(check: Callable[[], T], timeout: float = 10.0) -> T:

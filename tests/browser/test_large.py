@@ -42,7 +42,7 @@ def test_200_cells_and_100000_lines_stay_usable(
     last = cell(page, 199)  # meanwhile, typing in another cell works
     last.scroll_into_view_if_needed()
     type_into(last, "total = sum(range(10))")
-    wait_saved(last)
+    wait_saved(page)
     assert ada.api.cells(sheet["id"])[199]["source"] == "total = sum(range(10))"
     editor(last).press("Shift+Enter")
     expect(last).to_have_attribute("data-state", "queued")  # behind the flood

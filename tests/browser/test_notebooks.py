@@ -9,7 +9,7 @@ from pathlib import Path
 import nbformat
 from playwright.sync_api import expect
 
-from .helpers import Person, cell, cells, eventually, run, sources
+from .helpers import Person, cell, cells, eventually, rendered, run, sources
 
 
 def test_import_a_notebook_run_it_and_export_it(
@@ -19,13 +19,14 @@ def test_import_a_notebook_run_it_and_export_it(
     result = nbformat.v4.new_output("execute_result", {"text/plain": "45"}, execution_count=7)
     notebook = nbformat.v4.new_notebook(
         cells=[
-            nbformat.v4.new_markdown_cell("# Imported\nFrom a file."),
+            nbformat.v4.new_markdown_cell("# Imported\nFrom a file, where $x^2$ is math."),
             nbformat.v4.new_code_cell(
                 "total = sum(range(10))\ntotal",
                 execution_count=7,
                 outputs=[result],
             ),
             nbformat.v4.new_code_cell("print(total * 2)"),
+            nbformat.v4.new_raw_cell("Title\n=====", metadata={"raw_mimetype": "text/x-rst"}),
         ]
     )
     path = tmp_path / "analysis.ipynb"
@@ -36,11 +37,14 @@ def test_import_a_notebook_run_it_and_export_it(
         page.get_by_test_id("import-notebook").click()
     chooser.value.set_files(path)
     expect(page.get_by_test_id("worksheet-title")).to_have_text("analysis")
-    expect(cells(page)).to_have_count(3)
-    assert sources(page) == [
-        "%%markdown\n# Imported\nFrom a file.",
+    expect(cells(page)).to_have_count(4)
+    expect(rendered(cell(page, 0)).locator("h1")).to_have_text("Imported")  # a Markdown cell
+    expect(rendered(cell(page, 0)).locator(".katex")).to_have_count(1)
+    expect(cell(page, 3).get_by_test_id("raw-cell")).to_contain_text("text/x-rst")  # raw
+    assert sources(page)[1:] == [
         "total = sum(range(10))\ntotal",
         "print(total * 2)",
+        "Title\n=====",
     ]
     expect(cell(page, 1).get_by_test_id("output-text")).to_have_text("45")  # saved outputs
     expect(cell(page, 1).get_by_test_id("cell-count")).to_have_text("[7]")
@@ -56,7 +60,10 @@ def test_import_a_notebook_run_it_and_export_it(
     exported = download.value.path().read_text()
     parsed = nbformat.reads(exported, as_version=4)
     nbformat.validate(parsed)
-    assert [c.cell_type for c in parsed.cells] == ["markdown", "code", "code"]
+    assert [c.cell_type for c in parsed.cells] == ["markdown", "code", "code", "raw"]
+    assert [c.id for c in parsed.cells] == [c.id for c in notebook.cells]  # ids kept
+    assert parsed.cells[3].metadata["raw_mimetype"] == "text/x-rst"
+    assert parsed.cells[0].source == "# Imported\nFrom a file, where $x^2$ is math."
     outputs = json.loads(exported)["cells"][2]["outputs"]
     assert outputs == [{"output_type": "stream", "name": "stdout", "text": "90\n"}]
 

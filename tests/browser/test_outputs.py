@@ -134,7 +134,11 @@ def test_the_readme_screenshot(person: Callable[..., Person], screenshots: Path)
     """A worksheet as a newcomer would first see one, two people on it, for README.md."""
     ada, bob = person("ada"), person("bob", web=1)
     sheet = ada.api.worksheet(
-        "%%markdown\n## Orbits\nPeriods of the inner planets, from Kepler's third law.",
+        {
+            "cell_type": "markdown",
+            "source": "## Orbits\nPeriods of the inner planets, from Kepler's third law: "
+            "$T^2 \\propto a^3$.",
+        },
         "AU = {'Mercury': 0.387, 'Venus': 0.723, 'Earth': 1.0, 'Mars': 1.524}\n"
         "years = {name: a ** 1.5 for name, a in AU.items()}\n"
         "for name, t in years.items():\n    print(f'{name:8} {t:6.3f} years')",

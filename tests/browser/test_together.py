@@ -1,5 +1,6 @@
 """Several people on one worksheet, each in a browser context of their own (and on different
-web processes): live edits, runs and presence; edit conflicts; viewers."""
+web processes): live edits, runs and presence; typing into one cell at once; cursors and who
+is where; undo per person; the API editing beside a browser; viewers."""
 
 from __future__ import annotations
 
@@ -7,10 +8,22 @@ import json
 import re
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-from playwright.sync_api import Page, Request, Route, expect
+from playwright.sync_api import Page, Request, expect
 
-from .helpers import RUN_TIMEOUT, Person, cell, cells, editor, run, sources, type_into, wait_saved
+from .helpers import (
+    RUN_TIMEOUT,
+    Hold,
+    Person,
+    cell,
+    cells,
+    editor,
+    run,
+    sources,
+    type_into,
+    wait_saved,
+)
 
 GATED = """import os, time
 print("working", flush=True)
@@ -60,7 +73,7 @@ def test_two_people_see_each_others_edits_runs_and_presence_live(
     expect(editor(cell(theirs, 1))).to_have_text("print(x + 1)")  # and what she types
     type_into(cell(theirs, 0), "x = 41")  # bob edits the first cell
     expect(editor(cell(mine, 0))).to_have_text("x = 41")
-    wait_saved(cell(theirs, 0))
+    wait_saved(theirs)
 
     run(cell(mine, 0))  # ada runs it; bob sees the run
     expect(cell(theirs, 0)).to_have_attribute("data-state", "done")
@@ -110,59 +123,165 @@ def test_two_people_see_each_others_edits_runs_and_presence_live(
     assert presence(mine) == [ada.username]
 
 
-def hold_cell_updates(page: Page) -> list[Route]:
-    """Hold this page's `cell.update` calls (as a slow network would) until released."""
-    held: list[Route] = []
-
-    def route(request: Route) -> None:
-        if '"cell.update"' in (request.request.post_data or ""):
-            held.append(request)
-        else:
-            request.continue_()
-
-    page.route("**/rpc", route)
-    return held
+def shared(ada: Person, bob: Person, *sources: str) -> dict[str, Any]:
+    sheet = ada.api.worksheet(*sources)
+    ada.api.call("worksheet.share", id=sheet["id"], username=bob.username, role="editor")
+    return sheet
 
 
-def test_an_edit_conflict_shows_both_versions_and_applies_the_choice(
+def text_of(page: Page, index: int) -> str:
+    return sources(page)[index]
+
+
+def test_two_people_typing_in_one_cell_at_once_both_keep_every_keystroke(
     person: Callable[..., Person], screenshots: Path
 ) -> None:
     ada, bob = person("ada", web=0), person("bob", web=1)
-    sheet = ada.api.worksheet("value = 1")
-    ada.api.call("worksheet.share", id=sheet["id"], username=bob.username, role="editor")
+    sheet = shared(ada, bob, "total = 0")
+    hold = Hold(bob.page)  # bob's network stalls while both type: neither sees the other
     mine, theirs = ada.open(sheet), bob.open(sheet)
 
-    for choice in ("keep", "use"):
-        held = hold_cell_updates(theirs)
-        type_into(cell(theirs, 0), f"value = 'bob {choice}'")  # bob's save is slow to arrive...
-        expect(cell(theirs, 0).get_by_test_id("cell-save-state")).to_have_attribute(
-            "data-state", "saving"
-        )
-        type_into(cell(mine, 0), f"value = 'ada {choice}'")  # ...ada saves first
-        wait_saved(cell(mine, 0))
-        # bob's page does not overwrite his unsaved text with hers
-        expect(editor(cell(theirs, 0))).to_have_text(f"value = 'bob {choice}'")
-        held[0].continue_()  # bob's save arrives, on a stale version
-        theirs.unroute("**/rpc")
-        dialog = theirs.get_by_test_id("conflict-dialog")
-        expect(dialog).to_be_visible()
-        expect(dialog.get_by_test_id("conflict-theirs")).to_have_text(f"value = 'ada {choice}'")
-        expect(dialog.get_by_test_id("conflict-mine")).to_have_text(f"value = 'bob {choice}'")
-        expect(dialog).to_contain_text(ada.username)
-        if choice == "keep":
-            theirs.screenshot(path=screenshots / "conflict.png")
-            theirs.keyboard.press("Escape")  # no way out but a choice
-            expect(dialog).to_be_visible()
-            dialog.get_by_test_id("conflict-keep-mine").click()
-            winner = "value = 'bob keep'"
-        else:
-            dialog.get_by_test_id("conflict-use-theirs").click()
-            winner = "value = 'ada use'"
-        expect(dialog).to_be_hidden()
-        wait_saved(cell(theirs, 0))
-        expect(editor(cell(theirs, 0))).to_have_text(winner)
-        expect(editor(cell(mine, 0))).to_have_text(winner)
-        assert ada.api.cells(sheet["id"])[0]["source"] == winner
+    hold.hold()
+    box = editor(cell(mine, 0))
+    box.click()
+    box.press("ControlOrMeta+End")
+    box.press_sequentially(" + 1  # ada")  # at the end...
+    theirs_box = editor(cell(theirs, 0))
+    theirs_box.click()
+    theirs_box.press("ControlOrMeta+Home")
+    theirs_box.press_sequentially("# bob\n")  # ...and at the start, at the same moment
+    expect(box).to_have_text("total = 0 + 1  # ada")  # ada does not see bob's yet
+    expect(cell(theirs, 0).locator(".cm-line")).to_have_text(["# bob", "total = 0"])
+    hold.release()
+
+    both = "# bob\ntotal = 0 + 1  # ada"
+    for page in (mine, theirs):  # both texts, merged, on both screens
+        expect(cell(page, 0).locator(".cm-line")).to_have_text(["# bob", "total = 0 + 1  # ada"])
+        assert text_of(page, 0) == both
+    wait_saved(mine)
+    wait_saved(theirs)
+    assert ada.api.cells(sheet["id"])[0]["source"] == both
+
+    # Interleaved, key by key, in the same line: still every keystroke of each.
+    box.press("ControlOrMeta+End")
+    theirs_box.press("ControlOrMeta+End")
+    for a, b in zip("AAAA", "BBBB", strict=True):
+        box.press(a)
+        theirs_box.press(b)
+    for page in (mine, theirs):
+        expect(cell(page, 0).locator(".cm-line").last).to_have_text(re.compile(r"# ada[AB]{8}$"))
+    assert text_of(mine, 0) == text_of(theirs, 0)
+    assert text_of(mine, 0).count("A") == 4 and text_of(mine, 0).count("B") == 4
+    mine.screenshot(path=screenshots / "typing-together.png")
+
+
+def test_others_cursors_and_who_is_in_which_cell_are_shown_with_names(
+    person: Callable[..., Person], screenshots: Path
+) -> None:
+    ada, bob = person("ada", web=0), person("bob", web=1)
+    sheet = shared(ada, bob, "first = 1", "second = 2")
+    mine, theirs = ada.open(sheet), bob.open(sheet)
+
+    box = editor(cell(theirs, 0))
+    box.click()
+    box.press("End")  # bob's cursor at the end of the first cell...
+    cursor = cell(mine, 0).get_by_test_id("remote-cursor")
+    expect(cursor).to_be_visible()  # ...is drawn in ada's editor, with his name
+    expect(cursor).to_have_attribute("data-name", bob.username)
+    label = cursor.evaluate("c => getComputedStyle(c, '::after').content")
+    assert label == f'"{bob.username}"'
+    chip = cell(mine, 0).get_by_test_id("cell-person")  # and a chip on the cell says who
+    expect(chip).to_have_text(bob.username)
+    expect(cell(mine, 1).get_by_test_id("cell-person")).to_have_count(0)
+    expect(editor(cell(mine, 0))).to_have_text("first = 1")  # the name is not in the text
+    box.press("Shift+Home")  # his selection is shown too
+    expect(cell(mine, 0).locator(".remote-selection")).to_have_text("first = 1")
+    editor(cell(mine, 1)).click()  # ada's cursor, in bob's page
+    expect(cell(theirs, 1).get_by_test_id("remote-cursor")).to_have_attribute(
+        "data-name", ada.username
+    )
+    mine.screenshot(path=screenshots / "cursors.png")
+
+    editor(cell(theirs, 1)).click()  # bob goes to the second cell
+    expect(cell(mine, 1).get_by_test_id("cell-person")).to_have_text(bob.username)
+    expect(cell(mine, 0).get_by_test_id("cell-person")).to_have_count(0)
+    expect(cell(mine, 0).get_by_test_id("remote-cursor")).to_have_count(0)
+
+    bob.page.goto(bob.url + "/")  # bob leaves: his chip and cursor go
+    expect(cell(mine, 1).get_by_test_id("cell-person")).to_have_count(0)
+    expect(mine.get_by_test_id("remote-cursor")).to_have_count(0)
+
+
+def test_each_persons_ctrl_z_undoes_only_their_own_edits(person: Callable[..., Person]) -> None:
+    ada, bob = person("ada", web=0), person("bob", web=1)
+    sheet = shared(ada, bob, "x = 1", "y = 2")
+    mine, theirs = ada.open(sheet), bob.open(sheet)
+
+    box = editor(cell(mine, 0))
+    box.click()
+    box.press("ControlOrMeta+End")
+    box.press_sequentially(" + 10")  # ada's edit
+    expect(editor(cell(theirs, 0))).to_have_text("x = 1 + 10")
+    theirs_box = editor(cell(theirs, 0))
+    theirs_box.click()
+    theirs_box.press("ControlOrMeta+Home")
+    theirs_box.press_sequentially("# b\n")  # then bob's, in the same cell
+    expect(cell(mine, 0).locator(".cm-line")).to_have_text(["# b", "x = 1 + 10"])
+
+    box.press("ControlOrMeta+z")  # ada undoes: hers goes, bob's stays, on both screens
+    for page in (mine, theirs):
+        expect(cell(page, 0).locator(".cm-line")).to_have_text(["# b", "x = 1"])
+    theirs_box.press("ControlOrMeta+z")  # bob undoes his
+    for page in (mine, theirs):
+        expect(editor(cell(page, 0))).to_have_text("x = 1")
+    box.press("ControlOrMeta+Shift+z")  # ada redoes hers
+    for page in (mine, theirs):
+        expect(editor(cell(page, 0))).to_have_text("x = 1 + 10")
+
+    cell(theirs, 1).get_by_test_id("cell-delete").click()  # bob deletes a cell
+    expect(cells(mine)).to_have_count(1)
+    mine.get_by_test_id("worksheet-title").click()  # ada, outside the editors:
+    mine.keyboard.press("ControlOrMeta+z")  # her last edit goes, not bob's deletion
+    for page in (mine, theirs):
+        expect(editor(cell(page, 0))).to_have_text("x = 1")
+        expect(cells(page)).to_have_count(1)
+    theirs.get_by_test_id("worksheet-title").click()
+    theirs.keyboard.press("ControlOrMeta+z")  # bob's undo brings his deleted cell back
+    for page in (mine, theirs):
+        expect(cells(page)).to_have_count(2)
+        expect(editor(cell(page, 1))).to_have_text("y = 2")
+    wait_saved(mine)
+    wait_saved(theirs)
+    assert [c["source"] for c in ada.api.cells(sheet["id"])] == ["x = 1", "y = 2"]
+
+
+def test_the_api_edits_a_cell_while_a_browser_edits_another(person: Callable[..., Person]) -> None:
+    ada, bob = person("ada", web=0), person("bob", web=1)
+    sheet = shared(ada, bob, "a = 1", "b = 2")
+    mine, theirs = ada.open(sheet), bob.open(sheet)
+    ids = [c["id"] for c in ada.api.cells(sheet["id"])]
+
+    box = editor(cell(mine, 0))
+    box.click()
+    box.press("ControlOrMeta+End")
+    box.press_sequentially(" + 1")  # ada types in the first cell...
+    bob.api.call("cell.update", id=ids[1], source="b = 'from a script'")  # ...a script, the second
+    box.press_sequentially(" + 2")
+    created = bob.api.call("cell.create", worksheet=sheet["id"], source="c = 3", after=ids[1])
+    box.press_sequentially(" + 3")
+    for page in (mine, theirs):  # both see both, and the script's new cell
+        expect(cells(page)).to_have_count(3)
+        expect(editor(cell(page, 0))).to_have_text("a = 1 + 1 + 2 + 3")
+        expect(editor(cell(page, 1))).to_have_text("b = 'from a script'")
+        expect(editor(cell(page, 2))).to_have_text("c = 3")
+    wait_saved(mine)
+    saved = ada.api.cells(sheet["id"])
+    assert [c["source"] for c in saved] == ["a = 1 + 1 + 2 + 3", "b = 'from a script'", "c = 3"]
+    assert saved[2]["id"] == created["id"]
+    bob.api.call("cell.delete", id=ids[1])  # and deletes one: gone from the pages
+    for page in (mine, theirs):
+        expect(cells(page)).to_have_count(2)
+        assert sources(page) == ["a = 1 + 1 + 2 + 3", "c = 3"]
 
 
 def test_a_viewer_watches_live_but_cannot_edit_or_run(

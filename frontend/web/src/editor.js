@@ -293,17 +293,14 @@ class CaretWidget extends WidgetType {
   }
 
   toDOM() {
+    // The name is drawn by CSS (`::after`, from data-name): shown, but not part of the text,
+    // so it is never copied, selected or read as the cell's text.
     const caret = document.createElement("span");
     caret.className = "remote-cursor";
-    caret.style.borderColor = this.color;
+    caret.style.setProperty("--cursor-colour", this.color);
     caret.dataset.testid = "remote-cursor";
-    caret.dataset.username = this.name;
-    const label = document.createElement("span");
-    label.className = "remote-cursor-name";
-    label.style.backgroundColor = this.color;
-    label.textContent = this.name; // text, never HTML: a name is someone else's input
-    label.dataset.testid = "remote-cursor-name";
-    caret.append(label);
+    caret.dataset.name = this.name;
+    caret.title = this.name;
     return caret;
   }
 

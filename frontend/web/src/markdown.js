@@ -42,6 +42,8 @@ export function renderMarkdown(source, { attachments = null } = {}) {
   const fragment = DOMPurify.sanitize(html, {
     RETURN_DOM_FRAGMENT: true,
     FORBID_TAGS,
+    ADD_TAGS: ["semantics", "annotation"], // KaTeX's MathML: the TeX, for screen readers
+    ADD_ATTR: ["encoding"],
     FORBID_ATTR: ["srcset", "action", "formaction", "ping"],
     ALLOW_DATA_ATTR: false,
     SANITIZE_NAMED_PROPS: true,

@@ -99,7 +99,6 @@ export class CellView {
       h(
         "div",
         { class: "cell-main" },
-        this.people,
         this.rawFormat,
         this.editorHost,
         this.rendered,
@@ -108,6 +107,7 @@ export class CellView {
         h(
           "div",
           { class: "cell-footer" },
+          this.people,
           this.runBy,
           this.duration,
           this.runAt,
@@ -289,7 +289,9 @@ export class CellView {
         ),
       ),
     );
+    // the cell's outline in the colour of (the first of) those in it, seen from afar
     this.el.classList.toggle("cell-shared", people.length > 0);
+    if (people.length) this.el.style.setProperty("--peer-colour", people[0].color);
   }
 
   /** Others' cursors in this cell's text. */

@@ -232,8 +232,11 @@ export class WorksheetDocument {
 
   // -- cell operations (this person's, one transaction each) ---------------------------------
 
+  /** One cell operation: one undo step of its own, never merged with typing around it. */
   transact(fn) {
+    this.undoManager.stopCapturing();
     this.doc.transact(fn, this.origin);
+    this.undoManager.stopCapturing();
   }
 
   indexOf(id) {

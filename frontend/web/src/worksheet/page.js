@@ -246,10 +246,11 @@ export class WorksheetPage {
   // -- what the user does -------------------------------------------------------------------
 
   async run(view, { advance = false } = {}) {
-    if (advance) this.cells.at(this.cells.indexOf(view) + 1)?.focus();
+    const next = advance ? this.cells.at(this.cells.indexOf(view) + 1) : null;
+    next?.focus();
     if (view.cellType === "markdown") {
       view.showRendered(); // rendered here: Markdown is not run
-      if (!advance) view.focus();
+      if (!next) view.focus(); // the rendering has the keyboard: Enter edits again
       return;
     }
     if (view.cellType !== "code") return; // raw cells are never run
@@ -329,7 +330,9 @@ export class WorksheetPage {
   }
 
   setType(view, type) {
-    if (this.editable) this.doc.setCellType(view.id, type);
+    if (!this.editable) return;
+    this.doc.setCellType(view.id, type);
+    if (type === "markdown") view.edit(); // made Markdown to be written: its editor stays
   }
 
   /**

@@ -49,7 +49,7 @@ import {
   placeholder,
   tooltips,
 } from "@codemirror/view";
-import { yCollab, ySyncFacet, yUndoManagerKeymap } from "y-codemirror.next";
+import { yCollab, ySyncAnnotation, ySyncFacet, yUndoManagerKeymap } from "y-codemirror.next";
 import * as Y from "yjs";
 
 const PLACEHOLDERS = {
@@ -234,16 +234,26 @@ function languageOf(cellType) {
 
 const setPeers = StateEffect.define();
 
-/** Others' cursors and selections: drawn by `setPeers`, then kept in place as the text changes. */
+/**
+ * Others' cursors and selections, from `setPeers`. Their positions are Yjs relative positions:
+ * they are resolved again whenever text comes from the document (which already has it then),
+ * so a cursor whose awareness arrived before the text it points into appears with that text;
+ * this person's own typing only moves them along (the document does not have it yet).
+ */
 const remoteCursors = StateField.define({
-  create: () => Decoration.none,
-  update(decorations, tr) {
+  create: () => ({ peers: [], decorations: Decoration.none }),
+  update(value, tr) {
     for (const effect of tr.effects) {
-      if (effect.is(setPeers)) return peerDecorations(tr.state, effect.value);
+      if (effect.is(setPeers))
+        return { peers: effect.value, decorations: peerDecorations(tr.state, effect.value) };
     }
-    return tr.docChanged ? decorations.map(tr.changes) : decorations;
+    if (!tr.docChanged) return value;
+    if (tr.annotation(ySyncAnnotation) && value.peers.length) {
+      return { peers: value.peers, decorations: peerDecorations(tr.state, value.peers) };
+    }
+    return { peers: value.peers, decorations: value.decorations.map(tr.changes) };
   },
-  provide: (field) => EditorView.decorations.from(field),
+  provide: (field) => EditorView.decorations.from(field, (value) => value.decorations),
 });
 
 function peerDecorations(state, peers) {

@@ -314,9 +314,14 @@ export class WorksheetDocument {
     this.undoManager.redo();
   }
 
+  /** This person left (the tab closes, or goes elsewhere): the others are told at once. */
+  leave() {
+    removeAwarenessStates(this.awareness, [this.doc.clientID], "local"); // sent
+  }
+
   destroy() {
     clearTimeout(this.retryTimer);
-    removeAwarenessStates(this.awareness, [this.doc.clientID], "local"); // sent: we left
+    this.leave();
     this.awareness.destroy();
     this.undoManager.destroy();
     this.doc.destroy();

@@ -56,6 +56,8 @@ export class WorksheetPage {
       if (this.doc.saving) event.preventDefault(); // edits the server has not confirmed yet
     };
     window.addEventListener("beforeunload", this.onBeforeUnload);
+    this.onPageHide = () => this.doc.leave(); // the tab closes: no cursor left behind
+    window.addEventListener("pagehide", this.onPageHide);
     this.onKeyDown = (event) => this.keyDown(event);
     document.addEventListener("keydown", this.onKeyDown);
     this.displays = new DisplayRegistry();
@@ -460,6 +462,7 @@ export class WorksheetPage {
   destroy() {
     this.destroyed = true;
     window.removeEventListener("beforeunload", this.onBeforeUnload);
+    window.removeEventListener("pagehide", this.onPageHide);
     document.removeEventListener("keydown", this.onKeyDown);
     this.cells.destroy();
     const leave = () => {

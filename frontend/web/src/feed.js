@@ -62,7 +62,8 @@ export class FeedConnection {
    * cursor)` gets each Jupyter message once, in order; `onPresence(users)` who watches;
    * `onError(frame)` a refusal (say, access removed). With `worksheet` (the session's), the
    * subscription is by worksheet and also gets its document's frames: `onSubscribed()`,
-   * `onDocState(frame)`, `onDocAck(frame)`, `onAwareness(frame)`, `onDocError(frame)`.
+   * `onDocState(frame)`, `onDocAck(frame)`, `onAwareness(frame)`, `onDocError(frame)`, and
+   * `onDisconnected()` when the socket drops.
    * Returns a function that unsubscribes.
    */
   subscribe(session, cursor, handlers, worksheet = null) {
@@ -138,6 +139,7 @@ export class FeedConnection {
     if (ws !== this.ws) return;
     clearInterval(this.pingTimer);
     this.ws = null;
+    for (const sub of this.subscriptions.values()) sub.handlers.onDisconnected?.();
     if (this.closedByUs) return;
     this.drops += this.state === "open" ? 1 : 0;
     this._scheduleRetry();

@@ -35,6 +35,9 @@ import { CODES } from "../api.js";
 /** The origin of updates from the server; anything else is this page's and is sent. */
 export const REMOTE = Symbol("remote");
 const RETRY_MS = 3000; // an update the server could not take now (unavailable): sent again
+const MAX_TRIES = 5; // ...at most this many times, unless the socket drops and comes back
+// Refusals that sending again will not change: the update is dropped (and the person told).
+const FINAL_CODES = new Set([CODES.FORBIDDEN, CODES.TOO_LARGE, CODES.INVALID_PARAMS, CODES.NOT_FOUND]);
 const EMPTY_UPDATE = 2; // bytes of an update with nothing in it
 
 export class WorksheetDocument {
@@ -61,6 +64,8 @@ export class WorksheetDocument {
     this.waiters = []; // whenSaved's, resolved when nothing is pending
     this.nextRef = 1;
     this.subscriptions = 0;
+    this.live = false; // subscribed on an open socket: updates go out at once
+    this.tries = new Map(); // ref -> refusals that may pass if tried again
     this.synced = false;
     this.retryTimer = 0;
     this.onSynced = onSynced;
@@ -87,6 +92,7 @@ export class WorksheetDocument {
   get handlers() {
     return {
       onSubscribed: () => this.resync(),
+      onDisconnected: () => (this.live = false),
       onDocState: (frame) => this.applyState(frame),
       onDocAck: (frame) => this.acknowledged(frame.ref),
       onAwareness: (frame) => this.applyAwareness(frame.update),
@@ -99,12 +105,8 @@ export class WorksheetDocument {
 
   /** The subscription is (again) confirmed: the handshake, unacknowledged updates, awareness. */
   resync() {
-    this.feed.send({
-      op: "doc_sync",
-      worksheet: this.worksheet,
-      state_vector: toBase64(Y.encodeStateVector(this.doc)),
-    });
-    for (const [ref, update] of this.pending) this.feed.send(this.updateFrame(ref, update));
+    this.live = true;
+    this.handshake();
     if (this.subscriptions++ === 0) {
       this.sendAwareness([this.doc.clientID]);
     } else {
@@ -114,6 +116,16 @@ export class WorksheetDocument {
       this.awareness.setLocalState({ ...state });
       this.awareness.setLocalState({ ...state });
     }
+  }
+
+  /** `doc_sync`, and every update not acknowledged yet (again: applying twice is harmless). */
+  handshake() {
+    this.feed.send({
+      op: "doc_sync",
+      worksheet: this.worksheet,
+      state_vector: toBase64(Y.encodeStateVector(this.doc)),
+    });
+    for (const [ref, update] of this.pending) this.feed.send(this.updateFrame(ref, update));
   }
 
   applyState(frame) {
@@ -147,7 +159,7 @@ export class WorksheetDocument {
     const ref = this.nextRef++;
     this.pending.set(ref, update);
     if (this.pending.size === 1) this.onSaveState("saving");
-    this.feed.send(this.updateFrame(ref, update)); // if the socket is down: resync sends it
+    if (this.live) this.feed.send(this.updateFrame(ref, update)); // else resync sends it
   }
 
   updateFrame(ref, update) {
@@ -156,6 +168,7 @@ export class WorksheetDocument {
 
   acknowledged(ref) {
     if (!this.pending.delete(ref)) return;
+    this.tries.delete(ref);
     if (!this.pending.size) {
       this.onSaveState("saved");
       for (const resolve of this.waiters.splice(0)) resolve();
@@ -165,16 +178,19 @@ export class WorksheetDocument {
   refused(frame) {
     if (frame.ref === undefined || frame.ref === null) {
       // the handshake itself was refused (say, a service away for a moment): try again
-      if (frame.code === CODES.UNAVAILABLE) this.retrySoon();
-      else console.warn("document:", frame.message);
+      if (!FINAL_CODES.has(frame.code)) this.retrySoon();
+      console.warn("document:", frame.message);
       return;
     }
     if (!this.pending.has(frame.ref)) return;
-    if (frame.code === CODES.UNAVAILABLE || frame.code === CODES.RATE_LIMITED) {
-      this.retrySoon(); // kept: sent again
+    const tries = (this.tries.get(frame.ref) ?? 0) + 1;
+    this.tries.set(frame.ref, tries);
+    if (!FINAL_CODES.has(frame.code) && tries < MAX_TRIES) {
+      this.retrySoon(); // kept, and sent again
       return;
     }
-    this.pending.delete(frame.ref); // refused for good (not allowed, too large)
+    this.pending.delete(frame.ref); // refused for good (not allowed, too large, gone)
+    this.tries.delete(frame.ref);
     if (!this.pending.size) {
       this.onSaveState("saved");
       for (const resolve of this.waiters.splice(0)) resolve();
@@ -184,7 +200,7 @@ export class WorksheetDocument {
 
   retrySoon() {
     clearTimeout(this.retryTimer);
-    this.retryTimer = setTimeout(() => this.resync(), RETRY_MS);
+    this.retryTimer = setTimeout(() => this.live && this.handshake(), RETRY_MS);
   }
 
   /** Resolves once every edit made so far is committed on the server. */

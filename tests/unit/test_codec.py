@@ -17,14 +17,6 @@ import pytest
 from cellbus_protocol import codec, messages
 from cellbus_protocol.envelope import EMPTY_HEADER, PROTOCOL_VERSION, new_message, reply_to
 from cellbus_protocol.errors import ProtocolError, ValidationError
-from cellbus_protocol.views import CellView
-
-
-def _cell(source: str, *, version: int) -> CellView:
-    return CellView(
-        id="c2", worksheet="w1", source=source, version=version, outputs=[],
-        execution_count=None, run_by=None, run_at=None, run_msg_id=None,
-    )  # fmt: skip
 
 
 SAMPLES: dict[str, messages.Content] = {
@@ -86,10 +78,7 @@ SAMPLES: dict[str, messages.Content] = {
         reason="These names could not be saved: sock.",
     ),
     "cell_run": messages.CellRun(cell_id="c2", msg_id="m1", username="ada"),
-    "cell_created": messages.CellCreated(cell=_cell("1 + 1", version=1), after="c1"),
-    "cell_updated": messages.CellUpdated(cell=_cell("2 + 2", version=2)),
-    "cell_moved": messages.CellMoved(id="c2", after=None),
-    "cell_deleted": messages.CellDeleted(id="c2"),
+    "doc_update": messages.DocUpdate(update=b"\x01\x01\xa4\x9b\xe7\x8c\x07\x00\x00"),
     "worksheet_renamed": messages.WorksheetRenamed(title="Orbits"),
     "worksheet_shared": messages.WorksheetShared(username="brian", role="viewer"),
 }

@@ -25,14 +25,16 @@ CELL = "c1"
 
 
 class OneCellStore:
-    """The two calls the saver makes, for one cell; the saves it got, as (cursor, text)."""
+    """The two calls the saver makes (on the store's cell records), for one cell; the saves
+    it got, as (cursor, text)."""
 
     def __init__(self, run: str) -> None:
         self.run = run
         self.saves: list[tuple[int, str]] = []
         self.saved = asyncio.Condition()
+        self.documents = self
 
-    async def cell_by_run(self, msg_id: str) -> Any:
+    async def by_run(self, msg_id: str) -> Any:
         if msg_id != self.run:
             return None
         return SimpleNamespace(outputs=[], execution_count=None, outputs_seq=0)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 CHECKED = ["shared", "services", "frontend/cli", "tests", "bench"]
-SKIPPED = {".jupyter-venv", "node_modules", "__pycache__"}
+SKIPPED = {".jupyter-venv", ".jupyterlab-venv", "node_modules", "__pycache__"}
 
 IGNORE = re.compile(r"#\s*type:\s*ignore\b(?P<rest>.*)$")
 WITH_CODE_AND_REASON = re.compile(r"^\[[a-z0-9-]+(,\s*[a-z0-9-]+)*\]\s*#\s*\S")

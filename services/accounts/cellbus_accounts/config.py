@@ -23,6 +23,10 @@ class AccountsSettings:
     """CELLBUS_TOKEN_TTL_DAYS: how long a login token lasts."""
     max_source_bytes: int = 1024 * 1024
     """CELLBUS_MAX_SOURCE_BYTES: the largest cell source accepted."""
+    max_update_bytes: int = 1024 * 1024
+    """CELLBUS_MAX_UPDATE_BYTES: the largest document update a client may send at once."""
+    max_import_bytes: int = 64 * 1024 * 1024
+    """CELLBUS_MAX_IMPORT_BYTES: the largest document an imported notebook may make."""
     login_attempts: int = 10
     """CELLBUS_LOGIN_ATTEMPTS: passwords checked per username per `login_window`, from any
     number of addresses, counting checks that fail or are still running (see

@@ -29,13 +29,24 @@ from cellbus_protocol.roles import Role, role_allows, too_low
 
 from . import passwords
 from .config import AccountsSettings
+from .documents import DocumentError, Documents, default_metadata, new_document
+from .notebook_doc import CellContent, NotebookDoc, new_cell_id
 from .saver import OutputSaver
-from .store import Cell, LoginLimits, Store, UniqueViolation, User, VersionConflict, Worksheet
+from .store import (
+    CellRecord,
+    LoginLimits,
+    NewCellRecord,
+    Store,
+    UniqueViolation,
+    User,
+    Worksheet,
+)
 
 USERNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{1,31}$")
 MAX_TITLE = 200
 MAX_IMPORTED_CELLS = 10_000
 MAX_VERSION = 2**31 - 1  # a PostgreSQL integer
+CELL_ID = re.compile(r"[a-zA-Z0-9_-]{1,64}")  # nbformat 4.5's rule for cell ids
 
 
 class AccountsError(Exception):
@@ -48,6 +59,16 @@ class AccountsError(Exception):
 
 def _iso(value: datetime | None) -> str | None:
     return None if value is None else value.isoformat()
+
+
+def _time(value: str | None) -> datetime | None:
+    """A time from an imported notebook (``metadata.cellbus.run_at``); None if it is not
+    one."""
+    try:
+        parsed = datetime.fromisoformat(value) if value else None
+    except ValueError:
+        return None
+    return parsed.replace(tzinfo=UTC) if parsed and parsed.tzinfo is None else parsed
 
 
 def user_view(user: User) -> a.UserView:
@@ -65,12 +86,36 @@ def worksheet_view(sheet: Worksheet) -> a.WorksheetView:
     )  # fmt: skip
 
 
-def cell_view(cell: Cell) -> a.CellView:
+def cell_view(sheet: Worksheet, content: CellContent, record: CellRecord | None) -> a.CellView:
+    """A cell as clients see it: what the document holds, and its record beside it (a cell
+    no update has counted yet, or never run, has none)."""
     return a.CellView(
-        id=str(cell.id), worksheet=str(cell.worksheet_id), source=cell.source,
-        version=cell.version, outputs=cell.outputs, execution_count=cell.execution_count,
-        run_by=cell.run_by, run_at=_iso(cell.run_at), run_msg_id=cell.run_msg_id,
+        id=content.id, worksheet=str(sheet.id), cell_type=content.cell_type,
+        source=content.source, metadata=content.metadata, attachments=content.attachments,
+        version=record.version if record else 1,
+        outputs=record.outputs if record else [],
+        execution_count=record.execution_count if record else content.execution_count,
+        run_by=record.run_by if record else None,
+        run_at=_iso(record.run_at) if record else None,
+        run_msg_id=record.run_msg_id if record else None,
     )  # fmt: skip
+
+
+def _index_of(notebook: NotebookDoc, cell_id: str) -> int:
+    index = notebook.index_of(cell_id)
+    if index is None:
+        raise AccountsError("not_found", f"no cell {cell_id}")
+    return index
+
+
+def _index_after(notebook: NotebookDoc, after: str | None) -> int:
+    """Where a cell placed just after cell `after` goes (None: at the top)."""
+    if after is None:
+        return 0
+    index = notebook.index_of(after)
+    if index is None:
+        raise AccountsError("not_found", f"no cell {after} here")
+    return index + 1
 
 
 def _uuid(value: str | None, what: str) -> uuid.UUID:
@@ -98,6 +143,7 @@ class Handlers:
         self.bus = bus
         self.settings = settings
         self.saver = saver
+        self.documents = Documents(store, bus, max_update_bytes=settings.max_update_bytes)
         self.login_limits = LoginLimits(
             attempts=settings.login_attempts, clean_reserve=settings.login_clean_reserve,
             window=settings.login_window, per_address=settings.login_address_attempts,
@@ -114,6 +160,7 @@ class Handlers:
             a.MoveCell: self.move_cell, a.DeleteCell: self.delete_cell,
             a.StartRun: self.start_run, a.SessionRole: self.session_role,
             a.CreateSession: self.create_session, a.ImportWorksheet: self.import_worksheet,
+            a.ApplyUpdate: self.apply_update, a.SyncDocument: self.sync_document,
         }  # fmt: skip
 
     async def handle(self, request: a.Request[Any]) -> Any:
@@ -143,18 +190,6 @@ class Handlers:
         if not role_allows(sheet.role, needs):
             raise AccountsError("forbidden", too_low(sheet.role, needs))
         return sheet
-
-    async def _cell(self, cell_id: str, user: User, needs: Role) -> tuple[Cell, Worksheet]:
-        cell = await self.store.cell(_uuid(cell_id, "cell"))
-        if cell is None:
-            raise AccountsError("not_found", f"no cell {cell_id}")
-        try:
-            sheet = await self._worksheet(str(cell.worksheet_id), user, needs)
-        except AccountsError as exc:
-            if exc.code == "not_found":
-                raise AccountsError("not_found", f"no cell {cell_id}") from None
-            raise
-        return cell, sheet
 
     async def _announce(self, sheet: Worksheet, user: User, content: m.Content) -> None:
         msg = new_message(content, session=sheet.session, username=user.username)
@@ -287,10 +322,13 @@ class Handlers:
     async def create_worksheet(self, request: a.CreateWorksheet) -> a.WorksheetView:
         user = await self._actor(request)
         title = self._check_title(request.title)
-        sheet = await self.store.create_worksheet(user, title, uuid.uuid4().hex)
+        document = new_document([], default_metadata())
+        sheet = await self.store.create_worksheet(user, title, uuid.uuid4().hex, document, [])
         return worksheet_view(sheet)
 
     async def import_worksheet(self, request: a.ImportWorksheet) -> a.WorksheetView:
+        """A worksheet holding a notebook: its document's first update holds every cell and
+        the notebook's metadata; outputs and runs go to the cells' records."""
         user = await self._actor(request)
         title = self._check_title(request.title)
         if len(request.cells) > MAX_IMPORTED_CELLS:
@@ -298,10 +336,30 @@ class Handlers:
                 "too_large", f"{len(request.cells):,} cells; an import holds at most "
                 f"{MAX_IMPORTED_CELLS:,}",
             )  # fmt: skip
+        seen: set[str] = set()
         for cell in request.cells:
             self._check_source(cell.source)
-        cells = [(c.source, c.outputs, c.execution_count) for c in request.cells]
-        sheet = await self.store.import_worksheet(user, title, uuid.uuid4().hex, cells)
+            if not CELL_ID.fullmatch(cell.id) or cell.id in seen:
+                raise AccountsError(
+                    "invalid", f"cell ids are unique, 1 to 64 of [a-zA-Z0-9_-]: {cell.id!r}"
+                )
+            seen.add(cell.id)
+        contents = [
+            CellContent(id=c.id, cell_type=c.cell_type, source=c.source, metadata=c.metadata,
+                        attachments=c.attachments, execution_count=c.execution_count)
+            for c in request.cells
+        ]  # fmt: skip
+        records = [
+            NewCellRecord(c.id, c.outputs, c.execution_count, c.run_by, _time(c.run_at))
+            for c in request.cells if c.cell_type == "code"
+        ]  # fmt: skip
+        document = new_document(contents, request.metadata, request.nbformat_minor)
+        if len(document) > self.settings.max_import_bytes:
+            raise AccountsError(
+                "too_large", f"the notebook's document has {len(document):,} bytes; the limit "
+                f"is {self.settings.max_import_bytes:,}",
+            )  # fmt: skip
+        sheet = await self.store.create_worksheet(user, title, uuid.uuid4().hex, document, records)
         return worksheet_view(sheet)
 
     async def list_worksheets(self, request: a.ListWorksheets) -> list[a.WorksheetView]:
@@ -312,12 +370,16 @@ class Handlers:
         user = await self._actor(request)
         sheet = await self._worksheet(request.id, user, "viewer")
         view = worksheet_view(sheet)
-        cells = [cell_view(c) for c in await self.store.cells(sheet.id)]
+        contents, metadata, minor = await self.documents.read(
+            sheet, lambda nb: (nb.read_cells(), nb.metadata(), nb.nbformat_minor())
+        )
+        cells = await self._views(sheet, contents)
         members = [a.MemberView(username=x.username, role=x.role)
                    for x in await self.store.members(sheet.id)]  # fmt: skip
         return a.WorksheetWithCells(
-            **{f: getattr(view, f) for f in view.__struct_fields__}, cells=cells, members=members
-        )
+            **{f: getattr(view, f) for f in view.__struct_fields__}, cells=cells,
+            members=members, metadata=metadata, nbformat_minor=minor,
+        )  # fmt: skip
 
     async def worksheet_session(self, request: a.GetWorksheetSession) -> a.WorksheetSession:
         user = await self._actor(request)
@@ -386,64 +448,140 @@ class Handlers:
         except UniqueViolation:
             raise AccountsError("taken", f"the session {request.session} exists") from None
 
-    # -- cells ----------------------------------------------------------------------------
+    # -- cells: edits of the worksheet's document ---------------------------------------------
+    async def _views(self, sheet: Worksheet, contents: list[CellContent]) -> list[a.CellView]:
+        records = await self.store.documents.records(sheet.id)
+        return [cell_view(sheet, content, records.get(content.id)) for content in contents]
+
+    async def _cell_view(self, sheet: Worksheet, content: CellContent) -> a.CellView:
+        return cell_view(sheet, content, await self.store.documents.record(sheet.id, content.id))
+
     async def create_cell(self, request: a.CreateCell) -> a.CellView:
         user = await self._actor(request)
         sheet = await self._worksheet(request.worksheet, user, "editor")
         self._check_source(request.source)
-        after = None if request.after is None else _uuid(request.after, "cell")
-        try:
-            cell = await self.store.create_cell(sheet.id, request.source, after)
-        except LookupError:
-            raise AccountsError("not_found", f"no cell {request.after} here") from None
-        view = cell_view(cell)
-        await self._announce(sheet, user, m.CellCreated(cell=view, after=request.after))
-        return view
+        content = CellContent(
+            id=new_cell_id(), cell_type=request.cell_type, source=request.source,
+            metadata=request.metadata,
+        )  # fmt: skip
+
+        def create(notebook: NotebookDoc) -> None:
+            notebook.insert(_index_after(notebook, request.after), content)
+
+        await self.documents.edit(sheet, user, create)
+        return await self._cell_view(sheet, content)
 
     async def update_cell(self, request: a.UpdateCell) -> a.CellView:
         user = await self._actor(request)
-        cell, sheet = await self._cell(request.id, user, "editor")
-        self._check_source(request.source)
-        if not 1 <= request.version <= MAX_VERSION:
+        sheet = await self._sheet_of_cell(request.id, request.worksheet, user, "editor")
+        if request.source is not None:
+            self._check_source(request.source)
+        if request.version is not None and not 1 <= request.version <= MAX_VERSION:
             raise AccountsError("invalid", f"a cell version is 1 to {MAX_VERSION}")
-        try:
-            updated = await self.store.update_cell(cell.id, request.source, request.version)
-        except VersionConflict as conflict:
-            raise AccountsError(
-                "conflict",
-                f"the cell is at version {conflict.current.version}, not {request.version}",
-                msgspec.to_builtins(cell_view(conflict.current)),
-            ) from None
-        view = cell_view(updated)
-        await self._announce(sheet, user, m.CellUpdated(cell=view))
-        return view
+
+        async def still_at_version(notebook: NotebookDoc) -> None:
+            index = _index_of(notebook, request.id)
+            record = await self.store.documents.record(sheet.id, request.id)
+            current = record.version if record else 1
+            if request.version is not None and current != request.version:
+                view = cell_view(sheet, notebook.read_cell(index), record)
+                raise AccountsError(
+                    "conflict", f"the cell is at version {current}, not {request.version}",
+                    msgspec.to_builtins(view),
+                )  # fmt: skip
+
+        def update(notebook: NotebookDoc) -> CellContent:
+            index = _index_of(notebook, request.id)
+            if request.cell_type is not None:
+                notebook.set_cell_type(index, request.cell_type)
+            if request.source is not None:
+                notebook.set_source(index, request.source)
+            if request.metadata is not None:
+                notebook.set_metadata(index, request.metadata)
+            return notebook.read_cell(index)
+
+        content = await self.documents.edit(sheet, user, update, check=still_at_version)
+        return await self._cell_view(sheet, content)
 
     async def move_cell(self, request: a.MoveCell) -> a.CellView:
         user = await self._actor(request)
-        cell, sheet = await self._cell(request.id, user, "editor")
-        after = None if request.after is None else _uuid(request.after, "cell")
-        try:
-            moved = await self.store.move_cell(cell.id, after)
-        except ValueError as exc:
-            raise AccountsError("invalid", str(exc)) from None
-        except LookupError:
-            raise AccountsError("not_found", f"no cell {request.after} here") from None
-        await self._announce(sheet, user, m.CellMoved(id=request.id, after=request.after))
-        return cell_view(moved)
+        sheet = await self._sheet_of_cell(request.id, request.worksheet, user, "editor")
+        if request.after == request.id:
+            raise AccountsError("invalid", "a cell cannot move after itself")
+
+        def move(notebook: NotebookDoc) -> CellContent:
+            index = _index_of(notebook, request.id)
+            content = notebook.read_cell(index)
+            to = _index_after(notebook, request.after)
+            notebook.move(index, to - 1 if to > index else to)
+            return content
+
+        content = await self.documents.edit(sheet, user, move)
+        return await self._cell_view(sheet, content)
 
     async def delete_cell(self, request: a.DeleteCell) -> None:
         user = await self._actor(request)
-        cell, sheet = await self._cell(request.id, user, "editor")
-        try:
-            await self.store.delete_cell(cell.id)
-        except LookupError:
-            raise AccountsError("not_found", f"no cell {request.id}") from None
-        await self._announce(sheet, user, m.CellDeleted(id=request.id))
+        sheet = await self._sheet_of_cell(request.id, request.worksheet, user, "editor")
+        await self.documents.edit(
+            sheet, user, lambda notebook: notebook.delete(_index_of(notebook, request.id))
+        )
 
     async def start_run(self, request: a.StartRun) -> a.RunStarted:
         user = await self._actor(request)
-        cell, sheet = await self._cell(request.id, user, "editor")
-        started = await self.store.start_run(cell.id, request.msg_id, user.username)
+        sheet = await self._sheet_of_cell(request.id, request.worksheet, user, "editor")
+        content = await self.documents.read(
+            sheet, lambda notebook: notebook.read_cell(_index_of(notebook, request.id))
+        )
+        if content.cell_type != "code":
+            raise AccountsError("invalid", f"a {content.cell_type} cell does not run")
+        record = await self.store.documents.start_run(
+            sheet.id, request.id, request.msg_id, user.username
+        )
         if self.saver is not None:  # its outputs are saved from the feed, watched or not
             self.saver.follow(sheet.session, await self.bus.last_seq(keys.feed(sheet.session)))
-        return a.RunStarted(cell=cell_view(started), session=sheet.session)
+        return a.RunStarted(cell=cell_view(sheet, content, record), session=sheet.session)
+
+    async def _sheet_of_cell(
+        self, cell_id: str, worksheet: str | None, user: User, needs: Role
+    ) -> Worksheet:
+        """The worksheet of cell `cell_id` (in `worksheet` if given): cell ids are unique
+        within a worksheet only (nbformat's rule), so an id in several worksheets the user
+        can see needs the worksheet named."""
+        if worksheet is not None:
+            return await self._worksheet(worksheet, user, needs)
+        sheets = []
+        for worksheet_id in await self.store.documents.worksheets_with_cell(cell_id):
+            sheet = await self.store.worksheet_for(worksheet_id, user.id)
+            if sheet is not None:
+                sheets.append(sheet)
+        if not sheets:
+            raise AccountsError("not_found", f"no cell {cell_id}")
+        if len(sheets) > 1:
+            raise AccountsError(
+                "invalid", f"the cell id {cell_id} is in {len(sheets)} of your worksheets: "
+                "name the worksheet",
+            )  # fmt: skip
+        if not role_allows(sheets[0].role, needs):
+            raise AccountsError("forbidden", too_low(sheets[0].role, needs))
+        return sheets[0]
+
+    # -- documents: clients' updates and the sync handshake -----------------------------------
+    async def apply_update(self, request: a.ApplyUpdate) -> a.DocAck:
+        user = await self._actor(request)
+        sheet = await self._worksheet(request.worksheet, user, "editor")
+        try:
+            seq = await self.documents.apply(sheet, user, request.update)
+        except DocumentError as exc:
+            code = (
+                "too_large" if len(request.update) > self.documents.max_update_bytes else "invalid"
+            )
+            raise AccountsError(code, str(exc)) from None
+        return a.DocAck(seq=seq)
+
+    async def sync_document(self, request: a.SyncDocument) -> a.DocState:
+        user = await self._actor(request)
+        sheet = await self._worksheet(request.worksheet, user, "viewer")
+        try:
+            return await self.documents.sync(sheet, request.state_vector)
+        except DocumentError as exc:
+            raise AccountsError("invalid", str(exc)) from None

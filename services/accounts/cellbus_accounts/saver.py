@@ -182,7 +182,7 @@ class SessionFollower:
         if msg_id in self.runs:
             self.runs.move_to_end(msg_id)
             return self.runs[msg_id]
-        cell = await self.saver.retrying(lambda: self.saver.store.cell_by_run(msg_id))
+        cell = await self.saver.retrying(lambda: self.saver.store.documents.by_run(msg_id))
         run = None
         if cell is not None:
             outputs = CellOutputs(cell.outputs, cell.execution_count)
@@ -222,7 +222,7 @@ class OutputSaver:
 
     async def start(self) -> None:
         """Follow again the sessions of recent runs, from where their saves stopped."""
-        for session, after in await self.store.recent_run_sessions(RESUME_WINDOW_HOURS):
+        for session, after in await self.store.documents.recent_run_sessions(RESUME_WINDOW_HOURS):
             self.follow(session, after)
 
     def follow(self, session: str, after: int) -> None:
@@ -270,7 +270,9 @@ class OutputSaver:
     async def save(self, run: _Run) -> None:
         """Write `run`'s outputs as of its last change (nothing if already saved past it)."""
         seq, outputs, count = run.seq, run.outputs.current(), run.outputs.execution_count
-        if await self.retrying(lambda: self.store.save_outputs(run.msg_id, seq, outputs, count)):
+        if await self.retrying(
+            lambda: self.store.documents.save_outputs(run.msg_id, seq, outputs, count)
+        ):
             self.saved += 1
         run.saved_seq = seq
 

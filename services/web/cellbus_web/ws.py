@@ -46,6 +46,7 @@ from typing import Any
 import msgspec
 from aiohttp import WSMsgType, web
 
+from cellbus_protocol import accounts as a
 from cellbus_protocol import keys
 from cellbus_protocol.errors import CellbusError
 
@@ -64,7 +65,8 @@ REVOKED = Close("revoked", 4001, REVOKED_MESSAGE)
 SHUTDOWN = Close("closing", 1001)
 GOODBYE_SECONDS = 5.0
 """The most a closing socket spends on its last frame and the close handshake."""
-MAX_FRAME_BYTES = 64 * 1024
+MAX_FRAME_BYTES = 2 * 1024 * 1024
+"""The largest frame a client may send: a document update of 1 MiB, in base64, fits."""
 PONG = b'{"type":"pong"}'
 ACCESS_REMOVED = "your access to this worksheet was removed"
 SOCKETS: web.AppKey[set[FeedSocket]] = web.AppKey("sockets")
@@ -72,7 +74,7 @@ TURNS = web.AppKey("turns", Turns)
 
 
 class Subscribe(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    """A frame from the client (every op has this shape)."""
+    """A frame from the client about feeds: ``subscribe``, ``unsubscribe``, ``ping``."""
 
     op: str
     session: str | None = None
@@ -80,7 +82,44 @@ class Subscribe(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     cursor: int | str | None = None
 
 
-_frame = msgspec.json.Decoder(Subscribe)
+class DocSync(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """``doc_sync``: the Yjs sync handshake's step 1 (the client's state vector)."""
+
+    op: str
+    worksheet: str
+    state_vector: bytes  # base64 in JSON
+
+
+class DocUpdate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """``doc_update``: an editor's update of the worksheet's document, acknowledged by
+    ``doc_ack`` with the same `ref` once committed."""
+
+    op: str
+    worksheet: str
+    update: bytes
+    ref: int
+
+
+class Op(msgspec.Struct):
+    """Only the op of a frame, to choose how to decode the rest."""
+
+    op: str = ""
+
+
+Frame = Subscribe | DocSync | DocUpdate
+_op = msgspec.json.Decoder(Op)
+_frames: dict[str, msgspec.json.Decoder[Any]] = {
+    "doc_sync": msgspec.json.Decoder(DocSync),
+    "doc_update": msgspec.json.Decoder(DocUpdate),
+}
+_subscribe = msgspec.json.Decoder(Subscribe)
+
+
+def decode_frame(data: str | bytes) -> Frame:
+    """The client's frame, by its op; `msgspec.DecodeError` if it is malformed."""
+    decoder = _frames.get(_op.decode(data).op, _subscribe)
+    frame: Frame = decoder.decode(data)
+    return frame
 
 
 def _json(value: Any) -> bytes:
@@ -153,9 +192,9 @@ class FeedSocket:
     # -- what the client asks -------------------------------------------------------------
     async def handle(self, data: str | bytes) -> None:
         """Carry out one frame from the client; a refusal is an ``error`` frame."""
-        frame: Subscribe | None = None
+        frame: Frame | None = None
         try:  # (frames over MAX_FRAME_BYTES never get here: aiohttp closes with 1009)
-            frame = _frame.decode(data)
+            frame = decode_frame(data)
             await self._carry_out(frame)
         except msgspec.DecodeError as exc:
             await self._error(INVALID_REQUEST, f"bad frame: {exc}", None)
@@ -165,24 +204,53 @@ class FeedSocket:
                 raise
             await self._error(error.code, error.message, frame)
 
-    async def _carry_out(self, frame: Subscribe) -> None:
-        match frame.op:
-            case "subscribe":
+    async def _carry_out(self, frame: Frame) -> None:
+        match frame:
+            case DocSync():
+                await self.doc_sync(frame)
+            case DocUpdate():
+                await self.doc_update(frame)
+            case Subscribe(op="subscribe"):
                 await self.subscribe(frame)
-            case "unsubscribe" if frame.session:
-                await self.unsubscribe(frame.session)
-            case "unsubscribe":
+            case Subscribe(op="unsubscribe", session=str(session)) if session:
+                await self.unsubscribe(session)
+            case Subscribe(op="unsubscribe"):
                 raise RpcError(INVALID_REQUEST, "unsubscribe needs a session")
-            case "ping":
+            case Subscribe(op="ping"):
                 await self.outgoing.put(Send(PONG))
             case _:
                 raise RpcError(INVALID_REQUEST, f"unknown op {frame.op!r}")
 
-    async def _error(self, code: int, message: str, about: Subscribe | None) -> None:
-        reply = {"type": "error", "code": code, "message": message,
-                 "session": about.session if about else None}  # fmt: skip
+    async def _error(self, code: int, message: str, about: Frame | None) -> None:
+        session = about.session if isinstance(about, Subscribe) else None
+        reply: dict[str, Any] = {"type": "error", "code": code, "message": message,
+                                 "session": session}  # fmt: skip
         if about is not None and about.worksheet:
             reply["worksheet"] = about.worksheet
+        if isinstance(about, DocUpdate):
+            reply["ref"] = about.ref
+        await self.outgoing.put(Send(_json(reply)))
+
+    # -- the worksheet's document -----------------------------------------------------------
+    async def doc_sync(self, frame: DocSync) -> None:
+        """Sync step 2 (what the client lacks) and the server's state vector."""
+        request = a.SyncDocument(
+            worksheet=frame.worksheet, state_vector=frame.state_vector,
+            actor=self.principal.user.id,
+        )  # fmt: skip
+        state = await self.backend.accounts.call(request)
+        reply = {"type": "doc_state", "worksheet": frame.worksheet, "update": state.update,
+                 "state_vector": state.state_vector}  # fmt: skip
+        await self.outgoing.put(Send(_json(reply)))
+
+    async def doc_update(self, frame: DocUpdate) -> None:
+        """Apply an editor's update; ``doc_ack`` once it is committed (the accounts service
+        publishes it on the feed before it answers)."""
+        request = a.ApplyUpdate(
+            worksheet=frame.worksheet, update=frame.update, actor=self.principal.user.id
+        )
+        await self.backend.accounts.call(request)
+        reply = {"type": "doc_ack", "worksheet": frame.worksheet, "ref": frame.ref}
         await self.outgoing.put(Send(_json(reply)))
 
     async def subscribe(self, frame: Subscribe) -> None:

@@ -37,9 +37,13 @@ from .bus import Bus
 from .errors import RemoteError, ValidationError
 from .roles import Grant, Role
 from .views import (
+    CellType,
     CellView,
+    DocAck,
+    DocState,
     LoginResult,
     MemberView,
+    NotebookCell,
     RunStarted,
     TokenView,
     UserView,
@@ -51,8 +55,9 @@ from .views import (
 # Re-exported (the records are defined in `views`; callers know them as ``accounts.CellView``).
 # Every name defined in this module is public as well.
 __all__ = [
-    "CellView", "LoginResult", "MemberView", "Role", "RunStarted", "TokenView", "UserView",
-    "WorksheetSession", "WorksheetView", "WorksheetWithCells",
+    "CellType", "CellView", "DocAck", "DocState", "LoginResult", "MemberView", "NotebookCell",
+    "Role", "RunStarted", "TokenView", "UserView", "WorksheetSession", "WorksheetView",
+    "WorksheetWithCells",
 ]  # fmt: skip
 
 ERROR_CODES = ("invalid", "too_large", "unauthenticated", "forbidden", "not_found", "conflict",
@@ -150,21 +155,46 @@ class CreateCell(Request[CellView], tag="cell.create"):
     worksheet: str
     source: str = ""
     after: str | None = None
+    cell_type: CellType = "code"
+    metadata: dict[str, Any] = msgspec.field(default_factory=dict)
 
 
 class UpdateCell(Request[CellView], tag="cell.update"):
+    """Change what is given of a cell's source, type and metadata, as one document edit.
+    With `version`, only if the cell is still at that version (compare-and-set)."""
+
     id: str
-    source: str
-    version: int
+    worksheet: str | None = None  # needed only when the id is in several of the actor's
+    source: str | None = None
+    cell_type: CellType | None = None
+    metadata: dict[str, Any] | None = None
+    version: int | None = None
 
 
 class MoveCell(Request[CellView], tag="cell.move"):
     id: str
+    worksheet: str | None = None
     after: str | None = None
 
 
 class DeleteCell(Request[None], tag="cell.delete"):
     id: str
+    worksheet: str | None = None
+
+
+class ApplyUpdate(Request[DocAck], tag="document.update"):
+    """Apply a Yjs update (from an editor's client) to the worksheet's document: committed,
+    then published on the feed as ``doc_update``, then acknowledged."""
+
+    worksheet: str
+    update: bytes
+
+
+class SyncDocument(Request[DocState], tag="document.sync"):
+    """The Yjs sync handshake's step 2 for a client at `state_vector` (viewers and up)."""
+
+    worksheet: str
+    state_vector: bytes
 
 
 class StartRun(Request[RunStarted], tag="cell.run"):
@@ -173,6 +203,7 @@ class StartRun(Request[RunStarted], tag="cell.run"):
 
     id: str
     msg_id: str
+    worksheet: str | None = None
 
 
 class SessionRole(Request[Role], tag="session.role"):
@@ -188,17 +219,14 @@ class CreateSession(Request[None], tag="session.create"):
     session: str
 
 
-class ImportedCell(msgspec.Struct, kw_only=True):
-    source: str
-    outputs: list[dict[str, Any]] = msgspec.field(default_factory=list)
-    execution_count: int | None = None
-
-
 class ImportWorksheet(Request[WorksheetView], tag="worksheet.import"):
-    """A new worksheet of the actor's holding `cells` in order, created whole or not at all."""
+    """A new worksheet of the actor's holding a notebook's `cells` in order and its
+    `metadata`, created whole or not at all: its document's first update."""
 
     title: str
-    cells: list[ImportedCell]
+    cells: list[NotebookCell]
+    metadata: dict[str, Any] = msgspec.field(default_factory=dict)
+    nbformat_minor: int = 5
 
 
 AnyRequest = (
@@ -206,7 +234,7 @@ AnyRequest = (
     | CreateWorksheet | ListWorksheets | GetWorksheet | GetWorksheetSession | RenameWorksheet
     | DeleteWorksheet
     | ShareWorksheet | CreateCell | UpdateCell | MoveCell | DeleteCell | StartRun | SessionRole
-    | CreateSession | ImportWorksheet
+    | CreateSession | ImportWorksheet | ApplyUpdate | SyncDocument
 )  # fmt: skip
 
 

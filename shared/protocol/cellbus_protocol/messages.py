@@ -16,7 +16,6 @@ from typing import Any, ClassVar, Literal
 import msgspec
 
 from .envelope import PROTOCOL_VERSION
-from .views import CellView
 
 
 class Content(msgspec.Struct, kw_only=True):
@@ -259,26 +258,13 @@ class CellRun(Content, kw_only=True):
 # session feed, with the acting user in the header, so every viewer follows edits live.
 
 
-class CellCreated(Content, kw_only=True):
-    msg_type: ClassVar[str] = "cell_created"
-    cell: CellView
-    after: str | None  # the cell it follows (None: at the top)
+class DocUpdate(Content, kw_only=True):
+    """cellbus: an update of the worksheet's document (a Yjs update, v1 encoding; base64 in
+    JSON) was committed; the header's ``username`` is its author (``cellbus`` for the
+    service's own edits). Applying it twice or out of order is harmless."""
 
-
-class CellUpdated(Content, kw_only=True):
-    msg_type: ClassVar[str] = "cell_updated"
-    cell: CellView
-
-
-class CellMoved(Content, kw_only=True):
-    msg_type: ClassVar[str] = "cell_moved"
-    id: str
-    after: str | None
-
-
-class CellDeleted(Content, kw_only=True):
-    msg_type: ClassVar[str] = "cell_deleted"
-    id: str
+    msg_type: ClassVar[str] = "doc_update"
+    update: bytes
 
 
 class WorksheetRenamed(Content, kw_only=True):
@@ -324,10 +310,7 @@ FEED_TYPES: tuple[type[Content], ...] = (
     ExecuteReply,
     Checkpoint,
     CellRun,
-    CellCreated,
-    CellUpdated,
-    CellMoved,
-    CellDeleted,
+    DocUpdate,
     WorksheetRenamed,
     WorksheetShared,
 )

@@ -9,15 +9,17 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 from .database import Database, Postgres, Sqlite
-from .errors import NotFound, StoreError, StoreUnavailable, UniqueViolation, VersionConflict
+from .documents import DocumentRows, History, NewCellRecord
+from .errors import NotFound, StoreError, StoreUnavailable, UniqueViolation
 from .logins import LoginAttempts, LoginLimits, LoginTicket, Tier
-from .records import Cell, Member, Role, Token, User, Worksheet
+from .records import CellRecord, Member, Role, Token, User, Worksheet
 from .store import Store
 
 __all__ = [
-    "Cell", "Database", "LoginAttempts", "LoginLimits", "LoginTicket", "Member", "NotFound",
-    "Postgres", "Role", "Sqlite", "Store", "StoreError", "StoreUnavailable", "Tier", "Token",
-    "UniqueViolation", "User", "VersionConflict", "Worksheet", "database_for",
+    "CellRecord", "Database", "DocumentRows", "History", "LoginAttempts", "LoginLimits",
+    "LoginTicket", "Member", "NewCellRecord", "NotFound", "Postgres", "Role", "Sqlite", "Store",
+    "StoreError", "StoreUnavailable", "Tier", "Token", "UniqueViolation", "User", "Worksheet",
+    "database_for",
 ]  # fmt: skip
 
 

@@ -3,13 +3,10 @@
 StoreError
 ├── StoreUnavailable   the database cannot be reached (callers say "unavailable", retry)
 ├── UniqueViolation    a unique name or key is taken (a username, say)
-├── NotFound           the record is gone (deleted since the caller looked it up)
-└── VersionConflict    an edit named a version that is no longer current; carries the cell
+└── NotFound           the record is gone (deleted since the caller looked it up)
 """
 
 from __future__ import annotations
-
-from typing import Any
 
 
 class StoreError(Exception):
@@ -28,11 +25,3 @@ class NotFound(StoreError, LookupError):
     """The record named does not exist (any more): another request deleted it between the
     handler's check and this write (two calls of one JSON-RPC batch run concurrently). The
     service answers it as the ordinary ``not_found``; the message names the record."""
-
-
-class VersionConflict(StoreError):
-    """An update named a stale version; `current` is the record as it is now."""
-
-    def __init__(self, current: Any) -> None:
-        super().__init__("the record was changed by someone else")
-        self.current = current

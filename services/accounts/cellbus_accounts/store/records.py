@@ -48,20 +48,18 @@ class Member:
 
 
 @dataclass(frozen=True)
-class Cell:
-    id: uuid.UUID
+class CellRecord:
+    """What is kept beside a worksheet's document for one of its cells (by cell id)."""
+
     worksheet_id: uuid.UUID
-    position: str
-    source: str
-    version: int
+    cell_id: str
+    version: int  # committed document updates that changed the cell
     outputs: list[dict[str, Any]]
     execution_count: int | None
     run_msg_id: str | None
     run_by: str | None
     run_at: datetime | None
     outputs_seq: int
-    created_at: datetime
-    updated_at: datetime
 
 
 # -- conversions from database rows (asyncpg gives Python types, SQLite gives text) ---------
@@ -122,19 +120,15 @@ def worksheet_from(row: Any) -> Worksheet:
     )
 
 
-def cell_from(row: Any) -> Cell:
-    return Cell(
-        as_uuid(row["id"]),
+def cell_record_from(row: Any) -> CellRecord:
+    return CellRecord(
         as_uuid(row["worksheet_id"]),
-        row["position"],
-        row["source"],
-        row["version"],
+        str(row["cell_id"]),
+        int(row["version"]),
         as_json(row["outputs"]),
         row["execution_count"],
         row["run_msg_id"],
         row["run_by"],
         as_optional_time(row["run_at"]),
-        row["outputs_seq"],
-        as_time(row["created_at"]),
-        as_time(row["updated_at"]),
+        int(row["outputs_seq"]),
     )

@@ -9,16 +9,14 @@ not at all; a database that is away raises `StoreUnavailable` with nothing writt
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from datetime import UTC, datetime
 
 from .. import migrations
 from .database import Connection, Database
-from .errors import NotFound, UniqueViolation, VersionConflict
+from .documents import DocumentRows, NewCellRecord
+from .errors import NotFound, UniqueViolation
 from .logins import LoginAttempts
-from .positions import between
 from .records import (
-    Cell,
     Member,
     Role,
     Token,
@@ -26,7 +24,6 @@ from .records import (
     Worksheet,
     as_role,
     as_time,
-    cell_from,
     token_from,
     user_from,
     worksheet_from,
@@ -50,6 +47,7 @@ class Store:
     def __init__(self, database: Database) -> None:
         self.database = database
         self.logins = LoginAttempts(database)  # the login throttle's counts
+        self.documents = DocumentRows(database)  # worksheets' documents and cell records
 
     async def open(self) -> list[str]:
         """Connect and apply pending migrations; returns the names of those applied."""
@@ -154,18 +152,17 @@ class Store:
         return None if row is None else bytes(row["token_hash"])
 
     # -- worksheets and sharing -----------------------------------------------------------
-    async def create_worksheet(self, owner: User, title: str, session: str) -> Worksheet:
-        return await self.import_worksheet(owner, title, session, [])
-
-    async def import_worksheet(
+    async def create_worksheet(
         self,
         owner: User,
         title: str,
         session: str,
-        cells: list[tuple[str, list[dict[str, Any]], int | None]],
+        document: bytes,
+        cells: list[NewCellRecord],
     ) -> Worksheet:
-        """A new worksheet holding `cells` (source, outputs, execution count) in that order,
-        all in one transaction: an import happens whole or not at all."""
+        """A new worksheet whose document starts with the update `document` (its ``meta``
+        and any imported cells), with the records of those cells (their outputs), all in one
+        transaction: an import happens whole or not at all."""
         sheet = None
         now = _now()
         async with self.database.transaction() as db:
@@ -179,15 +176,7 @@ class Store:
                 "INSERT INTO memberships (worksheet_id, user_id, role) VALUES ($1, $2, 'owner')",
                 worksheet_id, owner.id,
             )  # fmt: skip
-            position = None
-            for source, outputs, execution_count in cells:
-                position = between(position, None)
-                await db.execute(
-                    """INSERT INTO cells (id, worksheet_id, position, source, version, outputs,
-                                          execution_count, created_at, updated_at)
-                       VALUES ($1, $2, $3, $4, 1, $5, $6, $7, $7)""",
-                    uuid.uuid4(), worksheet_id, position, source, outputs, execution_count, now,
-                )  # fmt: skip
+            await self.documents.first_update(db, worksheet_id, document, owner.id, cells)
             sheet = await self._worksheet(db, worksheet_id, owner.id)
         assert sheet is not None
         return sheet
@@ -281,180 +270,5 @@ class Store:
             )
         return [Member(row["username"], as_role(row["role"])) for row in rows]
 
-    # -- cells ----------------------------------------------------------------------------
-    async def cells(self, worksheet_id: uuid.UUID) -> list[Cell]:
-        """The worksheet's cells, in order."""
-        async with self.database.transaction() as db:
-            rows = await db.fetch(
-                "SELECT * FROM cells WHERE worksheet_id = $1 ORDER BY position", worksheet_id
-            )
-        return [cell_from(row) for row in rows]
 
-    async def cell(self, cell_id: uuid.UUID) -> Cell | None:
-        async with self.database.transaction() as db:
-            row = await db.fetchrow("SELECT * FROM cells WHERE id = $1", cell_id)
-        return None if row is None else cell_from(row)
-
-    async def _position_after(
-        self,
-        db: Connection,
-        worksheet_id: uuid.UUID,
-        after: uuid.UUID | None,
-        moving: uuid.UUID | None = None,
-    ) -> str:
-        """A position just after cell `after` (None: at the top), among the cells other than
-        `moving`; the caller holds the worksheet's lock."""
-        if after is None:
-            before_key = None
-            next_key = await db.fetchval(
-                """SELECT min(position) FROM cells
-                   WHERE worksheet_id = $1 AND id IS DISTINCT FROM $2""",
-                worksheet_id, moving,
-            )  # fmt: skip
-        else:
-            before_key = await db.fetchval(
-                "SELECT position FROM cells WHERE id = $1 AND worksheet_id = $2",
-                after, worksheet_id,
-            )  # fmt: skip
-            if before_key is None:
-                raise NotFound(f"no cell {after} in worksheet {worksheet_id}")
-            next_key = await db.fetchval(
-                """SELECT min(position) FROM cells
-                   WHERE worksheet_id = $1 AND position > $2 AND id IS DISTINCT FROM $3""",
-                worksheet_id, before_key, moving,
-            )  # fmt: skip
-        return between(before_key, next_key)
-
-    async def _lock_worksheet(self, db: Connection, worksheet_id: uuid.UUID) -> None:
-        """Serialize changes to one worksheet's order (PostgreSQL row lock; SQLite's single
-        writer already serializes)."""
-        found = await db.fetchval(
-            "SELECT id FROM worksheets WHERE id = $1 FOR UPDATE", worksheet_id
-        )
-        if found is None:
-            raise NotFound(f"no worksheet {worksheet_id}")
-
-    async def create_cell(
-        self, worksheet_id: uuid.UUID, source: str, after: uuid.UUID | None
-    ) -> Cell:
-        """A new cell just after `after` (None: at the top). LookupError if `after` is not a
-        cell of the worksheet."""
-        now = _now()
-        async with self.database.transaction() as db:
-            await self._lock_worksheet(db, worksheet_id)
-            position = await self._position_after(db, worksheet_id, after)
-            row = await db.fetchrow(
-                """INSERT INTO cells (id, worksheet_id, position, source, version, outputs,
-                                      created_at, updated_at)
-                   VALUES ($1, $2, $3, $4, 1, $5, $6, $6) RETURNING *""",
-                uuid.uuid4(), worksheet_id, position, source, [], now,
-            )  # fmt: skip
-            await self._touch(db, worksheet_id, now)
-        return cell_from(row)
-
-    async def update_cell(self, cell_id: uuid.UUID, source: str, version: int) -> Cell:
-        """Set the source if `version` is current; else `VersionConflict` with the cell as it
-        is, and nothing written."""
-        now = _now()
-        async with self.database.transaction() as db:
-            row = await db.fetchrow(
-                """UPDATE cells SET source = $2, version = version + 1, updated_at = $4
-                   WHERE id = $1 AND version = $3 RETURNING *""",
-                cell_id, source, version, now,
-            )  # fmt: skip
-            if row is None:
-                current = await db.fetchrow("SELECT * FROM cells WHERE id = $1", cell_id)
-                if current is None:
-                    raise NotFound(f"no cell {cell_id}")
-                raise VersionConflict(cell_from(current))
-            await self._touch(db, row["worksheet_id"], now)
-        return cell_from(row)
-
-    async def move_cell(self, cell_id: uuid.UUID, after: uuid.UUID | None) -> Cell:
-        """Put the cell just after `after` (None: at the top)."""
-        if after == cell_id:
-            raise ValueError("a cell cannot move after itself")
-        now = _now()
-        async with self.database.transaction() as db:
-            worksheet_id = await db.fetchval(
-                "SELECT worksheet_id FROM cells WHERE id = $1", cell_id
-            )
-            if worksheet_id is None:
-                raise NotFound(f"no cell {cell_id}")
-            await self._lock_worksheet(db, worksheet_id)
-            position = await self._position_after(db, worksheet_id, after, moving=cell_id)
-            row = await db.fetchrow(
-                "UPDATE cells SET position = $2, updated_at = $3 WHERE id = $1 RETURNING *",
-                cell_id, position, now,
-            )  # fmt: skip
-            await self._touch(db, worksheet_id, now)
-        return cell_from(row)
-
-    async def delete_cell(self, cell_id: uuid.UUID) -> None:
-        async with self.database.transaction() as db:
-            worksheet_id = await db.fetchval(
-                "DELETE FROM cells WHERE id = $1 RETURNING worksheet_id", cell_id
-            )
-            if worksheet_id is None:
-                raise NotFound(f"no cell {cell_id}")
-            await self._touch(db, worksheet_id, _now())
-
-    async def _touch(self, db: Connection, worksheet_id: Any, now: datetime) -> None:
-        await db.execute("UPDATE worksheets SET updated_at = $2 WHERE id = $1", worksheet_id, now)
-
-    # -- runs and saved outputs -----------------------------------------------------------
-    async def start_run(self, cell_id: uuid.UUID, msg_id: str, username: str) -> Cell:
-        """The cell is being run by request `msg_id`: its outputs start over."""
-        async with self.database.transaction() as db:
-            row = await db.fetchrow(
-                """UPDATE cells SET run_msg_id = $2, run_by = $3, run_at = $4, outputs = $5,
-                                    execution_count = NULL
-                   WHERE id = $1 RETURNING *""",
-                cell_id, msg_id, username, _now(), [],
-            )  # fmt: skip
-        if row is None:
-            raise NotFound(f"no cell {cell_id}")
-        return cell_from(row)
-
-    async def cell_by_run(self, msg_id: str) -> Cell | None:
-        """The cell whose latest run is execute_request `msg_id`."""
-        async with self.database.transaction() as db:
-            row = await db.fetchrow("SELECT * FROM cells WHERE run_msg_id = $1", msg_id)
-        return None if row is None else cell_from(row)
-
-    async def recent_run_sessions(self, hours: float) -> list[tuple[str, int]]:
-        """Sessions with cell runs started in the last `hours`, each with the oldest saved
-        cursor among those runs (where saving them may resume)."""
-        since = _now() - timedelta(hours=hours)
-        async with self.database.transaction() as db:
-            rows = await db.fetch(
-                """SELECT w.session, min(c.outputs_seq) AS after
-                   FROM cells c JOIN worksheets w ON w.id = c.worksheet_id
-                   WHERE c.run_msg_id IS NOT NULL AND c.run_at > $1
-                   GROUP BY w.session""",
-                since,
-            )
-        return [(row["session"], int(row["after"])) for row in rows]
-
-    async def save_outputs(
-        self,
-        msg_id: str,
-        seq: int,
-        outputs: list[dict[str, Any]],
-        execution_count: int | None,
-    ) -> bool:
-        """Store the outputs of run `msg_id` as of feed cursor `seq`.
-
-        Idempotent: a save with a cursor not newer than the last one saved changes nothing
-        (a message seen twice, after a restart, is applied once). False if nothing changed.
-        """
-        async with self.database.transaction() as db:
-            row = await db.fetchrow(
-                """UPDATE cells SET outputs = $3, execution_count = $4, outputs_seq = $2
-                   WHERE run_msg_id = $1 AND outputs_seq < $2 RETURNING id""",
-                msg_id, seq, outputs, execution_count,
-            )  # fmt: skip
-        return row is not None
-
-
-__all__ = ["Store", "UniqueViolation", "VersionConflict"]
+__all__ = ["Store", "UniqueViolation"]

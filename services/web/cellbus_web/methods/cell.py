@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import msgspec
 
 from cellbus_protocol import accounts as a
 from cellbus_protocol import codec, keys
 from cellbus_protocol import messages as m
 from cellbus_protocol.envelope import new_message, new_msg_id
+from cellbus_protocol.views import CellType
 
 from ..backend import ask_accounts, backend_of, caller
 from ..rpc import Api, Call
@@ -27,39 +30,63 @@ def register(api: Api) -> None:
 
 
 async def cell_create(
-    call: Call, worksheet: str, source: str = "", after: str | None = None
+    call: Call,
+    worksheet: str,
+    source: str = "",
+    after: str | None = None,
+    cell_type: CellType = "code",
+    metadata: dict[str, Any] | None = None,
 ) -> a.CellView:
-    """A new cell just after cell `after` (null: at the top). Editors and owners."""
-    request = a.CreateCell(worksheet=worksheet, source=source, after=after)
+    """A new cell just after cell `after` (null: at the top), as one edit of the
+    worksheet's document. Editors and owners."""
+    request = a.CreateCell(
+        worksheet=worksheet, source=source, after=after, cell_type=cell_type,
+        metadata=metadata or {},
+    )  # fmt: skip
     return await ask_accounts(call, request)
 
 
-async def cell_update(call: Call, id: str, source: str, version: int) -> a.CellView:
-    """Replace a cell's source. `version` is the version the edit was made on: if the cell
-    has changed since, nothing is written and the error (conflict) holds the current cell
-    in ``data``, so the user can choose."""
-    request = a.UpdateCell(id=id, source=source, version=version)
+async def cell_update(
+    call: Call,
+    id: str,
+    source: str | None = None,
+    version: int | None = None,
+    cell_type: CellType | None = None,
+    metadata: dict[str, Any] | None = None,
+    worksheet: str | None = None,
+) -> a.CellView:
+    """Change a cell's source, type or metadata (what is given), as one edit of the
+    worksheet's document: the source by the smallest text edit, so that someone typing in
+    the cell at the same time keeps their keystrokes. With `version` (compare-and-set),
+    only if nobody changed the cell since that version; else the error (conflict) holds the
+    current cell in ``data``."""
+    request = a.UpdateCell(
+        id=id, worksheet=worksheet, source=source, cell_type=cell_type, metadata=metadata,
+        version=version,
+    )  # fmt: skip
     return await ask_accounts(call, request)
 
 
-async def cell_move(call: Call, id: str, after: str | None = None) -> a.CellView:
+async def cell_move(
+    call: Call, id: str, after: str | None = None, worksheet: str | None = None
+) -> a.CellView:
     """Move a cell to just after cell `after` (null: to the top)."""
-    return await ask_accounts(call, a.MoveCell(id=id, after=after))
+    return await ask_accounts(call, a.MoveCell(id=id, after=after, worksheet=worksheet))
 
 
-async def cell_delete(call: Call, id: str) -> None:
+async def cell_delete(call: Call, id: str, worksheet: str | None = None) -> None:
     """Delete a cell."""
-    await ask_accounts(call, a.DeleteCell(id=id))
+    await ask_accounts(call, a.DeleteCell(id=id, worksheet=worksheet))
 
 
-async def cell_evaluate(call: Call, id: str) -> Evaluation:
+async def cell_evaluate(call: Call, id: str, worksheet: str | None = None) -> Evaluation:
     """Run a cell on its worksheet's session. Returns at once: the outputs arrive on the
     session's feed (their ``parent_header.msg_id`` is the returned `msg_id`) and are saved
     on the cell, whether or not anyone is watching."""
     principal = await caller(call)
     backend = backend_of(call)
     msg_id = new_msg_id()
-    started = await ask_accounts(call, a.StartRun(id=id, msg_id=msg_id))
+    started = await ask_accounts(call, a.StartRun(id=id, msg_id=msg_id, worksheet=worksheet))
     session, cell = started.session, started.cell
     msg = new_message(
         m.ExecuteRequest(code=cell.source), session=session,

@@ -2,7 +2,10 @@
 
 Starts cellbus (``cellbus serve``) and Jupyter (jupyter_server + ipykernel, in
 ``bench/.jupyter-venv``, made on first use), runs every workload on both in turns, and writes
-``<date>.json``, ``<date>.md`` and ``<date>-latency.png`` to DIR (bench/results).
+``<date>.json``, ``<date>.md`` and ``<date>-latency.png`` to DIR (bench/results). The browser
+workloads (issue 15: keystrokes, notebook_open) run cellbus's app and JupyterLab with
+jupyter-collaboration (``bench/.jupyterlab-venv``, made on first use) in Chromium; the smoke
+size leaves them out unless ``--only`` names them.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from typing import Any
 
 from . import jupyter, measure, profiling, report
 from .systems import ROOT, CellbusSystem
-from .workloads import SIZES, WORKLOADS, Sizes, Systems, sizes_record
+from .workloads import BROWSER_WORKLOADS, SIZES, WORKLOADS, Sizes, Systems, sizes_record
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
@@ -126,18 +129,25 @@ def raise_file_limit() -> None:
 
 async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     sizes: Sizes = resize(SIZES[args.size], args.set)
-    chosen = [w for w in args.only.split(",") if w] or list(WORKLOADS)
+    chosen = [w for w in args.only.split(",") if w] or [
+        w for w in WORKLOADS if sizes.browser or w not in BROWSER_WORKLOADS
+    ]
     unknown = set(chosen) - set(WORKLOADS)
     if unknown:
         raise SystemExit(f"unknown workloads: {sorted(unknown)}")
+    lab = any(w in BROWSER_WORKLOADS for w in chosen)
     clock = measure.Stopwatch()
     say(f"bench ({sizes.name}): the Jupyter environment ({jupyter.VENV})")
     await asyncio.to_thread(jupyter.ensure_venv, workdir / "jupyter-venv.log")
+    if lab:
+        say(f"the JupyterLab environment ({jupyter.LAB_VENV}; minutes the first time)")
+        await asyncio.to_thread(jupyter.ensure_lab_venv, workdir / "jupyterlab-venv.log")
     systems = Systems(
         cellbus=CellbusSystem(workdir),
         jupyter=jupyter.JupyterSystem(workdir),
         zmq=jupyter.ZmqFloor(workdir),
         services=CellbusSystem(workdir, mode="services"),
+        lab=jupyter.JupyterLabSystem(workdir),
     )
     results: dict[str, Any] = {}
     try:
@@ -158,6 +168,9 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         await systems.cellbus.stop()
         await systems.jupyter.stop()
     now = datetime.datetime.now(datetime.UTC)
+    versions = {"cellbus": cellbus_versions(), "jupyter": jupyter.versions()}
+    if lab:
+        versions["jupyterlab"] = jupyter.versions(jupyter.LAB_VENV, jupyter.LAB_VERSION_NAMES)
     return {
         "schema": report.SCHEMA,
         "date": now.date().isoformat(),
@@ -167,13 +180,16 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         "duration_s": round(clock.elapsed(), 1),
         "machine": measure.machine(),
         "git": measure.git_revision(ROOT),
-        "versions": {"cellbus": cellbus_versions(), "jupyter": jupyter.versions()},
+        "versions": versions,
         "systems": {
             "cellbus": "cellbus serve: one program, in-process bus, SQLite (make run)",
             "cellbus-services": "python -m cellbus_accounts / cellbus_kernel / cellbus_web "
             "on Redis and PostgreSQL (tests/support/stack.py ServicesStack)",
             "jupyter": "jupyter_server with ipykernel, over its kernel channels WebSocket",
             "jupyter-zmq": "ipykernel over raw ZMQ with jupyter_client, no web server",
+            "jupyterlab": "the browser workloads' Jupyter: jupyter lab with "
+            "jupyter-collaboration (real-time collaboration), token login, in Chromium",
+            "cellbus-browser": "the browser workloads' cellbus: cellbus serve's app in Chromium",
         },
         "workloads": results,
         "targets": report.targets(results),

@@ -8,6 +8,12 @@ is measured as it ships: nothing tunes its sockets or its rate limits.
 `ZmqFloor` is one kernel driven over raw ZMQ by jupyter_client, with no web server: the floor
 under any web path to ipykernel. It runs `zmq_floor.py` in the Jupyter environment, which
 answers one line of JSON per command.
+
+`JupyterLabSystem` is JupyterLab with jupyter-collaboration (real-time collaboration), for the
+browser workloads (`browser`). It has an environment of its own (``bench/.jupyterlab-venv``,
+the same pins plus JupyterLab's): JupyterLab and jupyter-collaboration enable their server
+extensions in the environment they are installed into, so installed beside the plain server
+they would change what `JupyterSystem` measures.
 """
 
 from __future__ import annotations
@@ -43,6 +49,8 @@ from .watching import RawWebSocket, Watchers
 
 VENV = ROOT / "bench" / ".jupyter-venv"
 PINS = ("jupyter_server==2.21.1", "ipykernel==7.4.0", "jupyter_client==8.10.0")
+LAB_VENV = ROOT / "bench" / ".jupyterlab-venv"
+LAB_PINS = (*PINS, "jupyterlab==4.6.6", "jupyter-collaboration==5.0.4")
 HELPER = Path(__file__).with_name("zmq_floor.py")
 ZMQ_SOCKETS_EXHAUSTED = (
     "the server ran out of ZMQ sockets (its log: ZMQError: Too many open files): "
@@ -52,50 +60,67 @@ ZMQ_SOCKETS_EXHAUSTED = (
 )
 
 
-def venv_python() -> Path:
-    return VENV / "bin" / "python"
+def venv_python(venv: Path = VENV) -> Path:
+    return venv / "bin" / "python"
 
 
-def ensure_venv(log: Path) -> None:
-    """Create the Jupyter environment once (``python3 -m venv`` and pip); reuse it later."""
-    stamp = VENV / ".installed"
-    if stamp.exists() and stamp.read_text() == "\n".join(PINS):
+def ensure_venv(log: Path, venv: Path = VENV, pins: tuple[str, ...] = PINS) -> None:
+    """Create a Jupyter environment once (``python3 -m venv`` and pip); reuse it later."""
+    stamp = venv / ".installed"
+    if stamp.exists() and stamp.read_text() == "\n".join(pins):
         return
-    shutil.rmtree(VENV, ignore_errors=True)
+    shutil.rmtree(venv, ignore_errors=True)
     base = shutil.which("python3") or sys.executable
-    pip = [str(venv_python()), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+    python = str(venv_python(venv))
+    pip = [python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
     try:
         with open(log, "ab") as out:
-            for command in ([base, "-m", "venv", str(VENV)], [*pip, *PINS]):
+            for command in ([base, "-m", "venv", str(venv)], [*pip, *pins]):
                 subprocess.run(command, check=True, stdout=out, stderr=out)
     except subprocess.CalledProcessError as exc:
         tail = log.read_text(errors="replace")[-3000:]
-        raise RuntimeError(f"could not make {VENV}: {exc}\n{tail}") from None
-    stamp.write_text("\n".join(PINS))
+        raise RuntimeError(f"could not make {venv}: {exc}\n{tail}") from None
+    stamp.write_text("\n".join(pins))
 
 
-def versions() -> dict[str, str]:
-    """The versions of the Jupyter environment's packages that matter here."""
-    names = ["jupyter_server", "ipykernel", "jupyter_client", "ipython", "pyzmq", "tornado"]
+def ensure_lab_venv(log: Path) -> None:
+    """The JupyterLab environment (a few minutes the first time: JupyterLab's wheels carry
+    its built front end)."""
+    ensure_venv(log, LAB_VENV, LAB_PINS)
+
+
+VERSION_NAMES = ["jupyter_server", "ipykernel", "jupyter_client", "ipython", "pyzmq", "tornado"]
+LAB_VERSION_NAMES = [
+    "jupyterlab",
+    "jupyter-collaboration",
+    "jupyter-server-ydoc",
+    "jupyter-ydoc",
+    "pycrdt",
+    "jupyter_server",
+]
+
+
+def versions(venv: Path = VENV, names: list[str] = VERSION_NAMES) -> dict[str, str]:
+    """The versions of a Jupyter environment's packages that matter here."""
     script = (
         "import json, importlib.metadata as m, platform\n"
         f"v = {{n: m.version(n) for n in {names!r}}}\n"
         "v['python'] = platform.python_version()\n"
         "print(json.dumps(v))"
     )
-    out = subprocess.run([str(venv_python()), "-c", script], capture_output=True, check=True)
+    out = subprocess.run([str(venv_python(venv)), "-c", script], capture_output=True, check=True)
     versions: dict[str, str] = json.loads(out.stdout)
     return versions
 
 
-def isolated_env(workdir: Path) -> dict[str, str]:
+def isolated_env(workdir: Path, venv: Path = VENV) -> dict[str, str]:
     """The environment with Jupyter's folders in `workdir`: no user configuration applies."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("JUPYTER", "IPYTHON"))}
     for name in ("JUPYTER_CONFIG_DIR", "JUPYTER_DATA_DIR", "JUPYTER_RUNTIME_DIR", "IPYTHONDIR"):
         path = workdir / name.lower()
         path.mkdir(parents=True, exist_ok=True)
         env[name] = str(path)
-    env["PATH"] = f"{VENV / 'bin'}:{env.get('PATH', '')}"
+    env["PATH"] = f"{venv / 'bin'}:{env.get('PATH', '')}"
     env.pop("VIRTUAL_ENV", None)
     env.pop("PYTHONPATH", None)
     return env
@@ -394,3 +419,99 @@ class ZmqFloor:
         except TimeoutError:
             self.process.kill()
             await self.process.wait()
+
+
+# -- JupyterLab with real-time collaboration, for the browser workloads -------------------
+
+LAB_SETTINGS: dict[str, dict[str, Any]] = {
+    # Every cell attached and rendered: JupyterLab's default ("contentVisibility") attaches
+    # every cell but lets the browser skip laying out and painting those out of view, and
+    # "full" attaches only the cells in view; "none" is the mode in which a notebook that
+    # has opened shows every cell, as cellbus's page does.
+    "@jupyterlab/notebook-extension/tracker.jupyterlab-settings": {"windowingMode": "none"},
+    # No news or update checks: this machine has no network, and a toast asking is noise.
+    "@jupyterlab/apputils-extension/notification.jupyterlab-settings": {
+        "fetchNews": "false",
+        "checkForUpdates": False,
+    },
+}
+
+
+class JupyterLabSystem:
+    """``jupyter lab`` (JupyterLab 4 with jupyter-collaboration) with a token, its notebooks
+    in a folder of its own, its user settings `LAB_SETTINGS`."""
+
+    name = "jupyter"
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir / "jupyterlab"
+        self.root = self.workdir / "root"
+        self.token = secrets.token_hex(16)
+        self.url = ""
+        self.process: subprocess.Popen[bytes] | None = None
+        self._log: Any = None
+
+    @property
+    def log(self) -> Path:
+        return self.workdir / "jupyterlab.log"
+
+    async def start(self) -> None:
+        self.url = await asyncio.to_thread(self._start_server)
+
+    def _start_server(self) -> str:
+        port = free_port()
+        self.root.mkdir(parents=True, exist_ok=True)
+        settings = self.workdir / "settings"
+        for name, values in LAB_SETTINGS.items():
+            path = settings / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(values))
+        env = isolated_env(self.workdir / "home", LAB_VENV)
+        env["JUPYTERLAB_SETTINGS_DIR"] = str(settings)
+        env["JUPYTERLAB_WORKSPACES_DIR"] = str(self.workdir / "workspaces")
+        self._log = open(self.log, "wb")  # closed in stop()
+        self.process = subprocess.Popen(
+            [
+                str(LAB_VENV / "bin" / "jupyter-lab"),
+                f"--port={port}",
+                "--ip=127.0.0.1",
+                "--ServerApp.port_retries=0",
+                f"--IdentityProvider.token={self.token}",
+                "--ServerApp.open_browser=False",
+                f"--ServerApp.root_dir={self.root}",
+                *(["--allow-root"] if os.geteuid() == 0 else []),
+            ],
+            env=env,
+            cwd=self.workdir,  # jupyter-collaboration keeps its store (.jupyter_ystore.db) here
+            stdout=self._log,
+            stderr=self._log,
+        )
+        url = f"http://127.0.0.1:{port}"
+        wait_for_http(f"{url}/api/status?token={self.token}", self.process, self.log, START_TIMEOUT)
+        return url
+
+    def write_notebook(self, name: str, notebook: dict[str, Any]) -> None:
+        (self.root / name).write_text(json.dumps(notebook))
+
+    def page_url(self, name: str) -> str:
+        """The notebook's page in a workspace of its own (a workspace remembers the documents
+        open in it and opens them again: every page gets a new one)."""
+        return f"{self.url}/lab/workspaces/w{uuid.uuid4().hex[:12]}/tree/{name}"
+
+    async def shutdown_kernels(self) -> None:
+        """End the sessions (and kernels) that opening notebooks started."""
+        headers = {"Authorization": f"token {self.token}"}
+        async with aiohttp.ClientSession(headers=headers) as http:
+            async with http.get(self.url + "/api/sessions") as response:
+                sessions = await response.json()
+            for session in sessions:
+                async with http.delete(f"{self.url}/api/sessions/{session['id']}") as response:
+                    await response.read()
+
+    async def stop(self) -> None:
+        process, self.process = self.process, None
+        if process is not None:
+            with contextlib.suppress(aiohttp.ClientError, OSError):
+                await self.shutdown_kernels()
+            await asyncio.to_thread(stop_process, process)
+            self._log.close()

@@ -28,6 +28,7 @@ class Target:
     bound: str
     limit: float
     versus: str = "jupyter"
+    optional: bool = False  # listed only in a run of its workload (the browser workloads)
 
     def value(self, results: dict[str, Any], system: str) -> float:
         value: Any = results
@@ -52,16 +53,26 @@ TARGETS = (
            "<=", 0.25),
     Target("fan-out to 100 subscribers, time until all (median)", "fanout",
            "100.{system}.p50_ms", "ms", "<=", 0.10),
+    # issue 15, against JupyterLab with jupyter-collaboration, in Chromium
+    Target("keystroke to another browser p50 (JupyterLab RTC)", "keystrokes",
+           "{system}.p50_ms", "ms", "<=", 0.50, optional=True),
+    Target("keystroke to another browser p99 (JupyterLab RTC)", "keystrokes",
+           "{system}.p99_ms", "ms", "<=", 0.50, optional=True),
+    Target("opening a {cells:,}-cell notebook until every cell is shown (median)",
+           "notebook_open", "{system}.p50_ms", "ms", "<=", 0.25, optional=True),
 )  # fmt: skip
+NAME_DEFAULTS = {"lines": 100_000, "cells": 1000}
 
 
 def targets(workloads: dict[str, Any]) -> list[dict[str, Any]]:
     """Each target with both figures, their ratio and whether it is met (None: not run)."""
     out = []
     for t in TARGETS:
+        if t.optional and t.workload not in workloads:
+            continue
         workload = workloads.get(t.workload) or {}
         row: dict[str, Any] = {
-            "name": t.name.format(**workload.get("params", {"lines": 100_000})),
+            "name": t.name.format(**{**NAME_DEFAULTS, **workload.get("params", {})}),
             "workload": t.workload,
             "unit": t.unit,
             "target": f"{t.bound} {t.limit:g}",
@@ -123,7 +134,14 @@ def markdown(document: dict[str, Any]) -> str:
         f"cellbus {document['git']['commit'][:10]}"
         f"{' (uncommitted changes)' if document['git']['dirty'] else ''}; "
         f"jupyter_server {document['versions']['jupyter'].get('jupyter_server', '?')}, "
-        f"ipykernel {document['versions']['jupyter'].get('ipykernel', '?')}. "
+        f"ipykernel {document['versions']['jupyter'].get('ipykernel', '?')}"
+        + (
+            f"; JupyterLab {lab.get('jupyterlab', '?')} with jupyter-collaboration "
+            f"{lab.get('jupyter-collaboration', '?')} in Chromium"
+            if (lab := document["versions"].get("jupyterlab"))
+            else ""
+        )
+        + ". "
         f"The run took {document['duration_s']:.0f} s.",
         "",
         "| Target | cellbus | Jupyter | ratio | target | |",
@@ -244,6 +262,30 @@ def _rows(w: dict[str, Any]) -> list[tuple[str, Any, Any]]:
             for x in (r["cellbus"], r["jupyter"])
         )
         rows.append(("the services' own processes, PSS / RSS (MiB)", cb, jp))
+    r = w.get("keystrokes", {}).get("results")
+    if r:
+        rows.append(
+            (
+                "keystroke to another browser, p50 / p90 / p99 (ms)",
+                _pct(r["cellbus"]),
+                _pct(r["jupyter"]),
+            )
+        )
+    r = w.get("notebook_open", {}).get("results")
+    if r:
+        cells = w["notebook_open"]["params"]["cells"]
+        cb, jp = (
+            f"{x['min_ms']:.0f} / {x['p50_ms']:.0f} / {x['max_ms']:.0f}"
+            for x in (r["cellbus"], r["jupyter"])
+        )
+        rows.append((f"opening {cells:,} cells, every cell shown, min / median / max (ms)", cb, jp))
+        rows.append(
+            (
+                f"opening {cells:,} cells, first cell shown, median (ms)",
+                f"{r['cellbus']['first_cell']['p50_ms']:.0f}",
+                f"{r['jupyter']['first_cell']['p50_ms']:.0f}",
+            )
+        )
     for n, r in w.get("fanout", {}).get("results", {}).items():
         cb, jp = (
             f"{x['p50_ms']:.1f}"

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass
 from typing import Any, TypeVar
 
-from . import measure
-from .jupyter import JupyterSystem, ZmqFloor
+from . import browser, measure
+from .jupyter import JupyterLabSystem, JupyterSystem, ZmqFloor
 from .systems import CellbusSystem, Run, Session, System
 from .watching import Watchers
 
@@ -49,6 +50,13 @@ class Sizes:
     fanout: tuple[int, ...]  # subscriber counts
     fanout_trials: int
     fanout_open_seconds: float  # the most time to open one system's sockets for one count
+    keystrokes: int  # per system, timed (issue 15)
+    keystroke_turn: int  # keystrokes per turn
+    keystroke_warmup: int  # per system, untimed, before the first turn
+    keystroke_interval_ms: float  # between two keystrokes (typing speed)
+    open_cells: int  # cells of the notebook opened
+    open_trials: int  # openings per system
+    browser: bool  # run the browser workloads unless --only names workloads
 
 
 FULL = Sizes(
@@ -65,6 +73,13 @@ FULL = Sizes(
     fanout=(1, 10, 100, 1000),
     fanout_trials=9,  # a median of 3 moved by a third between runs on this machine
     fanout_open_seconds=60.0,
+    keystrokes=400,
+    keystroke_turn=100,
+    keystroke_warmup=30,
+    keystroke_interval_ms=30.0,
+    open_cells=1000,
+    open_trials=5,
+    browser=True,
 )
 QUICK = Sizes(
     name="quick",
@@ -80,6 +95,13 @@ QUICK = Sizes(
     fanout=(1, 10, 100, 1000),
     fanout_trials=1,
     fanout_open_seconds=10.0,
+    keystrokes=100,
+    keystroke_turn=50,
+    keystroke_warmup=10,
+    keystroke_interval_ms=30.0,
+    open_cells=1000,
+    open_trials=1,
+    browser=True,
 )
 SMOKE = Sizes(
     name="smoke",
@@ -95,6 +117,13 @@ SMOKE = Sizes(
     fanout=(1, 10),
     fanout_trials=1,
     fanout_open_seconds=10.0,
+    keystrokes=20,
+    keystroke_turn=10,
+    keystroke_warmup=5,
+    keystroke_interval_ms=30.0,
+    open_cells=50,
+    open_trials=1,
+    browser=False,  # they need JupyterLab's environment: minutes to make the first time
 )
 SIZES = {s.name: s for s in (FULL, QUICK, SMOKE)}
 
@@ -107,6 +136,7 @@ class Systems:
     jupyter: JupyterSystem
     zmq: ZmqFloor
     services: CellbusSystem
+    lab: JupyterLabSystem  # started only for the browser workloads
 
     def pair(self) -> list[System]:
         return [self.cellbus, self.jupyter]
@@ -492,6 +522,132 @@ async def cellbus_modes(systems: Systems, sizes: Sizes) -> dict[str, Any]:
     }
 
 
+# -- 8. a keystroke from one browser to another (issue 15) ---------------------------------
+
+
+@asynccontextmanager
+async def browser_sides(systems: Systems) -> AsyncIterator[list[browser.Side]]:
+    """JupyterLab started, Chromium, and both systems' two people signed in, in turns'
+    order (cellbus first)."""
+    await systems.lab.start()
+    sides: list[browser.Side] = []
+    try:
+        async with browser.chromium() as chromium:
+            made: list[browser.Side] = [
+                browser.CellbusSide(systems.cellbus),
+                browser.JupyterLabSide(systems.lab),
+            ]
+            for side in made:
+                sides.append(side)
+                await side.setup(chromium)
+            yield sides
+    finally:
+        for side in sides:
+            await side.close()
+        await systems.lab.stop()
+
+
+def identities(sides: list[browser.Side]) -> dict[str, str]:
+    out = {}
+    for side in sides:
+        if isinstance(side, browser.CellbusSide):
+            out[side.name] = f"two registered users, the second an editor: {side.usernames}"
+        elif isinstance(side, browser.JupyterLabSide):
+            who = "two" if len(set(side.identities)) == 2 else "one (both contexts)"
+            out[side.name] = (
+                f"{who} anonymous identit{'ies' if who == 'two' else 'y'} given by the "
+                f"token login, one per browser context: {side.identities}"
+            )
+    return out
+
+
+async def keystrokes(systems: Systems, sizes: Sizes) -> dict[str, Any]:
+    """Two people (two browser contexts) have one notebook open; one types into its first
+    cell, a key every `keystroke_interval_ms`: the time from each keydown in the typist's
+    page to the change of the other page's editor that shows the character."""
+    interval = sizes.keystroke_interval_ms / 1000
+    async with browser_sides(systems) as sides:
+        typing = {side.name: browser.Typing(side) for side in sides}
+        try:
+            for pair in typing.values():
+                await pair.open()
+                await pair.type(sizes.keystroke_warmup, interval)
+
+            async def turn(side: browser.Side) -> dict[str, Any]:
+                return await typing[side.name].type(sizes.keystroke_turn, interval)
+
+            turns = max(1, sizes.keystrokes // sizes.keystroke_turn)
+            samples = await in_turns(sides, turns, turn)
+        finally:
+            for pair in typing.values():
+                await pair.close()
+        who = identities(sides)
+    return {
+        "params": {
+            "keystrokes": turns * sizes.keystroke_turn,
+            "per_turn": sizes.keystroke_turn,
+            "warmup": sizes.keystroke_warmup,
+            "interval_ms": sizes.keystroke_interval_ms,
+            "until": "the receiving page's editor shows the character (a MutationObserver "
+            "on its DOM), from the keydown in the typing page; both pages' clocks put on "
+            "Date.now()'s",
+        },
+        "results": {
+            name: measure.summarize([x for t in v for x in t["latencies"]], keep=True)
+            for name, v in samples.items()
+        },
+        "details": {
+            name: {
+                "receiver_updates_per_turn": [t["updates"] for t in v],
+                "clock_skew_ms": [round(t["clock_skew_ms"], 3) for t in v],
+                "typing_seconds_per_turn": [round(t["typing_s"], 2) for t in v],
+            }
+            for name, v in samples.items()
+        },
+        "people": who,
+    }
+
+
+# -- 9. opening a 1,000-cell notebook (issue 15) -------------------------------------------
+
+OPEN_WARMUP_CELLS = 10
+
+
+async def notebook_open(systems: Systems, sizes: Sizes) -> dict[str, Any]:
+    """A new page opens a notebook of `open_cells` one-line code cells that nobody has open:
+    the time from the navigation's start until the page shows every cell's editor with its
+    source (and, on the way, the first cell). One untimed opening of a small notebook per
+    system first, so both have the app in the browser's caches."""
+    sources = browser.cell_sources(sizes.open_cells)
+    async with browser_sides(systems) as sides:
+        for side in sides:
+            await browser.open_notebook(side, browser.cell_sources(OPEN_WARMUP_CELLS))
+
+        async def trial(side: browser.Side) -> dict[str, float]:
+            return await browser.open_notebook(side, sources)
+
+        trials = await in_turns(sides, sizes.open_trials, trial)
+    return {
+        "params": {
+            "cells": sizes.open_cells,
+            "trials": sizes.open_trials,
+            "cell_source": "x<i> = <i> * 2",
+            "jupyterlab_windowing_mode": "none (every cell attached and rendered)",
+            "until": "every cell's editor (.cm-content) is in the page with its source, at an "
+            "animation frame, from the start of the navigation",
+        },
+        "results": {
+            name: {
+                **measure.summarize([t["all_cells_ms"] / 1000 for t in v]),
+                "first_cell": measure.summarize([t["first_cell_ms"] / 1000 for t in v]),
+            }
+            for name, v in trials.items()
+        },
+    }
+
+
+BROWSER_WORKLOADS = ("keystrokes", "notebook_open")
+
 WORKLOADS: dict[str, Callable[[Systems, Sizes], Awaitable[dict[str, Any]]]] = {
     "memory": memory,  # first: the services' own memory before any feed has grown
     "session_start": session_start,
@@ -500,6 +656,8 @@ WORKLOADS: dict[str, Callable[[Systems, Sizes], Awaitable[dict[str, Any]]]] = {
     "stream": stream,
     "fanout": fanout,
     "cellbus_modes": cellbus_modes,
+    "keystrokes": keystrokes,
+    "notebook_open": notebook_open,
 }
 
 

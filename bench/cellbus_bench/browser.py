@@ -1,0 +1,469 @@
+"""The browser workloads (issue 15): two people typing into one notebook, and opening a
+notebook of 1,000 cells, on cellbus and on JupyterLab with jupyter-collaboration.
+
+Both run in Debian's Chromium (``/usr/bin/chromium``), driven by Playwright's async API: one
+browser process for both systems, each person a browser context of their own (separate
+cookies, as on two computers). What is timed is timed in the pages, with the pages' own
+clocks (`CLOCK_OFFSET` says how two pages' clocks are put on one).
+
+A `Side` is a system as its users meet it in the browser: `CellbusSide` (``cellbus serve``'s
+app, two registered users sharing a worksheet) and `JupyterLabSide` (``jupyter lab`` with a
+token: each browser context that logs in with it is given an anonymous identity of its own,
+so the two people are two users to jupyter-collaboration too).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any, Protocol
+
+from playwright.async_api import Browser, BrowserContext, Page, async_playwright
+
+from .jupyter import JupyterLabSystem
+from .systems import PASSWORD, CellbusClient, CellbusSystem
+
+CHROMIUM = "/usr/bin/chromium"
+# Chromium's own background traffic is refused by this machine's closed network (as in
+# tests/browser/conftest.py).
+CHROMIUM_ARGS = [
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--no-first-run", "--disable-quic", "--disable-features=Translate,MediaRouter",
+]  # fmt: skip
+VIEWPORT = {"width": 1280, "height": 900}
+OPEN_TIMEOUT = 120_000  # ms: a page to show a notebook
+TYPED_BASE = "# typed: "  # the cell's text before the first keystroke (a comment: no brackets)
+ALPHABET = "abcdefghijklmnopqrstuvwxyz "
+
+
+def cell_sources(n: int) -> list[str]:
+    """The sources of an `n`-cell notebook: one short line each, every one different."""
+    return [f"x{i} = {i} * 2" for i in range(n)]
+
+
+def notebook(sources: list[str]) -> dict[str, Any]:
+    """An nbformat 4.5 notebook of code cells holding `sources`, for Python 3."""
+    return {
+        "nbformat": 4,
+        "nbformat_minor": 5,
+        "metadata": {
+            "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
+            "language_info": {"name": "python"},
+        },
+        "cells": [
+            {
+                "cell_type": "code",
+                "id": f"cell-{i}",
+                "metadata": {},
+                "source": source,
+                "outputs": [],
+                "execution_count": None,
+            }
+            for i, source in enumerate(sources)
+        ],
+    }
+
+
+def typed_text(n: int, start: int = 0) -> str:
+    """`n` characters to type: letters and spaces, nothing an editor completes or closes."""
+    return "".join(ALPHABET[(start + i) % len(ALPHABET)] for i in range(n))
+
+
+# -- what runs in the pages ----------------------------------------------------------------
+
+# The text of a CodeMirror 6 editor (its `.cm-content`) as the person reads it: its lines'
+# text, without widgets (a placeholder, another person's cursor and name), which CodeMirror
+# marks contenteditable=false.
+TEXT_OF = """
+const benchTextOf = (content) => {
+  const lines = [];
+  for (const line of content.querySelectorAll(".cm-line")) {
+    let text = "";
+    const walker = document.createTreeWalker(line, NodeFilter.SHOW_TEXT);
+    for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+      const owner = node.parentElement.closest("[contenteditable]");
+      if (owner === content || owner === null) text += node.data;
+    }
+    lines.push(text);
+  }
+  return lines.join("\\n");
+};
+"""
+
+# The offset of this page's clock (timeOrigin + now, in ms since the epoch, from the
+# monotonic clock of its own renderer process) from Date.now() (the system's wall clock,
+# the same in every process, in whole ms): sampled just after Date.now() ticks, the least of
+# 20 ticks. Two pages' times minus their offsets are on one clock to about 0.1 ms.
+CLOCK_OFFSET = """() => {
+  const offsets = [];
+  let last = Date.now();
+  while (offsets.length < 20) {
+    const wall = Date.now();
+    const now = performance.timeOrigin + performance.now();
+    if (wall !== last) { offsets.push(now - wall); last = wall; }
+  }
+  return Math.min(...offsets);
+}"""
+
+# The sender: the time of every key's keydown, as the page first sees it (capture phase).
+SEND = """() => {
+  window.__benchSent = [];
+  if (!window.__benchSending) {
+    window.__benchSending = true;
+    window.addEventListener("keydown", (event) => {
+      const now = performance.timeOrigin + performance.now();
+      if (event.key.length === 1) window.__benchSent.push(now);
+    }, true);
+  }
+}"""
+
+# The receiver: on every change of the page's DOM, the text of the first editor of
+# `selector`; each time it has changed, [time, length].
+RECEIVE = (
+    """(selector) => {"""
+    + TEXT_OF
+    + """
+  const read = () => {
+    const content = document.querySelector(selector);
+    return content ? benchTextOf(content) : "";
+  };
+  window.__benchObserver?.disconnect();
+  const seen = window.__benchSeen = [];
+  let last = read();
+  window.__benchObserver = new MutationObserver(() => {
+    const now = performance.timeOrigin + performance.now();
+    const text = read();
+    if (text !== last) { last = text; seen.push([now, text.length]); }
+  });
+  window.__benchObserver.observe(
+    document.body, {subtree: true, childList: true, characterData: true});
+  return last;
+}"""
+)
+
+FIRST_TEXT = "(selector) => {" + TEXT_OF + "return benchTextOf(document.querySelector(selector));}"
+ALL_TEXTS = (
+    "(selector) => {"
+    + TEXT_OF
+    + "return [...document.querySelectorAll(selector)].map(benchTextOf);}"
+)
+
+
+def open_watch(selector: str, sources: list[str]) -> str:
+    """An init script: from the page's start, at every animation frame, whether the page has
+    the first cell's editor with its text, and all `len(sources)` editors with the last one's;
+    the first frame of each, in ms since the navigation started (``window.__benchOpen``)."""
+    spec = json.dumps({"selector": selector, "count": len(sources), "first": sources[0],
+                       "last": sources[-1]})  # fmt: skip
+    return (
+        "(spec => { if (window.top !== window) return;"
+        + TEXT_OF
+        + """
+  const state = window.__benchOpen = {first: null, all: null};
+  const check = () => {
+    const editors = document.querySelectorAll(spec.selector);
+    const now = performance.now();
+    if (state.first === null && editors.length > 0 && benchTextOf(editors[0]) === spec.first) {
+      state.first = now;
+    }
+    if (editors.length === spec.count && benchTextOf(editors[spec.count - 1]) === spec.last
+        && benchTextOf(editors[0]) === spec.first) {
+      state.all = now;
+      return;
+    }
+    requestAnimationFrame(check);
+  };
+  requestAnimationFrame(check);
+})("""
+        + spec
+        + ");"
+    )
+
+
+# -- the systems in the browser ------------------------------------------------------------
+
+
+class Side(Protocol):
+    """A system as two people in Chromium use it."""
+
+    name: str
+    editors: str  # a CSS selector for every cell's editor (`.cm-content`) of a notebook page
+    people: list[BrowserContext]  # two, signed in
+
+    async def setup(self, browser: Browser) -> None:
+        """Two people, each with a browser context signed in as themselves."""
+
+    async def shared_notebook(self, sources: list[str]) -> str:
+        """A new notebook holding `sources`, which both people may edit; its handle."""
+
+    async def new_notebook(self, sources: list[str]) -> str:
+        """A new notebook holding `sources`, that nobody has open; its handle."""
+
+    def url(self, handle: str) -> str:
+        """Where a notebook's page is (a new one for every page where it matters)."""
+
+    async def opened(self, page: Page) -> None:
+        """Wait until a page opened at `url` shows its notebook and is connected."""
+
+    async def after_open(self) -> None:
+        """Clear up after a notebook was opened (untimed)."""
+
+    async def close(self) -> None: ...
+
+
+async def new_context(browser: Browser) -> BrowserContext:
+    context = await browser.new_context(viewport=VIEWPORT)  # type: ignore[arg-type]
+    context.set_default_timeout(30_000)
+    return context
+
+
+class CellbusSide:
+    """cellbus's browser app, served by the bench's ``cellbus serve``: two users registered
+    through the API, each context with its session cookie; a notebook is a worksheet made
+    with ``worksheet.import`` and shared with the second user as an editor."""
+
+    name = "cellbus"
+    editors = '[data-testid="cell"] [data-testid="cell-input"]'
+    cookie = "cellbus_session"
+
+    def __init__(self, system: CellbusSystem) -> None:
+        assert system.client is not None, "cellbus is not started"
+        self.base = system.client.url
+        self.clients: list[CellbusClient] = []
+        self.usernames: list[str] = []
+        self.people: list[BrowserContext] = []
+
+    async def setup(self, browser: Browser) -> None:
+        for _ in range(2):
+            client = CellbusClient(self.base)
+            username = f"bench-{uuid.uuid4().hex[:8]}"
+            await client.call("auth.register", username=username, password=PASSWORD)
+            login = await client.call("auth.login", username=username, password=PASSWORD)
+            client.token = login["token"]
+            context = await new_context(browser)
+            await context.add_cookies(
+                [{"name": self.cookie, "value": client.token, "url": self.base, "httpOnly": True}]
+            )
+            self.clients.append(client)
+            self.usernames.append(username)
+            self.people.append(context)
+
+    async def new_notebook(self, sources: list[str]) -> str:
+        sheet = await self.clients[0].call(
+            "worksheet.import", notebook=notebook(sources), title="bench"
+        )
+        ident: str = sheet["id"]
+        return ident
+
+    async def shared_notebook(self, sources: list[str]) -> str:
+        ident = await self.new_notebook(sources)
+        await self.clients[0].call(
+            "worksheet.share", id=ident, username=self.usernames[1], role="editor"
+        )
+        return ident
+
+    def url(self, handle: str) -> str:
+        return f"{self.base}/w/{handle}"
+
+    async def opened(self, page: Page) -> None:
+        await page.wait_for_selector(
+            '[data-testid="worksheet-page"][data-loaded="true"]', timeout=OPEN_TIMEOUT
+        )
+        await page.wait_for_selector('[data-testid="connection"][data-state="open"]')
+
+    async def after_open(self) -> None:
+        pass
+
+    async def close(self) -> None:
+        for context in self.people:
+            await context.close()
+        for client in self.clients:
+            await client.close()
+
+
+class JupyterLabSide:
+    """JupyterLab with jupyter-collaboration: each context logs in with the token (and gets
+    an anonymous identity of its own); a notebook is a file in the server's root, opened at
+    ``/lab/workspaces/<new>/tree/<file>``. Opening a notebook starts its kernel (JupyterLab
+    does, for a notebook with a kernelspec): `after_open` shuts them down."""
+
+    name = "jupyter"
+    editors = ".jp-Notebook .jp-Cell .jp-InputArea-editor .cm-content"
+
+    def __init__(self, system: JupyterLabSystem) -> None:
+        self.system = system
+        self.people: list[BrowserContext] = []
+        self.identities: list[str] = []
+
+    async def setup(self, browser: Browser) -> None:
+        for _ in range(2):
+            context = await new_context(browser)
+            page = await context.new_page()
+            await page.goto(f"{self.system.url}/api/me?token={self.system.token}")
+            await page.close()
+            response = await context.request.get(f"{self.system.url}/api/me")  # the cookie
+            me = await response.json()
+            self.identities.append(me["identity"]["username"])
+            self.people.append(context)
+
+    async def new_notebook(self, sources: list[str]) -> str:
+        name = f"bench-{uuid.uuid4().hex[:8]}.ipynb"
+        await asyncio.to_thread(self.system.write_notebook, name, notebook(sources))
+        return name
+
+    async def shared_notebook(self, sources: list[str]) -> str:
+        return await self.new_notebook(sources)
+
+    def url(self, handle: str) -> str:
+        return self.system.page_url(handle)
+
+    async def opened(self, page: Page) -> None:
+        await page.wait_for_selector(self.editors, timeout=OPEN_TIMEOUT)
+
+    async def after_open(self) -> None:
+        await self.system.shutdown_kernels()
+
+    async def close(self) -> None:
+        for context in self.people:
+            await context.close()
+
+
+@contextlib.asynccontextmanager
+async def chromium() -> AsyncIterator[Browser]:
+    if not os.access(CHROMIUM, os.X_OK):
+        raise RuntimeError(f"no {CHROMIUM} (`make browser` installs it)")
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            await browser.close()
+
+
+# -- the two measurements ------------------------------------------------------------------
+
+
+class Typing:
+    """Two people with one notebook open, its first cell holding `TYPED_BASE`: the first
+    types into that cell, the second's page watches it."""
+
+    def __init__(self, side: Side) -> None:
+        self.side = side
+        self.typed = 0
+        self.sender: Page | None = None
+        self.receiver: Page | None = None
+
+    async def open(self) -> None:
+        handle = await self.side.shared_notebook([TYPED_BASE])
+        pages = []
+        for context in self.side.people:
+            page = await context.new_page()
+            await page.goto(self.side.url(handle))
+            await self.side.opened(page)
+            pages.append(page)
+        self.sender, self.receiver = pages
+        first = self.side.editors
+        for page in pages:
+            await page.wait_for_function(
+                "([selector, text]) => {" + TEXT_OF + "const e = document.querySelector(selector);"
+                " return e !== null && benchTextOf(e) === text; }",
+                arg=[first, TYPED_BASE],
+                timeout=OPEN_TIMEOUT,
+            )
+        await self.sender.evaluate(SEND)
+
+    async def type(self, n: int, interval: float, settle_timeout: float = 60.0) -> dict[str, Any]:
+        """Type `n` characters at the end of the cell, one every `interval` seconds; the
+        latency of each (seconds), from its keydown in the sender's page to the first change
+        of the receiver's editor that shows it."""
+        sender, receiver = self.sender, self.receiver
+        assert sender is not None and receiver is not None
+        editors = self.side.editors
+        before = await receiver.evaluate(RECEIVE, editors)
+        mine = await sender.evaluate(FIRST_TEXT, editors)
+        if before != mine:
+            raise RuntimeError(f"the two pages differ before typing: {mine!r} / {before!r}")
+        offsets = [await page.evaluate(CLOCK_OFFSET) for page in (sender, receiver)]
+        await sender.evaluate(SEND)
+        await sender.locator(editors).first.click()
+        await sender.keyboard.press("End")
+        text = typed_text(n, self.typed)
+        started = time.perf_counter()
+        for i, char in enumerate(text):
+            await sender.keyboard.type(char)
+            delay = started + (i + 1) * interval - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+        self.typed += n
+        expected = before + text
+        try:
+            await receiver.wait_for_function(
+                f"(selector) => {{ {TEXT_OF} return benchTextOf(document.querySelector(selector))"
+                f".length >= {len(expected)}; }}",
+                arg=editors,
+                polling=50,
+                timeout=settle_timeout * 1000,
+            )
+        except Exception:
+            now = await receiver.evaluate(FIRST_TEXT, editors)
+            raise RuntimeError(
+                f"{self.side.name}: the other page did not get the keystrokes in "
+                f"{settle_timeout:.0f} s: it shows {now!r}, not {expected!r}"
+            ) from None
+        sent: list[float] = await sender.evaluate("window.__benchSent")
+        seen: list[list[float]] = await receiver.evaluate("window.__benchSeen")
+        shown = await receiver.evaluate(FIRST_TEXT, editors)
+        if len(sent) != n or shown != expected:
+            raise RuntimeError(
+                f"{self.side.name}: {len(sent)} keydowns of {n}; the other page shows "
+                f"{shown!r}, not {expected!r}"
+            )
+        latencies = []
+        for k, at in enumerate(sent, start=1):
+            length = len(before) + k
+            arrived = next(t for t, shown_length in seen if shown_length >= length)
+            latencies.append(((arrived - offsets[1]) - (at - offsets[0])) / 1000)
+        return {
+            "latencies": latencies,
+            "updates": len(seen),
+            "clock_skew_ms": offsets[1] - offsets[0],
+            "typing_s": time.perf_counter() - started,
+        }
+
+    async def close(self) -> None:
+        for page in (self.sender, self.receiver):
+            if page is not None:
+                await page.close()
+
+
+async def open_notebook(side: Side, sources: list[str]) -> dict[str, float]:
+    """A new page opening a notebook of `sources` that nobody has open (made untimed before):
+    the ms from the navigation's start until the page shows the first cell, and until it
+    has every cell's editor with its source. Checked afterwards: every cell's text."""
+    handle = await side.new_notebook(sources)
+    page = await side.people[0].new_page()
+    try:
+        await page.add_init_script(open_watch(side.editors, sources))
+        await page.goto(side.url(handle), wait_until="commit")
+        await page.wait_for_function(
+            "() => window.__benchOpen && window.__benchOpen.all !== null",
+            polling=100,
+            timeout=OPEN_TIMEOUT,
+        )
+        state = await page.evaluate("window.__benchOpen")
+        texts = await page.evaluate(ALL_TEXTS, side.editors)
+        if texts != sources:
+            wrong = [i for i, (a, b) in enumerate(zip(texts, sources, strict=False)) if a != b]
+            raise RuntimeError(
+                f"{side.name}: {len(texts)} cells shown of {len(sources)}; cells that show "
+                f"another text: {wrong[:10]}"
+            )
+    finally:
+        await page.close()
+        await side.after_open()
+    return {"first_cell_ms": float(state["first"]), "all_cells_ms": float(state["all"])}

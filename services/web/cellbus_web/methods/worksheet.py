@@ -58,7 +58,9 @@ async def worksheet_share(call: Call, id: str, username: str, role: Grant) -> li
 
 
 async def worksheet_export(call: Call, id: str) -> Notebook:
-    """The worksheet as an nbformat v4 notebook (a .ipynb file's JSON), with its outputs."""
+    """The worksheet as an nbformat 4.5 notebook (a .ipynb file's JSON): its cells with their
+    ids, types, metadata, attachments, outputs and execution counts, and the notebook's
+    metadata."""
     sheet = await ask_accounts(call, a.GetWorksheet(id=id))
     return to_notebook(sheet)
 
@@ -66,15 +68,17 @@ async def worksheet_export(call: Call, id: str) -> Notebook:
 async def worksheet_import(
     call: Call, notebook: dict[str, Any], title: str | None = None
 ) -> a.WorksheetView:
-    """A new worksheet from an nbformat v4 notebook, with its outputs; Markdown cells
-    become ``%%markdown`` cells. The title defaults to the notebook's own, else "Imported"."""
+    """A new worksheet from an nbformat v4 notebook, kept whole: cell ids, types, metadata,
+    attachments, outputs and execution counts, and the notebook's metadata (see
+    `from_notebook`). The title defaults to the notebook's own, else "Imported"."""
     try:
         imported = from_notebook(notebook)
     except NotebookError as exc:
         raise RpcError(INVALID_PARAMS, f"notebook: {exc}") from None
-    cells = [
-        a.ImportedCell(source=c.source, outputs=c.outputs, execution_count=c.execution_count)
-        for c in imported.cells
-    ]
-    request = a.ImportWorksheet(title=title or imported.title or "Imported", cells=cells)
+    request = a.ImportWorksheet(
+        title=title or imported.title or "Imported",
+        cells=imported.cells,
+        metadata=imported.metadata,
+        nbformat_minor=imported.nbformat_minor,
+    )
     return await ask_accounts(call, request)

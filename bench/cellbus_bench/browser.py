@@ -146,6 +146,27 @@ RECEIVE = (
 }"""
 )
 
+# Every page's WebSockets: when the page sent each frame, and when each frame reached the
+# page's scripts (a listener added before the app's own), for the keystrokes' breakdown.
+WEBSOCKETS = """(() => {
+  if (window.top !== window) return;
+  window.__benchWsSent = [];
+  window.__benchWsReceived = [];
+  const now = () => performance.timeOrigin + performance.now();
+  const send = WebSocket.prototype.send;
+  WebSocket.prototype.send = function (data) {
+    window.__benchWsSent.push(now());
+    return send.call(this, data);
+  };
+  window.WebSocket = class extends WebSocket {
+    constructor(...args) {
+      super(...args);
+      this.addEventListener("message", () => window.__benchWsReceived.push(now()));
+    }
+  };
+})();"""
+RESET_WEBSOCKETS = "() => { window.__benchWsSent = []; window.__benchWsReceived = []; }"
+
 FIRST_TEXT = "(selector) => {" + TEXT_OF + "return benchTextOf(document.querySelector(selector));}"
 ALL_TEXTS = (
     "(selector) => {"
@@ -363,6 +384,7 @@ class Typing:
         pages = []
         for context in self.side.people:
             page = await context.new_page()
+            await page.add_init_script(WEBSOCKETS)
             await page.goto(self.side.url(handle))
             await self.side.opened(page)
             pages.append(page)
@@ -390,6 +412,8 @@ class Typing:
             raise RuntimeError(f"the two pages differ before typing: {mine!r} / {before!r}")
         offsets = [await page.evaluate(CLOCK_OFFSET) for page in (sender, receiver)]
         await sender.evaluate(SEND)
+        for page in (sender, receiver):
+            await page.evaluate(RESET_WEBSOCKETS)
         await sender.locator(editors).first.click()
         await sender.keyboard.press("End")
         text = typed_text(n, self.typed)
@@ -423,13 +447,25 @@ class Typing:
                 f"{self.side.name}: {len(sent)} keydowns of {n}; the other page shows "
                 f"{shown!r}, not {expected!r}"
             )
+        ws_sent: list[float] = await sender.evaluate("window.__benchWsSent")
+        ws_received: list[float] = await receiver.evaluate("window.__benchWsReceived")
         latencies = []
+        parts: dict[str, list[float]] = {"typist": [], "between": [], "watcher": []}
         for k, at in enumerate(sent, start=1):
             length = len(before) + k
             arrived = next(t for t, shown_length in seen if shown_length >= length)
-            latencies.append(((arrived - offsets[1]) - (at - offsets[0])) / 1000)
+            latency = (arrived - offsets[1]) - (at - offsets[0])
+            latencies.append(latency / 1000)
+            out = next((t for t in ws_sent if t >= at), None)
+            into = next((t for t in reversed(ws_received) if t <= arrived), None)
+            if out is not None and into is not None:
+                typist, watcher = out - at, arrived - into
+                parts["typist"].append(typist / 1000)
+                parts["watcher"].append(watcher / 1000)
+                parts["between"].append((latency - typist - watcher) / 1000)
         return {
             "latencies": latencies,
+            "parts": parts,
             "updates": len(seen),
             "clock_skew_ms": offsets[1] - offsets[0],
             "typing_s": time.perf_counter() - started,

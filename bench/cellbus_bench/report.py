@@ -170,6 +170,13 @@ MODES = {
 }
 
 
+KEYSTROKE_PARTS = {
+    "typist": "keydown to the typist's page sending on its WebSocket",
+    "between": "that send to the watcher's page receiving (network and server)",
+    "watcher": "that message to the watcher's editor showing the character",
+}
+
+
 def _pct(r: dict[str, Any]) -> str:
     return f"{r['p50_ms']:.2f} / {r['p90_ms']:.2f} / {r['p99_ms']:.2f}"
 
@@ -262,6 +269,19 @@ def _rows(w: dict[str, Any]) -> list[tuple[str, Any, Any]]:
             for x in (r["cellbus"], r["jupyter"])
         )
         rows.append(("the services' own processes, PSS / RSS (MiB)", cb, jp))
+    for n, r in w.get("fanout", {}).get("results", {}).items():
+        cb, jp = (
+            f"{x['p50_ms']:.1f}"
+            + (f" ({x['subscribers']} opened)" if x["subscribers"] != int(n) else "")
+            for x in (r["cellbus"], r["jupyter"])
+        )
+        rows.append((f"fan-out to {n}, time until all, median (ms)", cb, jp))
+    return rows + _browser_rows(w)
+
+
+def _browser_rows(w: dict[str, Any]) -> list[tuple[str, Any, Any]]:
+    """The figures of the browser workloads (issue 15) the targets do not show."""
+    rows: list[tuple[str, Any, Any]] = []
     r = w.get("keystrokes", {}).get("results")
     if r:
         rows.append(
@@ -271,6 +291,16 @@ def _rows(w: dict[str, Any]) -> list[tuple[str, Any, Any]]:
                 _pct(r["jupyter"]),
             )
         )
+        b = w["keystrokes"].get("breakdown", {})
+        for part, label in KEYSTROKE_PARTS.items():
+            if b:
+                rows.append(
+                    (
+                        f"keystroke: {label}, p50 (ms)",
+                        b["cellbus"][part]["p50_ms"],
+                        b["jupyter"][part]["p50_ms"],
+                    )
+                )
     r = w.get("notebook_open", {}).get("results")
     if r:
         cells = w["notebook_open"]["params"]["cells"]
@@ -286,13 +316,6 @@ def _rows(w: dict[str, Any]) -> list[tuple[str, Any, Any]]:
                 f"{r['jupyter']['first_cell']['p50_ms']:.0f}",
             )
         )
-    for n, r in w.get("fanout", {}).get("results", {}).items():
-        cb, jp = (
-            f"{x['p50_ms']:.1f}"
-            + (f" ({x['subscribers']} opened)" if x["subscribers"] != int(n) else "")
-            for x in (r["cellbus"], r["jupyter"])
-        )
-        rows.append((f"fan-out to {n}, time until all, median (ms)", cb, jp))
     return rows
 
 

@@ -596,6 +596,13 @@ async def keystrokes(systems: Systems, sizes: Sizes) -> dict[str, Any]:
             name: measure.summarize([x for t in v for x in t["latencies"]], keep=True)
             for name, v in samples.items()
         },
+        "breakdown": {
+            name: {
+                part: measure.summarize(x for t in v for x in t["parts"][part])
+                for part in ("typist", "between", "watcher")
+            }
+            for name, v in samples.items()
+        },
         "details": {
             name: {
                 "receiver_updates_per_turn": [t["updates"] for t in v],

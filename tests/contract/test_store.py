@@ -10,14 +10,17 @@ from pathlib import Path
 
 import pytest
 
+from cellbus_accounts import migrations
 from cellbus_accounts.store import (
+    History,
+    NewCellRecord,
     Postgres,
     Sqlite,
     Store,
     StoreUnavailable,
     UniqueViolation,
     User,
-    VersionConflict,
+    Worksheet,
 )
 
 from ..support.postgres import create_database, drop_database
@@ -49,6 +52,14 @@ async def new_user(store: Store, name: str) -> User:
     return await store.create_user(name, f"hash-of-{name}")
 
 
+async def sheet_of(
+    store: Store, owner: User, title: str, session: str, first: bytes = b"first"
+) -> Worksheet:
+    """A new worksheet whose document's first update is `first` (any bytes: the store
+    does not read them)."""
+    return await store.create_worksheet(owner, title, session, first, [])
+
+
 # -- migrations ------------------------------------------------------------------------------
 
 
@@ -58,6 +69,7 @@ async def test_migrations_apply_once(database_url: str) -> None:
         "0001_init.sql",
         "0002_bare_sessions.sql",
         "0003_login_attempts.sql",
+        "0004_documents.sql",
     ]
     await first.close()
     again = Store(database(database_url))
@@ -72,7 +84,12 @@ async def test_migrations_started_concurrently_apply_exactly_once(database_url: 
         [],
         [],
         [],
-        ["0001_init.sql", "0002_bare_sessions.sql", "0003_login_attempts.sql"],
+        [
+            "0001_init.sql",
+            "0002_bare_sessions.sql",
+            "0003_login_attempts.sql",
+            "0004_documents.sql",
+        ],
     ]
     assert await stores[0].count_users() == 0
     for s in stores:
@@ -123,7 +140,7 @@ async def test_tokens_expire_and_can_be_revoked(store: Store) -> None:
 
 async def test_worksheets_are_seen_by_their_members_only(store: Store) -> None:
     ada, brian = await new_user(store, "ada"), await new_user(store, "brian")
-    sheet = await store.create_worksheet(ada, "Orbits", "session-1")
+    sheet = await sheet_of(store, ada, "Orbits", "session-1")
     assert (sheet.title, sheet.owner, sheet.role, sheet.session) == (
         "Orbits", "ada", "owner", "session-1",
     )  # fmt: skip
@@ -144,98 +161,154 @@ async def test_worksheets_are_seen_by_their_members_only(store: Store) -> None:
 
 async def test_rename_and_delete(store: Store) -> None:
     ada = await new_user(store, "ada")
-    sheet = await store.create_worksheet(ada, "Draft", "session-2")
-    await store.create_cell(sheet.id, "x = 1", None)
+    sheet = await sheet_of(store, ada, "Draft", "session-2")
     await store.rename_worksheet(sheet.id, "Final")
     renamed = await store.worksheet_for(sheet.id, ada.id)
     assert renamed is not None and renamed.title == "Final"
     assert renamed.updated_at >= sheet.updated_at
     await store.delete_worksheet(sheet.id)
     assert await store.worksheets_for(ada.id) == []
-    assert await store.cells(sheet.id) == []
+    assert await store.documents.history(sheet.id, 0) == (History(None, []), 0)
 
 
 async def test_a_session_belongs_to_one_worksheet(store: Store) -> None:
     ada = await new_user(store, "ada")
-    await store.create_worksheet(ada, "One", "shared-session")
+    await sheet_of(store, ada, "One", "shared-session")
     with pytest.raises(UniqueViolation):
-        await store.create_worksheet(ada, "Two", "shared-session")
+        await sheet_of(store, ada, "Two", "shared-session")
 
 
-# -- cells -----------------------------------------------------------------------------------
+# -- documents and cell records ---------------------------------------------------------------
+# The store keeps documents' updates as opaque bytes (only the accounts service's documents.py
+# knows Yjs), so these tests use any bytes.
 
 
-async def sources(store: Store, worksheet_id: uuid.UUID) -> list[str]:
-    return [cell.source for cell in await store.cells(worksheet_id)]
-
-
-async def test_cells_keep_the_order_they_are_put_in(store: Store) -> None:
+async def test_a_document_is_its_updates_in_order_then_a_snapshot_and_what_follows(
+    store: Store,
+) -> None:
     ada = await new_user(store, "ada")
-    sheet = await store.create_worksheet(ada, "Order", "s-order")
-    b = await store.create_cell(sheet.id, "b", None)
-    a = await store.create_cell(sheet.id, "a", None)  # at the top
-    d = await store.create_cell(sheet.id, "d", b.id)
-    await store.create_cell(sheet.id, "c", b.id)  # between b and d
-    assert await sources(store, sheet.id) == ["a", "b", "c", "d"]
-    await store.move_cell(a.id, d.id)
-    assert await sources(store, sheet.id) == ["b", "c", "d", "a"]
-    await store.move_cell(d.id, None)
-    assert await sources(store, sheet.id) == ["d", "b", "c", "a"]
-    await store.delete_cell(b.id)
-    assert await sources(store, sheet.id) == ["d", "c", "a"]
-    with pytest.raises(ValueError):
-        await store.move_cell(a.id, a.id)
-    with pytest.raises(LookupError):
-        await store.create_cell(sheet.id, "x", uuid.uuid4())
-    with pytest.raises(LookupError):
-        await store.delete_cell(b.id)
+    sheet = await sheet_of(store, ada, "Doc", "s-doc", b"u1")
+    rows = store.documents
+    assert await rows.append(sheet.id, b"u2", ada.id, set(), expect_seq=1) == 2
+    assert await rows.append(sheet.id, b"late", ada.id, set(), expect_seq=1) is None
+    history, seq = await rows.history(sheet.id, 0)
+    assert (history.snapshot, history.updates, seq) == (None, [(1, b"u1"), (2, b"u2")], 2)
+    await rows.save_snapshot(sheet.id, 2, b"state-2")
+    await rows.save_snapshot(sheet.id, 1, b"older")  # never replaces a newer snapshot
+    assert await rows.append(sheet.id, b"u3", None, set(), expect_seq=2) == 3
+    history, seq = await rows.history(sheet.id, 0)
+    assert (history.snapshot, history.updates, seq) == (b"state-2", [(3, b"u3")], 3)
+    history, seq = await rows.history(sheet.id, 2)  # a reader past the snapshot
+    assert (history.snapshot, history.updates, seq) == (None, [(3, b"u3")], 3)
+    history, seq = await rows.history(sheet.id, 3)
+    assert (history.snapshot, history.updates, seq) == (None, [], 3)
 
 
-async def test_concurrent_inserts_keep_a_total_order(store: Store) -> None:
+async def test_concurrent_commits_of_one_number_let_exactly_one_win(store: Store) -> None:
     ada = await new_user(store, "ada")
-    sheet = await store.create_worksheet(ada, "Busy", "s-busy")
-    first = await store.create_cell(sheet.id, "first", None)
-    # Twenty people insert after the same cell at once, and ten at the top.
-    after_first = [store.create_cell(sheet.id, f"after-{i}", first.id) for i in range(20)]
-    at_top = [store.create_cell(sheet.id, f"top-{i}", None) for i in range(10)]
-    created = await asyncio.gather(*after_first, *at_top)
-    cells = await store.cells(sheet.id)
-    assert len(cells) == 31 and len({c.position for c in cells}) == 31
-    assert {c.id for c in created} | {first.id} == {c.id for c in cells}
-    order = [c.source for c in cells]
-    assert order.index("first") == 10  # all ten top inserts went above it
-    # Reading twice gives the same order: it is total, not an accident of the query.
-    assert [c.source for c in await store.cells(sheet.id)] == order
-
-
-async def test_a_stale_version_is_refused_with_the_current_cell(store: Store) -> None:
-    ada = await new_user(store, "ada")
-    sheet = await store.create_worksheet(ada, "Edits", "s-edits")
-    cell = await store.create_cell(sheet.id, "v1", None)
-    assert cell.version == 1
-    updated = await store.update_cell(cell.id, "v2 by ada", 1)
-    assert (updated.source, updated.version) == ("v2 by ada", 2)
-    with pytest.raises(VersionConflict) as conflict:
-        await store.update_cell(cell.id, "v2 by brian", 1)
-    assert (conflict.value.current.source, conflict.value.current.version) == ("v2 by ada", 2)
-    current = await store.cell(cell.id)
-    assert current is not None and current.source == "v2 by ada"
-    with pytest.raises(LookupError):
-        await store.update_cell(uuid.uuid4(), "x", 1)
-
-
-async def test_concurrent_edits_of_one_version_let_exactly_one_win(store: Store) -> None:
-    ada = await new_user(store, "ada")
-    sheet = await store.create_worksheet(ada, "Race", "s-race")
-    cell = await store.create_cell(sheet.id, "start", None)
+    sheet = await sheet_of(store, ada, "Race", "s-race", b"u1")
     results = await asyncio.gather(
-        *(store.update_cell(cell.id, f"edit {i}", 1) for i in range(8)), return_exceptions=True
-    )
-    winners = [r for r in results if not isinstance(r, BaseException)]
-    assert len(winners) == 1
-    assert all(isinstance(r, VersionConflict) for r in results if isinstance(r, Exception))
-    current = await store.cell(cell.id)
-    assert current is not None and current.source == winners[0].source
+        *(store.documents.append(sheet.id, f"u{i}".encode(), ada.id, {"c"}, expect_seq=1)
+          for i in range(8))
+    )  # fmt: skip
+    assert sorted(results, key=lambda r: r or 0) == [None] * 7 + [2]
+    record = await store.documents.record(sheet.id, "c")
+    assert record is not None and record.version == 1  # only the commit that won counted
+
+
+async def test_a_cells_version_counts_the_commits_that_changed_it(store: Store) -> None:
+    ada = await new_user(store, "ada")
+    sheet = await sheet_of(store, ada, "Versions", "s-versions", b"u1")
+    rows = store.documents
+    for seq, changed in enumerate(({"a", "b"}, {"a"}, set(), {"a"}), start=1):
+        assert await rows.append(sheet.id, b"u", ada.id, changed, expect_seq=seq) == seq + 1
+    records = await rows.records(sheet.id)
+    assert {cell: r.version for cell, r in records.items()} == {"a": 3, "b": 1}
+    assert await rows.worksheets_with_cell("a") == [sheet.id]
+
+
+async def test_an_import_writes_the_first_update_and_the_cells_records_at_once(
+    store: Store,
+) -> None:
+    ada = await new_user(store, "ada")
+    one = [{"output_type": "stream", "name": "stdout", "text": "1\n"}]
+    ran = datetime(2026, 1, 2, tzinfo=UTC)
+    cells = [NewCellRecord("c1", one, 4, "grace", ran), NewCellRecord("c2", [], None)]
+    sheet = await store.create_worksheet(ada, "Imported", "s-import", b"first", cells)
+    history, seq = await store.documents.history(sheet.id, 0)
+    assert (history.updates, seq) == ([(1, b"first")], 1)
+    record = await store.documents.record(sheet.id, "c1")
+    assert record is not None
+    assert (record.outputs, record.execution_count, record.run_by, record.run_at) == (
+        one, 4, "grace", ran,
+    )  # fmt: skip
+    with pytest.raises(UniqueViolation):  # the session is taken: nothing at all is written
+        await store.create_worksheet(ada, "Again", "s-import", b"first", cells)
+    assert len(await store.worksheets_for(ada.id)) == 1
+
+
+async def test_old_cells_become_a_document_once(store: Store) -> None:
+    ada = await new_user(store, "ada")
+    sheet = await store.create_worksheet(ada, "Old", "s-old", b"x", [])
+    # A worksheet made before documents: its cells in the old table, no history.
+    async with store.database.transaction() as db:
+        await db.execute("DELETE FROM document_updates WHERE worksheet_id = $1", sheet.id)
+        now = datetime.now(UTC)
+        for position, source in (("b", "second"), ("a", "first")):
+            await db.execute(
+                """INSERT INTO cells (id, worksheet_id, position, source, version, outputs,
+                                      created_at, updated_at)
+                   VALUES ($1, $2, $3, $4, 1, $5, $6, $6)""",
+                uuid.uuid4(), sheet.id, position, source, [], now,
+            )  # fmt: skip
+    assert await store.documents.worksheets_without_document() == [sheet.id]
+    seen: list[list[tuple[str, str]]] = []
+
+    def build(cells: list[tuple[str, str]]) -> bytes:
+        seen.append(cells)
+        return b"converted"
+
+    converted = await asyncio.gather(*(store.documents.convert(sheet.id, build) for _ in range(3)))
+    assert sorted(converted) == [False, False, True]
+    assert [source for _, source in seen[0]] == ["first", "second"]
+    history, _ = await store.documents.history(sheet.id, 0)
+    assert history.updates == [(1, b"converted")]
+    assert await store.documents.worksheets_without_document() == []
+
+
+async def test_migrating_keeps_each_old_cells_outputs_under_its_id(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    old = Store(database(database_url))
+    dialect = old.database.dialect
+    older_release = [m for m in migrations.migrations_for(dialect) if m.version < 4]
+    with monkeypatch.context() as patch:
+        patch.setattr(migrations, "migrations_for", lambda _: older_release)
+        assert len(await old.open()) == 3
+    ada = await old.create_user("ada", "hash")
+    worksheet_id, cell_id, now = uuid.uuid4(), uuid.uuid4(), datetime.now(UTC)
+    one = [{"output_type": "stream", "name": "stdout", "text": "1\n"}]
+    async with old.database.transaction() as db:
+        await db.execute(
+            """INSERT INTO worksheets (id, title, owner_id, session, created_at, updated_at)
+               VALUES ($1, 'Old', $2, 's-migrate', $3, $3)""",
+            worksheet_id, ada.id, now,
+        )  # fmt: skip
+        await db.execute(
+            """INSERT INTO cells (id, worksheet_id, position, source, version, outputs,
+                                  execution_count, run_msg_id, run_by, run_at, outputs_seq,
+                                  created_at, updated_at)
+               VALUES ($1, $2, 'a', 'print(1)', 3, $3, 7, 'm1', 'ada', $4, 12, $4, $4)""",
+            cell_id, worksheet_id, one, now,
+        )  # fmt: skip
+    await old.close()
+    store = Store(database(database_url))
+    assert await store.open() == ["0004_documents.sql"]
+    record = await store.documents.record(worksheet_id, str(cell_id))
+    assert record is not None
+    assert (record.version, record.outputs, record.execution_count, record.run_msg_id,
+            record.outputs_seq) == (3, one, 7, "m1", 12)  # fmt: skip
+    await store.close()
 
 
 # -- saved outputs ---------------------------------------------------------------------------
@@ -243,14 +316,17 @@ async def test_concurrent_edits_of_one_version_let_exactly_one_win(store: Store)
 
 async def test_saving_outputs_is_idempotent_per_message(store: Store) -> None:
     ada = await new_user(store, "ada")
-    sheet = await store.create_worksheet(ada, "Runs", "s-runs")
-    cell = await store.create_cell(sheet.id, "print(1)", None)
-    started = await store.start_run(cell.id, "msg-1", "ada")
+    sheet = await sheet_of(store, ada, "Runs", "s-runs", b"u1")
+    rows = store.documents
+    started = await rows.start_run(sheet.id, "c1", "msg-1", "ada")
     assert (started.run_msg_id, started.run_by, started.outputs) == ("msg-1", "ada", [])
     one = [{"output_type": "stream", "name": "stdout", "text": "1\n"}]
-    assert await store.save_outputs("msg-1", 5, one, 1)
-    assert not await store.save_outputs("msg-1", 3, [], None)  # older: ignored
-    assert not await store.save_outputs("msg-1", 5, [], None)  # seen again: ignored
-    saved = await store.cell(cell.id)
+    assert await rows.save_outputs("msg-1", 5, one, 1)
+    assert not await rows.save_outputs("msg-1", 3, [], None)  # older: ignored
+    assert not await rows.save_outputs("msg-1", 5, [], None)  # seen again: ignored
+    saved = await rows.record(sheet.id, "c1")
     assert saved is not None and (saved.outputs, saved.execution_count) == (one, 1)
-    assert not await store.save_outputs("msg-unknown", 9, one, 1)
+    assert not await rows.save_outputs("msg-unknown", 9, one, 1)
+    found = await rows.by_run("msg-1")
+    assert found is not None and found.cell_id == "c1"
+    assert await rows.recent_run_sessions(1) == [("s-runs", 5)]

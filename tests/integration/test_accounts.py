@@ -22,7 +22,7 @@ from cellbus_protocol import codec, keys
 from cellbus_protocol.bus import Bus, InMemoryBus, RedisBus
 from cellbus_protocol.errors import RemoteError
 
-from ..support.feeds import first_message
+from ..support.documents import Replica
 from ..support.postgres import create_database, drop_database
 from ..support.redis import REDIS_URL
 
@@ -162,15 +162,28 @@ async def test_worksheet_life(accounts: Accounts) -> None:
 async def test_an_import_creates_the_cells_in_order_with_their_outputs(accounts: Accounts) -> None:
     ada = await accounts.user("ada")
     shown = [{"output_type": "stream", "name": "stdout", "text": "hi\n"}]
-    cells = [a.ImportedCell(source="print('hi')", outputs=shown, execution_count=1),
-             a.ImportedCell(source="%%markdown\n# Notes")]  # fmt: skip
-    sheet = await accounts.call(a.ImportWorksheet(title="Imported", cells=cells), ada)
+    cells = [a.NotebookCell(id="c1", cell_type="code", source="print('hi')", outputs=shown,
+                            execution_count=1, metadata={"tags": ["parameters"]}),
+             a.NotebookCell(id="c2", cell_type="markdown", source="# Notes",
+                            attachments={"a.png": {"image/png": "iVBO"}}),
+             a.NotebookCell(id="c3", cell_type="raw", source="\\LaTeX",
+                            metadata={"raw_mimetype": "text/latex"})]  # fmt: skip
+    metadata = {"kernelspec": {"name": "python3", "display_name": "Py"}, "widgets": {"x": 1}}
+    request = a.ImportWorksheet(title="Imported", cells=cells, metadata=metadata)
+    sheet = await accounts.call(request, ada)
     seen = await accounts.call(a.GetWorksheet(id=sheet.id), ada)
-    assert [(c.source, c.outputs, c.execution_count) for c in seen.cells] == [
-        ("print('hi')", shown, 1), ("%%markdown\n# Notes", [], None),
+    assert [(c.id, c.cell_type, c.source, c.metadata, c.attachments, c.outputs,
+             c.execution_count) for c in seen.cells] == [
+        ("c1", "code", "print('hi')", {"tags": ["parameters"]}, None, shown, 1),
+        ("c2", "markdown", "# Notes", {}, {"a.png": {"image/png": "iVBO"}}, [], None),
+        ("c3", "raw", "\\LaTeX", {"raw_mimetype": "text/latex"}, None, [], None),
     ]  # fmt: skip
-    too_big = a.ImportWorksheet(title="Big", cells=[*cells, a.ImportedCell(source="#" * 10_001)])
+    assert seen.metadata == metadata
+    big = a.NotebookCell(id="c4", cell_type="code", source="#" * 10_001)
+    too_big = a.ImportWorksheet(title="Big", cells=[*cells, big])
     assert await error_of(accounts.call(too_big, ada)) == "too_large"
+    twice = a.ImportWorksheet(title="Twice", cells=[cells[0], cells[0]])
+    assert await error_of(accounts.call(twice, ada)) == "invalid"
     assert [w.title for w in await accounts.call(a.ListWorksheets(), ada)] == ["Imported"]
 
 
@@ -219,14 +232,17 @@ async def test_changes_are_announced_on_the_feed_with_who_made_them(accounts: Ac
     after = await accounts.bus.last_seq(keys.feed(sheet.session))
     cell = await accounts.call(a.CreateCell(worksheet=sheet.id, source="1 + 1"), brian)
     await accounts.call(a.UpdateCell(id=cell.id, source="2 + 2", version=1), brian)
+    await accounts.call(a.UpdateCell(id=cell.id, source="2 + 2"), brian)  # no change: no update
     await accounts.call(a.DeleteCell(id=cell.id), ada)
     entries = await accounts.bus.read_feed(keys.feed(sheet.session), after)
-    seen = [(m.msg_type, m.header.username) for m in (codec.decode(e.data) for e in entries)]
-    assert seen == [("cell_created", "brian"), ("cell_updated", "brian"), ("cell_deleted", "ada")]
-    _, created = await first_message(
-        accounts.bus, sheet.session, after, lambda m: m.msg_type == "cell_created"
-    )
-    assert created.content.cell.source == "1 + 1"
+    messages = [codec.decode(e.data) for e in entries]
+    seen = [(m.msg_type, m.header.username) for m in messages]
+    assert seen == [("doc_update", "brian"), ("doc_update", "brian"), ("doc_update", "ada")]
+    watcher, shown = Replica(), []  # a watcher's copy, from the feed alone
+    for message in messages:
+        watcher.take([message])
+        shown.append(watcher.sources)
+    assert shown == [["1 + 1"], ["2 + 2"], []]
 
 
 # -- permissions -----------------------------------------------------------------------------
@@ -239,6 +255,8 @@ OPERATIONS: dict[str, tuple[str, Op]] = {
     "session.role": ("viewer", lambda w, c: a.SessionRole(session=w.session)),
     "cell.create": ("editor", lambda w, c: a.CreateCell(worksheet=w.id, source="new")),
     "cell.update": ("editor", lambda w, c: a.UpdateCell(id=c.id, source="edit", version=1)),
+    "document.update": ("editor", lambda w, c: a.ApplyUpdate(worksheet=w.id, update=b"\0\0")),
+    "document.sync": ("viewer", lambda w, c: a.SyncDocument(worksheet=w.id, state_vector=b"\0")),
     "cell.move": ("editor", lambda w, c: a.MoveCell(id=c.id, after=None)),
     "cell.delete": ("editor", lambda w, c: a.DeleteCell(id=c.id)),
     "cell.run": ("editor", lambda w, c: a.StartRun(id=c.id, msg_id="m1")),

@@ -34,6 +34,7 @@ from cellbus_protocol import keys
 from cellbus_protocol.bus import RedisBus
 from cellbus_protocol.errors import RemoteError, RequestTimeout
 
+from ..support.documents import Replica
 from ..support.postgres import create_database, drop_database
 from ..support.private_postgres import PrivatePostgres
 from ..support.redis import REDIS_URL
@@ -214,16 +215,20 @@ async def test_postgres_crashing_and_coming_back_under_a_stream_of_writes(
         seen = await client.call(a.GetWorksheet(id=sheet.id, actor=ada.id))
         fresh = Store(Postgres(pg.url))
         await fresh.open()
-        try:
-            stored = await fresh.cells(uuid.UUID(sheet.id))
+        try:  # the document as its history in the database says, read afresh
+            history, _ = await fresh.documents.history(uuid.UUID(sheet.id), 0)
         finally:
             await fresh.close()
-        stored_ids = [str(cell.id) for cell in stored]
+        replica = Replica()
+        for _, update in history.updates:
+            replica.apply(update)
+        stored = replica.cells
+        stored_ids = [cell.id for cell in stored]
         assert sorted(stored_ids) == sorted(c.id for c in seen.cells)
         assert len(set(stored_ids)) == len(stored_ids)
         sources = collections.Counter(cell.source for cell in stored)
         assert [s for s, n in sources.items() if n > 1] == [], "a write was applied twice"
-        stored_by_id = {str(cell.id): cell.source for cell in stored}
+        stored_by_id = {cell.id: cell.source for cell in stored}
         acked = {c.cell_id: c.source for c in made if c.cell_id is not None}
         missing = {i: s for i, s in acked.items() if stored_by_id.get(i) != s}
         assert missing == {}, f"{len(missing)} acknowledged cells are not in the database"

@@ -24,6 +24,7 @@ from ..support.api import (
     poll_until_done,
     stdout_of,
 )
+from ..support.documents import Replica
 from ..support.stack import ServicesStack, Stack, start_stack
 
 UNAUTHENTICATED, FORBIDDEN, NOT_FOUND, CONFLICT = -32001, -32003, -32004, -32009
@@ -219,11 +220,13 @@ async def test_two_people_edit_and_run_one_worksheet_live(ada: Client, bob: Clie
     added = await bob.call(
         "cell.create", worksheet=sheet["id"], source="total += 41", after=cell["id"]
     )
-    created = await ada_feed.message(lambda m: m["header"]["msg_type"] == "cell_created")
-    assert (created["content"]["cell"]["id"], created["header"]["username"]) == (
-        added["id"],
-        bob.username,
-    )
+    created = await ada_feed.message(lambda m: m["header"]["msg_type"] == "doc_update")
+    assert created["header"]["username"] == bob.username
+    replica = Replica()  # ada's copy of the document: what she had, and the update
+    replica.apply((await ada_feed.doc_sync(sheet["id"]))["update"])
+    assert [(c.id, c.source) for c in replica.cells] == [
+        (cell["id"], "total = 1"), (added["id"], "total += 41"),
+    ]  # fmt: skip
     first = await ada.call("cell.evaluate", id=cell["id"])
     second = await bob.call("cell.evaluate", id=added["id"])
     await bob_feed.until_done(first["msg_id"])
@@ -237,8 +240,13 @@ async def test_two_people_edit_and_run_one_worksheet_live(ada: Client, bob: Clie
     stale = await bob.error("cell.update", id=cell["id"], source="total = 3", version=1)
     assert stale.code == CONFLICT
     assert (stale.data["source"], stale.data["version"]) == ("total = 2", 2)
-    edited = await bob_feed.message(lambda m: m["header"]["msg_type"] == "cell_updated")
-    assert edited["header"]["username"] == ada.username
+    edited = await bob_feed.message(
+        lambda m: (
+            m["header"]["msg_type"] == "doc_update" and m["header"]["username"] == ada.username
+        )
+    )
+    replica.take([edited])
+    assert replica.sources == ["total = 2", "total += 41"]
     await ada_feed.close()
     await bob_feed.close()
 
@@ -412,7 +420,8 @@ async def test_a_reconnect_mid_run_resumes_from_the_cursor_and_loses_nothing(
 
 
 async def test_worksheets_export_to_ipynb_and_import_back(ada: Client) -> None:
-    sheet, cells = await worksheet_with(ada, "%%markdown\n# Title", "print('out')", "1/0")
+    sheet, cells = await worksheet_with(ada, "# Title", "print('out')", "1/0")
+    await ada.call("cell.update", id=cells[0]["id"], cell_type="markdown")
     feed = await ada.socket()
     await feed.subscribe(worksheet=sheet["id"], cursor="now")
     for cell in cells[1:]:
@@ -426,8 +435,9 @@ async def test_worksheets_export_to_ipynb_and_import_back(ada: Client) -> None:
     imported = await ada.call("worksheet.import", notebook=notebook, title="Copy")
     copy = await ada.call("worksheet.get", id=imported["id"])
     original = await ada.call("worksheet.get", id=sheet["id"])
-    assert [(c["source"], c["outputs"], c["execution_count"]) for c in copy["cells"]] == [
-        (c["source"], c["outputs"], c["execution_count"]) for c in original["cells"]
+    fields = ("id", "cell_type", "source", "metadata", "outputs", "execution_count")
+    assert [[c[f] for f in fields] for c in copy["cells"]] == [
+        [c[f] for f in fields] for c in original["cells"]
     ]
     bad = await ada.error("worksheet.import", notebook={"cells": "no"}, title="Bad")
     assert bad.code == -32602 and "notebook" in bad.message

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import io
 import itertools
 import json
@@ -162,6 +163,19 @@ class Feed:
 
     def messages(self) -> list[dict[str, Any]]:
         return [r.message for r in self.received]
+
+    # -- the worksheet's document -----------------------------------------------------------
+    async def doc_sync(self, worksheet: str, state_vector: bytes = b"\0") -> dict[str, Any]:
+        """The ``doc_state`` answer (or an ``error``) for a client at `state_vector`."""
+        await self.ws.send_json({"op": "doc_sync", "worksheet": worksheet,
+                                 "state_vector": base64.b64encode(state_vector).decode()})  # fmt: skip
+        return await self.frame(lambda f: f["type"] in ("doc_state", "error"))
+
+    async def doc_update(self, worksheet: str, update: bytes, ref: int) -> dict[str, Any]:
+        """Send an update; its ``doc_ack`` (or the ``error`` naming `ref`)."""
+        await self.ws.send_json({"op": "doc_update", "worksheet": worksheet, "ref": ref,
+                                 "update": base64.b64encode(update).decode()})  # fmt: skip
+        return await self.frame(lambda f: f["type"] in ("doc_ack", "error") and f["ref"] == ref)
 
     def of_request(self, msg_id: str) -> list[dict[str, Any]]:
         return [m for m in self.messages() if m["parent_header"].get("msg_id") == msg_id]

@@ -74,7 +74,7 @@ def test_markdown_with_math_renders_safely_and_is_edited_in_place(
     expect(shown).to_be_hidden()
     box = editor(notes)
     box.press("ControlOrMeta+End")
-    box.press_sequentially("\nAnd $e^{i\\pi} = -1$.")
+    box.press_sequentially("\n\nAnd $e^{i\\pi} = -1$.")
     box.press("Shift+Enter")  # shown again, with the new line
     expect(shown.locator(".katex")).to_have_count(3)
     expect(editor(cell(page, 1))).to_be_focused()  # and on to the next cell
@@ -87,7 +87,7 @@ def test_markdown_with_math_renders_safely_and_is_edited_in_place(
     editor(notes).press("ControlOrMeta+Enter")  # rendered, staying here
     expect(shown).to_be_visible()
     wait_saved(page)
-    assert ada.api.cells(sheet["id"])[0]["source"].endswith("\nAnd $e^{i\\pi} = -1$.")
+    assert ada.api.cells(sheet["id"])[0]["source"].endswith("\n\nAnd $e^{i\\pi} = -1$.")
 
 
 def test_attachments_show_and_raw_cells_stay_raw(

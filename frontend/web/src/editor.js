@@ -145,6 +145,8 @@ export function createEditor({
       { key: "Tab", run: tab },
       { key: "Shift-Tab", run: shiftTab },
       { key: "Escape", run: () => (onEscape(), false) },
+      // Ctrl/Cmd+Shift+Z: redo, whichever key value the browser reports with Shift held
+      { any: (view, event) => isRedoZ(event) && (undoManager.redo(), true) },
     ]),
   );
 
@@ -220,6 +222,12 @@ export function createEditor({
       view.destroy();
     },
   };
+}
+
+function isRedoZ(event) {
+  return (
+    (event.ctrlKey || event.metaKey) && event.shiftKey && !event.altKey && event.key.toLowerCase() === "z"
+  );
 }
 
 function editabilityOf(editable) {

@@ -1,5 +1,6 @@
 """The feed survives its web process restarting mid-run: the page says it is disconnected,
-reconnects by itself, resumes from its cursor, and shows every line once."""
+reconnects by itself, resumes from its cursor, and shows every line once; typing through the
+restart loses no keystroke."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pathlib import Path
 from playwright.sync_api import expect
 
 from ..support.stack import ServicesStack
-from .helpers import RUN_TIMEOUT, Person, cell, editor
+from .helpers import RUN_TIMEOUT, Person, cell, editor, wait_saved
 
 PHASES = """import os, time
 def wait(gate):
@@ -80,3 +81,27 @@ def test_a_page_opened_mid_run_shows_the_run_so_far_once_then_the_rest(
     expect(watched).to_have_attribute("data-state", "done")
     expect(stdout).to_have_text("".join(f"{i}\n" for i in range(50)) + "after\n")
     expect(watched.get_by_test_id("output-stdout")).to_have_count(1)
+
+
+def test_typing_through_a_web_restart_loses_no_keystroke(
+    stack: ServicesStack, person: Callable[..., Person]
+) -> None:
+    ada, bob = person("ada", web=0), person("bob", web=1)
+    sheet = ada.api.worksheet("")
+    ada.api.call("worksheet.share", id=sheet["id"], username=bob.username, role="editor")
+    page, theirs = ada.open(sheet), bob.open(sheet)
+    connection = page.get_by_test_id("connection")
+    box = editor(cell(page, 0))
+    box.click()
+    box.press_sequentially("before = 1\n")
+    stack.restart_web(0)  # ada's web process stops and starts again...
+    box.press_sequentially("during = 2\n")  # ...while she goes on typing
+    expect(connection).to_have_attribute("data-state", "open", timeout=RUN_TIMEOUT)
+    expect(connection).to_have_attribute("data-drops", "1")
+    box.press_sequentially("after = 3")
+    wait_saved(page)  # every edit acknowledged, those made while away too
+    lines = ["before = 1", "during = 2", "after = 3"]
+    expect(cell(theirs, 0).locator(".cm-line")).to_have_text(lines)
+    assert ada.api.cells(sheet["id"])[0]["source"] == "\n".join(lines)
+    page.reload()  # what the server has
+    expect(cell(page, 0).locator(".cm-line")).to_have_text(lines)

@@ -23,8 +23,9 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any, Protocol
 
-from playwright.async_api import Browser, BrowserContext, Page, async_playwright
+from playwright.async_api import Browser, BrowserContext, CDPSession, Page, async_playwright
 
+from . import measure
 from .jupyter import JupyterLabSystem
 from .systems import PASSWORD, CellbusClient, CellbusSystem
 
@@ -178,14 +179,19 @@ ALL_TEXTS = (
 def open_watch(selector: str, sources: list[str]) -> str:
     """An init script: from the page's start, at every animation frame, whether the page has
     the first cell's editor with its text, and all `len(sources)` editors with the last one's;
-    the first frame of each, in ms since the navigation started (``window.__benchOpen``)."""
+    the first frame of each, in ms since the navigation started (``window.__benchOpen``).
+    Also every long task of the page (a task of the main thread over 50 ms: the page does
+    not answer the person meanwhile), as [start, duration]."""
     spec = json.dumps({"selector": selector, "count": len(sources), "first": sources[0],
                        "last": sources[-1]})  # fmt: skip
     return (
         "(spec => { if (window.top !== window) return;"
         + TEXT_OF
         + """
-  const state = window.__benchOpen = {first: null, all: null};
+  const state = window.__benchOpen = {first: null, all: null, longTasks: []};
+  new PerformanceObserver((list) => {
+    for (const task of list.getEntries()) state.longTasks.push([task.startTime, task.duration]);
+  }).observe({type: "longtask", buffered: true});
   const check = () => {
     const editors = document.querySelectorAll(spec.selector);
     const now = performance.now();
@@ -234,6 +240,9 @@ class Side(Protocol):
     async def after_open(self) -> None:
         """Clear up after a notebook was opened (untimed)."""
 
+    def server_pids(self) -> list[int]:
+        """The server's processes that relay an edit (not its kernels)."""
+
     async def close(self) -> None: ...
 
 
@@ -254,6 +263,7 @@ class CellbusSide:
 
     def __init__(self, system: CellbusSystem) -> None:
         assert system.client is not None, "cellbus is not started"
+        self.system = system
         self.base = system.client.url
         self.clients: list[CellbusClient] = []
         self.usernames: list[str] = []
@@ -299,6 +309,9 @@ class CellbusSide:
 
     async def after_open(self) -> None:
         pass
+
+    def server_pids(self) -> list[int]:
+        return [self.system.process.pid] if self.system.process is not None else []
 
     async def close(self) -> None:
         for context in self.people:
@@ -349,6 +362,9 @@ class JupyterLabSide:
     async def after_open(self) -> None:
         await self.system.shutdown_kernels()
 
+    def server_pids(self) -> list[int]:
+        return [self.system.process.pid] if self.system.process is not None else []
+
     async def close(self) -> None:
         for context in self.people:
             await context.close()
@@ -378,6 +394,7 @@ class Typing:
         self.typed = 0
         self.sender: Page | None = None
         self.receiver: Page | None = None
+        self.devtools: list[CDPSession] = []  # each page's, for its main thread's busy time
 
     async def open(self) -> None:
         handle = await self.side.shared_notebook([TYPED_BASE])
@@ -389,6 +406,10 @@ class Typing:
             await self.side.opened(page)
             pages.append(page)
         self.sender, self.receiver = pages
+        for page in pages:
+            session = await page.context.new_cdp_session(page)
+            await session.send("Performance.enable")
+            self.devtools.append(session)
         first = self.side.editors
         for page in pages:
             await page.wait_for_function(
@@ -414,6 +435,8 @@ class Typing:
         await sender.evaluate(SEND)
         for page in (sender, receiver):
             await page.evaluate(RESET_WEBSOCKETS)
+        busy = [await self.busy(session) for session in self.devtools]
+        server_cpu = measure.cpu_seconds(self.side.server_pids())
         await sender.locator(editors).first.click()
         await sender.keyboard.press("End")
         text = typed_text(n, self.typed)
@@ -439,6 +462,10 @@ class Typing:
                 f"{self.side.name}: the other page did not get the keystrokes in "
                 f"{settle_timeout:.0f} s: it shows {now!r}, not {expected!r}"
             ) from None
+        server_cpu = measure.cpu_seconds(self.side.server_pids()) - server_cpu
+        busy = [
+            await self.busy(session) - b for session, b in zip(self.devtools, busy, strict=True)
+        ]
         sent: list[float] = await sender.evaluate("window.__benchSent")
         seen: list[list[float]] = await receiver.evaluate("window.__benchSeen")
         shown = await receiver.evaluate(FIRST_TEXT, editors)
@@ -468,8 +495,16 @@ class Typing:
             "parts": parts,
             "updates": len(seen),
             "clock_skew_ms": offsets[1] - offsets[0],
+            "cpu_s": {"server": server_cpu, "typist_page": busy[0], "watcher_page": busy[1]},
             "typing_s": time.perf_counter() - started,
         }
+
+    @staticmethod
+    async def busy(session: CDPSession) -> float:
+        """The seconds the page's main thread has spent running tasks (DevTools'
+        ``TaskDuration``): its scripts, style, layout and paint."""
+        metrics = (await session.send("Performance.getMetrics"))["metrics"]
+        return float(next(m["value"] for m in metrics if m["name"] == "TaskDuration"))
 
     async def close(self) -> None:
         for page in (self.sender, self.receiver):
@@ -477,20 +512,27 @@ class Typing:
                 await page.close()
 
 
+QUIET_MS = 1000  # the page has settled: no long task for this long after the last cell shows
+SETTLED = f"""() => {{
+  const s = window.__benchOpen;
+  if (!s || s.all === null) return false;
+  const end = Math.max(s.all, ...s.longTasks.map(([start, duration]) => start + duration));
+  return performance.now() - end > {QUIET_MS};
+}}"""
+
+
 async def open_notebook(side: Side, sources: list[str]) -> dict[str, float]:
     """A new page opening a notebook of `sources` that nobody has open (made untimed before):
-    the ms from the navigation's start until the page shows the first cell, and until it
-    has every cell's editor with its source. Checked afterwards: every cell's text."""
+    the ms from the navigation's start until the page shows the first cell, until it has
+    every cell's editor with its source, and until its main thread is free after that (the
+    end of its last long task, when none came for `QUIET_MS`). Checked afterwards: every
+    cell's text."""
     handle = await side.new_notebook(sources)
     page = await side.people[0].new_page()
     try:
         await page.add_init_script(open_watch(side.editors, sources))
         await page.goto(side.url(handle), wait_until="commit")
-        await page.wait_for_function(
-            "() => window.__benchOpen && window.__benchOpen.all !== null",
-            polling=100,
-            timeout=OPEN_TIMEOUT,
-        )
+        await page.wait_for_function(SETTLED, polling=100, timeout=OPEN_TIMEOUT)
         state = await page.evaluate("window.__benchOpen")
         texts = await page.evaluate(ALL_TEXTS, side.editors)
         if texts != sources:
@@ -502,4 +544,10 @@ async def open_notebook(side: Side, sources: list[str]) -> dict[str, float]:
     finally:
         await page.close()
         await side.after_open()
-    return {"first_cell_ms": float(state["first"]), "all_cells_ms": float(state["all"])}
+    ends = [start + duration for start, duration in state["longTasks"]]
+    return {
+        "first_cell_ms": float(state["first"]),
+        "all_cells_ms": float(state["all"]),
+        "settled_ms": max([float(state["all"]), *ends]),
+        "long_tasks_ms": sum(duration for _, duration in state["longTasks"]),
+    }

@@ -78,7 +78,7 @@ FULL = Sizes(
     keystroke_warmup=30,
     keystroke_interval_ms=30.0,
     open_cells=1000,
-    open_trials=5,
+    open_trials=3,
     browser=True,
 )
 QUICK = Sizes(
@@ -561,6 +561,10 @@ def identities(sides: list[browser.Side]) -> dict[str, str]:
     return out
 
 
+def typed(turns: list[dict[str, Any]]) -> int:
+    return sum(len(t["latencies"]) for t in turns)
+
+
 async def keystrokes(systems: Systems, sizes: Sizes) -> dict[str, Any]:
     """Two people (two browser contexts) have one notebook open; one types into its first
     cell, a key every `keystroke_interval_ms`: the time from each keydown in the typist's
@@ -603,6 +607,13 @@ async def keystrokes(systems: Systems, sizes: Sizes) -> dict[str, Any]:
             }
             for name, v in samples.items()
         },
+        "cpu_ms_per_keystroke": {
+            name: {
+                who: round(1000 * sum(t["cpu_s"][who] for t in v) / typed(v), 3)
+                for who in ("server", "typist_page", "watcher_page")
+            }
+            for name, v in samples.items()
+        },
         "details": {
             name: {
                 "receiver_updates_per_turn": [t["updates"] for t in v],
@@ -642,11 +653,15 @@ async def notebook_open(systems: Systems, sizes: Sizes) -> dict[str, Any]:
             "jupyterlab_windowing_mode": "none (every cell attached and rendered)",
             "until": "every cell's editor (.cm-content) is in the page with its source, at an "
             "animation frame, from the start of the navigation",
+            "settled": "the end of the page's last long task (over 50 ms) once every cell is "
+            "shown, when none came for a second",
         },
         "results": {
             name: {
                 **measure.summarize([t["all_cells_ms"] / 1000 for t in v]),
                 "first_cell": measure.summarize([t["first_cell_ms"] / 1000 for t in v]),
+                "settled": measure.summarize([t["settled_ms"] / 1000 for t in v]),
+                "long_tasks": measure.summarize([t["long_tasks_ms"] / 1000 for t in v]),
             }
             for name, v in trials.items()
         },

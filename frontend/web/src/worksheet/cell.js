@@ -37,12 +37,16 @@ const TYPES = { code: "Code", markdown: "Markdown", raw: "Raw" };
 export class CellView {
   /**
    * `ymap`: the cell in the document; `saved`: the cell as `worksheet.get` returned it (its
-   * outputs and last run), or null; `editable`: whether this user may change it (if not,
+   * outputs and last run), or null; `saving`: whether it has edits the server has not
+   * acknowledged yet; `editable`: whether this user may change it (if not,
    * `readOnlyReason` says why); `undoManager`: the worksheet's, for this person's edits;
    * `actions`: the worksheet page's handlers {run, insertAfter, move, remove, setType,
    * complete, inspect, focused, cursor}.
    */
-  constructor(ymap, { saved = null, editable, readOnlyReason = "", displays, undoManager, actions }) {
+  constructor(
+    ymap,
+    { saved = null, saving = false, editable, readOnlyReason = "", displays, undoManager, actions },
+  ) {
     this.ymap = ymap;
     this.id = ymap.get("id");
     this.cellType = typeOf(ymap);
@@ -57,6 +61,7 @@ export class CellView {
     this.runBy = h("span", { class: "cell-run-by", "data-testid": "cell-run-by" });
     this.duration = h("span", { class: "cell-duration", "data-testid": "cell-duration" });
     this.runAt = h("span", { class: "cell-run-at muted" });
+    this.saveState = h("span", { class: "cell-save-state", "data-testid": "cell-save-state" });
     this.people = h("ul", { class: "cell-people", "data-testid": "cell-people", "aria-label": "Here now" });
     this.rawFormat = h("div", { class: "raw-format", "data-testid": "raw-cell", hidden: true });
     this.rendered = h("div", {
@@ -111,6 +116,7 @@ export class CellView {
           this.runBy,
           this.duration,
           this.runAt,
+          this.saveState,
           h("div", { class: "cell-tools" }, this.typeSelect, Object.values(this.buttons)),
         ),
       ),
@@ -142,6 +148,7 @@ export class CellView {
     if (saved?.run_by) this.showRunBy(saved.run_by);
     if (saved?.run_at) this.runAt.textContent = formatTime(saved.run_at);
     this.showType();
+    this.showSaveState(saving ? "saving" : "saved");
     this.setEditable(editable, readOnlyReason);
   }
 
@@ -269,6 +276,12 @@ export class CellView {
       event.preventDefault();
       if (this.editable) this.edit();
     }
+  }
+
+  /** "saving": this person's edits of the cell are on their way; "saved": all committed. */
+  showSaveState(state) {
+    this.saveState.dataset.state = state;
+    this.saveState.textContent = state === "saving" ? "saving…" : "";
   }
 
   /** Who else is in this cell: [{name, color}]. */

@@ -44,10 +44,12 @@ export class WorksheetDocument {
   /**
    * `worksheet`: its id; `feed`: the FeedConnection; `user`: {name, color, colorLight};
    * `onSynced()`: called once the first `doc_state` is applied; `onSaveState(state)`:
-   * "saved" or "saving" (updates not yet acknowledged); `onRefused(frame)`: an update the
+   * "saved" or "saving" (updates not yet acknowledged); `onCellsSaving(saving, saved)`: the
+   * ids of cells that now have edits in flight, and of those whose edits are all committed
+   * now; `onRefused(frame)`: an update the
    * server refused for good; `onPeers()`: the others' awareness changed.
    */
-  constructor({ worksheet, feed, user, onSynced, onSaveState, onRefused, onPeers }) {
+  constructor({ worksheet, feed, user, onSynced, onSaveState, onCellsSaving, onRefused, onPeers }) {
     this.worksheet = worksheet;
     this.feed = feed;
     this.doc = new Y.Doc();
@@ -61,6 +63,8 @@ export class WorksheetDocument {
     this.awareness = new Awareness(this.doc);
     this.awareness.setLocalState({ user, cell: null, cursor: null });
     this.pending = new Map(); // ref -> base64 update, until its doc_ack
+    this.pendingCells = new Map(); // ref -> the ids of the cells its update changed
+    this.savingCells = new Set(); // cells with edits not acknowledged yet
     this.waiters = []; // whenSaved's, resolved when nothing is pending
     this.nextRef = 1;
     this.subscriptions = 0;
@@ -70,11 +74,12 @@ export class WorksheetDocument {
     this.retryTimer = 0;
     this.onSynced = onSynced;
     this.onSaveState = onSaveState;
+    this.onCellsSaving = onCellsSaving;
     this.onRefused = onRefused;
     this.onPeers = onPeers;
 
-    this.doc.on("update", (update, origin) => {
-      if (origin !== REMOTE) this.sendUpdate(toBase64(update));
+    this.doc.on("update", (update, origin, doc, transaction) => {
+      if (origin !== REMOTE) this.sendUpdate(toBase64(update), this.cellsOf(transaction));
     });
     this.awareness.on("update", ({ added, updated, removed }, origin) => {
       if (origin === REMOTE) return;
@@ -155,9 +160,11 @@ export class WorksheetDocument {
     }
   }
 
-  sendUpdate(update) {
+  sendUpdate(update, cells = new Set()) {
     const ref = this.nextRef++;
     this.pending.set(ref, update);
+    this.pendingCells.set(ref, cells);
+    this.showCellsSaving();
     if (this.pending.size === 1) this.onSaveState("saving");
     if (this.live) this.feed.send(this.updateFrame(ref, update)); // else resync sends it
   }
@@ -169,6 +176,8 @@ export class WorksheetDocument {
   acknowledged(ref) {
     if (!this.pending.delete(ref)) return;
     this.tries.delete(ref);
+    this.pendingCells.delete(ref);
+    this.showCellsSaving();
     if (!this.pending.size) {
       this.onSaveState("saved");
       for (const resolve of this.waiters.splice(0)) resolve();
@@ -191,11 +200,34 @@ export class WorksheetDocument {
     }
     this.pending.delete(frame.ref); // refused for good (not allowed, too large, gone)
     this.tries.delete(frame.ref);
+    this.pendingCells.delete(frame.ref);
+    this.showCellsSaving();
     if (!this.pending.size) {
       this.onSaveState("saved");
       for (const resolve of this.waiters.splice(0)) resolve();
     }
     this.onRefused(frame);
+  }
+
+  /** The ids of the cells a transaction changed (their text, type, metadata...). */
+  cellsOf(transaction) {
+    const ids = new Set();
+    for (const type of transaction?.changed?.keys() ?? []) {
+      let item = type._item; // up the tree to the cell map, a child of `cells`
+      while (item && item.parent !== this.cells) item = item.parent?._item;
+      const id = item?.content?.type?.get?.("id");
+      if (typeof id === "string") ids.add(id);
+    }
+    return ids;
+  }
+
+  showCellsSaving() {
+    const now = new Set();
+    for (const cells of this.pendingCells.values()) for (const id of cells) now.add(id);
+    const saving = [...now].filter((id) => !this.savingCells.has(id));
+    const saved = [...this.savingCells].filter((id) => !now.has(id));
+    this.savingCells = now;
+    if (saving.length || saved.length) this.onCellsSaving(saving, saved);
   }
 
   retrySoon() {

@@ -80,6 +80,10 @@ export class WorksheetPage {
       },
       onSynced: () => this.synced(),
       onSaveState: (state) => this.bar.setSaveState(state),
+      onCellsSaving: (saving, saved) => {
+        for (const id of saving) this.cells?.get(id)?.showSaveState("saving");
+        for (const id of saved) this.cells?.get(id)?.showSaveState("saved");
+      },
       onRefused: (frame) => toast(`An edit was refused: ${frame.message}`, "error"),
       onPeers: () => this.showPeersSoon(),
     });
@@ -165,8 +169,10 @@ export class WorksheetPage {
   }
 
   cellView(ymap) {
+    const id = ymap.get("id");
     return new CellView(ymap, {
-      saved: this.saved.get(ymap.get("id")) ?? null,
+      saved: this.saved.get(id) ?? null,
+      saving: this.doc.savingCells.has(id),
       editable: this.editable,
       readOnlyReason: reasonFor(this.role, "editor"),
       displays: this.displays,

@@ -679,6 +679,55 @@ async def test_reply_to_an_item_that_expects_none_is_a_no_op(bus: Bus) -> None:
         assert await bus.request("service", b"still there?", timeout=TIMEOUT) == b"STILL THERE?"
 
 
+# -- broadcasts ------------------------------------------------------------------------------
+
+
+class Heard:
+    """What a listener was given, and a way to wait for it."""
+
+    def __init__(self) -> None:
+        self.items: list[bytes] = []
+        self.changed = asyncio.Event()
+
+    def __call__(self, data: bytes) -> None:
+        self.items.append(data)
+        self.changed.set()
+
+    async def until(self, count: int) -> list[bytes]:
+        async with asyncio.timeout(TIMEOUT):
+            while len(self.items) < count:
+                self.changed.clear()
+                await self.changed.wait()
+        return self.items
+
+
+async def test_a_broadcast_reaches_every_listener_of_its_channel_only(bus: Bus) -> None:
+    first, second, elsewhere = Heard(), Heard(), Heard()
+    listening = [await bus.listen("room", first), await bus.listen("room", second),
+                 await bus.listen("other room", elsewhere)]  # fmt: skip
+    await bus.broadcast("room", b"hello")
+    await bus.broadcast("other room", b"over there")
+    assert await first.until(1) == [b"hello"]
+    assert await second.until(1) == [b"hello"]
+    assert await elsewhere.until(1) == [b"over there"]
+    for each in listening:
+        await each.close()
+
+
+async def test_a_broadcast_is_not_kept_for_later_listeners_nor_closed_ones(bus: Bus) -> None:
+    await bus.broadcast("room", b"before anyone listened")
+    early, late = Heard(), Heard()
+    early_listening = await bus.listen("room", early)
+    await bus.broadcast("room", b"one")
+    assert await early.until(1) == [b"one"]
+    await early_listening.close()
+    late_listening = await bus.listen("room", late)
+    await bus.broadcast("room", b"two")
+    assert await late.until(1) == [b"two"]  # nothing from before it listened
+    assert early.items == [b"one"]  # and nothing after it stopped
+    await late_listening.close()
+
+
 # -- leases and loads ------------------------------------------------------------------------
 
 

@@ -123,8 +123,8 @@ class ServicesStack(Stack):
     def __init__(self, log_dir: Path, **web_settings: object) -> None:
         require_redis()
         self.namespace = new_namespace()
-        self.database, database_url = asyncio.run(create_database())
-        env = service_env(self.namespace, database_url=database_url)
+        self.database, self.database_url = asyncio.run(create_database())
+        env = service_env(self.namespace, database_url=self.database_url)
         self.accounts = ServiceProcess("cellbus_accounts", env, log_dir / "accounts.log")
         self.kernel = WorkerProcess(
             self.namespace, "kernel-1", log_dir, memory_limit_mb=1000, output_cap=2_000_000,

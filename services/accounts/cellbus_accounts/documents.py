@@ -40,8 +40,8 @@ from cellbus_protocol.bus import Bus
 from cellbus_protocol.envelope import new_message
 from cellbus_protocol.views import DocState
 
-from .notebook_doc import CellContent, NotebookDoc, changed_cells
-from .store import Store, User, Worksheet
+from .notebook_doc import CellContent, NotebookDoc, changed_cells, repeated_copies
+from .store import Store, Worksheet
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +55,17 @@ Markdown cells."""
 SNAPSHOT_EVERY = 200
 MAX_LOADED = 500
 COMMIT_ATTEMPTS = 5
+
+
+@dataclass(frozen=True)
+class Author:
+    """Who made an update: stored with it, and named on the feed."""
+
+    id: uuid.UUID | None  # None: cellbus itself
+    name: str
+
+
+SERVICE = Author(None, SERVICE_NAME)
 
 
 class DocumentError(ValueError):
@@ -71,6 +82,7 @@ class LoadedDocument:
     snapshot_seq: int = 0
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     changed: set[str] = field(default_factory=set)  # cells changed since the last commit
+    inserted: set[str] = field(default_factory=set)  # of them, inserted
     made: list[bytes] = field(default_factory=list)  # updates of transactions since then
 
     def __post_init__(self) -> None:
@@ -78,7 +90,9 @@ class LoadedDocument:
         self._transactions = self.notebook.doc.observe(lambda event: self.made.append(event.update))
 
     def _observe(self, events: list[Any]) -> None:
-        self.changed |= changed_cells(self.notebook, events)
+        changed, inserted = changed_cells(self.notebook, events)
+        self.changed |= changed
+        self.inserted |= inserted
 
 
 def legacy_document(cells: list[tuple[str, str]]) -> bytes:
@@ -131,8 +145,14 @@ class Documents:
 
     # -- the document of a worksheet, locked and up to date ----------------------------------
     @contextlib.asynccontextmanager
-    async def locked(self, sheet: Worksheet) -> AsyncIterator[LoadedDocument]:
-        """The worksheet's document with its lock held, as of the newest committed update."""
+    async def locked(
+        self, sheet: Worksheet, *, fresh: bool = True
+    ) -> AsyncIterator[LoadedDocument]:
+        """The worksheet's document with its lock held, as of the newest committed update;
+        without `fresh`, as of this process's last commit or read, which is the newest
+        unless another accounts process wrote since (a commit finds that out by itself:
+        see `_commit`). A client's update needs no fresh copy (it applies to any state);
+        reads and the service's own edits do."""
         loaded = self._loaded.get(sheet.id)
         if loaded is None:
             loaded = LoadedDocument(sheet.id, NotebookDoc())
@@ -140,11 +160,12 @@ class Documents:
         self._loaded.move_to_end(sheet.id)
         async with loaded.lock:
             if self._loaded.get(sheet.id) is not loaded:  # dropped while we waited
-                async with self.locked(sheet) as fresh:
-                    yield fresh
+                async with self.locked(sheet, fresh=fresh) as again:
+                    yield again
                 return
             try:
-                await self._catch_up(loaded)
+                if fresh or loaded.seq == 0:
+                    await self._catch_up(loaded)
                 yield loaded
             except BaseException:
                 if loaded.made or loaded.changed:  # changed in memory, not committed:
@@ -178,32 +199,50 @@ class Documents:
             self._drop(oldest)
 
     # -- changes ----------------------------------------------------------------------------
-    async def apply(self, sheet: Worksheet, user: User, update: bytes) -> int:
+    async def apply(self, sheet: Worksheet, author: Author, update: bytes) -> int:
         """Apply a client's update: committed, published, then its number returned (the
         caller acknowledges it). `DocumentError` if it is not a Yjs update or too large."""
         if len(update) > self.max_update_bytes:
             raise DocumentError(
                 f"the update has {len(update):,} bytes; the limit is {self.max_update_bytes:,}"
             )
-        async with self.locked(sheet) as loaded:
+        async with self.locked(sheet, fresh=False) as loaded:
+            loaded.inserted.clear()
             try:
                 loaded.notebook.doc.apply_update(update)
             except ValueError as exc:
                 raise DocumentError(f"not a Yjs update: {exc}") from None
-            seq = await self._commit(loaded, update, user)
-        await self._publish(sheet, user.username, update)
+            seq = await self._commit(loaded, update, author)
+            await self._publish(sheet, author, update)
+            if loaded.inserted:
+                await self._drop_repeated_copies(sheet, loaded)
         return seq
+
+    async def _drop_repeated_copies(self, sheet: Worksheet, loaded: LoadedDocument) -> None:
+        """See `notebook_doc.repeated_copies`: the service's own edit, right after the
+        update that made the copies (under the same lock)."""
+        repeated = repeated_copies(loaded.notebook, loaded.inserted)
+        loaded.inserted.clear()
+        if not repeated:
+            return
+        loaded.made.clear()
+        with loaded.notebook.doc.transaction():
+            for index in repeated:
+                loaded.notebook.delete(index)
+        repair = loaded.made[0] if len(loaded.made) == 1 else merge_updates(*loaded.made)
+        await self._commit(loaded, repair, SERVICE)
+        await self._publish(sheet, SERVICE, repair)
 
     async def edit(
         self,
         sheet: Worksheet,
-        user: User | None,
+        author: Author,
         change: Callable[[NotebookDoc], T],
         *,
         check: Callable[[NotebookDoc], Awaitable[None]] | None = None,
     ) -> T:
         """Make the service's own edit (`change`, in one transaction: one update), commit
-        and publish it; `user` is who asked (None: cellbus itself). An edit that changes
+        and publish it; `author` is who asked (`SERVICE`: cellbus itself). An edit that changes
         nothing writes nothing. `check` runs first under the same lock (a compare-and-set's
         compare: it raises to refuse)."""
         async with self.locked(sheet) as loaded:
@@ -215,8 +254,8 @@ class Documents:
             if not loaded.made:
                 return result  # the edit changed nothing
             update = loaded.made[0] if len(loaded.made) == 1 else merge_updates(*loaded.made)
-            await self._commit(loaded, update, user)
-        await self._publish(sheet, user.username if user else SERVICE_NAME, update)
+            await self._commit(loaded, update, author)
+        await self._publish(sheet, author, update)
         return result
 
     async def read(self, sheet: Worksheet, reader: Callable[[NotebookDoc], T]) -> T:
@@ -233,14 +272,13 @@ class Documents:
                 raise DocumentError("not a Yjs state vector") from None
             return DocState(update=update, state_vector=doc.get_state())
 
-    async def _commit(self, loaded: LoadedDocument, update: bytes, user: User | None) -> int:
+    async def _commit(self, loaded: LoadedDocument, update: bytes, author: Author) -> int:
         documents = self.store.documents
-        user_id = user.id if user else None
         for _ in range(COMMIT_ATTEMPTS):
             changed, loaded.changed = loaded.changed, set()
             loaded.made.clear()
             seq = await documents.append(
-                loaded.worksheet_id, update, user_id, changed, expect_seq=loaded.seq
+                loaded.worksheet_id, update, author.id, changed, expect_seq=loaded.seq
             )
             if seq is not None:
                 loaded.seq = seq
@@ -258,8 +296,9 @@ class Documents:
                 loaded.notebook.doc.apply_update(missed)
         raise RuntimeError(f"could not commit to the document of {loaded.worksheet_id}")
 
-    async def _publish(self, sheet: Worksheet, username: str, update: bytes) -> None:
-        msg = new_message(m.DocUpdate(update=update), session=sheet.session, username=username)
+    async def _publish(self, sheet: Worksheet, author: Author, update: bytes) -> None:
+        content = m.DocUpdate(update=update)
+        msg = new_message(content, session=sheet.session, username=author.name)
         await self.bus.publish(keys.feed(sheet.session), codec.encode(msg))
 
     # -- the conversion of old worksheets ---------------------------------------------------

@@ -243,11 +243,13 @@ def _plain_dict(value: Any) -> dict[str, Any]:
     return integral(value) if isinstance(value, dict) else {}
 
 
-def changed_cells(doc: NotebookDoc, events: list[Any]) -> set[str]:
+def changed_cells(doc: NotebookDoc, events: list[Any]) -> tuple[set[str], set[str]]:
     """The ids of the cells that `events` (from ``cells.observe_deep``, read inside the
-    callback) changed or added: a change inside a cell names its index in the path; an
-    insertion into the array carries the new cells. Deleted cells are not named."""
+    callback) changed or added, and of those added: a change inside a cell names its index
+    in the path; an insertion into the array carries the new cells. Deleted cells are not
+    named."""
     changed: set[str] = set()
+    inserted: set[str] = set()
     for event in events:
         path = event.path
         if path and isinstance(path[0], int) and path[0] < len(doc.cells):
@@ -256,6 +258,27 @@ def changed_cells(doc: NotebookDoc, events: list[Any]) -> set[str]:
             for part in getattr(event, "delta", ()):  # (a slot mypy cannot see)
                 for value in part.get("insert", ()) if isinstance(part, dict) else ():
                     if isinstance(value, Map) and isinstance(value.get("id"), str):
-                        changed.add(value["id"])
+                        inserted.add(value["id"])
+    changed |= inserted
     changed.discard("")
-    return changed
+    return changed, inserted
+
+
+def repeated_copies(doc: NotebookDoc, ids: set[str]) -> list[int]:
+    """The indexes of the cells whose id (among `ids`) an earlier cell already has, last
+    first (the order to delete them in).
+
+    Two people moving the same cell at once each delete it and insert a copy (Yjs arrays
+    have no move), and both copies survive the merge: the same cell twice, with one id. So
+    after an update that inserted cells, the service keeps the first copy of each and
+    deletes the others; every replica gets that deletion, so all show the cell once. (A
+    change made at that moment to a copy that goes is lost with it.)"""
+    seen: set[str] = set()
+    repeated = []
+    for index in range(len(doc.cells)):
+        cell_id = doc.cell_id(index)
+        if cell_id in ids:
+            if cell_id in seen:
+                repeated.append(index)
+            seen.add(cell_id)
+    return repeated[::-1]

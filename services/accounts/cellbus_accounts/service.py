@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Coroutine
 from typing import Any
 
 from cellbus_protocol import accounts as a
@@ -42,6 +43,7 @@ class AccountsService:
         await self._consumer.add(keys.ACCOUNTS)
         self.ready.set()
         log.info("accounts service ready")
+        self._spawn(self._convert_old_worksheets())
         while not self._stopping.is_set():
             try:
                 item = await self._consumer.get(timeout=1.0)
@@ -52,15 +54,30 @@ class AccountsService:
             if item is None:
                 continue
             await self._slots.acquire()
-            task = asyncio.create_task(self._serve(item))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._spawn(self._serve(item))
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=10)
         await self._consumer.close()
 
     def stop(self) -> None:
         self._stopping.set()
+
+    def _spawn(self, job: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(job)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _convert_old_worksheets(self) -> None:
+        """Give worksheets made before documents their document, while requests are served
+        (a worksheet used meanwhile is converted on first use; each once, by whoever gets
+        there first)."""
+        try:
+            converted = await self.handlers.documents.convert_all()
+        except StoreUnavailable as exc:
+            log.warning("old worksheets not converted yet (on first use instead): %s", exc)
+            return
+        if converted:
+            log.info("%d worksheets converted into documents", converted)
 
     async def _serve(self, item: QueueItem) -> None:
         try:

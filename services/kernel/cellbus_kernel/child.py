@@ -188,8 +188,14 @@ def prepare_shell() -> CellbusShell:
 def _warm_up(shell: CellbusShell) -> None:
     """Take once, in the template, the paths every session takes: IPython imports much of what
     it needs for running a cell, formatting a traceback, completing and inspecting on first
-    use, which would otherwise cost each new session (the first traceback alone ~150 ms)."""
-    shell.run_cell("pass", store_history=False, silent=True)
+    use, which would otherwise cost each new session (the first traceback alone ~150 ms).
+
+    The cell is run as sessions run theirs, not silent: on the first cell that is not,
+    IPython 9 imports and builds its transcript logger (``shell.logger``), and a session
+    that did so itself wrote ~0.6 MiB of its own pages, for it compiled
+    ``IPython/core/logger.py`` anew (the sandbox keeps it from writing the bytecode cache).
+    Without history the cell gets no number and leaves nothing in the user's namespace."""
+    shell.run_cell("pass", store_history=False, silent=False)
     try:
         raise ValueError("warm-up")
     except ValueError as exc:

@@ -25,6 +25,7 @@ from cellbus_protocol.kernel_client import KernelClient
 from cellbus_protocol.roles import Role, role_allows, too_low
 
 from .auth import Authenticator, Principal
+from .awareness import AwarenessRelay
 from .config import WebSettings
 from .feeds import FeedHub
 from .presence import Presence
@@ -43,6 +44,7 @@ class Backend:
     hub: FeedHub
     roles: RoleCache
     presence: Presence
+    awareness: AwarenessRelay
 
     @classmethod
     def create(cls, settings: WebSettings, bus: Bus) -> Backend:
@@ -55,6 +57,7 @@ class Backend:
             hub=FeedHub(bus),
             roles=RoleCache(bus, settings.auth_cache_seconds),
             presence=Presence(bus),
+            awareness=AwarenessRelay(bus),
         )
 
     async def role(self, principal: Principal, session: str) -> Role:

@@ -51,6 +51,7 @@ from cellbus_protocol import keys
 from cellbus_protocol.errors import CellbusError
 
 from .auth import Principal
+from .awareness import AwarenessError, AwarenessRelay
 from .backend import BACKEND, Backend
 from .batches import Batch
 from .feeds import Listener
@@ -100,17 +101,27 @@ class DocUpdate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     ref: int
 
 
+class Awareness(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """``awareness``: a y-protocols awareness update, relayed to the worksheet's other
+    sockets (`awareness.AwarenessRelay`)."""
+
+    op: str
+    worksheet: str
+    update: bytes
+
+
 class Op(msgspec.Struct):
     """Only the op of a frame, to choose how to decode the rest."""
 
     op: str = ""
 
 
-Frame = Subscribe | DocSync | DocUpdate
+Frame = Subscribe | DocSync | DocUpdate | Awareness
 _op = msgspec.json.Decoder(Op)
 _frames: dict[str, msgspec.json.Decoder[Any]] = {
     "doc_sync": msgspec.json.Decoder(DocSync),
     "doc_update": msgspec.json.Decoder(DocUpdate),
+    "awareness": msgspec.json.Decoder(Awareness),
 }
 _subscribe = msgspec.json.Decoder(Subscribe)
 
@@ -137,6 +148,8 @@ class FeedSocket:
         self.principal = principal
         self.outgoing = Outgoing(backend.settings.socket_queue, turns)
         self.listeners: dict[str, Listener] = {}
+        self.worksheets: dict[str, str] = {}  # worksheet -> its session, subscribed by worksheet
+        self.socket_id = AwarenessRelay.new_socket_id()
         # session -> cursor of the last message sent, for every session subscribed to (as
         # soon as its subscription starts catching up)
         self.sent: dict[str, int] = {}
@@ -185,6 +198,11 @@ class FeedSocket:
         for batch in page:
             await self.outgoing.put(batch)
 
+    def show_awareness(self, frame: bytes) -> None:
+        """Queue an awareness frame; dropped if there is no room (the next one will do)."""
+        if self.ending is None:
+            self.outgoing.offer(Send(frame))
+
     def show_presence(self, session: str, frame: bytes) -> bool:
         """Queue a presence frame (from `presence.Presence`); False if there is no room."""
         return self.ending is not None or self.outgoing.offer(Send(frame))
@@ -210,6 +228,8 @@ class FeedSocket:
                 await self.doc_sync(frame)
             case DocUpdate():
                 await self.doc_update(frame)
+            case Awareness():
+                await self.relay_awareness(frame)
             case Subscribe(op="subscribe"):
                 await self.subscribe(frame)
             case Subscribe(op="unsubscribe", session=str(session)) if session:
@@ -253,11 +273,23 @@ class FeedSocket:
         reply = {"type": "doc_ack", "worksheet": frame.worksheet, "ref": frame.ref}
         await self.outgoing.put(Send(_json(reply)))
 
+    async def relay_awareness(self, frame: Awareness) -> None:
+        session = self.worksheets.get(frame.worksheet)
+        if session is None or session not in self.listeners:
+            raise RpcError(INVALID_REQUEST, "awareness: subscribe to the worksheet first")
+        try:
+            await self.backend.awareness.relay(session, frame.worksheet, self, frame.update)
+        except AwarenessError as exc:
+            raise RpcError(INVALID_REQUEST, f"awareness: {exc}") from None
+
     async def subscribe(self, frame: Subscribe) -> None:
         await self.check_token()
         session = await self._session_of(frame)
         cursor = await self._start_of(frame, session)
         await self.unsubscribe(session)
+        # Before `subscribed`: awareness is not kept, so the socket must be listening by the
+        # time the client hears it is subscribed (feed messages are caught up instead).
+        await self.backend.awareness.join(session, self)
         reply = {"type": "subscribed", "session": session, "cursor": cursor}
         if frame.worksheet:
             reply["worksheet"] = frame.worksheet
@@ -268,8 +300,11 @@ class FeedSocket:
             self.listeners[session] = await hub.follow(session, cursor, self.deliver, self.catch_up)
         except BaseException:
             self.sent.pop(session, None)
+            await self.backend.awareness.leave(session, self, None)
             raise
         self.backend.presence.join(session, self)
+        if frame.worksheet:
+            self.worksheets[frame.worksheet] = session
 
     async def _start_of(self, frame: Subscribe, session: str) -> int:
         """The cursor a subscription starts after."""
@@ -314,6 +349,10 @@ class FeedSocket:
         if listener is not None:
             await self.backend.hub.unfollow(listener)
             await self.backend.presence.leave(session, self)
+            worksheets = [w for w, s in self.worksheets.items() if s == session]
+            for worksheet in worksheets:
+                del self.worksheets[worksheet]
+            await self.backend.awareness.leave(session, self, next(iter(worksheets), None))
 
     # -- the socket's tasks ---------------------------------------------------------------
     async def serve(self) -> None:

@@ -69,6 +69,12 @@ def presence(session: str) -> str:
     return f"session:{check_session_id(session)}:presence"
 
 
+def awareness(session: str) -> str:
+    """Broadcast channel of the awareness of the worksheet the session runs (who is in
+    which cell, cursors, selections): relayed between web processes, never stored."""
+    return f"session:{check_session_id(session)}:awareness"
+
+
 ACCOUNTS = "accounts:requests"
 """Queue of accounts requests (request/reply); read by the accounts service."""
 

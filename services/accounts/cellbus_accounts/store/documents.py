@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from .database import Connection, Database
+from .errors import UniqueViolation
 from .records import CellRecord, as_uuid, cell_record_from
 
 
@@ -56,13 +57,16 @@ class DocumentRows:
     # -- history ----------------------------------------------------------------------------
     async def history(self, worksheet_id: uuid.UUID, after: int) -> tuple[History, int]:
         """What a reader that has applied updates up to `after` still needs, and the seq it
-        is at then. Past a snapshot newer than `after`, that is the snapshot and what
-        follows it."""
+        is at then: for a new reader (`after` 0) the newest snapshot and the updates after
+        it; otherwise the updates after `after` (updates are never deleted, so that is all
+        of it, in one query)."""
         async with self.database.transaction() as db:
-            snapshot = await db.fetchrow(
-                "SELECT seq, data FROM document_snapshots WHERE worksheet_id = $1 AND seq > $2",
-                worksheet_id, after,
-            )  # fmt: skip
+            snapshot = None
+            if after == 0:
+                snapshot = await db.fetchrow(
+                    "SELECT seq, data FROM document_snapshots WHERE worksheet_id = $1",
+                    worksheet_id,
+                )
             start = int(snapshot["seq"]) if snapshot is not None else after
             rows = await db.fetch(
                 """SELECT seq, data FROM document_updates WHERE worksheet_id = $1 AND seq > $2
@@ -84,26 +88,24 @@ class DocumentRows:
     ) -> int | None:
         """Commit `update` as the worksheet's update number ``expect_seq + 1``, and count it
         in the version of each cell in `changed`, in one transaction. None (nothing written)
-        if another process committed that number first: the caller reads what it missed and
-        tries again."""
+        if that number is taken (another process committed first, or the caller's copy is
+        behind): the caller reads what it missed and tries again. The numbers' primary key
+        is the arbiter, so no lock is taken."""
         now = _now()
         seq = expect_seq + 1
-        async with self.database.transaction() as db:
-            await self.database.lock(db, f"document:{worksheet_id}")
-            last = await db.fetchval(
-                "SELECT max(seq) FROM document_updates WHERE worksheet_id = $1", worksheet_id
-            )
-            if int(last or 0) != expect_seq:
-                return None
-            await db.execute(
-                """INSERT INTO document_updates (worksheet_id, seq, data, user_id, created_at)
-                   VALUES ($1, $2, $3, $4, $5)""",
-                worksheet_id, seq, update, user_id, now,
-            )  # fmt: skip
-            await self._count_changes(db, worksheet_id, changed)
-            await db.execute(
-                "UPDATE worksheets SET updated_at = $2 WHERE id = $1", worksheet_id, now
-            )
+        try:
+            async with self.database.transaction() as db:
+                await db.execute(
+                    """INSERT INTO document_updates (worksheet_id, seq, data, user_id, created_at)
+                       VALUES ($1, $2, $3, $4, $5)""",
+                    worksheet_id, seq, update, user_id, now,
+                )  # fmt: skip
+                await self._count_changes(db, worksheet_id, changed)
+                await db.execute(
+                    "UPDATE worksheets SET updated_at = $2 WHERE id = $1", worksheet_id, now
+                )
+        except UniqueViolation:  # that number is taken: by another accounts process
+            return None
         return seq
 
     async def _count_changes(

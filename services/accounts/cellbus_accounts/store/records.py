@@ -37,6 +37,7 @@ class Worksheet:
     owner: str  # the username of its creator
     session: str
     role: Role  # the role of the user it was read for
+    member: str  # the username of the user it was read for
     created_at: datetime
     updated_at: datetime
 
@@ -115,6 +116,7 @@ def worksheet_from(row: Any) -> Worksheet:
         row["owner"],
         row["session"],
         as_role(row["role"]),
+        row["member"],
         as_time(row["created_at"]),
         as_time(row["updated_at"]),
     )

@@ -30,11 +30,12 @@ from .records import (
 )
 
 _WORKSHEET_COLUMNS = """w.id, w.title, w.session, w.created_at, w.updated_at,
-    o.username AS owner, m.role"""
+    o.username AS owner, m.role, u.username AS member"""
 _WORKSHEETS_OF_USER = f"""SELECT {_WORKSHEET_COLUMNS}
     FROM worksheets w
     JOIN memberships m ON m.worksheet_id = w.id
-    JOIN users o ON o.id = w.owner_id"""
+    JOIN users o ON o.id = w.owner_id
+    JOIN users u ON u.id = m.user_id"""
 
 
 def _now() -> datetime:

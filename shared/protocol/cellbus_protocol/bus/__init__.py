@@ -8,7 +8,15 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from .base import DEFAULT_FEED_RETENTION, Bus, Consumer, FeedEntry, QueueItem, Subscription
+from .base import (
+    DEFAULT_FEED_RETENTION,
+    Bus,
+    Consumer,
+    FeedEntry,
+    Listening,
+    QueueItem,
+    Subscription,
+)
 from .memory import InMemoryBus
 from .redis import RedisBus
 
@@ -18,6 +26,7 @@ __all__ = [
     "Consumer",
     "FeedEntry",
     "InMemoryBus",
+    "Listening",
     "QueueItem",
     "RedisBus",
     "Subscription",

@@ -16,6 +16,10 @@ Queues (`enqueue`, `consumer`)
     enqueued, and stays pending until that consumer acknowledges it. A consumer reads any number
     of queues at once and may add and remove queues while it reads.
 
+Broadcasts (`broadcast`, `listen`)
+    Ephemeral: a broadcast goes to whoever listens on its channel at that moment, in any
+    process, at most once, and is never stored. For awareness (where people's cursors are).
+
 Request/reply (`request`, `reply`)
     `request` enqueues an item that carries a reply address and waits, with a deadline, for the
     single `reply` to it. Used for completions, inspection and service calls.
@@ -38,7 +42,7 @@ Blobs (`put_blob`, `get_blob`, `copy_blob`, `delete_blob`)
 from __future__ import annotations
 
 import abc
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Self
@@ -141,6 +145,13 @@ class Consumer(_Closing):
     async def close(self) -> None: ...
 
 
+class Listening(abc.ABC):
+    """A listener of a broadcast channel (`Bus.listen`), until `close`."""
+
+    @abc.abstractmethod
+    async def close(self) -> None: ...
+
+
 class Bus(_Closing):
     """The one interface between cellbus services. See the module docstring for guarantees.
 
@@ -187,6 +198,18 @@ class Bus(_Closing):
         It takes up to `batch` items per read; items it has taken are its own until
         acknowledged, so a consumer that may stop reading (a busy worker) takes one at a time.
         """
+
+    # -- broadcasts -------------------------------------------------------------------------
+    @abc.abstractmethod
+    async def broadcast(self, channel: str, data: bytes) -> None:
+        """Give `data` to whoever listens on `channel` now, in any process: at most once,
+        never stored (who listens later never gets it). For what is worth nothing a moment
+        later: where people's cursors are."""
+
+    @abc.abstractmethod
+    async def listen(self, channel: str, deliver: Callable[[bytes], None]) -> Listening:
+        """Call `deliver` (in the event loop, not awaited) with each broadcast on `channel`
+        from now until the returned `Listening` is closed."""
 
     # -- request/reply ------------------------------------------------------------------------
     @abc.abstractmethod

@@ -12,10 +12,19 @@ import asyncio
 import itertools
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ..errors import RequestTimeout
-from .base import DEFAULT_FEED_RETENTION, Bus, Consumer, FeedEntry, QueueItem, Subscription
+from .base import (
+    DEFAULT_FEED_RETENTION,
+    Bus,
+    Consumer,
+    FeedEntry,
+    Listening,
+    QueueItem,
+    Subscription,
+)
 
 
 @dataclass
@@ -109,6 +118,24 @@ class _Changes:
         return True
 
 
+class _MemoryListening(Listening):
+    def __init__(self, bus: InMemoryBus, channel: str, deliver: Callable[[bytes], None]) -> None:
+        self._bus, self._channel, self._deliver = bus, channel, deliver
+        self._open = True
+
+    def deliver(self, data: bytes) -> None:
+        if self._open:
+            self._deliver(data)
+
+    async def close(self) -> None:
+        self._open = False
+        listeners = self._bus._listeners.get(self._channel)
+        if listeners is not None:
+            listeners.discard(self)
+            if not listeners:
+                del self._bus._listeners[self._channel]
+
+
 class InMemoryBus(Bus):
     """A `Bus` inside one event loop."""
 
@@ -123,6 +150,7 @@ class InMemoryBus(Bus):
         self._loads: dict[str, dict[str, tuple[int, float]]] = {}
         self._registries: dict[str, dict[str, str]] = {}
         self._blobs: dict[str, bytes] = {}
+        self._listeners: dict[str, set[_MemoryListening]] = {}
 
     async def close(self) -> None:
         for future in self._replies.values():
@@ -130,6 +158,17 @@ class InMemoryBus(Bus):
         self._queue_changes.notify()
         for log in self._feeds.values():
             log.changes.notify()
+
+    # -- broadcasts -------------------------------------------------------------------------
+    async def broadcast(self, channel: str, data: bytes) -> None:
+        loop = asyncio.get_running_loop()
+        for listening in list(self._listeners.get(channel, ())):
+            loop.call_soon(listening.deliver, data)
+
+    async def listen(self, channel: str, deliver: Callable[[bytes], None]) -> Listening:
+        listening = _MemoryListening(self, channel, deliver)
+        self._listeners.setdefault(channel, set()).add(listening)
+        return listening
 
     # -- feeds ----------------------------------------------------------------------------
     def _feed(self, name: str) -> _Log:

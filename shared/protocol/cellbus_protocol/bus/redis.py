@@ -42,7 +42,15 @@ from redis.typing import EncodableT, FieldT, KeyT, StreamIdT
 
 from .. import keys
 from ..errors import RequestTimeout
-from .base import DEFAULT_FEED_RETENTION, Bus, Consumer, FeedEntry, QueueItem, Subscription
+from .base import (
+    DEFAULT_FEED_RETENTION,
+    Bus,
+    Consumer,
+    FeedEntry,
+    Listening,
+    QueueItem,
+    Subscription,
+)
 from .catch_up import CatchUp
 from .redis_connection import BLOCK_MS, COMMAND_TIMEOUT, WAKE_EXPIRY, with_retry
 from .redis_connection import CONNECTION_ERRORS as _CONNECTION_ERRORS
@@ -134,6 +142,7 @@ class RedisBus(Bus):
         self._remove_entry = self._redis.register_script(_REMOVE_ENTRY)
         self._hub = _FeedHub(self)
         self._replies = _ReplyListener(self)
+        self._broadcasts = _Broadcasts(self)
 
     def key(self, name: str) -> str:
         """The Redis key of a logical bus name."""
@@ -147,6 +156,7 @@ class RedisBus(Bus):
     async def close(self) -> None:
         await self._hub.close()
         await self._replies.close()
+        await self._broadcasts.close()
         await self._redis.aclose()
         await self._blocking.aclose()
 
@@ -205,6 +215,14 @@ class RedisBus(Bus):
 
     def consumer(self, group: str, name: str, *, batch: int = 100) -> Consumer:
         return RedisConsumer(self, group, name, batch)
+
+    # -- broadcasts -----------------------------------------------------------------------
+    async def broadcast(self, channel: str, data: bytes) -> None:
+        with _unavailable_on_connection_error():
+            await self._redis.publish(self.key(channel), data)
+
+    async def listen(self, channel: str, deliver: Callable[[bytes], None]) -> Listening:
+        return await self._broadcasts.listen(self.key(channel), deliver)
 
     # -- request/reply --------------------------------------------------------------------
     async def request(self, queue: str, data: bytes, *, timeout: float) -> bytes:
@@ -452,6 +470,85 @@ class _RedisSubscription(Subscription):
             self._closed = True
             self._bus._hub.remove(self)
             self._arrived.set()
+
+
+class _BroadcastListening(Listening):
+    def __init__(self, hub: _Broadcasts, channel: str, deliver: Callable[[bytes], None]) -> None:
+        self.hub, self.channel, self.deliver = hub, channel, deliver
+
+    async def close(self) -> None:
+        await self.hub.stop(self)
+
+
+class _Broadcasts:
+    """Every broadcast channel this bus listens on, over one pub/sub connection (redis-py
+    subscribes it again to every channel when it reconnects)."""
+
+    def __init__(self, bus: RedisBus) -> None:
+        self._bus = bus
+        self._listeners: dict[str, set[_BroadcastListening]] = {}
+        self._pubsub: Any = None
+        self._task: asyncio.Task[None] | None = None
+        self._lock = asyncio.Lock()
+
+    async def listen(self, channel: str, deliver: Callable[[bytes], None]) -> Listening:
+        listening = _BroadcastListening(self, channel, deliver)
+        async with self._lock:
+            if self._pubsub is None:
+                self._pubsub = self._bus._blocking.pubsub()
+            listeners = self._listeners.setdefault(channel, set())
+            if not listeners:
+                with _unavailable_on_connection_error():
+                    await self._pubsub.subscribe(channel)
+                    await self._subscribed(channel)
+            listeners.add(listening)
+            if self._task is None or self._task.done():
+                self._task = asyncio.create_task(self._run(), name="cellbus-broadcasts")
+        return listening
+
+    async def _subscribed(self, channel: str) -> None:
+        """Wait until Redis counts the subscription (its confirmation goes to the reading
+        task), so that a broadcast sent after `listen` returns is heard."""
+        async with asyncio.timeout(COMMAND_TIMEOUT):
+            while True:
+                counts = dict(await self._bus._redis.pubsub_numsub(channel))
+                if counts.get(channel.encode(), 0) > 0:
+                    return
+                await asyncio.sleep(0.001)
+
+    async def stop(self, listening: _BroadcastListening) -> None:
+        async with self._lock:
+            listeners = self._listeners.get(listening.channel)
+            if listeners is None or listening not in listeners:
+                return
+            listeners.discard(listening)
+            if not listeners:
+                del self._listeners[listening.channel]
+                with contextlib.suppress(*_CONNECTION_ERRORS):
+                    await self._pubsub.unsubscribe(listening.channel)
+
+    async def _run(self) -> None:
+        while True:
+            message = await self._bus._with_retry(
+                "broadcast listener",
+                lambda: self._pubsub.get_message(
+                    ignore_subscribe_messages=True, timeout=BLOCK_MS / 1000
+                ),
+            )
+            if message is None or message.get("type") != "message":
+                continue
+            channel = message["channel"].decode()
+            for listening in list(self._listeners.get(channel, ())):
+                listening.deliver(message["data"])
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+        if self._pubsub is not None:
+            with contextlib.suppress(*_CONNECTION_ERRORS):
+                await self._pubsub.aclose()
 
 
 class _ReplyListener:

@@ -1,0 +1,139 @@
+"""A worksheet's document, edited by many clients at once through the real WebSocket.
+
+Clients are `support.doc_client.DocClient`: pycrdt documents synced over the feed
+WebSocket, as the browser's yjs is, spread over two web processes, with Redis and PostgreSQL
+behind them (docs/protocol.md, "The worksheet document").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import random
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+from pycrdt import Doc
+
+from cellbus_accounts.notebook_doc import NotebookDoc
+from cellbus_accounts.store import Postgres, Store
+
+from ..support.api import Client, new_user
+from ..support.doc_client import DocClient, notebook_json
+from ..support.stack import ServicesStack
+
+CLIENTS = 10
+EDITS = 1_000
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServicesStack]:
+    with ServicesStack(tmp_path_factory.mktemp("logs")) as system:
+        yield system
+
+
+@pytest.fixture
+async def ada(stack: ServicesStack) -> AsyncIterator[Client]:
+    client = await new_user(stack.urls[0], "ada")
+    yield client
+    await client.close()
+
+
+async def shared_sheet(
+    owner: Client, stack: ServicesStack, people: int
+) -> tuple[str, list[Client]]:
+    """A worksheet of `owner`'s with one cell, shared with `people` - 1 more editors."""
+    sheet = await owner.call("worksheet.create", title="Together")
+    await owner.call("cell.create", worksheet=sheet["id"], source="start")
+    others = [await new_user(stack.urls[i % 2], f"p{i}") for i in range(1, people)]
+    for other in others:
+        await owner.call("worksheet.share", id=sheet["id"], username=other.username, role="editor")
+    return sheet["id"], [owner, *others]
+
+
+async def stored_document(stack: ServicesStack, worksheet: str) -> NotebookDoc:
+    """The document as the database holds it (its history, read afresh)."""
+    store = Store(Postgres(stack.database_url))
+    await store.open()
+    try:
+        history, _ = await store.documents.history(uuid.UUID(worksheet), 0)
+    finally:
+        await store.close()
+    notebook = NotebookDoc()
+    if history.snapshot is not None:
+        notebook.doc.apply_update(history.snapshot)
+    for _, update in history.updates:
+        notebook.doc.apply_update(update)
+    return notebook
+
+
+def contains(notebook: NotebookDoc, update: bytes) -> bool:
+    """Whether `update` is already in `notebook`: applying it to a copy changes nothing."""
+    copy: Doc[Any] = Doc()
+    copy.apply_update(notebook.doc.get_update())
+    before = (copy.get_state(), notebook_json(NotebookDoc(copy)))
+    copy.apply_update(update)
+    return (copy.get_state(), notebook_json(NotebookDoc(copy))) == before
+
+
+@pytest.mark.timeout(300)  # 10,000 updates, each committed to PostgreSQL: about a minute
+async def test_ten_clients_editing_at_random_with_disconnects_converge_and_lose_nothing(
+    stack: ServicesStack, ada: Client
+) -> None:
+    worksheet, people = await shared_sheet(ada, stack, CLIENTS)
+    rng = random.Random(15)
+    clients = [DocClient(p.token or "", worksheet, stack.urls, random.Random(rng.random()))
+               for p in people]  # fmt: skip
+
+    async def work(client: DocClient) -> None:
+        await client.connect()
+        for _ in range(EDITS):
+            if client.rng.random() < 0.01:
+                await client.reconnect()
+            await client.edit()
+            if len(client.pending) > 16:  # a browser does not wait; this keeps it fair
+                await client.until_acked(8)
+        await client.until_acked()
+
+    await asyncio.gather(*(work(client) for client in clients))
+    for client in clients:  # the handshake closes any gap: everyone has everything
+        await client.sync()
+    stored = await stored_document(stack, worksheet)
+    expected = notebook_json(stored)
+    for client in clients:
+        assert client.errors == []
+        assert client.notebook_json() == expected
+        assert contains(stored, client.all_acked()), "an acknowledged edit is missing"
+    assert sum(len(c.acked) for c in clients) >= CLIENTS * EDITS * 0.9
+    assert sum(c.reconnects for c in clients) > 0
+    assert len({cell[0] for cell in expected["cells"]}) == len(expected["cells"])
+    for client in clients:
+        await client.close()
+    for person in people[1:]:
+        await person.close()
+
+
+async def test_awareness_goes_to_the_others_on_any_process_and_leaves_with_its_socket(
+    stack: ServicesStack, ada: Client
+) -> None:
+    worksheet, (_, bea) = await shared_sheet(ada, stack, 2)
+    bea_elsewhere = bea.on(stack.urls[1])  # bea talks to the other web process
+    ada_feed, bea_feed = await ada.socket(), await bea_elsewhere.socket()
+    for feed in (ada_feed, bea_feed):
+        await feed.subscribe(worksheet=worksheet, cursor="now")
+    # y-protocols: one client (id 7, clock 1) with a JSON state
+    state = b'{"user":{"name":"ada"},"cell":"c1"}'
+    update = bytes([1, 7, 1, len(state)]) + state
+    await ada_feed.ws.send_json({"op": "awareness", "worksheet": worksheet,
+                                 "update": base64.b64encode(update).decode()})  # fmt: skip
+    heard = await bea_feed.frame(lambda f: f["type"] == "awareness")
+    assert (heard["worksheet"], base64.b64decode(heard["update"])) == (worksheet, update)
+    await ada_feed.close()  # gone without a word: bea is told client 7 left (clock 2, null)
+    gone = await bea_feed.frame(lambda f: f["type"] == "awareness")
+    assert base64.b64decode(gone["update"]) == bytes([1, 7, 2, 4]) + b"null"
+    assert not [f for f in ada_feed.frames if f["type"] == "awareness"]  # never its own back
+    await bea_feed.close()
+    await bea_elsewhere.close()
+    await bea.close()

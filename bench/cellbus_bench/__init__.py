@@ -4,6 +4,11 @@
   (`CellbusSystem`: ``cellbus serve`` or the separate services; `JupyterSystem`:
   jupyter_server with ipykernel, in a virtual environment of its own; `ZmqFloor`: a kernel
   over raw ZMQ, no web server).
+- `jupyter`: also `JupyterLabSystem`, JupyterLab with jupyter-collaboration in an
+  environment of its own (``bench/.jupyterlab-venv``), for the browser workloads.
+- `browser`: the browser workloads' parts (issue 15): Chromium through Playwright, each
+  system as two people use it in the browser (`CellbusSide`, `JupyterLabSide`), a keystroke
+  timed from one page to the other (`Typing`), a notebook's opening (`open_notebook`).
 - `workloads`: one function per workload, the same for every system, taking turns.
 - `measure`: percentiles, memory from ``/proc/PID/smaps_rollup``, the machine.
 - `report`: the JSON of every figure, the Markdown table and the latency plot.

@@ -16,6 +16,7 @@ import aiohttp
 import pytest
 
 from ..support.api import FEED_TIMEOUT, PASSWORD, Client, Feed, new_user
+from ..support.documents import Replica
 from ..support.stack import ServicesStack
 
 REVOKED_CLOSE = 4001
@@ -87,8 +88,10 @@ async def test_revoking_a_token_closes_its_sockets_and_no_others(
     assert close_code == REVOKED_CLOSE
     # the other token's socket goes on: it still subscribes and sees new edits
     cell = await ada.call("cell.create", worksheet=sheet["id"], source="x = 1")
-    created = await kept.message(lambda m: m["header"]["msg_type"] == "cell_created")
-    assert created["content"]["cell"]["id"] == cell["id"]
+    created = await kept.message(lambda m: m["header"]["msg_type"] == "doc_update")
+    replica = Replica()
+    replica.take([created])
+    assert [(c.id, c.source) for c in replica.cells] == [(cell["id"], "x = 1")]
     await kept.close()
     await laptop.close()
 

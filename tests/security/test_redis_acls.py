@@ -321,6 +321,8 @@ def _bus_names() -> tuple[list[str], list[str]]:
         elif inspect.isfunction(value) and value.__module__ == keys.__name__:
             if name == "replies":
                 channels.append(value("i"))
+            elif name == "awareness":
+                channels.append(value(SESSION))
             elif name == "wake":
                 names += [value("i"), value("i", "c")]
             elif name != "check_session_id":

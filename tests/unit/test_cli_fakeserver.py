@@ -272,12 +272,12 @@ class FakeCellbus:
         self.run_later(self.run_code(session, code, msg_id, user))
         return {"msg_id": msg_id}
 
-    def m_cell_evaluate(self, user: str, id: str) -> dict[str, Any]:
-        for worksheet in self.worksheets.values():
-            for cell in worksheet["cells"]:
+    def m_cell_evaluate(self, user: str, id: str, worksheet: str | None = None) -> dict[str, Any]:
+        for sheet in self.worksheets.values():
+            for cell in sheet["cells"]:
                 if cell["id"] == id:
                     msg_id = uuid.uuid4().hex
-                    session = worksheet["session"]
+                    session = sheet["session"]
                     self.run_later(self.run_code(session, cell["source"], msg_id, user))
                     return {"msg_id": msg_id, "session": session}
         raise Fault(-32004, "no such cell")

@@ -120,23 +120,6 @@ def test_execute_input_in_the_follow_view() -> None:
 @pytest.mark.parametrize(
     ("kind", "content", "expected"),
     [
-        (
-            "cell_created",
-            {"cell": {"id": "1a2b3c4d5e6f"}, "after": None},
-            "alice added cell 1a2b3c4d",
-        ),
-        (
-            "cell_updated",
-            {"cell": {"id": "1a2b3c4d5e6f", "source": "x"}},
-            "alice edited cell 1a2b3c4d",
-        ),
-        (
-            "cell_moved",
-            {"id": "1a2b3c4d5e", "after": "99887766aa"},
-            "alice moved cell 1a2b3c4d after cell 99887766",
-        ),
-        ("cell_moved", {"id": "1a2b3c4d5e", "after": None}, "alice moved cell 1a2b3c4d to the top"),
-        ("cell_deleted", {"id": "1a2b3c4d5e"}, "alice deleted cell 1a2b3c4d"),
         ("worksheet_renamed", {"title": "Plots"}, "alice renamed the worksheet to 'Plots'"),
         (
             "worksheet_shared",

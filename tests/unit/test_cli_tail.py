@@ -58,11 +58,13 @@ async def test_tail_shows_who_runs_what_and_who_edits(tmp_path: Path) -> None:
             await err.wait_for(f"following session {session}")
             cellbus.m_session_execute("bob", session, "print(1)")
             await out.wait_for("42\n")
-            cell = {"id": "1a2b3c4d" + "0" * 24, "source": "y = 2", "version": 2}
-            cellbus.publish(session, jupyter("cell_updated", {"cell": cell}, user="alice"))
-            text = await out.wait_for("alice edited cell 1a2b3c4d")
+            cellbus.publish(session, jupyter("doc_update", {"update": "AAA="}, user="alice"))
+            cellbus.publish(session, jupyter("worksheet_renamed", {"title": "Two"}, user="alice"))
+            text = await out.wait_for("alice renamed the worksheet to 'Two'")
         finally:
             tail.cancel()
             await asyncio.gather(tail, return_exceptions=True)
-    assert text == "── bob runs [1]:\nprint(1)\nran: print(1)\n42\n── alice edited cell 1a2b3c4d\n"
+    assert text == (  # (an edit of the document is not told)
+        "── bob runs [1]:\nprint(1)\nran: print(1)\n42\n── alice renamed the worksheet to 'Two'\n"
+    )
     assert "old" not in text  # without --from-start, only what happens from now on

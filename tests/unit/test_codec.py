@@ -18,7 +18,6 @@ from cellbus_protocol import codec, messages
 from cellbus_protocol.envelope import EMPTY_HEADER, PROTOCOL_VERSION, new_message, reply_to
 from cellbus_protocol.errors import ProtocolError, ValidationError
 
-
 SAMPLES: dict[str, messages.Content] = {
     # requests
     "execute_request": messages.ExecuteRequest(

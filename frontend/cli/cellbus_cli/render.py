@@ -116,19 +116,9 @@ def error_text(content: Mapping[str, Any]) -> str:
 
 
 def describe_event(msg_type: str, who: str, content: Mapping[str, Any]) -> str | None:
-    """A worksheet event as a sentence ("alice edited cell 1a2b3c4d"); None for other types."""
-    if msg_type == "cell_created":
-        cell = content.get("cell") or {}
-        return f"{who} added cell {short_id(cell.get('id'))}"
-    if msg_type == "cell_updated":
-        cell = content.get("cell") or {}
-        return f"{who} edited cell {short_id(cell.get('id'))}"
-    if msg_type == "cell_moved":
-        after = content.get("after")
-        where = f"after cell {short_id(after)}" if after else "to the top"
-        return f"{who} moved cell {short_id(content.get('id'))} {where}"
-    if msg_type == "cell_deleted":
-        return f"{who} deleted cell {short_id(content.get('id'))}"
+    """A worksheet event as a sentence ("alice renamed the worksheet to 'Orbits'"); None for
+    other types. Edits of the worksheet's document (``doc_update``, one per keystroke in a
+    browser) are not told: `cellbus show` prints the worksheet as it is."""
     if msg_type == "worksheet_renamed":
         return f"{who} renamed the worksheet to {content.get('title')!r}"
     if msg_type == "worksheet_shared":

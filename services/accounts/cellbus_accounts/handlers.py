@@ -372,7 +372,7 @@ class Handlers:
         ]  # fmt: skip
         records = [
             NewCellRecord(c.id, c.outputs, c.execution_count, c.run_by, _time(c.run_at))
-            for c in request.cells if c.cell_type == "code"
+            for c in request.cells
         ]  # fmt: skip
         document = new_document(contents, request.metadata, request.nbformat_minor)
         if len(document) > self.settings.max_import_bytes:

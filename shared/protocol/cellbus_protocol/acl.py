@@ -87,6 +87,11 @@ class ServiceRules:
     channels: tuple[str, ...]
     """Pub/sub channel patterns (logical names); which of PUBLISH and SUBSCRIBE it may send is
     in `commands`."""
+    publish_only_to: tuple[str, ...] = ()
+    """Channel patterns it may PUBLISH to although `commands` has no PUBLISH: each an ACL
+    selector of its own (Redis applies channel patterns to PUBLISH and SUBSCRIBE alike, so the
+    web service, which subscribes to its reply channel, would otherwise be able to forge
+    replies)."""
 
 
 def session_pattern(key: Callable[[str], str]) -> str:
@@ -115,6 +120,7 @@ _SESSION_REQUESTS = session_pattern(keys.requests)
 _SESSION_HOST = session_pattern(keys.session_host)
 _SESSION_CHECKPOINT = session_pattern(keys.checkpoint)
 _SESSION_PRESENCE = session_pattern(keys.presence)
+_SESSION_AWARENESS = session_pattern(keys.awareness)
 
 _WEAKEST_SANDBOX = (
     KeyGrant(keys.WORKERS, Access.READ_WRITE, "which workers are alive (`isolation.weakest`); "
@@ -168,6 +174,7 @@ RULES: Mapping[Service, ServiceRules] = {
             *_WAKE_STREAM,
             "subscribe",
             "unsubscribe",
+            "pubsub|numsub",
             "get",
             "hset",
             "hdel",
@@ -186,7 +193,9 @@ RULES: Mapping[Service, ServiceRules] = {
             *_WEAKEST_SANDBOX,
             KeyGrant(_WAKE, Access.READ_WRITE, "its feed hub's wake stream"),
         ),
-        channels=(_REPLIES,),  # replies to its requests
+        # replies to its requests; awareness relayed between web processes
+        channels=(_REPLIES, _SESSION_AWARENESS),
+        publish_only_to=(_SESSION_AWARENESS,),
     ),
     Service.ACCOUNTS: ServiceRules(
         Service.ACCOUNTS,
@@ -248,6 +257,7 @@ def _rules(service: Service, namespace: str) -> list[str]:
         *(f"+{command}" for command in dict.fromkeys(spec.commands)),
         *(_key_rule(grant, namespace) for grant in spec.keys),
         *(f"&{namespace}:{channel}" for channel in spec.channels),
+        *(f"(&{namespace}:{channel} +publish)" for channel in spec.publish_only_to),
     ]
 
 

@@ -50,8 +50,12 @@ async def cmd_run(ctx: Context, args: argparse.Namespace) -> int:
             if session:
                 await feed.subscribe(session, "now")
             for number, cell in enumerate(cells, 1):
+                kind = cell.get("cell_type", "code")
+                if kind != "code":  # Markdown and raw cells are not run
+                    printer.note(f"[{number}/{len(cells)}] {kind} cell {short_id(cell['id'])}")
+                    continue
                 printer.note(f"[{number}/{len(cells)}] cell {short_id(cell['id'])}")
-                started = await rpc.call("cell.evaluate", id=cell["id"])
+                started = await rpc.call("cell.evaluate", id=cell["id"], worksheet=found["id"])
                 if started["session"] != session:
                     # Not known before (a worksheet's session made on first run): read its feed
                     # from the oldest kept message; follow_request keeps only this request's.

@@ -10,18 +10,12 @@ from __future__ import annotations
 import asyncio
 import base64
 import random
-import uuid
 from collections.abc import AsyncIterator, Iterator
-from typing import Any
 
 import pytest
-from pycrdt import Doc
-
-from cellbus_accounts.notebook_doc import NotebookDoc
-from cellbus_accounts.store import Postgres, Store
 
 from ..support.api import Client, new_user
-from ..support.doc_client import DocClient, notebook_json
+from ..support.doc_client import DocClient, contains, notebook_json, stored_document
 from ..support.stack import ServicesStack
 
 CLIENTS = 10
@@ -53,31 +47,6 @@ async def shared_sheet(
     return sheet["id"], [owner, *others]
 
 
-async def stored_document(stack: ServicesStack, worksheet: str) -> NotebookDoc:
-    """The document as the database holds it (its history, read afresh)."""
-    store = Store(Postgres(stack.database_url))
-    await store.open()
-    try:
-        history, _ = await store.documents.history(uuid.UUID(worksheet), 0)
-    finally:
-        await store.close()
-    notebook = NotebookDoc()
-    if history.snapshot is not None:
-        notebook.doc.apply_update(history.snapshot)
-    for _, update in history.updates:
-        notebook.doc.apply_update(update)
-    return notebook
-
-
-def contains(notebook: NotebookDoc, update: bytes) -> bool:
-    """Whether `update` is already in `notebook`: applying it to a copy changes nothing."""
-    copy: Doc[Any] = Doc()
-    copy.apply_update(notebook.doc.get_update())
-    before = (copy.get_state(), notebook_json(NotebookDoc(copy)))
-    copy.apply_update(update)
-    return (copy.get_state(), notebook_json(NotebookDoc(copy))) == before
-
-
 @pytest.mark.timeout(300)  # 10,000 updates, each committed to PostgreSQL: about a minute
 async def test_ten_clients_editing_at_random_with_disconnects_converge_and_lose_nothing(
     stack: ServicesStack, ada: Client
@@ -100,7 +69,7 @@ async def test_ten_clients_editing_at_random_with_disconnects_converge_and_lose_
     await asyncio.gather(*(work(client) for client in clients))
     for client in clients:  # the handshake closes any gap: everyone has everything
         await client.sync()
-    stored = await stored_document(stack, worksheet)
+    stored = await stored_document(stack.database_url, worksheet)
     expected = notebook_json(stored)
     for client in clients:
         assert client.errors == []

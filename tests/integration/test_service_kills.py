@@ -5,12 +5,14 @@ in test_failover.py; a Redis restart in test_redis_restart.py.)"""
 from __future__ import annotations
 
 import asyncio
+import random
 import signal
 from collections.abc import Iterator
 
 import pytest
 
 from ..support.api import ApiError, Client, new_user, stdout_of
+from ..support.doc_client import DocClient, Typists
 from ..support.stack import ServicesStack
 
 RECOVERY_TIMEOUT = 30.0
@@ -86,3 +88,39 @@ async def test_a_web_process_killed_mid_run_loses_no_feed_message(stack: Service
     await resumed.close()
     await watcher.close()
     await ada.close()
+
+
+async def test_typing_through_kills_of_accounts_and_of_a_web_process_loses_no_update(
+    stack: ServicesStack,
+) -> None:
+    """Three people type into one worksheet (pycrdt clients over the WebSocket, spread over
+    both web processes) while the accounts service and then a web process are killed with
+    SIGKILL and restarted: every update acknowledged is in the stored document, and every
+    client ends with the same notebook, each cell once."""
+    ada = await new_user(stack.urls[0], "ada")
+    sheet = await ada.call("worksheet.create", title="Typing through crashes")
+    await ada.call("cell.create", worksheet=sheet["id"], source="start")
+    people = [ada, *[await new_user(stack.urls[1], f"p{i}") for i in range(2)]]
+    for person in people[1:]:
+        await ada.call("worksheet.share", id=sheet["id"], username=person.username, role="editor")
+    rng = random.Random(7)
+    typists = Typists([
+        DocClient(p.token or "", sheet["id"], stack.urls, random.Random(rng.random()))
+        for p in people
+    ])  # fmt: skip
+    typists.start()
+    try:
+        await typists.acked_more(20)
+        for victim in (stack.accounts, stack.webs[0]):
+            killed = victim.process
+            killed.kill()
+            killed.wait()
+            assert killed.returncode == -signal.SIGKILL
+            victim.restart()
+            await typists.acked_more(20)  # typing goes on, through the new process
+    finally:
+        await typists.stop()
+    await typists.check(stack.database_url, sheet["id"])
+    await typists.close()
+    for person in people:
+        await person.close()

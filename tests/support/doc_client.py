@@ -21,11 +21,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
-from pycrdt import Array, Map, Text, merge_updates
+from pycrdt import Array, Doc, Map, Text, merge_updates
 
 from cellbus_accounts.notebook_doc import NotebookDoc
+from cellbus_accounts.store import Store, database_for
 
 FRAME_TIMEOUT = 30.0
+SYNC_TIMEOUT = 10.0  # a sync not answered by then: try again (a service may be restarting)
 
 
 def b64(data: bytes) -> str:
@@ -63,6 +65,25 @@ class DocClient:
             self._made.append(event.update)
 
     # -- connection ---------------------------------------------------------------------------
+    @property
+    def connected(self) -> bool:
+        return (
+            self._ws is not None and not self._ws.closed
+            and self._reader is not None and not self._reader.done()
+        )  # fmt: skip
+
+    async def ensure_connected(self, timeout: float = 60.0) -> None:
+        """Reconnect (to any web process) until it works, as a browser does after a
+        service failure; `timeout` at most."""
+        async with asyncio.timeout(timeout):
+            delay = 0.05
+            while not self.connected:
+                try:
+                    await self.reconnect()
+                except (OSError, aiohttp.ClientError, TimeoutError, ConnectionError):
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 1.0)
+
     async def connect(self) -> None:
         """Connect to a web process (chosen at random), subscribe from the cursor, sync."""
         if self._http is None:
@@ -77,7 +98,7 @@ class DocClient:
         await self._ws.send_json({"op": "doc_sync", "worksheet": self.worksheet,
                                   "state_vector": b64(self.notebook.doc.get_state())})  # fmt: skip
         self._reader = asyncio.create_task(self._read(self._ws))
-        async with asyncio.timeout(FRAME_TIMEOUT):
+        async with asyncio.timeout(SYNC_TIMEOUT):
             await self._synced.wait()
         for ref, update in list(self.pending.items()):  # never acknowledged: send again
             await self._send(ref, update)
@@ -152,10 +173,17 @@ class DocClient:
             await self._ws.send_json({"op": "doc_update", "worksheet": self.worksheet,
                                       "update": b64(update), "ref": ref})  # fmt: skip
 
-    async def until_acked(self, at_most: int = 0) -> None:
-        """Wait until at most `at_most` updates are unacknowledged."""
-        async with asyncio.timeout(FRAME_TIMEOUT), self._acks:
-            await self._acks.wait_for(lambda: len(self.pending) <= at_most)
+    async def until_acked(self, at_most: int = 0, timeout: float = 90.0) -> None:
+        """Wait until at most `at_most` updates are unacknowledged, reconnecting (and so
+        sending them again) whenever the connection is lost or acks stop coming."""
+        async with asyncio.timeout(timeout):
+            while len(self.pending) > at_most:
+                await self.ensure_connected()
+                try:
+                    async with asyncio.timeout(5.0), self._acks:
+                        await self._acks.wait_for(lambda: len(self.pending) <= at_most)
+                except TimeoutError:  # a request lost with a service that died: again
+                    await self.disconnect()
 
     async def sync(self) -> None:
         """The handshake again (what a reconnect does), without reconnecting."""
@@ -168,7 +196,9 @@ class DocClient:
 
     # -- edits --------------------------------------------------------------------------------
     async def edit(self) -> None:
-        """One random edit, sent as one update."""
+        """One random edit, sent as one update (after reconnecting, if it must)."""
+        if not self.connected:
+            await self.ensure_connected()
         self._made.clear()
         with self.notebook.doc.transaction():
             self._random_edit()
@@ -224,3 +254,86 @@ def notebook_json(notebook: NotebookDoc) -> dict[str, Any]:
         ],
         "metadata": notebook.metadata(),
     }
+
+
+async def stored_document(database_url: str, worksheet: str) -> NotebookDoc:
+    """The document as the database holds it (its history, read afresh)."""
+    store = Store(database_for(database_url))
+    await store.open()
+    try:
+        history, _ = await store.documents.history(uuid.UUID(worksheet), 0)
+    finally:
+        await store.close()
+    notebook = NotebookDoc()
+    if history.snapshot is not None:
+        notebook.doc.apply_update(history.snapshot)
+    for _, update in history.updates:
+        notebook.doc.apply_update(update)
+    return notebook
+
+
+def contains(notebook: NotebookDoc, update: bytes) -> bool:
+    """Whether `update` is already in `notebook`: applying it to a copy changes nothing."""
+    copy: Doc[Any] = Doc()
+    copy.apply_update(notebook.doc.get_update())
+    before = (copy.get_state(), notebook_json(NotebookDoc(copy)))
+    copy.apply_update(update)
+    return (copy.get_state(), notebook_json(NotebookDoc(copy))) == before
+
+
+class Typists:
+    """Several clients typing into one worksheet until stopped, each at a person's pace."""
+
+    def __init__(self, clients: list[DocClient]) -> None:
+        self.clients = clients
+        self._stop = asyncio.Event()
+        self._progress = asyncio.Condition()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def start(self) -> None:
+        self._tasks = [asyncio.create_task(self._type(client)) for client in self.clients]
+
+    async def _type(self, client: DocClient) -> None:
+        await client.ensure_connected()
+        while not self._stop.is_set():
+            await client.edit()
+            await asyncio.sleep(0.01)  # typing speed
+            if len(client.pending) > 32:
+                await client.until_acked(16)
+            async with self._progress:
+                self._progress.notify_all()
+
+    async def acked_more(self, count: int, timeout: float = 60.0) -> None:
+        """Wait until every client has `count` more updates acknowledged than now."""
+        target = [len(c.acked) + count for c in self.clients]
+
+        def reached() -> bool:
+            return all(len(c.acked) >= t for c, t in zip(self.clients, target, strict=True))
+
+        async with asyncio.timeout(timeout), self._progress:
+            await self._progress.wait_for(reached)
+
+    async def stop(self) -> None:
+        """Stop typing; then every client's updates acknowledged, and the handshake done."""
+        self._stop.set()
+        await asyncio.gather(*self._tasks)
+        for client in self.clients:
+            await client.until_acked()
+            await client.ensure_connected()
+            await client.sync()
+
+    async def check(self, database_url: str, worksheet: str) -> dict[str, Any]:
+        """Everyone sees what the database holds, every acknowledged update is in it, and
+        each cell is there once; returns what they see."""
+        stored = await stored_document(database_url, worksheet)
+        expected = notebook_json(stored)
+        for client in self.clients:
+            assert client.notebook_json() == expected
+            assert contains(stored, client.all_acked()), "an acknowledged update was lost"
+        ids = [cell[0] for cell in expected["cells"]]
+        assert len(ids) == len(set(ids)), "a cell is there twice"
+        return expected
+
+    async def close(self) -> None:
+        for client in self.clients:
+            await client.close()

@@ -366,17 +366,64 @@ LABELS = {
 
 
 def plot_latency(document: dict[str, Any], path: Path) -> None:
-    """Histograms and CDFs of workload 2's round trips, on a log time axis."""
+    """Histograms and CDFs of workload 2's round trips, on a log time axis; below them, when
+    the run has them, those of the keystrokes from one browser to another (issue 15)."""
     import matplotlib
-    import matplotlib.ticker
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import numpy as np
 
     workload = document["workloads"].get("exec_round_trip", {})
-    results = workload.get("results", {})
-    fig, (hist, cdf) = plt.subplots(1, 2, figsize=(12, 4.5))
+    keystrokes = document["workloads"].get("keystrokes", {})
+    rows = 2 if keystrokes.get("results") else 1
+    fig, axes = plt.subplots(rows, 2, figsize=(12, 4.5 * rows), squeeze=False)
+    n = workload.get("params", {}).get("runs", 0)
+    _plot_pair(
+        axes[0],
+        workload.get("results", {}),
+        "round trip of 1+1 (ms, log scale)",
+        "executions",
+        "workload 2 did not run",
+        LABELS,
+    )
+    title = (
+        f"Exec round trip, {n} sequential runs each, taken in turns "
+        f"({document['date']}, {document['machine']['cpus']} CPUs)"
+    )
+    if rows == 2:
+        axes[0][0].set_title(title, fontsize=10)
+        keys = keystrokes.get("params", {}).get("keystrokes", 0)
+        _plot_pair(
+            axes[1],
+            keystrokes["results"],
+            "keydown to the other browser's editor (ms, log scale)",
+            "keystrokes",
+            "the keystrokes did not run",
+            {"cellbus": "cellbus (Chromium)", "jupyter": "JupyterLab RTC (Chromium)"},
+        )
+        axes[1][0].set_title(
+            f"A keystroke from one browser to another, {keys} each, taken in turns", fontsize=10
+        )
+    else:
+        fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _plot_pair(
+    axes: Any,
+    results: dict[str, Any],
+    xlabel: str,
+    counted: str,
+    missing: str,
+    labels: dict[str, str],
+) -> None:
+    """A histogram and a CDF of each system's ``samples_ms``, on a log time axis."""
+    import matplotlib.ticker
+    import numpy as np
+
+    hist, cdf = axes
     samples = {k: np.array(v["samples_ms"]) for k, v in results.items() if v.get("samples_ms")}
     if samples:
         low = min(s.min() for s in samples.values())
@@ -384,36 +431,28 @@ def plot_latency(document: dict[str, Any], path: Path) -> None:
         bins = np.geomspace(max(low * 0.9, 0.01), high * 1.1, 80)
         for name, values in samples.items():
             colour = COLOURS.get(name)
-            label = f"{LABELS.get(name, name)}: p50 {np.median(values):.2f} ms"
+            label = f"{labels.get(name, name)}: p50 {np.median(values):.2f} ms"
             hist.hist(values, bins=bins, alpha=0.55, color=colour, label=label)
             ordered = np.sort(values)
             cdf.plot(
                 ordered,
                 np.arange(1, len(ordered) + 1) / len(ordered),
                 color=colour,
-                label=LABELS.get(name, name),
+                label=labels.get(name, name),
             )
-    ticks = [t for t in (0.5, 1, 2, 3, 5, 10, 20, 30, 50, 100, 200, 500)
+    ticks = [t for t in (0.5, 1, 2, 3, 5, 10, 20, 30, 50, 100, 200, 500, 1000, 2000, 5000)
              if samples and low * 0.8 <= t <= high * 1.25]  # fmt: skip
     for axis in (hist, cdf):
         axis.set_xscale("log")
         if ticks:
             axis.set_xticks(ticks, [f"{t:g}" for t in ticks])
             axis.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
-        axis.set_xlabel("round trip of 1+1 (ms, log scale)")
+        axis.set_xlabel(xlabel)
         axis.grid(True, which="both", alpha=0.3)
-    hist.set_ylabel("executions")
-    cdf.set_ylabel("fraction of executions")
+    hist.set_ylabel(counted)
+    cdf.set_ylabel(f"fraction of {counted}")
     if samples:
         hist.legend(fontsize=8)
         cdf.legend(fontsize=8, loc="lower right")
     else:
-        hist.text(0.5, 0.5, "workload 2 did not run", ha="center", transform=hist.transAxes)
-    n = workload.get("params", {}).get("runs", 0)
-    fig.suptitle(
-        f"Exec round trip, {n} sequential runs each, taken in turns "
-        f"({document['date']}, {document['machine']['cpus']} CPUs)"
-    )
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+        hist.text(0.5, 0.5, missing, ha="center", transform=hist.transAxes)

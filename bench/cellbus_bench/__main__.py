@@ -25,7 +25,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from . import jupyter, measure, profiling, report
+from . import browser, jupyter, measure, profiling, report
 from .systems import ROOT, CellbusSystem
 from .workloads import BROWSER_WORKLOADS, SIZES, WORKLOADS, Sizes, Systems, sizes_record
 
@@ -171,6 +171,7 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     versions = {"cellbus": cellbus_versions(), "jupyter": jupyter.versions()}
     if lab:
         versions["jupyterlab"] = jupyter.versions(jupyter.LAB_VENV, jupyter.LAB_VERSION_NAMES)
+        versions["cellbus"].update(browser.app_build())
     return {
         "schema": report.SCHEMA,
         "date": now.date().isoformat(),

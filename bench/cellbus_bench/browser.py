@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
+import hashlib
 import json
 import os
 import time
@@ -27,7 +29,7 @@ from playwright.async_api import Browser, BrowserContext, CDPSession, Page, asyn
 
 from . import measure
 from .jupyter import JupyterLabSystem
-from .systems import PASSWORD, CellbusClient, CellbusSystem
+from .systems import PASSWORD, ROOT, CellbusClient, CellbusSystem
 
 CHROMIUM = "/usr/bin/chromium"
 # Chromium's own background traffic is refused by this machine's closed network (as in
@@ -40,6 +42,23 @@ VIEWPORT = {"width": 1280, "height": 900}
 OPEN_TIMEOUT = 120_000  # ms: a page to show a notebook
 TYPED_BASE = "# typed: "  # the cell's text before the first keystroke (a comment: no brackets)
 ALPHABET = "abcdefghijklmnopqrstuvwxyz "
+
+
+APP = ROOT / "frontend" / "web" / "dist" / "assets" / "app.js"
+
+
+def app_build() -> dict[str, str]:
+    """Which build of cellbus's browser app the pages ran (``make frontend`` builds it from
+    the working tree, which the commit alone does not name)."""
+    try:
+        data = APP.read_bytes()
+    except OSError:
+        return {"app.js": "missing"}
+    built = datetime.datetime.fromtimestamp(APP.stat().st_mtime, datetime.UTC)
+    return {
+        "app.js_sha256": hashlib.sha256(data).hexdigest()[:16],
+        "app.js_built_at": built.isoformat(timespec="seconds"),
+    }
 
 
 def cell_sources(n: int) -> list[str]:

@@ -274,7 +274,7 @@ async def stored_document(database_url: str, worksheet: str) -> NotebookDoc:
 
 def contains(notebook: NotebookDoc, update: bytes) -> bool:
     """Whether `update` is already in `notebook`: applying it to a copy changes nothing."""
-    copy: Doc[Any] = Doc()
+    copy: Doc[Any] = Doc(skip_gc=True)
     copy.apply_update(notebook.doc.get_update())
     before = (copy.get_state(), notebook_json(NotebookDoc(copy)))
     copy.apply_update(update)

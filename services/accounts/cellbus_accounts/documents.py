@@ -68,6 +68,11 @@ class Author:
 SERVICE = Author(None, SERVICE_NAME)
 
 
+def _is_panic(exc: BaseException) -> bool:
+    """A Rust panic inside pycrdt (pyo3's PanicException derives from BaseException)."""
+    return type(exc).__name__ == "PanicException"
+
+
 class DocumentError(ValueError):
     """An update or state vector that is not one (the message says why, for the caller)."""
 
@@ -212,6 +217,11 @@ class Documents:
                 loaded.notebook.doc.apply_update(update)
             except ValueError as exc:
                 raise DocumentError(f"not a Yjs update: {exc}") from None
+            except BaseException as exc:  # yrs panics on some malformed updates
+                if not _is_panic(exc):
+                    raise
+                self._drop(loaded)  # half applied, maybe: read it again from the database
+                raise DocumentError("not a Yjs update (it could not be applied)") from None
             seq = await self._commit(loaded, update, author)
             await self._publish(sheet, author, update)
             if loaded.inserted:
@@ -269,6 +279,10 @@ class Documents:
             try:
                 update = doc.get_update(state_vector)
             except ValueError:
+                raise DocumentError("not a Yjs state vector") from None
+            except BaseException as exc:
+                if not _is_panic(exc):
+                    raise
                 raise DocumentError("not a Yjs state vector") from None
             return DocState(update=update, state_vector=doc.get_state())
 

@@ -182,6 +182,10 @@ export function createEditor({
         editability.of(editabilityOf(editable)),
         EditorView.updateListener.of((update) => {
           if (update.focusChanged && update.view.hasFocus) onFocus();
+          // moving the cursor ends an undo step: typing elsewhere is undone on its own
+          if (!update.docChanged && update.transactions.some((tr) => tr.isUserEvent("select"))) {
+            undoManager.stopCapturing();
+          }
         }),
         EditorView.contentAttributes.of({ "aria-label": "Cell source", "data-testid": "cell-input" }),
       ],

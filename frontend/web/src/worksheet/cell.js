@@ -122,23 +122,27 @@ export class CellView {
       ),
     );
 
-    this.editor = createEditor({
-      parent: this.editorHost,
-      ytext: sourceOf(ymap),
-      undoManager,
-      cellType: this.cellType,
-      editable,
-      onRun: (options) => actions.run(this, options),
-      complete: (code, pos) => actions.complete(code, pos),
-      inspect: (code, pos) => this.inspect(code, pos),
-      onEscape: () => this.closeInspector(),
-      onFocus: () => {
-        this.el.classList.add("cell-focused");
-        actions.focused(this);
+    // The editor is made when the cell comes near the screen (`materialize`, called by the
+    // page), or when someone needs it: until then the text is shown as plain lines, so a
+    // worksheet of a thousand cells opens without a thousand editors measuring themselves.
+    this.undoManager = undoManager;
+    this.ytext = sourceOf(ymap);
+    this.editor = null;
+    this.peers = [];
+    this.plain = h("div", { class: "cm-content cell-plain", "data-testid": "cell-input" });
+    this.plainHost = h(
+      "div",
+      {
+        class: "cm-editor cell-plain-editor",
+        onmousedown: (event) => this.materializeAt(event),
       },
-      onCursor: (cursor) => actions.cursor(this, cursor),
-    });
+      h("div", { class: "cm-scroller" }, this.plain),
+    );
+    this.editorHost.append(this.plainHost);
+    this.showPlainSoon = frameScheduler(() => this.showPlain());
+    this.showPlain();
     this.editorHost.addEventListener("focusout", () => this.el.classList.remove("cell-focused"));
+    this.editable = editable;
     this.renderSoon = frameScheduler(() => this.render());
     this.observer = (events) => this.changed(events);
     this.ymap.observeDeep(this.observer);
@@ -171,7 +175,7 @@ export class CellView {
   /** Viewers see the cell but cannot change or run it; the controls say why. */
   setEditable(editable, reason = "") {
     this.editable = editable;
-    this.editor.setEditable(editable);
+    this.editor?.setEditable(editable);
     for (const control of [...Object.values(this.buttons), this.typeSelect]) {
       control.disabled = !editable;
       control.title = editable ? (control.dataset.title ?? "Cell type") : reason;
@@ -187,7 +191,9 @@ export class CellView {
     this.ymap.unobserveDeep(this.observer);
     this.ymap = ymap;
     this.ymap.observeDeep(this.observer);
-    this.editor.rebind(sourceOf(ymap));
+    this.ytext = sourceOf(ymap);
+    this.editor?.rebind(this.ytext);
+    this.showPlainSoon();
     this.showType();
   }
 
@@ -196,11 +202,16 @@ export class CellView {
     for (const event of events) {
       if (event.target === source) {
         if (this.cellType === "markdown") this.renderSoon();
+        if (!this.editor) this.showPlainSoon();
         continue;
       }
       if (event.target === this.ymap) {
         const keys = event.keysChanged ?? new Set();
-        if (keys.has("source")) this.editor.rebind(sourceOf(this.ymap)); // replaced: follow it
+        if (keys.has("source")) {
+          this.ytext = sourceOf(this.ymap); // replaced: follow it
+          this.editor?.rebind(this.ytext);
+          this.showPlainSoon();
+        }
         if (keys.has("execution_count") && this.state !== "running") {
           this.showCount(this.ymap.get("execution_count"));
         }
@@ -223,7 +234,7 @@ export class CellView {
     this.cellType = type;
     this.el.dataset.cellType = type;
     this.typeSelect.value = type;
-    this.editor.setCellType(type);
+    this.editor?.setCellType(type);
     const raw = type === "raw";
     this.rawFormat.hidden = !raw;
     if (raw) {
@@ -235,6 +246,7 @@ export class CellView {
     this.count.hidden = type !== "code";
     this.outputs.el.hidden = type !== "code";
     if (changed && type === "markdown") this.editing = this.el.contains(document.activeElement);
+    if (changed && this.near && type !== "markdown") this.materialize();
     this.showMode();
   }
 
@@ -248,7 +260,7 @@ export class CellView {
 
   render() {
     if (this.cellType !== "markdown" || this.rendered.hidden) return;
-    const source = this.editor.text;
+    const source = this.ytext.toString();
     if (!source.trim()) {
       replaceChildren(this.rendered, h("p", { class: "muted" }, "Empty Markdown cell: double-click to edit"));
       return;
@@ -261,7 +273,7 @@ export class CellView {
     if (this.cellType !== "markdown") return;
     this.editing = true;
     this.showMode();
-    this.editor.focus();
+    this.materialize().focus();
   }
 
   /** Show a Markdown cell rendered (Shift+Enter, ▶). */
@@ -309,7 +321,61 @@ export class CellView {
 
   /** Others' cursors in this cell's text. */
   setPeers(peers) {
-    this.editor.setPeers(peers);
+    this.peers = peers;
+    this.editor?.setPeers(peers);
+  }
+
+  // -- the editor ---------------------------------------------------------------------------
+
+  /** The cell came near the screen: its editor is made, unless it shows a rendering. */
+  nearScreen() {
+    this.near = true;
+    if (this.cellType !== "markdown" || this.editing) this.materialize();
+  }
+
+  /** The cell's editor, made now if it was not yet; returns it. */
+  materialize() {
+    if (this.editor) return this.editor;
+    const actions = this.actions;
+    this.plainHost.remove();
+    this.editor = createEditor({
+      parent: this.editorHost,
+      ytext: this.ytext,
+      undoManager: this.undoManager,
+      cellType: this.cellType,
+      editable: this.editable,
+      onRun: (options) => actions.run(this, options),
+      complete: (code, pos) => actions.complete(code, pos),
+      inspect: (code, pos) => this.inspect(code, pos),
+      onEscape: () => this.closeInspector(),
+      onFocus: () => {
+        this.el.classList.add("cell-focused");
+        actions.focused(this);
+      },
+      onCursor: (cursor) => actions.cursor(this, cursor),
+    });
+    if (this.peers.length) this.editor.setPeers(this.peers);
+    return this.editor;
+  }
+
+  /** Clicked before its editor was made: make it, with the cursor where the click was. */
+  materializeAt(event) {
+    event.preventDefault();
+    const { x, y } = { x: event.clientX, y: event.clientY };
+    const view = this.materialize().view;
+    view.focus();
+    const pos = view.posAtCoords({ x, y });
+    if (pos !== null) view.dispatch({ selection: { anchor: pos } });
+  }
+
+  /** The text as plain lines, until the editor is made. */
+  showPlain() {
+    if (this.editor) return;
+    const lines = this.ytext.toString().split("\n");
+    replaceChildren(
+      this.plain,
+      lines.map((line) => h("div", { class: "cm-line" }, line || h("br"))),
+    );
   }
 
   // -- runs ---------------------------------------------------------------------------------
@@ -403,15 +469,16 @@ export class CellView {
   /** Put the keyboard here: the editor, or a rendered Markdown cell (Enter then edits it). */
   focus() {
     if (this.cellType === "markdown" && !this.editing) this.rendered.focus();
-    else this.editor.focus();
+    else this.materialize().focus();
     this.el.scrollIntoView({ block: "nearest" });
   }
 
   destroy() {
+    this.actions.forget?.(this);
     clearInterval(this.ticker);
     this.ymap.unobserveDeep(this.observer);
     this.outputs.clear();
-    this.editor.destroy();
+    this.editor?.destroy();
   }
 }
 

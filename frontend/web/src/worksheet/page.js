@@ -32,6 +32,7 @@ import { RunTracker } from "./runs.js";
 import { SheetBar, colourOf, reasonFor } from "./sheet-bar.js";
 import { loadSnapshot } from "./snapshot.js";
 
+const NEAR_PX = 1500; // a cell this close to the screen gets its editor
 const LEAVE_WAIT_MS = 10_000; // leaving the page: how long edits in flight may take to be saved
 const VIEWER_NOTE =
   "You are a viewer: you see everything live, but you cannot edit or run cells. " +
@@ -88,6 +89,18 @@ export class WorksheetPage {
       onPeers: () => this.showPeersSoon(),
     });
     this.showPeersSoon = frameScheduler(() => this.showPeers());
+    // Cells get their editor as they come near the screen (cell.js): opening is quick
+    this.viewOf = new WeakMap(); // cell element -> CellView
+    this.nearby = new IntersectionObserver(
+      (entries) => {
+        for (const entry of entries) {
+          if (!entry.isIntersecting) continue;
+          this.nearby.unobserve(entry.target);
+          this.viewOf.get(entry.target)?.nearScreen();
+        }
+      },
+      { rootMargin: `${NEAR_PX}px 0px` },
+    );
     this.cells = new CellList(this.doc.cells, (ymap) => this.cellView(ymap));
     this.doc.cells.observe(() => this.showPeersSoon()); // new views show who is in them
     this.tracker = new RunTracker({
@@ -170,7 +183,7 @@ export class WorksheetPage {
 
   cellView(ymap) {
     const id = ymap.get("id");
-    return new CellView(ymap, {
+    const view = new CellView(ymap, {
       saved: this.saved.get(id) ?? null,
       saving: this.doc.savingCells.has(id),
       editable: this.editable,
@@ -187,8 +200,12 @@ export class WorksheetPage {
         inspect: (code, pos) => this.inspect(code, pos),
         focused: (view) => this.doc.setWhere(view.id, this.whereCursor(view)),
         cursor: (view, cursor) => this.doc.setWhere(view.id, cursor),
+        forget: (view) => this.nearby.unobserve(view.el),
       },
     });
+    this.viewOf.set(view.el, view);
+    this.nearby.observe(view.el);
+    return view;
   }
 
   /** The cursor to keep when the user comes back to `view`: theirs if they were there. */
@@ -471,6 +488,7 @@ export class WorksheetPage {
     window.removeEventListener("pagehide", this.onPageHide);
     document.removeEventListener("keydown", this.onKeyDown);
     this.cells.destroy();
+    this.nearby.disconnect();
     const leave = () => {
       this.doc.destroy(); // tells the others this person left, while still subscribed
       this.unsubscribe?.();

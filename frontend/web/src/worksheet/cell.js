@@ -298,6 +298,9 @@ export class CellView {
 
   /** Who else is in this cell: [{name, color}]. */
   setPeople(people) {
+    const key = people.map(({ name, color }) => `${name}\u0000${color}`).join("\u0001");
+    if (key === this.peopleKey) return; // (cursors move often; who is here, less)
+    this.peopleKey = key;
     replaceChildren(
       this.people,
       people.map(({ name, color }) =>

@@ -148,6 +148,9 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         zmq=jupyter.ZmqFloor(workdir),
         services=CellbusSystem(workdir, mode="services"),
         lab=jupyter.JupyterLabSystem(workdir),
+        lab_default=jupyter.JupyterLabSystem(
+            workdir, name="jupyter-default", windowing="contentVisibility"
+        ),
     )
     results: dict[str, Any] = {}
     try:

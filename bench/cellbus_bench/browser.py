@@ -345,10 +345,10 @@ class JupyterLabSide:
     ``/lab/workspaces/<new>/tree/<file>``. Opening a notebook starts its kernel (JupyterLab
     does, for a notebook with a kernelspec): `after_open` shuts them down."""
 
-    name = "jupyter"
     editors = ".jp-Notebook .jp-Cell .jp-InputArea-editor .cm-content"
 
     def __init__(self, system: JupyterLabSystem) -> None:
+        self.name = system.name
         self.system = system
         self.people: list[BrowserContext] = []
         self.identities: list[str] = []

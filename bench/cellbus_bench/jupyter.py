@@ -439,12 +439,13 @@ LAB_SETTINGS: dict[str, dict[str, Any]] = {
 
 class JupyterLabSystem:
     """``jupyter lab`` (JupyterLab 4 with jupyter-collaboration) with a token, its notebooks
-    in a folder of its own, its user settings `LAB_SETTINGS`."""
+    in a folder of its own, its user settings `LAB_SETTINGS` (with `windowing` as the
+    notebook's windowing mode: ``contentVisibility`` is JupyterLab's default)."""
 
-    name = "jupyter"
-
-    def __init__(self, workdir: Path) -> None:
-        self.workdir = workdir / "jupyterlab"
+    def __init__(self, workdir: Path, name: str = "jupyter", windowing: str = "none") -> None:
+        self.name = name
+        self.windowing = windowing
+        self.workdir = workdir / f"jupyterlab-{name}"
         self.root = self.workdir / "root"
         self.token = secrets.token_hex(16)
         self.url = ""
@@ -465,6 +466,8 @@ class JupyterLabSystem:
         for name, values in LAB_SETTINGS.items():
             path = settings / name
             path.parent.mkdir(parents=True, exist_ok=True)
+            if "windowingMode" in values:
+                values = {**values, "windowingMode": self.windowing}
             path.write_text(json.dumps(values))
         env = isolated_env(self.workdir / "home", LAB_VENV)
         env["JUPYTERLAB_SETTINGS_DIR"] = str(settings)

@@ -325,6 +325,16 @@ def _browser_rows(w: dict[str, Any]) -> list[tuple[str, Any, Any]]:
             for x in (r["cellbus"], r["jupyter"])
         )
         rows.append((f"opening {cells:,} cells, every cell shown, min / median / max (ms)", cb, jp))
+        default = r.get("jupyter-default")
+        if default:
+            rows.append(
+                (
+                    f"opening {cells:,} cells, JupyterLab's default windowing "
+                    "(contentVisibility, one opening): first cell / every cell shown (ms)",
+                    "",
+                    f"{default['first_cell']['p50_ms']:.0f} / {default['p50_ms']:.0f}",
+                )
+            )
         for key, label in OPEN_PARTS.items():
             if key in r["cellbus"]:
                 rows.append(

@@ -137,6 +137,7 @@ class Systems:
     zmq: ZmqFloor
     services: CellbusSystem
     lab: JupyterLabSystem  # started only for the browser workloads
+    lab_default: JupyterLabSystem  # the same, with JupyterLab's default windowing mode
 
     def pair(self) -> list[System]:
         return [self.cellbus, self.jupyter]
@@ -526,16 +527,21 @@ async def cellbus_modes(systems: Systems, sizes: Sizes) -> dict[str, Any]:
 
 
 @asynccontextmanager
-async def browser_sides(systems: Systems) -> AsyncIterator[list[browser.Side]]:
-    """JupyterLab started, Chromium, and both systems' two people signed in, in turns'
-    order (cellbus first)."""
-    await systems.lab.start()
+async def browser_sides(
+    systems: Systems, *, lab_default: bool = False
+) -> AsyncIterator[list[browser.Side]]:
+    """JupyterLab started (and with `lab_default`, a second one with its default windowing
+    mode), Chromium, and each system's two people signed in, in turns' order (cellbus
+    first)."""
+    labs = [systems.lab, *([systems.lab_default] if lab_default else [])]
     sides: list[browser.Side] = []
     try:
+        for lab in labs:
+            await lab.start()
         async with browser.chromium() as chromium:
             made: list[browser.Side] = [
                 browser.CellbusSide(systems.cellbus),
-                browser.JupyterLabSide(systems.lab),
+                *(browser.JupyterLabSide(lab) for lab in labs),
             ]
             for side in made:
                 sides.append(side)
@@ -544,7 +550,8 @@ async def browser_sides(systems: Systems) -> AsyncIterator[list[browser.Side]]:
     finally:
         for side in sides:
             await side.close()
-        await systems.lab.stop()
+        for lab in labs:
+            await lab.stop()
 
 
 def identities(sides: list[browser.Side]) -> dict[str, str]:
@@ -635,22 +642,30 @@ async def notebook_open(systems: Systems, sizes: Sizes) -> dict[str, Any]:
     """A new page opens a notebook of `open_cells` one-line code cells that nobody has open:
     the time from the navigation's start until the page shows every cell's editor with its
     source (and, on the way, the first cell). One untimed opening of a small notebook per
-    system first, so both have the app in the browser's caches."""
+    system first, so both have the app in the browser's caches. JupyterLab renders every
+    cell (``windowingMode: none``) for the target; a second JupyterLab with its default mode
+    (``contentVisibility``) opens it once after the turns, for the record
+    (``jupyter-default``: its editors come as the page idles, over a minute)."""
     sources = browser.cell_sources(sizes.open_cells)
-    async with browser_sides(systems) as sides:
+    async with browser_sides(systems, lab_default=True) as sides:
         for side in sides:
             await browser.open_notebook(side, browser.cell_sources(OPEN_WARMUP_CELLS))
 
         async def trial(side: browser.Side) -> dict[str, float]:
             return await browser.open_notebook(side, sources)
 
-        trials = await in_turns(sides, sizes.open_trials, trial)
+        paired, default = sides[:2], sides[2]
+        trials = await in_turns(paired, sizes.open_trials, trial)
+        trials[default.name] = [await trial(default)]  # slow (its cells come as it idles)
     return {
         "params": {
             "cells": sizes.open_cells,
             "trials": sizes.open_trials,
+            "trials_jupyter_default": 1,
             "cell_source": "x<i> = <i> * 2",
-            "jupyterlab_windowing_mode": "none (every cell attached and rendered)",
+            "jupyterlab_windowing_mode": "jupyter: none (every cell attached and rendered); "
+            "jupyter-default: contentVisibility, JupyterLab's default (every cell attached, "
+            "those out of view not laid out or painted)",
             "until": "every cell's editor (.cm-content) is in the page with its source, at an "
             "animation frame, from the start of the navigation",
             "settled": "the end of the page's last long task (over 50 ms) once every cell is "

@@ -268,12 +268,22 @@ export class WorksheetDocument {
     this.awareness.setLocalState({ ...state, cell, cursor });
   }
 
-  /** The others here: [{clientId, user, cell, cursor}]. */
+  /**
+   * The others here: [{clientId, user: {name, color, colorLight}, cell, cursor}]. What others
+   * say of themselves is checked: a name is text, a colour only a colour.
+   */
   peers() {
     const peers = [];
     for (const [clientId, state] of this.awareness.getStates()) {
       if (clientId === this.doc.clientID || !state?.user) continue;
-      peers.push({ clientId, user: state.user, cell: state.cell ?? null, cursor: state.cursor ?? null });
+      const color = colour(state.user.color, "#1c7ed6");
+      const user = {
+        name: String(state.user.name ?? "someone").slice(0, 64),
+        color,
+        colorLight: colour(state.user.colorLight, color),
+      };
+      const cell = typeof state.cell === "string" ? state.cell : null;
+      peers.push({ clientId, user, cell, cursor: state.cursor ?? null });
     }
     return peers;
   }
@@ -386,6 +396,12 @@ function copyCell(cell) {
     else copy.set(key, value);
   }
   return copy;
+}
+
+/** `value` if it is a plain CSS colour (hex, rgb(), hsl()), else `fallback`. */
+function colour(value, fallback) {
+  const plain = /^(#[0-9a-f]{3,8}|(rgb|hsl)a?\([0-9.,%/ a-z-]*\))$/i;
+  return typeof value === "string" && plain.test(value) ? value : fallback;
 }
 
 function sameCursor(a, b) {

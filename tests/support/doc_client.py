@@ -27,6 +27,7 @@ from cellbus_accounts.notebook_doc import NotebookDoc
 from cellbus_accounts.store import Store, database_for
 
 FRAME_TIMEOUT = 30.0
+ACK_PATIENCE = 2.0  # acks not coming for this long: reconnect, and so send the updates again
 SYNC_TIMEOUT = 10.0  # a sync not answered by then: try again (a service may be restarting)
 
 
@@ -76,13 +77,13 @@ class DocClient:
         """Reconnect (to any web process) until it works, as a browser does after a
         service failure; `timeout` at most."""
         async with asyncio.timeout(timeout):
-            delay = 0.05
+            delay = 0.02
             while not self.connected:
                 try:
                     await self.reconnect()
                 except (OSError, aiohttp.ClientError, TimeoutError, ConnectionError):
                     await asyncio.sleep(delay)
-                    delay = min(delay * 2, 1.0)
+                    delay = min(delay * 2, 0.5)
 
     async def connect(self) -> None:
         """Connect to a web process (chosen at random), subscribe from the cursor, sync."""
@@ -161,6 +162,11 @@ class DocClient:
         finally:
             self._remote = False
 
+    @property
+    def last_ref(self) -> int:
+        """The ref of the last update sent (refs count up from 1)."""
+        return self._refs
+
     def _next_ref(self) -> int:
         self._refs += 1
         return self._refs
@@ -179,8 +185,8 @@ class DocClient:
         async with asyncio.timeout(timeout):
             while len(self.pending) > at_most:
                 await self.ensure_connected()
-                try:
-                    async with asyncio.timeout(5.0), self._acks:
+                try:  # (a request in flight when its service stopped is never answered)
+                    async with asyncio.timeout(ACK_PATIENCE), self._acks:
                         await self._acks.wait_for(lambda: len(self.pending) <= at_most)
                 except TimeoutError:  # a request lost with a service that died: again
                     await self.disconnect()
@@ -312,6 +318,20 @@ class Typists:
 
         async with asyncio.timeout(timeout), self._progress:
             await self._progress.wait_for(reached)
+
+    async def caught_up(self, timeout: float = 60.0) -> None:
+        """Wait until every client is connected and has had everything it sent so far
+        acknowledged (it goes on typing meanwhile)."""
+        async with asyncio.timeout(timeout):
+            for client in self.clients:
+                await client.ensure_connected()
+                target = client.last_ref
+
+                def done(client: DocClient = client, target: int = target) -> bool:
+                    return not any(ref <= target for ref in client.pending)
+
+                async with self._progress:
+                    await self._progress.wait_for(done)
 
     async def stop(self) -> None:
         """Stop typing; then every client's updates acknowledged, and the handshake done."""

@@ -27,6 +27,8 @@ from .store import NotFound, StoreUnavailable
 log = logging.getLogger(__name__)
 
 CONCURRENCY = 32
+POLL_SECONDS = 0.2
+"""The longest a read of the requests queue blocks: how long `stop` may wait for the loop."""
 
 
 class AccountsService:
@@ -46,7 +48,7 @@ class AccountsService:
         self._spawn(self._convert_old_worksheets())
         while not self._stopping.is_set():
             try:
-                item = await self._consumer.get(timeout=1.0)
+                item = await self._consumer.get(timeout=POLL_SECONDS)
             except BusUnavailable as exc:
                 log.warning("cannot read requests: %s", exc)
                 await asyncio.sleep(1.0)

@@ -363,8 +363,10 @@ class FeedSocket:
             if self.ending is not None:
                 await self._goodbye(self.ending)
         finally:
-            await self._release()
-            self.finished.set()
+            try:
+                await self._release()
+            finally:
+                self.finished.set()  # even if the release was cut short
 
     async def _run(self) -> None:
         """The socket's tasks, until the first ends; then the others are stopped and all

@@ -40,8 +40,10 @@ $(UV):
 	$(PYTHON) -m venv $(TOOLS)
 	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
 
+# --compile-bytecode: the kernel template imports IPython from these files; compiled at install,
+# it need not compile them itself (which costs every session process memory: docs/performance.md).
 $(VENV)/.installed: $(UV) pyproject.toml uv.lock */*/pyproject.toml
-	$(UV) sync --frozen --python $(PYTHON)
+	$(UV) sync --frozen --compile-bytecode --python $(PYTHON)
 	touch $@
 
 services:

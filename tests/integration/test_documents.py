@@ -16,6 +16,7 @@ import pytest
 
 from ..support.api import Client, new_user
 from ..support.doc_client import DocClient, contains, notebook_json, stored_document
+from ..support.documents import Replica
 from ..support.stack import ServicesStack
 
 CLIENTS = 10
@@ -106,3 +107,39 @@ async def test_awareness_goes_to_the_others_on_any_process_and_leaves_with_its_s
     await bea_feed.close()
     await bea_elsewhere.close()
     await bea.close()
+
+
+async def test_an_update_reaches_the_others_at_once_and_a_viewers_never(
+    stack: ServicesStack, ada: Client
+) -> None:
+    """An editor's update goes to the others' sockets as a ``doc_update`` frame before it is
+    committed (then the committed one comes on the feed); a viewer's goes nowhere."""
+    worksheet, (_, bea) = await shared_sheet(ada, stack, 2)
+    carol = await new_user(stack.urls[1], "carol")
+    await ada.call("worksheet.share", id=worksheet, username=carol.username, role="viewer")
+    feeds = [await ada.socket(), await bea.socket(), await carol.socket()]
+    for feed in feeds:
+        await feed.subscribe(worksheet=worksheet, cursor="now")
+    ada_feed, bea_feed, carol_feed = feeds
+    replica = Replica()
+    replica.apply((await ada_feed.doc_sync(worksheet))["update"])
+    before = replica.notebook.doc.get_state()
+    with replica.notebook.doc.transaction():
+        replica.notebook.set_source(0, "start, and more")
+    update = replica.notebook.doc.get_update(before)
+    assert (await ada_feed.doc_update(worksheet, update, ref=1))["type"] == "doc_ack"
+    for feed in (bea_feed, carol_feed):  # both watch: both get it, live then committed
+        live = await feed.frame(lambda f: f["type"] == "doc_update")
+        assert base64.b64decode(live["update"]) == update
+        committed = await feed.message(lambda m: m["header"]["msg_type"] == "doc_update")
+        assert base64.b64decode(committed["content"]["update"]) == update
+    assert not [f for f in ada_feed.frames if f["type"] == "doc_update"]  # not its own
+    refused = await carol_feed.doc_update(worksheet, update, ref=2)  # a viewer's: refused
+    assert refused["type"] == "error"
+    await ada_feed.ws.send_json({"op": "ping"})
+    await ada_feed.frame(lambda f: f["type"] == "pong")
+    assert [f for f in ada_feed.frames if f["type"] == "doc_update"] == []
+    for feed in feeds:
+        await feed.close()
+    await bea.close()
+    await carol.close()

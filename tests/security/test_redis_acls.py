@@ -321,7 +321,7 @@ def _bus_names() -> tuple[list[str], list[str]]:
         elif inspect.isfunction(value) and value.__module__ == keys.__name__:
             if name == "replies":
                 channels.append(value("i"))
-            elif name == "awareness":
+            elif name == "live":
                 channels.append(value(SESSION))
             elif name == "wake":
                 names += [value("i"), value("i", "c")]

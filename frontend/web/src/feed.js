@@ -62,8 +62,8 @@ export class FeedConnection {
    * cursor)` gets each Jupyter message once, in order; `onPresence(users)` who watches;
    * `onError(frame)` a refusal (say, access removed). With `worksheet` (the session's), the
    * subscription is by worksheet and also gets its document's frames: `onSubscribed()`,
-   * `onDocState(frame)`, `onDocAck(frame)`, `onAwareness(frame)`, `onDocError(frame)`, and
-   * `onDisconnected()` when the socket drops.
+   * `onDocState(frame)`, `onDocAck(frame)`, `onDocUpdate(frame)`, `onAwareness(frame)`,
+   * `onDocError(frame)`, and `onDisconnected()` when the socket drops.
    * Returns a function that unsubscribes.
    */
   subscribe(session, cursor, handlers, worksheet = null) {
@@ -219,6 +219,9 @@ export class FeedConnection {
         return;
       case "doc_ack":
         doc?.handlers.onDocAck?.(frame);
+        return;
+      case "doc_update": // another person's update, relayed before its commit
+        doc?.handlers.onDocUpdate?.(frame);
         return;
       case "awareness":
         doc?.handlers.onAwareness?.(frame);

@@ -4,7 +4,8 @@ The web service keeps no state: every method turns into calls to the accounts se
 may do what, and every durable record), requests to a session (through `KernelClient`), or
 reads of a session's feed (`FeedHub`). It only remembers the accounts service's answers about
 who is calling (`Authenticator`) and their roles on sessions (`RoleCache`), until they may have
-changed, and which of its sockets watch which session (`Presence`). `Backend` holds those for
+changed, and which of its sockets watch which session (`Presence`), and relays what people do live
+(`WorksheetRelay`). `Backend` holds those for
 one web process; `caller` and `ask_accounts` are the few lines every method starts with.
 
 Methods let the failures of the services behind them (`RemoteError`, `BusError`) propagate:
@@ -25,10 +26,10 @@ from cellbus_protocol.kernel_client import KernelClient
 from cellbus_protocol.roles import Role, role_allows, too_low
 
 from .auth import Authenticator, Principal
-from .awareness import AwarenessRelay
 from .config import WebSettings
 from .feeds import FeedHub
 from .presence import Presence
+from .relay import WorksheetRelay
 from .roles import RoleCache
 from .rpc import FORBIDDEN, UNAUTHENTICATED, Call, RpcError
 
@@ -44,7 +45,7 @@ class Backend:
     hub: FeedHub
     roles: RoleCache
     presence: Presence
-    awareness: AwarenessRelay
+    relay: WorksheetRelay
 
     @classmethod
     def create(cls, settings: WebSettings, bus: Bus) -> Backend:
@@ -57,7 +58,7 @@ class Backend:
             hub=FeedHub(bus),
             roles=RoleCache(bus, settings.auth_cache_seconds),
             presence=Presence(bus),
-            awareness=AwarenessRelay(bus),
+            relay=WorksheetRelay(bus),
         )
 
     async def role(self, principal: Principal, session: str) -> Role:

@@ -49,13 +49,14 @@ from aiohttp import WSMsgType, web
 from cellbus_protocol import accounts as a
 from cellbus_protocol import keys
 from cellbus_protocol.errors import CellbusError
+from cellbus_protocol.roles import role_allows
 
 from .auth import Principal
-from .awareness import AwarenessError, AwarenessRelay
 from .backend import BACKEND, Backend
 from .batches import Batch
 from .feeds import Listener
 from .outgoing import Close, Item, Outgoing, Revoke, Send, Turns
+from .relay import AwarenessError, WorksheetRelay, is_update
 from .rpc import FORBIDDEN, INVALID_REQUEST, UNAUTHENTICATED, RpcError, api_error
 
 log = logging.getLogger(__name__)
@@ -103,7 +104,7 @@ class DocUpdate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
 class Awareness(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """``awareness``: a y-protocols awareness update, relayed to the worksheet's other
-    sockets (`awareness.AwarenessRelay`)."""
+    sockets (`relay.WorksheetRelay`)."""
 
     op: str
     worksheet: str
@@ -149,7 +150,7 @@ class FeedSocket:
         self.outgoing = Outgoing(backend.settings.socket_queue, turns)
         self.listeners: dict[str, Listener] = {}
         self.worksheets: dict[str, str] = {}  # worksheet -> its session, subscribed by worksheet
-        self.socket_id = AwarenessRelay.new_socket_id()
+        self.socket_id = WorksheetRelay.new_socket_id()
         # session -> cursor of the last message sent, for every session subscribed to (as
         # soon as its subscription starts catching up)
         self.sent: dict[str, int] = {}
@@ -198,8 +199,9 @@ class FeedSocket:
         for batch in page:
             await self.outgoing.put(batch)
 
-    def show_awareness(self, frame: bytes) -> None:
-        """Queue an awareness frame; dropped if there is no room (the next one will do)."""
+    def show_live(self, frame: bytes) -> None:
+        """Queue a relayed frame (awareness, an update not yet committed); dropped if there is
+        no room (the committed update follows on the feed; the next awareness will do)."""
         if self.ending is None:
             self.outgoing.offer(Send(frame))
 
@@ -264,8 +266,9 @@ class FeedSocket:
         await self.outgoing.put(Send(_json(reply)))
 
     async def doc_update(self, frame: DocUpdate) -> None:
-        """Apply an editor's update; ``doc_ack`` once it is committed (the accounts service
-        publishes it on the feed before it answers)."""
+        """Relay an editor's update to the others at once, then have it committed; ``doc_ack``
+        once it is (the accounts service publishes it on the feed before it answers)."""
+        await self._relay_update(frame)
         request = a.ApplyUpdate(
             worksheet=frame.worksheet, update=frame.update, actor=self.principal.user.id
         )
@@ -273,12 +276,29 @@ class FeedSocket:
         reply = {"type": "doc_ack", "worksheet": frame.worksheet, "ref": frame.ref}
         await self.outgoing.put(Send(_json(reply)))
 
+    async def _relay_update(self, frame: DocUpdate) -> None:
+        """The update to the worksheet's other sockets before its commit (`relay`), if this
+        socket follows the worksheet, its user may edit it (the role this process remembers,
+        which an access change makes it forget) and it is a Yjs update. Otherwise, or if the
+        bus is away, it reaches them only once committed."""
+        session = self.worksheets.get(frame.worksheet)
+        if session is None or not self.backend.relay.joined(session, self):
+            return
+        if not role_allows(await self.backend.role(self.principal, session), "editor"):
+            return  # the accounts service refuses it next, with the reason
+        if not is_update(frame.update):
+            return
+        try:
+            await self.backend.relay.document_update(session, frame.worksheet, self, frame.update)
+        except CellbusError as exc:
+            log.info("update not relayed ahead of its commit: %s", exc)
+
     async def relay_awareness(self, frame: Awareness) -> None:
         session = self.worksheets.get(frame.worksheet)
         if session is None or session not in self.listeners:
             raise RpcError(INVALID_REQUEST, "awareness: subscribe to the worksheet first")
         try:
-            await self.backend.awareness.relay(session, frame.worksheet, self, frame.update)
+            await self.backend.relay.awareness(session, frame.worksheet, self, frame.update)
         except AwarenessError as exc:
             raise RpcError(INVALID_REQUEST, f"awareness: {exc}") from None
 
@@ -287,9 +307,9 @@ class FeedSocket:
         session = await self._session_of(frame)
         cursor = await self._start_of(frame, session)
         await self.unsubscribe(session)
-        # Before `subscribed`: awareness is not kept, so the socket must be listening by the
-        # time the client hears it is subscribed (feed messages are caught up instead).
-        await self.backend.awareness.join(session, self)
+        # Before `subscribed`: relayed messages are not kept, so the socket must be listening
+        # by the time the client hears it is subscribed (feed messages are caught up instead).
+        await self.backend.relay.join(session, self)
         reply = {"type": "subscribed", "session": session, "cursor": cursor}
         if frame.worksheet:
             reply["worksheet"] = frame.worksheet
@@ -300,7 +320,7 @@ class FeedSocket:
             self.listeners[session] = await hub.follow(session, cursor, self.deliver, self.catch_up)
         except BaseException:
             self.sent.pop(session, None)
-            await self.backend.awareness.leave(session, self, None)
+            await self.backend.relay.leave(session, self, None)
             raise
         self.backend.presence.join(session, self)
         if frame.worksheet:
@@ -352,7 +372,7 @@ class FeedSocket:
             worksheets = [w for w, s in self.worksheets.items() if s == session]
             for worksheet in worksheets:
                 del self.worksheets[worksheet]
-            await self.backend.awareness.leave(session, self, next(iter(worksheets), None))
+            await self.backend.relay.leave(session, self, next(iter(worksheets), None))
 
     # -- the socket's tasks ---------------------------------------------------------------
     async def serve(self) -> None:

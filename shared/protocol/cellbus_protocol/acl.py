@@ -120,7 +120,7 @@ _SESSION_REQUESTS = session_pattern(keys.requests)
 _SESSION_HOST = session_pattern(keys.session_host)
 _SESSION_CHECKPOINT = session_pattern(keys.checkpoint)
 _SESSION_PRESENCE = session_pattern(keys.presence)
-_SESSION_AWARENESS = session_pattern(keys.awareness)
+_SESSION_LIVE = session_pattern(keys.live)
 
 _WEAKEST_SANDBOX = (
     KeyGrant(keys.WORKERS, Access.READ_WRITE, "which workers are alive (`isolation.weakest`); "
@@ -193,9 +193,9 @@ RULES: Mapping[Service, ServiceRules] = {
             *_WEAKEST_SANDBOX,
             KeyGrant(_WAKE, Access.READ_WRITE, "its feed hub's wake stream"),
         ),
-        # replies to its requests; awareness relayed between web processes
-        channels=(_REPLIES, _SESSION_AWARENESS),
-        publish_only_to=(_SESSION_AWARENESS,),
+        # replies to its requests; what people do live, relayed between web processes
+        channels=(_REPLIES, _SESSION_LIVE),
+        publish_only_to=(_SESSION_LIVE,),
     ),
     Service.ACCOUNTS: ServiceRules(
         Service.ACCOUNTS,

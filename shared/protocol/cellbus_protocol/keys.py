@@ -69,10 +69,11 @@ def presence(session: str) -> str:
     return f"session:{check_session_id(session)}:presence"
 
 
-def awareness(session: str) -> str:
-    """Broadcast channel of the awareness of the worksheet the session runs (who is in
-    which cell, cursors, selections): relayed between web processes, never stored."""
-    return f"session:{check_session_id(session)}:awareness"
+def live(session: str) -> str:
+    """Broadcast channel of what people do on the worksheet the session runs that the others
+    should see at once (awareness: who is in which cell, cursors; document updates before
+    they are committed): between web processes, never stored (`cellbus_web.relay`)."""
+    return f"session:{check_session_id(session)}:live"
 
 
 ACCOUNTS = "accounts:requests"

@@ -100,6 +100,7 @@ export class WorksheetDocument {
       onDisconnected: () => (this.live = false),
       onDocState: (frame) => this.applyState(frame),
       onDocAck: (frame) => this.acknowledged(frame.ref),
+      onDocUpdate: (frame) => this.apply(frame.update), // committed later: on the feed
       onAwareness: (frame) => this.applyAwareness(frame.update),
       onDocError: (frame) => this.refused(frame),
       ownsRef: (ref) => this.pending.has(ref),

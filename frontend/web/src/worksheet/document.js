@@ -35,6 +35,7 @@ import { CODES } from "../api.js";
 /** The origin of updates from the server; anything else is this page's and is sent. */
 export const REMOTE = Symbol("remote");
 const RETRY_MS = 3000; // an update the server could not take now (unavailable): sent again
+const SETTLE_MS = 1000; // this page's awareness is sent again this long after it last changed
 const MAX_TRIES = 5; // ...at most this many times, unless the socket drops and comes back
 // Refusals that sending again will not change: the update is dropped (and the person told).
 const FINAL_CODES = new Set([CODES.FORBIDDEN, CODES.TOO_LARGE, CODES.INVALID_PARAMS, CODES.NOT_FOUND]);
@@ -84,6 +85,12 @@ export class WorksheetDocument {
     this.awareness.on("update", ({ added, updated, removed }, origin) => {
       if (origin === REMOTE) return;
       this.sendAwareness([...added, ...updated, ...removed]);
+      // The relay may drop an update under load (the next one does as well), and the next
+      // may not come for 15 s: the last state of a burst is sent once more, a moment later
+      // (a page that had it ignores it: same clock).
+      clearTimeout(this.settleTimer);
+      if (this.gone) return;
+      this.settleTimer = setTimeout(() => this.sendAwareness([this.doc.clientID]), SETTLE_MS);
     });
     this.awareness.on("change", ({ added, updated, removed }, origin) => {
       const others = (ids) => ids.some((id) => id !== this.doc.clientID);
@@ -375,11 +382,14 @@ export class WorksheetDocument {
 
   /** This person left (the tab closes, or goes elsewhere): the others are told at once. */
   leave() {
+    this.gone = true;
+    clearTimeout(this.settleTimer);
     removeAwarenessStates(this.awareness, [this.doc.clientID], "local"); // sent
   }
 
   destroy() {
     clearTimeout(this.retryTimer);
+    clearTimeout(this.settleTimer);
     this.leave();
     this.awareness.destroy();
     this.undoManager.destroy();

@@ -427,6 +427,16 @@ async def test_worksheets_export_to_ipynb_and_import_back(ada: Client) -> None:
     for cell in cells[1:]:
         await feed.until_done((await ada.call("cell.evaluate", id=cell["id"]))["msg_id"])
     await saved_outputs(ada, sheet["id"], count=2)  # saved from the feed, just after it
+
+    def counts_written() -> int:  # each run's count goes into the document, by cellbus
+        return sum(m["header"]["msg_type"] == "doc_update" and m["header"]["username"] == "cellbus"
+                   for m in feed.messages())  # fmt: skip
+
+    while counts_written() < len(cells[1:]):
+        await feed.frame(lambda frame: frame["type"] == "messages")
+    replica = Replica()
+    replica.apply((await feed.doc_sync(sheet["id"]))["update"])
+    assert [c.execution_count for c in replica.cells] == [None, 1, 2]
     notebook = await ada.call("worksheet.export", id=sheet["id"])
     nbformat.validate(nbformat.reads(json.dumps(notebook), as_version=4))
     assert [c["cell_type"] for c in notebook["cells"]] == ["markdown", "code", "code"]

@@ -30,7 +30,7 @@ import uuid
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from pycrdt import merge_updates
 
@@ -41,7 +41,7 @@ from cellbus_protocol.envelope import new_message
 from cellbus_protocol.views import DocState
 
 from .notebook_doc import CellContent, NotebookDoc, changed_cells, repeated_copies
-from .store import Store, Worksheet
+from .store import Store
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +55,25 @@ Markdown cells."""
 SNAPSHOT_EVERY = 200
 MAX_LOADED = 500
 COMMIT_ATTEMPTS = 5
+
+
+class WorksheetRef(Protocol):
+    """What a document needs of its worksheet: its id, and its session (whose feed carries
+    the document's updates). A `store.Worksheet` is one."""
+
+    @property
+    def id(self) -> uuid.UUID: ...
+
+    @property
+    def session(self) -> str: ...
+
+
+@dataclass(frozen=True)
+class DocumentOf:
+    """A `WorksheetRef` made from the two facts (where no `store.Worksheet` was read)."""
+
+    id: uuid.UUID
+    session: str
 
 
 @dataclass(frozen=True)
@@ -151,7 +170,7 @@ class Documents:
     # -- the document of a worksheet, locked and up to date ----------------------------------
     @contextlib.asynccontextmanager
     async def locked(
-        self, sheet: Worksheet, *, fresh: bool = True
+        self, sheet: WorksheetRef, *, fresh: bool = True
     ) -> AsyncIterator[LoadedDocument]:
         """The worksheet's document with its lock held, as of the newest committed update;
         without `fresh`, as of this process's last commit or read, which is the newest
@@ -204,7 +223,7 @@ class Documents:
             self._drop(oldest)
 
     # -- changes ----------------------------------------------------------------------------
-    async def apply(self, sheet: Worksheet, author: Author, update: bytes) -> int:
+    async def apply(self, sheet: WorksheetRef, author: Author, update: bytes) -> int:
         """Apply a client's update: committed, published, then its number returned (the
         caller acknowledges it). `DocumentError` if it is not a Yjs update or too large."""
         if len(update) > self.max_update_bytes:
@@ -228,7 +247,7 @@ class Documents:
                 await self._drop_repeated_copies(sheet, loaded)
         return seq
 
-    async def _drop_repeated_copies(self, sheet: Worksheet, loaded: LoadedDocument) -> None:
+    async def _drop_repeated_copies(self, sheet: WorksheetRef, loaded: LoadedDocument) -> None:
         """See `notebook_doc.repeated_copies`: the service's own edit, right after the
         update that made the copies (under the same lock)."""
         repeated = repeated_copies(loaded.notebook, loaded.inserted)
@@ -245,7 +264,7 @@ class Documents:
 
     async def edit(
         self,
-        sheet: Worksheet,
+        sheet: WorksheetRef,
         author: Author,
         change: Callable[[NotebookDoc], T],
         *,
@@ -268,11 +287,11 @@ class Documents:
         await self._publish(sheet, author, update)
         return result
 
-    async def read(self, sheet: Worksheet, reader: Callable[[NotebookDoc], T]) -> T:
+    async def read(self, sheet: WorksheetRef, reader: Callable[[NotebookDoc], T]) -> T:
         async with self.locked(sheet) as loaded:
             return reader(loaded.notebook)
 
-    async def sync(self, sheet: Worksheet, state_vector: bytes) -> DocState:
+    async def sync(self, sheet: WorksheetRef, state_vector: bytes) -> DocState:
         """Sync step 2 for a client at `state_vector`, and the server's state vector."""
         async with self.locked(sheet) as loaded:
             doc = loaded.notebook.doc
@@ -310,7 +329,7 @@ class Documents:
                 loaded.notebook.doc.apply_update(missed)
         raise RuntimeError(f"could not commit to the document of {loaded.worksheet_id}")
 
-    async def _publish(self, sheet: Worksheet, author: Author, update: bytes) -> None:
+    async def _publish(self, sheet: WorksheetRef, author: Author, update: bytes) -> None:
         content = m.DocUpdate(update=update)
         msg = new_message(content, session=sheet.session, username=author.name)
         await self.bus.publish(keys.feed(sheet.session), codec.encode(msg))

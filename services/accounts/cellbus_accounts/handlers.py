@@ -10,6 +10,7 @@ announced on its session feed with the acting user, so every viewer follows edit
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 import secrets
 import time
@@ -25,11 +26,20 @@ from cellbus_protocol import codec, isolation, keys
 from cellbus_protocol import messages as m
 from cellbus_protocol.bus import Bus
 from cellbus_protocol.envelope import new_message
+from cellbus_protocol.errors import BusError
 from cellbus_protocol.roles import Role, role_allows, too_low
 
 from . import passwords
 from .config import AccountsSettings
-from .documents import Author, DocumentError, Documents, default_metadata, new_document
+from .documents import (
+    SERVICE,
+    Author,
+    DocumentError,
+    DocumentOf,
+    Documents,
+    default_metadata,
+    new_document,
+)
 from .notebook_doc import CellContent, NotebookDoc, new_cell_id
 from .saver import OutputSaver
 from .store import (
@@ -37,10 +47,13 @@ from .store import (
     LoginLimits,
     NewCellRecord,
     Store,
+    StoreUnavailable,
     UniqueViolation,
     User,
     Worksheet,
 )
+
+log = logging.getLogger(__name__)
 
 USERNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{1,31}$")
 MAX_TITLE = 200
@@ -148,6 +161,8 @@ class Handlers:
         self.settings = settings
         self.saver = saver
         self.documents = Documents(store, bus, max_update_bytes=settings.max_update_bytes)
+        if saver is not None:
+            saver.on_counted = self._count_in_document
         self.login_limits = LoginLimits(
             attempts=settings.login_attempts, clean_reserve=settings.login_clean_reserve,
             window=settings.login_window, per_address=settings.login_address_attempts,
@@ -587,6 +602,21 @@ class Handlers:
         if not role_allows(sheets[0].role, needs):
             raise AccountsError("forbidden", too_low(sheets[0].role, needs))
         return sheets[0]
+
+    async def _count_in_document(self, session: str, cell: CellRecord, count: int) -> None:
+        """A run ended with execution count `count`: the cell's ``execution_count`` in the
+        document says so too (as the YNotebook schema keeps it), written by cellbus."""
+
+        def set_count(notebook: NotebookDoc) -> None:
+            index = notebook.index_of(cell.cell_id)
+            if index is not None:  # deleted since
+                notebook.set_execution_count(index, count)
+
+        sheet = DocumentOf(cell.worksheet_id, session)
+        try:
+            await self.documents.edit(sheet, SERVICE, set_count)
+        except (StoreUnavailable, BusError) as exc:  # the outputs have it; the document not
+            log.warning("the execution count of cell %s stays unwritten: %s", cell.cell_id, exc)
 
     # -- documents: clients' updates and the sync handshake -----------------------------------
     async def apply_update(self, request: a.ApplyUpdate) -> a.DocAck:

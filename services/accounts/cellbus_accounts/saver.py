@@ -52,7 +52,7 @@ from cellbus_protocol.envelope import Message
 from cellbus_protocol.errors import BusUnavailable, ValidationError
 
 from .outputs import CellOutputs
-from .store import Store, StoreUnavailable
+from .store import CellRecord, Store, StoreUnavailable
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -77,6 +77,7 @@ class _Run:
     outputs: CellOutputs
     saved_seq: int  # the feed cursor saved last (the cell's outputs_seq)
     seq: int  # the feed cursor of the last message that changed the outputs
+    cell: CellRecord  # the cell it runs (as it was when the run was first read)
     finished: bool = False  # its execute_reply has been read
 
     @property
@@ -174,9 +175,12 @@ class SessionFollower:
             run.seq = entry.seq
             if self.save_due is None:
                 self.save_due = time.monotonic() + self.saver.save_interval
-        if _ends_run(msg):
+        if _ends_run(msg) and not run.finished:
             run.finished = True
             await self.save_unsaved()  # the run's end is saved at once
+            count = run.outputs.execution_count
+            if count is not None and self.saver.on_counted is not None:
+                await self.saver.on_counted(self.session, run.cell, count)
 
     async def _run(self, msg_id: str) -> _Run | None:
         if msg_id in self.runs:
@@ -186,7 +190,7 @@ class SessionFollower:
         run = None
         if cell is not None:
             outputs = CellOutputs(cell.outputs, cell.execution_count)
-            run = _Run(msg_id, outputs, cell.outputs_seq, cell.outputs_seq)
+            run = _Run(msg_id, outputs, cell.outputs_seq, cell.outputs_seq, cell)
         self.runs[msg_id] = run
         while len(self.runs) > KNOWN_REQUESTS:
             self.runs.popitem(last=False)
@@ -218,6 +222,9 @@ class OutputSaver:
         self._followers: dict[str, SessionFollower] = {}  # the one reading each session
         self._tasks: dict[asyncio.Task[None], SessionFollower] = {}  # all not ended yet
         self.saved = 0  # saves that changed a cell, for tests and logs
+        # Told each run's execution count once it ends (the accounts handlers put it in the
+        # cell's document, where the YNotebook schema keeps it): (session, cell, count).
+        self.on_counted: Callable[[str, CellRecord, int], Awaitable[None]] | None = None
         self.cursors: dict[str, int] = {}  # session -> the last feed cursor read
 
     async def start(self) -> None:

@@ -18,7 +18,7 @@ from cellbus_accounts.config import AccountsSettings
 from cellbus_accounts.handlers import Handlers
 from cellbus_accounts.saver import SAVE_INTERVAL, OutputSaver
 from cellbus_accounts.service import AccountsService
-from cellbus_accounts.store import Postgres, Sqlite, Store
+from cellbus_accounts.store import Database, DocumentRows, Postgres, Sqlite, Store
 from cellbus_protocol import accounts as a
 from cellbus_protocol import codec, keys
 from cellbus_protocol import messages as m
@@ -43,8 +43,8 @@ async def database(kernel: Kernel, tmp_path: Path) -> AsyncIterator[Any]:
     await drop_database(name)
 
 
-class CountingStore(Store):
-    """The store, counting the writes of saved outputs."""
+class CountingRows(DocumentRows):
+    """The store's cell records, counting the writes of saved outputs."""
 
     writes = 0
 
@@ -53,6 +53,18 @@ class CountingStore(Store):
     ) -> bool:
         self.writes += 1
         return await super().save_outputs(msg_id, seq, outputs, execution_count)
+
+
+class CountingStore(Store):
+    """The store, counting the writes of saved outputs (`writes`)."""
+
+    def __init__(self, database: Database) -> None:
+        super().__init__(database)
+        self.documents = self.counting = CountingRows(database)
+
+    @property
+    def writes(self) -> int:
+        return self.counting.writes
 
 
 @asynccontextmanager

@@ -167,8 +167,8 @@ class Feed:
     # -- the worksheet's document -----------------------------------------------------------
     async def doc_sync(self, worksheet: str, state_vector: bytes = b"\0") -> dict[str, Any]:
         """The ``doc_state`` answer (or an ``error``) for a client at `state_vector`."""
-        await self.ws.send_json({"op": "doc_sync", "worksheet": worksheet,
-                                 "state_vector": base64.b64encode(state_vector).decode()})  # fmt: skip
+        vector = base64.b64encode(state_vector).decode()
+        await self.ws.send_json({"op": "doc_sync", "worksheet": worksheet, "state_vector": vector})
         return await self.frame(lambda f: f["type"] in ("doc_state", "error"))
 
     async def doc_update(self, worksheet: str, update: bytes, ref: int) -> dict[str, Any]:

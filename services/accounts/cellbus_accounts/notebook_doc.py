@@ -26,7 +26,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, cast, get_args
 
-from pycrdt import Array, ArrayEvent, Doc, Map, Text
+from pycrdt import Array, ArrayEvent, Doc, Map, MapEvent, Text
 
 from cellbus_protocol.views import CellType
 
@@ -256,7 +256,8 @@ def changed_cells(doc: NotebookDoc, events: list[Any]) -> tuple[set[str], set[st
     for event in events:
         path = event.path
         if path and isinstance(path[0], int) and path[0] < len(doc.cells):
-            changed.add(doc.cell_id(path[0]))
+            if not _only_run_keys(event):
+                changed.add(doc.cell_id(path[0]))
         elif not path and isinstance(event, ArrayEvent):
             for part in getattr(event, "delta", ()):  # (a slot mypy cannot see)
                 for value in part.get("insert", ()) if isinstance(part, dict) else ():
@@ -265,6 +266,16 @@ def changed_cells(doc: NotebookDoc, events: list[Any]) -> tuple[set[str], set[st
     changed |= inserted
     changed.discard("")
     return changed, inserted
+
+
+RUN_KEYS = frozenset({"execution_count", "outputs"})
+"""A cell's keys that a run changes, not a person: changing them is no edit of the cell."""
+
+
+def _only_run_keys(event: Any) -> bool:
+    """Whether `event` is a change of a cell's own map touching only `RUN_KEYS`."""
+    keys = getattr(event, "keys", None) if isinstance(event, MapEvent) else None
+    return len(event.path) == 1 and isinstance(keys, dict) and set(keys) <= RUN_KEYS
 
 
 def repeated_copies(doc: NotebookDoc, ids: set[str]) -> list[int]:

@@ -124,7 +124,9 @@ class ServicesStack(Stack):
         require_redis()
         self.namespace = new_namespace()
         self.database, self.database_url = asyncio.run(create_database())
-        env = service_env(self.namespace, database_url=self.database_url)
+        env = service_env(
+            self.namespace, database_url=self.database_url, feed_retention=FEED_RETENTION
+        )  # (the accounts service publishes on feeds too: its retention must be the kernel's)
         self.accounts = ServiceProcess("cellbus_accounts", env, log_dir / "accounts.log")
         self.kernel = WorkerProcess(
             self.namespace, "kernel-1", log_dir, memory_limit_mb=1000, output_cap=2_000_000,

@@ -18,7 +18,9 @@ from .store import Store, database_for
 
 
 async def serve(settings: AccountsSettings) -> None:
-    bus = create_bus(settings.redis_url, namespace=settings.namespace)
+    bus = create_bus(
+        settings.redis_url, namespace=settings.namespace, feed_retention=settings.feed_retention
+    )
     await bus.start()
     store = Store(database_for(settings.database_url))
     await store.open()

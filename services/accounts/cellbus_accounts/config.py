@@ -23,6 +23,10 @@ class AccountsSettings:
     """CELLBUS_TOKEN_TTL_DAYS: how long a login token lasts."""
     max_source_bytes: int = 1024 * 1024
     """CELLBUS_MAX_SOURCE_BYTES: the largest cell source accepted."""
+    feed_retention: int = 10_000
+    """CELLBUS_FEED_RETENTION: messages kept per session feed. The accounts service publishes
+    on session feeds too (document updates), and every publish trims the feed to its
+    publisher's retention, so it must be the kernel workers' (the same variable)."""
     max_update_bytes: int = 1024 * 1024
     """CELLBUS_MAX_UPDATE_BYTES: the largest document update a client may send at once."""
     max_import_bytes: int = 64 * 1024 * 1024

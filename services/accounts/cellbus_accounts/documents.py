@@ -108,6 +108,7 @@ class LoadedDocument:
     changed: set[str] = field(default_factory=set)  # cells changed since the last commit
     inserted: set[str] = field(default_factory=set)  # of them, inserted
     made: list[bytes] = field(default_factory=list)  # updates of transactions since then
+    uncommitted: bool = False  # memory holds a change the database may not
 
     def __post_init__(self) -> None:
         self._cells = self.notebook.cells.observe_deep(self._observe)
@@ -192,8 +193,8 @@ class Documents:
                     await self._catch_up(loaded)
                 yield loaded
             except BaseException:
-                if loaded.made or loaded.changed:  # changed in memory, not committed:
-                    self._drop(loaded)  # memory may hold what the database does not
+                if loaded.uncommitted:  # memory may hold what the database does not:
+                    self._drop(loaded)  # read it again next time
                 raise
         self._trim()
 
@@ -232,6 +233,7 @@ class Documents:
             )
         async with self.locked(sheet, fresh=False) as loaded:
             loaded.inserted.clear()
+            loaded.uncommitted = True
             try:
                 loaded.notebook.doc.apply_update(update)
             except ValueError as exc:
@@ -255,6 +257,7 @@ class Documents:
         if not repeated:
             return
         loaded.made.clear()
+        loaded.uncommitted = True
         with loaded.notebook.doc.transaction():
             for index in repeated:
                 loaded.notebook.delete(index)
@@ -278,9 +281,11 @@ class Documents:
             if check is not None:
                 await check(loaded.notebook)
             loaded.made.clear()
+            loaded.uncommitted = True
             with loaded.notebook.doc.transaction():
                 result = change(loaded.notebook)
             if not loaded.made:
+                loaded.uncommitted = False
                 return result  # the edit changed nothing
             update = loaded.made[0] if len(loaded.made) == 1 else merge_updates(*loaded.made)
             await self._commit(loaded, update, author)
@@ -316,6 +321,7 @@ class Documents:
             if seq is not None:
                 loaded.seq = seq
                 loaded.made.clear()
+                loaded.uncommitted = False
                 if seq - loaded.snapshot_seq >= SNAPSHOT_EVERY:
                     await documents.save_snapshot(
                         loaded.worksheet_id, seq, loaded.notebook.doc.get_update()

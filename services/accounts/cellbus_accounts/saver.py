@@ -175,11 +175,11 @@ class SessionFollower:
             run.seq = entry.seq
             if self.save_due is None:
                 self.save_due = time.monotonic() + self.saver.save_interval
-        if _ends_run(msg) and not run.finished:
-            run.finished = True
+        if _ends_run(msg):
+            first_end, run.finished = not run.finished, True
             await self.save_unsaved()  # the run's end is saved at once
             count = run.outputs.execution_count
-            if count is not None and self.saver.on_counted is not None:
+            if first_end and count is not None and self.saver.on_counted is not None:
                 await self.saver.on_counted(self.session, run.cell, count)
 
     async def _run(self, msg_id: str) -> _Run | None:

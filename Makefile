@@ -25,12 +25,12 @@ test-fast: install
 	$(VENV)/bin/pytest -q -m unit tests/unit
 
 # cellbus against Jupyter, the same workloads on both in turns (bench/, docs/performance.md):
-# bench/results/<date>.json, .md and -latency.png. Under 10 minutes; workload 7 also runs
+# bench/results/<date>.json, .md and -latency.png. About 10 minutes; workload 7 also runs
 # the services on the Redis and PostgreSQL on 127.0.0.1 (`make services` starts them).
 bench: install services frontend
 	$(VENV)/bin/python -m bench.cellbus_bench
 
-# Every workload briefly (under 2 minutes), into bench/results/quick/ (not kept in git).
+# Every workload briefly (about 4 minutes), into bench/results/quick/ (not kept in git).
 bench-quick: install services frontend
 	$(VENV)/bin/python -m bench.cellbus_bench --quick --out bench/results/quick
 

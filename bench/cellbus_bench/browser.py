@@ -25,7 +25,14 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any, Protocol
 
-from playwright.async_api import Browser, BrowserContext, CDPSession, Page, async_playwright
+from playwright.async_api import (
+    Browser,
+    BrowserContext,
+    CDPSession,
+    Page,
+    ViewportSize,
+    async_playwright,
+)
 
 from . import measure
 from .jupyter import JupyterLabSystem
@@ -38,7 +45,7 @@ CHROMIUM_ARGS = [
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
     "--no-first-run", "--disable-quic", "--disable-features=Translate,MediaRouter",
 ]  # fmt: skip
-VIEWPORT = {"width": 1280, "height": 900}
+VIEWPORT: ViewportSize = {"width": 1280, "height": 900}
 OPEN_TIMEOUT = 120_000  # ms: a page to show a notebook
 TYPED_BASE = "# typed: "  # the cell's text before the first keystroke (a comment: no brackets)
 ALPHABET = "abcdefghijklmnopqrstuvwxyz "
@@ -266,7 +273,7 @@ class Side(Protocol):
 
 
 async def new_context(browser: Browser) -> BrowserContext:
-    context = await browser.new_context(viewport=VIEWPORT)  # type: ignore[arg-type]
+    context = await browser.new_context(viewport=VIEWPORT)
     context.set_default_timeout(30_000)
     return context
 

@@ -11,7 +11,6 @@ with nothing in memory, which read the documents back from the database. The cli
 from __future__ import annotations
 
 import asyncio
-import random
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -27,7 +26,7 @@ from cellbus_web.app import create_app
 from cellbus_web.config import WebSettings
 
 from ..support.api import new_user
-from ..support.doc_client import DocClient, Typists
+from ..support.doc_client import Typists
 from ..support.postgres import create_database, drop_database
 from ..support.redis import REDIS_URL, delete_namespace, new_namespace, require_redis
 from ..support.stack import free_port
@@ -105,11 +104,8 @@ async def test_a_hundred_restarts_while_people_type_lose_and_duplicate_no_cell(
     for person in people[1:]:
         await people[0].call("worksheet.share", id=sheet["id"], username=person.username,
                              role="editor")  # fmt: skip
-    rng = random.Random(100)  # two typists of the three people (the third only watches)
-    typists = Typists([
-        DocClient(p.token or "", sheet["id"], [services.url], random.Random(rng.random()))
-        for p in people[:2]
-    ])  # fmt: skip
+    # two of the three people type (the third only watches)
+    typists = Typists.of([p.token for p in people[:2]], sheet["id"], [services.url], seed=100)
     typists.start()
     try:
         for _ in range(CYCLES):

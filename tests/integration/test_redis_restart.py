@@ -10,7 +10,6 @@ reconnect through their own bus code paths.
 from __future__ import annotations
 
 import asyncio
-import random
 import shutil
 import subprocess
 import time
@@ -21,7 +20,7 @@ import pytest
 import redis
 
 from ..support.api import ApiError, new_user, poll_until_done, stdout_of
-from ..support.doc_client import DocClient, Typists
+from ..support.doc_client import Typists
 from ..support.stack import OneProgramStack, free_port
 
 RECOVERY_TIMEOUT = 60.0
@@ -127,11 +126,7 @@ async def test_typing_through_a_redis_restart_loses_no_acknowledged_update(
             await people[0].call(
                 "worksheet.share", id=sheet["id"], username=person.username, role="editor"
             )
-        rng = random.Random(3)
-        typists = Typists([
-            DocClient(p.token or "", sheet["id"], stack.urls, random.Random(rng.random()))
-            for p in people
-        ])  # fmt: skip
+        typists = Typists.of([p.token for p in people], sheet["id"], stack.urls, seed=3)
         typists.start()
         try:
             await typists.acked_more(20)

@@ -5,14 +5,13 @@ in test_failover.py; a Redis restart in test_redis_restart.py.)"""
 from __future__ import annotations
 
 import asyncio
-import random
 import signal
 from collections.abc import Iterator
 
 import pytest
 
 from ..support.api import ApiError, Client, new_user, stdout_of
-from ..support.doc_client import DocClient, Typists
+from ..support.doc_client import Typists
 from ..support.stack import ServicesStack
 
 RECOVERY_TIMEOUT = 30.0
@@ -103,11 +102,7 @@ async def test_typing_through_kills_of_accounts_and_of_a_web_process_loses_no_up
     people = [ada, *[await new_user(stack.urls[1], f"p{i}") for i in range(2)]]
     for person in people[1:]:
         await ada.call("worksheet.share", id=sheet["id"], username=person.username, role="editor")
-    rng = random.Random(7)
-    typists = Typists([
-        DocClient(p.token or "", sheet["id"], stack.urls, random.Random(rng.random()))
-        for p in people
-    ])  # fmt: skip
+    typists = Typists.of([p.token for p in people], sheet["id"], stack.urls, seed=7)
     typists.start()
     try:
         await typists.acked_more(20)

@@ -290,6 +290,13 @@ def contains(notebook: NotebookDoc, update: bytes) -> bool:
 class Typists:
     """Several clients typing into one worksheet until stopped, each at a person's pace."""
 
+    @classmethod
+    def of(cls, tokens: list[str | None], worksheet: str, urls: list[str], seed: int) -> Typists:
+        """One client per token (each person's), with random edits from `seed`."""
+        rng = random.Random(seed)
+        return cls([DocClient(token or "", worksheet, urls, random.Random(rng.random()))
+                    for token in tokens])  # fmt: skip
+
     def __init__(self, clients: list[DocClient]) -> None:
         self.clients = clients
         self._stop = asyncio.Event()

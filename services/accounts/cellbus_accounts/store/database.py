@@ -25,7 +25,7 @@ import aiosqlite
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
-from .errors import StoreUnavailable, UniqueViolation
+from .errors import NotFound, StoreUnavailable, UniqueViolation
 
 Row = Any  # asyncpg.Record or sqlite3.Row: both index by column name
 
@@ -114,6 +114,8 @@ def _pg_errors() -> Any:
         yield
     except asyncpg.UniqueViolationError as exc:
         raise UniqueViolation(str(exc)) from exc
+    except asyncpg.ForeignKeyViolationError as exc:  # what it refers to was deleted meanwhile
+        raise NotFound(f"a record it refers to is gone: {exc}") from exc
     except _PG_UNAVAILABLE as exc:
         raise StoreUnavailable(f"PostgreSQL unavailable: {exc}") from exc
 
@@ -228,6 +230,8 @@ def _sqlite_errors() -> Any:
     except sqlite3.IntegrityError as exc:
         if "UNIQUE" in str(exc):
             raise UniqueViolation(str(exc)) from exc
+        if "FOREIGN KEY" in str(exc):  # what it refers to was deleted meanwhile
+            raise NotFound(f"a record it refers to is gone: {exc}") from exc
         raise
     except sqlite3.OperationalError as exc:
         raise StoreUnavailable(f"SQLite unavailable: {exc}") from exc

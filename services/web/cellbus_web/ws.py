@@ -294,8 +294,8 @@ class FeedSocket:
             log.info("update not relayed ahead of its commit: %s", exc)
 
     async def relay_awareness(self, frame: Awareness) -> None:
-        session = self.worksheets.get(frame.worksheet)
-        if session is None or session not in self.listeners:
+        session = self.worksheets.get(frame.worksheet)  # (set only while subscribed)
+        if session is None:
             raise RpcError(INVALID_REQUEST, "awareness: subscribe to the worksheet first")
         try:
             await self.backend.relay.awareness(session, frame.worksheet, self, frame.update)

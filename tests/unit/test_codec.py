@@ -52,7 +52,22 @@ SAMPLES: dict[str, messages.Content] = {
         running=messages.QueuedRequest(msg_id="m1", username="ada", date="2026-11-24T10:00:00Z"),
         queued=[messages.QueuedRequest(msg_id="m2", username="bo", date="2026-11-24T10:00:01Z")],
     ),
+    "is_complete_request": messages.IsCompleteRequest(code="for i in range(3):"),
+    "is_complete_reply": messages.IsCompleteReply(status="incomplete", indent="    "),
+    "history_request": messages.HistoryRequest(hist_access_type="tail", n=10, output=True),
+    "history_reply": messages.HistoryReply(history=[[0, 1, ["1 + 1", "2"]]]),
+    "comm_info_request": messages.CommInfoRequest(target_name="jupyter.widget"),
+    "comm_info_reply": messages.CommInfoReply(comms={"c1": {"target_name": "jupyter.widget"}}),
+    "input_reply": messages.InputReply(value="Ada Lovelace"),
+    "input_ack": messages.InputAck(status="error", ename="NoInputAwaited", evalue="nothing"),
+    # comm messages go both ways: requests from clients, feed messages from the kernel
+    "comm_open": messages.CommOpen(
+        comm_id="c1", target_name="jupyter.widget", data={"state": {"value": 5}}
+    ),
+    "comm_msg": messages.CommMsg(comm_id="c1", data={"method": "update", "state": {"value": 7}}),
+    "comm_close": messages.CommClose(comm_id="c1"),
     # feed messages
+    "input_request": messages.InputRequest(prompt="Password: ", password=True),
     "status": messages.Status(execution_state="dead", reason="killed by signal 9 (SIGKILL)"),
     "execute_input": messages.ExecuteInput(code="1 + 1", execution_count=4),
     "stream": messages.Stream(name="stderr", text="naïve ☃ output\n"),

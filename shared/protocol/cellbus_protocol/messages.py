@@ -161,6 +161,89 @@ class SessionInfoReply(Reply, kw_only=True):
     queued: list[QueuedRequest] = msgspec.field(default_factory=list)
 
 
+class IsCompleteRequest(Content, kw_only=True):
+    msg_type: ClassVar[str] = "is_complete_request"
+    code: str
+
+
+class IsCompleteReply(Content, kw_only=True):
+    """Not a `Reply`: its ``status`` says whether the code is complete, not whether the
+    request succeeded (``unknown`` when the session cannot tell)."""
+
+    msg_type: ClassVar[str] = "is_complete_reply"
+    status: Literal["complete", "incomplete", "invalid", "unknown"]
+    indent: str = ""  # for ``incomplete``: how to indent the next line
+
+
+class HistoryRequest(Content, kw_only=True):
+    msg_type: ClassVar[str] = "history_request"
+    output: bool = False
+    raw: bool = True
+    hist_access_type: Literal["range", "tail", "search"] = "tail"
+    session: int = 0  # for range: 0 is the current session, -1 the one before, ...
+    start: int = 0
+    stop: int | None = None
+    n: int | None = None  # for tail and search
+    pattern: str = ""  # for search: a glob
+    unique: bool = False
+
+
+class HistoryReply(Reply, kw_only=True):
+    msg_type: ClassVar[str] = "history_reply"
+    # (session, line_number, input) or, with ``output``, (session, line_number, [input,
+    # output or None])
+    history: list[list[Any]] = msgspec.field(default_factory=list)
+
+
+class CommInfoRequest(Content, kw_only=True):
+    msg_type: ClassVar[str] = "comm_info_request"
+    target_name: str | None = None  # only the comms of this target
+
+
+class CommInfoReply(Reply, kw_only=True):
+    msg_type: ClassVar[str] = "comm_info_reply"
+    comms: dict[str, dict[str, str]] = msgspec.field(default_factory=dict)  # id -> target_name
+
+
+class InputReply(Content, kw_only=True):
+    """The answer to an ``input_request``; its parent is the ``input_request`` (Jupyter's
+    stdin channel). cellbus answers it directly with an `InputAck`."""
+
+    msg_type: ClassVar[str] = "input_reply"
+    value: str
+
+
+class InputAck(Reply, kw_only=True):
+    """cellbus: whether an `InputReply` was taken: ``error`` with ename ``NoInputAwaited``
+    when the session waits for no input from that person with that request (it was
+    answered, interrupted, or the cell ended)."""
+
+    msg_type: ClassVar[str] = "input_ack"
+
+
+class CommOpen(Content, kw_only=True):
+    """Opens a comm; from the kernel (on the feed) or from a client (a request, answered by
+    no reply: ``busy`` and ``idle`` on the feed with it as parent)."""
+
+    msg_type: ClassVar[str] = "comm_open"
+    comm_id: str
+    target_name: str
+    data: dict[str, Any] = msgspec.field(default_factory=dict)
+    target_module: str | None = None
+
+
+class CommMsg(Content, kw_only=True):
+    msg_type: ClassVar[str] = "comm_msg"
+    comm_id: str
+    data: dict[str, Any] = msgspec.field(default_factory=dict)
+
+
+class CommClose(Content, kw_only=True):
+    msg_type: ClassVar[str] = "comm_close"
+    comm_id: str
+    data: dict[str, Any] = msgspec.field(default_factory=dict)
+
+
 # --- feed messages ------------------------------------------------------------------------
 
 ExecutionState = Literal[
@@ -221,6 +304,17 @@ class Error(Content, kw_only=True):
 class ClearOutput(Content, kw_only=True):
     msg_type: ClassVar[str] = "clear_output"
     wait: bool = False
+
+
+class InputRequest(Content, kw_only=True):
+    """The running execution waits for a line from whoever ran it (``input()``; masked for
+    ``getpass()``): their username is in the header. Every watcher sees it; only that
+    person may answer (`InputReply`). An interrupt, a restart or that person leaving ends
+    the wait with an error in the execution."""
+
+    msg_type: ClassVar[str] = "input_request"
+    prompt: str = ""
+    password: bool = False
 
 
 class Checkpoint(Content, kw_only=True):
@@ -287,6 +381,13 @@ REQUEST_TYPES: tuple[type[Content], ...] = (
     ShutdownRequest,
     KernelInfoRequest,
     SessionInfoRequest,
+    IsCompleteRequest,
+    HistoryRequest,
+    CommInfoRequest,
+    InputReply,
+    CommOpen,
+    CommMsg,
+    CommClose,
 )
 REPLY_TYPES: tuple[type[Content], ...] = (
     ExecuteReply,
@@ -297,6 +398,10 @@ REPLY_TYPES: tuple[type[Content], ...] = (
     ShutdownReply,
     KernelInfoReply,
     SessionInfoReply,
+    IsCompleteReply,
+    HistoryReply,
+    CommInfoReply,
+    InputAck,
 )
 FEED_TYPES: tuple[type[Content], ...] = (
     Status,
@@ -308,6 +413,10 @@ FEED_TYPES: tuple[type[Content], ...] = (
     Error,
     ClearOutput,
     ExecuteReply,
+    InputRequest,
+    CommOpen,
+    CommMsg,
+    CommClose,
     Checkpoint,
     CellRun,
     DocUpdate,
@@ -320,8 +429,9 @@ CONTENT_TYPES: dict[str, type[Content]] = {
 }
 """Every msg_type cellbus knows, mapped to its content struct."""
 
-# Requests answered by a direct reply to the requester rather than on the feed.
-DIRECT_REPLY: dict[str, type[Reply]] = {
+# Requests answered by a direct reply to the requester rather than on the feed. Comm
+# messages from clients have no reply (as in Jupyter); executions are answered on the feed.
+DIRECT_REPLY: dict[str, type[Content]] = {
     "complete_request": CompleteReply,
     "inspect_request": InspectReply,
     "interrupt_request": InterruptReply,
@@ -329,6 +439,10 @@ DIRECT_REPLY: dict[str, type[Reply]] = {
     "shutdown_request": ShutdownReply,
     "kernel_info_request": KernelInfoReply,
     "session_info_request": SessionInfoReply,
+    "is_complete_request": IsCompleteReply,
+    "history_request": HistoryReply,
+    "comm_info_request": CommInfoReply,
+    "input_reply": InputAck,
 }
 
 

@@ -40,6 +40,8 @@ from .documents import (
     default_metadata,
     new_document,
 )
+from .errors import AccountsError
+from .jupyter_kernels import JupyterKernelHandlers
 from .notebook_doc import CellContent, NotebookDoc, new_cell_id
 from .saver import OutputSaver
 from .store import (
@@ -60,14 +62,6 @@ MAX_TITLE = 200
 MAX_IMPORTED_CELLS = 10_000
 MAX_VERSION = 2**31 - 1  # a PostgreSQL integer
 CELL_ID = re.compile(r"[a-zA-Z0-9_-]{1,64}")  # nbformat 4.5's rule for cell ids
-
-
-class AccountsError(Exception):
-    """An error for the caller: one of `accounts.ERROR_CODES`, a message, and data."""
-
-    def __init__(self, code: str, message: str, data: Any = None) -> None:
-        super().__init__(message)
-        self.code, self.message, self.data = code, message, data
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -181,6 +175,7 @@ class Handlers:
             a.CreateSession: self.create_session, a.ImportWorksheet: self.import_worksheet,
             a.ApplyUpdate: self.apply_update, a.SyncDocument: self.sync_document,
         }  # fmt: skip
+        self._table.update(JupyterKernelHandlers(self, store).table())
 
     async def handle(self, request: a.Request[Any]) -> Any:
         return await self.handler_for(type(request))(request)

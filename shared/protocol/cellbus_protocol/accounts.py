@@ -229,12 +229,67 @@ class ImportWorksheet(Request[WorksheetView], tag="worksheet.import"):
     nbformat_minor: int = 5
 
 
+class JupyterKernelView(msgspec.Struct, kw_only=True):
+    """A kernel started through the Jupyter Server API: the session of worksheet `worksheet`,
+    started as kernelspec `name`, and the Jupyter session (/api/sessions) attached, if any."""
+
+    session: str
+    worksheet: str
+    name: str
+    created_at: str
+    jupyter_session: str | None = None
+    path: str = ""
+    session_name: str = ""
+    session_type: str = ""
+
+
+class StartJupyterKernel(Request[JupyterKernelView], tag="jupyter.kernel_start"):
+    """A new worksheet of the actor's titled `title`, whose session is a kernel the Jupyter
+    API lists (with a Jupyter session attached if `jupyter_session` is given)."""
+
+    name: str
+    title: str
+    jupyter_session: str | None = None
+    path: str = ""
+    session_name: str = ""
+    session_type: str = ""
+
+
+class ListJupyterKernels(Request[list[JupyterKernelView]], tag="jupyter.kernel_list"):
+    """The kernels started through the Jupyter API on worksheets the actor is a member of."""
+
+
+class GetJupyterKernel(Request[JupyterKernelView], tag="jupyter.kernel_get"):
+    """One such kernel (viewers and up; ``not_found`` otherwise)."""
+
+    session: str
+
+
+class ForgetJupyterKernel(Request[None], tag="jupyter.kernel_forget"):
+    """Take a kernel off the Jupyter API's list (editors and up); its worksheet stays."""
+
+    session: str
+
+
+class SetJupyterSession(Request[JupyterKernelView], tag="jupyter.session_set"):
+    """Attach a Jupyter session to kernel `session` (editors and up), taking it off any other
+    kernel; with `jupyter_session` None, detach the kernel's."""
+
+    session: str
+    jupyter_session: str | None
+    path: str = ""
+    session_name: str = ""
+    session_type: str = ""
+
+
 AnyRequest = (
     Register | Login | Authenticate | Logout | ListTokens | RevokeToken | WhoAmI | ListUsers
     | CreateWorksheet | ListWorksheets | GetWorksheet | GetWorksheetSession | RenameWorksheet
     | DeleteWorksheet
     | ShareWorksheet | CreateCell | UpdateCell | MoveCell | DeleteCell | StartRun | SessionRole
     | CreateSession | ImportWorksheet | ApplyUpdate | SyncDocument
+    | StartJupyterKernel | ListJupyterKernels | GetJupyterKernel | ForgetJupyterKernel
+    | SetJupyterSession
 )  # fmt: skip
 
 

@@ -55,10 +55,18 @@ class KernelClient:
         return True
 
     async def send(
-        self, session: str, content: m.Content, *, metadata: dict[str, Any] | None = None
+        self,
+        session: str,
+        content: m.Content,
+        *,
+        metadata: dict[str, Any] | None = None,
+        msg_id: str | None = None,
     ) -> Message:
-        """Enqueue a request without waiting for anything; returns the request message."""
-        msg = new_message(content, session=session, username=self.username, metadata=metadata)
+        """Enqueue a request without waiting for anything; returns the request message
+        (whose id is `msg_id` if given: a Jupyter client's own, see the web's jupyter API)."""
+        msg = new_message(
+            content, session=session, username=self.username, metadata=metadata, msg_id=msg_id
+        )
         await self.bus.enqueue(keys.requests(session), codec.encode(msg))
         return msg
 
@@ -80,9 +88,20 @@ class KernelClient:
         metadata = None if cell_id is None else {"cellbus": {"cell_id": cell_id}}
         return await self.send(session, request, metadata=metadata)
 
-    async def call(self, session: str, content: m.Content, timeout: float | None = None) -> Message:
-        """Send a request that has a direct reply and wait for it (`RequestTimeout` if none)."""
-        msg = new_message(content, session=session, username=self.username)
+    async def call(
+        self,
+        session: str,
+        content: m.Content,
+        timeout: float | None = None,
+        *,
+        metadata: dict[str, Any] | None = None,
+        msg_id: str | None = None,
+    ) -> Message:
+        """Send a request that has a direct reply and wait for it (`RequestTimeout` if none);
+        `metadata` and `msg_id` as for `send`."""
+        msg = new_message(
+            content, session=session, username=self.username, metadata=metadata, msg_id=msg_id
+        )
         data = await self.bus.request(
             keys.requests(session), codec.encode(msg), timeout=timeout or self.timeout
         )

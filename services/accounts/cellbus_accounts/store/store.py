@@ -9,12 +9,14 @@ not at all; a database that is away raises `StoreUnavailable` with nothing writt
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 from .. import migrations
 from .database import Connection, Database
 from .documents import DocumentRows, NewCellRecord
 from .errors import NotFound, UniqueViolation
+from .jupyter import JupyterKernelRows
 from .logins import LoginAttempts
 from .records import (
     Member,
@@ -49,6 +51,7 @@ class Store:
         self.database = database
         self.logins = LoginAttempts(database)  # the login throttle's counts
         self.documents = DocumentRows(database)  # worksheets' documents and cell records
+        self.jupyter_kernels = JupyterKernelRows(database)  # kernels of the Jupyter API
 
     async def open(self) -> list[str]:
         """Connect and apply pending migrations; returns the names of those applied."""
@@ -160,10 +163,12 @@ class Store:
         session: str,
         document: bytes,
         cells: list[NewCellRecord],
+        also: Callable[[Connection, uuid.UUID], Awaitable[None]] | None = None,
     ) -> Worksheet:
         """A new worksheet whose document starts with the update `document` (its ``meta``
         and any imported cells), with the records of those cells (their outputs), all in one
-        transaction: an import happens whole or not at all."""
+        transaction: an import happens whole or not at all. `also` writes what else belongs
+        to the worksheet in the same transaction (a Jupyter API kernel's row)."""
         sheet = None
         now = _now()
         async with self.database.transaction() as db:
@@ -178,6 +183,8 @@ class Store:
                 worksheet_id, owner.id,
             )  # fmt: skip
             await self.documents.first_update(db, worksheet_id, document, owner.id, cells)
+            if also is not None:
+                await also(db, worksheet_id)
             sheet = await self._worksheet(db, worksheet_id, owner.id)
         assert sheet is not None
         return sheet

@@ -4,10 +4,12 @@
 starts with IPython imported and a shell built; `serve` runs in the forked session process.
 
 Two threads share the work, as a Jupyter kernel's shell and control channels do: the main
-thread runs executions one at a time, while the reader thread answers completions and
-inspections at once, even while a long cell runs, and turns an interrupt frame into SIGINT for
-the main thread (KeyboardInterrupt in user code) while that execution runs. Checkpoints and
-restores (`namespace`) also run in the main thread, between executions, never during one.
+thread runs executions one at a time, while the reader thread answers questions (`questions`:
+completion, inspection, history...) at once, even while a long cell runs, hands the running
+execution the line it waits for (`stdin`), and turns an interrupt frame into SIGINT for the
+main thread (KeyboardInterrupt in user code) while that execution runs. Checkpoints and
+restores (`namespace`), and clients' comm messages (`comms`), also run in the main thread,
+between executions, never during one.
 """
 
 from __future__ import annotations
@@ -24,15 +26,15 @@ from collections.abc import Iterator
 from typing import Any
 
 import IPython
-from IPython.core.completer import provisionalcompleter, rectify_completions
+from IPython.core import page, payloadpage
 from IPython.core.displayhook import DisplayHook
 from IPython.core.displaypub import DisplayPublisher
 from IPython.core.interactiveshell import InteractiveShell
-from IPython.utils.tokenutil import token_at_cursor
 from traitlets import Type
 
-from . import frames, namespace, sandbox
+from . import comms, frames, namespace, questions, sandbox
 from .capture import OutputCapture
+from .stdin import STDIN
 
 
 class _Channel:
@@ -160,6 +162,12 @@ class CellbusShell(InteractiveShell):
     def enable_gui(self, gui: Any = None) -> None:  # there is no GUI event loop here
         pass
 
+    def set_next_input(self, s: str, replace: bool = False) -> None:
+        """``%load`` and friends: the text goes to the client, which puts it in a cell (a
+        ``set_next_input`` payload of the execute_reply, as in ipykernel)."""
+        payload = {"source": "set_next_input", "text": s, "replace": replace}
+        self.payload_manager.write_payload(payload)  # type: ignore[union-attr]
+
     @contextlib.contextmanager
     def _tee(self, channel: str) -> Iterator[None]:
         """IPython 9 wraps stdout and stderr during every cell to keep each write in its
@@ -174,13 +182,20 @@ def prepare_shell() -> CellbusShell:
     from traitlets.config import Config
 
     config = Config()
-    config.HistoryManager.enabled = False
+    # History on, in memory: the sandbox allows no database file, and a session's history
+    # lives as long as its namespace (a checkpoint keeps both, `questions.kept_history`).
+    config.HistoryManager.enabled = True
+    config.HistoryManager.hist_file = ":memory:"
     config.InteractiveShell.colors = "Linux"
     config.Completer.use_jedi = False
     config.InteractiveShell.autocall = 0
     # Matplotlib is not imported here (it is heavy); the session's environment names the
     # inline backend (MPLBACKEND), which publishes figures as image/png when a cell ends.
     shell = CellbusShell.instance(config=config)
+    # Help (``len?``) goes to the execute_reply as a ``page`` payload, as in ipykernel, not
+    # into the cell's outputs.
+    shell.set_hook("show_in_pager", page.as_hook(payloadpage.page), 99)
+    comms.install(CHANNEL)
     _warm_up(shell)
     return shell
 
@@ -200,7 +215,7 @@ def _warm_up(shell: CellbusShell) -> None:
         raise ValueError("warm-up")
     except ValueError as exc:
         shell.InteractiveTB.structured_traceback(type(exc), exc, exc.__traceback__)
-    _complete(shell, frames.Complete(id="warm-up", code="pri", cursor_pos=3))
+    questions.complete(shell, frames.Complete(id="warm-up", code="pri", cursor_pos=3))
     shell.object_inspect_mime("print")
     if shell.display_formatter is not None:
         shell.display_formatter.format(1)
@@ -212,6 +227,7 @@ def serve(shell: CellbusShell, sock: socket.socket, output_cap: int) -> None:
     CHANNEL.pipe = pipe
     CHANNEL.capture = OutputCapture(CHANNEL.stream, cap=output_cap)
     CHANNEL.capture.install()
+    STDIN.install(pipe.send, CHANNEL.flush_streams)
     signal.signal(signal.SIGINT, signal.default_int_handler)
     executions: queue.Queue[MainThreadWork] = queue.Queue()
     threading.Thread(
@@ -234,13 +250,15 @@ def serve(shell: CellbusShell, sock: socket.socket, output_cap: int) -> None:
         with contextlib.suppress(KeyboardInterrupt):
             if isinstance(request, frames.Execute):
                 _execute(shell, pipe, request)
+            elif isinstance(request, frames.CommIn):
+                _handle_comm(pipe, request)
             elif isinstance(request, frames.Checkpoint):
                 _checkpoint(shell, pipe, request)
             else:
                 _restore(shell, pipe, request)
 
 
-MainThreadWork = frames.Execute | frames.Checkpoint | frames.Restore
+MainThreadWork = frames.Execute | frames.CommIn | frames.Checkpoint | frames.Restore
 
 
 def _read_requests(
@@ -253,14 +271,14 @@ def _read_requests(
             request = None
         if request is None:  # the worker has gone: so does this process
             os._exit(0)
-        if isinstance(request, frames.Execute | frames.Checkpoint | frames.Restore):
+        if isinstance(request, frames.Execute | frames.CommIn | frames.Checkpoint | frames.Restore):
             executions.put(request)
         elif isinstance(request, frames.Interrupt):
             INTERRUPTS.request(request.id)
-        elif isinstance(request, frames.Complete):
-            pipe.send(frames.Answer(id=request.id, content=_complete(shell, request)))
+        elif isinstance(request, frames.InputValue):
+            STDIN.deliver(request)
         else:
-            pipe.send(frames.Answer(id=request.id, content=_inspect(shell, request)))
+            pipe.send(frames.Answer(id=request.id, content=questions.answer(shell, request)))
 
 
 def _execute(shell: CellbusShell, pipe: frames.FramedSocket, request: frames.Execute) -> None:
@@ -270,9 +288,13 @@ def _execute(shell: CellbusShell, pipe: frames.FramedSocket, request: frames.Exe
     shell.last_error = None
     failed = True
     count_before = shell.execution_count
+    payload_manager = shell.payload_manager
+    assert payload_manager is not None
+    payload_manager.clear_payload()
     try:
         if not INTERRUPTS.begin(request.id):
             raise KeyboardInterrupt
+        STDIN.allow(request.id if request.allow_stdin else None)
         result = shell.run_cell(
             request.code, store_history=request.store_history, silent=request.silent
         )
@@ -287,6 +309,7 @@ def _execute(shell: CellbusShell, pipe: frames.FramedSocket, request: frames.Exe
     finally:
         # From here on the reply must get out whole: hold off any interrupt still in flight.
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        STDIN.allow(None)
         INTERRUPTS.end()
     try:
         with pipe.together():  # the last output and the reply
@@ -294,7 +317,11 @@ def _execute(shell: CellbusShell, pipe: frames.FramedSocket, request: frames.Exe
             # IPython counts an execution that ran with history on; one it did not count
             # (silent, without history, or stopped before it started) has no number.
             counted = shell.execution_count > count_before
-            content: dict[str, Any] = {"execution_count": count_before if counted else None}
+            content: dict[str, Any] = {
+                "execution_count": count_before if counted else None,
+                "payload": payload_manager.read_payload(),  # whatever the outcome, as ipykernel
+            }
+            payload_manager.clear_payload()
             if failed:
                 content.update(status="error", **(shell.last_error or _unknown_error()))
             else:
@@ -316,6 +343,7 @@ def _checkpoint(shell: CellbusShell, pipe: frames.FramedSocket, request: frames.
                 data=saved.data,  # type: ignore[arg-type]  # msgspec encodes a memoryview as bytes, uncopied
                 skipped=saved.skipped,
                 open_files=saved.open_files,
+                history=questions.kept_history(shell),
             )  # fmt: skip
     except namespace.TooLarge:
         reply = frames.Checkpointed(id=request.id, data=b"", skipped=[], too_large=True)
@@ -340,6 +368,10 @@ def _restore(shell: CellbusShell, pipe: frames.FramedSocket, request: frames.Res
         return
     shell.user_ns.update(names)
     shell.execution_count = request.execution_count
+    try:
+        questions.restore_history(shell, request.history)
+    except Exception:  # a namespace without its history is still the namespace
+        traceback.print_exc()
     pipe.send(frames.Restored(id=request.id, ok=True, names=sorted(names)))
 
 
@@ -354,37 +386,14 @@ def _user_expressions(shell: CellbusShell, request: frames.Execute) -> dict[str,
     return values
 
 
-def _complete(shell: CellbusShell, request: frames.Complete) -> dict[str, Any]:
-    """Completions as ipykernel gives them: IPython's completions over the whole cell,
-    rectified to one common range (the legacy ``shell.complete`` loses matches after a dot)."""
-    code = request.code
-    cursor_pos = min(max(request.cursor_pos, 0), len(code))
+def _handle_comm(pipe: frames.FramedSocket, request: frames.CommIn) -> None:
+    """A client's comm message, between executions; what its handler publishes has it as
+    parent. Answered (empty) once handled, so the worker can say ``idle``."""
+    CHANNEL.parent_id = request.id
     try:
-        with provisionalcompleter():
-            found = list(rectify_completions(code, shell.Completer.completions(code, cursor_pos)))
-    except Exception as exc:
-        return {"status": "error", "ename": type(exc).__name__, "evalue": str(exc)}
-    start, end = (found[0].start, found[0].end) if found else (cursor_pos, cursor_pos)
-    return {
-        "status": "ok",
-        "matches": [c.text for c in found],
-        "cursor_start": start,
-        "cursor_end": end,
-        "metadata": {
-            "_jupyter_types_experimental": [
-                {"start": c.start, "end": c.end, "text": c.text, "type": c.type} for c in found
-            ]
-        },
-    }
-
-
-def _inspect(shell: CellbusShell, request: frames.Inspect) -> dict[str, Any]:
-    cursor_pos = min(max(request.cursor_pos, 0), len(request.code))
-    name = token_at_cursor(request.code, cursor_pos)
-    try:
-        bundle = shell.object_inspect_mime(name, detail_level=request.detail_level)
-    except KeyError:
-        return {"status": "ok", "found": False, "data": {}, "metadata": {}}
-    except Exception as exc:
-        return {"status": "error", "ename": type(exc).__name__, "evalue": str(exc)}
-    return {"status": "ok", "found": True, "data": bundle, "metadata": {}}
+        comms.handle(request)
+    except Exception:  # the manager reports handler failures; this is one of its own
+        traceback.print_exc()
+    finally:
+        CHANNEL.flush_streams()
+        pipe.send(frames.Answer(id=request.id, content={}))

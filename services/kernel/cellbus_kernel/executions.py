@@ -7,6 +7,11 @@ and ``execute_input`` (held, to go out with what follows), the outputs (through 
 process that ended under it. An execution that fails with ``stop_on_error`` has the queue
 behind it answered ``aborted``, as in Jupyter; one that was running on a worker that died is
 answered ``WorkerLost`` and not run again.
+
+Clients' comm messages (``comm_open``, ``comm_msg``, ``comm_close``) share the queue: as on a
+Jupyter kernel's shell channel, a slider moved while a cell runs is handled after that cell,
+between executions, with ``busy`` and ``idle`` on the feed (their parent: the comm message).
+They have no reply; aborting the queue drops them, as ipykernel's abort does.
 """
 
 from __future__ import annotations
@@ -17,6 +22,8 @@ from collections import deque
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
+
+import msgspec
 
 from cellbus_protocol import messages as m
 from cellbus_protocol.bus import QueueItem
@@ -37,6 +44,8 @@ UNAVAILABLE = Ending(
 )
 
 Ack = Callable[[QueueItem], Coroutine[Any, Any, None]]
+COMM_TYPES = frozenset({"comm_open", "comm_msg", "comm_close"})
+"""Requests that queue with executions: a client's comm messages."""
 
 
 @dataclass
@@ -96,10 +105,11 @@ class Executions:
         await self._not_running.wait()
 
     async def abort_queued(self) -> None:
-        """Answer every waiting execution ``aborted``."""
+        """Answer every waiting execution ``aborted`` (comm messages are dropped)."""
         while self._queue:
             pending = self._queue.popleft()
-            await self._feed.publish(m.ExecuteReply(status="aborted"), pending.msg.header)
+            if pending.msg.msg_type == "execute_request":
+                await self._feed.publish(m.ExecuteReply(status="aborted"), pending.msg.header)
             await self._ack(pending.item)
 
     async def run_next(self) -> None:
@@ -109,7 +119,9 @@ class Executions:
         self._not_running.clear()
         failed = False
         try:
-            if pending.lost:
+            if pending.msg.msg_type in COMM_TYPES:
+                await self._comm(pending)
+            elif pending.lost:
                 await self._reply_lost(pending)
             else:
                 failed = await self._execute(pending)
@@ -155,9 +167,31 @@ class Executions:
             frame = frames.Execute(
                 id=msg.msg_id, code=request.code, silent=request.silent,
                 store_history=request.store_history, user_expressions=request.user_expressions,
+                allow_stdin=request.allow_stdin,
             )  # fmt: skip
             result = await self._process.execute(process, msg.header, frame)
         return await self._publish_result(msg.header, result)
+
+    async def _comm(self, pending: Pending) -> None:
+        """Have the process handle a client's comm message, ``busy`` to ``idle``."""
+        msg = pending.msg
+        process = await self._process.ensure(msg.header, announce_idle=False)
+        self._feed.announce(m.Status(execution_state="busy"), msg.header)
+        if process is None:
+            ended: Ending | None = UNAVAILABLE
+        else:
+            content = msgspec.to_builtins(msg.content)
+            header = msgspec.to_builtins(msg.header)
+            frame = frames.CommIn(
+                id=msg.msg_id, msg_type=msg.msg_type, content=content, header=header
+            )
+            ended = await self._process.comm(process, msg.header, frame)
+        if ended is None:
+            await self._feed.publish(m.Status(execution_state="idle"), msg.header)
+        elif not ended.expected:
+            await self._feed.publish(
+                m.Status(execution_state="dead", reason=ended.message), msg.header
+            )
 
     async def _publish_result(self, parent: Header, result: m.ExecuteReply | Ending) -> bool:
         """Publish an execution's reply (and, if its process ended under it, the error and

@@ -15,7 +15,7 @@ import logging
 from cellbus_protocol import codec, keys
 from cellbus_protocol import messages as m
 from cellbus_protocol.bus import Bus
-from cellbus_protocol.envelope import Header, new_message, reply_to
+from cellbus_protocol.envelope import Header, new_message
 from cellbus_protocol.errors import BusUnavailable
 
 from .tasks import TaskSet
@@ -46,13 +46,20 @@ class FeedPublisher:
         self._lock = asyncio.Lock()
         self._tasks = TaskSet(f"session {session} feed")
 
-    def _message(self, content: m.Content, parent: Header | None) -> bytes:
+    def _message(
+        self, content: m.Content, parent: Header | None, msg_id: str | None = None
+    ) -> bytes:
         if isinstance(content, m.Status):
             self.state = content.execution_state
         if parent is None or parent.is_empty:
-            msg = new_message(content, session=self.session, username=KERNEL_USERNAME)
-        else:
-            msg = reply_to(parent, content)
+            msg = new_message(
+                content, session=self.session, username=KERNEL_USERNAME, msg_id=msg_id
+            )
+        else:  # as `reply_to`: the requester's username, so watchers see whose it is
+            msg = new_message(
+                content, session=self.session, username=parent.username, parent=parent,
+                msg_id=msg_id,
+            )  # fmt: skip
         return codec.encode(msg)
 
     def announce(self, content: m.Content, parent: Header) -> None:
@@ -84,12 +91,14 @@ class FeedPublisher:
         for data in held:
             await self._send(data)
 
-    async def publish(self, content: m.Content, parent: Header | None) -> None:
+    async def publish(
+        self, content: m.Content, parent: Header | None, *, msg_id: str | None = None
+    ) -> None:
         """Publish one feed message (after any held announcement), retrying while the bus is
-        away so nothing is lost."""
+        away so nothing is lost; `msg_id` names it, for a caller that records it first."""
         if self.silenced:
             return
-        data = self._message(content, parent)
+        data = self._message(content, parent, msg_id)
         async with self._lock:
             if self._held:
                 await self._send_held()

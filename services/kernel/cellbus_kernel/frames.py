@@ -1,9 +1,11 @@
 """The frames that cross the pipe between a worker and one of its session processes.
 
 A frame is a 4-byte big-endian length and a msgpack-encoded `Frame`. The worker sends
-requests (`Execute`, `Complete`, `Inspect`, `Interrupt`, `Checkpoint`, `Restore`); the session
-process answers with `Ready` once, then `Output` frames while code runs, `Done` when an
-execution ends, `Answer` for completions and inspections, `Checkpointed` and `Restored`. The
+requests (`Execute`, `Complete`, `Inspect`, `IsComplete`, `History`, `CommInfo`,
+`WidgetState`, `Interrupt`, `Checkpoint`, `Restore`), comm messages from clients (`CommIn`)
+and answers to ``input()`` (`InputValue`); the session process answers with `Ready` once, then
+`Output` frames while code runs (and `InputWanted` when it waits for a line), `Done` when an
+execution ends, `Answer` for the other requests, `Checkpointed` and `Restored`. The
 session process never talks to the bus: the worker turns these frames into feed messages, and
 it alone signs and verifies checkpoints, so the session process holds no credential and no
 connection of the worker.
@@ -32,6 +34,7 @@ class Execute(msgspec.Struct, tag="execute"):
     silent: bool = False
     store_history: bool = True
     user_expressions: dict[str, str] = {}
+    allow_stdin: bool = False
 
 
 class Complete(msgspec.Struct, tag="complete"):
@@ -47,6 +50,58 @@ class Inspect(msgspec.Struct, tag="inspect"):
     detail_level: int = 0
 
 
+class IsComplete(msgspec.Struct, tag="is_complete"):
+    id: str
+    code: str
+
+
+class History(msgspec.Struct, tag="history"):
+    """A ``history_request``'s fields (see `cellbus_protocol.messages.HistoryRequest`)."""
+
+    id: str
+    hist_access_type: str = "tail"
+    output: bool = False
+    raw: bool = True
+    session: int = 0
+    start: int = 0
+    stop: int | None = None
+    n: int | None = None
+    pattern: str = ""
+    unique: bool = False
+
+
+class CommInfo(msgspec.Struct, tag="comm_info"):
+    id: str
+    target_name: str | None = None
+
+
+class WidgetState(msgspec.Struct, tag="widget_state"):
+    """The state of the session's ipywidgets, for a saved notebook's ``metadata.widgets``."""
+
+    id: str
+
+
+class CommIn(msgspec.Struct, tag="comm_in"):
+    """A client's ``comm_open``, ``comm_msg`` or ``comm_close`` (`id`: its msg_id, the parent
+    of what its handler publishes); handled between executions, answered by an `Answer`
+    once handled."""
+
+    id: str
+    msg_type: str
+    content: dict[str, Any]
+    header: dict[str, Any] = {}
+
+
+class InputValue(msgspec.Struct, tag="input_value"):
+    """The line typed for input wait `seq` of execution `id`, or, with `cancelled`, why the
+    wait ends without one (the person left)."""
+
+    id: str
+    seq: int
+    value: str = ""
+    cancelled: str = ""
+
+
 class Interrupt(msgspec.Struct, tag="interrupt"):
     """Interrupt execution `id`: now if it runs, as soon as it starts if it has not yet."""
 
@@ -60,13 +115,18 @@ class Checkpoint(msgspec.Struct, tag="checkpoint"):
     max_bytes: int
 
 
+HistoryEntry = tuple[int, str, str]
+"""One input of IPython's history: its execution count, the source as run, as typed."""
+
+
 class Restore(msgspec.Struct, tag="restore"):
     """Load a checkpoint's namespace (verified by the worker) into the user namespace, and
-    go on counting executions from `execution_count`."""
+    go on counting executions from `execution_count`; `history`: the inputs it had run."""
 
     id: str
     data: bytes
     execution_count: int
+    history: list[HistoryEntry] = []
 
 
 class Ready(msgspec.Struct, tag="ready"):
@@ -85,6 +145,15 @@ class Output(msgspec.Struct, tag="output"):
     content: dict[str, Any]
 
 
+class InputWanted(msgspec.Struct, tag="input_wanted"):
+    """Execution `id` waits for a line (``input()``, ``getpass()``): its `seq`-th wait."""
+
+    id: str
+    seq: int
+    prompt: str
+    password: bool
+
+
 class Done(msgspec.Struct, tag="done"):
     """An execution ended; `content` is its execute_reply content."""
 
@@ -93,7 +162,8 @@ class Done(msgspec.Struct, tag="done"):
 
 
 class Answer(msgspec.Struct, tag="answer"):
-    """The reply content of a completion or inspection."""
+    """The reply content of a direct request (completion, inspection...), or of a handled
+    `CommIn` (empty)."""
 
     id: str
     content: dict[str, Any]
@@ -110,6 +180,7 @@ class Checkpointed(msgspec.Struct, tag="checkpointed"):
     too_large: bool = False
     error: str = ""
     open_files: list[str] = []
+    history: list[HistoryEntry] = []
 
 
 class Restored(msgspec.Struct, tag="restored"):
@@ -121,8 +192,10 @@ class Restored(msgspec.Struct, tag="restored"):
     names: list[str] = []
 
 
-ToSession = Execute | Complete | Inspect | Interrupt | Checkpoint | Restore
-FromSession = Ready | Output | Done | Answer | Checkpointed | Restored
+Question = Complete | Inspect | IsComplete | History | CommInfo | WidgetState
+"""Requests the session process answers at once, even while code runs (its reader thread)."""
+ToSession = Question | Execute | Interrupt | Checkpoint | Restore | CommIn | InputValue
+FromSession = Ready | Output | InputWanted | Done | Answer | Checkpointed | Restored
 
 _encoder = msgspec.msgpack.Encoder()
 _to_session: msgspec.msgpack.Decoder[ToSession] = msgspec.msgpack.Decoder(ToSession)

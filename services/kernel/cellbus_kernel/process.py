@@ -28,7 +28,7 @@ import msgspec
 
 from cellbus_protocol import codec
 from cellbus_protocol import messages as m
-from cellbus_protocol.envelope import Header
+from cellbus_protocol.envelope import Header, new_msg_id
 from cellbus_protocol.errors import BusUnavailable
 
 from . import frames
@@ -69,6 +69,29 @@ def died(how: str) -> Ending:
     return Ending("SessionProcessDied", f"The session process {how}.")
 
 
+KERNEL_OUTPUTS = frozenset(
+    {
+        "stream", "display_data", "update_display_data", "execute_result", "error",
+        "clear_output", "comm_open", "comm_msg", "comm_close",
+    }
+)  # fmt: skip
+"""The feed messages a session process may publish (its `frames.Output`): user code runs
+there, so any other type (a status, a reply, a cellbus event, an ``input_request``) is
+dropped, never forged onto the feed."""
+MAX_PROMPT = 4096
+"""The longest ``input()`` prompt published (longer ones are cut)."""
+
+
+@dataclass(frozen=True)
+class AwaitedInput:
+    """An ``input_request`` on the feed that its execution waits to have answered."""
+
+    msg_id: str  # the input_request's
+    username: str  # who ran the execution: the one person who may answer
+    execution: str  # the execution's msg_id
+    seq: int  # the process's number for this wait (`stdin.Stdin`)
+
+
 Answer = Any
 """What a process answers to a frame: a frame (Checkpointed, Restored), an answer's content,
 or the `Ending` of a process that ended first."""
@@ -102,6 +125,8 @@ class ProcessManager:
         self._process: SessionProcess | None = None
         self._lock = asyncio.Lock()  # one start or end at a time
         self._done: asyncio.Future[m.ExecuteReply | Ending] | None = None
+        self.awaited_input: AwaitedInput | None = None
+        """The input the running execution waits for, if it does."""
         self._answers: dict[str, asyncio.Future[Answer]] = {}
         self._parents: OrderedDict[str, Header] = OrderedDict()
         self._endings: dict[int, Ending] = {}  # why we killed a process, by pid
@@ -208,11 +233,10 @@ class ProcessManager:
             self._answers.pop(frame.id, None)
         return None if isinstance(answer, Ending) else answer
 
-    async def answer(
-        self, process: SessionProcess, frame: frames.Complete | frames.Inspect
-    ) -> Answer:
-        """The process's answer to a completion or inspection (its content), or the
-        `Ending` of a process that ended first; `TimeoutError` past CELLBUS_ANSWER_TIMEOUT."""
+    async def answer(self, process: SessionProcess, frame: frames.Question) -> Answer:
+        """The process's answer to a question (completion, inspection...: its content), or
+        the `Ending` of a process that ended first; `TimeoutError` past
+        CELLBUS_ANSWER_TIMEOUT."""
         future: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
         self._answers[frame.id] = future
         try:
@@ -221,6 +245,34 @@ class ProcessManager:
                 return await future
         finally:
             self._answers.pop(frame.id, None)
+
+    async def comm(
+        self, process: SessionProcess, header: Header, frame: frames.CommIn
+    ) -> Ending | None:
+        """Have the process handle a client's comm message (what it publishes has `header`
+        as parent); None once handled, or the `Ending` of a process that ended first. No
+        deadline: a handler runs user code (``interact``), as long as a cell may."""
+        self._remember_parent(header)
+        future: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
+        self._answers[frame.id] = future
+        try:
+            await process.pipe.send(frame)
+            answer = await future
+        finally:
+            self._answers.pop(frame.id, None)
+        return answer if isinstance(answer, Ending) else None
+
+    async def give_input(self, awaited: AwaitedInput, value: str, cancelled: str = "") -> bool:
+        """Hand the awaited input its line (or, with `cancelled`, end the wait: why); False if
+        that input is no longer awaited. Once only: the wait is over either way."""
+        if self.awaited_input != awaited or self._process is None:
+            return False
+        self.awaited_input = None
+        frame = frames.InputValue(
+            id=awaited.execution, seq=awaited.seq, value=value, cancelled=cancelled
+        )
+        await self._process.pipe.send(frame)
+        return True
 
     async def execute(
         self, process: SessionProcess, header: Header, frame: frames.Execute
@@ -235,9 +287,13 @@ class ProcessManager:
             return await done
         finally:
             self._done = None
+            self.awaited_input = None  # an input it waited for is not awaited any more
 
     async def interrupt(self, execution: str) -> None:
-        """Interrupt `execution` if it runs (the process decides; see child.py)."""
+        """Interrupt `execution` if it runs (the process decides; see child.py); an input it
+        waits for is not awaited any more (KeyboardInterrupt ends the wait)."""
+        if self.awaited_input is not None and self.awaited_input.execution == execution:
+            self.awaited_input = None
         if self._process is not None:
             await self._process.pipe.send(frames.Interrupt(id=execution))
 
@@ -291,6 +347,8 @@ class ProcessManager:
                     break
                 if isinstance(frame, frames.Output):
                     await self._publish_output(frame)
+                elif isinstance(frame, frames.InputWanted):
+                    await self._ask_for_input(frame)
                 elif isinstance(frame, frames.Done):
                     self._settle_execution(process, frame)
                 elif not isinstance(frame, frames.Ready):  # only ever the first frame
@@ -318,10 +376,23 @@ class ProcessManager:
         self._endings[process.pid] = died("sent a malformed message and was stopped")
         process.signal(signal.SIGKILL)
 
+    async def _ask_for_input(self, frame: frames.InputWanted) -> None:
+        """The running execution waits for a line: ``input_request`` on the feed, addressed
+        to whoever ran it (the header's username), and remembered as awaited."""
+        parent = self._parents.get(frame.id)
+        if parent is None or self._done is None or self._done.done():
+            self._drops.drop(self._feed.name, ValueError("input outside an execution"), frame.id)
+            return
+        msg_id = new_msg_id()
+        # Awaited before it is published: an answer may come as soon as it is seen.
+        self.awaited_input = AwaitedInput(msg_id, parent.username, frame.id, frame.seq)
+        request = m.InputRequest(prompt=frame.prompt[:MAX_PROMPT], password=frame.password)
+        await self._feed.publish(request, parent, msg_id=msg_id)
+
     async def _publish_output(self, frame: frames.Output) -> None:
         content_type = m.CONTENT_TYPES.get(frame.msg_type)
         parent = self._parents.get(frame.id)
-        if content_type is None or content_type not in m.FEED_TYPES or parent is None:
+        if content_type is None or frame.msg_type not in KERNEL_OUTPUTS or parent is None:
             self._drops.drop(
                 self._feed.name, ValueError(f"unexpected output {frame.msg_type}"), frame.id
             )
@@ -340,6 +411,7 @@ class ProcessManager:
             logging.INFO if ending.expected else logging.WARNING,
             "session %s: process %d ended: %s", self.session, process.pid, ending.message,
         )  # fmt: skip
+        self.awaited_input = None
         # Answers first: a restore in progress holds the lock while it waits.
         for future in self._answers.values():
             if not future.done():

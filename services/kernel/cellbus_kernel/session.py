@@ -29,7 +29,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.metadata
 import logging
+import platform
 import time
 from collections.abc import Awaitable, Callable
 
@@ -44,7 +46,7 @@ from . import frames
 from .checkpointing import SessionCheckpoints
 from .checkpoints import CheckpointStore, Loaded
 from .config import KernelSettings
-from .executions import Ack, Executions
+from .executions import COMM_TYPES, Ack, Executions
 from .feed import FeedPublisher
 from .lifecycle import Departure, Lifecycle, SessionState
 from .process import Ending, ProcessManager
@@ -70,7 +72,7 @@ LEASE_LOST = Ending("LeaseLost", "Another worker hosts the session now.", expect
 Claimed = tuple[QueueItem, Message]
 Depart = Callable[["Session", Departure], Awaitable[None]]
 """How a session tells its worker that it left, and why; the worker then lets go of it."""
-Handler = Callable[[Message], Awaitable[m.Reply]]
+Handler = Callable[[Message], Awaitable[m.Content]]
 
 
 class Session:
@@ -229,6 +231,9 @@ class Session:
     def submit(self, item: QueueItem, msg: Message) -> None:
         """Take one request; executions queue, everything else is handled at once."""
         self._last_activity = time.monotonic()
+        if msg.msg_type in COMM_TYPES:  # handled between executions, in arrival order
+            self.executions.add(item, msg)
+            return
         if msg.msg_type == "execute_request":
             self.executions.add(item, msg)
             cell_id = cell_of(msg)
@@ -250,6 +255,11 @@ class Session:
         return {
             "complete_request": self._answer_from_process,
             "inspect_request": self._answer_from_process,
+            "is_complete_request": self._answer_from_process,
+            "history_request": self._answer_from_process,
+            "comm_info_request": self._answer_from_process,
+            "widget_state_request": self._answer_from_process,
+            "input_reply": self._input_reply,
             "interrupt_request": self._interrupt,
             "restart_request": self._restart,
             "shutdown_request": self._shutdown,
@@ -264,9 +274,7 @@ class Session:
                 content = await handler(msg)
             except Exception as exc:
                 log.exception("session %s: %s %s failed", self.session, msg.msg_type, msg.msg_id)
-                content = m.DIRECT_REPLY[msg.msg_type](
-                    status="error", ename=type(exc).__name__, evalue=str(exc)
-                )
+                content = _unanswered(m.DIRECT_REPLY[msg.msg_type], type(exc).__name__, str(exc))
             try:
                 await self._bus.reply(item, codec.encode(reply_to(msg, content)))
             finally:
@@ -299,26 +307,34 @@ class Session:
                 to_route.append((item, msg))
         return to_route
 
-    async def _answer_from_process(self, msg: Message) -> m.Reply:
+    async def _answer_from_process(self, msg: Message) -> m.Content:
         reply_type = m.DIRECT_REPLY[msg.msg_type]
         process = await self.process.ensure(msg.header)
         if process is None:
-            return reply_type(status="error", ename="SessionUnavailable", evalue=self.feed.state)
-        request = msg.content
-        frame: frames.Complete | frames.Inspect
-        if isinstance(request, m.CompleteRequest):
-            frame = frames.Complete(id=msg.msg_id, code=request.code, cursor_pos=request.cursor_pos)
-        else:
-            frame = frames.Inspect(
-                id=msg.msg_id,
-                code=request.code,
-                cursor_pos=request.cursor_pos,
-                detail_level=request.detail_level,
-            )
-        answer = await self.process.answer(process, frame)
+            return _unanswered(reply_type, "SessionUnavailable", self.feed.state)
+        answer = await self.process.answer(process, question_frame(msg))
         if isinstance(answer, Ending):
-            return reply_type(status="error", ename=answer.ename, evalue=answer.evalue)
+            return _unanswered(reply_type, answer.ename, answer.evalue)
         return msgspec.convert(answer, reply_type)
+
+    async def _input_reply(self, msg: Message) -> m.Content:
+        """A line for the input the running execution waits for: taken only from the
+        person who ran it, for that very ``input_request`` (named in the metadata:
+        ``cellbus.input_request``); ``cellbus.cancelled`` ends the wait instead (the web
+        sends it when that person leaves)."""
+        awaited = self.process.awaited_input
+        named, cancelled = input_reply_target(msg)
+        if (
+            awaited is None
+            or awaited.msg_id != named
+            or awaited.username != msg.header.username
+            or not await self.process.give_input(awaited, msg.content.value, cancelled)
+        ):
+            return m.InputAck(
+                status="error", ename="NoInputAwaited",
+                evalue="No input is awaited from you for that request.",
+            )  # fmt: skip
+        return m.InputAck()
 
     async def _interrupt(self, msg: Message) -> m.Reply:
         running = self.executions.running
@@ -354,12 +370,16 @@ class Session:
         return m.ShutdownReply(restart=msg.content.restart)
 
     async def _kernel_info(self, msg: Message) -> m.Reply:
+        """Answered by the worker (the process need not run): the versions it last reported,
+        or, before any process started, those of the template's interpreter (the same)."""
         ready = self.process.ready
-        language = m.LanguageInfo(version=ready.python_version if ready else "")
+        python = ready.python_version if ready else platform.python_version()
+        ipython = ready.ipython_version if ready else importlib.metadata.version("ipython")
         return m.KernelInfoReply(
-            implementation_version=ready.ipython_version if ready else "",
-            language_info=language,
-            banner=ready.banner if ready else "",
+            implementation_version=ipython,
+            language_info=m.LanguageInfo(version=python),
+            banner=ready.banner if ready else f"Python {python} on cellbus, IPython {ipython}",
+            help_links=HELP_LINKS,
         )
 
     async def _session_info(self, msg: Message) -> m.Reply:
@@ -440,6 +460,53 @@ class Session:
         log.info("session %s hibernated", self.session)
         await self._leave(Departure.HIBERNATED)
         return True
+
+
+HELP_LINKS = [
+    {"text": "Python Reference", "url": "https://docs.python.org/3/"},
+    {"text": "IPython Reference", "url": "https://ipython.readthedocs.io/en/stable/"},
+]
+"""kernel_info's ``help_links`` (ipykernel lists its language's references likewise)."""
+
+
+def question_frame(msg: Message) -> frames.Question:
+    """The frame that asks the session process a direct request's question."""
+    request, msg_id = msg.content, msg.msg_id
+    if isinstance(request, m.CompleteRequest):
+        return frames.Complete(id=msg_id, code=request.code, cursor_pos=request.cursor_pos)
+    if isinstance(request, m.InspectRequest):
+        return frames.Inspect(
+            id=msg_id, code=request.code, cursor_pos=request.cursor_pos,
+            detail_level=request.detail_level,
+        )  # fmt: skip
+    if isinstance(request, m.IsCompleteRequest):
+        return frames.IsComplete(id=msg_id, code=request.code)
+    if isinstance(request, m.HistoryRequest):
+        fields = msgspec.structs.asdict(request)
+        return frames.History(id=msg_id, **fields)
+    if isinstance(request, m.CommInfoRequest):
+        return frames.CommInfo(id=msg_id, target_name=request.target_name)
+    return frames.WidgetState(id=msg_id)
+
+
+def input_reply_target(msg: Message) -> tuple[str, str]:
+    """The input_request an input_reply answers (``metadata.cellbus.input_request``) and,
+    for one that cancels the wait, why (``metadata.cellbus.cancelled``)."""
+    cellbus = msg.metadata.get("cellbus")
+    if not isinstance(cellbus, dict):
+        return "", ""
+    named, cancelled = cellbus.get("input_request"), cellbus.get("cancelled")
+    return (
+        named if isinstance(named, str) else "",
+        cancelled[:1000] if isinstance(cancelled, str) else "",
+    )
+
+
+def _unanswered(reply_type: type[m.Content], ename: str, evalue: str) -> m.Content:
+    """A direct reply saying the session could not answer (is_complete: ``unknown``)."""
+    if reply_type is m.IsCompleteReply:
+        return m.IsCompleteReply(status="unknown")
+    return reply_type(status="error", ename=ename, evalue=evalue)
 
 
 def cell_of(msg: Message) -> str | None:

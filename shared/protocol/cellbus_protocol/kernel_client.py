@@ -1,9 +1,10 @@
 """The client side of a session's request channel: what the web service and the tests use to
 create sessions and send them requests.
 
-Executions return at once with their request message; their outputs and ``execute_reply``
-arrive on the session's feed (`feed_messages`). Completion, inspection, interrupt, restart,
-shutdown and kernel info wait for a direct reply, with a deadline.
+Executions and comm messages return at once with their request message; their outputs,
+``execute_reply`` and ``idle`` arrive on the session's feed (`feed_messages`). Completion,
+inspection, is_complete, history, comm info, input replies, interrupt, restart, shutdown and
+kernel info wait for a direct reply, with a deadline.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from .envelope import Message, new_message, now_iso
 from .errors import ProtocolError, RemoteError
 
 ResultT = TypeVar("ResultT")
-ReplyT = TypeVar("ReplyT", bound=m.Reply)
+ReplyT = TypeVar("ReplyT", bound=m.Content)
+CommKind = Literal["open", "msg", "close"]
 _control_reply = msgspec.json.Decoder(m.ControlReply)
 
 
@@ -79,12 +81,16 @@ class KernelClient:
         store_history: bool = True,
         stop_on_error: bool = True,
         cell_id: str | None = None,
+        user_expressions: dict[str, str] | None = None,
+        allow_stdin: bool = False,
     ) -> Message:
         """Queue `code` for execution; results arrive on the feed with this message as parent.
-        With `cell_id` (a worksheet cell's), the session announces the run (``cell_run``)."""
+        With `cell_id` (a worksheet cell's), the session announces the run (``cell_run``).
+        With `allow_stdin`, ``input()`` asks this user (``input_request``; answer: `input`)."""
         request = m.ExecuteRequest(
-            code=code, silent=silent, store_history=store_history, stop_on_error=stop_on_error
-        )
+            code=code, silent=silent, store_history=store_history, stop_on_error=stop_on_error,
+            user_expressions=user_expressions or {}, allow_stdin=allow_stdin,
+        )  # fmt: skip
         metadata = None if cell_id is None else {"cellbus": {"cell_id": cell_id}}
         return await self.send(session, request, metadata=metadata)
 
@@ -116,9 +122,11 @@ class KernelClient:
         content: m.Content,
         reply_type: type[ReplyT],
         timeout: float | None = None,
+        *,
+        metadata: dict[str, Any] | None = None,
     ) -> ReplyT:
         """`call`, returning the reply's content, checked to be a `reply_type`."""
-        reply = (await self.call(session, content, timeout)).content
+        reply = (await self.call(session, content, timeout, metadata=metadata)).content
         if not isinstance(reply, reply_type):
             raise ProtocolError(f"{type(reply).__name__} to a {type(content).__name__}")
         return reply
@@ -147,6 +155,50 @@ class KernelClient:
 
     async def session_info(self, session: str) -> m.SessionInfoReply:
         return await self.answer(session, m.SessionInfoRequest(), m.SessionInfoReply)
+
+    async def is_complete(self, session: str, code: str) -> m.IsCompleteReply:
+        return await self.answer(session, m.IsCompleteRequest(code=code), m.IsCompleteReply)
+
+    async def history(self, session: str, request: m.HistoryRequest) -> m.HistoryReply:
+        return await self.answer(session, request, m.HistoryReply)
+
+    async def comm_info(self, session: str, target_name: str | None = None) -> m.CommInfoReply:
+        request = m.CommInfoRequest(target_name=target_name)
+        return await self.answer(session, request, m.CommInfoReply)
+
+    async def widget_state(self, session: str) -> m.WidgetStateReply:
+        return await self.answer(session, m.WidgetStateRequest(), m.WidgetStateReply)
+
+    async def input(self, session: str, value: str, input_request: str) -> m.InputAck:
+        """Answer the ``input_request`` whose msg_id is `input_request` (only the user whose
+        execution asked may: ``NoInputAwaited`` otherwise)."""
+        metadata = {"cellbus": {"input_request": input_request}}
+        return await self.answer(session, m.InputReply(value=value), m.InputAck, metadata=metadata)
+
+    async def cancel_input(self, session: str, input_request: str, reason: str) -> m.InputAck:
+        """End this user's wait for input `input_request` without a line: the execution
+        gets an error saying `reason` (they left)."""
+        metadata = {"cellbus": {"input_request": input_request, "cancelled": reason}}
+        return await self.answer(session, m.InputReply(value=""), m.InputAck, metadata=metadata)
+
+    async def comm(
+        self,
+        session: str,
+        comm_id: str,
+        data: dict[str, Any],
+        kind: CommKind = "msg",
+        target_name: str | None = None,
+    ) -> Message:
+        """Send a comm message (no reply: ``busy``, what its handler publishes, and ``idle``
+        arrive on the feed with it as parent). `target_name` is needed to open one."""
+        content: m.Content
+        if kind == "open":
+            content = m.CommOpen(comm_id=comm_id, target_name=target_name or "", data=data)
+        elif kind == "close":
+            content = m.CommClose(comm_id=comm_id, data=data)
+        else:
+            content = m.CommMsg(comm_id=comm_id, data=data)
+        return await self.send(session, content)
 
     # -- control: requests about a whole session, answered by any worker -------------------
     async def fork_session(self, session: str) -> m.Forked:

@@ -205,6 +205,21 @@ class CommInfoReply(Reply, kw_only=True):
     comms: dict[str, dict[str, str]] = msgspec.field(default_factory=dict)  # id -> target_name
 
 
+class WidgetStateRequest(Content, kw_only=True):
+    """cellbus: the state of the session's widgets, to save with an exported notebook."""
+
+    msg_type: ClassVar[str] = "widget_state_request"
+
+
+class WidgetStateReply(Reply, kw_only=True):
+    """``state``: ipywidgets' manager state (``{version_major: 2, version_minor: 0, state:
+    {model_id: ...}}``, the ``application/vnd.jupyter.widget-state+json`` of a notebook's
+    ``metadata.widgets``), or empty when the session has no widgets."""
+
+    msg_type: ClassVar[str] = "widget_state_reply"
+    state: dict[str, Any] = msgspec.field(default_factory=dict)
+
+
 class InputReply(Content, kw_only=True):
     """The answer to an ``input_request``; its parent is the ``input_request`` (Jupyter's
     stdin channel). cellbus answers it directly with an `InputAck`."""
@@ -384,6 +399,7 @@ REQUEST_TYPES: tuple[type[Content], ...] = (
     IsCompleteRequest,
     HistoryRequest,
     CommInfoRequest,
+    WidgetStateRequest,
     InputReply,
     CommOpen,
     CommMsg,
@@ -401,6 +417,7 @@ REPLY_TYPES: tuple[type[Content], ...] = (
     IsCompleteReply,
     HistoryReply,
     CommInfoReply,
+    WidgetStateReply,
     InputAck,
 )
 FEED_TYPES: tuple[type[Content], ...] = (
@@ -442,6 +459,7 @@ DIRECT_REPLY: dict[str, type[Content]] = {
     "is_complete_request": IsCompleteReply,
     "history_request": HistoryReply,
     "comm_info_request": CommInfoReply,
+    "widget_state_request": WidgetStateReply,
     "input_reply": InputAck,
 }
 

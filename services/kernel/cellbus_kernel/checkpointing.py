@@ -139,6 +139,7 @@ class SessionCheckpoints:
             session=self.session, execution_count=count,
             msg_id=parent.msg_id if parent else "", created=now_iso(), feed_seq=seq,
             reported=sorted(self.reported | set(answer.skipped)), open_files=answer.open_files,
+            history=answer.history,
         )  # fmt: skip
         try:
             async with self._lock:
@@ -224,8 +225,9 @@ class SessionCheckpoints:
         header = pending.header
         payload: Any = pending.payload  # a view of the blob: msgspec sends it without a copy
         frame = frames.Restore(
-            id=new_msg_id(), data=payload, execution_count=header.execution_count + 1
-        )
+            id=new_msg_id(), data=payload, execution_count=header.execution_count + 1,
+            history=header.history,
+        )  # fmt: skip
         answer = await ask(process, frame, timeout)
         if isinstance(answer, frames.Restored) and answer.ok:
             self.restored_from = header

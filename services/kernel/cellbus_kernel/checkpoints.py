@@ -14,7 +14,8 @@ Layout of the blob under ``keys.checkpoint(session)``::
 The signature is HMAC-SHA256 over everything before it and the payload, with a key derived
 from the secret for this one purpose. The header says which session the checkpoint is of,
 after which execution (its count and ``msg_id``), when it was made, the feed cursor at that
-moment, and which unsavable names the session has already been told about.
+moment, which unsavable names the session has already been told about, and the session's
+input history.
 """
 
 from __future__ import annotations
@@ -61,6 +62,9 @@ class Header(msgspec.Struct, kw_only=True):
     """Names that could not be saved and that the feed has already reported."""
     open_files: list[str] = []
     """Names whose values held open files when it was saved: they are restored closed."""
+    history: list[tuple[int, str, str]] = []
+    """IPython's input history (the latest inputs: execution count, source as run, as
+    typed), restored with the namespace so ``In``, ``%history`` and history requests go on."""
 
 
 @dataclass(frozen=True)

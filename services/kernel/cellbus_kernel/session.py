@@ -232,6 +232,10 @@ class Session:
         """Take one request; executions queue, everything else is handled at once."""
         self._last_activity = time.monotonic()
         if msg.msg_type in COMM_TYPES:  # handled between executions, in arrival order
+            if len(msgspec.json.encode(msg.content.data)) > m.MAX_COMM_BYTES:
+                self._drops.drop(self.feed.name, ValueError("comm data over the limit"), item.id)
+                self._tasks.spawn(self._ack(item))
+                return
             self.executions.add(item, msg)
             return
         if msg.msg_type == "execute_request":
@@ -324,6 +328,11 @@ class Session:
         sends it when that person leaves)."""
         awaited = self.process.awaited_input
         named, cancelled = input_reply_target(msg)
+        if len(msg.content.value) > m.MAX_INPUT_CHARS:
+            return m.InputAck(
+                status="error", ename="TooLarge",
+                evalue=f"An input line may have at most {m.MAX_INPUT_CHARS:,} characters.",
+            )  # fmt: skip
         if (
             awaited is None
             or awaited.msg_id != named

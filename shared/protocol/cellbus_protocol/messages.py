@@ -220,6 +220,12 @@ class WidgetStateReply(Reply, kw_only=True):
     state: dict[str, Any] = msgspec.field(default_factory=dict)
 
 
+MAX_INPUT_CHARS = 1024 * 1024
+"""The longest line an ``input_reply`` may carry (a session refuses a longer one)."""
+MAX_COMM_BYTES = 4 * 1024 * 1024
+"""The largest ``data`` (as JSON) a client's comm message may carry."""
+
+
 class InputReply(Content, kw_only=True):
     """The answer to an ``input_request``; its parent is the ``input_request`` (Jupyter's
     stdin channel). cellbus answers it directly with an `InputAck`."""

@@ -89,7 +89,8 @@ async def cell_evaluate(call: Call, id: str, worksheet: str | None = None) -> Ev
     started = await ask_accounts(call, a.StartRun(id=id, msg_id=msg_id, worksheet=worksheet))
     session, cell = started.session, started.cell
     msg = new_message(
-        m.ExecuteRequest(code=cell.source), session=session,
+        # allow_stdin: whoever runs a cell answers its input() (session.input)
+        m.ExecuteRequest(code=cell.source, allow_stdin=True), session=session,
         username=principal.user.username, metadata={"cellbus": {"cell_id": cell.id}},
         msg_id=msg_id,
     )  # fmt: skip

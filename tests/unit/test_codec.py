@@ -57,6 +57,10 @@ SAMPLES: dict[str, messages.Content] = {
     "history_request": messages.HistoryRequest(hist_access_type="tail", n=10, output=True),
     "history_reply": messages.HistoryReply(history=[[0, 1, ["1 + 1", "2"]]]),
     "comm_info_request": messages.CommInfoRequest(target_name="jupyter.widget"),
+    "widget_state_request": messages.WidgetStateRequest(),
+    "widget_state_reply": messages.WidgetStateReply(
+        state={"version_major": 2, "version_minor": 0, "state": {}}
+    ),
     "comm_info_reply": messages.CommInfoReply(comms={"c1": {"target_name": "jupyter.widget"}}),
     "input_reply": messages.InputReply(value="Ada Lovelace"),
     "input_ack": messages.InputAck(status="error", ename="NoInputAwaited", evalue="nothing"),

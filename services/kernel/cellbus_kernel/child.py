@@ -166,7 +166,7 @@ class CellbusShell(InteractiveShell):
         """``%load`` and friends: the text goes to the client, which puts it in a cell (a
         ``set_next_input`` payload of the execute_reply, as in ipykernel)."""
         payload = {"source": "set_next_input", "text": s, "replace": replace}
-        self.payload_manager.write_payload(payload)  # type: ignore[union-attr]
+        self.payload_manager.write_payload(payload)  # type: ignore[union-attr]  # built by the shell
 
     @contextlib.contextmanager
     def _tee(self, channel: str) -> Iterator[None]:

@@ -35,6 +35,8 @@ class Batch:
     frame: bytes
     removes: frozenset[str]
     """The users whose access to the session one of the entries takes away."""
+    inputs: tuple[tuple[str, str], ...]
+    """(username, msg_id) of each ``input_request`` among the entries: who is asked."""
     _joined: dict[Batch, Batch] = field(default_factory=dict, repr=False)
     """`joined` answers, so that every socket that joins the same two gets the same bytes."""
 
@@ -84,7 +86,22 @@ def _batch(session: str, entries: list[FeedEntry]) -> Batch:
         items,
     )
     removes = frozenset(user for e in entries if (user := _access_removed(e.data)) is not None)
-    return Batch(session, entries, frame, removes)
+    inputs = tuple(asked for e in entries if (asked := _input_requested(e.data)) is not None)
+    return Batch(session, entries, frame, removes, inputs)
+
+
+def _input_requested(data: bytes) -> tuple[str, str] | None:
+    """Who an ``input_request`` asks, and its msg_id, if the entry is one (see
+    `ws.FeedSocket`: one who leaves ends the wait)."""
+    if b'"input_request"' not in data:
+        return None
+    try:
+        msg = codec.decode(data)
+    except ValidationError:
+        return None
+    if msg.header.msg_type != "input_request":
+        return None
+    return msg.header.username, msg.msg_id
 
 
 def _access_removed(data: bytes) -> str | None:

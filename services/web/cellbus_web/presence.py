@@ -182,6 +182,14 @@ class Presence:
         if state.untold:
             state.untold = {s for s in state.untold if not s.show_presence(session, state.frame)}
 
+    async def watches(self, session: str, username: str) -> bool:
+        """Whether `username` watches `session` through any socket, here or in another web
+        process (its table)."""
+        if self._watching(session, username):
+            return True
+        members = await self.bus.loads(keys.presence(session))
+        return any(member.split(" ", 1)[0] == username for member in members)
+
     def _watching(self, session: str, username: str) -> bool:
         state = self._sessions.get(session)
         return state is not None and username in state.users

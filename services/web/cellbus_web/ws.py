@@ -159,6 +159,9 @@ class FeedSocket:
         self._ended = asyncio.Event()  # `ending` is set
         self.token_hash = hashlib.sha256(principal.token.encode()).hexdigest()
         self.username = principal.user.username
+        # session -> the last input_requests it was sent that ask this user: if the user
+        # leaves while one waits, the wait ends (`_end_input_waits`), not hangs.
+        self.asked: dict[str, list[str]] = {}
 
     def end(self, close: Close) -> None:
         """Close the socket as `close` says, overtaking what is still queued (the first
@@ -177,8 +180,15 @@ class FeedSocket:
             if batch.removes and self.username in batch.removes:
                 self._access_removed(batch)
                 return  # what follows is not for this user
+            if batch.inputs:
+                self._note_inputs(batch)
             if not self.outgoing.offer(batch):
                 self._overflowed()
+
+    def _note_inputs(self, batch: Batch) -> None:
+        asked = [msg_id for username, msg_id in batch.inputs if username == self.username]
+        if asked:
+            self.asked[batch.session] = [*self.asked.get(batch.session, []), *asked][-4:]
 
     def _access_removed(self, batch: Batch) -> None:
         before = batch.before_removal_of(self.username)
@@ -197,6 +207,8 @@ class FeedSocket:
     async def catch_up(self, page: list[Batch]) -> None:
         """Retained batches while a subscription joins: they wait for room."""
         for batch in page:
+            if batch.inputs:
+                self._note_inputs(batch)
             await self.outgoing.put(batch)
 
     def show_live(self, frame: bytes) -> None:
@@ -452,6 +464,21 @@ class FeedSocket:
         for session in list(self.listeners):
             with contextlib.suppress(CellbusError):
                 await self.unsubscribe(session)
+        await self._end_input_waits()
+
+    async def _end_input_waits(self) -> None:
+        """The user left: an ``input()`` waiting for them would wait for good, so it ends
+        with an error, unless they still watch the session from another socket. (Waits
+        already over are refused by the kernel, harmlessly.)"""
+        kernel = self.backend.kernel(self.principal)
+        for session, asked in self.asked.items():
+            with contextlib.suppress(CellbusError):
+                if await self.backend.presence.watches(session, self.username):
+                    continue
+                if not (await kernel.session_status(session)).hosted:
+                    continue
+                for msg_id in asked:
+                    await kernel.cancel_input(session, msg_id, f"{self.username} left the session before answering.")
 
 
 async def feed_socket(request: web.Request) -> web.WebSocketResponse:

@@ -22,6 +22,8 @@ class ExecuteOptions(TypedDict, total=False):
     store_history: bool
     stop_on_error: bool
     cell_id: str | None
+    user_expressions: dict[str, str] | None
+    allow_stdin: bool
 
 
 @dataclass

@@ -38,8 +38,10 @@ export class DisplayRegistry {
 }
 
 export class OutputArea {
-  constructor(displays) {
+  /** `displays`: the worksheet's DisplayRegistry; `widgets`: its WidgetHub (or null). */
+  constructor(displays, widgets = null) {
     this.displays = displays;
+    this.widgets = widgets;
     this.items = []; // {output, view, displayId}
     this.clearBeforeNext = false;
     this.el = h("div", { class: "outputs", "data-testid": "cell-outputs" });
@@ -110,14 +112,14 @@ export class OutputArea {
       last.view.append(output.text);
       return;
     }
-    const item = { output, view: outputView(output), displayId };
+    const item = { output, view: outputView(output, this.widgets), displayId };
     this.items.push(item);
     this.el.append(item.view.el);
     if (displayId) this.displays.add(displayId, item);
   }
 }
 
-function outputView(output) {
+function outputView(output, widgets) {
   switch (output.output_type) {
     case "stream":
       return new StreamView(output.name, textOf(output.text));
@@ -125,7 +127,7 @@ function outputView(output) {
       return errorView(output);
     case "display_data":
     case "execute_result":
-      return mimeView(output.data ?? {}, output.metadata ?? {});
+      return mimeView(output.data ?? {}, output.metadata ?? {}, widgets);
     default:
       return { el: h("div", { class: "output muted" }, `(${output.output_type})`) };
   }

@@ -12,7 +12,8 @@
  *   frame -> app  {cellbus: "ready"}            the frame has loaded; send the content
  *   app -> frame  {cellbus: "render", html}      show this (again, on update_display_data)
  *   frame -> app  {cellbus: "height", height}    the content's height, to size the frame
- * Messages are matched to frames by `event.source`, as the frame's origin is "null".
+ * Messages are matched to frames by `event.source`, as the frame's origin is "null". Widget
+ * outputs use the same frame and more messages (src/widgets/view.js, src/widgets/frame.js).
  */
 import { h } from "../dom.js";
 
@@ -67,9 +68,13 @@ export class SandboxFrame {
   }
 
   post() {
-    // "*": the frame's origin is opaque, so no origin can be named; the content is the
-    // user's own output and carries nothing secret.
-    this.iframe.contentWindow?.postMessage({ cellbus: "render", html: this.html }, "*");
+    this.postToFrame({ cellbus: "render", html: this.html });
+  }
+
+  postToFrame(message) {
+    // "*": the frame's origin is opaque, so no origin can be named; what goes to it is the
+    // session's own output and state, which carries nothing secret.
+    this.iframe.contentWindow?.postMessage(message, "*");
   }
 
   /** Called when the output is removed: stop routing messages to it. */

@@ -39,13 +39,23 @@ export class CellView {
    * `ymap`: the cell in the document; `saved`: the cell as `worksheet.get` returned it (its
    * outputs and last run), or null; `saving`: whether it has edits the server has not
    * acknowledged yet; `editable`: whether this user may change it (if not,
-   * `readOnlyReason` says why); `undoManager`: the worksheet's, for this person's edits;
+   * `readOnlyReason` says why); `displays` and `widgets`: the worksheet's DisplayRegistry and
+   * WidgetHub, shared by its cells' outputs; `undoManager`: the worksheet's, for this person's edits;
    * `actions`: the worksheet page's handlers {run, insertAfter, move, remove, setType,
    * complete, inspect, focused, cursor}.
    */
   constructor(
     ymap,
-    { saved = null, saving = false, editable, readOnlyReason = "", displays, undoManager, actions },
+    {
+      saved = null,
+      saving = false,
+      editable,
+      readOnlyReason = "",
+      displays,
+      widgets = null,
+      undoManager,
+      actions,
+    },
   ) {
     this.ymap = ymap;
     this.id = ymap.get("id");
@@ -75,7 +85,9 @@ export class CellView {
       onfocus: () => actions.focused(this),
     });
     this.inspector = h("div", { class: "cell-inspector", hidden: true, "data-testid": "cell-inspector" });
-    this.outputs = new OutputArea(displays);
+    this.outputs = new OutputArea(displays, widgets);
+    this.stdin = h("div", { class: "cell-stdin", hidden: true, "data-testid": "cell-stdin" });
+    this.awaiting = null; // the input_request's msg_id while the run waits for input
     this.editorHost = h("div", { class: "cell-editor", "data-testid": "cell-editor" });
     this.typeSelect = h(
       "select",
@@ -109,6 +121,7 @@ export class CellView {
         this.rendered,
         this.inspector,
         this.outputs.el,
+        this.stdin,
         h(
           "div",
           { class: "cell-footer" },
@@ -386,6 +399,7 @@ export class CellView {
   /** This user asked to run the cell; it waits in the session's queue. */
   queued(username) {
     this.outputs.reset([]);
+    this.endInput();
     this.closeInspector();
     this.showRunBy(username);
     this.duration.textContent = "";
@@ -415,12 +429,80 @@ export class CellView {
   /** The run's `execute_reply`: status ok, error or aborted. */
   finishRun({ status, count, date }) {
     clearInterval(this.ticker);
+    this.endInput();
     this.showCount(count);
     const ended = parseDate(date);
     if (this.started && ended) this.duration.textContent = formatDuration(ended - this.started);
     else if (status === "aborted") this.duration.textContent = "";
     this.started = null;
     this.setState(status === "ok" ? "done" : status === "aborted" ? "aborted" : "error");
+  }
+
+  /**
+   * The run waits for a line of input (`input()`, or `getpass()` when `password`), from
+   * `username`. `answer(value)` is given when this person is the one asked: they get a box
+   * (Enter sends; `answer` resolves to whether the kernel took it); everyone else a note.
+   * `live`: false for a request replayed from before the page opened.
+   */
+  awaitInput({ msgId, prompt, password, username, answer = null, live = true }) {
+    this.awaiting = msgId;
+    // A box stays until answered or the run ends; a note, or a box for a request replayed
+    // from before the page opened, ends with the run's next message too (runs.js).
+    this.inputSticky = Boolean(answer) && live;
+    const promptText = h("span", { class: "stdin-prompt" }, prompt);
+    if (!answer) {
+      replaceChildren(
+        this.stdin,
+        h(
+          "div",
+          { class: "stdin-waiting muted", "data-testid": "stdin-waiting", dataset: { username } },
+          `The session waits for input from ${username}`,
+          prompt ? h("span", null, ": ", promptText) : null,
+        ),
+      );
+      this.stdin.hidden = false;
+      return;
+    }
+    const input = h("input", {
+      class: "stdin-input",
+      type: password ? "password" : "text",
+      autocomplete: "off",
+      spellcheck: "false",
+      "aria-label": prompt || "Input",
+      "data-testid": "stdin-input",
+    });
+    input.addEventListener("keydown", async (event) => {
+      if (event.key !== "Enter" || event.isComposing) return;
+      event.preventDefault();
+      const value = input.value;
+      input.disabled = true;
+      const taken = await answer(value);
+      if (this.awaiting !== msgId) return; // the run went on meanwhile
+      if (taken) {
+        this.endInput();
+        // Shown here as JupyterLab shows it, not saved with the outputs (nor seen by others):
+        // the kernel echoes nothing. A password is not shown.
+        this.outputs.add({
+          output_type: "stream",
+          name: "stdin",
+          text: `${prompt}${password ? "········" : value}\n`,
+        });
+      } else {
+        input.disabled = false;
+        input.focus();
+      }
+    });
+    replaceChildren(this.stdin, h("label", { class: "stdin-box" }, promptText, input));
+    this.stdin.hidden = false;
+    input.focus({ preventScroll: true });
+  }
+
+  /** The wait for input is over (answered, or the run went on or ended). */
+  endInput() {
+    this.awaiting = null;
+    this.inputSticky = false;
+    this.stdin.hidden = true;
+    this.stdin.replaceChildren();
   }
 
   setState(state) {

@@ -15,8 +15,13 @@
  *
  * The user's role decides what they may do: viewers watch everything but cannot edit or run,
  * and the controls say so.
+ *
+ * What the kernel asks of people goes to whoever ran the cell: an `input()` (a box under the
+ * cell, answered with `session.input`; others see that the session waits), help from the
+ * pager (`len?`: the help panel, help.js) and `set_next_input` (a new cell below, or the
+ * cell's text replaced). Widgets are shared by everyone (src/widgets/hub.js).
  */
-import { CODES, call, describeError } from "../api.js";
+import { CODES, NetworkError, call, describeError } from "../api.js";
 import { askText, confirmAction } from "../dialogs/dialog.js";
 import { openShareDialog } from "../dialogs/share.js";
 import { frameScheduler, h } from "../dom.js";
@@ -25,9 +30,11 @@ import { ROLE_RANK } from "../generated.js";
 import { exportNotebook } from "../notebooks.js";
 import { DisplayRegistry } from "../outputs/area.js";
 import { toast } from "../toast.js";
+import { WidgetHub } from "../widgets/hub.js";
 import { CellView } from "./cell.js";
 import { CellList } from "./cells.js";
 import { WorksheetDocument } from "./document.js";
+import { HelpPanel } from "./help.js";
 import { RunTracker } from "./runs.js";
 import { SheetBar, colourOf, reasonFor } from "./sheet-bar.js";
 import { loadSnapshot } from "./snapshot.js";
@@ -62,6 +69,8 @@ export class WorksheetPage {
     this.onKeyDown = (event) => this.keyDown(event);
     document.addEventListener("keydown", this.onKeyDown);
     this.displays = new DisplayRegistry();
+    this.widgets = new WidgetHub();
+    this.help = new HelpPanel();
     this.bar = new SheetBar({
       runAll: () => this.runAll(),
       interrupt: () => this.interrupt(),
@@ -106,6 +115,8 @@ export class WorksheetPage {
     this.tracker = new RunTracker({
       cellFor: (cellId) => this.cells.get(cellId),
       onQueue: (waiting) => this.bar.setQueue(waiting),
+      onInput: (cell, message, live) => this.inputRequested(cell, message, live),
+      onPayloads: (cell, message, run, live) => this.payloads(cell, message, run, live),
     });
     this.banner = h("div", { class: "banner", hidden: true, "data-testid": "worksheet-banner" });
     this.addButton = h(
@@ -125,6 +136,7 @@ export class WorksheetPage {
       this.banner,
       this.cells.el,
       this.addButton,
+      this.help.el,
     );
     this.load();
   }
@@ -150,6 +162,7 @@ export class WorksheetPage {
     if (this.destroyed) return; // the user went elsewhere meanwhile
     const { sheet, info, cursor, rebuild } = snapshot;
     this.session = sheet.session;
+    this.widgets.start(this.session);
     this.setTitle(sheet.title);
     this.setRole(sheet.role);
     for (const cell of sheet.cells) {
@@ -189,6 +202,7 @@ export class WorksheetPage {
       editable: this.editable,
       readOnlyReason: reasonFor(this.role, "editor"),
       displays: this.displays,
+      widgets: this.widgets,
       undoManager: this.doc.undoManager,
       actions: {
         run: (view, options) => this.run(view, options),
@@ -230,6 +244,7 @@ export class WorksheetPage {
       this.replay(message);
       return;
     }
+    this.widgets.feed(message, cursor); // comms: it reads what came before by itself
     if (type === "status") this.bar.setSessionState(message.content.execution_state, message.content.reason);
     if (RunTracker.isRunMessage(message)) {
       this.tracker.handle(message);
@@ -257,7 +272,7 @@ export class WorksheetPage {
     if (type === "execute_input" || (type === "status" && message.content.execution_state === "busy")) {
       this.replayed.add(msgId);
     }
-    if (this.replayed.has(msgId)) this.tracker.handle(message);
+    if (this.replayed.has(msgId)) this.tracker.handle(message, { live: false });
   }
 
   /** The feed refused this page for good: access removed, or the worksheet is gone. */
@@ -377,6 +392,65 @@ export class WorksheetPage {
     else this.doc.undo();
   }
 
+  // -- what the kernel asks ------------------------------------------------------------------
+
+  /** A run of `cell` waits for input (`message`, an input_request): from this person? */
+  inputRequested(cell, message, live) {
+    const username = message.header.username ?? "";
+    const mine = username === this.user.username && this.editable;
+    const msgId = message.header.msg_id;
+    cell.awaitInput({
+      msgId,
+      prompt: String(message.content.prompt ?? ""),
+      password: Boolean(message.content.password),
+      username,
+      live,
+      answer: mine ? (value) => this.answerInput(msgId, value) : null,
+    });
+  }
+
+  /** Send `value` for input_request `msgId`; resolves to whether the kernel took it. */
+  async answerInput(msgId, value) {
+    try {
+      await call("session.input", { session: this.session, value, input_request: msgId });
+      return true;
+    } catch (error) {
+      toast(describeError(error), "error");
+      if (error instanceof NetworkError) return false; // try again
+      return true; // the kernel waits no more (answered elsewhere, interrupted)
+    }
+  }
+
+  /**
+   * The `execute_reply` of `cell`'s run carried payloads. Only for the person who ran it,
+   * and only as it happens (a reply replayed from before the page opened is history).
+   */
+  payloads(cell, message, run, live) {
+    const ranBy = run.username ?? message.header.username;
+    if (!live || ranBy !== this.user.username) return;
+    for (const payload of message.content.payload) {
+      if (payload?.source === "page") this.help.show(payload.data);
+      else if (payload?.source === "set_next_input" && typeof payload.text === "string") {
+        this.setNextInput(cell, payload.text, Boolean(payload.replace));
+      }
+    }
+  }
+
+  /** `set_next_input`: the text in a new cell below `cell`, or instead of its text. */
+  setNextInput(cell, text, replace) {
+    if (!this.editable || !this.doc.synced) return;
+    if (replace) {
+      const ytext = cell.ytext;
+      this.doc.transact(() => {
+        ytext.delete(0, ytext.length);
+        ytext.insert(0, text);
+      });
+      return;
+    }
+    const id = this.doc.insertCell(cell.id, "code", text);
+    this.cells.get(id)?.focus();
+  }
+
   // -- who is where -------------------------------------------------------------------------
 
   /** Others' chips on the cells they are in, and their cursors in those cells' editors. */
@@ -468,6 +542,7 @@ export class WorksheetPage {
     const reason = reasonFor(role, "editor");
     for (const view of this.cells.views) view.setEditable(this.editable, reason);
     this.addButton.disabled = !this.editable;
+    this.widgets.setEditable(this.editable);
     this.addButton.title = this.editable ? "" : reason;
     if (role === "viewer") this.showBanner(VIEWER_NOTE, "info", "viewer");
     else if (this.banner.dataset.kind === "viewer") this.banner.hidden = true;
@@ -489,6 +564,8 @@ export class WorksheetPage {
     document.removeEventListener("keydown", this.onKeyDown);
     this.cells.destroy();
     this.nearby.disconnect();
+    this.help.destroy();
+    this.widgets.destroy();
     const leave = () => {
       this.doc.destroy(); // tells the others this person left, while still subscribed
       this.unsubscribe?.();

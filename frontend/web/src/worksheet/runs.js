@@ -16,6 +16,12 @@
  * over when it is first seen, as the server clears the saved ones when the run is asked for.
  * The queue is the executions announced or listed as queued that have neither started nor
  * ended (an aborted one ends with its `execute_reply`).
+ *
+ * The kernel's requests of people go to the page: `input_request` (the run waits for a line
+ * from whoever ran it) to `onInput`, and the `execute_reply`'s payloads (a `page` of help,
+ * `set_next_input`) to `onPayloads`, with whether the message is live or replayed from before
+ * the page opened. Nothing on the feed says that an input was answered; the run's next
+ * message says it goes on, so others' notes that it waits end there.
  */
 
 const OUTPUT_TYPES = new Set([
@@ -30,11 +36,14 @@ const OUTPUT_TYPES = new Set([
 export class RunTracker {
   /**
    * `cellFor(id)`: the CellView of a cell id, if shown; `onQueue(waiting)`: told the number
-   * of executions waiting in the session's queue whenever it changes.
+   * of executions waiting in the session's queue whenever it changes; `onInput(cell,
+   * message, live)` and `onPayloads(cell, message, run, live)`: see above.
    */
-  constructor({ cellFor, onQueue }) {
+  constructor({ cellFor, onQueue, onInput = () => {}, onPayloads = () => {} }) {
     this.cellFor = cellFor;
     this.onQueue = onQueue;
+    this.onInput = onInput;
+    this.onPayloads = onPayloads;
     this.runs = new Map(); // msg_id -> {cellId, seen, started}
     this.waiting = new Set(); // msg_ids queued, not started or ended
   }
@@ -43,7 +52,7 @@ export class RunTracker {
   known(msgId, cellId, { seen = false } = {}) {
     const run = this.runs.get(msgId);
     if (run?.cellId === cellId) run.seen ||= seen;
-    else this.runs.set(msgId, { cellId, seen, started: false });
+    else this.runs.set(msgId, { cellId, seen, started: false, username: null });
   }
 
   /** Whether `message` belongs to an execution (and so, maybe, to a cell). */
@@ -51,8 +60,8 @@ export class RunTracker {
     return message.parent_header?.msg_type === "execute_request";
   }
 
-  /** Route one feed message of an execution. */
-  handle(message) {
+  /** Route one feed message of an execution; `live`: false for one replayed (page.js). */
+  handle(message, { live = true } = {}) {
     const msgId = message.parent_header.msg_id;
     const type = message.header.msg_type;
     if (type === "cell_run") {
@@ -62,18 +71,24 @@ export class RunTracker {
       this.dequeue(msgId); // also the executions of no cell that were queued at load
     }
     const run = this.runs.get(msgId);
-    if (run) this.apply(run, message);
+    if (run) this.apply(run, message, live);
   }
 
-  apply(run, message) {
+  apply(run, message, live) {
     const cell = this.cellFor(run.cellId);
     if (!cell) return; // deleted meanwhile
     const type = message.header.msg_type;
     const content = message.content;
     if (type === "cell_run") {
+      run.username = content.username;
       if (!run.started) this.showQueued(run, cell, content.username);
       return;
     }
+    if (type === "input_request") {
+      this.onInput(cell, message, live);
+      return;
+    }
+    if (cell.awaiting && !cell.inputSticky && type !== "status") cell.endInput(); // answered
     const start = startsRun(message);
     if (!run.seen) {
       run.seen = true;
@@ -81,6 +96,7 @@ export class RunTracker {
     }
     if (start) {
       run.started = true;
+      run.username = message.header.username || run.username;
       cell.startRun({
         username: message.header.username,
         date: message.header.date,
@@ -90,6 +106,7 @@ export class RunTracker {
       cell.output(type, content);
     } else if (type === "execute_reply") {
       cell.finishRun({ status: content.status, count: content.execution_count, date: message.header.date });
+      if (content.payload?.length) this.onPayloads(cell, message, run, live);
     }
   }
 

@@ -196,6 +196,7 @@ def prepare_shell() -> CellbusShell:
     # into the cell's outputs.
     shell.set_hook("show_in_pager", page.as_hook(payloadpage.page), 99)
     comms.install(CHANNEL)
+    comms.preload_widgets()
     _warm_up(shell)
     return shell
 

@@ -35,8 +35,8 @@ from nbformat.warnings import DuplicateCellId, MissingIDFieldWarning
 from cellbus_protocol.accounts import CellView, NotebookCell, WorksheetWithCells
 
 __all__ = [
-    "CodeCell", "ImportedNotebook", "MarkdownCell", "Notebook", "NotebookError", "RawCell",
-    "from_notebook", "to_notebook",
+    "WIDGET_STATE_MIME", "CodeCell", "ImportedNotebook", "MarkdownCell", "Notebook",
+    "NotebookError", "RawCell", "from_notebook", "to_notebook", "with_widget_state",
 ]  # fmt: skip
 
 NBFORMAT_MINOR = 5
@@ -112,6 +112,19 @@ class Notebook(msgspec.Struct, kw_only=True):
     nbformat_minor: int = NBFORMAT_MINOR
     metadata: Metadata  # kernelspec, language_info, widgets, ..., cellbus: {"worksheet": id}
     cells: list[CodeCell | MarkdownCell | RawCell]
+
+
+WIDGET_STATE_MIME = "application/vnd.jupyter.widget-state+json"
+"""The key of a notebook's ``metadata.widgets`` under which widget managers (JupyterLab,
+nbconvert, voila) find the saved state of its widgets."""
+
+
+def with_widget_state(notebook: Notebook, state: dict[str, Any]) -> None:
+    """Save the live session's widget state (ipywidgets' manager state: ``version_major``,
+    ``version_minor``, ``state``) in the notebook, as JupyterLab's "save widget state"
+    does; a session without widgets (`state` empty) leaves the metadata as it was."""
+    if state.get("state"):
+        notebook.metadata["widgets"] = {WIDGET_STATE_MIME: state}
 
 
 @dataclass(frozen=True)

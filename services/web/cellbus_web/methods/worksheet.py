@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from cellbus_protocol import accounts as a
+from cellbus_protocol.errors import CellbusError
 from cellbus_protocol.roles import Grant
 
 from ..backend import ask_accounts, backend_of, caller
-from ..notebooks import Notebook, NotebookError, from_notebook, to_notebook
+from ..notebooks import Notebook, NotebookError, from_notebook, to_notebook, with_widget_state
 from ..rpc import INVALID_PARAMS, Api, Call, RpcError
+
+log = logging.getLogger(__name__)
 
 
 def register(api: Api) -> None:
@@ -62,7 +66,24 @@ async def worksheet_export(call: Call, id: str) -> Notebook:
     ids, types, metadata, attachments, outputs and execution counts, and the notebook's
     metadata."""
     sheet = await ask_accounts(call, a.GetWorksheet(id=id))
-    return to_notebook(sheet)
+    notebook = to_notebook(sheet)
+    with_widget_state(notebook, await _live_widget_state(call, sheet.session))
+    return notebook
+
+
+async def _live_widget_state(call: Call, session: str) -> dict[str, Any]:
+    """The widget state of the worksheet's session if a worker hosts it (one that is not
+    running has no live widgets: it is not started for this), else empty. The export does
+    not fail for it: a session that cannot answer leaves the widgets out."""
+    kernel = backend_of(call).kernel(await caller(call))
+    try:
+        if not (await kernel.session_status(session)).hosted:
+            return {}
+        reply = await kernel.widget_state(session)
+    except CellbusError as exc:
+        log.warning("export: no widget state from session %s (%s)", session, exc)
+        return {}
+    return reply.state if reply.status == "ok" else {}
 
 
 async def worksheet_import(

@@ -1,0 +1,150 @@
+"""Comms and stdin as an attacker uses them: from the API (a viewer, another editor,
+oversized values) and from user code in the session (malformed comms, comm messages of
+other types, forged feed messages).
+
+Every test runs on the services apart and on the one program (SQLite).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+
+from cellbus_protocol import messages as m
+
+from ..support.api import Client, Feed, new_user, stdout_of
+from ..support.stack import Stack, start_stack
+
+INVALID_REQUEST, FORBIDDEN, TOO_LARGE = -32600, -32003, -32013
+
+
+@pytest.fixture(scope="module", params=["services", "one-program"])
+def stack(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Stack]:
+    with start_stack(request.param, tmp_path_factory) as system:
+        yield system
+
+
+@pytest.fixture
+async def ada(stack: Stack) -> AsyncIterator[Client]:
+    client = await new_user(stack.urls[0], "ada")
+    yield client
+    await client.close()
+
+
+@pytest.fixture
+async def mallory(stack: Stack) -> AsyncIterator[Client]:
+    client = await new_user(stack.urls[-1], "mallory")
+    yield client
+    await client.close()
+
+
+def of_type(messages: list[dict[str, Any]], msg_type: str) -> list[dict[str, Any]]:
+    return [msg for msg in messages if msg["header"]["msg_type"] == msg_type]
+
+
+async def waiting_for_input(ada: Client, mallory: Client, role: str) -> tuple[str, Feed, str]:
+    """A worksheet of ada's shared with mallory as `role`, whose session waits for ada's
+    input: the session, ada's feed, the input_request's msg_id."""
+    sheet = await ada.call("worksheet.create", title="Ada's")
+    await ada.call("worksheet.share", id=sheet["id"], username=mallory.username, role=role)
+    session = sheet["session"]
+    feed = await ada.socket()
+    await feed.subscribe(session=session, cursor="now")
+    await ada.call("session.execute", session=session, code="print('got', input('PIN? '))")
+    question = await feed.message(lambda msg: msg["header"]["msg_type"] == "input_request")
+    return session, feed, question["header"]["msg_id"]
+
+
+async def test_a_viewer_can_neither_answer_input_nor_send_comm_messages(
+    ada: Client, mallory: Client
+) -> None:
+    session, feed, asked = await waiting_for_input(ada, mallory, "viewer")
+    answer = await mallory.error(
+        "session.input", session=session, value="0000", input_request=asked
+    )
+    assert answer.code == FORBIDDEN
+    comm = await mallory.error("session.comm", session=session, comm_id="x", data={"a": 1})
+    assert comm.code == FORBIDDEN
+    opened = await mallory.error(
+        "session.comm", session=session, comm_id="x", data={}, kind="open", target_name="t"
+    )
+    assert opened.code == FORBIDDEN
+    await ada.call("session.input", session=session, value="1234", input_request=asked)
+    messages = await feed.message(lambda msg: msg["header"]["msg_type"] == "execute_reply")
+    assert messages["content"]["status"] == "ok"
+    assert "got 1234\n" in stdout_of(feed.messages())  # ada's answer, not mallory's
+    await feed.close()
+
+
+async def test_another_editor_cannot_answer_someone_elses_input(
+    ada: Client, mallory: Client
+) -> None:
+    session, feed, asked = await waiting_for_input(ada, mallory, "editor")
+    refused = await mallory.error(
+        "session.input", session=session, value="0000", input_request=asked
+    )
+    assert (refused.code, refused.message) == (
+        INVALID_REQUEST,
+        "no input is awaited from you for that request",
+    )
+    await ada.call("session.input", session=session, value="1234", input_request=asked)
+    await feed.message(lambda msg: msg["header"]["msg_type"] == "execute_reply")
+    assert stdout_of(feed.messages()) == "got 1234\n"
+    await feed.close()
+
+
+async def test_an_oversized_input_or_comm_message_is_refused_clearly(
+    ada: Client, mallory: Client
+) -> None:
+    session, feed, asked = await waiting_for_input(ada, mallory, "viewer")
+    huge = "9" * (m.MAX_INPUT_CHARS + 1)
+    refused = await ada.error("session.input", session=session, value=huge, input_request=asked)
+    assert (refused.code, refused.message) == (TOO_LARGE, "value: at most 1,048,576 characters")
+    data = {"blob": "x" * m.MAX_COMM_BYTES}
+    too_big = await ada.error("session.comm", session=session, comm_id="c", data=data)
+    assert (too_big.code, too_big.message) == (TOO_LARGE, "data: at most 4,194,304 bytes of JSON")
+    await ada.call("session.input", session=session, value="1", input_request=asked)
+    await feed.message(lambda msg: msg["header"]["msg_type"] == "execute_reply")
+    assert stdout_of(feed.messages()) == "got 1\n"  # the wait survived the refusals
+    await feed.close()
+
+
+HOSTILE_COMMS = """\
+import comm
+from cellbus_kernel import child
+failures = []
+try:
+    comm.create_comm(target_name="evil", data={"bad": object()})  # not serialisable
+except Exception as exc:
+    failures.append(type(exc).__name__)
+c = comm.create_comm(target_name="ok", data={"n": 1})
+for forged in ("status", "execute_reply", "input_request", "doc_update", "cell_run",
+               "checkpoint", "execute_input", "worksheet_shared"):
+    c.publish_msg(forged, data={"forged": True})  # through the comm channel
+    child.CHANNEL.send(forged, {"execution_state": "idle", "forged": True})  # by hand
+child.CHANNEL.send("comm_msg", {"comm_id": 5, "data": "not a dict"})  # malformed
+child.CHANNEL.send("comm_msg", {"comm_id": "c", "data": {1: 2}})  # keys that are not text
+print(failures)
+"""
+
+
+async def test_user_code_cannot_forge_feed_messages_or_break_the_worker_with_comms(
+    ada: Client,
+) -> None:
+    session = (await ada.call("session.create"))["session"]
+    feed = await ada.socket()
+    await feed.subscribe(session=session, cursor="now")
+    run = await ada.call("session.execute", session=session, code=HOSTILE_COMMS)
+    messages = await feed.until_done(run["msg_id"])
+    types = [msg["header"]["msg_type"] for msg in messages]
+    assert types == ["status", "execute_input", "comm_open", "stream", "execute_reply", "status"]
+    assert stdout_of(messages) == "['TypeError']\n"
+    echoed = of_type(messages, "execute_input")  # the code itself names them
+    assert not [m for m in feed.messages() if "forged" in str(m["content"]) and m not in echoed]
+    after = await ada.call("session.execute", session=session, code="print('still here')")
+    assert stdout_of(await feed.until_done(after["msg_id"])) == "still here\n"
+    await feed.close()

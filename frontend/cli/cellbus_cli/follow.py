@@ -10,6 +10,7 @@ what, for `cellbus tail`.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -63,12 +64,22 @@ def note_outcome(outcome: Outcome, message: dict[str, Any]) -> bool:
     return False
 
 
-async def follow_request(feed: FeedSocket, msg_id: str, printer: Printer) -> Outcome:
-    """Show the outputs of request `msg_id` as they come; return once it is idle."""
+Answer = Callable[[dict[str, Any]], Awaitable[None]]
+"""Prompts for and sends the line an ``input_request`` asks for (`stdin.answer_input`)."""
+
+
+async def follow_request(
+    feed: FeedSocket, msg_id: str, printer: Printer, answer: Answer | None = None
+) -> Outcome:
+    """Show the outputs of request `msg_id` as they come; return once it is idle. With
+    `answer`, its ``input_request`` (asked of whoever sent it: this user) is answered."""
     outcome = Outcome()
     while True:
         event = await feed.next()
         if parent_id(event.message) != msg_id:
+            continue
+        if answer is not None and msg_type(event.message) == "input_request":
+            await answer(event.message)
             continue
         printer.show(render_message(event.message))
         if note_outcome(outcome, event.message):

@@ -121,6 +121,8 @@ def describe_event(msg_type: str, who: str, content: Mapping[str, Any]) -> str |
     browser) are not told: `cellbus show` prints the worksheet as it is."""
     if msg_type == "worksheet_renamed":
         return f"{who} renamed the worksheet to {content.get('title')!r}"
+    if msg_type == "input_request":  # the one asked is prompted (`stdin`), others are told
+        return f"{who} is asked for input: {content.get('prompt')!r}"
     if msg_type == "worksheet_shared":
         user, role = content.get("username"), content.get("role")
         if role == "none":

@@ -5,7 +5,9 @@ A background task shows the session's feed as it comes: the outputs of one's own
 above the prompt (`patch_stdout`). Enter runs the input when it is complete Python (`codeop`;
 input it cannot parse, such as `%magic`, counts as complete); a block ends with an empty line;
 Esc Enter runs the input as it is. Tab completes through `session.complete`. While code runs,
-Ctrl-C sends `session.interrupt`; at the prompt it clears the line; Ctrl-D leaves. The history
+Ctrl-C sends `session.interrupt`; at the prompt it clears the line; Ctrl-D leaves. When the
+code asks for input (``input()``, ``getpass()``), a prompt asks for the line (masked for a
+password) and sends it (`stdin`). The history
 is kept in the config dir (0600). Without a SESSION a new one is created, and shut down on exit.
 When stdin is not a terminal, the input is read as a script: each complete statement is run in
 turn and its outputs shown, with no prompt.
@@ -37,6 +39,7 @@ from .feed import FeedSocket
 from .follow import msg_type, parent_id
 from .render import render_message, short_id
 from .resolve import resolve_session
+from .stdin import answer_input
 from .terminal import Printer
 
 COMPLETE_TIMEOUT = 3.0
@@ -173,10 +176,12 @@ class Repl:
         self._own: set[str] = set()
         self._idle: dict[str, asyncio.Event] = {}
         self._pump: asyncio.Task[None] | None = None
+        self.interactive = False
 
     async def run(self, history: Path | None, *, interactive: bool) -> None:
         """Read and run input until Ctrl-D (or the end of a piped script)."""
         self.start()
+        self.interactive = interactive
         try:
             if interactive:
                 await self._interactive(history)
@@ -280,6 +285,9 @@ class Repl:
                 self.me is not None and header.get("username") == self.me
             )
             kind = msg_type(message)
+            if kind == "input_request" and parent in self._own:  # asks whoever ran it: me
+                await answer_input(self.rpc, self.session, message, self.printer, self._read_line)
+                continue
             self.printer.show(render_message(message, follow=not mine, out_prompt=True))
             if kind in ("execute_input", "execute_reply") and isinstance(
                 content.get("execution_count"), int
@@ -288,6 +296,20 @@ class Repl:
             if kind == "status" and parent and mine:
                 if content.get("execution_state") in ("idle", "dead"):
                     self._idle.setdefault(parent, asyncio.Event()).set()
+
+    async def _read_line(self, prompt: str, password: bool) -> str:
+        """The line asked for: at a prompt of its own when interactive (Ctrl-C there
+        interrupts the cell); a script's input is its stdin, already read (end of file)."""
+        if not self.interactive:
+            raise EOFError
+        try:
+            reader: PromptSession[str] = PromptSession()
+            return await reader.prompt_async(prompt, is_password=password)
+        except KeyboardInterrupt:
+            self.printer.note("^C: interrupting")
+            with contextlib.suppress(RpcError, ServerUnreachable):
+                await self.rpc.call("session.interrupt", session=self.session)
+            raise
 
 
 async def run_repl(ctx: Context, session_ref: str | None) -> int:

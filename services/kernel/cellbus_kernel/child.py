@@ -186,7 +186,7 @@ def prepare_shell() -> CellbusShell:
     # lives as long as its namespace (a checkpoint keeps both, `questions.kept_history`).
     config.HistoryManager.enabled = True
     config.HistoryManager.hist_file = ":memory:"
-    config.InteractiveShell.colors = "Linux"
+    config.InteractiveShell.colors = "linux"
     config.Completer.use_jedi = False
     config.InteractiveShell.autocall = 0
     # Matplotlib is not imported here (it is heavy); the session's environment names the

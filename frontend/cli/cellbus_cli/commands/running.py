@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 
 from ..context import Context
@@ -11,6 +12,7 @@ from ..follow import follow_all, follow_request
 from ..parser import Parser, Subparsers
 from ..render import short_id
 from ..resolve import resolve_session, resolve_worksheet
+from ..stdin import answer_input
 
 
 def add_parsers(subparsers: Subparsers, common: Parser) -> None:
@@ -61,7 +63,8 @@ async def cmd_run(ctx: Context, args: argparse.Namespace) -> int:
                     # from the oldest kept message; follow_request keeps only this request's.
                     session = started["session"]
                     await feed.subscribe(session, 0)
-                outcome = await follow_request(feed, started["msg_id"], printer)
+                answer = functools.partial(answer_input, rpc, session, printer=printer)
+                outcome = await follow_request(feed, started["msg_id"], printer, answer)
                 if outcome.failed:
                     raise CliError(f"cell {short_id(cell['id'])} failed: {outcome.error}", 1)
     return 0
@@ -75,7 +78,8 @@ async def cmd_exec(ctx: Context, args: argparse.Namespace) -> int:
         async with ctx.feed(url) as feed:
             await feed.subscribe(session, "now")
             started = await rpc.call("session.execute", session=session, code=code)
-            outcome = await follow_request(feed, started["msg_id"], ctx.printer)
+            answer = functools.partial(answer_input, rpc, session, printer=ctx.printer)
+            outcome = await follow_request(feed, started["msg_id"], ctx.printer, answer)
     if outcome.failed:
         raise CliError(f"{outcome.error}", EXIT_SERVER)
     return 0

@@ -321,3 +321,30 @@ async def test_history_is_restored_with_the_checkpoint() -> None:
         worker.stop()
         await running
         await bus.close()
+
+
+async def test_a_comm_handler_that_never_ends_can_be_interrupted(
+    kernel: Kernel, session: str
+) -> None:
+    code = (
+        "import comm, time\n"
+        "def opened(c, msg):\n"
+        "    def forever(m):\n"
+        "        while True: time.sleep(0.01)\n"
+        "    c.on_msg(forever)\n"
+        "comm.get_comm_manager().register_target('slow', opened)\n"
+    )
+    await run_code(kernel.client, session, code)
+    after = await kernel.bus.last_seq(keys.feed(session))
+    await kernel.client.comm(session, "s1", {}, kind="open", target_name="slow")
+    stuck = await kernel.client.comm(session, "s1", {"go": 1})
+    await first_message(
+        kernel.bus,
+        session,
+        after,
+        lambda x: x.parent_header.msg_id == stuck.msg_id and x.msg_type == "status",
+    )  # busy: its handler runs
+    await kernel.client.interrupt(session)
+    ended = await handled(kernel.bus, stuck, after)
+    assert [x.content.execution_state for x in ended] == ["busy", "idle"]
+    assert (await run_code(kernel.client, session, "1 + 1")).reply.content.status == "ok"

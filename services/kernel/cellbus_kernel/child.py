@@ -389,12 +389,19 @@ def _user_expressions(shell: CellbusShell, request: frames.Execute) -> dict[str,
 
 def _handle_comm(pipe: frames.FramedSocket, request: frames.CommIn) -> None:
     """A client's comm message, between executions; what its handler publishes has it as
-    parent. Answered (empty) once handled, so the worker can say ``idle``."""
+    parent. Interruptible as an execution is (an ``interact`` callback runs user code).
+    Answered (empty) once handled, so the worker can say ``idle``."""
     CHANNEL.parent_id = request.id
     try:
-        comms.handle(request)
+        if INTERRUPTS.begin(request.id):
+            comms.handle(request)
     except Exception:  # the manager reports handler failures; this is one of its own
         traceback.print_exc()
     finally:
-        CHANNEL.flush_streams()
-        pipe.send(frames.Answer(id=request.id, content={}))
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        INTERRUPTS.end()
+        try:
+            CHANNEL.flush_streams()
+            pipe.send(frames.Answer(id=request.id, content={}))
+        finally:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})

@@ -89,6 +89,11 @@ async def test_an_interrupt_ends_the_wait_for_input(kernel: Kernel, session: str
     after = await kernel.bus.last_seq(keys.feed(session))
     request = await kernel.client.execute(session, "input('never answered')", allow_stdin=True)
     question = await asked(kernel.bus, session, after)
+    # While the cell waits, direct requests are answered at once (the reader thread).
+    assert (await kernel.client.is_complete(session, "x = 1")).status == "complete"
+    assert (await kernel.client.comm_info(session)).status == "ok"
+    assert (await kernel.client.history(session, m.HistoryRequest())).status == "ok"
+    assert (await kernel.client.kernel_info(session)).protocol_version == "5.3"
     await kernel.client.interrupt(session)
     run = await collect(kernel.bus, request, after)
     assert run.reply.content.status == "error"

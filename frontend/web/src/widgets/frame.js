@@ -30,6 +30,7 @@ import { HTMLManager } from "@jupyter-widgets/html-manager/lib/htmlmanager.js";
 import * as output from "@jupyter-widgets/html-manager/lib/output.js";
 
 const WIDGET_TARGET = "jupyter.widget";
+const PROTOCOL_VERSION = "2.1.0"; // ipywidgets 8's
 /** The modules a widget may name, with the major version of ipywidgets 8's protocol for it. */
 const MODULES = {
   "@jupyter-widgets/base": { module: base, major: "2" },
@@ -144,7 +145,12 @@ class Link {
       if (content.target_name !== WIDGET_TARGET || this.comms.has(content.comm_id)) return;
       const comm = new FrameComm(this, content.comm_id, content.target_name);
       this.comms.set(comm.comm_id, comm);
-      this.manager.handle_comm_open(comm, { ...msg, buffers: [] }).catch((error) => console.warn(error));
+      // The protocol's version is in the message's metadata; a comm_open without it (cellbus's
+      // kernel leaves metadata out) is taken as ipywidgets 8's, as its models then say too.
+      const metadata = { version: PROTOCOL_VERSION, ...msg.metadata };
+      this.manager
+        .handle_comm_open(comm, { ...msg, metadata, buffers: [] })
+        .catch((error) => console.warn(error));
     } else if (type === "comm_msg") {
       this.comms.get(content.comm_id)?.onMsg?.({ ...msg, buffers: [] });
     } else if (type === "comm_close") {

@@ -471,24 +471,25 @@ export class CellView {
       "aria-label": prompt || "Input",
       "data-testid": "stdin-input",
     });
+    let echoed = false;
     input.addEventListener("keydown", async (event) => {
       if (event.key !== "Enter" || event.isComposing) return;
       event.preventDefault();
       const value = input.value;
       input.disabled = true;
+      if (!echoed) {
+        // What was typed, shown at once where the run's next output follows, as JupyterLab
+        // shows it; not saved with the outputs, nor seen by others: the kernel echoes
+        // nothing. A password is not shown.
+        echoed = true;
+        const shown = password ? "········" : value;
+        this.outputs.add({ output_type: "stream", name: "stdin", text: `${prompt}${shown}\n` });
+      }
       const taken = await answer(value);
-      if (this.awaiting !== msgId) return; // the run went on meanwhile
-      if (taken) {
-        this.endInput();
-        // Shown here as JupyterLab shows it, not saved with the outputs (nor seen by others):
-        // the kernel echoes nothing. A password is not shown.
-        this.outputs.add({
-          output_type: "stream",
-          name: "stdin",
-          text: `${prompt}${password ? "········" : value}\n`,
-        });
-      } else {
-        input.disabled = false;
+      if (this.awaiting !== msgId) return; // the run went on meanwhile (its next request)
+      if (taken) this.endInput();
+      else {
+        input.disabled = false; // not sent: try again
         input.focus();
       }
     });

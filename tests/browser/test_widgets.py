@@ -1,0 +1,90 @@
+"""ipywidgets in the browser: drawn in the sandboxed output frame, and shared. When one person
+moves a slider, it moves on everyone's screen, and the kernel gets one update per change."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from playwright.sync_api import FrameLocator, Locator, expect
+
+from .helpers import RUN_TIMEOUT, Person, cell, run
+
+SLIDER = """import ipywidgets as widgets
+s = widgets.IntSlider(value=5, max=10, description='Size')
+changes = []
+s.observe(lambda change: changes.append(change['new']), 'value')
+s"""
+
+
+def widget(cell_: Locator) -> FrameLocator:
+    """The frame that draws the cell's widget output."""
+    expect(cell_.get_by_test_id("sandbox-frame")).to_be_visible(timeout=RUN_TIMEOUT)
+    return cell_.frame_locator("iframe[sandbox='allow-scripts']")
+
+
+def readout(cell_: Locator) -> Locator:
+    """The number a slider shows beside it."""
+    return widget(cell_).locator(".widget-readout")
+
+
+def test_a_slider_moved_by_one_person_moves_for_everyone_and_in_the_kernel(
+    person: Callable[..., Person], screenshots: Path
+) -> None:
+    ada, bob, carol = person("ada"), person("bob", web=1), person("carol")
+    sheet = ada.api.worksheet(SLIDER, "print(s.value, changes)")
+    ada.api.call("worksheet.share", id=sheet["id"], username=bob.username, role="editor")
+    ada.api.call("worksheet.share", id=sheet["id"], username=carol.username, role="viewer")
+    mine, theirs = ada.open(sheet), bob.open(sheet)
+    run(cell(mine, 0))  # bob watches it appear (the comm opens while his page follows)
+
+    expect(readout(cell(mine, 0))).to_have_text("5")
+    expect(readout(cell(theirs, 0))).to_have_text("5")
+    expect(widget(cell(theirs, 0)).locator(".widget-label")).to_have_text("Size")
+
+    handle = widget(cell(mine, 0)).locator(".noUi-handle")
+    handle.focus()
+    handle.press("ArrowRight")  # one change, then another
+    expect(readout(cell(theirs, 0))).to_have_text("6")
+    handle.press("ArrowRight")
+    expect(readout(cell(theirs, 0))).to_have_text("7")
+    expect(readout(cell(mine, 0))).to_have_text("7")
+
+    run(cell(mine, 1))  # the kernel's slider: one update per change, none sent back twice
+    expect(cell(mine, 1).get_by_test_id("output-stdout")).to_have_text("7 [6, 7]\n")
+
+    # carol, a viewer, opens the page after the widget was made: she sees it as it is now,
+    # moving when bob moves it, but cannot move it herself
+    watching = cell(carol.open(sheet), 0)
+    expect(readout(watching)).to_have_text("7")
+    bobs = widget(cell(theirs, 0)).locator(".noUi-handle")
+    bobs.focus()
+    bobs.press("ArrowLeft")
+    expect(readout(watching)).to_have_text("6")
+    expect(readout(cell(mine, 0))).to_have_text("6")
+    expect(widget(watching).locator("#root")).to_have_js_property("inert", True)
+    run(cell(mine, 1))
+    expect(cell(mine, 1).get_by_test_id("output-stdout")).to_have_text("6 [6, 7, 6]\n")
+    carol.page.screenshot(path=screenshots / "widgets.png")
+
+
+FORGER = """from IPython.display import HTML
+HTML('''<script>
+parent.postMessage({cellbus: "comm_send", ref: "forged", comm_id: "%s", kind: "msg",
+                    data: {method: "update", state: {value: 0}, buffer_paths: []}}, "*");
+document.write("<p id='sent'>sent</p>");
+</script>''' % s.model_id)"""
+
+
+def test_an_html_output_cannot_move_a_widget_through_the_app(person: Callable[..., Person]) -> None:
+    """HTML from user code runs in a frame of its own, as a widget does, and can post the very
+    message a widget frame posts; the app takes comm messages only from widget frames."""
+    ada = person("ada")
+    page = ada.open(ada.api.worksheet(SLIDER, FORGER, "print(s.value, changes)"))
+    run(cell(page, 0))
+    expect(readout(cell(page, 0))).to_have_text("5")
+    run(cell(page, 1))
+    expect(widget(cell(page, 1)).locator("#sent")).to_have_text("sent")
+    run(cell(page, 2))
+    expect(cell(page, 2).get_by_test_id("output-stdout")).to_have_text("5 []\n")
+    expect(readout(cell(page, 0))).to_have_text("5")

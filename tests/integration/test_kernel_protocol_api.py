@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from ..support.api import Client, Feed, new_user, stdout_of
-from ..support.stack import Stack, start_stack
+from ..support.stack import OneProgramStack, ServicesStack, Stack
 
 INVALID_REQUEST, INVALID_PARAMS = -32600, -32602
 
@@ -22,7 +22,13 @@ INVALID_REQUEST, INVALID_PARAMS = -32600, -32602
 def stack(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Stack]:
-    with start_stack(request.param, tmp_path_factory) as system:
+    logs = tmp_path_factory.mktemp("logs")
+    # A short grace for leaving (CELLBUS_INPUT_LEAVE_GRACE), so the leave is seen quickly.
+    if request.param == "services":
+        system: Stack = ServicesStack(logs, input_leave_grace=0.2)
+    else:
+        system = OneProgramStack(logs, tmp_path_factory.mktemp("data"), input_leave_grace=0.2)
+    with system:
         yield system
 
 
@@ -147,29 +153,31 @@ async def test_a_shared_slider_moves_for_everyone_and_is_saved_on_export(
         await feed.close()
 
 
-async def test_leaving_ends_the_wait_for_ones_input(ada: Client, bob: Client) -> None:
-    session = await shared_session(ada, bob, "viewer")
-    bobs = await watching(bob, session)
-    adas = await watching(ada, session)
-    run = await ada.call("session.execute", session=session, code="input('Still there? ')")
-    await asked(adas)
-    await adas.close()  # ada's only socket on the session: she left
-    errors = of_type(await bobs.until_done(run["msg_id"]), "error")
-    assert [e["content"]["ename"] for e in errors] == ["InputCancelled"]
-    assert ada.username in errors[0]["content"]["evalue"]
-    await bobs.close()
-
-
-async def test_staying_on_another_socket_keeps_the_wait(ada: Client) -> None:
-    session = (await ada.call("session.create"))["session"]
-    first, second = await watching(ada, session), await watching(ada, session)
-    run = await ada.call("session.execute", session=session, code="print(input())")
-    question = await asked(first)
-    await first.close()  # still watching on the other: the cell still waits for her
-    info = await ada.call("session.info", session=session)
-    assert info["running"]["msg_id"] == run["msg_id"]
-    await ada.call(
-        "session.input", session=session, value="yes", input_request=question["header"]["msg_id"]
+async def test_leaving_ends_the_wait_for_ones_input_where_one_no_longer_watches(
+    ada: Client, bob: Client
+) -> None:
+    """ada watches `kept` on two sockets and `left` on one; when that one closes, the input
+    waiting on `left` ends (bob sees it), the one on `kept` still waits for her."""
+    kept, left = await shared_session(ada, bob, "viewer"), await shared_session(ada, bob, "viewer")
+    leaving, staying, bobs = (
+        await ada.socket(),
+        await watching(ada, kept),
+        await watching(bob, left),
     )
-    assert stdout_of(await second.until_done(run["msg_id"])) == "yes\n"
-    await second.close()
+    await leaving.subscribe(session=kept, cursor="now")
+    await leaving.subscribe(session=left, cursor="now")
+    on_kept = await ada.call("session.execute", session=kept, code="print(input('Kept? '))")
+    question = await asked(leaving)  # `kept` first: it is looked at first when she leaves
+    on_left = await ada.call("session.execute", session=left, code="input('Still there? ')")
+    await leaving.message(lambda m: m["parent_header"].get("msg_id") == on_left["msg_id"]
+                          and m["header"]["msg_type"] == "input_request")  # fmt: skip
+    await leaving.close()  # her only socket on `left`; she still watches `kept` on another
+    errors = of_type(await bobs.until_done(on_left["msg_id"]), "error")
+    assert [e["content"]["ename"] for e in errors] == ["InputCancelled"]
+    assert errors[0]["content"]["evalue"] == f"{ada.username} left the session before answering."
+    await ada.call(
+        "session.input", session=kept, value="yes", input_request=question["header"]["msg_id"]
+    )
+    assert stdout_of(await staying.until_done(on_kept["msg_id"])) == "yes\n"
+    await staying.close()
+    await bobs.close()

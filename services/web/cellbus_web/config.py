@@ -20,6 +20,9 @@ class WebSettings:
     browsers may call the API and open the WebSocket from, besides the request's own host."""
     secure_cookies: bool = False
     """CELLBUS_SECURE_COOKIES: mark the session cookie Secure (set it behind HTTPS)."""
+    input_leave_grace: float = 2.0
+    """CELLBUS_INPUT_LEAVE_GRACE: seconds a person whose last feed socket on a session closed
+    has to come back (a page reload) before the ``input()`` waiting for them ends."""
     max_body_bytes: int = 16 * 1024 * 1024
     """CELLBUS_MAX_BODY_BYTES: the largest JSON-RPC request body (a notebook import)."""
     auth_cache_seconds: float = 5.0

@@ -468,8 +468,13 @@ class FeedSocket:
 
     async def _end_input_waits(self) -> None:
         """The user left: an ``input()`` waiting for them would wait for good, so it ends
-        with an error, unless they still watch the session from another socket. (Waits
-        already over are refused by the kernel, harmlessly.)"""
+        with an error, unless they still watch the session from another socket, or come
+        back within CELLBUS_INPUT_LEAVE_GRACE (a reload). A socket closed by the server
+        (shutting down, overflowed) is not a leave: its client resumes. (Waits already over
+        are refused by the kernel, harmlessly.)"""
+        if not self.asked or self.ending in (SHUTDOWN, OVERFLOW):
+            return
+        await asyncio.sleep(self.backend.settings.input_leave_grace)
         kernel = self.backend.kernel(self.principal)
         for session, asked in self.asked.items():
             with contextlib.suppress(CellbusError):
@@ -477,8 +482,9 @@ class FeedSocket:
                     continue
                 if not (await kernel.session_status(session)).hosted:
                     continue
+                why = f"{self.username} left the session before answering."
                 for msg_id in asked:
-                    await kernel.cancel_input(session, msg_id, f"{self.username} left the session before answering.")
+                    await kernel.cancel_input(session, msg_id, why)
 
 
 async def feed_socket(request: web.Request) -> web.WebSocketResponse:

@@ -33,6 +33,11 @@ def test_input_and_getpass_are_answered_by_whoever_ran_the_cell(
     expect(waiting).to_have_text(f"The session waits for input from {ada.username}: Name? ")
     expect(theirs.get_by_test_id("stdin-input")).to_have_count(0)
 
+    late = ada.context.new_page()  # a page opened while the session waits has the box too
+    late.goto(f"{ada.url}/w/{sheet['id']}")
+    expect(cell(late, 0).get_by_test_id("stdin-input")).to_be_visible()
+    late.close()
+
     box.fill("Ada")
     box.press("Enter")
     secret = mine.get_by_test_id("stdin-input")
@@ -56,3 +61,17 @@ def test_input_and_getpass_are_answered_by_whoever_ran_the_cell(
         return [output.get("text") for output in outputs] == ["hi Ada 6\n"]
 
     eventually(saved)
+
+
+def test_an_interrupt_ends_the_wait_for_input(person: Callable[..., Person]) -> None:
+    ada = person("ada")
+    page = ada.open(ada.api.worksheet("input('Never answered: ')"))
+    waiting = cell(page, 0)
+    editor(waiting).press("Shift+Enter")
+    expect(waiting.get_by_test_id("stdin-input")).to_be_visible(timeout=RUN_TIMEOUT)
+    page.get_by_test_id("interrupt").click()
+    expect(waiting).to_have_attribute("data-state", "error", timeout=RUN_TIMEOUT)
+    expect(waiting.get_by_test_id("output-error")).to_have_attribute(
+        "data-ename", "KeyboardInterrupt"
+    )
+    expect(waiting.get_by_test_id("cell-stdin")).to_be_hidden()

@@ -164,6 +164,7 @@ async def test_a_slider_moved_by_one_person_moves_for_everyone_and_once_in_the_k
     model_id = shown.content.data["application/vnd.jupyter.widget-view+json"]["model_id"]
     (opened,) = [o for o in run.of_type("comm_open") if o.content.comm_id == model_id]
     assert opened.content.target_name == "jupyter.widget"
+    assert opened.metadata == {"version": "2.1.0"}  # the widget protocol, as managers check
     assert opened.content.data["state"]["value"] == 5
 
     after = await kernel.bus.last_seq(keys.feed(session))

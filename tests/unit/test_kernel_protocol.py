@@ -134,9 +134,13 @@ def test_a_failing_question_is_an_error_reply(
 class Channel:
     def __init__(self) -> None:
         self.sent: list[tuple[str, dict[str, Any]]] = []
+        self.metadata: list[dict[str, Any] | None] = []
 
-    def send(self, msg_type: str, content: dict[str, Any]) -> None:
+    def send(
+        self, msg_type: str, content: dict[str, Any], metadata: dict[str, Any] | None = None
+    ) -> None:
         self.sent.append((msg_type, content))
+        self.metadata.append(metadata)
 
 
 def test_a_client_opens_messages_and_closes_a_comm() -> None:
@@ -172,7 +176,7 @@ def test_a_comm_from_the_kernel_publishes_open_message_and_close() -> None:
     comms.install(channel)
     import comm
 
-    c = comm.create_comm(target_name="t", data={"v": 1})
+    c = comm.create_comm(target_name="t", data={"v": 1}, metadata={"version": "2.1.0"})
     c.send({"v": 2})
     c.close()
     assert [(kind, content["data"]) for kind, content in channel.sent] == [
@@ -180,6 +184,7 @@ def test_a_comm_from_the_kernel_publishes_open_message_and_close() -> None:
     ]  # fmt: skip
     assert channel.sent[0][1]["target_name"] == "t"
     assert "target_module" not in channel.sent[0][1]
+    assert channel.metadata[0] == {"version": "2.1.0"}  # the message's, not the content's
 
 
 # -- the CLI answering ------------------------------------------------------------------------

@@ -45,9 +45,14 @@ class _Channel:
         self.parent_id = ""
         self.capture: OutputCapture | None = None
 
-    def send(self, msg_type: str, content: dict[str, Any]) -> None:
+    def send(
+        self, msg_type: str, content: dict[str, Any], metadata: dict[str, Any] | None = None
+    ) -> None:
         if self.pipe is not None:
-            self.pipe.send(frames.Output(id=self.parent_id, msg_type=msg_type, content=content))
+            output = frames.Output(
+                id=self.parent_id, msg_type=msg_type, content=content, metadata=metadata or {}
+            )
+            self.pipe.send(output)
 
     def stream(self, name: str, text: str) -> None:
         self.send("stream", {"name": name, "text": text})

@@ -45,7 +45,9 @@ class FeedComm(BaseComm):
         content = {"comm_id": self.comm_id, "data": {} if data is None else data, **keys}
         if msg_type == "comm_open" and content.get("target_module") is None:
             content.pop("target_module", None)
-        FeedComm.channel.send(msg_type, content)
+        # The message's metadata goes along: ipywidgets puts its protocol version there, which
+        # widget managers check before they show a widget.
+        FeedComm.channel.send(msg_type, content, metadata)
 
 
 MANAGER = CommManager()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
 
 from cellbus_protocol import codec, keys
 from cellbus_protocol import messages as m
@@ -47,18 +48,23 @@ class FeedPublisher:
         self._tasks = TaskSet(f"session {session} feed")
 
     def _message(
-        self, content: m.Content, parent: Header | None, msg_id: str | None = None
+        self,
+        content: m.Content,
+        parent: Header | None,
+        msg_id: str | None = None,
+        metadata: dict[str, Any] | None = None,
     ) -> bytes:
         if isinstance(content, m.Status):
             self.state = content.execution_state
         if parent is None or parent.is_empty:
             msg = new_message(
-                content, session=self.session, username=KERNEL_USERNAME, msg_id=msg_id
-            )
+                content, session=self.session, username=KERNEL_USERNAME, msg_id=msg_id,
+                metadata=metadata,
+            )  # fmt: skip
         else:  # as `reply_to`: the requester's username, so watchers see whose it is
             msg = new_message(
                 content, session=self.session, username=parent.username, parent=parent,
-                msg_id=msg_id,
+                msg_id=msg_id, metadata=metadata,
             )  # fmt: skip
         return codec.encode(msg)
 
@@ -92,13 +98,19 @@ class FeedPublisher:
             await self._send(data)
 
     async def publish(
-        self, content: m.Content, parent: Header | None, *, msg_id: str | None = None
+        self,
+        content: m.Content,
+        parent: Header | None,
+        *,
+        msg_id: str | None = None,
+        metadata: dict[str, Any] | None = None,
     ) -> None:
         """Publish one feed message (after any held announcement), retrying while the bus is
-        away so nothing is lost; `msg_id` names it, for a caller that records it first."""
+        away so nothing is lost; `msg_id` names it, for a caller that records it first;
+        `metadata` is the message's (a comm's, from the session process)."""
         if self.silenced:
             return
-        data = self._message(content, parent, msg_id)
+        data = self._message(content, parent, msg_id, metadata)
         async with self._lock:
             if self._held:
                 await self._send_held()

@@ -138,11 +138,13 @@ class Ready(msgspec.Struct, tag="ready"):
 
 
 class Output(msgspec.Struct, tag="output"):
-    """One feed message's content, for the request `id` (the parent)."""
+    """One feed message's content, for the request `id` (the parent), and its message
+    `metadata` (a comm_open's widget protocol version)."""
 
     id: str
     msg_type: str
     content: dict[str, Any]
+    metadata: dict[str, Any] = {}
 
 
 class InputWanted(msgspec.Struct, tag="input_wanted"):

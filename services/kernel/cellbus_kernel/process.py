@@ -402,7 +402,7 @@ class ProcessManager:
         except msgspec.ValidationError as exc:
             self._drops.drop(self._feed.name, exc, frame.id)
             return
-        await self._feed.publish(content, parent)
+        await self._feed.publish(content, parent, metadata=frame.metadata)
 
     async def _process_ended(self, process: SessionProcess) -> None:
         status = await _within(process.exited, EXIT_STATUS_WAIT)

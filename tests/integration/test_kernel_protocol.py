@@ -354,3 +354,22 @@ async def test_a_comm_handler_that_never_ends_can_be_interrupted(
     ended = await handled(kernel.bus, stuck, after)
     assert [x.content.execution_state for x in ended] == ["busy", "idle"]
     assert (await run_code(kernel.client, session, "1 + 1")).reply.content.status == "ok"
+
+
+async def test_the_kernel_refuses_oversized_input_and_comm_messages_from_any_client(
+    kernel: Kernel, session: str
+) -> None:
+    """Not only the web checks the limits: a client on the bus is refused by the kernel."""
+    after = await kernel.bus.last_seq(keys.feed(session))
+    request = await kernel.client.execute(session, "print(input())", allow_stdin=True)
+    question = await asked(kernel.bus, session, after)
+    huge = await kernel.client.input(session, "x" * (m.MAX_INPUT_CHARS + 1), question.msg_id)
+    assert (huge.status, huge.ename) == ("error", "TooLarge")
+    big = await kernel.client.comm(session, "c", {"blob": "x" * m.MAX_COMM_BYTES})
+    await kernel.client.input(session, "fine", question.msg_id)  # still awaited
+    run = await collect(kernel.bus, request, after)
+    assert run.stdout == "fine\n"
+    check = await run_code(kernel.client, session, "1")
+    feed = [codec.decode(e.data) for e in await kernel.bus.read_feed(keys.feed(session), after)]
+    assert check.reply.content.status == "ok"
+    assert not [x for x in feed if x.parent_header.msg_id == big.msg_id]  # dropped whole

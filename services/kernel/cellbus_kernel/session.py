@@ -319,7 +319,10 @@ class Session:
         answer = await self.process.answer(process, question_frame(msg))
         if isinstance(answer, Ending):
             return _unanswered(reply_type, answer.ename, answer.evalue)
-        return msgspec.convert(answer, reply_type)
+        try:
+            return msgspec.convert(answer, reply_type)
+        except msgspec.ValidationError as exc:  # a question that failed (is_complete: error)
+            return _unanswered(reply_type, str(answer.get("ename") or "BadAnswer"), str(exc))
 
     async def _input_reply(self, msg: Message) -> m.Content:
         """A line for the input the running execution waits for: taken only from the

@@ -373,3 +373,14 @@ async def test_the_kernel_refuses_oversized_input_and_comm_messages_from_any_cli
     feed = [codec.decode(e.data) for e in await kernel.bus.read_feed(keys.feed(session), after)]
     assert check.reply.content.status == "ok"
     assert not [x for x in feed if x.parent_header.msg_id == big.msg_id]  # dropped whole
+
+
+async def test_an_output_widget_captures_the_outputs_of_the_request_it_runs_in(
+    kernel: Kernel, session: str
+) -> None:
+    await run_code(kernel.client, session, "import ipywidgets\nout = ipywidgets.Output()")
+    run = await run_code(kernel.client, session, "with out:\n    print('inside')")
+    updates = [x.content.data["state"] for x in run.of_type("comm_msg")]
+    # The widget is told to show this execution's outputs (then, after it, none).
+    assert {"msg_id": run.request.msg_id} in updates and updates[-1] == {"msg_id": ""}
+    assert run.stdout == "inside\n"  # on the feed, with the execution as parent

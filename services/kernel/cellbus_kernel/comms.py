@@ -27,10 +27,22 @@ Send = Any
 """The channel's ``send(msg_type, content)`` (see child._Channel)."""
 
 
+class ServedRequest:
+    """What ipywidgets asks of a comm's ``kernel``: the request being served
+    (``get_parent``). An ``Output`` widget takes its ``msg_id``, and widget managers then show
+    the outputs of that request (an execution, or the comm message running an ``interact``
+    callback) inside the widget instead of under the cell."""
+
+    def get_parent(self) -> dict[str, Any]:
+        msg_id = getattr(FeedComm.channel, "parent_id", "")
+        return {"header": {"msg_id": msg_id}} if msg_id else {}
+
+
 class FeedComm(BaseComm):
     """A comm whose messages go to the feed through the session's output channel."""
 
     channel: Send = None
+    kernel = ServedRequest()
 
     def publish_msg(
         self,

@@ -4,6 +4,7 @@ box under it (masked for getpass), everyone else sees whom the session waits for
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 from playwright.sync_api import expect
 
@@ -16,7 +17,7 @@ print('hi', name, len(secret))"""
 
 
 def test_input_and_getpass_are_answered_by_whoever_ran_the_cell(
-    person: Callable[..., Person],
+    person: Callable[..., Person], screenshots: Path
 ) -> None:
     ada, bob = person("ada"), person("bob", web=1)
     sheet = ada.api.worksheet(ASKS)
@@ -32,6 +33,8 @@ def test_input_and_getpass_are_answered_by_whoever_ran_the_cell(
     waiting = theirs.get_by_test_id("stdin-waiting")  # bob cannot answer: he did not run it
     expect(waiting).to_have_text(f"The session waits for input from {ada.username}: Name? ")
     expect(theirs.get_by_test_id("stdin-input")).to_have_count(0)
+    ada.page.screenshot(path=screenshots / "input-asked.png")
+    bob.page.screenshot(path=screenshots / "input-waiting.png")
 
     late = ada.context.new_page()  # a page opened while the session waits has the box too
     late.goto(f"{ada.url}/w/{sheet['id']}")

@@ -21,6 +21,7 @@ from cellbus_protocol.bus import Bus
 
 from .backend import BACKEND, Backend
 from .config import WebSettings
+from .jupyter import CHANNELS, add_jupyter_api
 from .methods import build_api
 from .outgoing import Turns
 from .ws import SOCKETS, TURNS, close_sockets, feed_socket, revoke_sockets
@@ -59,6 +60,7 @@ def create_app(settings: WebSettings, bus: Bus) -> web.Application:
     app.router.add_view("/rpc", api.handler(max_body_bytes=settings.max_body_bytes))
     app.router.add_get("/ws", feed_socket)
     app.router.add_get("/healthz", healthz)
+    add_jupyter_api(app)  # /api/kernels, /api/sessions, ... (cellbus_web.jupyter)
     add_frontend(app, Path(settings.static_dir) if settings.static_dir else CHECKOUT_FRONTEND)
     backend.roles.on_token_revoked(lambda change: _token_revoked(app, change))
     app.on_startup.append(_start_backend)
@@ -142,7 +144,7 @@ def _token_revoked(app: web.Application, change: a.TokenRevoked) -> None:
     """A token was revoked (on any web process): trust none of its user's cached tokens
     without asking again, and close the sockets opened with it."""
     app[BACKEND].authenticator.forget_user(change.user)
-    closed = revoke_sockets(app, change.token_hash)
+    closed = revoke_sockets(app, change.token_hash) + app[CHANNELS].revoke(change.token_hash)
     if closed:
         log.info("token of user %s revoked: closing %d socket(s)", change.user, closed)
 

@@ -148,3 +148,25 @@ async def test_user_code_cannot_forge_feed_messages_or_break_the_worker_with_com
     after = await ada.call("session.execute", session=session, code="print('still here')")
     assert stdout_of(await feed.until_done(after["msg_id"])) == "still here\n"
     await feed.close()
+
+
+async def test_user_code_cannot_ask_someone_else_for_input(ada: Client, mallory: Client) -> None:
+    """mallory's code names ada's earlier execution in a forged input request: ada would be
+    asked (for a password, under her own cell) and mallory's code would read her answer."""
+    sheet = await ada.call("worksheet.create", title="Shared")
+    await ada.call("worksheet.share", id=sheet["id"], username=mallory.username, role="editor")
+    session = sheet["session"]
+    feed = await ada.socket()
+    await feed.subscribe(session=session, cursor="now")
+    adas = await ada.call("session.execute", session=session, code="x = 1")
+    await feed.until_done(adas["msg_id"])
+    forge = (
+        "from cellbus_kernel import child, frames\n"
+        f"child.CHANNEL.pipe.send(frames.InputWanted(id={adas['msg_id']!r}, seq=99,"
+        " prompt='Password: ', password=True))\n"
+        "print('sent')\n"
+    )
+    mallorys = await mallory.call("session.execute", session=session, code=forge)
+    assert stdout_of(await feed.until_done(mallorys["msg_id"])) == "sent\n"
+    asked = [m for m in feed.messages() if m["header"]["msg_type"] == "input_request"]
+    assert asked == []  # nobody was asked anything

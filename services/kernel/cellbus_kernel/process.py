@@ -125,6 +125,7 @@ class ProcessManager:
         self._process: SessionProcess | None = None
         self._lock = asyncio.Lock()  # one start or end at a time
         self._done: asyncio.Future[m.ExecuteReply | Ending] | None = None
+        self._executing: Header | None = None  # the request of the running execution
         self.awaited_input: AwaitedInput | None = None
         """The input the running execution waits for, if it does."""
         self._answers: dict[str, asyncio.Future[Answer]] = {}
@@ -281,12 +282,12 @@ class ProcessManager:
         result is its reply, or why the process ended under it."""
         self._remember_parent(header)
         done: asyncio.Future[m.ExecuteReply | Ending] = asyncio.get_running_loop().create_future()
-        self._done = done
+        self._done, self._executing = done, header
         try:
             await process.pipe.send(frame)
             return await done
         finally:
-            self._done = None
+            self._done = self._executing = None
             self.awaited_input = None  # an input it waited for is not awaited any more
 
     async def interrupt(self, execution: str) -> None:
@@ -378,9 +379,11 @@ class ProcessManager:
 
     async def _ask_for_input(self, frame: frames.InputWanted) -> None:
         """The running execution waits for a line: ``input_request`` on the feed, addressed
-        to whoever ran it (the header's username), and remembered as awaited."""
-        parent = self._parents.get(frame.id)
-        if parent is None or self._done is None or self._done.done():
+        to whoever ran it (the header's username), and remembered as awaited. Only the
+        running execution may ask: user code that names an earlier one (someone else's)
+        would have that person asked, and read their answer."""
+        parent = self._executing
+        if parent is None or frame.id != parent.msg_id:
             self._drops.drop(self._feed.name, ValueError("input outside an execution"), frame.id)
             return
         msg_id = new_msg_id()

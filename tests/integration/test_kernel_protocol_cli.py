@@ -25,3 +25,13 @@ def test_run_and_exec_ask_the_terminal_for_input(server: str, tmp_path: Path) ->
     assert execed.stdout.endswith("YES\n")
     ended = ada.run("exec", "Ask", "input('more? ')", stdin="", ok=False)
     assert "EOFError" in ended.stderr  # Ctrl-D (end of input) is end of file in the cell
+
+
+def test_a_piped_repl_answers_end_of_file(server: str, tmp_path: Path) -> None:
+    """A script piped into `cellbus repl` is its whole stdin: input() in it gets end of file
+    at once (as in `python < script`), and the repl goes on."""
+    ada = User(server, tmp_path, "ada-repl").sign_up()
+    ran = ada.run(
+        "repl", stdin="try:\n    input('?')\nexcept EOFError:\n    print('eof')\n\n1 + 1\n"
+    )
+    assert "eof" in ran.stdout and "2" in ran.stdout

@@ -219,6 +219,7 @@ class ChannelsSocket:
         try:
             msg = wire.parse(data, self.v1)
         except wire.WireError as exc:
+            log.info("channels of %s: closed on a bad frame: %s", self.principal.user.username, exc)
             self.end(WSCloseCode.INVALID_TEXT, f"not a Jupyter message: {exc}"[:120])
             return
         if msg.msg_type in QUEUED:

@@ -78,8 +78,8 @@ def _object(data: bytes) -> dict[str, Any]:
 
 
 def _checked(msg: dict[str, Any], buffers: list[bytes]) -> ClientMessage:
-    channel = msg.get("channel")
-    if channel not in REQUEST_CHANNELS:
+    channel = msg.get("channel", "shell")  # as jupyter_server assumes (GatewayKernelClient
+    if channel not in REQUEST_CHANNELS:  # names no channel)
         raise WireError(f"channel: one of {', '.join(REQUEST_CHANNELS)}")
     parts = {name: msg.get(name, {}) for name in ("header", "parent_header", "metadata", "content")}
     for name, value in parts.items():

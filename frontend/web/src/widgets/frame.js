@@ -145,8 +145,9 @@ class Link {
       if (content.target_name !== WIDGET_TARGET || this.comms.has(content.comm_id)) return;
       const comm = new FrameComm(this, content.comm_id, content.target_name);
       this.comms.set(comm.comm_id, comm);
-      // The protocol's version is in the message's metadata; a comm_open without it (cellbus's
-      // kernel leaves metadata out) is taken as ipywidgets 8's, as its models then say too.
+      // The protocol's version is in the message's metadata; a comm_open without it (from a
+      // kernel that leaves metadata out) is taken as ipywidgets 8's: loadClass still checks
+      // each model's module version.
       const metadata = { version: PROTOCOL_VERSION, ...msg.metadata };
       this.manager
         .handle_comm_open(comm, { ...msg, metadata, buffers: [] })

@@ -166,8 +166,9 @@ async def jupyter_server(
     port, token = free_port(), "jupyter-server-token"
     argv = [str(BIN / "jupyter"), "server", f"--gateway-url={stack.urls[0]}",
             f"--GatewayClient.auth_token={ada.token}", f"--port={port}", "--ip=127.0.0.1",
-            f"--IdentityProvider.token={token}", "--no-browser", "--allow-root", f"--ServerApp.root_dir={tmp_path}"]  # fmt: skip
-    log = open(tmp_path / "server.log", "wb")
+            f"--IdentityProvider.token={token}", "--no-browser", "--allow-root",
+            f"--ServerApp.root_dir={tmp_path}"]  # fmt: skip
+    log = (tmp_path / "server.log").open("wb")  # (a local file: opening it does not block)
     process = await asyncio.create_subprocess_exec(
         *argv, env=jupyter_env(tmp_path), stdout=log, stderr=log
     )
@@ -243,8 +244,10 @@ async def test_jupyter_server_runs_and_interrupts_code_on_a_cellbus_kernel(
 
 
 async def execute(channels: Channels, code: str) -> list[dict[str, Any]]:
-    msg_id = await channels.ask("execute_request", code=code, silent=False, store_history=True,
-                                user_expressions={}, allow_stdin=False, stop_on_error=True)  # fmt: skip
+    msg_id = await channels.ask(
+        "execute_request", code=code, silent=False, store_history=True, user_expressions={},
+        allow_stdin=False, stop_on_error=True,
+    )  # fmt: skip
     return await channels.until_idle(msg_id)
 
 
@@ -266,11 +269,11 @@ async def test_every_message_of_the_notebook_run_validates(
             await channels.until_idle(
                 await channels.ask("complete_request", code="sli", cursor_pos=3)
             )
-            await channels.until_idle(await channels.ask("inspect_request", code="slider", cursor_pos=6,
-                                                         detail_level=0))  # fmt: skip
+            inspect = {"code": "slider", "cursor_pos": 6, "detail_level": 0}
+            await channels.until_idle(await channels.ask("inspect_request", **inspect))
             await channels.until_idle(await channels.ask("is_complete_request", code="for x in y:"))
-            await channels.until_idle(await channels.ask("history_request", hist_access_type="tail", n=3,
-                                                         output=False, raw=True))  # fmt: skip
+            history = {"hist_access_type": "tail", "n": 3, "output": False, "raw": True}
+            await channels.until_idle(await channels.ask("history_request", **history))
             types = {m["header"]["msg_type"] for m in channels.received}
             assert {"stream", "display_data", "execute_result", "error", "comm_open"} <= types
             assert validated(channels.received) > 40

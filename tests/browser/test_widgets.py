@@ -88,3 +88,32 @@ def test_an_html_output_cannot_move_a_widget_through_the_app(person: Callable[..
     run(cell(page, 2))
     expect(cell(page, 2).get_by_test_id("output-stdout")).to_have_text("5 []\n")
     expect(readout(cell(page, 0))).to_have_text("5")
+
+
+INTERACT = """from ipywidgets import interact
+@interact(x=(0, 10))
+def square(x=3):
+    print('square', x * x)"""
+
+
+def test_interact_shows_its_output_in_the_widget_for_everyone(
+    person: Callable[..., Person],
+) -> None:
+    """`interact` prints into an Output widget (Jupyter's capture of a request's outputs):
+    inside the widget on every page, not under the cell, as the slider moves."""
+    ada, bob = person("ada"), person("bob", web=1)
+    sheet = ada.api.worksheet(INTERACT)
+    ada.api.call("worksheet.share", id=sheet["id"], username=bob.username, role="editor")
+    mine, theirs = cell(ada.open(sheet), 0), cell(bob.open(sheet), 0)
+    run(mine)
+    shown = widget(mine).locator(".widget-output")
+    expect(shown).to_have_text("square 9")
+    expect(widget(theirs).locator(".widget-output")).to_have_text("square 9")
+    expect(mine.get_by_test_id("output-stdout")).to_have_count(0)  # not under the cell
+
+    handle = widget(mine).locator(".noUi-handle")
+    handle.focus()
+    handle.press("ArrowRight")  # the callback runs for the comm message, printing again
+    expect(shown).to_have_text("square 16")
+    expect(widget(theirs).locator(".widget-output")).to_have_text("square 16")
+    expect(theirs.get_by_test_id("output-stdout")).to_have_count(0)

@@ -23,9 +23,13 @@
  * The cost: a feed keeps its last messages only (CELLBUS_FEED_RETENTION, 10,000 by default),
  * so a widget whose comm_open was trimmed away shows as text, as a saved widget does after a
  * restart.
+ *
+ * An `Output` widget shows the outputs of the request it names (capture.js): those go into
+ * its state here, and not under their cell.
  */
 import { call, describeError } from "../api.js";
 import { toast } from "../toast.js";
+import { OutputCapture } from "./capture.js";
 
 const COMM_TYPES = new Set(["comm_open", "comm_msg", "comm_close"]);
 /** Session states after which the kernel knows none of its comms any more. */
@@ -44,6 +48,8 @@ export class WidgetHub {
     this.inFlight = 0; // session.comm calls not answered yet
     this.held = []; // messages for frames, held while a call is in flight (see `deliver`)
     this.sent = new Map(); // msg_id of a message a frame sent -> {frame, ref}
+    this.capture = new OutputCapture();
+    this.synthetic = 0; // numbers the updates made here for Output widgets
   }
 
   /** The page knows its session now. */
@@ -59,14 +65,24 @@ export class WidgetHub {
 
   // -- the feed -----------------------------------------------------------------------------
 
-  /** Every message the page takes from the feed, with its cursor. */
+  /**
+   * Every message the page takes from the feed, with its cursor. Returns whether an Output
+   * widget shows it (then the cell does not).
+   */
   feed(message, cursor) {
-    if (!this.isRelevant(message)) return;
+    const captured = this.capture.capturers(message).length > 0;
+    if (message.header.msg_type === "comm_msg") {
+      // at once, even while the history is read: the request's next output must not go to
+      // its cell (`apply` follows the same update again, in the feed's order)
+      this.capture.follow(message.content.comm_id, message.content.data?.state);
+    }
+    if (!captured && !this.isRelevant(message)) return false;
     if (this.history === "read") this.take(message, cursor);
     else {
       this.early.push([message, cursor]);
       this.readHistory();
     }
+    return captured;
   }
 
   /** Read the session's feed from its start (once): the comms opened before this page. */
@@ -110,23 +126,52 @@ export class WidgetHub {
 
   take(message, cursor) {
     if (cursor <= this.historyEnd) return; // read with the history already
-    this.apply(message);
-    this.deliver(message);
+    for (const each of this.apply(message)) this.deliver(each);
   }
 
-  /** Keep the comms' state as the kernel has it. */
+  /** Keep the comms' state as the kernel has it; returns the messages for the frames. */
   apply(message) {
+    const capturers = this.capture.capturers(message);
+    if (capturers.length) return this.captured(capturers, message);
     const type = message.header.msg_type;
     const content = message.content ?? {};
-    if (type === "status" && COMMS_LOST.has(content.execution_state)) this.comms.clear();
-    else if (type === "comm_open") {
-      this.comms.set(content.comm_id, { open: message, state: { ...(content.data?.state ?? {}) } });
+    const state = content.data?.state;
+    if (type === "status" && COMMS_LOST.has(content.execution_state)) {
+      this.comms.clear();
+      this.capture.clear();
+    } else if (type === "comm_open") {
+      this.comms.set(content.comm_id, { open: message, state: { ...(state ?? {}) } });
+      this.capture.follow(content.comm_id, state);
     } else if (type === "comm_msg") {
       const comm = this.comms.get(content.comm_id);
       const method = content.data?.method;
-      if (comm && (method === "update" || method === "echo_update"))
-        Object.assign(comm.state, content.data.state);
-    } else if (type === "comm_close") this.comms.delete(content.comm_id);
+      if (comm && (method === "update" || method === "echo_update")) Object.assign(comm.state, state);
+      if (comm) this.capture.follow(content.comm_id, state);
+    } else if (type === "comm_close") {
+      this.comms.delete(content.comm_id);
+      this.capture.forget(content.comm_id);
+    }
+    return [message];
+  }
+
+  /** An output that Output widgets (`commIds`) show: into their state, and to the frames. */
+  captured(commIds, message) {
+    const updates = [];
+    for (const commId of commIds) {
+      const comm = this.comms.get(commId);
+      if (!comm) continue;
+      comm.state.outputs = this.capture.take(commId, comm.state.outputs, message);
+      this.synthetic += 1;
+      updates.push({
+        header: { msg_id: `cellbus-capture-${this.synthetic}`, msg_type: "comm_msg" },
+        parent_header: {},
+        content: {
+          comm_id: commId,
+          data: { method: "update", state: { outputs: comm.state.outputs }, buffer_paths: [] },
+        },
+      });
+    }
+    return updates;
   }
 
   /**
@@ -220,6 +265,7 @@ export class WidgetHub {
     this.frames.clear();
     this.comms.clear();
     this.sent.clear();
+    this.capture.clear();
   }
 }
 

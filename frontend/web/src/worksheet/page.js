@@ -244,7 +244,8 @@ export class WorksheetPage {
       this.replay(message);
       return;
     }
-    this.widgets.feed(message, cursor); // comms: it reads what came before by itself
+    // comms (the hub reads what came before by itself), and outputs an Output widget shows
+    if (this.widgets.feed(message, cursor)) return;
     if (type === "status") this.bar.setSessionState(message.content.execution_state, message.content.reason);
     if (RunTracker.isRunMessage(message)) {
       this.tracker.handle(message);

@@ -15,6 +15,7 @@ on the services stack (real Redis and PostgreSQL):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import os
 import re
@@ -280,3 +281,84 @@ async def test_every_message_of_the_notebook_run_validates(
             await channels.close()
     finally:
         await api.close()
+
+
+async def answered_run(client: Any, code: str, answer: str) -> tuple[list[dict[str, Any]], str]:
+    """`code` run through jupyter_client's client API with stdin allowed, each
+    ``input_request`` answered with `answer` as it comes: the requests' contents and what
+    was printed. (Not ``execute_interactive``: it polls ZMQ sockets, which a gateway's
+    client has not.)"""
+    asked: list[dict[str, Any]] = []
+    printed: list[str] = []
+    msg_id = client.execute(code, allow_stdin=True)
+
+    async def answer_input() -> None:
+        while True:
+            request = await client.get_stdin_msg(timeout=60)
+            asked.append(request["content"])
+            client.input(answer)
+
+    answering = asyncio.create_task(answer_input())
+    try:
+        while True:
+            msg = await client.get_iopub_msg(timeout=60)
+            if msg["parent_header"].get("msg_id") != msg_id:
+                continue
+            if msg["header"]["msg_type"] == "stream":
+                printed.append(msg["content"]["text"])
+            if (
+                msg["header"]["msg_type"] == "status"
+                and msg["content"]["execution_state"] == "idle"
+            ):
+                break
+    finally:
+        answering.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await answering
+    while (reply := await client.get_shell_msg(timeout=60))["parent_header"]["msg_id"] != msg_id:
+        pass  # another request's reply (the readiness probe's)
+    assert reply["content"]["status"] == "ok", reply["content"]
+    return asked, "".join(printed)
+
+
+INPUT_CODE = """name = input("Your name? ")
+import getpass
+secret = getpass.getpass("Secret: ")
+print("hello", name, len(secret))"""
+
+
+async def test_input_is_answered_through_the_channels_as_on_ipykernel(
+    stack: ServicesStack, ada: Client, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """nbclient has no stdin (it refuses input() by design), so the same jupyter_client code
+    runs ``input()`` and ``getpass()`` on cellbus (through GatewayKernelManager's client)
+    and on stock ipykernel: both ask the same, and both print the answers."""
+    from jupyter_client.manager import AsyncKernelManager
+    from jupyter_core.utils import ensure_async
+    from jupyter_server.gateway.gateway_client import GatewayClient
+
+    from ..fixtures.jupyter.cellbus_gateway import AuthenticatedGatewayKernelManager
+
+    assert ada.token
+    for name, value in jupyter_env(tmp_path, stack.urls[0], ada.token).items():
+        if name.startswith("JUPYTER_"):
+            monkeypatch.setenv(name, value)
+    GatewayClient.clear_instance()  # read from the environment set above
+    runs = []
+    for manager in (AuthenticatedGatewayKernelManager(), AsyncKernelManager()):
+        await manager.start_kernel()
+        client = manager.client()
+        try:
+            await ensure_async(client.start_channels())  # a coroutine for the gateway's only
+            await client.wait_for_ready(timeout=60)
+            runs.append(await answered_run(client, INPUT_CODE, "Ada"))
+        finally:
+            client.stop_channels()
+            await manager.shutdown_kernel(now=True)
+    GatewayClient.clear_instance()
+    on_cellbus, on_ipykernel = runs
+    assert on_ipykernel == (
+        [{"prompt": "Your name? ", "password": False}, {"prompt": "Secret: ", "password": True}],
+        "hello Ada 3\n",
+    )
+    assert on_cellbus == on_ipykernel

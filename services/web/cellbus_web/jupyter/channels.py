@@ -164,6 +164,7 @@ class ChannelsSocket:
         self._closing = asyncio.Event()
         self.finished = asyncio.Event()
         self._requests: set[asyncio.Task[None]] = set()
+        self.input_awaited = ""  # the msg_id of the last input_request sent on stdin
 
     def end(self, code: int, reason: str) -> None:
         if self.closing is None:
@@ -209,6 +210,7 @@ class ChannelsSocket:
             channel = "shell"
         elif msg_type == "input_request" and asked is not None and asked.execution:
             channel = "stdin"
+            self.input_awaited = msg.header.msg_id
         else:
             return None  # cellbus's own, or another client's reply
         parent_json = asked.header if asked is not None else _encode(msg.parent_header)
@@ -304,11 +306,13 @@ class ChannelsSocket:
         )
 
     async def _input_reply(self, msg: wire.ClientMessage) -> None:
-        """The answer to the kernel's ``input_request`` (the message's parent)."""
+        """The answer to the kernel's ``input_request``: its parent, or the last one sent on
+        this socket's stdin if it names none (jupyter_client's ``input()`` sends no parent:
+        a ZMQ kernel reads its answer off its own stdin socket)."""
         try:
             await self._require("editor")
             content = _content(msg, m.InputReply)
-            awaited = msg.parent_header.get("msg_id")
+            awaited = msg.parent_header.get("msg_id") or self.input_awaited
             metadata = {"cellbus": {"input_request": awaited if isinstance(awaited, str) else ""}}
             reply = await self.kernel.call(
                 self.session, content, metadata=metadata, msg_id=msg.msg_id

@@ -36,6 +36,13 @@ def test_len_question_mark_opens_the_help_panel_and_leaves_the_outputs_empty(
     expect(cell(page, 1).get_by_test_id("output-stdout")).to_have_text("after\n")
     expect(panel).to_be_hidden()
 
+    # Saved: the second cell's output shows on a page opened afresh (it was saved after the
+    # first cell's run), and the help is in neither cell.
+    again = ada.open(sheet)
+    expect(cell(again, 1).get_by_test_id("output-stdout")).to_have_text("after\n")
+    expect(cell(again, 0).get_by_test_id("output")).to_have_count(0)
+    expect(again.get_by_test_id("help-panel")).to_be_hidden()
+
 
 def test_set_next_input_adds_a_cell_below_or_replaces_the_text(
     person: Callable[..., Person],

@@ -314,14 +314,15 @@ def test_a_missing_execution_count_keeps_the_known_one() -> None:
     assert cell.execution_count == 5
 
 
-def test_execute_reply_with_a_page_payload_shows_the_page() -> None:
+def test_a_page_payload_is_not_saved_as_an_output() -> None:
     cell = CellOutputs()
     reply = ExecuteReply(
         execution_count=2,
         payload=[{"source": "page", "data": {"text/plain": "Docstring: ..."}, "start": 0}],
     )
-    assert cell.apply("execute_reply", reply) is True
-    assert cell.outputs == [shown("Docstring: ...")]
+    assert cell.apply("execute_reply", reply) is True  # the execution count changed
+    assert cell.outputs == []
+    assert cell.execution_count == 2
 
 
 # --- ignored messages ---------------------------------------------------------------------

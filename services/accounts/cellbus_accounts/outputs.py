@@ -14,8 +14,9 @@ what a JupyterLab user would end up with:
   run that showed the same ``transient.display_id``, and appends nothing;
 - ``clear_output`` clears at once, or with ``wait=True`` at the next output that arrives (an
   ``update_display_data`` is not an arriving output: it updates what is still shown);
-- ``execute_input``, ``execute_result`` and ``execute_reply`` set the execution count; an
-  ``execute_reply`` with a ``page`` payload (IPython's ``obj?``) appends it as display data;
+- ``execute_input``, ``execute_result`` and ``execute_reply`` set the execution count; a
+  ``page`` payload of the reply (IPython's ``obj?``) is not an output: the person who ran the
+  cell sees it in a help panel, and nothing of it is saved;
 - everything else (``status``, ...) is ignored.
 
 Stream text is kept raw (``\\r`` and backspaces are the renderer's business). It is kept as
@@ -214,18 +215,7 @@ class CellOutputs:
         return self._set_execution_count(content.execution_count)
 
     def _execute_reply(self, content: ExecuteReply) -> bool:
-        changed = self._set_execution_count(content.execution_count)
-        if content.status == "ok":
-            # As JupyterLab does: the first "page" payload (IPython's `obj?`) is shown as
-            # display data.
-            pages = [p for p in content.payload if p.get("source") == "page"]
-            if pages:
-                data = pages[0].get("data")
-                self._append(
-                    {"output_type": "display_data", "data": _copy(data or {}), "metadata": {}}
-                )
-                changed = True
-        return changed
+        return self._set_execution_count(content.execution_count)
 
     _HANDLERS: dict[str, tuple[type[Content], Callable[[CellOutputs, Any], bool]]] = {
         "stream": (Stream, _stream),

@@ -127,7 +127,7 @@ class JupyterApi:
         ) as response:
             text = await response.text()
             assert response.status == expect, f"{method} {path}: {response.status} {text}"
-            return json.loads(text) if text else None
+            return json.loads(text) if response.content_type == "application/json" else text
 
     async def start_kernel(self, **body: Any) -> dict[str, Any]:
         model: dict[str, Any] = await self.call("POST", "/api/kernels", body or {}, 201)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import aiohttp
 import pytest
@@ -39,11 +40,12 @@ async def jupyter(stack: ServicesStack, ada: Client) -> AsyncIterator[JupyterApi
     await api.close()
 
 
-async def execute(channels: Channels, code: str, **options: object) -> list[dict[str, object]]:
-    msg_id = await channels.ask("execute_request", code=code, silent=False, store_history=True,
-                                user_expressions={}, allow_stdin=False, stop_on_error=True,
-                                **options)  # fmt: skip
-    return await channels.until_idle(msg_id)  # type: ignore[return-value]  # JSON
+async def execute(channels: Channels, code: str) -> list[dict[str, Any]]:
+    msg_id = await channels.ask(
+        "execute_request", code=code, silent=False, store_history=True, user_expressions={},
+        allow_stdin=False, stop_on_error=True,
+    )  # fmt: skip
+    return await channels.until_idle(msg_id)
 
 
 async def test_the_kernelspec_is_python3_with_a_logo(jupyter: JupyterApi) -> None:

@@ -65,7 +65,7 @@ class Channels:
             await self.ws.send_str(json.dumps(msg))
         return str(msg["header"]["msg_id"])
 
-    async def ask(self, msg_type: str, channel: str = "shell", **content: Any) -> str:
+    async def ask(self, msg_type: str, channel: str = "shell", /, **content: Any) -> str:
         return await self.send(request(msg_type, content, channel))
 
     async def next(self, timeout: float = TIMEOUT) -> dict[str, Any]:

@@ -40,7 +40,7 @@ from .documents import (
     default_metadata,
     new_document,
 )
-from .errors import AccountsError
+from .errors import AccountsError as AccountsError  # re-exported: the service raises it
 from .jupyter_kernels import JupyterKernelHandlers
 from .notebook_doc import CellContent, NotebookDoc, new_cell_id
 from .saver import OutputSaver

@@ -40,7 +40,7 @@ from ..rpc import (
 SCHEMES = ("token", "bearer")
 """The Authorization schemes taken, lower-cased."""
 
-STATUS_OF = {
+STATUS_OF: dict[int, int] = {
     UNAUTHENTICATED: 401, FORBIDDEN: 403, NOT_FOUND: 404, INVALID_PARAMS: 400,
     INVALID_REQUEST: 400, CONFLICT: 409, TOO_LARGE: 413, RATE_LIMITED: 429,
 }  # fmt: skip

@@ -40,12 +40,12 @@ async def start_kernel(
 ) -> a.JupyterKernelView:
     """A new kernel (with `jupyter`'s session attached, if given), its process starting."""
     name = known(body.get("name"))
-    fields = {} if jupyter is None else {
-        "jupyter_session": jupyter.jupyter_session, "path": jupyter.path,
-        "session_name": jupyter.session_name, "session_type": jupyter.session_type,
-    }  # fmt: skip
-    title = title_of(fields.get("path"), fields.get("session_name"), body.get("path"))
-    request = a.StartJupyterKernel(name=name, title=title, actor=principal.user.id, **fields)
+    jupyter = jupyter or a.SetJupyterSession(session="", jupyter_session=None)
+    title = title_of(jupyter.path, jupyter.session_name, body.get("path"))
+    request = a.StartJupyterKernel(
+        name=name, title=title, actor=principal.user.id, jupyter_session=jupyter.jupyter_session,
+        path=jupyter.path, session_name=jupyter.session_name, session_type=jupyter.session_type,
+    )  # fmt: skip
     view = await backend.accounts.call(request)
     await backend.kernel(principal).create_session(view.session)
     return view

@@ -65,7 +65,8 @@ def _fields(
     jupyter_session: str | None,
     base: a.JupyterKernelView | None = None,
 ) -> a.SetJupyterSession:
-    notebook = body.get("notebook") if isinstance(body.get("notebook"), dict) else {}
+    given = body.get("notebook")  # (jupyter_server 1's name for the path)
+    notebook: dict[str, Any] = given if isinstance(given, dict) else {}
     path = _text(body, "path", base.path if base else _text(notebook, "path"))
     return a.SetJupyterSession(
         session=session, jupyter_session=jupyter_session, path=path,

@@ -170,3 +170,31 @@ async def test_user_code_cannot_ask_someone_else_for_input(ada: Client, mallory:
     assert stdout_of(await feed.until_done(mallorys["msg_id"])) == "sent\n"
     asked = [m for m in feed.messages() if m["header"]["msg_type"] == "input_request"]
     assert asked == []  # nobody was asked anything
+
+
+async def test_user_code_cannot_put_output_under_someone_elses_earlier_execution(
+    ada: Client, mallory: Client
+) -> None:
+    """mallory's code writes an output frame naming ada's finished execution: it would show
+    under ada's cell, as if her code had printed it. Only the request the process runs (or
+    ran last) may have outputs."""
+    sheet = await ada.call("worksheet.create", title="Shared")
+    await ada.call("worksheet.share", id=sheet["id"], username=mallory.username, role="editor")
+    session = sheet["session"]
+    feed = await ada.socket()
+    await feed.subscribe(session=session, cursor="now")
+    adas = await ada.call("session.execute", session=session, code="print('mine')")
+    await feed.until_done(adas["msg_id"])
+    forge = (
+        "from cellbus_kernel import child, frames\n"
+        f"child.CHANNEL.pipe.send(frames.Output(id={adas['msg_id']!r}, msg_type='stream',"
+        " content={'name': 'stdout', 'text': 'forged\\n'}))\n"
+        "print('sent')\n"
+    )
+    mallorys = await mallory.call("session.execute", session=session, code=forge)
+    assert stdout_of(await feed.until_done(mallorys["msg_id"])) == "sent\n"
+    under_adas = [
+        msg for msg in feed.messages() if msg["parent_header"].get("msg_id") == adas["msg_id"]
+    ]
+    assert stdout_of(under_adas) == "mine\n"
+    await feed.close()

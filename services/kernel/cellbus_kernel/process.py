@@ -19,7 +19,6 @@ import contextlib
 import logging
 import os
 import signal
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -129,7 +128,9 @@ class ProcessManager:
         self.awaited_input: AwaitedInput | None = None
         """The input the running execution waits for, if it does."""
         self._answers: dict[str, asyncio.Future[Answer]] = {}
-        self._parents: OrderedDict[str, Header] = OrderedDict()
+        self._parent: Header | None = None
+        """The request whose code the process runs or ran last (an execution, or a client's
+        comm message): the only parent its output frames may name (`_publish_output`)."""
         self._endings: dict[int, Ending] = {}  # why we killed a process, by pid
         self._reader: asyncio.Task[None] | None = None
         self._tasks = TaskSet(f"session {session} process")
@@ -305,9 +306,7 @@ class ProcessManager:
         )
 
     def _remember_parent(self, header: Header) -> None:
-        self._parents[header.msg_id] = header
-        while len(self._parents) > 64:
-            self._parents.popitem(last=False)
+        self._parent = header
 
     # -- ending it ------------------------------------------------------------------------
     async def end(self, ending: Ending) -> None:
@@ -393,8 +392,13 @@ class ProcessManager:
         await self._feed.publish(request, parent, msg_id=msg_id)
 
     async def _publish_output(self, frame: frames.Output) -> None:
+        """Publish an output of the request the process runs, or ran last (a thread that
+        prints after its cell ended). A frame naming any other request is dropped: the pipe
+        is user code's to write on, and an earlier request may be someone else's."""
         content_type = m.CONTENT_TYPES.get(frame.msg_type)
-        parent = self._parents.get(frame.id)
+        parent = self._parent
+        if parent is not None and parent.msg_id != frame.id:
+            parent = None
         if content_type is None or frame.msg_type not in KERNEL_OUTPUTS or parent is None:
             self._drops.drop(
                 self._feed.name, ValueError(f"unexpected output {frame.msg_type}"), frame.id

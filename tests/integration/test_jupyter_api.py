@@ -1,5 +1,5 @@
 """The Jupyter Server API of cellbus (/api/kernelspecs, /api/kernels and their channels,
-/api/sessions) on the services stack (real Redis and PostgreSQL), as a Jupyter client sees it:
+/api/sessions) on the services stack and the one program, as a Jupyter client sees it:
 the REST models, and the channels WebSocket in both of its formats."""
 
 from __future__ import annotations
@@ -14,26 +14,30 @@ import pytest
 
 from ..support.api import Client, new_user
 from ..support.jupyter import Channels, JupyterApi, of_type, stdout
-from ..support.stack import ServicesStack
+from ..support.stack import Stack, start_stack
 
 pytestmark = pytest.mark.redis
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServicesStack]:
-    with ServicesStack(tmp_path_factory.mktemp("logs")) as system:
+@pytest.fixture(scope="module", params=["services", "one-program"])
+def stack(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Stack]:
+    """The services apart (real Redis and PostgreSQL), and the one program (its in-process
+    bus and SQLite), as ``make run`` runs it."""
+    with start_stack(request.param, tmp_path_factory) as system:
         yield system
 
 
 @pytest.fixture
-async def ada(stack: ServicesStack) -> AsyncIterator[Client]:
+async def ada(stack: Stack) -> AsyncIterator[Client]:
     client = await new_user(stack.urls[0], "ada")
     yield client
     await client.close()
 
 
 @pytest.fixture
-async def jupyter(stack: ServicesStack, ada: Client) -> AsyncIterator[JupyterApi]:
+async def jupyter(stack: Stack, ada: Client) -> AsyncIterator[JupyterApi]:
     assert ada.token
     api = JupyterApi(stack.urls[0], ada.token)
     yield api
@@ -134,15 +138,15 @@ async def test_the_v1_binary_protocol(jupyter: JupyterApi) -> None:
 
 
 async def test_a_viewer_watches_but_cannot_execute(
-    stack: ServicesStack, jupyter: JupyterApi, ada: Client
+    stack: Stack, jupyter: JupyterApi, ada: Client
 ) -> None:
-    bob = await new_user(stack.urls[1], "bob")  # on the other web process
+    bob = await new_user(stack.urls[-1], "bob")  # on the other web process, if any
     assert bob.token
     kernel_id = (await jupyter.start_kernel())["id"]
     session = uuid.UUID(kernel_id).hex
     sheet = next(s for s in await ada.call("worksheet.list") if s["session"] == session)
     await ada.call("worksheet.share", id=sheet["id"], username=bob.username, role="viewer")
-    watcher = JupyterApi(stack.urls[1], bob.token)
+    watcher = JupyterApi(stack.urls[-1], bob.token)
     try:
         assert [k["id"] for k in await watcher.call("GET", "/api/kernels")] == [kernel_id]
         watching = await watcher.channels(kernel_id)

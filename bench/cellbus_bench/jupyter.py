@@ -217,8 +217,48 @@ class KernelSocket:
         await asyncio.gather(self.task, return_exceptions=True)
 
 
+class KernelsApi:
+    """The kernels API of a server that speaks jupyter_server's (``/api/kernels`` and the
+    channels WebSocket), driven as JupyterLab drives it, with a token. Jupyter's own server
+    and cellbus's Jupyter API (issue 16) are driven by this same code."""
+
+    def __init__(self, name: str, url: str, token: str) -> None:
+        self.name = name
+        self.url = url
+        self.http = http_session(Authorization=f"token {token}")
+
+    async def new_kernel(self) -> str:
+        async with self.http.post(self.url + "/api/kernels", json={"name": "python3"}) as response:
+            response.raise_for_status()
+            kernel_id: str = (await response.json())["id"]
+            return kernel_id
+
+    async def delete_kernel(self, kernel_id: str) -> None:
+        async with self.http.delete(f"{self.url}/api/kernels/{kernel_id}") as response:
+            await response.read()
+
+    async def socket(self, kernel_id: str) -> aiohttp.ClientWebSocketResponse:
+        """A new kernel socket, after the handshake (see `handshake`)."""
+        session = uuid.uuid4().hex
+        url = f"{self.url}/api/kernels/{kernel_id}/channels?session_id={session}"
+        ws = await self.http.ws_connect(url, max_msg_size=0)
+        try:
+            await handshake(ws)
+        except BaseException:
+            await ws.close()
+            raise
+        return ws
+
+    async def new_session(self) -> JupyterSession:
+        kernel_id = await self.new_kernel()
+        return JupyterSession(self, kernel_id, KernelSocket(await self.socket(kernel_id)))
+
+    async def close(self) -> None:
+        await self.http.close()
+
+
 class JupyterSession:
-    def __init__(self, system: JupyterSystem, kernel_id: str, socket: KernelSocket) -> None:
+    def __init__(self, system: KernelsApi, kernel_id: str, socket: KernelSocket) -> None:
         self.system = system
         self.id = kernel_id
         self.socket = socket
@@ -241,12 +281,12 @@ class JupyterSystem:
         self.token = secrets.token_hex(16)
         self.url = ""
         self.process: subprocess.Popen[bytes] | None = None
-        self.http: aiohttp.ClientSession | None = None
+        self.kernels: KernelsApi | None = None
         self._log: Any = None
 
     async def start(self) -> None:
         self.url = await asyncio.to_thread(self._start_server)
-        self.http = http_session(Authorization=f"token {self.token}")
+        self.kernels = KernelsApi(self.name, self.url, self.token)
 
     def _start_server(self) -> str:
         port = free_port()
@@ -274,51 +314,38 @@ class JupyterSystem:
         return url
 
     async def stop(self) -> None:
-        http, process = self.http, self.process
-        if http is not None:
+        kernels, process = self.kernels, self.process
+        if kernels is not None:
             with contextlib.suppress(aiohttp.ClientError, OSError):
                 for kernel in await self._get("/api/kernels"):
-                    await self.delete_kernel(kernel["id"])
-            await http.close()
-        self.http = self.process = None
+                    await kernels.delete_kernel(kernel["id"])
+            await kernels.close()
+        self.kernels = self.process = None
         if process is not None:
             await asyncio.to_thread(stop_process, process)
             self._log.close()
 
     async def _get(self, path: str) -> Any:
-        assert self.http is not None
-        async with self.http.get(self.url + path) as response:
+        assert self.kernels is not None
+        async with self.kernels.http.get(self.url + path) as response:
             response.raise_for_status()
             return await response.json()
 
+    def _api(self) -> KernelsApi:
+        assert self.kernels is not None, "start() first"
+        return self.kernels
+
     async def new_kernel(self) -> str:
-        assert self.http is not None
-        async with self.http.post(self.url + "/api/kernels", json={"name": "python3"}) as response:
-            response.raise_for_status()
-            kernel_id: str = (await response.json())["id"]
-            return kernel_id
+        return await self._api().new_kernel()
 
     async def delete_kernel(self, kernel_id: str) -> None:
-        assert self.http is not None
-        async with self.http.delete(f"{self.url}/api/kernels/{kernel_id}") as response:
-            await response.read()
+        await self._api().delete_kernel(kernel_id)
 
     async def socket(self, kernel_id: str) -> aiohttp.ClientWebSocketResponse:
-        """A new kernel socket, after the handshake (see `handshake`)."""
-        assert self.http is not None
-        session = uuid.uuid4().hex
-        url = f"{self.url}/api/kernels/{kernel_id}/channels?session_id={session}"
-        ws = await self.http.ws_connect(url, max_msg_size=0)
-        try:
-            await handshake(ws)
-        except BaseException:
-            await ws.close()
-            raise
-        return ws
+        return await self._api().socket(kernel_id)
 
     async def new_session(self) -> JupyterSession:
-        kernel_id = await self.new_kernel()
-        return JupyterSession(self, kernel_id, KernelSocket(await self.socket(kernel_id)))
+        return await self._api().new_session()
 
     async def start_session(self, code: str) -> tuple[JupyterSession, Run]:
         """As JupyterLab starts a kernel: ``POST /api/kernels``, the socket, its handshake,
@@ -327,7 +354,7 @@ class JupyterSystem:
         kernel_id = await self.new_kernel()
         socket = KernelSocket(await self.socket(kernel_id))
         await socket.send(code, run)
-        return JupyterSession(self, kernel_id, socket), run
+        return JupyterSession(self._api(), kernel_id, socket), run
 
     async def watchers(self, session: Any, n: int, deadline: float) -> Watchers:
         assert isinstance(session, JupyterSession)

@@ -45,6 +45,9 @@ TARGETS = (
            "{system}.p99_ms", "ms", "<=", 0.10),
     Target("exec round trip p50 (Jupyter over raw ZMQ)", "exec_round_trip", "{system}.p50_ms",
            "ms", "<=", 0.50, versus="jupyter-zmq"),
+    # issue 16: the same Jupyter client against cellbus's /api/kernels and Jupyter's
+    Target("exec round trip p50 through /api/kernels channels", "channels_round_trip",
+           "{system}.p50_ms", "ms", "<=", 0.10),
     Target("throughput, 4 sessions, 1 outstanding", "throughput",
            "outstanding_1.{system}.executions_per_s", "exec/s", ">=", 5.0),
     Target("stream {lines:,} lines, time to done (median)", "stream",

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, TypeVar
 
 from . import browser, measure
-from .jupyter import JupyterLabSystem, JupyterSystem, ZmqFloor
+from .jupyter import JupyterLabSystem, JupyterSystem, KernelsApi, ZmqFloor
 from .systems import CellbusSystem, Run, Session, System
 from .watching import Watchers
 
@@ -255,6 +255,43 @@ async def exec_round_trip(systems: Systems, sizes: Sizes) -> dict[str, Any]:
             for name, p in parts.items()
         },
     }
+
+
+async def channels_round_trip(systems: Systems, sizes: Sizes) -> dict[str, Any]:
+    """``1+1`` to its reply and idle status through the channels WebSocket of
+    ``/api/kernels``, the same client (`jupyter.KernelsApi`, JupyterLab's path) against
+    cellbus's Jupyter Server API (issue 16) and against jupyter_server itself."""
+    client = systems.cellbus.client
+    assert client is not None and systems.jupyter.kernels is not None
+    apis = [KernelsApi("cellbus", client.url, client.token), systems.jupyter.kernels]
+    sessions = {api.name: await api.new_session() for api in apis}
+    try:
+        for session in sessions.values():
+            for _ in range(sizes.rtt_warmup):
+                await run_once(session, ONE_PLUS_ONE)
+
+        async def turn(api: KernelsApi) -> list[float]:
+            session = sessions[api.name]
+            return [(await run_once(session, ONE_PLUS_ONE)).latency for _ in range(sizes.rtt_turn)]
+
+        turns = max(1, sizes.rtt_runs // sizes.rtt_turn)
+        samples = await in_turns(apis, turns, turn)
+    finally:
+        for session in sessions.values():
+            await session.close()
+        await apis[0].close()
+    return {
+        "params": {
+            "runs": turns * sizes.rtt_turn, "warmup": sizes.rtt_warmup,
+            "per_turn": sizes.rtt_turn, "code": ONE_PLUS_ONE,
+            "until": "execute_reply and the idle status have arrived",
+            "path": "POST /api/kernels, then its channels WebSocket (legacy JSON)",
+        },
+        "results": {
+            name: measure.summarize([x for t in v for x in t], keep=True)
+            for name, v in samples.items()
+        },
+    }  # fmt: skip
 
 
 # -- 3. throughput -----------------------------------------------------------------------
@@ -689,6 +726,7 @@ WORKLOADS: dict[str, Callable[[Systems, Sizes], Awaitable[dict[str, Any]]]] = {
     "memory": memory,  # first: the services' own memory before any feed has grown
     "session_start": session_start,
     "exec_round_trip": exec_round_trip,
+    "channels_round_trip": channels_round_trip,
     "throughput": throughput,
     "stream": stream,
     "fanout": fanout,

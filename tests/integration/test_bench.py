@@ -20,8 +20,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKLOADS = {
-    "memory", "session_start", "exec_round_trip", "throughput", "stream", "fanout",
-    "cellbus_modes",
+    "memory", "session_start", "exec_round_trip", "channels_round_trip", "throughput", "stream",
+    "fanout", "cellbus_modes",
 }  # fmt: skip
 SUMMARY = {"n", "p50_ms", "p90_ms", "p99_ms", "mean_ms", "min_ms", "max_ms"}
 
@@ -56,6 +56,8 @@ def test_every_workload_runs_on_both_systems(results: tuple[dict[str, Any], Path
     for system in ("cellbus", "jupyter", "jupyter-zmq"):
         rtt = w["exec_round_trip"][system]
         assert is_summary(rtt) and len(rtt["samples_ms"]) == rtt["n"]
+    for system in ("cellbus", "jupyter"):  # the same client on both /api/kernels
+        assert is_summary(w["channels_round_trip"][system])
     for phase in ("outstanding_1", "queued_16"):
         for system in ("cellbus", "jupyter"):
             figure = w["throughput"][phase][system]

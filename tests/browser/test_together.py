@@ -316,6 +316,7 @@ def test_a_viewer_watches_live_but_cannot_edit_or_run(
     expect(first.get_by_test_id("cell-run-by")).to_have_text(f"run by {ada.username}")
     theirs.screenshot(path=screenshots / "viewer.png")
     assert ada.api.cells(sheet["id"])[0]["source"] == "print('from ada')"
+    expect(theirs.get_by_test_id("toast")).to_have_count(0)  # the page sent no edit to refuse
 
     ada.api.call("worksheet.share", id=sheet["id"], username=carol.username, role="editor")
     expect(theirs.get_by_test_id("run-all")).to_be_enabled()  # promoted, live

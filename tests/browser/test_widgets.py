@@ -66,6 +66,7 @@ def test_a_slider_moved_by_one_person_moves_for_everyone_and_in_the_kernel(
     run(cell(mine, 1))
     expect(cell(mine, 1).get_by_test_id("output-stdout")).to_have_text("6 [6, 7, 6]\n")
     carol.page.screenshot(path=screenshots / "widgets.png")
+    expect(carol.page.get_by_test_id("toast")).to_have_count(0)  # her page sent no edit
 
 
 FORGER = """from IPython.display import HTML

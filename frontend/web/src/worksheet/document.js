@@ -50,7 +50,17 @@ export class WorksheetDocument {
    * now; `onRefused(frame)`: an update the
    * server refused for good; `onPeers()`: the others' awareness changed.
    */
-  constructor({ worksheet, feed, user, onSynced, onSaveState, onCellsSaving, onRefused, onPeers }) {
+  constructor({
+    worksheet,
+    feed,
+    user,
+    mayEdit,
+    onSynced,
+    onSaveState,
+    onCellsSaving,
+    onRefused,
+    onPeers,
+  }) {
     this.worksheet = worksheet;
     this.feed = feed;
     this.doc = new Y.Doc();
@@ -73,6 +83,7 @@ export class WorksheetDocument {
     this.tries = new Map(); // ref -> refusals that may pass if tried again
     this.synced = false;
     this.retryTimer = 0;
+    this.mayEdit = mayEdit; // () => whether this person may edit (a viewer's page sends nothing)
     this.onSynced = onSynced;
     this.onSaveState = onSaveState;
     this.onCellsSaving = onCellsSaving;
@@ -143,7 +154,7 @@ export class WorksheetDocument {
 
   applyState(frame) {
     if (!this.apply(frame.update)) return;
-    if (frame.state_vector) {
+    if (frame.state_vector && this.mayEdit()) {
       const missing = Y.encodeStateAsUpdate(this.doc, fromBase64(frame.state_vector));
       if (missing.length > EMPTY_UPDATE) this.sendUpdate(toBase64(missing));
     }

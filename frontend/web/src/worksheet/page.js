@@ -88,6 +88,7 @@ export class WorksheetPage {
         color: colourOf(user.username),
         colorLight: colourOf(user.username, 0.25),
       },
+      mayEdit: () => this.editable,
       onSynced: () => this.synced(),
       onSaveState: (state) => this.bar.setSaveState(state),
       onCellsSaving: (saving, saved) => {

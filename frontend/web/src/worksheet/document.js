@@ -50,17 +50,7 @@ export class WorksheetDocument {
    * now; `onRefused(frame)`: an update the
    * server refused for good; `onPeers()`: the others' awareness changed.
    */
-  constructor({
-    worksheet,
-    feed,
-    user,
-    mayEdit,
-    onSynced,
-    onSaveState,
-    onCellsSaving,
-    onRefused,
-    onPeers,
-  }) {
+  constructor({ worksheet, feed, user, mayEdit, onSynced, onSaveState, onCellsSaving, onRefused, onPeers }) {
     this.worksheet = worksheet;
     this.feed = feed;
     this.doc = new Y.Doc();

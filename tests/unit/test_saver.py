@@ -143,3 +143,26 @@ async def test_a_follower_resuming_between_a_reply_and_its_idle_stops(bus: InMem
     async with asyncio.timeout(5):
         await follower.task  # the idle ends the run too: nothing in flight
     await saver.close()
+
+
+async def test_outputs_an_output_widget_captures_are_not_the_cells(bus: InMemoryBus) -> None:
+    """``with out: print('inside')``: ipywidgets' Output widget shows the request's outputs
+    while its ``msg_id`` names it; they are the widget's, not saved under the cell."""
+    request = execute_request()
+    store = OneCellStore(request.msg_id)
+    saver = saver_on(bus, store, save_interval=3600.0)
+    saver.follow(SESSION, 0)
+
+    def capture(msg_id: str) -> m.CommMsg:
+        state = {"msg_id": msg_id}
+        return m.CommMsg(comm_id="out-1", data={"method": "update", "state": state})
+
+    await publish(
+        bus, request, *started(request),
+        m.Stream(name="stdout", text="before\n"),
+        capture(request.msg_id), m.Stream(name="stdout", text="inside\n"), capture(""),
+        m.Stream(name="stdout", text="after\n"),
+        m.ExecuteReply(execution_count=1),
+    )  # fmt: skip
+    await store.until_saved("before\nafter\n")
+    await saver.close()

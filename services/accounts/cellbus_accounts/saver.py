@@ -33,6 +33,12 @@ in flight, so its follower stays (as does one whose session no worker takes over
 until the service restarts). The next run on the session starts a new follower from the
 feed's end (`follow`). The feed's ``cell_run`` needs nothing of its own here: it is the first
 message of a run, so a run is in flight from the moment its session takes it.
+
+**Outputs an Output widget captures are the widget's.** Inside ``with out:`` (and so under
+``interact``) ipywidgets' Output widget tells every page, in a ``comm_msg`` update of its
+``msg_id``, to show the outputs of that request in the widget rather than under the cell; as
+in JupyterLab, they are not the cell's outputs and are not saved with it (the widget keeps
+them in its own state). A follower tracks which requests' outputs are being captured.
 """
 
 from __future__ import annotations
@@ -107,6 +113,7 @@ class SessionFollower:
         self.save_due: float | None = None  # when the unsaved outputs are to be written
         self.stopping = False  # decided to stop: `follow` starts a new follower
         self.task: asyncio.Task[None] | None = None  # set by OutputSaver.follow
+        self.captured: dict[str, str] = {}  # Output widget comm id -> the request it captures
 
     def heard(self) -> None:
         """Something happened on the session: it is not quiet."""
@@ -168,10 +175,17 @@ class SessionFollower:
         parent = msg.parent_header.msg_id
         if not parent:
             return
+        if isinstance(msg.content, m.CommMsg):
+            self._capture(msg.content)
         run = await self._run(parent)
         if run is None:
             return
-        if entry.seq > run.saved_seq and run.outputs.apply(msg.msg_type, msg.content):
+        captured = parent in self.captured.values()
+        if (
+            not captured
+            and entry.seq > run.saved_seq
+            and run.outputs.apply(msg.msg_type, msg.content)
+        ):
             run.seq = entry.seq
             if self.save_due is None:
                 self.save_due = time.monotonic() + self.saver.save_interval
@@ -181,6 +195,19 @@ class SessionFollower:
             count = run.outputs.execution_count
             if first_end and count is not None and self.saver.on_counted is not None:
                 await self.saver.on_counted(self.session, run.cell, count)
+
+    def _capture(self, content: m.CommMsg) -> None:
+        """An Output widget's ``msg_id`` update: the request whose outputs it now captures
+        (ipywidgets' ``with out:``), or none (empty)."""
+        data = content.data
+        state = data.get("state")
+        if data.get("method") not in ("update", "echo_update") or not isinstance(state, dict):
+            return
+        msg_id = state.get("msg_id")
+        if isinstance(msg_id, str) and msg_id:
+            self.captured[content.comm_id] = msg_id
+        elif msg_id is not None:
+            self.captured.pop(content.comm_id, None)
 
     async def _run(self, msg_id: str) -> _Run | None:
         if msg_id in self.runs:

@@ -12,9 +12,9 @@ from typing import Any
 import aiohttp
 import pytest
 
-from ..support.api import Client, new_user
+from ..support.api import Client, new_user, stdout_of
 from ..support.jupyter import Channels, JupyterApi, of_type, stdout
-from ..support.stack import Stack, start_stack
+from ..support.stack import OneProgramStack, Stack, start_stack
 
 pytestmark = pytest.mark.redis
 
@@ -208,3 +208,44 @@ async def test_a_deleted_kernel_cannot_be_connected_to(jupyter: JupyterApi) -> N
     with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
         await jupyter.channels(kernel_id)
     assert refused.value.status == 404
+
+
+@pytest.fixture
+def hibernating(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """The one program, its sessions checkpointed at once and hibernated after 1 s idle."""
+    logs, data = tmp_path_factory.mktemp("logs"), tmp_path_factory.mktemp("data")
+    with OneProgramStack(logs, data, hibernate_after=1.0, checkpoint_delay=0.05) as system:
+        yield system
+
+
+async def test_a_kernel_is_watched_in_cellbus_and_restored_from_hibernation(
+    hibernating: Stack,
+) -> None:
+    """A kernel is an ordinary session: its owner's cellbus feed shows what the Jupyter client
+    runs, it hibernates when idle, and the next request on the channels restores it with its
+    variables. cellbus's own statuses never reach the channels."""
+    ada = await new_user(hibernating.urls[0], "ada")
+    assert ada.token
+    api = JupyterApi(hibernating.urls[0], ada.token)
+    feed = await ada.socket()
+    try:
+        kernel_id = (await api.start_kernel())["id"]
+        session = uuid.UUID(kernel_id).hex
+        await feed.subscribe(session=session, cursor=0)
+        channels = await api.channels(kernel_id)
+        answers = await execute(channels, "x = 41\nprint('from Jupyter')")
+        msg_id = answers[0]["parent_header"]["msg_id"]
+        assert stdout_of(await feed.until_done(msg_id)) == "from Jupyter\n"  # watched live
+        await feed.message(lambda m: m["content"].get("execution_state") == "hibernated")
+        model = await api.call("GET", f"/api/kernels/{kernel_id}")
+        assert model["execution_state"] == "idle"  # the next request restores it
+        answers = await execute(channels, "print(x + 1)")
+        assert stdout(answers) == "42\n"
+        states = {m["content"]["execution_state"] for m in of_type(channels.received, "status")}
+        assert states <= {"busy", "idle", "starting"}
+        assert not {m["header"]["msg_type"] for m in channels.received} & {"checkpoint", "cell_run"}
+        await channels.close()
+    finally:
+        await feed.close()
+        await api.close()
+        await ada.close()

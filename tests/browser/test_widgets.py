@@ -118,3 +118,8 @@ def test_interact_shows_its_output_in_the_widget_for_everyone(
     expect(shown).to_have_text("square 16")
     expect(widget(theirs).locator(".widget-output")).to_have_text("square 16")
     expect(theirs.get_by_test_id("output-stdout")).to_have_count(0)
+
+    # A page opened afresh: the saved cell holds the widget, not what the widget captured.
+    later = cell(ada.open(sheet), 0)
+    expect(widget(later).locator(".widget-output")).to_have_text("square 16")
+    expect(later.get_by_test_id("output-stdout")).to_have_count(0)

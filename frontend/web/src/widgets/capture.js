@@ -7,7 +7,7 @@
  * `interact` callback), and the frontend shows that request's outputs in the widget, not under
  * a cell. JupyterLab also writes them back into the widget's `outputs` (one update per page);
  * here every page follows the same feed, so each one puts them into the widget's state itself
- * and nothing is sent back. The server saves an execution's outputs under its cell as before.
+ * and nothing is sent back. The server does not save them under the cell either (saver.py).
  */
 
 /** The output messages an Output widget takes (nbformat's output types, and clearing). */

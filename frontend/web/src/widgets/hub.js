@@ -85,6 +85,18 @@ export class WidgetHub {
     return captured;
   }
 
+  /**
+   * A message from before the page's cursor, replayed to draw a recent run's outputs afresh:
+   * whether an Output widget captured it (then it is not drawn under its cell). The widget
+   * itself gets it from the history (`readHistory`).
+   */
+  capturedInReplay(message) {
+    if (message.header.msg_type === "comm_msg") {
+      this.capture.follow(message.content.comm_id, message.content.data?.state);
+    }
+    return this.capture.capturers(message).length > 0;
+  }
+
   /** Read the session's feed from its start (once): the comms opened before this page. */
   readHistory() {
     if (this.history !== "unread" || !this.session) return this.historyRead;

@@ -242,7 +242,7 @@ export class WorksheetPage {
       return;
     }
     if (cursor <= this.historyCursor) {
-      this.replay(message);
+      if (!this.widgets.capturedInReplay(message)) this.replay(message);
       return;
     }
     // comms (the hub reads what came before by itself), and outputs an Output widget shows

@@ -17,6 +17,7 @@ import pytest
 from cellbus_protocol import codec, keys
 from cellbus_protocol.envelope import Message
 from cellbus_protocol.kernel_client import KernelClient
+from cellbus_protocol.messages import state_of
 
 from ..support.feeds import collect, first_message, run_code, wait_for_state
 from ..support.workers import WorkerProcess, running_workers
@@ -33,10 +34,6 @@ CELLS = 80
 def workers(namespace: str, tmp_path: Path) -> Iterator[list[WorkerProcess]]:
     with running_workers(namespace, ("worker-1", "worker-2"), tmp_path, **SETTINGS) as started:
         yield started
-
-
-def _is_status(msg: Message, state: str) -> bool:
-    return msg.msg_type == "status" and msg.content.execution_state == state
 
 
 async def test_a_busy_session_survives_a_killed_worker_with_its_last_interval_state(
@@ -68,7 +65,7 @@ async def test_a_busy_session_survives_a_killed_worker_with_its_last_interval_st
 
     # What the feed says: the last save before the takeover, and where each cell ran.
     feed = [codec.decode(e.data) for e in await bus.read_feed(keys.feed(session), after)]
-    restoring = next(i for i, m in enumerate(feed) if _is_status(m, "restoring"))
+    restoring = next(i for i, m in enumerate(feed) if state_of(m.content) == "restoring")
     saves = [m for m in feed[:restoring] if saved_while_busy(m)]
     last_saved = saves[-1].content.execution_count
     replies = {m.parent_header.msg_id: (i, m) for i, m in enumerate(feed)
@@ -80,6 +77,6 @@ async def test_a_busy_session_survives_a_killed_worker_with_its_last_interval_st
     ]  # fmt: skip
     assert last_saved >= 1
     assert done == list(range(last_saved)) + ran_after
-    assert not any(_is_status(m, "dead") for m in feed)
+    assert not any(state_of(m.content) == "dead" for m in feed)
     new_host = await bus.lease_holder(keys.session_host(session))
     assert new_host is not None and new_host != victim.worker_id

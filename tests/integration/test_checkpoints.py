@@ -25,6 +25,7 @@ from cellbus_protocol import codec, keys
 from cellbus_protocol.bus import Bus, InMemoryBus
 from cellbus_protocol.envelope import Message
 from cellbus_protocol.kernel_client import KernelClient
+from cellbus_protocol.messages import FeedState, state_of
 
 from ..support.feeds import Run, collect, first_message, run_code, wait_for_state
 from ..support.redis import REDIS_URL
@@ -79,8 +80,9 @@ async def feed_since(bus: Bus, session: str, after: int) -> list[Message]:
     return [codec.decode(e.data) for e in await bus.read_feed(keys.feed(session), after)]
 
 
-def statuses(messages: list[Message]) -> list[str]:
-    return [m.content.execution_state for m in messages if m.msg_type == "status"]
+def states(messages: list[Message]) -> list[tuple[str, FeedState]]:
+    """Each state the feed announced, with the type of message it came in."""
+    return [(m.msg_type, s) for m in messages if (s := state_of(m.content)) is not None]
 
 
 def session_processes(worker: WorkerProcess) -> list[psutil.Process]:
@@ -195,8 +197,14 @@ async def test_a_hibernated_session_is_restored_on_another_worker(
     assert await bus.lease_holder(keys.session_host(session)) == "worker-2"
 
     feed = await feed_since(bus, session, hibernated - 1)
-    assert statuses(feed)[:5] == ["hibernated", "restoring", "idle", "busy", "idle"]
-    restoring, restored = [m for m in feed if m.msg_type == "status"][1:3]
+    assert states(feed)[:5] == [
+        ("session_state", "hibernated"),
+        ("session_state", "restoring"),
+        ("status", "idle"),
+        ("status", "busy"),
+        ("status", "idle"),
+    ]
+    restoring, restored = [m for m in feed if state_of(m.content) is not None][1:3]
     saved_after = f"saved after execution 1 (execute_request {cell.request.msg_id})"
     assert saved_after in restoring.content.reason
     assert restored.content.reason.startswith("Restored the namespace " + saved_after)
@@ -231,7 +239,7 @@ async def test_a_tampered_checkpoint_is_refused_and_the_session_starts_fresh(
     (refused,) = [m for m in feed if m.msg_type == "checkpoint" and m.content.event == "refused"]
     assert "signature does not match" in refused.content.reason
     assert "namespace is fresh" in refused.content.reason
-    assert statuses(feed)[:2] == ["restoring", "idle"]
+    assert states(feed)[:2] == [("session_state", "restoring"), ("status", "idle")]
     idle = next(m for m in feed if m.msg_type == "status" and m.content.execution_state == "idle")
     assert "refused" in idle.content.reason
     assert "checkpoint refused: Its signature does not match" in worker.log_text()

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from cellbus_protocol import codec, keys
 from cellbus_protocol.envelope import Message
+from cellbus_protocol.messages import state_of
 
 from ..support.feeds import collect, first_message, run_code
 from .conftest import Kernel
@@ -52,13 +53,13 @@ async def test_restart_gives_a_fresh_namespace(kernel: Kernel, session: str) -> 
     after = await kernel.bus.last_seq(keys.feed(session))
     assert (await kernel.client.restart(session)).status == "ok"
     states = [
-        msg.content.execution_state
+        (msg.msg_type, state_of(msg.content))
         for msg in map(
             codec.decode, (e.data for e in await kernel.bus.read_feed(keys.feed(session), after))
         )
-        if msg.msg_type == "status"
+        if state_of(msg.content) is not None
     ]
-    assert states == ["restarting", "starting", "idle"]
+    assert states == [("session_state", "restarting"), ("status", "starting"), ("status", "idle")]
     run = await run_code(kernel.client, session, "forgotten")
     assert run.reply.content.ename == "NameError"
     assert run.reply.content.execution_count == 1

@@ -22,6 +22,7 @@ from cellbus_protocol import codec, keys
 from cellbus_protocol.bus import Bus, RedisBus
 from cellbus_protocol.envelope import Message
 from cellbus_protocol.kernel_client import KernelClient
+from cellbus_protocol.messages import state_of
 
 from ..support.feeds import collect, first_message, run_code, wait_for_state
 from ..support.redis import REDIS_URL
@@ -135,7 +136,7 @@ async def test_a_killed_worker_loses_no_session(
         assert "The kernel worker running this execution was lost." in error.content.evalue
         assert "saved after execution 1 (execute_request " in error.content.evalue
         assert lost_run.reply.content.status == "error"
-        assert lost_run.messages[-1].content.execution_state == "idle"
+        assert state_of(lost_run.messages[-1].content) == "idle"
         assert queued_run.stdout == f"queued {number[s]} {number[s] * 10}\n"
 
     # Each session is on one surviving worker, with what its checkpoint held (not `y`: the
@@ -155,8 +156,7 @@ async def test_a_killed_worker_loses_no_session(
         await watcher.close()
         assert watcher.seqs == list(range(1, len(watcher.seqs) + 1))
         assert watcher.seqs[-1] == await bus.last_seq(keys.feed(s))
-        restoring = [m for m in watcher.messages if m.msg_type == "status"
-                     and m.content.execution_state == "restoring"]  # fmt: skip
+        restoring = [m for m in watcher.messages if state_of(m.content) == "restoring"]
         assert len(restoring) == 1
 
 
@@ -189,15 +189,19 @@ async def test_sigterm_hands_sessions_over_with_their_state(
         moved = await collect(bus, queued[s])
         assert moved.stdout == f"after {sessions.index(s)} finished\n"
         assert await bus.lease_holder(keys.session_host(s)) not in (None, leaving)
-        states = [m.content for m in await _statuses(bus, s, finished.messages[-1])]
-        assert [st.execution_state for st in states[:3]] == ["hibernated", "restoring", "idle"]
-        assert "moves to another worker" in states[0].reason
+        states = await _states(bus, s, finished.messages[-1])
+        assert [(st.msg_type, state_of(st.content)) for st in states[:3]] == [
+            ("session_state", "hibernated"),
+            ("session_state", "restoring"),
+            ("status", "idle"),
+        ]
+        assert "moves to another worker" in states[0].content.reason
     assert leaving not in await bus.loads(keys.WORKERS)
 
 
-async def _statuses(bus: Bus, session: str, since: Message) -> list[Message]:
-    """The status messages on the feed after the message `since`."""
+async def _states(bus: Bus, session: str, since: Message) -> list[Message]:
+    """The ``status`` and ``session_state`` messages on the feed after the message `since`."""
     entries = await bus.read_feed(keys.feed(session), 0)
     messages = [codec.decode(e.data) for e in entries]
     start = next(i for i, m in enumerate(messages) if m.msg_id == since.msg_id)
-    return [m for m in messages[start + 1 :] if m.msg_type == "status"]
+    return [m for m in messages[start + 1 :] if state_of(m.content) is not None]

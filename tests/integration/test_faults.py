@@ -34,8 +34,9 @@ async def test_a_dying_process_is_reported_and_replaced(
     assert error.content.ename == "SessionProcessDied"
     assert reason in error.content.evalue
     assert run.reply.content.status == "error"
-    dead = run.of_type("status")[-1].content
-    assert dead.execution_state == "dead"
+    assert run.messages[-1].msg_type == "session_state"  # no idle: it ends the run
+    dead = run.messages[-1].content
+    assert dead.state == "dead"
     assert reason in dead.reason
     # The worker survives; the next request starts a fresh process.
     after = await run_code(kernel.client, session, "print('alive'); lost")
@@ -56,7 +57,7 @@ async def test_memory_limit_kills_the_process_with_a_clear_reason(
     )
     (error,) = run.of_type("error")
     assert "memory limit of 400 MiB" in error.content.evalue
-    assert run.of_type("status")[-1].content.execution_state == "dead"
+    assert [s.content.state for s in run.of_type("session_state")] == ["dead"]
     assert (await run_code(kernel.client, session, "print(1)")).stdout == "1\n"
 
 
@@ -118,7 +119,7 @@ async def test_a_session_process_that_garbles_its_pipe_is_stopped(
     run = await run_code(kernel.client, session, code)
     assert run.reply.content.ename == "SessionProcessDied"
     assert "sent a malformed message and was stopped" in run.reply.content.evalue
-    assert run.of_type("status")[-1].content.execution_state == "dead"
+    assert [s.content.state for s in run.of_type("session_state")] == ["dead"]
     assert (await run_code(kernel.client, session, "print('fresh')")).stdout == "fresh\n"
 
 

@@ -22,6 +22,7 @@ from ..support.api import (
     Client,
     new_user,
     poll_until_done,
+    state_in,
     stdout_of,
 )
 from ..support.documents import Replica
@@ -351,9 +352,8 @@ async def test_a_viewer_forks_a_session_from_its_checkpoint(
     await bob_feed.subscribe(session=fork, cursor=0)
     changed = await bob.call("session.execute", session=fork, code="x += 1\nprint(x)")
     assert stdout_of(await bob_feed.until_done(changed["msg_id"])) == "42\n"
-    states = [m["content"]["execution_state"] for m in bob_feed.messages()
-              if m["header"]["msg_type"] == "status"]  # fmt: skip
-    assert states[:2] == ["restoring", "idle"]
+    states = [(m["header"]["msg_type"], state_in(m)) for m in bob_feed.messages() if state_in(m)]
+    assert states[:2] == [("session_state", "restoring"), ("status", "idle")]
     # The original is untouched; the fork is bob's own bare session.
     same = await ada.call("session.execute", session=sheet["session"], code="print(x)")
     assert stdout_of(await feed.until_done(same["msg_id"])) == "41\n"

@@ -9,6 +9,7 @@ from pathlib import Path
 from cellbus_kernel.config import KernelSettings
 from cellbus_kernel.worker import KernelWorker
 from cellbus_protocol import codec, keys
+from cellbus_protocol import messages as m
 from cellbus_protocol.bus import InMemoryBus
 
 from ..support.feeds import wait_for_state
@@ -37,7 +38,7 @@ async def test_stopping_a_worker_tells_each_session_it_is_dead() -> None:
     worker.stop()
     await asyncio.wait_for(task, 20)
     (last,) = await bus.read_feed(keys.feed(session), after)
-    status = codec.decode(last.data).content
-    assert status.execution_state == "dead"
-    assert status.reason == "The kernel worker hosting it stopped."
+    assert codec.decode(last.data).content == m.SessionState(
+        state="dead", reason="The kernel worker hosting it stopped."
+    )
     await bus.close()

@@ -27,8 +27,9 @@ from cellbus_protocol import codec, keys
 from cellbus_protocol.bus import Bus, RedisBus
 from cellbus_protocol.envelope import Message
 from cellbus_protocol.kernel_client import KernelClient
+from cellbus_protocol.messages import state_of
 
-from ..support.api import Client, new_user, stdout_of
+from ..support.api import Client, new_user, state_in, stdout_of
 from ..support.feeds import collect, first_message, run_code, wait_for_state
 from ..support.redis import REDIS_URL
 from ..support.stack import ServicesStack
@@ -305,7 +306,7 @@ async def test_a_hibernated_session_wakes_up_with_its_file_closed_and_intact(
     assert "Open it again" in run.reply.content.evalue
     restored = next(
         m for m in await _feed(bus, session, hibernated)
-        if m.msg_type == "status" and m.content.execution_state == "idle"
+        if state_of(m.content) == "idle"
     )  # fmt: skip
     assert restored.content.reason.startswith("Restored the namespace")
     assert "a restore gives them back closed" in restored.content.reason
@@ -370,9 +371,12 @@ async def test_a_viewers_fork_does_not_touch_the_owners_file(stack: ServicesStac
     await bob_feed.subscribe(session=fork, cursor=0)
     check = await bob.call("session.execute", session=fork, code="print(f.closed, f.name == path)")
     assert stdout_of(await bob_feed.until_done(check["msg_id"])) == "True True\n"
-    states = [m["content"] for m in bob_feed.messages() if m["header"]["msg_type"] == "status"]
-    assert [s["execution_state"] for s in states[:2]] == ["restoring", "idle"]
-    assert "a restore gives them back closed" in states[1]["reason"]
+    states = [m for m in bob_feed.messages() if state_in(m)]
+    assert [(s["header"]["msg_type"], state_in(s)) for s in states[:2]] == [
+        ("session_state", "restoring"),
+        ("status", "idle"),
+    ]
+    assert "a restore gives them back closed" in states[1]["content"]["reason"]
 
     same = await ada.call(
         "session.execute", session=sheet["session"], code="print(open(path).read())"

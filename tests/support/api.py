@@ -184,12 +184,20 @@ class Feed:
         await self.ws.close()
 
 
+def state_in(msg: dict[str, Any]) -> str | None:
+    """The session state a feed message announces: a ``status``'s ``execution_state`` or a
+    ``session_state``'s ``state``; None for any other message."""
+    msg_type, content = msg["header"]["msg_type"], msg["content"]
+    if msg_type == "status":
+        return str(content["execution_state"])
+    if msg_type == "session_state":
+        return str(content["state"])
+    return None
+
+
 def is_end(msg: dict[str, Any], msg_id: str) -> bool:
-    return (
-        msg["header"]["msg_type"] == "status"
-        and msg["parent_header"].get("msg_id") == msg_id
-        and msg["content"]["execution_state"] in ("idle", "dead")
-    )
+    """The message that ends a request: ``idle`` after its reply, or ``dead``."""
+    return msg["parent_header"].get("msg_id") == msg_id and state_in(msg) in ("idle", "dead")
 
 
 def stdout_of(messages: list[dict[str, Any]]) -> str:

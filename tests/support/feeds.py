@@ -11,6 +11,7 @@ from cellbus_protocol import codec, keys
 from cellbus_protocol.bus import Bus
 from cellbus_protocol.envelope import Message
 from cellbus_protocol.kernel_client import KernelClient
+from cellbus_protocol.messages import FeedState, state_of
 
 FEED_TIMEOUT = 30.0
 
@@ -55,12 +56,9 @@ class Run:
 
 
 def is_end_of(msg: Message, request: Message) -> bool:
-    """The status that ends a request: idle after its reply, or dead."""
-    return (
-        msg.msg_type == "status"
-        and msg.parent_header.msg_id == request.msg_id
-        and msg.content.execution_state in ("idle", "dead")
-    )
+    """The message that ends a request: ``idle`` after its reply, or ``dead``."""
+    ends = state_of(msg.content) in ("idle", "dead")
+    return ends and msg.parent_header.msg_id == request.msg_id
 
 
 async def collect(
@@ -87,7 +85,7 @@ async def collect(
                 if until_reply and seen_reply:
                     return run
                 ended = is_end_of(msg, request)
-                if ended and (seen_reply or msg.content.execution_state == "dead"):
+                if ended and (seen_reply or state_of(msg.content) == "dead"):
                     return run
     raise AssertionError("unreachable")
 
@@ -114,11 +112,11 @@ async def first_message(
     raise AssertionError("unreachable")
 
 
-async def wait_for_state(bus: Bus, session: str, state: str, after: int = 0) -> int:
-    """The seq of the first status `state` on the feed after `after`."""
+async def wait_for_state(bus: Bus, session: str, state: FeedState, after: int = 0) -> int:
+    """The seq of the first ``status`` or ``session_state`` `state` on the feed after `after`."""
 
     def is_state(msg: Message) -> bool:
-        return msg.msg_type == "status" and msg.content.execution_state == state
+        return state_of(msg.content) == state
 
     seq, _ = await first_message(bus, session, after, is_state)
     return seq

@@ -72,7 +72,10 @@ SAMPLES: dict[str, messages.Content] = {
     "comm_close": messages.CommClose(comm_id="c1"),
     # feed messages
     "input_request": messages.InputRequest(prompt="Password: ", password=True),
-    "status": messages.Status(execution_state="dead", reason="killed by signal 9 (SIGKILL)"),
+    "status": messages.Status(execution_state="idle", reason="Restored the namespace saved ..."),
+    "session_state": messages.SessionState(
+        state="dead", reason="The session process was killed by signal 9 (SIGKILL)."
+    ),
     "execute_input": messages.ExecuteInput(code="1 + 1", execution_count=4),
     "stream": messages.Stream(name="stderr", text="naïve ☃ output\n"),
     "display_data": messages.DisplayData(
@@ -233,6 +236,18 @@ def test_content_with_a_value_outside_its_choices_is_refused() -> None:
     message = decode_error(wire)
     assert message.startswith("bad stream content:")
     assert "$.name" in message
+
+
+@pytest.mark.parametrize("state", ["hibernated", "restoring", "restarting", "dead"])
+def test_a_status_carries_only_jupyters_states(state: str) -> None:
+    """cellbus's own states go in a ``session_state``: a ``status`` with one is refused, so
+    that no Jupyter client is shown a state its spec does not have."""
+    msg = new_message(messages.Status(execution_state="busy"), session="s", username="u")
+    wire = json.loads(codec.encode(msg))
+    wire["content"]["execution_state"] = state
+    assert decode_error(wire).startswith("bad status content:")
+    wire["header"]["msg_type"], wire["content"] = "session_state", {"state": state}
+    assert messages.state_of(codec.decode(json.dumps(wire)).content) == state
 
 
 def test_content_missing_a_required_field_is_refused() -> None:

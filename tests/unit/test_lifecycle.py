@@ -7,9 +7,9 @@ import pytest
 from cellbus_kernel.lifecycle import (
     TRANSITIONS,
     Departure,
+    HostingState,
     IllegalTransition,
     Lifecycle,
-    SessionState,
 )
 
 
@@ -27,13 +27,13 @@ def abilities(life: Lifecycle) -> set[str]:
 
 def test_a_session_starts_serves_hibernates_and_leaves() -> None:
     life = Lifecycle("s1")
-    assert life.state is SessionState.STARTING
+    assert life.state is HostingState.STARTING
     assert abilities(life) == {"takes requests", "may start a process", "holds its lease"}
-    life.to(SessionState.SERVING)
+    life.to(HostingState.SERVING)
     assert abilities(life) == {
         "takes requests", "serving", "may start a process", "holds its lease"
     }  # fmt: skip
-    life.to(SessionState.ENDING)
+    life.to(HostingState.ENDING)
     assert abilities(life) == set()
     life.leave(Departure.HIBERNATED)
     assert life.left.is_set() and life.departure is Departure.HIBERNATED
@@ -42,23 +42,23 @@ def test_a_session_starts_serves_hibernates_and_leaves() -> None:
 
 def test_a_draining_session_may_start_a_process_but_takes_no_request() -> None:
     life = Lifecycle("s1")
-    life.to(SessionState.SERVING)
-    life.to(SessionState.DRAINING)
+    life.to(HostingState.SERVING)
+    life.to(HostingState.DRAINING)
     assert abilities(life) == {"may start a process", "holds its lease"}
 
 
 @pytest.mark.parametrize(
     ("path", "illegal"),
     [
-        ([], SessionState.STARTING),  # no state changes to itself
-        ([SessionState.SERVING], SessionState.STARTING),  # nothing goes back
-        ([SessionState.SERVING, SessionState.ENDING], SessionState.SERVING),
-        ([SessionState.SERVING, SessionState.ENDING], SessionState.DRAINING),
-        ([SessionState.SERVING, SessionState.DRAINING], SessionState.SERVING),
+        ([], HostingState.STARTING),  # no state changes to itself
+        ([HostingState.SERVING], HostingState.STARTING),  # nothing goes back
+        ([HostingState.SERVING, HostingState.ENDING], HostingState.SERVING),
+        ([HostingState.SERVING, HostingState.ENDING], HostingState.DRAINING),
+        ([HostingState.SERVING, HostingState.DRAINING], HostingState.SERVING),
     ],
 )
 def test_the_state_machine_refuses_an_illegal_transition(
-    path: list[SessionState], illegal: SessionState
+    path: list[HostingState], illegal: HostingState
 ) -> None:
     life = Lifecycle("s1")
     for state in path:
@@ -73,7 +73,7 @@ def test_a_session_that_left_changes_no_more() -> None:
     life = Lifecycle("s1")
     life.leave(Departure.LOST)
     assert abilities(life) == {"lost"}
-    for state in SessionState:
+    for state in HostingState:
         with pytest.raises(IllegalTransition):
             life.to(state)
     with pytest.raises(IllegalTransition):
@@ -82,8 +82,8 @@ def test_a_session_that_left_changes_no_more() -> None:
 
 
 def test_a_lease_can_be_lost_in_every_state_but_left() -> None:
-    for state in SessionState:
-        assert (SessionState.LEFT in TRANSITIONS[state]) is (state is not SessionState.LEFT)
+    for state in HostingState:
+        assert (HostingState.LEFT in TRANSITIONS[state]) is (state is not HostingState.LEFT)
 
 
 def test_what_the_worker_does_for_each_departure() -> None:

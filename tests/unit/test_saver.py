@@ -130,18 +130,25 @@ async def test_a_follower_waits_while_a_run_is_in_flight_and_stops_when_it_is_do
     await saver.close()
 
 
-async def test_a_follower_resuming_between_a_reply_and_its_idle_stops(bus: InMemoryBus) -> None:
+@pytest.mark.parametrize(
+    "end",
+    [m.Status(execution_state="idle"), m.SessionState(state="dead", reason="It was killed.")],
+    ids=["idle", "dead"],
+)
+async def test_a_follower_resuming_between_a_reply_and_its_end_stops(
+    bus: InMemoryBus, end: m.Content
+) -> None:
     request = execute_request()
     store = OneCellStore(request.msg_id)
     await publish(bus, request, *started(request), m.ExecuteReply(execution_count=1))
     reply = await bus.last_seq(keys.feed(SESSION))
-    await publish(bus, request, m.Status(execution_state="idle"))
+    await publish(bus, request, end)
     saver = saver_on(bus, store, quiet_after=0.05)
     saver.follow(SESSION, reply)  # as after a restart, its reply saved last
     follower = saver.follower(SESSION)
     assert follower is not None and follower.task is not None
     async with asyncio.timeout(5):
-        await follower.task  # the idle ends the run too: nothing in flight
+        await follower.task  # the idle (or dead) ends the run too: nothing in flight
     await saver.close()
 
 

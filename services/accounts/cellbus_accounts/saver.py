@@ -92,12 +92,10 @@ class _Run:
 
 
 def _ends_run(msg: Message) -> bool:
-    """Whether `msg` ends its run: its ``execute_reply``, or the ``idle`` (or ``dead``) after
-    it, which a saver resuming between the two reads alone."""
-    if msg.msg_type == "execute_reply":
-        return True
-    content = msg.content
-    return isinstance(content, m.Status) and content.execution_state in ("idle", "dead")
+    """Whether `msg` ends its run: its ``execute_reply``, or the ``idle`` (a ``status``) or
+    ``dead`` (a ``session_state``) after it, which a saver resuming between the two reads
+    alone."""
+    return msg.msg_type == "execute_reply" or m.state_of(msg.content) in ("idle", "dead")
 
 
 class SessionFollower:

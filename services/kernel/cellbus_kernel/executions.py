@@ -189,9 +189,7 @@ class Executions:
         if ended is None:
             await self._feed.publish(m.Status(execution_state="idle"), msg.header)
         elif not ended.expected:
-            await self._feed.publish(
-                m.Status(execution_state="dead", reason=ended.message), msg.header
-            )
+            await self._feed.publish(m.SessionState(state="dead", reason=ended.message), msg.header)
 
     async def _publish_result(self, parent: Header, result: m.ExecuteReply | Ending) -> bool:
         """Publish an execution's reply (and, if its process ended under it, the error and
@@ -213,5 +211,5 @@ class Executions:
         if not isinstance(result, Ending):
             await feed.publish(m.Status(execution_state="idle"), parent)
         elif not result.expected:
-            await feed.publish(m.Status(execution_state="dead", reason=result.message), parent)
+            await feed.publish(m.SessionState(state="dead", reason=result.message), parent)
         return reply.status == "error"

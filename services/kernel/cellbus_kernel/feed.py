@@ -36,8 +36,8 @@ class FeedPublisher:
     def __init__(self, session: str, bus: Bus) -> None:
         self.session = session
         self.name = keys.feed(session)
-        self.state: m.ExecutionState = "starting"
-        """The execution state last published."""
+        self.state: m.FeedState = "starting"
+        """The state last published, by a ``status`` or a ``session_state``."""
         self.last_seq = 0
         """The feed cursor of the last message published."""
         self.silenced = False
@@ -54,8 +54,7 @@ class FeedPublisher:
         msg_id: str | None = None,
         metadata: dict[str, Any] | None = None,
     ) -> bytes:
-        if isinstance(content, m.Status):
-            self.state = content.execution_state
+        self.state = m.state_of(content) or self.state
         if parent is None or parent.is_empty:
             msg = new_message(
                 content, session=self.session, username=KERNEL_USERNAME, msg_id=msg_id,

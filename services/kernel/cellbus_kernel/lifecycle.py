@@ -2,7 +2,7 @@
 
 Every question the worker and the session ask about where a session is in its life (does it
 take requests? may it start a process? has it left, and why?) is answered here, from one
-`SessionState`, so that no flag on one object can disagree with a flag on another.
+`HostingState`, so that no flag on one object can disagree with a flag on another.
 
 ::
 
@@ -22,7 +22,11 @@ import asyncio
 import enum
 
 
-class SessionState(enum.Enum):
+class HostingState(enum.Enum):
+    """Where a hosted session is in its life on this worker: the worker's own bookkeeping,
+    never published (watchers learn of a session's life from the feed's ``status`` and
+    ``session_state``)."""
+
     STARTING = "starting"
     """The worker took the session: it reads the checkpoint, settles the requests a previous
     worker left, and starts the process. Requests are taken (executions wait their turn)."""
@@ -80,21 +84,21 @@ class IllegalTransition(RuntimeError):
     """A state change that the table does not allow: a bug in the kernel."""
 
 
-TRANSITIONS: dict[SessionState, frozenset[SessionState]] = {
-    SessionState.STARTING: frozenset(
-        {SessionState.SERVING, SessionState.DRAINING, SessionState.ENDING, SessionState.LEFT}
+TRANSITIONS: dict[HostingState, frozenset[HostingState]] = {
+    HostingState.STARTING: frozenset(
+        {HostingState.SERVING, HostingState.DRAINING, HostingState.ENDING, HostingState.LEFT}
     ),
-    SessionState.SERVING: frozenset(
-        {SessionState.DRAINING, SessionState.ENDING, SessionState.LEFT}
+    HostingState.SERVING: frozenset(
+        {HostingState.DRAINING, HostingState.ENDING, HostingState.LEFT}
     ),
-    SessionState.DRAINING: frozenset({SessionState.ENDING, SessionState.LEFT}),
-    SessionState.ENDING: frozenset({SessionState.LEFT}),
-    SessionState.LEFT: frozenset(),
+    HostingState.DRAINING: frozenset({HostingState.ENDING, HostingState.LEFT}),
+    HostingState.ENDING: frozenset({HostingState.LEFT}),
+    HostingState.LEFT: frozenset(),
 }
 """Each state and the states it may change to."""
 
-_TAKES_REQUESTS = frozenset({SessionState.STARTING, SessionState.SERVING})
-_MAY_START_PROCESS = frozenset({SessionState.STARTING, SessionState.SERVING, SessionState.DRAINING})
+_TAKES_REQUESTS = frozenset({HostingState.STARTING, HostingState.SERVING})
+_MAY_START_PROCESS = frozenset({HostingState.STARTING, HostingState.SERVING, HostingState.DRAINING})
 _HOLDS_LEASE = _MAY_START_PROCESS
 
 
@@ -103,11 +107,11 @@ class Lifecycle:
 
     def __init__(self, session: str) -> None:
         self.session = session
-        self.state = SessionState.STARTING
+        self.state = HostingState.STARTING
         self.departure: Departure | None = None
         self.left = asyncio.Event()
 
-    def to(self, state: SessionState) -> None:
+    def to(self, state: HostingState) -> None:
         """Change state; `IllegalTransition` if the table does not allow it."""
         if state not in TRANSITIONS[self.state]:
             raise IllegalTransition(
@@ -117,7 +121,7 @@ class Lifecycle:
 
     def leave(self, departure: Departure) -> None:
         """Change to LEFT, for `departure`."""
-        self.to(SessionState.LEFT)
+        self.to(HostingState.LEFT)
         self.departure = departure
         self.left.set()
 
@@ -129,7 +133,7 @@ class Lifecycle:
     @property
     def serving(self) -> bool:
         """Its executions run (the runner takes the next one)."""
-        return self.state is SessionState.SERVING
+        return self.state is HostingState.SERVING
 
     @property
     def may_start_process(self) -> bool:

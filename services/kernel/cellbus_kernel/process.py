@@ -8,7 +8,7 @@ nothing of requests or of the session's life on the worker: the `session.Session
 it says whether a new process may start (`may_start`).
 
 Why a process ended is told to users: in the ``error`` of the execution it ended, its
-``execute_reply``, and a ``dead`` status for a fault. A fault loses the namespace: the
+``execute_reply``, and a ``session_state`` ``dead`` for a fault. A fault loses the namespace: the
 checkpoint is deleted with it, so that no later restore brings back what the users lost.
 """
 
@@ -49,7 +49,7 @@ EXIT_STATUS_WAIT = 2.0
 @dataclass(frozen=True)
 class Ending:
     """Why a session process ended, as users are told: in the ``error`` of the execution it
-    ended, its ``execute_reply``, and a ``dead`` status (unless a restart follows)."""
+    ended, its ``execute_reply``, and a ``session_state`` ``dead`` (unless a restart follows)."""
 
     ename: str
     message: str  # a whole sentence
@@ -178,10 +178,10 @@ class ProcessManager:
         """A new process, ready, its frames read; None (and ``dead``) if it did not start."""
         if restoring:
             reason = self._checkpoints.restoring_reason()
-            status = m.Status(execution_state="restoring", reason=reason)
+            announced: m.Content = m.SessionState(state="restoring", reason=reason)
         else:
-            status = m.Status(execution_state="starting")
-        await self._feed.publish(status, parent)
+            announced = m.Status(execution_state="starting")
+        await self._feed.publish(announced, parent)
         process: SessionProcess | None = None
         try:
             process = await self._spawner.spawn(self.session, self._settings.output_cap)
@@ -194,12 +194,12 @@ class ProcessManager:
                 raise
             log.exception("session %s: could not start a process", self.session)
             reason = f"The session process could not be started: {exc}."
-            await self._feed.publish(m.Status(execution_state="dead", reason=reason), parent)
+            await self._feed.publish(m.SessionState(state="dead", reason=reason), parent)
             return None
         if not isinstance(ready, frames.Ready):
             await process.kill()
             reason = "The session process did not start."
-            await self._feed.publish(m.Status(execution_state="dead", reason=reason), parent)
+            await self._feed.publish(m.SessionState(state="dead", reason=reason), parent)
             return None
         self.ready = ready
         log.info("session %s: process %d started", self.session, process.pid)
@@ -435,7 +435,7 @@ class ProcessManager:
         if self._done is not None and not self._done.done():
             self._done.set_result(ending)
         elif not ending.expected:
-            await self._feed.publish(m.Status(execution_state="dead", reason=ending.message), None)
+            await self._feed.publish(m.SessionState(state="dead", reason=ending.message), None)
 
     async def _watch_memory(self, process: SessionProcess) -> None:
         limit = self._settings.memory_limit_mb * 1024 * 1024

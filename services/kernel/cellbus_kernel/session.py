@@ -13,7 +13,8 @@ Faults are part of the design, not exceptions to it:
 
 - the process dies (os._exit, a segfault, the memory limit): the running execution gets an
   ``error`` output and an ``execute_reply`` with status ``error`` that say what happened, the
-  feed says ``dead`` with the reason, and the next request starts a fresh process;
+  feed says ``dead`` (a ``session_state``) with the reason, and the next request starts a
+  fresh process;
 - an execution fails with ``stop_on_error``: the executions queued behind it are answered with
   status ``aborted``, as in Jupyter;
 - an output that fails validation is logged, counted and dropped; a frame that cannot be
@@ -48,7 +49,7 @@ from .checkpoints import CheckpointStore, Loaded
 from .config import KernelSettings
 from .executions import COMM_TYPES, Ack, Executions
 from .feed import FeedPublisher
-from .lifecycle import Departure, Lifecycle, SessionState
+from .lifecycle import Departure, HostingState, Lifecycle
 from .process import Ending, ProcessManager
 from .spawner import Spawner
 from .takeover import feed_history
@@ -134,11 +135,11 @@ class Session:
     async def start(self) -> None:
         """Start the session process (restoring its checkpoint, if one was read), then
         serve: STARTING -> SERVING."""
-        if self.lifecycle.state is not SessionState.STARTING:
+        if self.lifecycle.state is not HostingState.STARTING:
             return
         await self.process.ensure(None)
-        if self.lifecycle.state is SessionState.STARTING:
-            self.lifecycle.to(SessionState.SERVING)
+        if self.lifecycle.state is HostingState.STARTING:
+            self.lifecycle.to(HostingState.SERVING)
             self._runner = self._tasks.spawn(self._run_executions(), name=f"session-{self.session}")
 
     def lease_renewed(self, at: float) -> None:
@@ -159,7 +160,7 @@ class Session:
     async def lose(self) -> None:
         """The lease is gone: stop at once, publish nothing more, and leave every request on
         the queue for the new host."""
-        if self.lifecycle.state is SessionState.LEFT:
+        if self.lifecycle.state is HostingState.LEFT:
             return
         self.feed.silence()
         self.process.kill(LEASE_LOST)
@@ -177,15 +178,15 @@ class Session:
             await self._close(WORKER_STOPPED)
             await self._leave(Departure.STOPPED)
             return
-        self.lifecycle.to(SessionState.DRAINING)
+        self.lifecycle.to(HostingState.DRAINING)
         self.executions.queued.set()  # the runner looks again, and stops
         await self._finish_running(timeout)
         saved = await self.process.save()
-        self.lifecycle.to(SessionState.ENDING)
+        self.lifecycle.to(HostingState.ENDING)
         await self.process.end(MOVED)
         how = "." if saved else ", from its last checkpoint."
         reason = f"The kernel worker hosting it stopped; the session moves to another worker{how}"
-        await self.feed.publish(m.Status(execution_state="hibernated", reason=reason), None)
+        await self.feed.publish(m.SessionState(state="hibernated", reason=reason), None)
         await self._leave(Departure.MOVED)
 
     async def _finish_running(self, timeout: float) -> None:
@@ -201,13 +202,13 @@ class Session:
     async def _close(self, ending: Ending, parent: Header | None = None) -> None:
         """End the process for good: queued executions are aborted, the running one ends
         with `ending`, and the feed says ``dead``."""
-        self.lifecycle.to(SessionState.ENDING)
+        self.lifecycle.to(HostingState.ENDING)
         await self.executions.abort_queued()
         await self.process.end(ending)
         with contextlib.suppress(TimeoutError):  # let the ended execution publish its reply
             async with asyncio.timeout(self._settings.start_timeout):
                 await self.executions.none_running()
-        await self.feed.publish(m.Status(execution_state="dead", reason=ending.message), parent)
+        await self.feed.publish(m.SessionState(state="dead", reason=ending.message), parent)
 
     async def _leave(self, departure: Departure) -> None:
         """Leave the worker: no task of the session outlives this, then the worker is told."""
@@ -357,7 +358,7 @@ class Session:
 
     async def _restart(self, msg: Message) -> m.Reply:
         log.info("session %s: restart by %s", self.session, msg.header.username)
-        await self.feed.publish(m.Status(execution_state="restarting"), msg.header)
+        await self.feed.publish(m.SessionState(state="restarting"), msg.header)
         await self.executions.abort_queued()
         await self.process.end(RESTARTED)
         await self.executions.none_running()
@@ -461,14 +462,14 @@ class Session:
             return False  # a request came while it was being saved
         if not self.lifecycle.serving:
             return False  # its worker began to stop meanwhile: the drain moves it
-        self.lifecycle.to(SessionState.ENDING)
+        self.lifecycle.to(HostingState.ENDING)
         await self.process.end(HIBERNATED)
         idle = _duration(self._settings.hibernate_after)
         reason = (
             f"The session was idle for {idle}: its namespace is saved and its process ended. "
             "Its next request restores it."
         )
-        await self.feed.publish(m.Status(execution_state="hibernated", reason=reason), None)
+        await self.feed.publish(m.SessionState(state="hibernated", reason=reason), None)
         log.info("session %s hibernated", self.session)
         await self._leave(Departure.HIBERNATED)
         return True

@@ -22,7 +22,8 @@ class Content(msgspec.Struct, kw_only=True):
     """Base of every content struct; `msg_type` is the wire name.
 
     Every field is written out, defaults included, as Jupyter clients expect (a reply always
-    has its ``status``); only `Status.reason`, a cellbus addition, is left out when empty.
+    has its ``status``); only the ``reason`` of `Status` and `SessionState`, cellbus additions,
+    is left out when empty.
     """
 
     msg_type: ClassVar[str]
@@ -155,7 +156,7 @@ class SessionInfoReply(Reply, kw_only=True):
     """The session's state, the execution running and those queued, with who sent them."""
 
     msg_type: ClassVar[str] = "session_info_reply"
-    state: str = ""
+    state: FeedState | Literal[""] = ""  # "" when the reply is not ok
     execution_count: int = 1
     running: QueuedRequest | None = None
     queued: list[QueuedRequest] = msgspec.field(default_factory=list)
@@ -267,19 +268,51 @@ class CommClose(Content, kw_only=True):
 
 # --- feed messages ------------------------------------------------------------------------
 
-ExecutionState = Literal[
-    "starting", "busy", "idle", "restarting", "dead", "hibernated", "restoring"
-]
-"""cellbus adds ``hibernated`` (checkpointed, no process, no worker: the next request restores
-it) and ``restoring`` (a process is being started from the session's checkpoint)."""
+ExecutionState = Literal["starting", "busy", "idle"]
+"""Jupyter's execution states: the only ones ``status`` carries."""
+
+Lifecycle = Literal["restarting", "dead", "hibernated", "restoring"]
+"""cellbus's own states of a session, which `SessionState` carries (see there)."""
+
+FeedState = ExecutionState | Lifecycle
+"""Where a session is, as its feed last said: the state of its last ``status`` or
+``session_state``."""
 
 
 class Status(Content, kw_only=True, omit_defaults=True):
     msg_type: ClassVar[str] = "status"
     execution_state: ExecutionState
-    # cellbus: why the state changed, for people ("The session process was killed by signal
-    # 9 (SIGKILL).").
+    # cellbus: why the state changed, for people; only the ``idle`` that ends a restore has
+    # one ("Restored the namespace saved after execution 3 ..."). A Jupyter client ignores it.
     reason: str = ""
+
+
+class SessionState(Content, kw_only=True, omit_defaults=True):
+    """cellbus: the session's life outside Jupyter's execution states, in a message of its own
+    so that ``status`` stays as the spec has it and a Jupyter client can ignore this one.
+
+    - ``restarting``: a ``restart_request`` ends the process; ``status`` ``starting`` follows.
+    - ``dead``: the process ended and nothing replaces it: it crashed, was killed, ran out of
+      memory or did not start, the session was shut down, or its worker stopped with no
+      checkpoints. The next request starts a fresh process.
+    - ``hibernated``: checkpointed, no process, no worker: the next request restores it.
+    - ``restoring``: a process is being started from the session's checkpoint (instead of
+      ``status`` ``starting``); ``status`` ``idle`` follows, its ``reason`` the outcome.
+    """
+
+    msg_type: ClassVar[str] = "session_state"
+    state: Lifecycle
+    reason: str = ""  # for people, a whole sentence ("The session process was killed by ...")
+
+
+def state_of(content: Content) -> FeedState | None:
+    """The session state a feed message announces (a ``status`` or a ``session_state``);
+    None for any other message."""
+    if isinstance(content, Status):
+        return content.execution_state
+    if isinstance(content, SessionState):
+        return content.state
+    return None
 
 
 class ExecuteInput(Content, kw_only=True):
@@ -428,6 +461,7 @@ REPLY_TYPES: tuple[type[Content], ...] = (
 )
 FEED_TYPES: tuple[type[Content], ...] = (
     Status,
+    SessionState,
     ExecuteInput,
     Stream,
     DisplayData,

@@ -59,7 +59,9 @@ class CommInfo(msgspec.Struct, kw_only=True):
 
 class SessionInfo(msgspec.Struct, kw_only=True):
     session: str
-    state: str  # starting, idle, busy, restarting, dead; "stopped": no process is hosting it
+    # The state its feed last announced (m.FeedState: a status's or a session_state's);
+    # "stopped": no worker hosts it.
+    state: str
     execution_count: int
     running: m.QueuedRequest | None
     queued: list[m.QueuedRequest]

@@ -306,6 +306,13 @@ class FakeCellbus:
         elif "1/0" in code:
             tb = ["\x1b[31mZeroDivisionError\x1b[0m: division by zero"]
             error = {"ename": "ZeroDivisionError", "evalue": "division by zero", "traceback": tb}
+        elif "os._exit" in code:  # the process dies: no idle, the session is dead
+            died = "The session process exited with code 1."
+            error = {"ename": "SessionDied", "evalue": died, "traceback": [died]}
+            send("error", error)
+            send("execute_reply", {"status": "error", "execution_count": count, **error})
+            send("session_state", {"state": "dead", "reason": died})
+            return
         if error:
             send("error", error)
             send("execute_reply", {"status": "error", "execution_count": count, **error})

@@ -266,6 +266,22 @@ def test_exec_error_exits_1_and_strips_colours_off_a_tty(
     assert one_error_line(err) == "cellbus: ZeroDivisionError: division by zero"
 
 
+def test_exec_of_code_that_kills_its_process_says_the_session_died_and_exits_1(
+    fake: tuple[FakeCellbus, str], cfg: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A dead process ends the run with a ``session_state`` ``dead``, never an ``idle``:
+    exec stops there rather than waiting for one."""
+    cellbus, url = fake
+    logged_in(cfg, url, cellbus)
+    assert run(cfg, "exec", "f" * 32, "import os; os._exit(1)") == 1
+    out, err = capsys.readouterr()
+    assert out == "The session process exited with code 1.\n"  # the error's traceback
+    assert "the session died: The session process exited with code 1." in err
+    assert one_error_line(err.splitlines()[-1]) == (
+        "cellbus: SessionDied: The session process exited with code 1."
+    )
+
+
 def test_run_shows_progress_and_stops_at_the_first_error(
     fake: tuple[FakeCellbus, str], cfg: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

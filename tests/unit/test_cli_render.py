@@ -3,7 +3,7 @@
 Covers stream (stdout/stderr, inline), display_data/update_display_data/execute_result (text,
 markdown, images as sized placeholders, HTML only without text/plain, JSON), error tracebacks
 with ANSI kept or stripped, clear_output and execute_reply (nothing, unless aborted), status
-(dead, restarting), execute_input and the worksheet events in the follow view, saved nbformat
+(nothing) and session_state (dead, restarting), execute_input and the worksheet events in the follow view, saved nbformat
 outputs (including list-of-lines strings), cell headings, tables, and the Printer's newlines.
 """
 
@@ -104,10 +104,10 @@ def test_messages_that_show_nothing() -> None:
 def test_aborted_and_dead_are_told_on_stderr() -> None:
     aborted = render_message(msg("execute_reply", {"status": "aborted"}))
     assert aborted is not None and aborted.stderr and "aborted" in aborted.text
-    dead = render_message(msg("status", {"execution_state": "dead", "reason": "out of memory"}))
+    dead = render_message(msg("session_state", {"state": "dead", "reason": "out of memory"}))
     assert dead is not None and dead.stderr
     assert plain(dead) == "── the session died: out of memory"
-    restarting = msg("status", {"execution_state": "restarting"})
+    restarting = msg("session_state", {"state": "restarting"})
     assert render_message(restarting) is None
     assert "restarting" in (plain(render_message(restarting, follow=True)) or "")
 

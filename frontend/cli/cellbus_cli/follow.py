@@ -36,6 +36,17 @@ def msg_type(message: dict[str, Any]) -> str:
     return str((message.get("header") or {}).get("msg_type") or "")
 
 
+def state_of(message: dict[str, Any]) -> str | None:
+    """The session state `message` announces: a ``status``'s ``execution_state`` (busy,
+    idle, starting) or a cellbus ``session_state``'s ``state`` (dead, restarting,
+    hibernated, restoring); None for any other message."""
+    content = message.get("content") or {}
+    field = {"status": "execution_state", "session_state": "state"}.get(msg_type(message))
+    if field is None or not content.get(field):
+        return None
+    return str(content[field])
+
+
 def parent_id(message: dict[str, Any]) -> str | None:
     parent = message.get("parent_header") or {}
     return parent.get("msg_id") or None
@@ -54,14 +65,11 @@ def note_outcome(outcome: Outcome, message: dict[str, Any]) -> bool:
             outcome.fail(f"{content.get('ename', 'Error')}: {content.get('evalue', '')}".strip())
         elif kind == "execute_reply" and content.get("status") == "aborted":
             outcome.fail("aborted")
-    elif kind == "status":
-        state = content.get("execution_state")
-        if state == "dead":
-            reason = content.get("reason")
-            outcome.fail("the session died" + (f": {reason}" if reason else ""))
-            return True
-        return state == "idle"
-    return False
+    elif state_of(message) == "dead":
+        reason = content.get("reason")
+        outcome.fail("the session died" + (f": {reason}" if reason else ""))
+        return True
+    return state_of(message) == "idle"
 
 
 Answer = Callable[[dict[str, Any]], Awaitable[None]]

@@ -50,8 +50,10 @@ def render_message(
     who = str(header.get("username") or "someone")
     if msg_type == "execute_input":
         return _execute_input(who, content) if follow else None
-    if msg_type == "status":
-        return _status(content, follow=follow)
+    if msg_type == "status":  # busy, idle, starting: nothing to show
+        return None
+    if msg_type == "session_state":
+        return _session_state(content, follow=follow)
     if msg_type == "execute_reply":
         if content.get("status") == "aborted":
             return Rendered(f"{RULE} aborted", stderr=True)
@@ -174,8 +176,10 @@ def _execute_input(who: str, content: Mapping[str, Any]) -> Rendered:
     return Rendered(f"{BOLD}{RULE} {who} runs{label}:{RESET}\n{code}")
 
 
-def _status(content: Mapping[str, Any], *, follow: bool) -> Rendered | None:
-    state = content.get("execution_state")
+def _session_state(content: Mapping[str, Any], *, follow: bool) -> Rendered | None:
+    """cellbus's ``session_state``: a death is told always, a restart to followers; the
+    others (hibernated, restoring) happen on their own and need no attention."""
+    state = content.get("state")
     reason = content.get("reason")
     if state == "dead":
         return Rendered(f"{RULE} the session died" + (f": {reason}" if reason else ""), stderr=True)

@@ -36,7 +36,7 @@ from .config import history_path
 from .context import Context
 from .errors import RpcError, ServerUnreachable, describe
 from .feed import FeedSocket
-from .follow import msg_type, parent_id
+from .follow import msg_type, parent_id, state_of
 from .render import render_message, short_id
 from .resolve import resolve_session
 from .stdin import answer_input
@@ -293,9 +293,8 @@ class Repl:
                 content.get("execution_count"), int
             ):
                 self.count = content["execution_count"]
-            if kind == "status" and parent and mine:
-                if content.get("execution_state") in ("idle", "dead"):
-                    self._idle.setdefault(parent, asyncio.Event()).set()
+            if parent and mine and state_of(message) in ("idle", "dead"):
+                self._idle.setdefault(parent, asyncio.Event()).set()
 
     async def _read_line(self, prompt: str, password: bool) -> str:
         """The line asked for: at a prompt of its own when interactive (Ctrl-C there

@@ -1,4 +1,4 @@
-"""The session: run all, the queue, interrupt, restart, and completion and docstrings from
+"""The session: run all, the queue, interrupt, restart, a dead process, and completion and docstrings from
 the live namespace."""
 
 from __future__ import annotations
@@ -60,6 +60,13 @@ def test_run_all_queue_interrupt_and_restart(person: Callable[..., Person]) -> N
     )
     expect(cell(page, 4).get_by_test_id("cell-count")).to_have_text("[1]")  # counts start over
     assert "restarting" in session_states(page)
+
+    # Its process dies: the bar says so, and why (a session_state on the feed).
+    type_into(cell(page, 4), "import os; os._exit(3)")
+    run(cell(page, 4), "error")
+    expect(session).to_have_attribute("data-state", "dead")
+    expect(session).to_have_text("dead")
+    expect(session).to_have_attribute("title", "The session process exited with code 3.")
 
 
 def test_tab_completes_from_the_session_and_shift_tab_shows_the_docstring(

@@ -268,3 +268,15 @@ function defaultUrl() {
   const scheme = location.protocol === "https:" ? "wss:" : "ws:";
   return `${scheme}//${location.host}/ws`;
 }
+
+/**
+ * The session state a feed message announces (docs/protocol.md, "The feed"): a `status`'s
+ * `execution_state` (Jupyter's: starting, busy, idle) or a `session_state`'s `state`
+ * (cellbus's own: restarting, dead, hibernated, restoring); undefined for any other message.
+ */
+export function stateOf(message) {
+  const type = message.header.msg_type;
+  if (type === "status") return message.content.execution_state;
+  if (type === "session_state") return message.content.state;
+  return undefined;
+}

@@ -28,11 +28,12 @@
  * its state here, and not under their cell.
  */
 import { call, describeError } from "../api.js";
+import { stateOf } from "../feed.js";
 import { toast } from "../toast.js";
 import { OutputCapture } from "./capture.js";
 
 const COMM_TYPES = new Set(["comm_open", "comm_msg", "comm_close"]);
-/** Session states after which the kernel knows none of its comms any more. */
+/** Session states (of a `session_state`) after which the kernel knows none of its comms. */
 const COMMS_LOST = new Set(["restarting", "dead", "restoring"]);
 const SEND_KINDS = new Set(["msg", "close"]);
 
@@ -128,8 +129,7 @@ export class WidgetHub {
   isRelevant(message) {
     const type = message.header.msg_type;
     if (COMM_TYPES.has(type)) return true;
-    if (type !== "status") return false;
-    const state = message.content.execution_state;
+    const state = stateOf(message);
     return (
       COMMS_LOST.has(state) ||
       (state === "idle" && (this.inFlight > 0 || this.sent.has(message.parent_header?.msg_id)))
@@ -148,7 +148,7 @@ export class WidgetHub {
     const type = message.header.msg_type;
     const content = message.content ?? {};
     const state = content.data?.state;
-    if (type === "status" && COMMS_LOST.has(content.execution_state)) {
+    if (COMMS_LOST.has(stateOf(message))) {
       this.comms.clear();
       this.capture.clear();
     } else if (type === "comm_open") {
@@ -201,8 +201,9 @@ export class WidgetHub {
   forward(message) {
     const parentId = message.parent_header?.msg_id;
     const mine = parentId ? this.sent.get(parentId) : undefined;
-    if (message.header.msg_type === "status") {
-      if (mine && message.content.execution_state === "idle") {
+    const state = stateOf(message);
+    if (state) {
+      if (mine && state === "idle") {
         this.sent.delete(parentId);
         mine.frame.postToFrame({ cellbus: "comm_idle", ref: mine.ref });
       }

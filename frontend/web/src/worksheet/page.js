@@ -27,6 +27,7 @@ import { openShareDialog } from "../dialogs/share.js";
 import { frameScheduler, h } from "../dom.js";
 import { fromCodePoints, toCodePoints } from "../editor.js";
 import { ROLE_RANK } from "../generated.js";
+import { stateOf } from "../feed.js";
 import { exportNotebook } from "../notebooks.js";
 import { DisplayRegistry } from "../outputs/area.js";
 import { toast } from "../toast.js";
@@ -247,7 +248,8 @@ export class WorksheetPage {
     }
     // comms (the hub reads what came before by itself), and outputs an Output widget shows
     if (this.widgets.feed(message, cursor)) return;
-    if (type === "status") this.bar.setSessionState(message.content.execution_state, message.content.reason);
+    const state = stateOf(message); // a status, or cellbus's session_state
+    if (state) this.bar.setSessionState(state, message.content.reason);
     if (RunTracker.isRunMessage(message)) {
       this.tracker.handle(message);
       return;

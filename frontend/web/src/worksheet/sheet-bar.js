@@ -7,6 +7,7 @@
 import { h, replaceChildren } from "../dom.js";
 import { ROLE_RANK } from "../generated.js";
 
+/** Every state a feed message announces (`stateOf`, feed.js), and `session.info`'s "stopped". */
 const SESSION_LABELS = {
   stopped: "not started",
   starting: "starting",

@@ -35,6 +35,7 @@ import psutil
 import redis
 
 from cellbus_protocol import codec, keys
+from cellbus_protocol import messages as m
 from cellbus_protocol.bus import Bus, RedisBus
 from cellbus_protocol.envelope import Message
 from cellbus_protocol.kernel_client import KernelClient
@@ -81,12 +82,12 @@ class Worker:
             self.process.kill()
 
 
-async def wait_for(bus: Bus, session: str, state: str, after: int = 0) -> int:
+async def wait_for(bus: Bus, session: str, state: m.FeedState, after: int = 0) -> int:
     async with await bus.subscribe(keys.feed(session), after) as subscription:
         async with asyncio.timeout(300):
             async for entry in subscription:
                 msg = codec.decode(entry.data)
-                if msg.msg_type == "status" and msg.content.execution_state == state:
+                if m.state_of(msg.content) == state:
                     return entry.seq
     raise AssertionError("unreachable")
 

@@ -117,6 +117,8 @@ class Run:
             self._replied = True
             self.status = content.get("status", "")
         elif msg_type == "status" and content.get("execution_state") in ("idle", "dead"):
+            self._idle = True  # jupyter_server itself may send a "dead" status
+        elif msg_type == "session_state" and content.get("state") == "dead":  # cellbus's
             self._idle = True
         if self._replied and self._idle and self.done_at is None:
             self.done_at = now

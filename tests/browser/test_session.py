@@ -1,5 +1,5 @@
-"""The session: run all, the queue, interrupt, restart, a dead process, and completion and docstrings from
-the live namespace."""
+"""The session: run all, the queue, interrupt, restart, a dead process, and completion and
+docstrings from the live namespace."""
 
 from __future__ import annotations
 

@@ -123,3 +123,18 @@ def test_interact_shows_its_output_in_the_widget_for_everyone(
     later = cell(ada.open(sheet), 0)
     expect(widget(later).locator(".widget-output")).to_have_text("square 16")
     expect(later.get_by_test_id("output-stdout")).to_have_count(0)
+
+
+def test_a_widget_the_kernel_forgot_in_a_restart_shows_as_text_on_a_page_opened_later(
+    person: Callable[..., Person],
+) -> None:
+    """A restart (a ``session_state`` ``restarting`` on the feed) ends every comm: a page
+    opened afterwards reads the feed's history and draws no slider that nothing moves."""
+    ada = person("ada")
+    sheet = ada.api.worksheet(SLIDER)
+    run(cell(ada.open(sheet), 0))
+    expect(readout(cell(ada.page, 0))).to_have_text("5")
+    ada.api.call("session.restart", session=sheet["session"])
+    later = cell(ada.open(sheet), 0)
+    expect(widget(later).locator(".widget-fallback")).to_contain_text("IntSlider(value=5")
+    expect(widget(later).locator(".widget-readout")).to_have_count(0)

@@ -271,10 +271,10 @@ class CommClose(Content, kw_only=True):
 ExecutionState = Literal["starting", "busy", "idle"]
 """Jupyter's execution states: the only ones ``status`` carries."""
 
-Lifecycle = Literal["restarting", "dead", "hibernated", "restoring"]
+SessionLife = Literal["restarting", "dead", "hibernated", "restoring"]
 """cellbus's own states of a session, which `SessionState` carries (see there)."""
 
-FeedState = ExecutionState | Lifecycle
+FeedState = ExecutionState | SessionLife
 """Where a session is, as its feed last said: the state of its last ``status`` or
 ``session_state``."""
 
@@ -301,7 +301,7 @@ class SessionState(Content, kw_only=True, omit_defaults=True):
     """
 
     msg_type: ClassVar[str] = "session_state"
-    state: Lifecycle
+    state: SessionLife
     reason: str = ""  # for people, a whole sentence ("The session process was killed by ...")
 
 

@@ -3,8 +3,9 @@
 Covers stream (stdout/stderr, inline), display_data/update_display_data/execute_result (text,
 markdown, images as sized placeholders, HTML only without text/plain, JSON), error tracebacks
 with ANSI kept or stripped, clear_output and execute_reply (nothing, unless aborted), status
-(nothing) and session_state (dead, restarting), execute_input and the worksheet events in the follow view, saved nbformat
-outputs (including list-of-lines strings), cell headings, tables, and the Printer's newlines.
+(nothing) and session_state (dead, restarting), execute_input and the worksheet events in the
+follow view, saved nbformat outputs (including list-of-lines strings), cell headings, tables,
+and the Printer's newlines.
 """
 
 from __future__ import annotations

@@ -70,6 +70,7 @@ async def test_migrations_apply_once(database_url: str) -> None:
         "0002_bare_sessions.sql",
         "0003_login_attempts.sql",
         "0004_documents.sql",
+        "0005_jupyter_kernels.sql",
     ]
     await first.close()
     again = Store(database(database_url))
@@ -89,6 +90,7 @@ async def test_migrations_started_concurrently_apply_exactly_once(database_url: 
             "0002_bare_sessions.sql",
             "0003_login_attempts.sql",
             "0004_documents.sql",
+        "0005_jupyter_kernels.sql",
         ],
     ]
     assert await stores[0].count_users() == 0
@@ -303,7 +305,7 @@ async def test_migrating_keeps_each_old_cells_outputs_under_its_id(
         )  # fmt: skip
     await old.close()
     store = Store(database(database_url))
-    assert await store.open() == ["0004_documents.sql"]
+    assert await store.open() == ["0004_documents.sql", "0005_jupyter_kernels.sql"]
     record = await store.documents.record(worksheet_id, str(cell_id))
     assert record is not None
     assert (record.version, record.outputs, record.execution_count, record.run_msg_id,

@@ -246,3 +246,25 @@ async def test_a_viewer_cannot_run_complete_or_answer_input(
         await watcher.close()
         await owner.close()
         await eve.close()
+
+
+async def test_a_watcher_whose_access_is_removed_is_disconnected(
+    stack: ServicesStack, ada: JupyterApi
+) -> None:
+    owner = Client(ada.url, ada.token)
+    eve = await new_user(stack.urls[-1], "eve")
+    assert eve.token
+    watcher = JupyterApi(stack.urls[-1], eve.token)
+    try:
+        kernel_id = (await ada.start_kernel())["id"]
+        sheet = next(s for s in await owner.call("worksheet.list")
+                     if s["session"] == uuid.UUID(kernel_id).hex)  # fmt: skip
+        await owner.call("worksheet.share", id=sheet["id"], username=eve.username, role="viewer")
+        channels = await watcher.channels(kernel_id)
+        await owner.call("worksheet.share", id=sheet["id"], username=eve.username, role="none")
+        assert await next_close(channels) == 4003
+        await watcher.call("GET", f"/api/kernels/{kernel_id}", expect=404)
+    finally:
+        await watcher.close()
+        await owner.close()
+        await eve.close()

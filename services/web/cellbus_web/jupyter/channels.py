@@ -177,6 +177,7 @@ class ChannelsSocket:
         for batch in delivered:
             if batch.removes and self.principal.user.username in batch.removes:
                 self.end(4003, "your access to this kernel was removed")
+                return  # nothing more of this kernel is for this user
             for entry in batch.entries:
                 frame = self._translate(entry.data)
                 if frame is not None:

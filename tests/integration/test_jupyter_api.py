@@ -249,3 +249,29 @@ async def test_a_kernel_is_watched_in_cellbus_and_restored_from_hibernation(
         await feed.close()
         await api.close()
         await ada.close()
+
+
+async def test_a_widget_is_moved_through_the_channels(jupyter: JupyterApi) -> None:
+    """The kernel opens a comm for an IntSlider; the client's ``comm_msg`` (as the widget
+    manager sends when a person drags it) changes the value in the kernel, with the kernel's
+    busy and idle for it under the client's own request."""
+    channels = await jupyter.channels((await jupyter.start_kernel())["id"])
+    answers = await execute(
+        channels,
+        "import ipywidgets as widgets\nslider = widgets.IntSlider(value=5, max=10)\nslider",
+    )
+    opened = [m for m in of_type(answers, "comm_open")
+              if m["content"]["data"]["state"].get("_model_name") == "IntSliderModel"]  # fmt: skip
+    comm_id = opened[0]["content"]["comm_id"]
+    update = {"method": "update", "state": {"value": 9}, "buffer_paths": []}
+    msg_id = await channels.ask("comm_msg", comm_id=comm_id, data=update)
+    async with asyncio.timeout(30):
+        while not any(
+            m["parent_header"].get("msg_id") == msg_id
+            and m["header"]["msg_type"] == "status"
+            and m["content"]["execution_state"] == "idle"
+            for m in channels.received
+        ):
+            await channels.next()  # fmt: skip
+    assert stdout(await execute(channels, "print(slider.value)")) == "9\n"
+    await channels.close()

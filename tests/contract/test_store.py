@@ -90,7 +90,7 @@ async def test_migrations_started_concurrently_apply_exactly_once(database_url: 
             "0002_bare_sessions.sql",
             "0003_login_attempts.sql",
             "0004_documents.sql",
-        "0005_jupyter_kernels.sql",
+            "0005_jupyter_kernels.sql",
         ],
     ]
     assert await stores[0].count_users() == 0

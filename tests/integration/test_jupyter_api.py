@@ -236,14 +236,19 @@ async def test_a_kernel_is_watched_in_cellbus_and_restored_from_hibernation(
         answers = await execute(channels, "x = 41\nprint('from Jupyter')")
         msg_id = answers[0]["parent_header"]["msg_id"]
         assert stdout_of(await feed.until_done(msg_id)) == "from Jupyter\n"  # watched live
-        await feed.message(lambda m: m["content"].get("execution_state") == "hibernated")
+        await feed.message(
+            lambda m: (
+                m["header"]["msg_type"] == "session_state" and m["content"]["state"] == "hibernated"
+            )
+        )
         model = await api.call("GET", f"/api/kernels/{kernel_id}")
         assert model["execution_state"] == "idle"  # the next request restores it
         answers = await execute(channels, "print(x + 1)")
         assert stdout(answers) == "42\n"
         states = {m["content"]["execution_state"] for m in of_type(channels.received, "status")}
         assert states <= {"busy", "idle", "starting"}
-        assert not {m["header"]["msg_type"] for m in channels.received} & {"checkpoint", "cell_run"}
+        cellbus_own = {"checkpoint", "cell_run", "session_state"}
+        assert not {m["header"]["msg_type"] for m in channels.received} & cellbus_own
         await channels.close()
     finally:
         await feed.close()

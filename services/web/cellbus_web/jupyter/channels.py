@@ -19,7 +19,7 @@ its feed becomes Jupyter messages on this socket's channels:
   those of others' requests (this kernel is shared) keep theirs.
 - Only Jupyter's ``status`` states (busy, idle, starting) and Jupyter's message types reach
   the channels: cellbus's own feed messages (checkpoints, cell runs, document updates,
-  worksheet events, statuses such as hibernated) are left out.
+  worksheet events, ``session_state``) are left out, and ``status`` loses cellbus's ``reason``.
 
 Roles: a viewer may connect, watch iopub and ask ``kernel_info``; everything else needs the
 editor role (the session's, as for ``session.*``), and is otherwise answered with an error

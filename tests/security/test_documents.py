@@ -7,6 +7,7 @@ Every test runs on the services apart and on the one program (SQLite).
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -114,9 +115,12 @@ async def test_an_update_over_the_limit_is_refused_as_too_large(ada: Client) -> 
     await feed.close()
     # more than a frame may hold (2 MiB): the socket is closed (1009), nothing else breaks
     closing = await ada.socket()
-    await closing.ws.send_str("x" * (3 * 1024 * 1024))
+    with contextlib.suppress(ConnectionError):  # the server may close while it is sent
+        await closing.ws.send_str("x" * (3 * 1024 * 1024))
     message = await closing.ws.receive()
-    assert closing.ws.close_code == 1009, message
+    # Closed as too big (1009), or, if the server closed it while the client was still
+    # writing, lost (1006); either way the document is as it was (below).
+    assert closing.ws.close_code in (1009, 1006), message
     assert (await ada.call("worksheet.get", id=worksheet))["cells"][0]["source"] == "secret = 1"
 
 

@@ -150,26 +150,37 @@ async def test_user_code_cannot_forge_feed_messages_or_break_the_worker_with_com
     await feed.close()
 
 
-async def test_user_code_cannot_ask_someone_else_for_input(ada: Client, mallory: Client) -> None:
-    """mallory's code names ada's earlier execution in a forged input request: ada would be
-    asked (for a password, under her own cell) and mallory's code would read her answer."""
+async def forged_after_adas_run(
+    ada: Client, mallory: Client, adas_code: str, frame: str
+) -> tuple[Feed, str]:
+    """A worksheet of ada's shared with mallory as editor: ada runs `adas_code`, then
+    mallory's code writes `frame` (a frames.* expression, ``{id}`` standing for the msg_id of
+    ada's run) on the session's pipe. Ada's feed, and her run's msg_id."""
     sheet = await ada.call("worksheet.create", title="Shared")
     await ada.call("worksheet.share", id=sheet["id"], username=mallory.username, role="editor")
     session = sheet["session"]
     feed = await ada.socket()
     await feed.subscribe(session=session, cursor="now")
-    adas = await ada.call("session.execute", session=session, code="x = 1")
-    await feed.until_done(adas["msg_id"])
+    adas = (await ada.call("session.execute", session=session, code=adas_code))["msg_id"]
+    await feed.until_done(adas)
     forge = (
         "from cellbus_kernel import child, frames\n"
-        f"child.CHANNEL.pipe.send(frames.InputWanted(id={adas['msg_id']!r}, seq=99,"
-        " prompt='Password: ', password=True))\n"
+        f"child.CHANNEL.pipe.send({frame.format(id=repr(adas))})\n"
         "print('sent')\n"
     )
     mallorys = await mallory.call("session.execute", session=session, code=forge)
     assert stdout_of(await feed.until_done(mallorys["msg_id"])) == "sent\n"
+    return feed, adas
+
+
+async def test_user_code_cannot_ask_someone_else_for_input(ada: Client, mallory: Client) -> None:
+    """mallory's code names ada's earlier execution in a forged input request: ada would be
+    asked (for a password, under her own cell) and mallory's code would read her answer."""
+    frame = "frames.InputWanted(id={id}, seq=99, prompt='Password: ', password=True)"
+    feed, _ = await forged_after_adas_run(ada, mallory, "x = 1", frame)
     asked = [m for m in feed.messages() if m["header"]["msg_type"] == "input_request"]
     assert asked == []  # nobody was asked anything
+    await feed.close()
 
 
 async def test_user_code_cannot_put_output_under_someone_elses_earlier_execution(
@@ -178,23 +189,11 @@ async def test_user_code_cannot_put_output_under_someone_elses_earlier_execution
     """mallory's code writes an output frame naming ada's finished execution: it would show
     under ada's cell, as if her code had printed it. Only the request the process runs (or
     ran last) may have outputs."""
-    sheet = await ada.call("worksheet.create", title="Shared")
-    await ada.call("worksheet.share", id=sheet["id"], username=mallory.username, role="editor")
-    session = sheet["session"]
-    feed = await ada.socket()
-    await feed.subscribe(session=session, cursor="now")
-    adas = await ada.call("session.execute", session=session, code="print('mine')")
-    await feed.until_done(adas["msg_id"])
-    forge = (
-        "from cellbus_kernel import child, frames\n"
-        f"child.CHANNEL.pipe.send(frames.Output(id={adas['msg_id']!r}, msg_type='stream',"
-        " content={'name': 'stdout', 'text': 'forged\\n'}))\n"
-        "print('sent')\n"
+    frame = (
+        "frames.Output(id={id}, msg_type='stream',"
+        " content={{'name': 'stdout', 'text': 'forged\\n'}})"
     )
-    mallorys = await mallory.call("session.execute", session=session, code=forge)
-    assert stdout_of(await feed.until_done(mallorys["msg_id"])) == "sent\n"
-    under_adas = [
-        msg for msg in feed.messages() if msg["parent_header"].get("msg_id") == adas["msg_id"]
-    ]
+    feed, adas = await forged_after_adas_run(ada, mallory, "print('mine')", frame)
+    under_adas = [msg for msg in feed.messages() if msg["parent_header"].get("msg_id") == adas]
     assert stdout_of(under_adas) == "mine\n"
     await feed.close()

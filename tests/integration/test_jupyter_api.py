@@ -13,6 +13,7 @@ import aiohttp
 import pytest
 
 from ..support.api import Client, new_user, stdout_of
+from ..support.fixtures import signed_in
 from ..support.jupyter import Channels, JupyterApi, of_type, stdout
 from ..support.stack import OneProgramStack, Stack, start_stack
 
@@ -29,11 +30,7 @@ def stack(
         yield system
 
 
-@pytest.fixture
-async def ada(stack: Stack) -> AsyncIterator[Client]:
-    client = await new_user(stack.urls[0], "ada")
-    yield client
-    await client.close()
+ada = signed_in("ada")
 
 
 @pytest.fixture

@@ -7,12 +7,13 @@ Every test runs on the services apart (two web processes) and on the one program
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from ..support.api import Client, Feed, new_user, stdout_of
+from ..support.api import Client, Feed, stdout_of
+from ..support.fixtures import signed_in
 from ..support.stack import OneProgramStack, ServicesStack, Stack
 
 INVALID_REQUEST, INVALID_PARAMS = -32600, -32602
@@ -32,18 +33,10 @@ def stack(
         yield system
 
 
-@pytest.fixture
-async def ada(stack: Stack) -> AsyncIterator[Client]:
-    client = await new_user(stack.urls[0], "ada")
-    yield client
-    await client.close()
+ada = signed_in("ada")
 
 
-@pytest.fixture
-async def bob(stack: Stack) -> AsyncIterator[Client]:
-    client = await new_user(stack.urls[-1], "bob")
-    yield client
-    await client.close()
+bob = signed_in("bob", web=-1)
 
 
 def of_type(messages: list[dict[str, Any]], msg_type: str) -> list[dict[str, Any]]:

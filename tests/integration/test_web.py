@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import nbformat
@@ -26,31 +25,19 @@ from ..support.api import (
     stdout_of,
 )
 from ..support.documents import Replica
-from ..support.stack import ServicesStack, Stack, start_stack
+from ..support.fixtures import both_stacks, signed_in
+from ..support.stack import ServicesStack, Stack
 
 UNAUTHENTICATED, FORBIDDEN, NOT_FOUND, CONFLICT = -32001, -32003, -32004, -32009
 
 
-@pytest.fixture(scope="module", params=["services", "one-program"])
-def stack(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Stack]:
-    with start_stack(request.param, tmp_path_factory) as system:
-        yield system
+stack = both_stacks()
 
 
-@pytest.fixture
-async def ada(stack: Stack) -> AsyncIterator[Client]:
-    client = await new_user(stack.urls[0], "ada")
-    yield client
-    await client.close()
+ada = signed_in("ada")
 
 
-@pytest.fixture
-async def bob(stack: Stack) -> AsyncIterator[Client]:
-    client = await new_user(stack.urls[-1], "bob")
-    yield client
-    await client.close()
+bob = signed_in("bob", web=-1)
 
 
 async def worksheet_with(

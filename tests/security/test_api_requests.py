@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import AsyncIterator, Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -19,8 +18,9 @@ from aiohttp import web
 
 from cellbus_web.app import security_headers
 
-from ..support.api import Client, new_user
-from ..support.stack import Stack, free_port, start_stack
+from ..support.api import Client
+from ..support.fixtures import both_stacks, signed_in
+from ..support.stack import Stack, free_port
 from .api_people import batch, code, request
 
 PARSE_ERROR, INTERNAL_ERROR, FORBIDDEN, NOT_FOUND = -32700, -32603, -32003, -32004
@@ -29,19 +29,10 @@ SECURITY_HEADERS = ("Content-Security-Policy", "X-Frame-Options", "X-Content-Typ
 MAX_BODY_BYTES = 16 * 1024 * 1024  # CELLBUS_MAX_BODY_BYTES's default
 
 
-@pytest.fixture(scope="module", params=["services", "one-program"])
-def stack(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Stack]:
-    with start_stack(request.param, tmp_path_factory) as system:
-        yield system
+stack = both_stacks()
 
 
-@pytest.fixture
-async def ada(stack: Stack) -> AsyncIterator[Client]:
-    client = await new_user(stack.urls[0], "ada")
-    yield client
-    await client.close()
+ada = signed_in("ada")
 
 
 def assert_secured(response: aiohttp.ClientResponse) -> None:

@@ -7,39 +7,23 @@ Every test runs on the services apart and on the one program (SQLite).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
 from typing import Any
-
-import pytest
 
 from cellbus_protocol import messages as m
 
-from ..support.api import Client, Feed, new_user, stdout_of
-from ..support.stack import Stack, start_stack
+from ..support.api import Client, Feed, stdout_of
+from ..support.fixtures import both_stacks, signed_in
 
 INVALID_REQUEST, FORBIDDEN, TOO_LARGE = -32600, -32003, -32013
 
 
-@pytest.fixture(scope="module", params=["services", "one-program"])
-def stack(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Stack]:
-    with start_stack(request.param, tmp_path_factory) as system:
-        yield system
+stack = both_stacks()
 
 
-@pytest.fixture
-async def ada(stack: Stack) -> AsyncIterator[Client]:
-    client = await new_user(stack.urls[0], "ada")
-    yield client
-    await client.close()
+ada = signed_in("ada")
 
 
-@pytest.fixture
-async def mallory(stack: Stack) -> AsyncIterator[Client]:
-    client = await new_user(stack.urls[-1], "mallory")
-    yield client
-    await client.close()
+mallory = signed_in("mallory", web=-1)
 
 
 def of_type(messages: list[dict[str, Any]], msg_type: str) -> list[dict[str, Any]]:

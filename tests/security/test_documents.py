@@ -8,42 +8,27 @@ Every test runs on the services apart and on the one program (SQLite).
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import nbformat
-import pytest
 from pycrdt import Array, Map, Text
 
-from ..support.api import Client, Feed, new_user
+from ..support.api import Client, Feed
 from ..support.doc_client import b64
 from ..support.documents import Replica
-from ..support.stack import Stack, start_stack
+from ..support.fixtures import both_stacks, signed_in
 
 INVALID_REQUEST, INVALID_PARAMS, FORBIDDEN, NOT_FOUND = -32600, -32602, -32003, -32004
 TOO_LARGE = -32013
 
 
-@pytest.fixture(scope="module", params=["services", "one-program"])
-def stack(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Stack]:
-    with start_stack(request.param, tmp_path_factory) as system:
-        yield system
+stack = both_stacks()
 
 
-@pytest.fixture
-async def ada(stack: Stack) -> AsyncIterator[Client]:
-    client = await new_user(stack.urls[0], "ada")
-    yield client
-    await client.close()
+ada = signed_in("ada")
 
 
-@pytest.fixture
-async def eve(stack: Stack) -> AsyncIterator[Client]:
-    client = await new_user(stack.urls[-1], "eve")
-    yield client
-    await client.close()
+eve = signed_in("eve", web=-1)
 
 
 async def sheet_with_cell(ada: Client) -> tuple[str, dict[str, Any]]:

@@ -122,6 +122,23 @@ async def test_an_interrupt_through_rest_stops_a_running_cell(jupyter: JupyterAp
     await channels.close()
 
 
+async def test_a_cell_that_kills_its_process_ends_in_an_error_and_idle(
+    jupyter: JupyterApi,
+) -> None:
+    """A Jupyter client waits for ``idle``: the process dying under the request gives it one
+    (cellbus's ``session_state`` ``dead`` is not Jupyter's), and the next request runs."""
+    kernel_id = (await jupyter.start_kernel())["id"]
+    channels = await jupyter.channels(kernel_id)
+    answers = await execute(channels, "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)")
+    reply = of_type(answers, "execute_reply")[0]["content"]
+    assert reply["status"] == "error"
+    assert "killed" in reply["evalue"]
+    states = [a["content"]["execution_state"] for a in of_type(answers, "status")]
+    assert states[-1] == "idle"
+    assert stdout(await execute(channels, "print(6 * 7)")) == "42\n"
+    await channels.close()
+
+
 async def test_the_v1_binary_protocol(jupyter: JupyterApi) -> None:
     kernel_id = (await jupyter.start_kernel())["id"]
     channels = await jupyter.channels(kernel_id, v1=True)

@@ -19,7 +19,9 @@ its feed becomes Jupyter messages on this socket's channels:
   those of others' requests (this kernel is shared) keep theirs.
 - Only Jupyter's ``status`` states (busy, idle, starting) and Jupyter's message types reach
   the channels: cellbus's own feed messages (checkpoints, cell runs, document updates,
-  worksheet events, ``session_state``) are left out, and ``status`` loses cellbus's ``reason``.
+  worksheet events, ``session_state``) are left out, and ``status`` loses cellbus's ``reason``;
+  but a ``session_state`` ``dead`` of a request of this socket's (its process died under it)
+  becomes that request's ``status`` ``idle``, so that the client is not left waiting.
 
 Roles: a viewer may connect, watch iopub and ask ``kernel_info``; everything else needs the
 editor role (the session's, as for ``session.*``), and is otherwise answered with an error
@@ -104,8 +106,13 @@ class _State(msgspec.Struct):
     execution_state: str = ""
 
 
+class _SessionState(msgspec.Struct):
+    state: str = ""
+
+
 _feed_message = msgspec.json.Decoder(_FeedMessage)
 _state = msgspec.json.Decoder(_State)
+_state_of_session = msgspec.json.Decoder(_SessionState)
 _encode = msgspec.json.encode
 
 
@@ -205,6 +212,16 @@ class ChannelsSocket:
             if state == "idle" and asked is not None:
                 del self.asked[parent]  # everything of that request is in
             channel = "iopub"
+        elif msg_type == "session_state" and asked is not None:
+            # The process died under this request: the kernel's own ``dead`` is not Jupyter's,
+            # so the request ends the way a client waits for, with ``idle`` (its error and
+            # ``execute_reply`` came before).
+            if _state_of_session.decode(content).state != "dead":
+                return None
+            del self.asked[parent]
+            content, channel = msgspec.Raw(b'{"execution_state":"idle"}'), "iopub"
+            header = self._header("status")
+            return wire.frame(channel, header, asked.header, msg.metadata, content, self.v1)
         elif msg_type in IOPUB_TYPES:
             channel = "iopub"
         elif msg_type == "execute_reply" and asked is not None and asked.execution:

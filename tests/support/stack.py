@@ -106,6 +106,7 @@ class Stack:
 
     name = ""
     urls: list[str]
+    workspaces: Path  # the root of the worksheets' workspaces (CELLBUS_WORKSPACES_DIR)
 
     def close(self) -> None:
         raise NotImplementedError
@@ -123,20 +124,28 @@ class ServicesStack(Stack):
     def __init__(self, log_dir: Path, **web_settings: object) -> None:
         require_redis()
         self.namespace = new_namespace()
+        # The workspaces every kernel worker and web process of this stack share (a volume).
+        self.workspaces = log_dir / "workspaces"
         self.database, self.database_url = asyncio.run(create_database())
         env = service_env(
-            self.namespace, database_url=self.database_url, feed_retention=FEED_RETENTION
+            self.namespace,
+            database_url=self.database_url,
+            feed_retention=FEED_RETENTION,
+            workspaces_dir=self.workspaces,
         )  # (the accounts service publishes on feeds too: its retention must be the kernel's)
         self.accounts = ServiceProcess("cellbus_accounts", env, log_dir / "accounts.log")
         self.kernel = WorkerProcess(
             self.namespace, "kernel-1", log_dir, memory_limit_mb=1000, output_cap=2_000_000,
-            feed_retention=FEED_RETENTION,
+            feed_retention=FEED_RETENTION, workspaces_dir=self.workspaces,
         )  # fmt: skip
         self.webs: list[ServiceProcess] = []
         self.urls = []
         for i in (1, 2):
             port = free_port()
-            web_env = service_env(self.namespace, port=port, **{**WEB_SETTINGS, **web_settings})
+            web_env = service_env(
+                self.namespace, port=port, workspaces_dir=self.workspaces,
+                **{**WEB_SETTINGS, **web_settings},
+            )  # fmt: skip
             self.webs.append(ServiceProcess("cellbus_web", web_env, log_dir / f"web-{i}.log"))
             self.urls.append(f"http://127.0.0.1:{port}")
         try:
@@ -179,6 +188,7 @@ class OneProgramStack(Stack):
             del env["CELLBUS_REDIS_URL"]  # the in-process bus
         else:
             env["CELLBUS_REDIS_URL"] = redis_url
+        self.workspaces = data_dir / "workspaces"  # the one program's default
         self.program = ServiceProcess("cellbus_allinone", env, log_dir / "allinone.log", argv)
         self.urls = [f"http://127.0.0.1:{port}"]
         try:

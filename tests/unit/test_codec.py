@@ -102,6 +102,7 @@ SAMPLES: dict[str, messages.Content] = {
     "doc_update": messages.DocUpdate(update=b"\x01\x01\xa4\x9b\xe7\x8c\x07\x00\x00"),
     "worksheet_renamed": messages.WorksheetRenamed(title="Orbits"),
     "worksheet_shared": messages.WorksheetShared(username="brian", role="viewer"),
+    "files_changed": messages.FilesChanged(paths=["data/iris.csv"]),
 }
 
 

@@ -9,7 +9,8 @@ share them with separately started services).
 
 Session processes run in the kernel's sandbox (docs/security.md), as this program's user
 unless ``CELLBUS_SESSION_USER`` is set; each gets its own folder in
-``CELLBUS_DATA_DIR/sessions`` and can read or write nothing else of the data folder: not the
+``CELLBUS_DATA_DIR/sessions`` and works in its worksheet's workspace in
+``CELLBUS_DATA_DIR/workspaces``; it can read or write nothing else of the data folder: not the
 database, not the secret.
 
 Checkpoints are signed with ``CELLBUS_SECRET``; without it, this program makes a random one
@@ -71,12 +72,15 @@ class Stack:
             kernel = dataclasses.replace(kernel, secret=data_dir_secret(data_dir))
         if not kernel.sessions_dir:
             kernel = dataclasses.replace(kernel, sessions_dir=str(data_dir / "sessions"))
+        web = settings_from_env(WebSettings, environ)
+        workspaces = environ.get("CELLBUS_WORKSPACES_DIR") or str(data_dir / "workspaces")
+        kernel = dataclasses.replace(kernel, workspaces_dir=workspaces)
         return cls(
             bus_url=bus_url,
             data_dir=data_dir,
             kernel=kernel,
             accounts=dataclasses.replace(accounts, database_url=database_url),
-            web=settings_from_env(WebSettings, environ),
+            web=dataclasses.replace(web, workspaces_dir=workspaces),
         )
 
 

@@ -40,6 +40,14 @@ class KernelSettings:
     """CELLBUS_SESSIONS_DIR: where each session's own folder is made (`<dir>/<session>`: its
     working directory and HOME, with its private TMPDIR inside); the only place a session may
     write. Default: ``cellbus-sessions-<uid>`` in the system's temporary folder."""
+    workspaces_dir: str = ""
+    """CELLBUS_WORKSPACES_DIR: the root of the worksheets' workspaces (`<dir>/<session>`: a
+    session's working directory, its files and its own packages), shared by every kernel
+    worker and web process (a volume). Default: ``cellbus-workspaces-<uid>`` in the system's
+    temporary folder; the one program uses ``CELLBUS_DATA_DIR/workspaces``."""
+    workspace_quota_mb: int = 4096
+    """CELLBUS_WORKSPACE_QUOTA_MB: the most a workspace may hold, in MiB, whoever writes it (a
+    cell, an upload, ``%pip``)."""
     session_ports: str = "80,443"
     """CELLBUS_SESSION_PORTS: TCP ports a session may connect to: a comma-separated list,
     ``none`` or ``any``."""

@@ -23,6 +23,14 @@ class WebSettings:
     input_leave_grace: float = 2.0
     """CELLBUS_INPUT_LEAVE_GRACE: seconds a person whose last feed socket on a session closed
     has to come back (a page reload) before the ``input()`` waiting for them ends."""
+    workspaces_dir: str = ""
+    """CELLBUS_WORKSPACES_DIR: the root of the worksheets' workspaces, the same shared folder
+    the kernel workers use (the web service serves files straight from it)."""
+    workspace_quota_mb: int = 4096
+    """CELLBUS_WORKSPACE_QUOTA_MB: the most a workspace may hold, in MiB (uploads are refused
+    past it)."""
+    max_upload_mb: int = 1024
+    """CELLBUS_MAX_UPLOAD_MB: the largest file one upload may make, in MiB."""
     max_body_bytes: int = 16 * 1024 * 1024
     """CELLBUS_MAX_BODY_BYTES: the largest JSON-RPC request body (a notebook import)."""
     auth_cache_seconds: float = 5.0

@@ -426,6 +426,16 @@ class WorksheetShared(Content, kw_only=True):
     role: Literal["viewer", "editor", "owner", "none"]
 
 
+class FilesChanged(Content, kw_only=True):
+    """cellbus: files of the worksheet's workspace changed: written by a person (through the
+    files API; the header's ``username`` is theirs) or by code (after an execution that changed
+    any; the parent is that execution). `paths` are the workspace-relative paths that changed
+    (a folder for a whole subtree; empty: anything may have changed, list again)."""
+
+    msg_type: ClassVar[str] = "files_changed"
+    paths: list[str]
+
+
 REQUEST_TYPES: tuple[type[Content], ...] = (
     ExecuteRequest,
     CompleteRequest,
@@ -479,6 +489,7 @@ FEED_TYPES: tuple[type[Content], ...] = (
     DocUpdate,
     WorksheetRenamed,
     WorksheetShared,
+    FilesChanged,
 )
 
 CONTENT_TYPES: dict[str, type[Content]] = {

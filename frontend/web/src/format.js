@@ -23,3 +23,17 @@ export function formatTime(iso) {
   if (date.toDateString() === new Date().toDateString()) return time;
   return `${date.toLocaleDateString("en-GB", { day: "numeric", month: "short" })} ${time}`;
 }
+
+const BYTE_UNITS = ["bytes", "KB", "MB", "GB", "TB"];
+
+/** "812 bytes", "1.4 MB", "12 GB": sizes of files (powers of 1024, as file managers show them). */
+export function formatBytes(n) {
+  if (!Number.isFinite(n) || n < 0) return "";
+  let unit = 0;
+  while (n >= 1024 && unit < BYTE_UNITS.length - 1) {
+    n /= 1024;
+    unit += 1;
+  }
+  if (unit === 0) return `${n} ${n === 1 ? "byte" : "bytes"}`;
+  return `${n.toFixed(n < 10 ? 1 : 0)} ${BYTE_UNITS[unit]}`;
+}

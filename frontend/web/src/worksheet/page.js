@@ -20,6 +20,9 @@
  * cell, answered with `session.input`; others see that the session waits), help from the
  * pager (`len?`: the help panel, help.js) and `set_next_input` (a new cell below, or the
  * cell's text replaced). Widgets are shared by everyone (src/widgets/hub.js).
+ *
+ * The worksheet's files (its workspace) are in the files panel (src/files/panel.js), opened from
+ * the bar and listed again when the feed says they changed (`files_changed`).
  */
 import { CODES, NetworkError, call, describeError } from "../api.js";
 import { askText, confirmAction } from "../dialogs/dialog.js";
@@ -28,6 +31,7 @@ import { frameScheduler, h } from "../dom.js";
 import { fromCodePoints, toCodePoints } from "../editor.js";
 import { ROLE_RANK } from "../generated.js";
 import { stateOf } from "../feed.js";
+import { FilesPanel } from "../files/panel.js";
 import { exportNotebook } from "../notebooks.js";
 import { DisplayRegistry } from "../outputs/area.js";
 import { toast } from "../toast.js";
@@ -72,6 +76,7 @@ export class WorksheetPage {
     this.displays = new DisplayRegistry();
     this.widgets = new WidgetHub();
     this.help = new HelpPanel();
+    this.files = new FilesPanel(id);
     this.bar = new SheetBar({
       runAll: () => this.runAll(),
       interrupt: () => this.interrupt(),
@@ -139,7 +144,9 @@ export class WorksheetPage {
       this.cells.el,
       this.addButton,
       this.help.el,
+      this.files.el,
     );
+    this.bar.el.querySelector(".sheet-tools").append(this.files.toggle);
     this.load();
   }
 
@@ -261,6 +268,9 @@ export class WorksheetPage {
         break;
       case "worksheet_shared":
         if (content.username === this.user.username && content.role !== "none") this.setRole(content.role);
+        break;
+      case "files_changed":
+        this.files.changed(content.paths);
         break;
       default:
         break; // cells change in the document: doc_update
@@ -547,6 +557,7 @@ export class WorksheetPage {
     for (const view of this.cells.views) view.setEditable(this.editable, reason);
     this.addButton.disabled = !this.editable;
     this.widgets.setEditable(this.editable);
+    this.files.setEditable(this.editable);
     this.addButton.title = this.editable ? "" : reason;
     if (role === "viewer") this.showBanner(VIEWER_NOTE, "info", "viewer");
     else if (this.banner.dataset.kind === "viewer") this.banner.hidden = true;

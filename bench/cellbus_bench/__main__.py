@@ -5,7 +5,8 @@ Starts cellbus (``cellbus serve``) and Jupyter (jupyter_server + ipykernel, in
 ``<date>.json``, ``<date>.md`` and ``<date>-latency.png`` to DIR (bench/results). The browser
 workloads (issue 15: keystrokes, notebook_open) run cellbus's app and JupyterLab with
 jupyter-collaboration (``bench/.jupyterlab-venv``, made on first use) in Chromium; the smoke
-size leaves them out unless ``--only`` names them.
+size leaves them out unless ``--only`` names them, and the file workloads (issue 17: a 200 MB
+upload and download, and the same through Redis) as well.
 """
 
 from __future__ import annotations
@@ -27,7 +28,15 @@ from typing import Any
 
 from . import browser, jupyter, measure, profiling, report
 from .systems import ROOT, CellbusSystem
-from .workloads import BROWSER_WORKLOADS, SIZES, WORKLOADS, Sizes, Systems, sizes_record
+from .workloads import (
+    BROWSER_WORKLOADS,
+    FILE_WORKLOADS,
+    SIZES,
+    WORKLOADS,
+    Sizes,
+    Systems,
+    sizes_record,
+)
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
@@ -130,7 +139,10 @@ def raise_file_limit() -> None:
 async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     sizes: Sizes = resize(SIZES[args.size], args.set)
     chosen = [w for w in args.only.split(",") if w] or [
-        w for w in WORKLOADS if sizes.browser or w not in BROWSER_WORKLOADS
+        w
+        for w in WORKLOADS
+        if (sizes.browser or w not in BROWSER_WORKLOADS)
+        and (sizes.files or w not in FILE_WORKLOADS)
     ]
     unknown = set(chosen) - set(WORKLOADS)
     if unknown:

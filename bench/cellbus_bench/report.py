@@ -63,8 +63,13 @@ TARGETS = (
            "{system}.p99_ms", "ms", "<=", 0.50, optional=True),
     Target("opening a {cells:,}-cell notebook until every cell is shown (median)",
            "notebook_open", "{system}.p50_ms", "ms", "<=", 0.25, optional=True),
+    # issue 17: JupyterLab's chunked upload to /api/contents, Jupyter's /files/ download
+    Target("upload of a {mb:,} MB file (median)", "files", "upload.{system}.p50_ms", "ms",
+           "<=", 0.5, optional=True),
+    Target("download of a {mb:,} MB file (median)", "files", "download.{system}.p50_ms", "ms",
+           "<=", 1.0, optional=True),
 )  # fmt: skip
-NAME_DEFAULTS = {"lines": 100_000, "cells": 1000}
+NAME_DEFAULTS = {"lines": 100_000, "cells": 1000, "mb": 200}
 
 
 def targets(workloads: dict[str, Any]) -> list[dict[str, Any]]:
@@ -286,7 +291,7 @@ def _rows(w: dict[str, Any]) -> list[tuple[str, Any, Any]]:
             for x in (r["cellbus"], r["jupyter"])
         )
         rows.append((f"fan-out to {n}, time until all, median (ms)", cb, jp))
-    return rows + _browser_rows(w)
+    return rows + _browser_rows(w) + _file_rows(w)
 
 
 def _browser_rows(w: dict[str, Any]) -> list[tuple[str, Any, Any]]:
@@ -350,6 +355,58 @@ def _browser_rows(w: dict[str, Any]) -> list[tuple[str, Any, Any]]:
     return rows
 
 
+def _peak(memory: dict[str, Any]) -> str:
+    """Each process's peak RSS during a transfer (MiB), and its growth."""
+    each = ", ".join(f"{p['peak_rss_mib']:.0f}" for p in memory["processes"])
+    return f"{each} ({len(memory['processes'])} proc.; largest growth {memory['max_growth_mib']})"
+
+
+def _file_rows(w: dict[str, Any]) -> list[tuple[str, Any, Any]]:
+    """The figures of the file workload (issue 17) the targets do not show."""
+    rows: list[tuple[str, Any, Any]] = []
+    r = w.get("files", {}).get("results")
+    if not r:
+        return rows
+    mb = w["files"]["params"]["mb"]
+    for phase in ("upload", "download"):
+        cb, jp = r[phase]["cellbus"], r[phase]["jupyter"]
+        rows.append((f"{phase} of {mb} MB, min / median / max (ms)",
+                     f"{cb['min_ms']:.0f} / {cb['p50_ms']:.0f} / {cb['max_ms']:.0f}",
+                     f"{jp['min_ms']:.0f} / {jp['p50_ms']:.0f} / {jp['max_ms']:.0f}"))  # fmt: skip
+        rows.append((f"{phase}: MB/s (median)", cb["mb_per_s"], jp["mb_per_s"]))
+        rows.append(
+            (f"{phase}: peak RSS of every process (MiB)", _peak(cb["memory"]),
+             _peak(jp["memory"]))
+        )  # fmt: skip
+    same = r.get("download_equals_upload", {})
+    if same:
+        rows.append(("download equals upload (sha256)", same.get("cellbus"), same.get("jupyter")))
+    return rows
+
+
+def bus_figures(w: dict[str, Any]) -> list[str]:
+    """The files_bus workload: a file through Redis against the web reading the volume."""
+    r = w.get("files_bus", {}).get("results")
+    if not r:
+        return []
+    p = w["files_bus"]["params"]
+    lines = [
+        "",
+        f"A {p['mb']} MB file through a web process without the volume (1 MiB chunks through "
+        f"Redis, {p['outstanding']} in flight) and through one reading the volume "
+        "(`files_bus`):",
+        "",
+        "| variant | transfer | median (ms) | MB/s | peak RSS: web / kernel side / Redis (MiB) |",
+        "|---|---|---:|---:|---:|",
+    ]
+    for variant, phases in r.items():
+        for phase, f in phases.items():
+            rss = f["peak_rss_mib"]
+            peaks = " / ".join(f"{rss.get(k, 0):.0f}" for k in ("web", "kernel", "redis"))
+            lines.append(f"| {variant} | {phase} | {f['p50_ms']:.0f} | {f['mb_per_s']} | {peaks} |")
+    return lines
+
+
 def other_figures(w: dict[str, Any]) -> list[str]:
     lines = ["| Figure | cellbus | Jupyter |", "|---|---:|---:|"]
     try:
@@ -361,6 +418,7 @@ def other_figures(w: dict[str, Any]) -> list[str]:
         lines += ["", "| cellbus alone: exec round trip of `1+1` | p50 / p90 / p99 (ms) |"]
         lines += ["|---|---:|"]
         lines += [f"| {MODES.get(name, name)} | {_pct(figures)} |" for name, figures in r.items()]
+    lines += bus_figures(w)
     caps = w.get("fanout", {}).get("caps", {})
     for system, why in caps.items():
         for n, reason in why.items():

@@ -9,13 +9,14 @@ figures in milliseconds or seconds, and what it was given (`params`).
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass
 from typing import Any, TypeVar
 
-from . import browser, measure
+from . import browser, bus_files, files, measure
 from .jupyter import JupyterLabSystem, JupyterSystem, KernelsApi, ZmqFloor
 from .systems import CellbusSystem, Run, Session, System
 from .watching import Watchers
@@ -57,6 +58,10 @@ class Sizes:
     open_cells: int  # cells of the notebook opened
     open_trials: int  # openings per system
     browser: bool  # run the browser workloads unless --only names workloads
+    files: bool  # run the file workloads (issue 17) unless --only names workloads
+    file_mb: int  # the file uploaded and downloaded, in MB (10^6 bytes)
+    file_trials: int  # uploads and downloads per system
+    bus_outstanding: int  # chunks in flight through the bus at once (files_bus)
 
 
 FULL = Sizes(
@@ -80,6 +85,10 @@ FULL = Sizes(
     open_cells=1000,
     open_trials=3,
     browser=True,
+    files=True,
+    file_mb=200,
+    file_trials=3,
+    bus_outstanding=8,
 )
 QUICK = Sizes(
     name="quick",
@@ -102,6 +111,10 @@ QUICK = Sizes(
     open_cells=1000,
     open_trials=1,
     browser=True,
+    files=True,
+    file_mb=200,
+    file_trials=1,
+    bus_outstanding=8,
 )
 SMOKE = Sizes(
     name="smoke",
@@ -124,6 +137,10 @@ SMOKE = Sizes(
     open_cells=50,
     open_trials=1,
     browser=False,  # they need JupyterLab's environment: minutes to make the first time
+    files=False,  # test_bench's smoke run checks the earlier workloads' record
+    file_mb=8,
+    file_trials=1,
+    bus_outstanding=8,
 )
 SIZES = {s.name: s for s in (FULL, QUICK, SMOKE)}
 
@@ -720,7 +737,129 @@ async def notebook_open(systems: Systems, sizes: Sizes) -> dict[str, Any]:
     }
 
 
+# -- 10. upload and download of a large file (issue 17) -------------------------------------
+
+FILE_WARMUP_BYTES = 2 * files.MIB
+
+
+async def file_transfers(systems: Systems, sizes: Sizes) -> dict[str, Any]:
+    """A file of `file_mb` MB uploaded, then downloaded, by each system in turns (cellbus:
+    one streamed ``PUT /files/...`` and ``GET /files/...``; Jupyter: JupyterLab's chunked
+    base64 upload to ``/api/contents`` and ``GET /files/...``; `files`), with the peak RSS
+    of every process of each system during each transfer. Each upload is checked on the
+    server's disk (sha256) and the last download of each system hashed, untimed."""
+    cellbus, jupyter = systems.cellbus, systems.jupyter
+    assert cellbus.client is not None and cellbus.process is not None
+    assert jupyter.process is not None
+    work = cellbus.workdir / "files-bench"
+    work.mkdir(exist_ok=True)
+    size = sizes.file_mb * 1_000_000
+    source, warmup = work / "upload.bin", work / "warmup.bin"
+    digest = await asyncio.to_thread(files.make_file, source, size)
+    await asyncio.to_thread(files.make_file, warmup, FILE_WARMUP_BYTES)
+    sheet = await cellbus.client.call("worksheet.create", title="bench files")
+    workspace = cellbus.workdir / "cellbus-data" / "workspaces" / sheet["session"]
+    sides: list[files.CellbusFiles | files.JupyterFiles] = [
+        files.CellbusFiles(
+            cellbus.client.url, cellbus.client.token, sheet["id"], workspace, cellbus.process.pid
+        ),
+        files.JupyterFiles(
+            jupyter.url, jupyter.token, jupyter.workdir / "jupyter-root", jupyter.process.pid
+        ),
+    ]
+    trial = 0
+    try:
+        for side in sides:
+            await side.upload(warmup, "warmup.bin")
+            await side.download("warmup.bin")
+            side.stored("warmup.bin").unlink()
+
+        async def turn(side: files.CellbusFiles | files.JupyterFiles) -> dict[str, Any]:
+            name = f"bench-{trial // len(sides)}.bin"
+            upload = await files.timed(side, "upload", side.upload(source, name))
+            stored = side.stored(name)
+            if await asyncio.to_thread(files.sha256_of, stored) != digest:
+                raise RuntimeError(f"{side.name}: the uploaded file differs ({stored})")
+            download = await files.timed(side, "download", side.download(name), size)
+            stored.unlink()
+            return {"upload": upload, "download": download}
+
+        async def counted(side: files.CellbusFiles | files.JupyterFiles) -> dict[str, Any]:
+            nonlocal trial
+            result = await turn(side)
+            trial += 1
+            return result
+
+        trials = await in_turns(sides, sizes.file_trials, counted)
+        verified = {}
+        for side in sides:  # one more of each, untimed, hashed by the client
+            await side.upload(source, "verify.bin")
+            hashed = hashlib.sha256()
+            await side.download("verify.bin", hashed)
+            verified[side.name] = hashed.hexdigest() == digest
+            side.stored("verify.bin").unlink()
+    finally:
+        for side in sides:
+            await side.close()
+        for path in (source, warmup):
+            path.unlink(missing_ok=True)
+    results: dict[str, Any] = {}
+    for phase in ("upload", "download"):
+        results[phase] = {}
+        for name, v in trials.items():
+            seconds = [t[phase]["seconds"] for t in v]
+            results[phase][name] = {
+                **measure.summarize(seconds, keep=True),
+                "mb_per_s": round(sizes.file_mb / measure.median(seconds), 1),
+                "memory": max((t[phase]["memory"] for t in v), key=lambda m: m["max_peak_rss_mib"]),
+            }
+    results["download_equals_upload"] = verified
+    return {
+        "params": {
+            "mb": sizes.file_mb,
+            "bytes": size,
+            "trials": sizes.file_trials,
+            "cellbus": "PUT /files/{worksheet}/{path} (one streamed body with its "
+            "Content-Length), GET /files/{worksheet}/{path}; bearer token",
+            "jupyter": "JupyterLab's upload of a file over 15 MiB: 1 MiB slices, base64 JSON "
+            "models PUT to /api/contents/<path> one after another (chunk 1, 2, ..., -1); "
+            "GET /files/<path>?download=1; token",
+            "memory": "peak RSS of every process of each system (its root process and all its "
+            "descendants) during the transfer: VmHWM reset before (clear_refs 5) and read "
+            "after, and VmRSS sampled every 10 ms; the trial with the largest peak is kept",
+            "client": "this program, on the same machine, over loopback; downloads read and "
+            "counted (not hashed) in the timed trials",
+        },
+        "results": results,
+    }
+
+
+async def files_bus(systems: Systems, sizes: Sizes) -> dict[str, Any]:
+    """For docs/architecture.md's choice (issue 17): the same file up and down through a
+    web process that has no volume (1 MiB chunks through Redis to and from a kernel side,
+    `bus_outstanding` in flight) and through one that reads and writes the volume itself
+    (`bus_files`), in turns, with the peak RSS of the web, the kernel side and Redis."""
+    results = await bus_files.transfers(
+        systems.cellbus.workdir, sizes.file_mb, sizes.file_trials, sizes.bus_outstanding, in_turns
+    )
+    return {
+        "params": {
+            "mb": sizes.file_mb,
+            "trials": sizes.file_trials,
+            "chunk_bytes": bus_files.CHUNK,
+            "outstanding": sizes.bus_outstanding,
+            "bus": "the web asks the kernel side for each 1 MiB chunk (download) or sends it "
+            "one (upload) with RedisBus.request (a queue item, the answer published back), "
+            f"{sizes.bus_outstanding} requests in flight; the kernel side reads or writes the "
+            "file; a Redis server of the bench's own",
+            "volume": "the web reads or writes the file itself, 1 MiB at a time",
+        },
+        "results": results,
+    }
+
+
 BROWSER_WORKLOADS = ("keystrokes", "notebook_open")
+FILE_WORKLOADS = ("files", "files_bus")
 
 WORKLOADS: dict[str, Callable[[Systems, Sizes], Awaitable[dict[str, Any]]]] = {
     "memory": memory,  # first: the services' own memory before any feed has grown
@@ -733,6 +872,8 @@ WORKLOADS: dict[str, Callable[[Systems, Sizes], Awaitable[dict[str, Any]]]] = {
     "cellbus_modes": cellbus_modes,
     "keystrokes": keystrokes,
     "notebook_open": notebook_open,
+    "files": file_transfers,
+    "files_bus": files_bus,
 }
 
 

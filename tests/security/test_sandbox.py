@@ -277,7 +277,7 @@ import matplotlib.pyplot as plt
 print(int(np.arange(10).sum()))
 plt.plot([1, 2, 3]); plt.savefig("plot.png"); print(os.path.getsize("plot.png") > 1000)
 open("data.txt", "w").write("kept"); print(open("data.txt").read())
-with tempfile.NamedTemporaryFile() as f: print(f.name.startswith(os.getcwd()))
+with tempfile.NamedTemporaryFile() as f: print(not f.name.startswith(os.getcwd()))  # private
 print(subprocess.run(["echo", "from a subprocess"], capture_output=True, text=True).stdout.strip())
 print(subprocess.run([sys.executable, "-c", "print(6 * 7)"], capture_output=True,
                      text=True).stdout.strip())

@@ -1,10 +1,11 @@
 """Control requests: what other services ask the kernel about a session as a whole.
 
 The kernel owns a session's checkpoint and its host lease; nobody else reads or writes them.
-So forking a session, asking whether it is hosted, forgetting the namespace of one that no
-worker hosts and ending one whose worksheet is gone are requests (`messages.ControlRequest`)
-on one queue, `keys.KERNEL_CONTROL`, that every worker reads in one consumer group: any live
-worker answers, whether or not it hosts the session.
+So forking a session (a copy of its checkpoint and of its workspace), asking whether it is
+hosted, forgetting the namespace of one that no worker hosts and ending one whose worksheet is
+gone are requests (`messages.ControlRequest`) on one queue, `keys.KERNEL_CONTROL`, that every
+worker reads in one consumer group: any live worker answers, whether or not it hosts the
+session.
 
 Touching the checkpoint of a session that no worker hosts takes the session's lease first,
 for the moment it takes: a worker cannot start hosting the session (and load the checkpoint
@@ -22,6 +23,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 import msgspec
 
@@ -32,6 +34,7 @@ from cellbus_protocol.envelope import new_message, new_msg_id
 from cellbus_protocol.errors import BusUnavailable
 
 from .checkpoints import CheckpointStore
+from .workspace import copy_workspace
 
 log = logging.getLogger(__name__)
 
@@ -60,12 +63,14 @@ class KernelControl:
         checkpoints: CheckpointStore | None,
         lease_ttl: float,
         open_session: OpenSession,
+        workspaces: Path,
     ) -> None:
         self._bus = bus
         self._id = worker_id
         self._checkpoints = checkpoints
         self._lease_ttl = lease_ttl
         self._open = open_session
+        self._workspaces = workspaces  # the workspaces' root, for a fork's copy
         self._consumer: Consumer = bus.consumer(keys.KERNEL_GROUP, f"{worker_id}:control")
 
     async def run(self) -> None:
@@ -132,12 +137,19 @@ class KernelControl:
 
     # -- the requests ---------------------------------------------------------------------
     async def fork(self, session: str) -> m.Forked:
-        """Copy the checkpoint to a new session, which a worker then hosts from it."""
+        """Copy the checkpoint and the workspace to a new session, which a worker then hosts
+        from them."""
         fork = new_msg_id()
         if self._checkpoints is None or not await self._checkpoints.copy(session, fork):
             raise Refusal(
                 "not_found", "this session has no checkpoint to fork yet: run a cell in it first"
             )
+        try:
+            await copy_workspace(self._workspaces, session, fork)
+        except OSError as exc:
+            log.error("fork of session %s: its workspace could not be copied: %s", session, exc)
+            await self._checkpoints.delete(fork)
+            raise Refusal("internal", "the session's files could not be copied") from None
         await self._open(fork, session)
         return m.Forked(session=fork)
 

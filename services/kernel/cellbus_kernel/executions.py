@@ -3,7 +3,8 @@
 `Executions` runs one execution at a time, in arrival order (its `session.Session` decides
 when: its runner calls `run_next`), and publishes every message of it on the feed: ``busy``
 and ``execute_input`` (held, to go out with what follows), the outputs (through the
-`ProcessManager`), the ``execute_reply`` and ``idle``, or the ``error`` and ``dead`` of a
+`ProcessManager`), the ``execute_reply``, ``files_changed`` if it changed files in the
+workspace (`workspace`), and ``idle``, or the ``error`` and ``dead`` of a
 process that ended under it. An execution that fails with ``stop_on_error`` has the queue
 behind it answered ``aborted``, as in Jupyter; one that was running on a worker that died is
 answered ``WorkerLost`` and not run again.
@@ -170,7 +171,8 @@ class Executions:
                 allow_stdin=request.allow_stdin,
             )  # fmt: skip
             result = await self._process.execute(process, msg.header, frame)
-        return await self._publish_result(msg.header, result)
+        changed = await self._process.files_changed() if process is not None else None
+        return await self._publish_result(msg.header, result, changed)
 
     async def _comm(self, pending: Pending) -> None:
         """Have the process handle a client's comm message, ``busy`` to ``idle``."""
@@ -191,9 +193,12 @@ class Executions:
         elif not ended.expected:
             await self._feed.publish(m.SessionState(state="dead", reason=ended.message), msg.header)
 
-    async def _publish_result(self, parent: Header, result: m.ExecuteReply | Ending) -> bool:
+    async def _publish_result(
+        self, parent: Header, result: m.ExecuteReply | Ending, changed: list[str] | None = None
+    ) -> bool:
         """Publish an execution's reply (and, if its process ended under it, the error and
-        ``dead``), then ``idle``; True if it ended in an error."""
+        ``dead``), the workspace's paths it `changed` if any (``files_changed``), then
+        ``idle``; True if it ended in an error."""
         feed = self._feed
         if isinstance(result, Ending):
             reply = m.ExecuteReply(
@@ -208,6 +213,8 @@ class Executions:
         if reply.execution_count is not None:
             self._process.execution_count = reply.execution_count + 1
         await feed.publish(reply, parent)
+        if changed is not None:
+            await feed.publish(m.FilesChanged(paths=changed), parent)
         if not isinstance(result, Ending):
             await feed.publish(m.Status(execution_state="idle"), parent)
         elif not result.expected:

@@ -21,6 +21,7 @@ import os
 import signal
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -36,6 +37,7 @@ from .config import KernelSettings
 from .feed import FeedPublisher
 from .spawner import SessionProcess, Spawner, describe_exit
 from .tasks import TaskSet
+from .workspace import WorkspaceGuard
 
 log = logging.getLogger(__name__)
 
@@ -134,6 +136,11 @@ class ProcessManager:
         self._endings: dict[int, Ending] = {}  # why we killed a process, by pid
         self._reader: asyncio.Task[None] | None = None
         self._tasks = TaskSet(f"session {session} process")
+        spec = spawner.sandbox
+        self.workspace = WorkspaceGuard(
+            Path(spec.workspaces_dir) / session, spec.quota_mb, spec.limits.file_mb
+        )
+        """The session's files and their quota (`workspace`)."""
 
     @property
     def pid(self) -> int | None:
@@ -208,6 +215,9 @@ class ProcessManager:
         )
         if self._settings.memory_limit_mb:
             self._tasks.spawn(self._watch_memory(process))
+        if self.workspace.quota:
+            await self.workspace.started(process.pid)  # before any code runs
+            self._tasks.spawn(self._watch_workspace(process))
         return process, ready
 
     # -- talking to it --------------------------------------------------------------------
@@ -451,6 +461,28 @@ class ProcessManager:
                 process.signal(signal.SIGKILL)
                 return
             await asyncio.sleep(self._settings.memory_poll_interval)
+
+    async def _watch_workspace(self, process: SessionProcess) -> None:
+        """Keep the process's file size limit at what the quota leaves, and kill it if it
+        went past the quota anyway (see `workspace`)."""
+        guard = self.workspace
+        while not process.exited.done():
+            await _within(process.exited, guard.next_watch(self._executing is not None))
+            if process.exited.done():
+                return
+            await guard.check(process.pid, baseline=self._executing is None)
+            if guard.over:
+                self._endings[process.pid] = died(
+                    f"went over the workspace quota of {guard.quota // 2**20} MiB "
+                    f"({guard.used // 2**20} MiB used; CELLBUS_WORKSPACE_QUOTA_MB) and was killed"
+                )
+                process.signal(signal.SIGKILL)
+                return
+
+    async def files_changed(self) -> list[str] | None:
+        """After an execution: the workspace's paths it changed (None: none; empty: some,
+        list again), and the file size limit set from what the quota leaves now."""
+        return await self.workspace.check(self.pid, baseline=True)
 
 
 async def _within(awaitable: asyncio.Future[Any], timeout: float) -> Any:

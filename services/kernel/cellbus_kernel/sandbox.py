@@ -5,9 +5,11 @@ kernel, with no root and no container needed (docs/security.md has the whole thr
 
 - **Files** (Landlock): read and execute the Python installation, the system's programs and
   libraries, and a short list of ``/etc`` (no secret is on it); read and write only the
-  session's own folder (its working directory and HOME, with its private TMPDIR inside) and
-  ``/dev/shm``. The services' data, the worker's folder and other sessions' folders are out of
-  reach, whoever owns them.
+  session's workspace (its working directory: the worksheet's files, shared by every worker),
+  its private folder on this worker (HOME, with its private TMPDIR inside) and ``/dev/shm``.
+  The services' data, the worker's folder, the workspaces' root and other sessions' workspaces
+  and folders are out of reach, whoever owns them, through a symlink too (Landlock checks the
+  file a path resolves to).
 - **Network** (Landlock, ABI 4): TCP connect only to ``CELLBUS_SESSION_PORTS`` (80 and 443 by
   default), bind only ``CELLBUS_SESSION_BIND_PORTS`` (none). Redis, PostgreSQL and the web
   service listen elsewhere. Pathname UNIX sockets are refused (`seccomp`; Landlock ABI 9 does
@@ -16,7 +18,9 @@ kernel, with no root and no container needed (docs/security.md has the whole thr
   or ``/proc/<pid>/environ`` of, or (ABI 6) signal any process outside it: not the worker, the
   template, a service or another session. ``no_new_privs`` is set.
 - **Resources** (rlimits): processes, open files, file size; no core dumps. Memory is watched
-  by the worker (``CELLBUS_MEMORY_LIMIT_MB``).
+  by the worker (``CELLBUS_MEMORY_LIMIT_MB``), and so is the workspace's size
+  (``CELLBUS_WORKSPACE_QUOTA_MB``, `workspace_quota`): the worker keeps the file size limit at
+  what the quota leaves.
 - **Identity**: as root, a session becomes ``CELLBUS_SESSION_USER``; without one it stays
   uid 0 with every capability dropped.
 
@@ -48,6 +52,7 @@ import msgspec
 from landlockpy import AccessFS, AccessNet, Ruleset, Scope
 
 from cellbus_protocol.isolation import Level, WorkerIsolation
+from cellbus_protocol.workspaces import workspace_path, workspaces_root
 
 from . import seccomp
 from .config import KernelSettings
@@ -85,7 +90,9 @@ ETC = (
 """The parts of /etc a session reads: name service, certificates, locales, time zones. Never
 shadow files, sudoers, SSH host keys, TLS private keys or the services' configuration."""
 TMP_NAME = ".tmp"
-"""The session's private TMPDIR, inside its folder; emptied whenever a process starts."""
+"""The session's private TMPDIR, inside its private folder (HOME, never in the workspace: a
+cache or a temporary file is neither listed, nor counted in the quota, nor copied by a fork);
+emptied whenever a process starts."""
 
 
 @dataclass(frozen=True)
@@ -172,10 +179,22 @@ class Spec(msgspec.Struct, frozen=True):
 
     session: str
     sessions_dir: str
+    workspaces_dir: str = ""
     user: str = ""
     connect: list[int] | None = None  # None: any port
     bind: list[int] | None = None
     limits: Limits = Limits()
+    quota_mb: int = 0  # CELLBUS_WORKSPACE_QUOTA_MB, named in the error of a write it stops
+
+    @property
+    def home(self) -> str:
+        """The session's private folder on this worker: HOME, and TMPDIR inside."""
+        return os.path.join(self.sessions_dir, self.session)
+
+    @property
+    def workspace(self) -> str:
+        """The session's workspace: its working directory (`workspace_path` checks the id)."""
+        return str(workspace_path(Path(self.workspaces_dir), self.session))
 
 
 def spec_from_settings(settings: KernelSettings) -> Spec:
@@ -185,6 +204,7 @@ def spec_from_settings(settings: KernelSettings) -> Spec:
     return Spec(
         session="",
         sessions_dir=os.path.abspath(folder),
+        workspaces_dir=str(workspaces_root(settings.workspaces_dir)),
         user=settings.session_user if os.geteuid() == 0 else "",
         connect=parse_ports(settings.session_ports, "CELLBUS_SESSION_PORTS"),
         bind=parse_ports(settings.session_bind_ports, "CELLBUS_SESSION_BIND_PORTS"),
@@ -193,6 +213,7 @@ def spec_from_settings(settings: KernelSettings) -> Spec:
             open_files=settings.session_max_open_files,
             file_mb=settings.session_max_file_mb,
         ),
+        quota_mb=settings.workspace_quota_mb,
     )
 
 
@@ -209,6 +230,18 @@ def prepare_sessions_dir(path: Path, user: str) -> None:
         raise RuntimeError(f"{path} is not a folder of this user's: refusing to put sessions there")
     # Session users must reach their own folder, but not list the others.
     path.chmod(0o711 if user else 0o700)
+
+
+def prepare_workspaces_dir(path: Path, user: str) -> None:
+    """Make the workspaces' root (the worker's, at start), as `prepare_sessions_dir` does the
+    sessions' root. It is shared with the other workers and the web processes (a volume), so
+    one made by another of them may belong to another user: it is then left as it is, but it
+    must be a real folder all the same (never a link)."""
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if path.is_symlink() or not path.is_dir():
+        raise RuntimeError(f"{path} is not a folder: refusing to put workspaces there")
+    if os.lstat(path).st_uid == os.geteuid():
+        path.chmod(0o711 if user else 0o700)
 
 
 @dataclass(frozen=True)
@@ -266,8 +299,10 @@ class Policy:
         limits and enforce `rules` (this fork's copy of a `Policy.rules` ruleset) with the
         folder added.
         `tasks_running` is how many tasks the session's user runs already (`tasks_of`).
-        Returns the folder (now the working directory)."""
-        own = _own_folder(spec)
+        Returns the workspace (now the working directory)."""
+        global _quota_mb
+        own, workspace = _own_folders(spec)
+        _quota_mb = spec.quota_mb
         _set_limits(spec.limits, tasks_running)
         if spec.user:
             become_user(spec.user)
@@ -276,11 +311,12 @@ class Policy:
         _set_no_new_privs()  # no setuid program gives anything back; seccomp needs it
         if rules is not None:
             rules.allow_path(own, OWN & self.handled_fs)
+            rules.allow_path(workspace, OWN & self.handled_fs)
             rules.restrict()
             rules.close()
         if self.isolation.abi < 9:
             seccomp.install()
-        return own
+        return workspace
 
 
 class SpareRules:
@@ -340,16 +376,17 @@ def _readable() -> list[str]:
     return paths
 
 
-def _own_folder(spec: Spec) -> str:
-    """The session's folder `<sessions_dir>/<session>` (its user's, mode 0700), a fresh
-    TMPDIR inside, and the process moved into it."""
-    if not spec.session or "/" in spec.session or spec.session in (".", ".."):
-        raise ValueError(f"not a session id: {spec.session!r}")
-    own = os.path.join(spec.sessions_dir, spec.session)
+def _own_folders(spec: Spec) -> tuple[str, str]:
+    """The session's private folder `<sessions_dir>/<session>` with a fresh TMPDIR inside,
+    and its workspace `<workspaces_dir>/<session>` (each its user's, mode 0700); the process
+    moved into the workspace. Returns (private folder, workspace)."""
+    workspace = spec.workspace  # checks the session id: one folder's name, never a path
+    own = spec.home
     tmp = os.path.join(own, TMP_NAME)
     if os.path.lexists(tmp):
         shutil.rmtree(tmp, ignore_errors=True)  # what the last process left (follows no link)
-    for folder in (own, tmp):
+    folders = (own, tmp, workspace)
+    for folder in folders:
         try:
             os.mkdir(folder, 0o700)
         except FileExistsError:
@@ -357,17 +394,18 @@ def _own_folder(spec: Spec) -> str:
                 raise RuntimeError(f"{folder} is not a folder") from None
     if spec.user:
         entry = account(spec.user)
-        for folder in (own, tmp):
+        for folder in folders:
             os.chown(folder, entry.pw_uid, entry.pw_gid, follow_symlinks=False)
-    os.chdir(own)
-    return own
+    os.chdir(workspace)
+    return own, workspace
 
 
 def set_environment(spec: Spec) -> None:
-    """The session's HOME, TMPDIR and PWD (and, with a session user, USER and LOGNAME), set
-    by the template just before the fork: the child inherits them without writing a page."""
-    own = os.path.join(spec.sessions_dir, spec.session)
-    os.environ.update(HOME=own, TMPDIR=os.path.join(own, TMP_NAME), PWD=own)
+    """The session's HOME and TMPDIR (private, on this worker), PWD (its workspace) and, with
+    a session user, USER and LOGNAME, set by the template just before the fork: the child
+    inherits them without writing a page."""
+    own = spec.home
+    os.environ.update(HOME=own, TMPDIR=os.path.join(own, TMP_NAME), PWD=spec.workspace)
     if spec.user:
         os.environ.update(USER=spec.user, LOGNAME=spec.user)
     tempfile.tempdir = None  # found again, from TMPDIR, on first use
@@ -439,16 +477,37 @@ def tasks_of(uid: int) -> int:
     return count
 
 
+_quota_mb = 0
+"""In a session process: its workspace's quota in MiB (`Policy.enter` sets it)."""
+
+
 def limit_hint(exc: BaseException) -> str:
     """A sentence naming the session limit that `exc` hit, or "" if it hit none."""
     if not isinstance(exc, OSError) or exc.errno not in LIMIT_HINTS:
         return ""
+    if exc.errno == errno.EFBIG and _workspace_full():
+        return (
+            f"The workspace is full: it may hold {_quota_mb} MiB (CELLBUS_WORKSPACE_QUOTA_MB); "
+            "delete files to make room."
+        )
     if exc.errno == errno.EAGAIN:  # also a non-blocking socket's "try again": look closer
         ceiling = resource.getrlimit(resource.RLIMIT_NPROC)[0]
         if ceiling == resource.RLIM_INFINITY or tasks_of(os.getuid()) < ceiling:
             return ""
     setting, what = LIMIT_HINTS[exc.errno]
     return f"The session reached a limit: {what} ({setting})."
+
+
+def _workspace_full() -> bool:
+    """Whether the file size limit that stopped a write was the quota's: the worker lowers
+    the soft limit to what the workspace has left (`workspace_quota`), below the hard one
+    (CELLBUS_SESSION_MAX_FILE_MB)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    return (
+        bool(_quota_mb)
+        and soft != resource.RLIM_INFINITY
+        and (hard == resource.RLIM_INFINITY or soft < hard)
+    )
 
 
 LIMIT_HINTS = {

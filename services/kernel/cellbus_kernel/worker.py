@@ -93,8 +93,9 @@ class KernelWorker:
         self._new_sessions: Consumer = bus.consumer(keys.KERNEL_GROUP, f"{self.id}:new", batch=1)
         self._requests: Consumer = bus.consumer(keys.KERNEL_GROUP, f"{self.id}:requests")
         self.control = KernelControl(
-            bus, self.id, self.checkpoints, settings.lease_ttl, self._open_fork
-        )
+            bus, self.id, self.checkpoints, settings.lease_ttl, self._open_fork,
+            Path(self.spawner.sandbox.workspaces_dir),
+        )  # fmt: skip
         self._tasks: list[asyncio.Task[None]] = []
         self._heartbeat_task: asyncio.Task[None] | None = None
         self._reopened: dict[str, float] = {}  # sessions this worker asked to re-host, when
@@ -118,6 +119,7 @@ class KernelWorker:
             log.warning("kernel worker %s: %s", self.id, self.isolation.describe())
         spec = self.spawner.sandbox
         sandbox.prepare_sessions_dir(Path(spec.sessions_dir), spec.user)
+        sandbox.prepare_workspaces_dir(Path(spec.workspaces_dir), spec.user)
         await announce(self.bus, self.id, self.isolation.announced())
         await self.spawner.start()
         await self._new_sessions.add(keys.NEW_SESSIONS)

@@ -8,9 +8,9 @@ Every command is `async def (ctx: Context, args: Namespace) -> int`, set on its 
 from __future__ import annotations
 
 from ..parser import Parser, Subparsers
-from . import account, running, serve, worksheets
+from . import account, files, running, serve, worksheets
 
 
 def add_all(subparsers: Subparsers, common: Parser) -> None:
-    for module in (account, worksheets, running, serve):
+    for module in (account, worksheets, files, running, serve):
         module.add_parsers(subparsers, common)

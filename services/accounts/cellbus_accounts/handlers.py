@@ -61,6 +61,8 @@ USERNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{1,31}$")
 MAX_TITLE = 200
 MAX_IMPORTED_CELLS = 10_000
 MAX_VERSION = 2**31 - 1  # a PostgreSQL integer
+MAX_ANNOUNCED_PATHS = 100  # a files_changed names at most this many paths (a folder for more)
+MAX_ANNOUNCED_PATH = 4096  # bytes of one path (PATH_MAX)
 CELL_ID = re.compile(r"[a-zA-Z0-9_-]{1,64}")  # nbformat 4.5's rule for cell ids
 
 
@@ -174,6 +176,7 @@ class Handlers:
             a.StartRun: self.start_run, a.SessionRole: self.session_role,
             a.CreateSession: self.create_session, a.ImportWorksheet: self.import_worksheet,
             a.ApplyUpdate: self.apply_update, a.SyncDocument: self.sync_document,
+            a.AnnounceFilesChanged: self.files_changed,
         }  # fmt: skip
         self._table.update(JupyterKernelHandlers(self, store).table())
 
@@ -451,6 +454,15 @@ class Handlers:
         )
         return [a.MemberView(username=x.username, role=x.role)
                 for x in await self.store.members(sheet.id)]  # fmt: skip
+
+    async def files_changed(self, request: a.AnnounceFilesChanged) -> None:
+        user = await self._actor(request)
+        sheet = await self._worksheet(request.worksheet, user, "editor")
+        if len(request.paths) > MAX_ANNOUNCED_PATHS or any(
+            len(path) > MAX_ANNOUNCED_PATH for path in request.paths
+        ):
+            raise AccountsError("invalid", f"at most {MAX_ANNOUNCED_PATHS} paths, each short")
+        await self._announce(sheet, user, m.FilesChanged(paths=request.paths))
 
     async def session_role(self, request: a.SessionRole) -> Role:
         user = await self._actor(request)

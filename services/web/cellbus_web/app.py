@@ -21,6 +21,7 @@ from cellbus_protocol.bus import Bus
 
 from .backend import BACKEND, Backend
 from .config import WebSettings
+from .files import http as files_http
 from .jupyter import CHANNELS, add_jupyter_api
 from .methods import build_api
 from .outgoing import Turns
@@ -60,6 +61,7 @@ def create_app(settings: WebSettings, bus: Bus) -> web.Application:
     app.router.add_view("/rpc", api.handler(max_body_bytes=settings.max_body_bytes))
     app.router.add_get("/ws", feed_socket)
     app.router.add_get("/healthz", healthz)
+    files_http.add_routes(app)  # GET and PUT /files/{worksheet}/{path}
     add_jupyter_api(app)  # /api/kernels, /api/sessions, ... (cellbus_web.jupyter)
     add_frontend(app, Path(settings.static_dir) if settings.static_dir else CHECKOUT_FRONTEND)
     backend.roles.on_token_revoked(lambda change: _token_revoked(app, change))

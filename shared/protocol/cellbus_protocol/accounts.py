@@ -219,6 +219,15 @@ class CreateSession(Request[None], tag="session.create"):
     session: str
 
 
+class AnnounceFilesChanged(Request[None], tag="files.changed"):
+    """Announce on the worksheet's feed (``files_changed``, signed by the actor) that the
+    actor changed `paths` of its workspace through the files API (editors and up). The web
+    service asks for it after each write: it may not publish on feeds itself."""
+
+    worksheet: str
+    paths: list[str]
+
+
 class ImportWorksheet(Request[WorksheetView], tag="worksheet.import"):
     """A new worksheet of the actor's holding a notebook's `cells` in order and its
     `metadata`, created whole or not at all: its document's first update."""
@@ -289,7 +298,7 @@ AnyRequest = (
     | ShareWorksheet | CreateCell | UpdateCell | MoveCell | DeleteCell | StartRun | SessionRole
     | CreateSession | ImportWorksheet | ApplyUpdate | SyncDocument
     | StartJupyterKernel | ListJupyterKernels | GetJupyterKernel | ForgetJupyterKernel
-    | SetJupyterSession
+    | SetJupyterSession | AnnounceFilesChanged
 )  # fmt: skip
 
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from ..backend import authenticate
 from ..rpc import Api
-from . import auth, cell, feed, session, worksheet
+from . import auth, cell, feed, files, session, worksheet
 
 
 def build_api() -> Api:
     api = Api(authenticate=authenticate)
-    for module in (auth, worksheet, cell, session, feed):
+    for module in (auth, worksheet, cell, session, feed, files):
         module.register(api)
     return api

@@ -47,6 +47,7 @@ SANDBOX_SETTINGS = {
     "session_max_file_mb": 8,
     "session_max_open_files": 256,
     "session_max_processes": 64,
+    "workspace_quota_mb": 64,  # more than session_max_file_mb: each limit is met apart
 }
 
 

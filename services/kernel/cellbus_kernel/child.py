@@ -283,6 +283,8 @@ def _read_requests(
             INTERRUPTS.request(request.id)
         elif isinstance(request, frames.InputValue):
             STDIN.deliver(request)
+        elif isinstance(request, frames.FileLimit):
+            sandbox.set_file_limit(request.soft)
         else:
             pipe.send(frames.Answer(id=request.id, content=questions.answer(shell, request)))
 

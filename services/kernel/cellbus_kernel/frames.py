@@ -108,6 +108,15 @@ class Interrupt(msgspec.Struct, tag="interrupt"):
     id: str
 
 
+class FileLimit(msgspec.Struct, tag="file_limit"):
+    """Set the process's file size soft limit (RLIMIT_FSIZE) to `soft` bytes, within its hard
+    limit: what the workspace's quota leaves (`workspace`). The process sets it itself, from
+    its reader thread: a worker without CAP_SYS_RESOURCE (a container's root) may not set
+    another user's limits."""
+
+    soft: int
+
+
 class Checkpoint(msgspec.Struct, tag="checkpoint"):
     """Save the user namespace (between executions); at most `max_bytes` of it."""
 
@@ -196,7 +205,7 @@ class Restored(msgspec.Struct, tag="restored"):
 
 Question = Complete | Inspect | IsComplete | History | CommInfo | WidgetState
 """Requests the session process answers at once, even while code runs (its reader thread)."""
-ToSession = Question | Execute | Interrupt | Checkpoint | Restore | CommIn | InputValue
+ToSession = Question | Execute | Interrupt | Checkpoint | Restore | CommIn | InputValue | FileLimit
 FromSession = Ready | Output | InputWanted | Done | Answer | Checkpointed | Restored
 
 _encoder = msgspec.msgpack.Encoder()

@@ -19,7 +19,7 @@ import contextlib
 import logging
 import os
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,7 +37,7 @@ from .config import KernelSettings
 from .feed import FeedPublisher
 from .spawner import SessionProcess, Spawner, describe_exit
 from .tasks import TaskSet
-from .workspace import WorkspaceGuard
+from .workspace import IDLE_WATCH_EVERY, WorkspaceGuard
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +127,7 @@ class ProcessManager:
         self._lock = asyncio.Lock()  # one start or end at a time
         self._done: asyncio.Future[m.ExecuteReply | Ending] | None = None
         self._executing: Header | None = None  # the request of the running execution
+        self._running = asyncio.Event()  # set while an execution runs (`_watch_workspace`)
         self.awaited_input: AwaitedInput | None = None
         """The input the running execution waits for, if it does."""
         self._answers: dict[str, asyncio.Future[Answer]] = {}
@@ -137,9 +138,7 @@ class ProcessManager:
         self._reader: asyncio.Task[None] | None = None
         self._tasks = TaskSet(f"session {session} process")
         spec = spawner.sandbox
-        self.workspace = WorkspaceGuard(
-            Path(spec.workspaces_dir) / session, spec.quota_mb, spec.limits.file_mb
-        )
+        self.workspace = WorkspaceGuard(Path(spec.workspaces_dir) / session, spec.quota_mb)
         """The session's files and their quota (`workspace`)."""
 
     @property
@@ -215,8 +214,9 @@ class ProcessManager:
         )
         if self._settings.memory_limit_mb:
             self._tasks.spawn(self._watch_memory(process))
+        await self.workspace.started()
         if self.workspace.quota:
-            await self.workspace.started(process.pid)  # before any code runs
+            await self._limit_files(process)  # before any code runs
             self._tasks.spawn(self._watch_workspace(process))
         return process, ready
 
@@ -294,11 +294,13 @@ class ProcessManager:
         self._remember_parent(header)
         done: asyncio.Future[m.ExecuteReply | Ending] = asyncio.get_running_loop().create_future()
         self._done, self._executing = done, header
+        self._running.set()
         try:
             await process.pipe.send(frame)
             return await done
         finally:
             self._done = self._executing = None
+            self._running.clear()
             self.awaited_input = None  # an input it waited for is not awaited any more
 
     async def interrupt(self, execution: str) -> None:
@@ -467,10 +469,14 @@ class ProcessManager:
         went past the quota anyway (see `workspace`)."""
         guard = self.workspace
         while not process.exited.done():
-            await _within(process.exited, guard.next_watch(self._executing is not None))
+            if self._executing is None:  # idle: until the next execution starts, at most
+                await _first(process.exited, self._running.wait(), IDLE_WATCH_EVERY)
+            else:
+                await _within(process.exited, guard.next_watch())
             if process.exited.done():
                 return
-            await guard.check(process.pid, baseline=self._executing is None)
+            await guard.check(baseline=self._executing is None)
+            await self._limit_files(process)
             if guard.over:
                 self._endings[process.pid] = died(
                     f"went over the workspace quota of {guard.quota // 2**20} MiB "
@@ -482,7 +488,17 @@ class ProcessManager:
     async def files_changed(self) -> list[str] | None:
         """After an execution: the workspace's paths it changed (None: none; empty: some,
         list again), and the file size limit set from what the quota leaves now."""
-        return await self.workspace.check(self.pid, baseline=True)
+        changed = await self.workspace.check(baseline=True)
+        if self._process is not None:
+            await self._limit_files(self._process)
+        return changed
+
+    async def _limit_files(self, process: SessionProcess) -> None:
+        """Have `process` set its file size limit to what the workspace's quota leaves."""
+        soft = self.workspace.file_limit
+        if soft is not None:
+            with contextlib.suppress(ConnectionError, OSError):  # it ended: nothing to limit
+                await process.pipe.send(frames.FileLimit(soft=soft))
 
 
 async def _within(awaitable: asyncio.Future[Any], timeout: float) -> Any:
@@ -491,6 +507,17 @@ async def _within(awaitable: asyncio.Future[Any], timeout: float) -> Any:
         async with asyncio.timeout(timeout):
             return await asyncio.shield(awaitable)
     return None
+
+
+async def _first(
+    future: asyncio.Future[Any], event: Coroutine[Any, Any, Any], timeout: float
+) -> None:
+    """Wait until `future` is done, `event` returns, or `timeout` seconds have passed."""
+    waiter = asyncio.ensure_future(event)
+    try:
+        await asyncio.wait([future, waiter], timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        waiter.cancel()
 
 
 def resident_bytes(pid: int) -> int | None:

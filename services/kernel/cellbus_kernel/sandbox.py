@@ -498,6 +498,15 @@ def limit_hint(exc: BaseException) -> str:
     return f"The session reached a limit: {what} ({setting})."
 
 
+def set_file_limit(soft: int) -> None:
+    """In a session process: its file size soft limit, `soft` bytes (at most the hard limit,
+    CELLBUS_SESSION_MAX_FILE_MB), as the worker measured what the quota leaves."""
+    hard = resource.getrlimit(resource.RLIMIT_FSIZE)[1]
+    if hard != resource.RLIM_INFINITY:
+        soft = min(soft, hard)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+
+
 def _workspace_full() -> bool:
     """Whether the file size limit that stopped a write was the quota's: the worker lowers
     the soft limit to what the workspace has left (`workspace_quota`), below the hard one

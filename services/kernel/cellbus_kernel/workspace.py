@@ -12,9 +12,10 @@ quotas):
   ten times as long as a scan takes, so a large workspace costs at most a tenth of a core) or
   idles (every `IDLE_WATCH_EVERY` seconds: a thread or a background process may go on
   writing);
-- after each measure it sets the process's RLIMIT_FSIZE *soft* limit to what the quota leaves
-  (never above the hard limit, ``CELLBUS_SESSION_MAX_FILE_MB``): a write past it fails with
-  EFBIG, which the cell shows with "The workspace is full" (`sandbox.limit_hint`);
+- after each measure the process's RLIMIT_FSIZE *soft* limit is set to what the quota leaves
+  (never above the hard limit, ``CELLBUS_SESSION_MAX_FILE_MB``; the process sets it, told by
+  a `frames.FileLimit`): a write past it fails with EFBIG, which the cell shows with "The
+  workspace is full" (`sandbox.limit_hint`);
 - the soft limit is the process's to raise (up to the hard one): code that does so and goes
   on writing past the quota by `quota_margin` is killed, as past the memory limit, and the
   feed says why. Several files written at once, each under the limit, can also pass the quota
@@ -30,7 +31,6 @@ import asyncio
 import hashlib
 import logging
 import os
-import resource
 import shutil
 import stat
 import time
@@ -200,10 +200,9 @@ def quota_margin(quota: int) -> int:
 class WorkspaceGuard:
     """One session's workspace and its quota, kept by the session's `ProcessManager`."""
 
-    def __init__(self, path: Path, quota_mb: int, max_file_mb: int) -> None:
+    def __init__(self, path: Path, quota_mb: int) -> None:
         self.path = path
         self.quota = quota_mb * MIB  # 0: none
-        self._hard = max_file_mb * MIB if max_file_mb else resource.RLIM_INFINITY
         self._baseline: Snapshot | None = None  # what code's changes are measured from
         self.used = 0  # bytes, at the last measure
         self.scan_time = 0.0  # seconds the last scan took
@@ -220,36 +219,29 @@ class WorkspaceGuard:
         """Past the quota by more than the margin: the writer is killed."""
         return bool(self.quota) and self.used > self.quota + quota_margin(self.quota)
 
-    def limit(self, pid: int) -> None:
-        """Set process `pid`'s file size soft limit to what the quota leaves (from the last
-        measure), within its hard limit."""
-        if not self.quota:
-            return
-        soft = min(max(self.quota - self.used, 0), self._hard)
-        try:
-            resource.prlimit(pid, resource.RLIMIT_FSIZE, (soft, self._hard))
-        except (ProcessLookupError, PermissionError) as exc:  # gone, or ending
-            log.debug("workspace %s: no limit set on %d: %s", self.path.name, pid, exc)
+    @property
+    def file_limit(self) -> int | None:
+        """The file size soft limit a process of the session gets from the last measure:
+        what the quota leaves (None: no quota). The hard limit is not the worker's to change
+        (CELLBUS_SESSION_MAX_FILE_MB); the process caps this at it."""
+        return max(self.quota - self.used, 0) if self.quota else None
 
-    async def started(self, pid: int) -> None:
-        """A process started in the workspace: measure it, and limit what it may write."""
+    async def started(self) -> None:
+        """A process starts in the workspace: measure it (the baseline of what changes)."""
         self._baseline = await self.measure()
-        self.limit(pid)
 
-    async def check(self, pid: int | None, *, baseline: bool) -> list[str] | None:
-        """Measure again and limit process `pid`; with `baseline` (an execution ended, or the
-        process idles) what changed since the baseline, which becomes this measure."""
+    async def check(self, *, baseline: bool) -> list[str] | None:
+        """Measure again; with `baseline` (an execution ended, or the process idles) what
+        changed since the baseline, which becomes this measure."""
         snapshot = await self.measure()
-        if pid is not None:
-            self.limit(pid)
         if not baseline:
             return None
         before, self._baseline = self._baseline, snapshot
         return None if before is None else changed_paths(before, snapshot)
 
-    def next_watch(self, executing: bool) -> float:
-        """Seconds until the next measure."""
-        return max(WATCH_EVERY, 10 * self.scan_time) if executing else IDLE_WATCH_EVERY
+    def next_watch(self) -> float:
+        """Seconds until the next measure while an execution runs."""
+        return max(WATCH_EVERY, 10 * self.scan_time)
 
 
 async def copy_workspace(root: Path, source: str, target: str) -> None:

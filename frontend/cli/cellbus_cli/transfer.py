@@ -32,7 +32,7 @@ from urllib.parse import quote
 
 import aiohttp
 
-from .codes import FORBIDDEN, INTERNAL_ERROR, NOT_FOUND, TOO_LARGE, UNAUTHENTICATED
+from .codes import CONFLICT, FORBIDDEN, INTERNAL_ERROR, NOT_FOUND, TOO_LARGE, UNAUTHENTICATED
 from .errors import RpcError, ServerUnreachable
 
 log = logging.getLogger(__name__)
@@ -131,8 +131,8 @@ class FileTransfer:
             try:
                 await self._put_from(url, source, start, total, progress)
                 return total
-            except ServerUnreachable:
-                if lost >= RETRIES:
+            except (ServerUnreachable, RpcError) as error:
+                if not retryable(error) or lost >= RETRIES:
                     raise
                 await asyncio.sleep(RETRY_WAITS[lost])
                 lost += 1
@@ -156,8 +156,8 @@ class FileTransfer:
         for lost in range(RETRIES + 1):
             try:
                 answer = await self._request(url, {"Content-Range": f"bytes */{total}"}, b"")
-            except ServerUnreachable:
-                if lost >= RETRIES:
+            except (ServerUnreachable, RpcError) as error:
+                if not retryable(error) or lost >= RETRIES:
                     raise
                 await asyncio.sleep(RETRY_WAITS[lost])
                 continue
@@ -186,6 +186,15 @@ class Answer:
 
     status: int
     range: str
+
+
+def retryable(error: Exception) -> bool:
+    """Whether to ask again how much arrived and go on: the connection was lost, or the
+    server's copy is not where this client thought (409: the request the connection dropped
+    under still holds the partial file, or it kept more or less than was sent)."""
+    return isinstance(error, ServerUnreachable) or (
+        isinstance(error, RpcError) and error.code == CONFLICT
+    )
 
 
 def size_of(source: Path) -> int:

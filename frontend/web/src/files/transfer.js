@@ -18,7 +18,9 @@
 const CHUNK_BYTES = 8 * 1024 * 1024; // one request's body; a dropped connection loses at most this
 const RETRIES = 5; // lost chunks in a row before the upload gives up
 const RETRY_WAIT_MS = [250, 500, 1000, 2000, 4000];
-const RETRYABLE = new Set([0, 502, 503, 504]); // 0: no answer at all (XHR's status then)
+// 0: no answer at all (XHR's status then); 409: the server's copy is not where this page
+// thought (the request a connection dropped under still holds it, or kept more or less)
+const RETRYABLE = new Set([0, 409, 502, 503, 504]);
 
 /** The URL of `path` (workspace-relative, "/"-separated) in `worksheet`'s workspace. */
 export function fileUrl(worksheet, path) {

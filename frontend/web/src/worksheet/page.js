@@ -253,6 +253,10 @@ export class WorksheetPage {
       if (!this.widgets.capturedInReplay(message)) this.replay(message);
       return;
     }
+    if (type === "files_changed") {
+      this.files.changed(message.content.paths); // its parent may be a run: not the run's news
+      return;
+    }
     // comms (the hub reads what came before by itself), and outputs an Output widget shows
     if (this.widgets.feed(message, cursor)) return;
     const state = stateOf(message); // a status, or cellbus's session_state
@@ -268,9 +272,6 @@ export class WorksheetPage {
         break;
       case "worksheet_shared":
         if (content.username === this.user.username && content.role !== "none") this.setRole(content.role);
-        break;
-      case "files_changed":
-        this.files.changed(content.paths);
         break;
       default:
         break; // cells change in the document: doc_update

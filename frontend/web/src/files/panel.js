@@ -20,7 +20,7 @@ import { toast } from "../toast.js";
 import { openPreview } from "./preview.js";
 import { fileUrl, upload } from "./transfer.js";
 
-const ICONS = { directory: "📁", file: "📄", link: "↪", other: "◇" };
+const ICONS = { directory: "▸", file: "", link: "↪", other: "◇" }; // text, not emoji: every font has them
 const KIND_NOTES = {
   link: "A symbolic link: never followed, so it cannot be opened here",
   other: "A special file (a pipe, a socket or a device): it cannot be opened here",
@@ -40,6 +40,7 @@ export class FilesPanel {
       "button",
       {
         type: "button",
+        class: "files-toggle",
         "aria-expanded": "false",
         "aria-controls": "files-panel",
         "data-testid": "files-toggle",
@@ -221,7 +222,7 @@ export class FilesPanel {
       h(
         "span",
         { class: "files-icon", "aria-hidden": "true" },
-        isFolder && open ? "📂" : (ICONS[entry.type] ?? "◇"),
+        isFolder && open ? "▾" : (ICONS[entry.type] ?? "◇"),
       ),
       h("span", { class: "files-label" }, entry.name),
     );
@@ -239,14 +240,14 @@ export class FilesPanel {
             "data-action": "download",
             "data-testid": "file-download",
           },
-          "⤓",
+          "↓",
         ),
       );
     }
     if (this.editable) {
       tools.push(
         this.tool("✎", `Rename ${entry.name}`, "rename", () => this.rename(entry)),
-        this.tool("🗑", `Delete ${entry.name}`, "delete", () => this.remove(entry)),
+        this.tool("✕", `Delete ${entry.name}`, "delete", () => this.remove(entry)),
       );
     }
     return h(

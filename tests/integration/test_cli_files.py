@@ -6,14 +6,18 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import socket
+import struct
 import threading
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from ..support.api import PASSWORD
 from ..support.stack import OneProgramStack
 from .test_cli import CELLBUS, User
 
@@ -63,13 +67,24 @@ class CuttingProxy:
                 carried += len(block)
                 if counted and carried > self.after and not self.cut.is_set():
                     self.cut.set()  # both ends lose the connection mid-body
-                    break
+                    self._reset(source, sink)
+                    return
                 sink.sendall(block)
         except OSError:
             pass
         for end in (source, sink):  # also wakes the other direction's recv
             with contextlib.suppress(OSError):
                 end.shutdown(socket.SHUT_RDWR)
+
+    @staticmethod
+    def _reset(*ends: socket.socket) -> None:
+        """Drop both connections with a reset, as a network that fails does (after waking the
+        other direction's recv, so that closing really lets go of the socket)."""
+        for end in ends:
+            with contextlib.suppress(OSError):
+                end.shutdown(socket.SHUT_RDWR)
+            end.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            end.close()
 
     def close(self) -> None:
         self.listener.close()
@@ -143,3 +158,38 @@ def test_an_upload_cut_off_goes_on_where_the_server_copy_ends(server: str, tmp_p
         assert sha256(tmp_path / "back.bin") == sha256(source)
     finally:
         proxy.close()
+
+
+def test_put_resume_sends_only_what_an_earlier_upload_left_out(server: str, tmp_path: Path) -> None:
+    ada = User(server, tmp_path, "ada-later").sign_up()
+    sheet = ada.run("new", "Later").stdout.strip()
+    source = tmp_path / "half.bin"
+    source.write_bytes(os.urandom(12 * MB))
+    token = rpc(server, "auth.login", username="ada-later", password=PASSWORD)["token"]
+    first = urllib.request.Request(  # an earlier client got this far, then stopped
+        f"{server}/files/{sheet}/half.bin",
+        data=source.read_bytes()[: 5 * MB],
+        method="PUT",
+        headers={"Authorization": f"Bearer {token}",
+                 "Content-Range": f"bytes 0-{5 * MB - 1}/{12 * MB}"},
+    )  # fmt: skip
+    with pytest.raises(urllib.error.HTTPError) as answer:  # urllib takes a 308 for an error
+        urllib.request.urlopen(first, timeout=30)
+    assert answer.value.code == 308
+    answer.value.close()
+    assert ada.run("files", "ls", "Later").stderr.strip().endswith("is empty")  # not in place
+
+    put = ada.run("-v", "files", "put", "Later", str(source), "--resume")
+    assert f"half.bin: the server has {5 * MB} bytes of it already" in put.stderr
+    ada.run("files", "get", "Later", "half.bin", str(tmp_path / "whole.bin"))
+    assert sha256(tmp_path / "whole.bin") == sha256(source)
+
+
+def rpc(server: str, method: str, **params: object) -> dict[str, str]:
+    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": params})
+    request = urllib.request.Request(
+        server + "/rpc", body.encode(), {"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        result: dict[str, str] = json.load(response)["result"]
+    return result

@@ -126,6 +126,8 @@ class FileTransfer:
         url = file_url(self.url, worksheet, path)
         total = size_of(source)
         start = await self._received(url, total) if resume and total else 0
+        if start:
+            log.info("%s: the server has %d bytes of it already; sending the rest", path, start)
         lost = 0
         while True:
             try:

@@ -136,3 +136,27 @@ while True:  # raised again before each file: the worker lowers it after each me
     cleaned = await attacker.run(USED + "open('note.txt', 'w').write('hello'); print(used())")
     assert not cleaned.errors, cleaned.errors
     assert cleaned.stdout == "5\n"
+
+
+async def test_a_writer_left_running_in_the_background_is_stopped_with_its_session(
+    attacker: Person,
+) -> None:
+    run = await attacker.run(
+        f"""
+import resource, subprocess, time
+hard = resource.getrlimit(resource.RLIMIT_FSIZE)[1]
+subprocess.Popen(
+    ["sh", "-c", "i=0; while :; do head -c {8 * MIB} /dev/zero > bg-$i.bin; i=$((i+1)); done"],
+    preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (hard, hard)),
+)
+time.sleep(60)
+"""
+    )
+    assert run.errors and "went over the workspace quota" in run.errors[0]["evalue"]
+    # Nothing goes on writing: the count of its files stays as it was over half a second.
+    counted = await attacker.run(
+        "import glob, time\nbefore = len(glob.glob('bg-*'))\ntime.sleep(0.5)\n"
+        "print(before == len(glob.glob('bg-*')))\n"
+        "for name in glob.glob('bg-*'): os.remove(name)"
+    )
+    assert counted.stdout == "True\n", counted

@@ -482,7 +482,7 @@ class ProcessManager:
                     f"went over the workspace quota of {guard.quota // 2**20} MiB "
                     f"({guard.used // 2**20} MiB used; CELLBUS_WORKSPACE_QUOTA_MB) and was killed"
                 )
-                process.signal(signal.SIGKILL)
+                process.signal_group(signal.SIGKILL)  # a writer it started in the background too
                 return
 
     async def files_changed(self) -> list[str] | None:

@@ -51,6 +51,13 @@ class SessionProcess:
         with contextlib.suppress(ProcessLookupError):
             os.kill(self.pid, signum)
 
+    def signal_group(self, signum: int) -> None:
+        """Signal the process and what it started in its process group (it leads one: the
+        template calls setsid), e.g. a ``!dd`` writing in the background."""
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.pid, signum)
+        self.signal(signum)
+
     async def kill(self, timeout: float = 5.0) -> int | None:
         """SIGKILL the process, close the pipe, and wait for its wait status."""
         self.signal(signal.SIGKILL)

@@ -205,6 +205,7 @@ class WorkspaceGuard:
         self.quota = quota_mb * MIB  # 0: none
         self._baseline: Snapshot | None = None  # what code's changes are measured from
         self.used = 0  # bytes, at the last measure
+        self._started_with = 0  # bytes, when the process started
         self.scan_time = 0.0  # seconds the last scan took
 
     async def measure(self) -> Snapshot:
@@ -216,8 +217,11 @@ class WorkspaceGuard:
 
     @property
     def over(self) -> bool:
-        """Past the quota by more than the margin: the writer is killed."""
-        return bool(self.quota) and self.used > self.quota + quota_margin(self.quota)
+        """Past the quota by more than the margin (or, for a process that started in a
+        workspace already past it, past what it held then): the writer is killed. A process
+        that only reads a full workspace is not."""
+        ceiling = max(self.quota, self._started_with) + quota_margin(self.quota)
+        return bool(self.quota) and self.used > ceiling
 
     @property
     def file_limit(self) -> int | None:
@@ -229,6 +233,7 @@ class WorkspaceGuard:
     async def started(self) -> None:
         """A process starts in the workspace: measure it (the baseline of what changes)."""
         self._baseline = await self.measure()
+        self._started_with = self.used
 
     async def check(self, *, baseline: bool) -> list[str] | None:
         """Measure again; with `baseline` (an execution ended, or the process idles) what

@@ -11,7 +11,11 @@ from urllib.parse import quote
 
 import aiohttp
 
+from cellbus_web.files.http import partial_name
+
 from .api import Client
+
+__all__ = ["partial_name"]  # the partial file an upload fills, as the server names it
 
 MIB = 1024 * 1024
 

@@ -31,12 +31,14 @@ Errors are ``{"error": {"code", "message", "data"}}`` with the API's codes and a
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import fcntl
 import hashlib
 import logging
 import os
 import re
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from urllib.parse import quote
@@ -72,6 +74,8 @@ CHUNK = 1024 * 1024
 """Bytes read from the disk or gathered from the socket before each write: large enough that
 a thread hop per chunk costs nothing, small enough to keep a transfer's memory bounded."""
 PARTIAL_PREFIX = ".cellbus-upload-"
+LOCK_WAIT = 5.0
+"""Seconds an upload or a probe waits for another request on the same partial file."""
 
 STATUS_OF: dict[int, int] = {
     UNAUTHENTICATED: 401, FORBIDDEN: 403, NOT_FOUND: 404, INVALID_PARAMS: 400,
@@ -272,12 +276,21 @@ class Upload:
             if exc.code == NOT_FOUND and not create:
                 return False
             raise
-        try:
-            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            message = f"another upload of {self.path} is under way"
-            raise refused(CONFLICT, message, self.path) from None
         return True
+
+    async def lock(self) -> None:
+        """Have the partial file to this request alone. A request whose connection just
+        dropped may still be writing its last bytes: it is waited for, up to `LOCK_WAIT`."""
+        deadline = time.monotonic() + LOCK_WAIT
+        while True:
+            try:
+                fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    message = f"another upload of {self.path} is under way"
+                    raise refused(CONFLICT, message, self.path) from None
+            await asyncio.sleep(0.02)
 
     @property
     def have(self) -> int:
@@ -335,6 +348,7 @@ async def upload(request: web.Request) -> web.StreamResponse:
     job = Upload(opened.workspace, path)
     try:
         await blocking(job.open, True)
+        await job.lock()
         room = await blocking(_check_room, job, opened, span)
         written = await _receive(request, job, span, room)
         if written is None:
@@ -423,6 +437,8 @@ async def _probe(opened: Opened, path: str, total: int) -> web.Response:
     job = Upload(opened.workspace, path)
     try:
         found = await blocking(job.open, False)
+        if found:
+            await job.lock()
         have = job.have if found else 0
     except RpcError as exc:
         if exc.code != NOT_FOUND:

@@ -122,7 +122,7 @@ def test_drop_a_csv_read_it_in_a_cell_see_and_download_what_the_code_wrote(
     expect(entry(panel, "data/result.csv")).to_have_count(0)
 
 
-def test_a_large_upload_goes_in_chunks_and_a_lost_chunk_is_sent_again(
+def test_a_large_upload_goes_in_chunks_a_lost_chunk_is_sent_again_and_the_upload_button(
     person: Callable[..., Person],
 ) -> None:
     ada = person("ada")
@@ -150,6 +150,16 @@ def test_a_large_upload_goes_in_chunks_and_a_lost_chunk_is_sent_again(
     assert ranges[0] == f"bytes 0-{8 * 1024 * 1024 - 1}{total}"
     assert f"bytes */{BIG}" in ranges  # asked the server how much it had, then went on
     assert ranges.count(f"bytes {8 * 1024 * 1024}-{16 * 1024 * 1024 - 1}{total}") == 2
+
+    with page.expect_file_chooser() as chooser:  # the Upload button: the system's dialog
+        panel.get_by_test_id("files-upload").click()
+    chooser.value.set_files(
+        files=[{"name": "notes.md", "mimeType": "text/markdown", "buffer": b"# Notes\nfine\n"}]
+    )
+    entry(panel, "notes.md").get_by_role("button", name="notes.md", exact=True).click()
+    expect(page.get_by_test_id("preview-text")).to_have_text("# Notes\nfine\n")
+    page.keyboard.press("Escape")  # closes the preview
+    expect(page.get_by_test_id("preview-dialog")).to_have_count(0)
 
     run(cell(page, 0))
     pattern = bytes(i % 251 for i in range(251))

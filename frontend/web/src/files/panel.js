@@ -339,8 +339,12 @@ export class FilesPanel {
   // -- uploads ------------------------------------------------------------------------------
 
   dragOver(event) {
-    if (!this.editable || !event.dataTransfer?.types?.includes("Files")) return;
-    event.preventDefault(); // allows the drop
+    if (!event.dataTransfer?.types?.includes("Files")) return;
+    event.preventDefault(); // the browser must not open the file instead of this page
+    if (!this.editable) {
+      event.dataTransfer.dropEffect = "none"; // a viewer's drop does nothing
+      return;
+    }
     event.dataTransfer.dropEffect = "copy";
     this.markDrop(this.dropFolder(event.target));
   }

@@ -12,7 +12,7 @@ import hashlib
 from collections.abc import Callable
 from pathlib import Path
 
-from playwright.sync_api import Locator, Page, Route, expect
+from playwright.sync_api import FilePayload, Locator, Page, Route, expect
 
 from .helpers import RUN_TIMEOUT, Person, cell, run
 
@@ -153,13 +153,19 @@ def test_a_large_upload_goes_in_chunks_a_lost_chunk_is_sent_again_and_the_upload
 
     with page.expect_file_chooser() as chooser:  # the Upload button: the system's dialog
         panel.get_by_test_id("files-upload").click()
-    chooser.value.set_files(
-        files=[{"name": "notes.md", "mimeType": "text/markdown", "buffer": b"# Notes\nfine\n"}]
-    )
+    notes = FilePayload(name="notes.md", mimeType="text/markdown", buffer=b"# Notes\nfine\n")
+    chooser.value.set_files(files=[notes])
     entry(panel, "notes.md").get_by_role("button", name="notes.md", exact=True).click()
     expect(page.get_by_test_id("preview-text")).to_have_text("# Notes\nfine\n")
     page.keyboard.press("Escape")  # closes the preview
     expect(page.get_by_test_id("preview-dialog")).to_have_count(0)
+    drop_files(panel, {"notes.md": "other"})  # the same name again: asked first
+    expect(page.get_by_test_id("confirm-dialog")).to_contain_text("Replace notes.md?")
+    page.get_by_test_id("confirm-cancel").click()
+    expect(entry(panel, "notes.md")).to_contain_text("13 bytes")  # kept as it was
+    page.keyboard.press("Escape")  # the panel closes; the keyboard is back on its button
+    expect(panel).to_be_hidden()
+    expect(page.get_by_test_id("files-toggle")).to_be_focused()
 
     run(cell(page, 0))
     pattern = bytes(i % 251 for i in range(251))

@@ -119,6 +119,9 @@ export class FilesPanel {
       if (!this.el.contains(event.relatedTarget)) this.markDrop(null, false);
     });
     this.el.addEventListener("drop", (event) => this.drop(event));
+    this.el.addEventListener("keydown", (event) => {
+      if (event.key === "Escape" && !event.defaultPrevented) this.setOpen(false); // back to the cells
+    });
     this.setEditable(false);
   }
 
@@ -127,7 +130,7 @@ export class FilesPanel {
     this.toggle.setAttribute("aria-expanded", String(open));
     this.el.parentElement?.classList.toggle("files-open", open); // the page makes room
     if (open && this.stale) this.refresh();
-    if (open) this.el.querySelector("button")?.focus();
+    if (open) (this.tree.querySelector(".files-name") ?? this.el.querySelector("button"))?.focus();
     else this.toggle.focus();
   }
 
@@ -354,7 +357,14 @@ export class FilesPanel {
     event.preventDefault();
     const folder = this.dropFolder(event.target);
     this.markDrop(null, false);
-    this.uploadAll([...event.dataTransfer.files], folder?.dataset.path ?? "");
+    const items = [...event.dataTransfer.items];
+    const folders = items
+      .filter((item) => item.webkitGetAsEntry?.()?.isDirectory)
+      .map((item) => item.getAsFile());
+    if (folders.length)
+      toast("Folders are not uploaded: make the folder here, then drop its files in it", "error");
+    const files = [...event.dataTransfer.files].filter((file) => !folders.some((f) => f?.name === file.name));
+    this.uploadAll(files, folder?.dataset.path ?? "");
   }
 
   /** The folder a drop on `target` goes into: the folder row it is on, else null (the top). */
@@ -373,7 +383,19 @@ export class FilesPanel {
     folder?.classList.add("files-drop-target");
   }
 
-  uploadAll(files, folder) {
+  /** Upload `files` into `folder`, once the user agreed to replace any already there. */
+  async uploadAll(files, folder) {
+    if (!files.length) return;
+    const there = new Set((this.listings.get(folder) ?? []).map((entry) => entry.name));
+    const replaced = files.filter((file) => there.has(file.name)).map((file) => file.name);
+    if (replaced.length) {
+      const sure = await confirmAction({
+        title: replaced.length === 1 ? `Replace ${replaced[0]}?` : `Replace ${replaced.length} files?`,
+        message: `${replaced.join(", ")} ${replaced.length === 1 ? "is" : "are"} there already: the upload replaces ${replaced.length === 1 ? "it" : "them"}, for everyone.`,
+        confirm: "Replace",
+      });
+      if (!sure) return;
+    }
     for (const file of files) this.uploadOne(file, join(folder, file.name));
   }
 

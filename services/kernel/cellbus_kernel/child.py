@@ -32,7 +32,7 @@ from IPython.core.displaypub import DisplayPublisher
 from IPython.core.interactiveshell import InteractiveShell
 from traitlets import Type
 
-from . import comms, frames, namespace, questions, sandbox
+from . import comms, frames, namespace, packages, questions, sandbox
 from .capture import OutputCapture
 from .stdin import STDIN
 
@@ -202,6 +202,7 @@ def prepare_shell() -> CellbusShell:
     shell.set_hook("show_in_pager", page.as_hook(payloadpage.page), 99)
     comms.install(CHANNEL)
     comms.preload_widgets()
+    packages.prepare(shell)  # %pip, %uv, !pip: the worksheet's own environment
     _warm_up(shell)
     return shell
 
@@ -229,6 +230,7 @@ def _warm_up(shell: CellbusShell) -> None:
 
 def serve(shell: CellbusShell, sock: socket.socket, output_cap: int) -> None:
     """Serve requests on `sock` until the worker goes away; never returns."""
+    packages.activate()  # the worksheet's packages importable, before any user code
     pipe = frames.FramedSocket(sock)
     CHANNEL.pipe = pipe
     CHANNEL.capture = OutputCapture(CHANNEL.stream, cap=output_cap)

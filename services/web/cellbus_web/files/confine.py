@@ -12,6 +12,12 @@ a trailing ``/``), ``.`` and ``..``, a NUL character, a name longer than the fil
 (255 bytes), a symbolic link anywhere (never followed), and anything that is neither a regular
 file nor a folder (FIFOs, sockets, devices). The last component of a move or a delete may be
 a link or a special file: it is renamed or removed itself, never what it points to.
+
+What this process makes in a workspace (folders, uploads, written files) is the session's to
+change as much as its own files are: made with modes 0777 and 0666 (set on the descriptor, not
+left to the umask), and, when this process runs as root, given to the owner of the workspace
+(the session user; see docs/deploy.md). Nothing else can reach them: the workspace itself is
+mode 0700.
 """
 
 from __future__ import annotations
@@ -136,6 +142,15 @@ class Workspace:
         self.root = root
         self.session = session
         self.path = workspace_path(root, session)
+        self.owner: tuple[int, int] | None = None  # (uid, gid) of the workspace, once opened
+
+    def adopt(self, fd: int) -> None:
+        """Make what `fd` is (a folder or file this process just made) the session's: modes
+        0777/0666, and owned as the workspace is if this process may give it away."""
+        folder = stat.S_ISDIR(os.fstat(fd).st_mode)
+        os.fchmod(fd, 0o777 if folder else 0o666)
+        if self.owner is not None and os.geteuid() == 0 and self.owner[0] != 0:
+            os.fchown(fd, *self.owner)
 
     @contextlib.contextmanager
     def opened(self, create: bool) -> Iterator[int | None]:
@@ -154,6 +169,9 @@ class Workspace:
                 fd = None
         finally:
             os.close(root)
+        if fd is not None:
+            info = os.fstat(fd)
+            self.owner = (info.st_uid, info.st_gid)
         try:
             yield fd
         finally:
@@ -173,12 +191,16 @@ class Workspace:
             try:
                 for depth, part in enumerate(parts):
                     shown = "/".join(parts[: depth + 1])
+                    made = False
                     if create:
                         with contextlib.suppress(FileExistsError):
                             os.mkdir(part, 0o777, dir_fd=fd)
+                            made = True
                     child = open_dir(fd, part, shown)
                     os.close(fd)
                     fd = child
+                    if made:
+                        self.adopt(fd)
                 yield fd
             finally:
                 os.close(fd)

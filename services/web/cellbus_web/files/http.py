@@ -276,6 +276,8 @@ class Upload:
             if exc.code == NOT_FOUND and not create:
                 return False
             raise
+        if create:
+            self.ws.adopt(self.fd)
         return True
 
     async def lock(self) -> None:

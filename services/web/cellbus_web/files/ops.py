@@ -19,7 +19,7 @@ import msgspec
 from cellbus_protocol.workspaces import MIB
 
 from ..rpc import CONFLICT, FORBIDDEN, INVALID_PARAMS, NOT_FOUND, TAKEN, TOO_LARGE, RpcError
-from .confine import Workspace, explain, open_file, parse, refused
+from .confine import Workspace, explain, open_dir, open_file, parse, refused
 
 MAX_TEXT_BYTES = 1 * MIB
 """The largest file ``files.read`` and ``files.write`` take; larger ones go by the download
@@ -174,6 +174,11 @@ def make_folder(ws: Workspace, path: str) -> Entry:
             os.mkdir(name, 0o777, dir_fd=fd)
         except FileExistsError:
             raise refused(TAKEN, f"{path} exists already", path) from None
+        made = open_dir(fd, name, path)
+        try:
+            ws.adopt(made)
+        finally:
+            os.close(made)
         return _entry(name, path, os.stat(name, dir_fd=fd, follow_symlinks=False))
 
 
@@ -253,6 +258,7 @@ def write_text(ws: Workspace, path: str, text: str, quota: int) -> Entry:
         out = open_file(fd, temporary, path, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
         try:
             try:
+                ws.adopt(out)
                 os.write(out, data)
             finally:
                 os.close(out)

@@ -381,6 +381,11 @@ def _file_rows(w: dict[str, Any]) -> list[tuple[str, Any, Any]]:
     same = r.get("download_equals_upload", {})
     if same:
         rows.append(("download equals upload (sha256)", same.get("cellbus"), same.get("jupyter")))
+    bounded = r.get("memory_bounded", {})
+    if bounded:
+        bound = w["files"]["params"]["memory_bound_mib"]
+        rows.append((f"memory bounded: no process grew by over {bound:g} MiB in a transfer",
+                     bounded.get("cellbus"), bounded.get("jupyter")))  # fmt: skip
     return rows
 
 

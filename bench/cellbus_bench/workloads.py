@@ -740,6 +740,8 @@ async def notebook_open(systems: Systems, sizes: Sizes) -> dict[str, Any]:
 # -- 10. upload and download of a large file (issue 17) -------------------------------------
 
 FILE_WARMUP_BYTES = 2 * files.MIB
+MEMORY_BOUND_MIB = 50.0  # the most any one process may grow during a transfer: a quarter of
+# 200 MB; a server that held the file whole would grow by the file's size
 
 
 async def file_transfers(systems: Systems, sizes: Sizes) -> dict[str, Any]:
@@ -814,6 +816,13 @@ async def file_transfers(systems: Systems, sizes: Sizes) -> dict[str, Any]:
                 "memory": max((t[phase]["memory"] for t in v), key=lambda m: m["max_peak_rss_mib"]),
             }
     results["download_equals_upload"] = verified
+    results["memory_bounded"] = {
+        name: max(
+            results[phase][name]["memory"]["max_growth_mib"] for phase in ("upload", "download")
+        )
+        <= MEMORY_BOUND_MIB
+        for name in trials
+    }
     return {
         "params": {
             "mb": sizes.file_mb,
@@ -827,6 +836,7 @@ async def file_transfers(systems: Systems, sizes: Sizes) -> dict[str, Any]:
             "memory": "peak RSS of every process of each system (its root process and all its "
             "descendants) during the transfer: VmHWM reset before (clear_refs 5) and read "
             "after, and VmRSS sampled every 10 ms; the trial with the largest peak is kept",
+            "memory_bound_mib": MEMORY_BOUND_MIB,
             "client": "this program, on the same machine, over loopback; downloads read and "
             "counted (not hashed) in the timed trials",
         },

@@ -213,6 +213,45 @@ def test_kernel_has_two_replicas_and_nothing_that_stops_scaling() -> None:
     assert "CELLBUS_WORKER_ID" not in kernel["environment"]
 
 
+def test_kernel_and_web_share_one_workspaces_volume_as_the_session_user() -> None:
+    """Every worker and the web see the same workspaces (a session's files follow it to any
+    worker; the web serves them), and the web reads and writes them as the user sessions run
+    as, whose folders they are (mode 0700): the uid cellbus-session has in the kernel image."""
+    services = _services()
+    mounts = {}
+    for name in ("kernel", "web"):
+        service = services[name]
+        folder = service["environment"]["CELLBUS_WORKSPACES_DIR"]
+        assert f"workspaces:{folder}" in service["volumes"], name
+        mounts[name] = folder
+        quota = INTERPOLATION.fullmatch(service["environment"]["CELLBUS_WORKSPACE_QUOTA_MB"])
+        assert quota is not None and quota.group(1) == "CELLBUS_WORKSPACE_QUOTA_MB", name
+    assert mounts["kernel"] == mounts["web"]
+    assert "workspaces" in _compose()["volumes"]
+    assert "workspaces" not in str(services["accounts"].get("volumes", []))
+    kernel_image = (ROOT / "services/kernel/Dockerfile").read_text()
+    session_uid = re.search(r"useradd [^&]*--uid (\d+)[^&]* cellbus-session", kernel_image)
+    assert session_uid is not None
+    uid = session_uid.group(1)
+    assert services["web"]["user"] == f"{uid}:{uid}"
+    # The volume's root starts the same in either image: the session user's, mode 0711.
+    web_image = (ROOT / "services/web/Dockerfile").read_text()
+    assert f"install -d -o {uid} -g {uid} -m 0711 {mounts['web']}" in web_image
+    assert f"-m 0711 {mounts['kernel']}" in kernel_image
+
+
+def test_the_kernel_image_installs_the_deployments_session_requirements() -> None:
+    requirements = ROOT / "services/kernel/session-requirements.txt"
+    assert requirements.is_file()
+    final = dockerfiles.instructions(ROOT / "services/kernel/Dockerfile")
+    installs = [i.arguments for i in final if i.keyword == "RUN" and "pip install" in i.arguments]
+    assert any(
+        "--requirement /tmp/src/services/kernel/session-requirements.txt" in run
+        and "--constraint" in run
+        for run in installs
+    ), installs
+
+
 def test_every_service_has_a_health_check_and_starts_after_its_dependencies_are_healthy() -> None:
     services = _services()
     for name, service in services.items():

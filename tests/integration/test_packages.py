@@ -24,6 +24,7 @@ from ..support.api import Client, stdout_of
 from ..support.feeds import Run, collect, run_code, wait_for_state
 from ..support.fixtures import both_stacks, signed_in
 from ..support.stack import Stack
+from ..support.wheels import WHEEL_MAKER
 from ..support.workers import WorkerProcess
 
 stack = both_stacks()
@@ -31,38 +32,6 @@ stack = both_stacks()
 
 ada = signed_in("ada")
 
-
-WHEEL_MAKER = '''\
-import base64, hashlib, os, zipfile
-
-def wheel(name, version, source, requires=(), scripts=None):
-    """A wheel of one module package, written by hand into ./dist (what `uv build` makes)."""
-    os.makedirs("dist", exist_ok=True)
-    info = f"{name}-{version}.dist-info"
-    files = {
-        f"{name}/__init__.py": source,
-        f"{info}/METADATA": f"Metadata-Version: 2.1\\nName: {name}\\nVersion: {version}\\n"
-        + "".join(f"Requires-Dist: {r}\\n" for r in requires),
-        f"{info}/WHEEL": "Wheel-Version: 1.0\\nGenerator: test\\nRoot-Is-Purelib: true\\n"
-        "Tag: py3-none-any\\n",
-    }
-    if scripts:
-        files[f"{info}/entry_points.txt"] = "[console_scripts]\\n" + "".join(
-            f"{k} = {v}\\n" for k, v in scripts.items())
-    path = f"dist/{name}-{version}-py3-none-any.whl"
-    record = []
-    with zipfile.ZipFile(path, "w") as archive:
-        for member, text in files.items():
-            data = text.encode()
-            archive.writestr(member, data)
-            digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=")
-            record.append(f"{member},sha256={digest.decode()},{len(data)}")
-        record.append(f"{info}/RECORD,,")
-        archive.writestr(f"{info}/RECORD", "\\n".join(record) + "\\n")
-    return path
-'''
-"""Cell code defining ``wheel(...)``: a package that needs numpy (from the base) and has a
-console script."""
 
 TINY_V1 = (
     "wheel('tinypkg', '1.0', 'VALUE = 1\\ndef main():\\n    print(\"tiny\", VALUE)\\n',"

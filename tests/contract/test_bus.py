@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -39,6 +39,7 @@ from cellbus_protocol.bus import (
 from cellbus_protocol.bus import redis as redis_transport
 from cellbus_protocol.errors import RequestTimeout
 
+from ..support.polling import eventually
 from ..support.redis import REDIS_URL
 
 TIMEOUT = 10.0
@@ -76,15 +77,6 @@ async def take(subscription: Subscription, count: int, timeout: float = TIMEOUT)
 
 def seqs_of(entries: list[FeedEntry]) -> list[int]:
     return [entry.seq for entry in entries]
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = TIMEOUT) -> None:
-    """Poll `check` until it is true; fail after `timeout` seconds."""
-    async with asyncio.timeout(timeout):
-        while True:
-            if await check():
-                return
-            await asyncio.sleep(0.01)  # the bus has no change notification for these
 
 
 @asynccontextmanager

@@ -9,7 +9,7 @@ checkpoint changed on the bus is refused.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psutil
@@ -28,6 +28,7 @@ from cellbus_protocol.kernel_client import KernelClient
 from cellbus_protocol.messages import FeedState, state_of
 
 from ..support.feeds import Run, collect, first_message, run_code, wait_for_state
+from ..support.polling import eventually
 from ..support.redis import REDIS_URL
 from ..support.workers import TEST_SECRET, WorkerProcess
 
@@ -65,15 +66,6 @@ async def saved(bus: Bus, session: str, after: int, execution_count: int) -> Mes
 
     _, msg = await first_message(bus, session, after, is_saved)
     return msg
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 10.0) -> None:
-    """Poll `check` until it is true (for what the bus has no notification of)."""
-    async with asyncio.timeout(timeout):
-        while True:
-            if await check():
-                return
-            await asyncio.sleep(0.02)
 
 
 async def feed_since(bus: Bus, session: str, after: int) -> list[Message]:

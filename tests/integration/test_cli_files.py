@@ -10,6 +10,7 @@ import json
 import os
 import socket
 import struct
+import subprocess
 import threading
 import urllib.request
 from collections.abc import Iterator
@@ -128,6 +129,13 @@ def test_put_read_in_a_cell_get_ls_and_rm(server: str, tmp_path: Path) -> None:
     assert sha256(tmp_path / "down" / "measurements.bin") == sha256(source)  # a viewer may
     assert got.stderr == ""  # short, and not a terminal: no progress
     assert bob.run("files", "get", "Files", "data/notes.txt", "-").stdout == "written by a cell\n"
+    argv = [CELLBUS, "files", "get", "Files", "data/measurements.bin", "-"]
+    with subprocess.Popen(argv, env=bob.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as cut:
+        assert cut.stdout is not None and cut.stderr is not None
+        assert len(cut.stdout.read(1000)) == 1000  # `| head -c 1000`: the reader goes away
+        cut.stdout.close()
+        assert cut.wait(timeout=60) == 141  # as a shell's own tools end on SIGPIPE
+        assert cut.stderr.read() == b""  # no traceback
 
     refused = bob.run("files", "put", "Files", str(source), ok=False)  # a viewer may not
     assert refused.returncode == 1

@@ -7,6 +7,7 @@ the first was killed (the module's stack then keeps the second)."""
 
 from __future__ import annotations
 
+import asyncio
 import signal
 from collections.abc import AsyncIterator
 from typing import Any
@@ -17,6 +18,7 @@ import pytest
 from ..support import files
 from ..support.api import Client, stdout_of
 from ..support.fixtures import both_stacks, signed_in
+from ..support.polling import eventually
 from ..support.stack import FEED_RETENTION, ServicesStack, Stack
 from ..support.workers import WorkerProcess
 
@@ -103,6 +105,8 @@ async def test_a_download_equals_the_upload_and_serves_ranges_as_an_attachment(
     )  # fmt: skip
     again = await files.put(ada, w, "folder/données.bin", b"short")
     assert again.status == 200 and again.body["size"] == 5  # replaced
+    assert (await files.put(ada, w, "empty.txt", b"")).status == 201
+    assert (await files.put(ada, w, "empty.txt", b"")).status == 200  # an empty one replaced
 
     answer, data = await files.get(ada, w, "folder/données.bin", {"Range": "bytes=1-3"})
     assert answer.status == 206 and data == b"hor"
@@ -123,6 +127,11 @@ async def dropped_after(mib: int) -> AsyncIterator[bytes]:
     async for chunk in files.pattern_stream(mib):
         yield chunk
     raise ConnectionAbortedError("the test drops the connection")
+
+
+async def pattern_stream_bytes(data: bytes) -> AsyncIterator[bytes]:
+    """`data` sent as a stream (no Content-Length)."""
+    yield data
 
 
 def pattern_from(offset: int, total_mib: int) -> AsyncIterator[bytes]:
@@ -155,8 +164,18 @@ async def test_an_upload_resumes_after_a_dropped_connection(ada: Client) -> None
         total,
         files.pattern_sha256(12),
     )
+    # Once complete, nothing of an upload is left: a probe asks for all of a new one (the
+    # file at the path, even of the same size, is not what this client would send).
     asked_after = await files.probe(ada, w, "resumed.bin", total)
-    assert asked_after.status == 200 and asked_after.body["size"] == total
+    assert asked_after.status == 308 and "Range" not in asked_after.headers
+
+    # A body that ends before what its Content-Range declares: a JSON error, kept for a resume.
+    short = await files.put(
+        ada, w, "short.bin", pattern_stream_bytes(b"x" * 50), {"Content-Range": "bytes 0-99/100"}
+    )
+    assert short.status == 400 and "ended before all it declared arrived" in short.message
+    assert short.body["error"]["data"] == {"path": "short.bin", "have": 50}
+    assert await files.received(ada, w, "short.bin", 100) == 50
 
     # In parts, as the browser sends large files: 308 until the last.
     first = {"Content-Range": f"bytes 0-{MIB - 1}/{2 * MIB}"}
@@ -189,6 +208,42 @@ async def test_an_upload_past_the_quota_or_the_upload_limit_is_refused_up_front(
     assert [e["name"] for e in await ada.call("files.list", worksheet=w)] == ["filler"]
     await ada.call("files.delete", worksheet=w, path="filler")
     assert (await files.put(ada, w, "data.bin", files.pattern_stream(200))).status == 201
+
+
+async def test_uploads_at_once_never_pass_the_quota_together(ada: Client) -> None:
+    """Each upload holds what it has still to receive: a second one that fits what the
+    workspace holds, but not with what the first will add, is refused while the first goes
+    on, and the first completes."""
+    sheet = await new_sheet(ada)
+    w = sheet["id"]
+    await printed(ada, sheet["session"], "open('filler', 'wb').truncate(4000 * 2**20)")
+    first_sent, go_on = asyncio.Event(), asyncio.Event()
+
+    async def held_body() -> AsyncIterator[bytes]:
+        yield files.pattern(0)
+        first_sent.set()
+        await go_on.wait()
+        for index in range(1, 60):
+            yield files.pattern(index)
+
+    span = {"Content-Range": f"bytes 0-{60 * MIB - 1}/{60 * MIB}"}
+    first = asyncio.ensure_future(files.put(ada, w, "first.bin", held_body(), span))
+    await first_sent.wait()
+
+    async def first_holds_its_room() -> bool:  # the filler and all of the first upload
+        return bool((await ada.call("files.usage", worksheet=w))["used"] == 4060 * MIB)
+
+    await eventually(first_holds_its_room)
+
+    second = await files.put(ada, w, "second.bin", files.pattern_stream(60), span)
+    assert second.status == 413, second
+    assert "the workspace is full: 4060.0 MiB used of 4096.0 MiB" in second.message
+    go_on.set()
+    done = await first
+    assert done.status == 201 and done.body["size"] == 60 * MIB
+    names = [e["name"] for e in await ada.call("files.list", worksheet=w)]
+    assert names == ["filler", "first.bin"]  # no partial file, no hold left
+    assert (await ada.call("files.usage", worksheet=w))["used"] == 4060 * MIB
 
 
 async def test_a_viewer_lists_and_downloads_but_cannot_write(ada: Client, bob: Client) -> None:

@@ -27,6 +27,9 @@ EXIT_SERVER = 1
 EXIT_USAGE = 2
 EXIT_UNREACHABLE = 3
 EXIT_INTERRUPTED = 130
+EXIT_BROKEN_PIPE = 141
+"""Stdout was closed by its reader (``cellbus files get f - | head``): quietly, as a shell's
+own tools end on SIGPIPE (128 + 13)."""
 
 
 class RpcError(Exception):

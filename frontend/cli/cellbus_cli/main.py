@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 from collections.abc import Callable, Coroutine, Sequence
 from importlib import metadata
@@ -21,6 +22,7 @@ from .commands import add_all
 from .config import ENV_CONFIG_DIR, config_dir
 from .context import Context
 from .errors import (
+    EXIT_BROKEN_PIPE,
     EXIT_INTERRUPTED,
     EXIT_SERVER,
     EXIT_UNREACHABLE,
@@ -94,6 +96,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return fail(error.describe(), EXIT_SERVER)
     except ServerUnreachable as error:
         return fail(str(error), EXIT_UNREACHABLE)
+    except BrokenPipeError:
+        # Whatever is left in stdout's buffer has nowhere to go: point stdout at nothing so
+        # that the interpreter's own flush at exit does not fail again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
 
 
 def fail(message: str, status: int) -> int:

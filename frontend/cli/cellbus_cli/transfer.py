@@ -7,7 +7,8 @@ file under the real name), an upload is read from disk block by block as it goes
 An upload is one `PUT` carrying `Content-Range: bytes <start>-<total-1>/<total>`, so that the
 server keeps what arrived in a partial file beside the target. When the connection drops, the
 upload asks how much the server has (`Content-Range: bytes */<total>`, an empty body: 308 with
-`Range: bytes=0-<n-1>`, or no Range for nothing) and sends the rest, up to `RETRIES` times in a
+`Range: bytes=0-<n-1>`, or no Range for nothing, as after an upload that completed but whose
+answer was lost: then it is sent again) and sends the rest, up to `RETRIES` times in a
 row. `resume=True` asks before the first byte too: it continues an upload that an earlier
 command left unfinished (Ctrl-C, a laptop that slept), when its total size was the same.
 
@@ -163,8 +164,6 @@ class FileTransfer:
                     raise
                 await asyncio.sleep(RETRY_WAITS[lost])
                 continue
-            if answer.status != 308:
-                return total if 200 <= answer.status < 300 else 0
             match = RANGE.match(answer.range)
             return int(match.group(1)) + 1 if match else 0
         raise AssertionError("unreachable")  # pragma: no cover

@@ -70,10 +70,10 @@ export async function upload(worksheet, path, file, { onProgress = () => {}, sig
   onProgress(total, total);
 }
 
-/** How many bytes of an upload of `total` bytes the server holds (0: none). */
+/** How many bytes of an upload of `total` bytes the server holds (0: none, or the upload
+ * completed and its answer was lost: it is sent again). */
 async function received(url, total, signal) {
   const answer = await put(url, new Blob([]), { "Content-Range": `bytes */${total}` }, () => {}, signal);
-  if (answer.status !== 308) return total; // a 2xx: the file is complete already
   const match = /^bytes=0-(\d+)$/.exec(answer.range ?? "");
   return match ? Number(match[1]) + 1 : 0;
 }

@@ -14,12 +14,16 @@ place once complete, so the target is never seen half written. It is resumable:
   part the answer is 308 with ``Range: bytes=0-<end>``; after it, the entry (201, or 200 if it
   replaced a file).
 - ``Content-Range: bytes */<total>`` with an empty body asks how much arrived: 308 with
-  ``Range: bytes=0-<n-1>`` (no ``Range`` if nothing), or the entry if the upload is complete.
+  ``Range: bytes=0-<n-1>``, or no ``Range`` if nothing did, or if the upload completed (its
+  partial file is gone: a file already at the path says nothing of this upload, so the client
+  sends it again rather than keep a file it never sent).
 - A plain PUT is one part of the whole; if its connection drops, what arrived is kept in the
   partial file, and the client goes on with a ``Content-Range`` from there.
 
 The size is checked before a byte is read: over ``CELLBUS_MAX_UPLOAD_MB`` or past the quota it
 is refused with 413; a body of no declared size is cut off with 413 where it passes either.
+What an upload has still to receive is held in the quota while it goes on (`room`), so
+uploads at once never pass the quota together.
 
 Authentication is the API's (`auth`): a bearer token, or the session cookie with the CSRF
 defence: a PUT needs an ``Origin`` of this site; a download by cookie is also taken without an
@@ -66,6 +70,7 @@ from ..rpc import (
 from . import ops
 from .access import Opened, announce, blocking, open_workspace
 from .confine import Workspace, open_file, parse, refused
+from .room import STEP, Reservation
 
 log = logging.getLogger(__name__)
 
@@ -260,7 +265,7 @@ class Upload:
         self.fd = -1
         self.name = ""
         self.partial = ""
-        self.replaces = 0  # the size of the file the upload replaces
+        self.replaces = False  # a file is at the path already
 
     def open(self, create: bool) -> bool:
         """Open the folder and the partial file (made if `create`); False if there is none."""
@@ -268,7 +273,7 @@ class Upload:
             self.dir_fd = os.dup(parent)
         self.name = name
         self.partial = partial_name(name)
-        self.replaces = ops.existing_file_size(self.dir_fd, name, self.path)
+        self.replaces = ops.existing_file_size(self.dir_fd, name, self.path) is not None
         flags = os.O_WRONLY | (os.O_CREAT if create else 0)
         try:
             self.fd = open_file(self.dir_fd, self.partial, self.path, flags)
@@ -298,11 +303,13 @@ class Upload:
     def have(self) -> int:
         return os.fstat(self.fd).st_size
 
-    def write(self, data: bytes, offset: int) -> None:
+    def write(self, data: bytes, offset: int, room: Reservation) -> None:
+        """Write `data` at `offset`, and hold that much less room for what is still to come."""
         view = memoryview(data)
         while view:
             done = os.pwrite(self.fd, view, offset)
             view, offset = view[done:], offset + done
+        room.grown(offset)
 
     def finish(self) -> tuple[ops.Entry, bool]:
         """Put the complete file in place of the target: the entry, and whether it is new."""
@@ -330,11 +337,12 @@ def _received(end: int) -> dict[str, str]:
 
 
 def _too_large(opened: Opened, path: str, size: int) -> RpcError:
-    message = (
-        f"{path}: {size} bytes is more than one upload may hold, "
-        f"{opened.max_upload // MIB} MiB (CELLBUS_MAX_UPLOAD_MB)"
-    )
+    message = f"{path}: {size} bytes is {_too_large_message(opened.max_upload)}"
     return refused(TOO_LARGE, message, path)
+
+
+def _too_large_message(max_upload: int) -> str:
+    return f"more than one upload may hold, {max_upload // MIB} MiB (CELLBUS_MAX_UPLOAD_MB)"
 
 
 @_answering_errors
@@ -348,17 +356,20 @@ async def upload(request: web.Request) -> web.StreamResponse:
     if span.total is not None and span.total > opened.max_upload:
         raise _too_large(opened, path, span.total)
     job = Upload(opened.workspace, path)
+    room = Reservation(opened.workspace, path, opened.quota)
     try:
         await blocking(job.open, True)
         await job.lock()
-        room = await blocking(_check_room, job, opened, span)
-        written = await _receive(request, job, span, room)
+        await blocking(_take_room, job, room, opened, span)
+        written = await _receive(request, job, span, room, opened.max_upload)
         if written is None:
-            return web.Response(status=400, text="the body ended early; resume the upload\n")
+            message = f"{path}: the body ended before all it declared arrived; resume the upload"
+            raise RpcError(INVALID_REQUEST, message, {"path": path, "have": job.have})
         if span.end is not None and span.total is not None and written < span.total:
             return web.Response(status=308, headers=_received(written))
         entry, new = await blocking(job.finish)
     finally:
+        await blocking(room.release)
         await blocking(job.close)
     await announce(request.app[BACKEND], principal, opened, [path])
     return web.Response(
@@ -369,9 +380,9 @@ async def upload(request: web.Request) -> web.StreamResponse:
     )
 
 
-def _check_room(job: Upload, opened: Opened, span: Span) -> int:
-    """How many bytes the partial file may reach: the upload limit and what the quota leaves
-    (413 before anything is read if the declared total does not fit)."""
+def _take_room(job: Upload, room: Reservation, opened: Opened, span: Span) -> None:
+    """Hold the room the upload needs in the quota: all it declared, or `STEP` if it
+    declared no size (413 before anything is read if that does not fit)."""
     have = job.have
     if span.start == 0 and have:
         os.ftruncate(job.fd, 0)  # a fresh upload starts over
@@ -379,17 +390,18 @@ def _check_room(job: Upload, opened: Opened, span: Span) -> int:
     if span.start != have:
         message = f"{job.path}: the partial upload holds {have} bytes, not {span.start}"
         raise RpcError(CONFLICT, message, {"path": job.path, "have": have})
-    used = ops.usage(opened.workspace)
-    room = opened.quota - used + job.replaces + have
-    if span.total is not None and span.total > room:
+    limit = span.total if span.total is not None else min(have + STEP, opened.max_upload)
+    try:
+        room.take(have, limit)
+    except RpcError:
         if have == 0:
             job.discard()
-        adding = span.total - have - job.replaces
-        raise ops.quota_error(job.path, used, opened.quota, adding)
-    return min(room, opened.max_upload)
+        raise
 
 
-async def _receive(request: web.Request, job: Upload, span: Span, room: int) -> int | None:
+async def _receive(
+    request: web.Request, job: Upload, span: Span, room: Reservation, max_upload: int
+) -> int | None:
     """Write the body into the partial file from `span.start`; the size it then has, or
     None if the body ended short of what was declared or the connection dropped (what
     arrived is kept, for a resume)."""
@@ -402,16 +414,10 @@ async def _receive(request: web.Request, job: Upload, span: Span, room: int) -> 
             if bound is not None and offset + len(buffer) > bound:
                 message = f"{job.path}: the body is longer than Content-Range says"
                 raise refused(INVALID_PARAMS, message, job.path)
-            if offset + len(buffer) > room:
-                await blocking(job.discard)
-                message = (
-                    f"{job.path}: the upload passed {room} bytes, all that the upload limit "
-                    "(CELLBUS_MAX_UPLOAD_MB) and the workspace's quota "
-                    "(CELLBUS_WORKSPACE_QUOTA_MB) leave"
-                )
-                raise refused(TOO_LARGE, message, job.path)
+            if offset + len(buffer) > room.limit:
+                await _more_room(job, room, offset + len(buffer), max_upload)
             if len(buffer) >= CHUNK:
-                await _write(job, buffer, offset)
+                await _write(job, buffer, offset, room)
                 offset, buffer = offset + len(buffer), bytearray()
     except RpcError:
         raise
@@ -419,7 +425,7 @@ async def _receive(request: web.Request, job: Upload, span: Span, room: int) -> 
         log.info("upload of %s cut at %d bytes: %s", job.path, offset + len(buffer), exc)
         dropped = True
     if buffer:
-        await _write(job, buffer, offset)
+        await _write(job, buffer, offset, room)
         offset += len(buffer)
     expected = bound if bound is not None else span.total
     if dropped or (expected is not None and offset != expected):
@@ -427,15 +433,29 @@ async def _receive(request: web.Request, job: Upload, span: Span, room: int) -> 
     return offset
 
 
-async def _write(job: Upload, data: bytearray, offset: int) -> None:
+async def _more_room(job: Upload, room: Reservation, size: int, max_upload: int) -> None:
+    """A body of no declared size reached what it holds: hold `STEP` more, up to the upload
+    limit; past either, the partial file is removed and the upload refused (413)."""
     try:
-        await blocking(job.write, bytes(data), offset)
+        if size > max_upload or room.limit >= max_upload:
+            message = f"{job.path}: the body is {_too_large_message(max_upload)}"
+            raise refused(TOO_LARGE, message, job.path)
+        await blocking(room.take, job.have, min(size + STEP, max_upload))
+    except RpcError:
+        await blocking(job.discard)
+        raise
+
+
+async def _write(job: Upload, data: bytearray, offset: int, room: Reservation) -> None:
+    try:
+        await blocking(job.write, bytes(data), offset, room)
     except OSError as exc:  # the volume is full, or a file size limit
         raise refused(TOO_LARGE, f"cannot write {job.path}: {exc.strerror}", job.path) from None
 
 
 async def _probe(opened: Opened, path: str, total: int) -> web.Response:
-    """``Content-Range: bytes */<total>``: how much of the upload arrived."""
+    """``Content-Range: bytes */<total>``: how much of the upload arrived (308, with no
+    ``Range`` when nothing did or no partial file is left)."""
     job = Upload(opened.workspace, path)
     try:
         found = await blocking(job.open, False)
@@ -445,12 +465,7 @@ async def _probe(opened: Opened, path: str, total: int) -> web.Response:
     except RpcError as exc:
         if exc.code != NOT_FOUND:
             raise
-        found, have = False, 0
+        have = 0
     finally:
         await blocking(job.close)
-    if not found:
-        with contextlib.suppress(RpcError):
-            entry = await blocking(ops.stat_path, opened.workspace, path)
-            if entry.type == "file" and entry.size == total:
-                return web.json_response(msgspec.to_builtins(entry))
-    return web.Response(status=308, headers=_received(have))
+    return web.Response(status=308, headers=_received(have if have <= total else 0))

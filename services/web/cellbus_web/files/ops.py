@@ -252,7 +252,7 @@ def write_text(ws: Workspace, path: str, text: str, quota: int) -> Entry:
     if len(data) > MAX_TEXT_BYTES:
         raise _too_big_for_text(path, len(data), "upload it: PUT /files/...")
     with ws.parent(path, create=True) as (fd, name):
-        old = existing_file_size(fd, name, path)
+        old = existing_file_size(fd, name, path) or 0
         check_quota(ws, quota, len(data) - old, path)
         temporary = f".cellbus-write-{secrets.token_hex(8)}"
         out = open_file(fd, temporary, path, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
@@ -270,13 +270,13 @@ def write_text(ws: Workspace, path: str, text: str, quota: int) -> Entry:
         return _entry(name, path, os.stat(name, dir_fd=fd, follow_symlinks=False))
 
 
-def existing_file_size(fd: int, name: str, path: str) -> int:
-    """The size of the regular file that a write would replace (0 if none); an entry of
+def existing_file_size(fd: int, name: str, path: str) -> int | None:
+    """The size of the regular file that a write would replace (None if none); an entry of
     another kind is not replaced (refused, saying what it is)."""
     try:
         info = os.stat(name, dir_fd=fd, follow_symlinks=False)
     except FileNotFoundError:
-        return 0
+        return None
     if not stat.S_ISREG(info.st_mode):
         raise explain(fd, name, path, "file")
     return info.st_size

@@ -74,7 +74,7 @@ from .room import STEP, Reservation
 
 log = logging.getLogger(__name__)
 
-ROUTE = "/files/{worksheet}/{path:.*}"
+ROUTE = "/files/{worksheet}/{path:(?s:.*)}"  # any name: a line break too
 CHUNK = 1024 * 1024
 """Bytes read from the disk or gathered from the socket before each write: large enough that
 a thread hop per chunk costs nothing, small enough to keep a transfer's memory bounded."""

@@ -71,6 +71,7 @@ async def test_migrations_apply_once(database_url: str) -> None:
         "0003_login_attempts.sql",
         "0004_documents.sql",
         "0005_jupyter_kernels.sql",
+        "0006_document_checkpoints.sql",
     ]
     await first.close()
     again = Store(database(database_url))

@@ -30,6 +30,7 @@ from cellbus_protocol.errors import BusError
 from cellbus_protocol.roles import Role, role_allows, too_low
 
 from . import passwords
+from .checkpoints import cells_of, restore, restore_update, state_of
 from .config import AccountsSettings
 from .documents import (
     SERVICE,
@@ -46,6 +47,7 @@ from .notebook_doc import CellContent, NotebookDoc, new_cell_id
 from .saver import OutputSaver
 from .store import (
     CellRecord,
+    Checkpoint,
     LoginLimits,
     NewCellRecord,
     Store,
@@ -64,6 +66,9 @@ MAX_VERSION = 2**31 - 1  # a PostgreSQL integer
 MAX_ANNOUNCED_PATHS = 100  # a files_changed names at most this many paths (a folder for more)
 MAX_ANNOUNCED_PATH = 4096  # bytes of one path (PATH_MAX)
 CELL_ID = re.compile(r"[a-zA-Z0-9_-]{1,64}")  # nbformat 4.5's rule for cell ids
+MAX_CHECKPOINTS = 100  # per worksheet: saving one more drops the oldest
+MAX_CHECKPOINT_NAME = 200  # characters
+MAX_CHECKPOINT_BYTES = 8 * 1024 * 1024  # of a checkpoint's data: the cells' text, metadata
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -107,6 +112,13 @@ def cell_view(sheet: Worksheet, content: CellContent, record: CellRecord | None)
         run_by=record.run_by if record else None,
         run_at=_iso(record.run_at) if record else None,
         run_msg_id=record.run_msg_id if record else None,
+    )  # fmt: skip
+
+
+def checkpoint_view(checkpoint: Checkpoint) -> a.CheckpointView:
+    return a.CheckpointView(
+        id=str(checkpoint.id), name=checkpoint.name, created=checkpoint.created_at.isoformat(),
+        username=checkpoint.username, size=checkpoint.size,
     )  # fmt: skip
 
 
@@ -177,6 +189,9 @@ class Handlers:
             a.CreateSession: self.create_session, a.ImportWorksheet: self.import_worksheet,
             a.ApplyUpdate: self.apply_update, a.SyncDocument: self.sync_document,
             a.AnnounceFilesChanged: self.files_changed,
+            a.SaveCheckpoint: self.save_checkpoint, a.ListCheckpoints: self.list_checkpoints,
+            a.RestoreCheckpoint: self.restore_checkpoint,
+            a.DeleteCheckpoint: self.delete_checkpoint,
         }  # fmt: skip
         self._table.update(JupyterKernelHandlers(self, store).table())
 
@@ -646,3 +661,69 @@ class Handlers:
             return await self.documents.sync(sheet, request.state_vector)
         except DocumentError as exc:
             raise AccountsError("invalid", str(exc)) from None
+
+    # -- named checkpoints of documents -------------------------------------------------------
+    def _check_checkpoint_name(self, name: str | None) -> str:
+        if name is None:
+            return f"Checkpoint {datetime.now(UTC):%Y-%m-%d %H:%M} UTC"
+        name = name.strip()
+        if not name or len(name) > MAX_CHECKPOINT_NAME or any(ord(c) < 32 for c in name):
+            raise AccountsError(
+                "invalid", f"a checkpoint name has 1 to {MAX_CHECKPOINT_NAME} printable characters"
+            )
+        return name
+
+    async def save_checkpoint(self, request: a.SaveCheckpoint) -> a.CheckpointView:
+        """The document as it is now (every committed update), under a name; the oldest
+        checkpoints past `MAX_CHECKPOINTS` go."""
+        user = await self._actor(request)
+        sheet = await self._worksheet(request.id, user, "editor")
+        name = self._check_checkpoint_name(request.name)
+        async with self.documents.locked(sheet) as loaded:
+            data, seq = state_of(loaded.notebook), loaded.seq
+        if len(data) > MAX_CHECKPOINT_BYTES:
+            raise AccountsError(
+                "too_large", f"the document has {len(data):,} bytes; a checkpoint holds at most "
+                f"{MAX_CHECKPOINT_BYTES:,}",
+            )  # fmt: skip
+        checkpoint, _ = await self.store.checkpoints.save(
+            sheet.id, name, data, seq, user.id, keep=MAX_CHECKPOINTS
+        )
+        return checkpoint_view(checkpoint)
+
+    async def list_checkpoints(self, request: a.ListCheckpoints) -> list[a.CheckpointView]:
+        user = await self._actor(request)
+        sheet = await self._worksheet(request.id, user, "viewer")
+        return [checkpoint_view(c) for c in await self.store.checkpoints.list(sheet.id)]
+
+    async def restore_checkpoint(self, request: a.RestoreCheckpoint) -> a.CheckpointRestored:
+        """The cells made the checkpoint's as one edit of the document in the actor's name
+        (`checkpoints.restore`), or that edit returned to be made by the caller."""
+        user = await self._actor(request)
+        sheet = await self._worksheet(request.id, user, "editor")
+        found = await self.store.checkpoints.get(sheet.id, _uuid(request.checkpoint, "checkpoint"))
+        if found is None:
+            raise AccountsError("not_found", f"no checkpoint {request.checkpoint}")
+        checkpoint, data = found
+        target = cells_of(data)
+        view = checkpoint_view(checkpoint)
+        if not request.apply:
+            state = await self.documents.read(sheet, lambda nb: nb.doc.get_update())
+            update = restore_update(state, target)
+            if len(update) <= self.documents.max_update_bytes:  # a client may send it
+                return a.CheckpointRestored(checkpoint=view, changed=bool(update), update=update)
+
+        def make(notebook: NotebookDoc) -> bool:
+            before = notebook.read_cells()
+            restore(notebook, target)
+            return notebook.read_cells() != before
+
+        changed = await self.documents.edit(sheet, author_of(user), make)
+        return a.CheckpointRestored(checkpoint=view, changed=changed)
+
+    async def delete_checkpoint(self, request: a.DeleteCheckpoint) -> None:
+        user = await self._actor(request)
+        sheet = await self._worksheet(request.id, user, "editor")
+        checkpoint_id = _uuid(request.checkpoint, "checkpoint")
+        if not await self.store.checkpoints.delete(sheet.id, checkpoint_id):
+            raise AccountsError("not_found", f"no checkpoint {request.checkpoint}")

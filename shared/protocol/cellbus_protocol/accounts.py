@@ -238,6 +238,60 @@ class ImportWorksheet(Request[WorksheetView], tag="worksheet.import"):
     nbformat_minor: int = 5
 
 
+class CheckpointView(msgspec.Struct, kw_only=True):
+    """A named checkpoint of a worksheet's document: its id, name, when (`created`, ISO 8601)
+    and by whom it was saved ("" once their account is deleted), and its size in bytes."""
+
+    id: str
+    name: str
+    created: str
+    username: str
+    size: int = 0
+
+
+class CheckpointRestored(msgspec.Struct, kw_only=True):
+    """A checkpoint restored. `changed`: the cells were not the checkpoint's already. With
+    `update` (asked for with ``apply`` false), the edit was not made: it is that edit, a Yjs
+    update for the caller to apply as its own; without, the service made it (one update on
+    the feed)."""
+
+    checkpoint: CheckpointView
+    changed: bool
+    update: bytes | None = None
+
+
+class SaveCheckpoint(Request[CheckpointView], tag="worksheet.checkpoint"):
+    """Save the worksheet's document as it is now under `name` (editors and up; a default
+    name says when): the oldest checkpoints past the cap are dropped."""
+
+    id: str
+    name: str | None = None
+
+
+class ListCheckpoints(Request[list[CheckpointView]], tag="worksheet.checkpoints"):
+    """The worksheet's checkpoints, newest first (viewers and up)."""
+
+    id: str
+
+
+class RestoreCheckpoint(Request[CheckpointRestored], tag="worksheet.restore_checkpoint"):
+    """Make the worksheet's cells equal to checkpoint `checkpoint`'s, as one new edit of the
+    document (editors and up; history is not rewritten). Cells keep their records (outputs)
+    by id. With `apply` false the edit is returned instead of made, unless it is larger than
+    a client's update may be (then it is made)."""
+
+    id: str
+    checkpoint: str
+    apply: bool = True
+
+
+class DeleteCheckpoint(Request[None], tag="worksheet.delete_checkpoint"):
+    """Delete checkpoint `checkpoint` of the worksheet (editors and up)."""
+
+    id: str
+    checkpoint: str
+
+
 class JupyterKernelView(msgspec.Struct, kw_only=True):
     """A kernel started through the Jupyter Server API: the session of worksheet `worksheet`,
     started as kernelspec `name`, and the Jupyter session (/api/sessions) attached, if any."""
@@ -299,6 +353,7 @@ AnyRequest = (
     | CreateSession | ImportWorksheet | ApplyUpdate | SyncDocument
     | StartJupyterKernel | ListJupyterKernels | GetJupyterKernel | ForgetJupyterKernel
     | SetJupyterSession | AnnounceFilesChanged
+    | SaveCheckpoint | ListCheckpoints | RestoreCheckpoint | DeleteCheckpoint
 )  # fmt: skip
 
 

@@ -7,6 +7,9 @@
  * `page` is the WorksheetPage (page.js): its `id` (the worksheet), `doc` (the document, whose
  * edits are sent before a checkpoint is taken) and `editable` (the user's role allows editing).
  */
+import { fromBase64 } from "lib0/buffer";
+import * as Y from "yjs";
+
 import { call, describeError } from "../api.js";
 import { confirmAction, openDialog } from "../dialogs/dialog.js";
 import { h } from "../dom.js";
@@ -51,18 +54,29 @@ export async function saveCheckpoint(page, name = defaultName()) {
 
 /** The worksheet's checkpoints, newest first: [{id, name, created, username}]. Throws on errors. */
 export async function listCheckpoints(page) {
-  return (await call("worksheet.checkpoints", { id: page.id })).checkpoints;
+  return await call("worksheet.checkpoints", { id: page.id });
 }
 
 /**
- * Make the document equal to checkpoint `id`'s cells, as one edit everyone sees (outputs of the
- * cells it keeps stay). Resolves to true if it was restored; says so or what went wrong.
+ * Make the document equal to checkpoint `id`'s cells, as one edit everyone sees (the cells'
+ * saved outputs stay). The server returns the edit (a Yjs update) and this page applies it as
+ * its own edit, sent as any other: so this person's undo (Ctrl+Z) takes the restore back. A
+ * page without a synced document (or an edit too large for one update) has the server make
+ * it instead. Resolves to true if it was restored; says so or what went wrong.
  */
 export async function restoreCheckpoint(page, id) {
+  const doc = page?.doc;
+  const local = Boolean(doc?.doc && doc.synced && doc.undoManager);
   try {
     await editsSent(page);
-    await call("worksheet.restore_checkpoint", { id: page.id, checkpoint: id });
-    toast("Checkpoint restored");
+    const result = await call("worksheet.restore_checkpoint", { id: page.id, checkpoint: id, apply: !local });
+    if (result.update) {
+      doc.undoManager.stopCapturing(); // one undo step of its own
+      Y.applyUpdate(doc.doc, fromBase64(result.update), doc.origin);
+      doc.undoManager.stopCapturing();
+      await editsSent(page);
+    }
+    toast(result.changed ? "Checkpoint restored" : "The cells are the checkpoint's already");
     return true;
   } catch (error) {
     toast(`The checkpoint was not restored: ${describeError(error)}`, "error");

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
+from .checkpoints import Checkpoint, CheckpointRows
 from .database import Database, Postgres, Sqlite
 from .documents import DocumentRows, History, NewCellRecord
 from .errors import NotFound, StoreError, StoreUnavailable, UniqueViolation
@@ -16,7 +17,7 @@ from .records import CellRecord, Member, Role, Token, User, Worksheet
 from .store import Store
 
 __all__ = [
-    "CellRecord", "Database", "DocumentRows", "History", "LoginAttempts", "LoginLimits",
+    "CellRecord", "Checkpoint", "CheckpointRows", "Database", "DocumentRows", "History", "LoginAttempts", "LoginLimits",
     "LoginTicket", "Member", "NewCellRecord", "NotFound", "Postgres", "Role", "Sqlite", "Store",
     "StoreError", "StoreUnavailable", "Tier", "Token", "UniqueViolation", "User", "Worksheet",
     "database_for",

@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 from .. import migrations
+from .checkpoints import CheckpointRows
 from .database import Connection, Database
 from .documents import DocumentRows, NewCellRecord
 from .errors import NotFound, UniqueViolation
@@ -52,6 +53,7 @@ class Store:
         self.logins = LoginAttempts(database)  # the login throttle's counts
         self.documents = DocumentRows(database)  # worksheets' documents and cell records
         self.jupyter_kernels = JupyterKernelRows(database)  # kernels of the Jupyter API
+        self.checkpoints = CheckpointRows(database)  # named checkpoints of documents
 
     async def open(self) -> list[str]:
         """Connect and apply pending migrations; returns the names of those applied."""

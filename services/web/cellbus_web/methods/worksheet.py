@@ -22,6 +22,10 @@ def register(api: Api) -> None:
         ("worksheet.get", worksheet_get), ("worksheet.rename", worksheet_rename),
         ("worksheet.delete", worksheet_delete), ("worksheet.share", worksheet_share),
         ("worksheet.export", worksheet_export), ("worksheet.import", worksheet_import),
+        ("worksheet.checkpoint", worksheet_checkpoint),
+        ("worksheet.checkpoints", worksheet_checkpoints),
+        ("worksheet.restore_checkpoint", worksheet_restore_checkpoint),
+        ("worksheet.delete_checkpoint", worksheet_delete_checkpoint),
     ):  # fmt: skip
         api.method(name)(method)
 
@@ -103,3 +107,30 @@ async def worksheet_import(
         nbformat_minor=imported.nbformat_minor,
     )
     return await ask_accounts(call, request)
+
+
+async def worksheet_checkpoint(call: Call, id: str, name: str | None = None) -> a.CheckpointView:
+    """Save the worksheet's document as it is now as a named checkpoint (editors and up); the
+    name defaults to the time. A worksheet keeps its newest 100: the oldest go."""
+    return await ask_accounts(call, a.SaveCheckpoint(id=id, name=name))
+
+
+async def worksheet_checkpoints(call: Call, id: str) -> list[a.CheckpointView]:
+    """The worksheet's checkpoints, newest first (viewers and up)."""
+    return await ask_accounts(call, a.ListCheckpoints(id=id))
+
+
+async def worksheet_restore_checkpoint(
+    call: Call, id: str, checkpoint: str, apply: bool = True
+) -> a.CheckpointRestored:
+    """Make the worksheet's cells the checkpoint's, as one new edit of its document that every
+    open page sees (editors and up); saved outputs stay with their cells. With ``apply``
+    false, the edit (a Yjs update) is returned for the caller to apply as its own instead."""
+    return await ask_accounts(
+        call, a.RestoreCheckpoint(id=id, checkpoint=checkpoint, apply=apply)
+    )
+
+
+async def worksheet_delete_checkpoint(call: Call, id: str, checkpoint: str) -> None:
+    """Delete one of the worksheet's checkpoints (editors and up)."""
+    await ask_accounts(call, a.DeleteCheckpoint(id=id, checkpoint=checkpoint))

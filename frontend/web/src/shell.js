@@ -18,6 +18,7 @@ import { WorksheetPage } from "./worksheet/page.js";
 
 const CONNECTION_LABELS = {
   connecting: "Connecting…",
+  syncing: "Catching up…", // back, following the feeds again (feed.js); then "Live"
   open: "Live",
   reconnecting: "Disconnected · reconnecting…",
   closed: "Offline",
@@ -121,6 +122,8 @@ export class App {
     this.feed = new FeedConnection({
       onState: (state, info) => this.showConnection(state, info),
       onRevoked: () => this.signedOut(),
+      // a restarted server lost what the page shows (docs/protocol.md, "Epochs"): open it afresh
+      onReset: () => this.route(),
     });
   }
 

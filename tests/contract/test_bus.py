@@ -1,6 +1,8 @@
 """The `Bus` contract (see cellbus_protocol.bus.base), checked over every transport.
 
-Every test that takes the `bus` fixture runs twice: on the in-process bus and on the Redis bus.
+Every test that takes the `bus` fixture runs three times: on the in-process bus, on the same
+bus kept in SQLite (`PersistentBus`, what ``make run`` uses; its restarts are tested in
+test_persistent_bus.py) and on the Redis bus.
 They cover feeds (cursors, resuming after a disconnect, live and retained entries, many
 subscribers, retention, delete), queues (one consumer per item, order, ack, batch size, adding
 a queue while a read is blocked, timeouts, size, claiming what a dead consumer left pending),
@@ -21,6 +23,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -31,6 +34,7 @@ from cellbus_protocol.bus import (
     Consumer,
     FeedEntry,
     InMemoryBus,
+    PersistentBus,
     QueueItem,
     RedisBus,
     Subscription,
@@ -46,6 +50,23 @@ TIMEOUT = 10.0
 """Deadline for anything that should happen at once (generous: it only bounds a failure)."""
 QUIET = 0.2
 """How long to watch for something that must not happen."""
+
+
+# -- the transports ----------------------------------------------------------------------------
+
+
+@pytest.fixture(params=["memory", "persistent", "redis"])
+async def bus(request: pytest.FixtureRequest, namespace: str, tmp_path: Path) -> AsyncIterator[Bus]:
+    """Each transport in turn (this module's own: the shared one has no persistent bus)."""
+    if request.param == "memory":
+        instance: Bus = InMemoryBus()
+    elif request.param == "persistent":
+        instance = PersistentBus(tmp_path / "bus.db")
+    else:
+        instance = RedisBus(REDIS_URL, namespace=namespace)
+    await instance.start()
+    yield instance
+    await instance.close()
 
 
 # -- helpers ---------------------------------------------------------------------------------
@@ -323,14 +344,26 @@ async def test_read_feed_with_after_and_limit(bus: Bus) -> None:
     assert await bus.read_feed("no-such-feed") == []
 
 
+async def test_the_epoch_stays_while_the_bus_lives_and_vouches_for_its_cursors(bus: Bus) -> None:
+    epoch = await bus.epoch()
+    assert epoch and await bus.epoch() == epoch
+    await publish_range(bus, "feed", 1, 3)
+    assert await bus.resume_point("feed", 3, epoch) == 3
+    assert await bus.resume_point("feed", 0, "another epoch") == 0
+    # a cursor from an epoch the bus never had: nothing of it is known to be the same
+    assert await bus.resume_point("feed", 2, "another epoch") == 0
+
+
 RETENTION = 10
 
 
 @pytest.fixture
-async def small_bus(bus: Bus, namespace: str) -> AsyncIterator[Bus]:
+async def small_bus(bus: Bus, namespace: str, tmp_path: Path) -> AsyncIterator[Bus]:
     """A bus of the same transport as `bus` that keeps only RETENTION entries per feed."""
     if isinstance(bus, RedisBus):
         instance: Bus = RedisBus(REDIS_URL, namespace=namespace, feed_retention=RETENTION)
+    elif isinstance(bus, PersistentBus):
+        instance = PersistentBus(tmp_path / "small.db", feed_retention=RETENTION)
     else:
         instance = InMemoryBus(feed_retention=RETENTION)
     await instance.start()
@@ -977,6 +1010,19 @@ async def test_ack_retires_the_item_from_the_stream(redis_bus: RedisBus, namespa
     finally:
         await client.aclose()
         await consumer.close()
+
+
+async def test_the_epoch_is_the_redis_data_sets(redis_bus: RedisBus, namespace: str) -> None:
+    """Every bus on one Redis shares its epoch; a Redis that lost its data is a new one."""
+    epoch = await redis_bus.epoch()
+    async with RedisBus(REDIS_URL, namespace=namespace) as other:
+        assert await other.epoch() == epoch
+    client = aioredis.Redis.from_url(REDIS_URL)
+    try:
+        await client.delete(f"{namespace}:{redis_transport.EPOCH}")  # as a FLUSHALL would
+    finally:
+        await client.aclose()
+    assert await redis_bus.epoch() not in ("", epoch)
 
 
 async def test_request_reply_between_two_bus_instances(redis_bus: RedisBus, namespace: str) -> None:

@@ -3,7 +3,11 @@
 The accounts service, a kernel worker and the web service run in one process on one bus,
 exactly as they run apart in a deployment: they still talk only through the bus. With no
 settings the bus is the in-process one and the store is SQLite in ``CELLBUS_DATA_DIR``, so
-nothing else needs to be installed or running. Given ``CELLBUS_REDIS_URL`` and
+nothing else needs to be installed or running. The in-process bus keeps what a Redis
+deployment keeps across a restart (feeds, queues, the session registry, checkpoints) in
+``CELLBUS_DATA_DIR/bus.db`` (`cellbus_protocol.bus.persistent`), so stopping and starting the
+program, even with SIGKILL, brings every session's variables back from its last checkpoint
+and every feed's cursors. Given ``CELLBUS_REDIS_URL`` and
 ``CELLBUS_DATABASE_URL`` the same program uses Redis and PostgreSQL instead (and can then
 share them with separately started services).
 
@@ -15,7 +19,7 @@ database, not the secret.
 
 Checkpoints are signed with ``CELLBUS_SECRET``; without it, this program makes a random one
 the first time and keeps it in ``CELLBUS_DATA_DIR/secret`` (mode 0600), so that checkpoints
-made before a restart (on Redis) are still accepted after it.
+made before a restart (on Redis or in bus.db) are still accepted after it.
 """
 
 from __future__ import annotations
@@ -64,7 +68,8 @@ class Stack:
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Stack:
         data_dir = Path(environ.get("CELLBUS_DATA_DIR") or Path.home() / ".local/share/cellbus")
-        bus_url = environ.get("CELLBUS_REDIS_URL") or "memory://"
+        # the in-process bus keeps feeds, queues, registries and checkpoints in bus.db
+        bus_url = environ.get("CELLBUS_REDIS_URL") or f"memory://{data_dir.resolve()}/bus.db"
         database_url = environ.get("CELLBUS_DATABASE_URL") or f"sqlite:///{data_dir}/cellbus.db"
         accounts = settings_from_env(AccountsSettings, environ)
         kernel = settings_from_env(KernelSettings, environ)

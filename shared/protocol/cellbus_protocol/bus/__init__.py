@@ -1,7 +1,8 @@
 """The bus: one interface (`Bus`), two transports, chosen by URL scheme.
 
-``memory://`` gives the in-process bus (everything in one program); ``redis://`` and
-``rediss://`` give the Redis bus. See `base` for the contract both keep.
+``memory://`` gives the in-process bus (everything in one program), ``memory:///path/bus.db``
+the same bus keeping what a restart needs in that SQLite file (`persistent`); ``redis://``
+and ``rediss://`` give the Redis bus. See `base` for the contract they all keep.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from .base import (
     Subscription,
 )
 from .memory import InMemoryBus
+from .persistent import PersistentBus
 from .redis import RedisBus
 
 __all__ = [
@@ -27,6 +29,7 @@ __all__ = [
     "FeedEntry",
     "InMemoryBus",
     "Listening",
+    "PersistentBus",
     "QueueItem",
     "RedisBus",
     "Subscription",
@@ -37,8 +40,11 @@ __all__ = [
 def create_bus(
     url: str, *, namespace: str = "cellbus", feed_retention: int = DEFAULT_FEED_RETENTION
 ) -> Bus:
-    """The bus for `url`: ``memory://`` or ``redis://host:port/db``."""
-    scheme = urlsplit(url).scheme
+    """The bus for `url`: ``memory://``, ``memory:///path/bus.db`` or ``redis://host:port/db``."""
+    parts = urlsplit(url)
+    scheme = parts.scheme
+    if scheme == "memory" and parts.path not in ("", "/"):
+        return PersistentBus(parts.path, feed_retention=feed_retention)
     if scheme == "memory":
         return InMemoryBus(feed_retention=feed_retention)
     if scheme in ("redis", "rediss", "unix"):

@@ -36,6 +36,12 @@ Registries (`set_entry`, `get_entry`, `remove_entry`, `entries`)
 Blobs (`put_blob`, `get_blob`, `copy_blob`, `delete_blob`)
     Durable bytes under a name (a session's checkpoint): written whole, read whole.
 
+Epochs (`epoch`, `resume_point`)
+    The bus's incarnation: a random string that changes when what the bus keeps may have
+    been lost or rewritten (the in-process bus: each start of its program; Redis: when the
+    Redis data set is new). A follower keeps the epoch with its cursors; `resume_point` says
+    how much of what it saw in that epoch the feed still has.
+
 `contract tests` in tests/contract run the same checks over every transport.
 """
 
@@ -181,6 +187,21 @@ class Bus(_Closing):
     @abc.abstractmethod
     async def delete(self, name: str) -> None:
         """Forget a feed or queue and everything in it."""
+
+    # -- epochs ---------------------------------------------------------------------------
+    @abc.abstractmethod
+    async def epoch(self) -> str:
+        """This bus's incarnation (see the module docstring)."""
+
+    async def resume_point(self, feed: str, cursor: int, epoch: str) -> int:
+        """Where a follower that saw `feed` up to `cursor` in epoch `epoch` resumes: `cursor`
+        if every entry up to it is still the one it saw, otherwise the last cursor up to
+        which it is (0: none), and the follower must drop what it holds after that. This
+        default keeps cursors within one epoch only; a bus that keeps feeds across restarts
+        (`persistent.PersistentBus`) knows better."""
+        if cursor <= 0 or epoch == await self.epoch():
+            return max(cursor, 0)
+        return 0
 
     # -- queues ---------------------------------------------------------------------------
     @abc.abstractmethod

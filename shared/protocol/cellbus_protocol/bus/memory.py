@@ -4,16 +4,24 @@ It keeps the same guarantees as the Redis bus (see `base`) with plain asyncio: f
 queues are in-memory logs shaped like Redis streams, and it moves encoded bytes exactly as
 Redis does, so a service cannot tell the two apart. Used by `make run`; tested by the same
 contract tests as the Redis bus. Everything lives in the event loop that uses it.
+
+Every change that a restart should find again (feed entries, queue entries and what their
+group delivered and had acknowledged, registries, blobs) is also handed, as a small tuple, to
+`_journal` when one is set: `persistent.PersistentBus` writes them to SQLite behind the event
+loop's back. Leases, loads, broadcasts and replies are not journalled: they live seconds, and
+who held or waited for them is gone after a restart anyway.
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+import secrets
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..errors import RequestTimeout
 from .base import (
@@ -88,13 +96,16 @@ class _Log:
             for e in self.entries
         )
 
-    def drop_acknowledged(self) -> None:
-        """Forget queue entries that every group has delivered and acknowledged."""
+    def drop_acknowledged(self) -> int:
+        """Forget queue entries that every group has delivered and acknowledged; the cursor
+        of the last one forgotten (0 if none was)."""
+        dropped = 0
         while self.entries and self.groups:
             seq = self.entries[0].seq
             if any(g.last_delivered < seq or seq in g.pending for g in self.groups.values()):
-                return
-            self.entries.popleft()
+                break
+            dropped = self.entries.popleft().seq
+        return dropped
 
 
 class _Changes:
@@ -136,11 +147,17 @@ class _MemoryListening(Listening):
                 del self._bus._listeners[self._channel]
 
 
+Journal = Callable[[tuple[Any, ...]], None]
+"""Receives each change to keep (see the module docstring), in the order they were made."""
+
+
 class InMemoryBus(Bus):
     """A `Bus` inside one event loop."""
 
     def __init__(self, feed_retention: int = DEFAULT_FEED_RETENTION) -> None:
         self.feed_retention = feed_retention
+        self._epoch = secrets.token_hex(8)  # this bus's life: a restart is a new one
+        self._journal: Journal | None = None
         self._feeds: dict[str, _Log] = {}
         self._queues: dict[str, _Log] = {}
         self._queue_changes = _Changes()
@@ -151,6 +168,9 @@ class InMemoryBus(Bus):
         self._registries: dict[str, dict[str, str]] = {}
         self._blobs: dict[str, bytes] = {}
         self._listeners: dict[str, set[_MemoryListening]] = {}
+
+    async def epoch(self) -> str:
+        return self._epoch
 
     async def close(self) -> None:
         for future in self._replies.values():
@@ -179,7 +199,10 @@ class InMemoryBus(Bus):
 
     async def publish(self, feed: str, data: bytes) -> int:
         log = self._feed(feed)
-        seq = log.append(bytes(data))
+        data = bytes(data)
+        seq = log.append(data)
+        if self._journal is not None:
+            self._journal(("feed", feed, seq, data))
         log.changes.notify()
         return seq
 
@@ -197,6 +220,8 @@ class InMemoryBus(Bus):
     async def delete(self, name: str) -> None:
         self._feeds.pop(name, None)
         self._queues.pop(name, None)
+        if self._journal is not None:
+            self._journal(("delete", name))
 
     # -- queues ---------------------------------------------------------------------------
     def _queue(self, name: str) -> _Log:
@@ -206,7 +231,10 @@ class InMemoryBus(Bus):
         return log
 
     async def enqueue(self, queue: str, data: bytes, *, reply_to: str | None = None) -> str:
-        seq = self._queue(queue).append(bytes(data), reply_to)
+        data = bytes(data)
+        seq = self._queue(queue).append(data, reply_to)
+        if self._journal is not None:
+            self._journal(("enqueue", queue, seq, data, reply_to))
         self._queue_changes.notify()
         return str(seq)
 
@@ -219,7 +247,9 @@ class InMemoryBus(Bus):
 
     # -- request/reply --------------------------------------------------------------------
     async def request(self, queue: str, data: bytes, *, timeout: float) -> bytes:
-        reply_to = f"reply:{next(self._reply_ids)}"
+        # the epoch in it: a request kept from before a restart never gets a reply meant
+        # for a request of this life
+        reply_to = f"reply:{self._epoch}:{next(self._reply_ids)}"
         future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
         self._replies[reply_to] = future
         try:
@@ -277,6 +307,8 @@ class InMemoryBus(Bus):
     # -- registries -----------------------------------------------------------------------
     async def set_entry(self, table: str, key: str, value: str) -> None:
         self._registries.setdefault(table, {})[key] = value
+        if self._journal is not None:
+            self._journal(("set_entry", table, key, value))
 
     async def get_entry(self, table: str, key: str) -> str | None:
         return self._registries.get(table, {}).get(key)
@@ -286,6 +318,8 @@ class InMemoryBus(Bus):
         if registry.get(key) != value:
             return False
         del registry[key]
+        if self._journal is not None:
+            self._journal(("remove_entry", table, key))
         return True
 
     async def entries(self, table: str) -> dict[str, str]:
@@ -293,7 +327,9 @@ class InMemoryBus(Bus):
 
     # -- blobs ----------------------------------------------------------------------------
     async def put_blob(self, name: str, data: bytes) -> None:
-        self._blobs[name] = bytes(data)
+        self._blobs[name] = data = bytes(data)
+        if self._journal is not None:
+            self._journal(("put_blob", name, data))
 
     async def get_blob(self, name: str) -> bytes | None:
         return self._blobs.get(name)
@@ -301,11 +337,19 @@ class InMemoryBus(Bus):
     async def copy_blob(self, source: str, target: str) -> bool:
         if source not in self._blobs:
             return False
-        self._blobs[target] = self._blobs[source]
+        self._blobs[target] = data = self._blobs[source]
+        if self._journal is not None:
+            self._journal(("put_blob", target, data))
         return True
 
     async def delete_blob(self, name: str) -> None:
-        self._blobs.pop(name, None)
+        if self._blobs.pop(name, None) is not None and self._journal is not None:
+            self._journal(("delete_blob", name))
+
+    # -- for the journal ------------------------------------------------------------------
+    def _delivered(self, queue: str, group: str, seq: int) -> None:
+        if self._journal is not None:
+            self._journal(("deliver", queue, group, seq, time.time()))
 
 
 class _MemorySubscription(Subscription):
@@ -359,6 +403,7 @@ class _MemoryConsumer(Consumer):
             for entry in log.after(group.last_delivered, 1):
                 group.last_delivered = entry.seq
                 group.deliver(entry)
+                self._bus._delivered(name, self._group, entry.seq)
                 return QueueItem(name, str(entry.seq), entry.data, entry.reply_to)
         return None
 
@@ -377,7 +422,10 @@ class _MemoryConsumer(Consumer):
         log = self._bus._queues.get(item.queue)
         if log is not None:
             log.groups.get(self._group, _Group()).acknowledge(int(item.id))
-            log.drop_acknowledged()
+            dropped = log.drop_acknowledged()
+            journal = self._bus._journal
+            if journal is not None:
+                journal(("ack", item.queue, self._group, int(item.id), dropped))
 
     async def claim(self, queue: str, min_idle: float = 0.0) -> list[QueueItem]:
         group = self._bus._queue(queue).groups.setdefault(self._group, _Group())
@@ -387,6 +435,7 @@ class _MemoryConsumer(Consumer):
             if now - group.delivered_at[seq] >= min_idle:
                 entry = group.pending[seq]
                 group.deliver(entry)
+                self._bus._delivered(queue, self._group, seq)
                 claimed.append(QueueItem(queue, str(seq), entry.data, entry.reply_to))
         return claimed
 

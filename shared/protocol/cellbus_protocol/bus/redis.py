@@ -21,6 +21,9 @@ the bus namespace):
   ``PUBLISH`` on the requester's reply channel, which its bus subscribes to once.
 - Leases are keys set with ``NX PX``; loads are a hash of member -> "load deadline_ms";
   registries are hashes; blobs are plain string keys.
+- The epoch is the key ``bus:epoch``, set (``SET NX``) by whichever bus first finds it
+  missing: it lives as long as the Redis data set, so a Redis that lost its data (restarted
+  without persistence, flushed) is a new epoch, and restarting services is not.
 """
 
 from __future__ import annotations
@@ -64,6 +67,9 @@ MAX_CONNECTIONS = 64
 """Connections per pool; a bus has two (commands, and blocking reads)."""
 SUBSCRIBER_BUFFER = 10_000
 """Live entries a subscription holds before it drops them and catches up from the stream."""
+
+EPOCH = "bus:epoch"
+"""The bus name of the deployment's epoch (see `Bus.epoch`)."""
 
 T = TypeVar("T")
 
@@ -152,6 +158,16 @@ class RedisBus(Bus):
         with _unavailable_on_connection_error():
             async with asyncio.timeout(COMMAND_TIMEOUT):
                 await self._redis.ping()
+
+    async def epoch(self) -> str:
+        """Read each time (one GET): a Redis that lost its data meanwhile is a new epoch."""
+        key = self.key(EPOCH)
+        with _unavailable_on_connection_error():
+            value = cast(bytes | None, await self._redis.get(key))
+            if value is None:
+                await self._redis.set(key, uuid.uuid4().hex[:16], nx=True)
+                value = cast(bytes | None, await self._redis.get(key))
+        return value.decode() if value is not None else ""
 
     async def close(self) -> None:
         await self._hub.close()

@@ -92,6 +92,7 @@ async def test_migrations_started_concurrently_apply_exactly_once(database_url: 
             "0003_login_attempts.sql",
             "0004_documents.sql",
             "0005_jupyter_kernels.sql",
+            "0006_document_checkpoints.sql",
         ],
     ]
     assert await stores[0].count_users() == 0
@@ -306,7 +307,11 @@ async def test_migrating_keeps_each_old_cells_outputs_under_its_id(
         )  # fmt: skip
     await old.close()
     store = Store(database(database_url))
-    assert await store.open() == ["0004_documents.sql", "0005_jupyter_kernels.sql"]
+    assert await store.open() == [
+        "0004_documents.sql",
+        "0005_jupyter_kernels.sql",
+        "0006_document_checkpoints.sql",
+    ]
     record = await store.documents.record(worksheet_id, str(cell_id))
     assert record is not None
     assert (record.version, record.outputs, record.execution_count, record.run_msg_id,
@@ -333,3 +338,26 @@ async def test_saving_outputs_is_idempotent_per_message(store: Store) -> None:
     found = await rows.by_run("msg-1")
     assert found is not None and found.cell_id == "c1"
     assert await rows.recent_run_sessions(1) == [("s-runs", 5)]
+
+
+async def test_clearing_outputs_forgets_them_and_who_ran_the_cell(store: Store) -> None:
+    ada = await new_user(store, "ada")
+    sheet = await sheet_of(store, ada, "Clear", "s-clear", b"u1")
+    rows = store.documents
+    one = [{"output_type": "stream", "name": "stdout", "text": "1\n"}]
+    for cell_id, msg_id in (("c1", "msg-1"), ("c2", "msg-2")):
+        await rows.start_run(sheet.id, cell_id, msg_id, "ada")
+        assert await rows.save_outputs(msg_id, 5, one, 1)
+    assert await rows.clear_outputs(sheet.id, ["c1", "c-none"]) == ["msg-1"]
+    cleared = await rows.record(sheet.id, "c1")
+    assert cleared is not None
+    assert (cleared.outputs, cleared.execution_count, cleared.run_by, cleared.run_at) == (
+        [], None, None, None,
+    )  # fmt: skip
+    kept = await rows.record(sheet.id, "c2")
+    assert kept is not None and (kept.outputs, kept.execution_count) == (one, 1)
+    # the run cleared still saves what it makes later (its cursor moves on), alone
+    two = [{"output_type": "stream", "name": "stdout", "text": "2\n"}]
+    assert await rows.save_outputs("msg-1", 6, two, None)
+    again = await rows.record(sheet.id, "c1")
+    assert again is not None and again.outputs == two

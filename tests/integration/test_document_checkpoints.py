@@ -110,7 +110,7 @@ async def test_cells_brought_back_have_their_saved_outputs(ada: Client) -> None:
 
     async def saved() -> bool:
         [got] = (await ada.call("worksheet.get", id=worksheet))["cells"]
-        return got["run_msg_id"] == run["msg_id"] and got["outputs"] != []
+        return bool(got["run_msg_id"] == run["msg_id"] and got["outputs"])
 
     await eventually(saved, timeout=60)
     [before] = (await ada.call("worksheet.get", id=worksheet))["cells"]
@@ -180,7 +180,9 @@ async def test_viewers_list_checkpoints_only_and_strangers_see_none(
     ]
     await ada.call("worksheet.delete_checkpoint", id=worksheet, checkpoint=checkpoint["id"])
     assert await ada.call("worksheet.checkpoints", id=worksheet) == []
-    gone = await ada.error("worksheet.restore_checkpoint", id=worksheet, checkpoint=checkpoint["id"])
+    gone = await ada.error(
+        "worksheet.restore_checkpoint", id=worksheet, checkpoint=checkpoint["id"]
+    )
     assert gone.code == NOT_FOUND
     await stranger.close()
 

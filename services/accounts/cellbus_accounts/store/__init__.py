@@ -17,8 +17,9 @@ from .records import CellRecord, Member, Role, Token, User, Worksheet
 from .store import Store
 
 __all__ = [
-    "CellRecord", "Checkpoint", "CheckpointRows", "Database", "DocumentRows", "History", "LoginAttempts", "LoginLimits",
-    "LoginTicket", "Member", "NewCellRecord", "NotFound", "Postgres", "Role", "Sqlite", "Store",
+    "CellRecord", "Checkpoint", "CheckpointRows", "Database", "DocumentRows", "History",
+    "LoginAttempts", "LoginLimits", "LoginTicket", "Member", "NewCellRecord", "NotFound",
+    "Postgres", "Role", "Sqlite", "Store",
     "StoreError", "StoreUnavailable", "Tier", "Token", "UniqueViolation", "User", "Worksheet",
     "database_for",
 ]  # fmt: skip

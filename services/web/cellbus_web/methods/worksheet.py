@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import msgspec
+
 from cellbus_protocol import accounts as a
 from cellbus_protocol.errors import CellbusError
 from cellbus_protocol.roles import Grant
@@ -26,8 +28,24 @@ def register(api: Api) -> None:
         ("worksheet.checkpoints", worksheet_checkpoints),
         ("worksheet.restore_checkpoint", worksheet_restore_checkpoint),
         ("worksheet.delete_checkpoint", worksheet_delete_checkpoint),
+        ("worksheet.clear_outputs", worksheet_clear_outputs),
     ):  # fmt: skip
         api.method(name)(method)
+
+
+class ClearedOutputs(msgspec.Struct, kw_only=True):
+    cells: list[str]
+
+
+async def worksheet_clear_outputs(
+    call: Call, id: str, cells: list[str] | None = None
+) -> ClearedOutputs:
+    """Clear the saved outputs and execution counts of the worksheet's code cells `cells`
+    (every code cell if left out; ids not in the worksheet are left out), for everyone: every
+    page on the worksheet is told on its feed (``outputs_cleared``). Editors and owners.
+    Returns the ids of the cells cleared."""
+    cleared = await ask_accounts(call, a.ClearOutputs(worksheet=id, cells=cells))
+    return ClearedOutputs(cells=cleared)
 
 
 async def worksheet_create(call: Call, title: str) -> a.WorksheetView:
@@ -126,9 +144,7 @@ async def worksheet_restore_checkpoint(
     """Make the worksheet's cells the checkpoint's, as one new edit of its document that every
     open page sees (editors and up); saved outputs stay with their cells. With ``apply``
     false, the edit (a Yjs update) is returned for the caller to apply as its own instead."""
-    return await ask_accounts(
-        call, a.RestoreCheckpoint(id=id, checkpoint=checkpoint, apply=apply)
-    )
+    return await ask_accounts(call, a.RestoreCheckpoint(id=id, checkpoint=checkpoint, apply=apply))
 
 
 async def worksheet_delete_checkpoint(call: Call, id: str, checkpoint: str) -> None:

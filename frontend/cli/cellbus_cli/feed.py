@@ -11,6 +11,12 @@ away after an `overflow`), and subscribes every session again from its last curs
 whose cursor is not past the session's last one is a repeat and is dropped, so nothing is shown
 twice; since resuming always starts from the last cursor handed out, nothing is skipped either.
 
+A server that restarted is a new epoch (docs/protocol.md, "Epochs"): each `subscribed` frame
+names it, and a resubscription sends the epoch its cursor came from. If the server no longer
+has every message up to that cursor (it lost the last ones when it was killed), it answers
+`reset` with the cursor it still shares with this client, and the feed goes on from there: the
+messages after it are new ones, although their cursors may be ones seen before.
+
 The first connection fails loudly (`ServerUnreachable`, or `RpcError` for a refused handshake);
 later ones are retried until the socket is closed, except a 401/403 handshake, which ends the
 feed with `RpcError`. An `error` frame for a pending `subscribe` fails that call; any other
@@ -86,6 +92,8 @@ class FeedSocket:
         self.heartbeat = heartbeat
         self.connections = 0  # how many times a connection was made (for diagnostics and tests)
         self.cursors: dict[str, Cursor] = {}
+        self.epochs: dict[str, str] = {}  # session -> the server's epoch its cursor is from
+        self.resets = 0  # how many subscriptions the server reset (for diagnostics and tests)
         self._acks: dict[str, asyncio.Future[int]] = {}
         self._queue: asyncio.Queue[FeedEvent | BaseException] = asyncio.Queue()
         self._http: aiohttp.ClientSession | None = None
@@ -138,7 +146,7 @@ class FeedSocket:
         self._acks[session] = ack
         if self._ws is not None and not self._ws.closed:
             with contextlib.suppress(aiohttp.ClientError, ConnectionError):
-                await self._send({"op": "subscribe", "session": session, "cursor": cursor})
+                await self._send(self._subscribe_frame(session, cursor))
         # else: the reader subscribes it again when it has reconnected
         try:
             async with asyncio.timeout(timeout):
@@ -149,8 +157,16 @@ class FeedSocket:
             if self._acks.get(session) is ack:
                 del self._acks[session]
 
+    def _subscribe_frame(self, session: str, cursor: Cursor) -> dict[str, Any]:
+        frame: dict[str, Any] = {"op": "subscribe", "session": session, "cursor": cursor}
+        epoch = self.epochs.get(session)
+        if isinstance(cursor, int) and cursor > 0 and epoch is not None:
+            frame["epoch"] = epoch  # the server checks that it still has what we saw
+        return frame
+
     async def unsubscribe(self, session: str) -> None:
         self.cursors.pop(session, None)
+        self.epochs.pop(session, None)
         if self._ws is not None and not self._ws.closed:
             with contextlib.suppress(aiohttp.ClientError, ConnectionError):
                 await self._send({"op": "unsubscribe", "session": session})
@@ -239,7 +255,7 @@ class FeedSocket:
                 continue
             try:
                 for session, cursor in list(self.cursors.items()):
-                    await self._send({"op": "subscribe", "session": session, "cursor": cursor})
+                    await self._send(self._subscribe_frame(session, cursor))
             except (aiohttp.ClientError, ConnectionError, TimeoutError) as error:
                 log.info("feed resubscribe failed (%s)", error)
                 await self._ws.close()
@@ -269,7 +285,7 @@ class FeedSocket:
                 if isinstance(item, dict):
                     self._on_message(session, item.get("cursor"), item.get("message"))
         elif kind == "subscribed" and isinstance(session, str):
-            self._on_subscribed(session, frame.get("cursor"))
+            self._on_subscribed(session, frame)
         elif kind == "error":
             self._on_error(frame, session)
         elif kind in ("overflow", "closing"):
@@ -280,10 +296,21 @@ class FeedSocket:
         else:
             log.debug("feed: frame of type %r ignored", kind)
 
-    def _on_subscribed(self, session: str, cursor: object) -> None:
+    def _on_subscribed(self, session: str, frame: dict[str, Any]) -> None:
+        cursor = frame.get("cursor")
         if isinstance(cursor, int):
-            if not isinstance(self.cursors.get(session), int) and session in self.cursors:
-                self.cursors[session] = cursor
+            if session in self.cursors:
+                if frame.get("reset"):
+                    # the server restarted and lost what we saw after `cursor`: what comes
+                    # after it is new, even at cursors we had seen
+                    log.info("feed of %s: the server kept messages up to %d only", session, cursor)
+                    self.cursors[session] = cursor
+                    self.resets += 1
+                elif not isinstance(self.cursors.get(session), int):
+                    self.cursors[session] = cursor
+                epoch = frame.get("epoch")
+                if isinstance(epoch, str):
+                    self.epochs[session] = epoch
             ack = self._acks.get(session)
             if ack is not None and not ack.done():
                 ack.set_result(cursor)

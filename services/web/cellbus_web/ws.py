@@ -82,6 +82,7 @@ class Subscribe(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     session: str | None = None
     worksheet: str | None = None
     cursor: int | str | None = None
+    epoch: str | None = None  # the bus's epoch when the client got `cursor`
 
 
 class DocSync(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -318,13 +319,19 @@ class FeedSocket:
         await self.check_token()
         session = await self._session_of(frame)
         cursor = await self._start_of(frame, session)
+        epoch = await self.backend.bus.epoch()
         await self.unsubscribe(session)
         # Before `subscribed`: relayed messages are not kept, so the socket must be listening
         # by the time the client hears it is subscribed (feed messages are caught up instead).
         await self.backend.relay.join(session, self)
-        reply = {"type": "subscribed", "session": session, "cursor": cursor}
+        reply: dict[str, Any] = {
+            "type": "subscribed", "session": session, "cursor": cursor, "epoch": epoch
+        }  # fmt: skip
         if frame.worksheet:
             reply["worksheet"] = frame.worksheet
+        if isinstance(frame.cursor, int) and cursor != frame.cursor:
+            # the feed no longer has what the client saw after `cursor` (see _start_of)
+            reply.update(reset=True, asked=frame.cursor)
         await self.outgoing.put(Send(_json(reply)))
         self.sent[session] = cursor
         try:
@@ -339,11 +346,17 @@ class FeedSocket:
             self.worksheets[frame.worksheet] = session
 
     async def _start_of(self, frame: Subscribe, session: str) -> int:
-        """The cursor a subscription starts after."""
+        """The cursor a subscription starts after. A cursor the client got in another epoch
+        (the server restarted since, docs/protocol.md "Epochs") starts where the feed still
+        has what the client saw: at the cursor itself, or before it if the feed lost entries
+        the client saw (or all of them: 0)."""
         if frame.cursor == "now":
             return await self.backend.bus.last_seq(keys.feed(session))
         if frame.cursor is None or (isinstance(frame.cursor, int) and frame.cursor >= 0):
-            return frame.cursor or 0
+            cursor = frame.cursor or 0
+            if cursor and frame.epoch is not None:
+                return await self.backend.bus.resume_point(keys.feed(session), cursor, frame.epoch)
+            return cursor
         raise RpcError(INVALID_REQUEST, "cursor: a cursor (integer >= 0), null or 'now'")
 
     async def check_token(self) -> None:

@@ -1,0 +1,191 @@
+"""``cellbus serve`` killed with SIGKILL and started again on the same data folder (issue 18):
+every session's variables come back from its last checkpoint, every feed keeps its entries
+and cursors, a run cut off by the kill ends (``WorkerLost``) instead of staying "running",
+and clients resume: the feed WebSocket tells them the new epoch, vouches for cursors the feed
+still has and resets those it does not; the CLI's feed picks up where it was.
+
+Nothing sleeps to wait: the test polls the program's bus database (read only) for what it
+needs to be written before the kill, as a user's "some time later" would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sqlite3
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cellbus_cli.feed import FeedSocket
+
+from ..support.api import Client, Feed, new_user, state_in
+from ..support.polling import eventually
+from ..support.stack import OneProgramStack
+
+RUN_TIMEOUT = 120.0
+"""A run on a busy 2-core machine, including a restore after a restart."""
+
+
+class Program:
+    """The one program on a data folder, killed and started again on the same port."""
+
+    def __init__(self, stack: OneProgramStack, data_dir: Path) -> None:
+        self.stack = stack
+        self.url = stack.urls[0]
+        self.db = data_dir / "bus.db"
+
+    def kill(self) -> None:
+        """SIGKILL: nothing is flushed, nothing is said to anyone."""
+        process = self.stack.program.process
+        process.kill()
+        process.wait()
+
+    def start(self) -> None:
+        self.stack.program.process = self.stack.program._start()
+        self.stack.program.wait_for_http(self.url + "/healthz", timeout=60)
+
+    def query(self, sql: str, *params: object) -> list[tuple[Any, ...]]:
+        """Read the bus's database as the program left it so far (read only)."""
+        with contextlib.closing(sqlite3.connect(f"file:{self.db}?mode=ro", uri=True)) as db:
+            return db.execute(sql, params).fetchall()
+
+    async def written(self, sql: str, *params: object) -> None:
+        """Wait until the program has committed what `sql` (a count) finds."""
+
+        async def found() -> bool:
+            return bool(await asyncio.to_thread(lambda: self.query(sql, *params)[0][0]))
+
+        await eventually(found, timeout=30)
+
+
+@pytest.fixture
+def program(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Program]:
+    logs = tmp_path_factory.mktemp("restart-logs")
+    data = tmp_path_factory.mktemp("restart-data")
+    stack = OneProgramStack(logs, data, checkpoint_delay=0.1)
+    try:
+        yield Program(stack, data)
+    finally:
+        stack.close()
+
+
+@pytest.fixture
+async def ada(program: Program) -> AsyncIterator[Client]:
+    client = await new_user(program.url, "ada")
+    yield client
+    await client.close()
+
+
+async def run(feed: Feed, client: Client, session: str, code: str) -> list[dict[str, Any]]:
+    started = await client.call("session.execute", session=session, code=code)
+    return await feed.until_done(started["msg_id"], timeout=RUN_TIMEOUT)
+
+
+def stdout(messages: list[dict[str, Any]]) -> str:
+    return "".join(m["content"]["text"] for m in messages if m["header"]["msg_type"] == "stream")
+
+
+async def test_a_killed_program_brings_back_variables_feeds_and_the_cut_off_run(
+    program: Program, ada: Client
+) -> None:
+    sheet = await ada.call("worksheet.create", title="remembers")
+    session = sheet["session"]
+    feed_name = f"session:{session}:feed"
+    feed = await ada.socket()
+    subscribed = await feed.subscribe(worksheet=sheet["id"], cursor=0)
+    first_epoch = subscribed["epoch"]
+    assert first_epoch
+    await run(feed, ada, session, "x = 41\nwords = ['kept', 'across']")
+    await feed.message(lambda m: m["header"]["msg_type"] == "checkpoint")
+    # a run that is going on when the program is killed
+    long = await ada.call("session.execute", session=session, code="import time; time.sleep(600)")
+    await feed.message(
+        lambda m: state_in(m) == "busy" and m["parent_header"]["msg_id"] == long["msg_id"]
+    )
+    seen = feed.cursors[session]
+    await program.written(
+        "SELECT count(*) FROM blobs WHERE name = ?", f"session:{session}:checkpoint"
+    )
+    await program.written(
+        "SELECT count(*) FROM feed_entries WHERE feed = ? AND seq >= ?", feed_name, seen
+    )
+    await program.written(
+        "SELECT count(*) FROM queue_pending WHERE queue = ?", f"session:{session}:requests"
+    )
+    # the CLI's feed, following from "now" (as `cellbus tail` does)
+    tail = FeedSocket(program.url, ada.token, backoff_max=0.5)
+    await tail.connect()
+    try:
+        await tail.subscribe(session, "now")
+        program.kill()
+        await feed.close()
+        program.start()
+
+        # A page that comes back with its cursor and epoch resumes from it: nothing was lost.
+        feed = await ada.socket()
+        await feed.ws.send_json(
+            {"op": "subscribe", "worksheet": sheet["id"], "cursor": seen, "epoch": first_epoch}
+        )
+        again = await feed.frame(lambda f: f["type"] in ("subscribed", "error"))
+        assert again["type"] == "subscribed", again
+        assert again["cursor"] == seen and not again.get("reset")
+        assert again["epoch"] != first_epoch
+
+        # The run the kill cut off ends, and says why; the session is restored meanwhile.
+        reply = await feed.message(
+            lambda m: (
+                m["header"]["msg_type"] == "execute_reply"
+                and m["parent_header"]["msg_id"] == long["msg_id"]
+            ),
+            timeout=RUN_TIMEOUT,
+        )
+        assert reply["content"]["status"] == "error"
+        assert reply["content"]["ename"] == "WorkerLost"
+
+        # The variables are back, and a new run shows on the feed.
+        shown = stdout(await run(feed, ada, session, "print(x + 1, *words)"))
+        assert shown == "42 kept across\n"
+        assert any(state_in(m) == "restoring" for m in feed.messages())
+
+        # The CLI's feed reconnected by itself and went on: the new run is on it too.
+        texts: list[str] = []
+        async with asyncio.timeout(RUN_TIMEOUT):
+            while "42 kept across\n" not in texts:
+                event = await tail.next()
+                if event.message["header"]["msg_type"] == "stream":
+                    texts.append(event.message["content"]["text"])
+        assert tail.connections >= 2
+        assert tail.epochs[session] == again["epoch"]
+    finally:
+        await tail.close()
+        await feed.close()
+
+
+async def test_a_cursor_from_an_unknown_epoch_is_reset(program: Program, ada: Client) -> None:
+    """The feed cannot vouch for a cursor it did not hand out (an epoch of another server, or
+    a bus that lost its data): the subscription starts over and the client is told so."""
+    sheet = await ada.call("worksheet.create", title="reset")
+    session = sheet["session"]
+    feed = await ada.socket()
+    try:
+        subscribed = await feed.subscribe(worksheet=sheet["id"], cursor=0)
+        await run(feed, ada, session, "1")
+        seen = feed.cursors[session]
+        await feed.ws.send_json(
+            {"op": "subscribe", "session": session, "cursor": seen, "epoch": "elsewhere"}
+        )
+        reset = await feed.frame(lambda f: f["type"] == "subscribed")
+        assert reset["reset"] is True and reset["asked"] == seen and reset["cursor"] == 0
+        assert reset["epoch"] == subscribed["epoch"]
+        # its own epoch: resumed as asked
+        await feed.ws.send_json(
+            {"op": "subscribe", "session": session, "cursor": seen,
+             "epoch": subscribed["epoch"]}
+        )  # fmt: skip
+        same = await feed.frame(lambda f: f["type"] == "subscribed")
+        assert same["cursor"] == seen and "reset" not in same
+    finally:
+        await feed.close()

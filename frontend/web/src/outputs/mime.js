@@ -3,15 +3,19 @@
  * drawing it.
  *
  * Like Jupyter, a bundle offers several representations of one value; the richest one this
- * app can show safely wins. HTML and SVG go into a sandboxed frame (sandbox.js); Markdown is
+ * app can show safely wins. HTML and SVG go into a sandboxed frame (sandbox.js), and so does
+ * JavaScript (`application/javascript`: run there, never in the app's page); Markdown is
  * rendered as Markdown cells are (markdown.js: markdown-it, KaTeX, sanitised by DOMPurify);
- * images are data: URLs; JSON is pretty-printed; text/plain (with ANSI colours) is the fallback.
+ * LaTeX is typeset by KaTeX (latex.js); images are data: URLs; JSON is a tree that collapses
+ * (json-tree.js); text/plain (with ANSI colours) is the fallback.
  * An ipywidget (its view's model id) is drawn live in a sandboxed frame too (src/widgets/), on a
  * page that follows the session's comms (`widgets`, the page's WidgetHub).
  */
 import { h } from "../dom.js";
 import { renderMarkdown } from "../markdown.js";
 import { ansiToHtml } from "./ansi.js";
+import { jsonTree } from "./json-tree.js";
+import { renderLatex } from "./latex.js";
 import { WIDGET_MIME, WidgetFrame } from "../widgets/view.js";
 import { SandboxFrame } from "./sandbox.js";
 
@@ -19,12 +23,17 @@ const ORDER = [
   WIDGET_MIME,
   "text/html",
   "image/svg+xml",
+  "text/latex", // before images, as in JupyterLab: sympy's PNG of a formula is the poorer one
   "image/png",
   "image/jpeg",
   "text/markdown",
+  "application/javascript",
   "application/json",
   "text/plain",
 ];
+
+/** What a sandboxed frame shows, by MIME type (an SVG document is HTML content too). */
+const FRAMED = { "text/html": "html", "image/svg+xml": "svg", "application/javascript": "javascript" };
 
 /** The MIME type of `data` (a bundle) this app shows, or null if none. */
 function chooseMime(data, widgets) {
@@ -48,7 +57,7 @@ export function mimeView(data, metadata = {}, widgets = null) {
         return;
       }
       if (this.frame && mime === this.mime) {
-        this.frame.update(String(newData[mime]));
+        this.frame.update(textOf(newData[mime]));
         return;
       }
       const next = mimeView(newData, newMetadata, widgets);
@@ -65,9 +74,8 @@ export function mimeView(data, metadata = {}, widgets = null) {
   if (mime === WIDGET_MIME) {
     view.frame = new WidgetFrame(widgets, value?.model_id, data["text/plain"]);
     view.el = view.frame.el;
-  } else if (mime === "text/html" || mime === "image/svg+xml") {
-    // an SVG document is HTML content too
-    view.frame = new SandboxFrame(String(value), mime === "text/html" ? "html" : "svg");
+  } else if (FRAMED[mime]) {
+    view.frame = new SandboxFrame(textOf(value), FRAMED[mime]);
     view.el = view.frame.el;
   } else {
     view.el = h(
@@ -94,19 +102,26 @@ function render(mime, value, metadata) {
     }
     case "text/markdown": {
       const div = h("div", { class: "markdown", "data-testid": "output-markdown" });
-      div.append(renderMarkdown(String(value)));
+      div.append(renderMarkdown(textOf(value)));
       return div;
     }
+    case "text/latex":
+      return renderLatex(textOf(value));
     case "application/json":
-      return h("pre", { class: "output-json", "data-testid": "output-json" }, JSON.stringify(value, null, 2));
+      return jsonTree(value, metadata?.[mime] ?? {});
     case "text/plain": {
       const pre = h("pre", { class: "output-text", "data-testid": "output-text" });
-      pre.innerHTML = ansiToHtml(String(value));
+      pre.innerHTML = ansiToHtml(textOf(value));
       return pre;
     }
     default:
       return h("pre", { class: "output-text muted" }, "(an output this app cannot show)");
   }
+}
+
+/** nbformat's multi-line strings may be a list of lines. */
+function textOf(value) {
+  return Array.isArray(value) ? value.join("") : String(value ?? "");
 }
 
 function cssName(mime) {

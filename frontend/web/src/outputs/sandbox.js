@@ -1,24 +1,36 @@
 /**
- * HTML and SVG from user code, shown in sandboxed frames.
+ * HTML, SVG and JavaScript from user code, shown in sandboxed frames.
  *
  * Output HTML is written by whoever ran the cell, and every viewer of the worksheet sees it,
  * so it must not run in the app's page: a script there could call the API as the viewer. It
  * goes into `<iframe sandbox="allow-scripts" src="/sandbox.html">`. Without
  * `allow-same-origin` the frame's origin is opaque: it cannot read the app's cookies, storage
  * or DOM, and the server refuses its requests (no cookie is sent, and its Origin is not the
- * site's). Scripts inside still run, so plots and widgets that draw with JavaScript work.
+ * site's). Scripts inside still run, so plots and widgets that draw with JavaScript work, and
+ * so does `application/javascript` (`%%javascript`, IPython's `Javascript`): it runs there,
+ * never in the app's page, with `element` its output's own element, as in Jupyter.
  *
  * The app and the frame talk only by postMessage (see static/sandbox.html):
- *   frame -> app  {cellbus: "ready"}            the frame has loaded; send the content
- *   app -> frame  {cellbus: "render", html}      show this (again, on update_display_data)
- *   frame -> app  {cellbus: "height", height}    the content's height, to size the frame
- * Messages are matched to frames by `event.source`, as the frame's origin is "null". Widget
- * outputs use the same frame and more messages (src/widgets/view.js, src/widgets/frame.js).
+ *   frame -> app  {cellbus: "ready"}                 the frame has loaded; send the content
+ *   app -> frame  {cellbus: "theme", theme, colorScheme, colors}   the app's theme (theme.js),
+ *                                                    on ready and whenever it changes
+ *   app -> frame  {cellbus: "render", html}          show this HTML (again, on update_display_data)
+ *   app -> frame  {cellbus: "render", javascript}    run this script, with `element`
+ *   frame -> app  {cellbus: "height", height}        the content's height, to size the frame
+ * Messages are matched to frames by `event.source`, as the frame's origin is "null": a
+ * message from any other window, or from a frame this page did not make, is ignored. What a
+ * frame posts can only resize that frame, between MIN_HEIGHT and MAX_HEIGHT px (a height that
+ * is not a finite number is ignored), and ask for its own content again ("ready"); anything
+ * else it posts is ignored (tests/browser/test_sandbox_channel.py). Widget outputs use the
+ * same frame and more messages (src/widgets/view.js, src/widgets/frame.js), from widget frames
+ * only.
  */
 import { h } from "../dom.js";
+import { currentTheme, onThemeChange, themeMessage } from "./theme.js";
 
 const SANDBOX_URL = "/sandbox.html";
-const MAX_HEIGHT = 5000; // px; taller content scrolls inside its frame
+export const MIN_HEIGHT = 16; // px
+export const MAX_HEIGHT = 5000; // px; taller content scrolls inside its frame
 const frames = new Set();
 
 window.addEventListener("message", (event) => {
@@ -26,33 +38,47 @@ window.addEventListener("message", (event) => {
   if (!data || typeof data !== "object" || typeof data.cellbus !== "string") return;
   for (const frame of frames) {
     if (frame.iframe.contentWindow === event.source) {
+      if (data.cellbus === "ready") frame.postToFrame(themeMessage()); // widget frames too
       frame.receive(data);
       return;
     }
   }
 });
 
+onThemeChange(() => {
+  const message = themeMessage();
+  for (const frame of frames) if (frame.ready) frame.postToFrame(message);
+});
+
 export class SandboxFrame {
-  /** A frame showing `html` (an SVG document is HTML here too). */
-  constructor(html, kind = "html") {
-    this.html = html;
+  /**
+   * A frame showing `content`: HTML (`kind` "html"; an SVG document, "svg", is HTML too) or a
+   * script to run (`kind` "javascript").
+   */
+  constructor(content, kind = "html") {
+    this.content = content;
+    this.kind = kind;
     this.ready = false;
     this.iframe = h("iframe", {
       class: "output-sandbox",
       sandbox: "allow-scripts",
-      src: SANDBOX_URL,
+      src: `${SANDBOX_URL}?theme=${currentTheme()}`,
       title: `${kind} output`,
       "data-testid": "sandbox-frame",
       loading: "lazy",
       style: { height: "24px" },
     });
-    this.el = h("div", { class: `output output-${kind}`, "data-testid": "output" }, this.iframe);
+    this.el = h(
+      "div",
+      { class: `output output-${kind}`, "data-testid": "output", dataset: { mime: kind } },
+      this.iframe,
+    );
     frames.add(this);
   }
 
   /** Show new content (an update_display_data). */
-  update(html) {
-    this.html = html;
+  update(content) {
+    this.content = content;
     if (this.ready) this.post();
   }
 
@@ -60,20 +86,27 @@ export class SandboxFrame {
     if (data.cellbus === "ready") {
       this.ready = true;
       this.post();
-    } else if (data.cellbus === "height" && Number.isFinite(data.height)) {
-      const height = Math.min(MAX_HEIGHT, Math.max(16, Math.ceil(data.height)));
-      this.iframe.style.height = `${height}px`;
-      this.el.dataset.rendered = "true";
+    } else if (data.cellbus === "height") {
+      this.resize(data.height);
     }
   }
 
+  /** The frame's height for content `height` px tall (what the frame said: checked). */
+  resize(height) {
+    if (typeof height !== "number" || !Number.isFinite(height)) return;
+    const clamped = Math.min(MAX_HEIGHT, Math.max(MIN_HEIGHT, Math.ceil(height)));
+    this.iframe.style.height = `${clamped}px`;
+    this.el.dataset.rendered = "true";
+  }
+
   post() {
-    this.postToFrame({ cellbus: "render", html: this.html });
+    const key = this.kind === "javascript" ? "javascript" : "html";
+    this.postToFrame({ cellbus: "render", [key]: String(this.content ?? "") });
   }
 
   postToFrame(message) {
     // "*": the frame's origin is opaque, so no origin can be named; what goes to it is the
-    // session's own output and state, which carries nothing secret.
+    // session's own output and state and the app's colours, which carry nothing secret.
     this.iframe.contentWindow?.postMessage(message, "*");
   }
 

@@ -5,7 +5,9 @@
  * as a `page` payload ({source: "page", data: a MIME bundle}), as Jupyter kernels do, so it is
  * not saved with the outputs. The page that ran the cell opens this panel with it (others see
  * nothing: it is the asker's help). HTML is shown as any HTML output is (in a sandboxed
- * frame); text with its ANSI colours. ✕ or Escape closes it.
+ * frame, in the app's theme); text with its ANSI colours, which are the theme's `--ansi-*`
+ * (outputs.css: 4.5:1 or more on `--surface` in the light and the dark theme), so IPython's
+ * coloured headers and Pygments' signature read in both. ✕ or Escape closes it.
  */
 import { h } from "../dom.js";
 import { mimeView } from "../outputs/mime.js";

@@ -6,6 +6,8 @@
 //                         widget (src/widgets/frame.js), with the controls' styles and fonts
 //   dist/assets/app.js    src/main.js and everything it imports, bundled and minified
 //   dist/assets/app.css   the styles it imports (KaTeX's too; its fonts are beside it)
+//   dist/assets/theme.js  src/theme-boot.js: a classic script that index.html runs in <head>,
+//                         so the chosen theme is on <html> before the first paint
 // The asset URLs in index.html carry a hash of their content, so a browser never runs a
 // stale app.js after an upgrade. Nothing is fetched from elsewhere at run time.
 import { createHash } from "node:crypto";
@@ -29,6 +31,18 @@ await build({
   // KaTeX's fonts, which its CSS names: copied beside app.css with content-hashed names
   loader: { ".woff2": "file", ".woff": "file", ".ttf": "file" },
   assetNames: "[name]-[hash]",
+});
+
+// The theme, before the first paint: a classic script (not a module, which would run only
+// once the page is parsed), small, in index.html's <head>.
+await build({
+  entryPoints: { theme: "src/theme-boot.js" },
+  outdir: "dist/assets",
+  bundle: true,
+  format: "iife",
+  target: ["es2022"],
+  minify: true,
+  logLevel: "warning",
 });
 
 // The widgets bundle (src/widgets/frame.js: the ipywidgets HTML manager with jQuery, lodash,
@@ -58,7 +72,8 @@ const widgetsJs = outputs.find((name) => /^widgets-.*\.js$/.test(name));
 const widgetsCss = outputs.find((name) => /^widgets-.*\.css$/.test(name));
 
 const hash = createHash("sha256");
-for (const name of ["app.js", "app.css"]) hash.update(await readFile(new URL(`assets/${name}`, dist)));
+for (const name of ["app.js", "app.css", "theme.js"])
+  hash.update(await readFile(new URL(`assets/${name}`, dist)));
 const version = hash.digest("hex").slice(0, 12);
 const index = await readFile(new URL("./static/index.html", import.meta.url), "utf8");
 await writeFile(new URL("index.html", dist), index.replaceAll("%VERSION%", version));

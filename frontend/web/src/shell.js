@@ -5,12 +5,14 @@
  * without a user every URL shows the login page, and after logging in the app carries on to
  * the URL that was asked for. A signed-in page holds one `FeedConnection` for all its
  * subscriptions, and the header shows its state: "Live", or "Disconnected, reconnecting"
- * while the socket is down (it comes back by itself).
+ * while the socket is down (it comes back by itself). The header also holds the theme's choice
+ * (theme.js) and, on a narrow screen, puts it and the user's box in a menu (the ☰ button).
  */
 import { call, describeError, onUnauthenticated } from "./api.js";
 import { h } from "./dom.js";
 import { FeedConnection } from "./feed.js";
 import { installRouter, parseRoute } from "./router.js";
+import { THEMES, chooseTheme, onThemeStored, storedTheme } from "./theme.js";
 import { toast } from "./toast.js";
 import { LoginPage } from "./views/login.js";
 import { WorksheetsPage } from "./views/worksheets.js";
@@ -45,6 +47,40 @@ export class App {
       "Log out",
     );
     this.userBox = h("div", { class: "user-box", hidden: true }, this.userName, this.logoutButton);
+    this.themeSelect = h(
+      "select",
+      {
+        class: "theme-select",
+        "aria-label": "Theme",
+        title: "Theme",
+        "data-testid": "theme-select",
+        onchange: () => chooseTheme(this.themeSelect.value),
+      },
+      Object.entries(THEMES).map(([value, label]) => h("option", { value }, label)),
+    );
+    this.themeSelect.value = storedTheme();
+    onThemeStored((theme) => (this.themeSelect.value = theme)); // chosen in another tab
+    // On a narrow screen (styles/shell.css) the menu is a panel under the ☰ button
+    this.menu = h(
+      "div",
+      { class: "header-menu", id: "header-menu", "data-testid": "header-menu" },
+      this.themeSelect,
+      this.userBox,
+    );
+    this.menuButton = h(
+      "button",
+      {
+        type: "button",
+        class: "header-menu-button",
+        "aria-label": "Menu",
+        "aria-controls": "header-menu",
+        "aria-expanded": "false",
+        title: "Menu",
+        "data-testid": "header-menu-button",
+        onclick: () => this.openMenu(this.menuButton.getAttribute("aria-expanded") !== "true"),
+      },
+      "☰",
+    );
     this.header = h(
       "header",
       { class: "app-header" },
@@ -54,8 +90,16 @@ export class App {
         h("span", { class: "brand-mark" }, "◆"),
         " cellbus",
       ),
-      h("div", { class: "header-right" }, this.connection, this.userBox),
+      h("div", { class: "header-right" }, this.connection, this.menuButton, this.menu),
     );
+    document.addEventListener("click", (event) => {
+      if (!this.menuButton.contains(event.target) && !this.menu.contains(event.target)) this.openMenu(false);
+    });
+    this.header.addEventListener("keydown", (event) => {
+      if (event.key !== "Escape" || !this.header.classList.contains("header-menu-open")) return;
+      this.openMenu(false);
+      this.menuButton.focus();
+    });
     this.content = h("div", { class: "app-content" });
     root.replaceChildren(this.header, this.content);
   }
@@ -75,12 +119,19 @@ export class App {
     this.route();
   }
 
+  /** Open or close the header's menu (a narrow screen's; on a wide one it is always shown). */
+  openMenu(open) {
+    this.header.classList.toggle("header-menu-open", open);
+    this.menuButton.setAttribute("aria-expanded", String(open));
+  }
+
   navigate(path) {
     if (path !== location.pathname) history.pushState({}, "", path);
     this.route();
   }
 
   route() {
+    this.openMenu(false);
     this.page?.destroy();
     let page;
     if (!this.user) {

@@ -126,7 +126,7 @@ export class WorksheetsPage {
       { "data-testid": "worksheet-row", dataset: { id: sheet.id, title: sheet.title } },
       h(
         "td",
-        {},
+        { class: "worksheet-title-cell" },
         h(
           "a",
           { href: worksheetPath(sheet.id), "data-link": true, "data-testid": "worksheet-link" },
@@ -138,8 +138,9 @@ export class WorksheetsPage {
         {},
         h("span", { class: `role-badge role-${sheet.role}`, "data-testid": "worksheet-role" }, sheet.role),
       ),
-      h("td", {}, sheet.owner === this.user.username ? "you" : sheet.owner),
-      h("td", { class: "muted" }, formatTime(sheet.updated_at)),
+      // data-label: what a value is where the table shows as cards (a narrow screen: pages.css)
+      h("td", { "data-label": "Owner" }, sheet.owner === this.user.username ? "you" : sheet.owner),
+      h("td", { class: "muted", "data-label": "Changed" }, formatTime(sheet.updated_at)),
       h(
         "td",
         { class: "row-actions" },

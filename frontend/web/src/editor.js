@@ -29,13 +29,7 @@ import {
 } from "@codemirror/autocomplete";
 import { defaultKeymap, indentLess, indentMore } from "@codemirror/commands";
 import { python } from "@codemirror/lang-python";
-import {
-  bracketMatching,
-  defaultHighlightStyle,
-  indentOnInput,
-  indentUnit,
-  syntaxHighlighting,
-} from "@codemirror/language";
+import { bracketMatching, indentOnInput, indentUnit } from "@codemirror/language";
 import { highlightSelectionMatches, searchKeymap } from "@codemirror/search";
 import { Compartment, EditorState, Prec, StateEffect, StateField } from "@codemirror/state";
 import {
@@ -51,6 +45,7 @@ import {
 } from "@codemirror/view";
 import { yCollab, ySyncAnnotation, ySyncFacet, yUndoManagerKeymap } from "y-codemirror.next";
 import * as Y from "yjs";
+import { codeHighlighting } from "./code-style.js";
 
 const PLACEHOLDERS = {
   code: "Python code · Shift+Enter runs it · Tab completes",
@@ -164,7 +159,7 @@ export function createEditor({
         drawSelection(),
         indentOnInput(),
         indentUnit.of("    "),
-        syntaxHighlighting(defaultHighlightStyle, { fallback: true }),
+        codeHighlighting, // the theme's colours (code-style.js)
         bracketMatching(),
         closeBrackets(),
         autocompletion({ override: [completionSource], activateOnTyping: false, icons: false }),

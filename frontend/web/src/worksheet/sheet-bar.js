@@ -161,5 +161,6 @@ export function reasonFor(role, needs) {
 export function colourOf(username, alpha = 1) {
   let hash = 0;
   for (const char of username) hash = (hash * 31 + char.codePointAt(0)) >>> 0;
-  return alpha < 1 ? `hsl(${hash % 360} 55% 45% / ${alpha})` : `hsl(${hash % 360} 55% 45%)`;
+  // opaque: dark enough for white text on it (4.5:1, WCAG AA) whatever the hue
+  return alpha < 1 ? `hsl(${hash % 360} 55% 45% / ${alpha})` : `hsl(${hash % 360} 55% 30%)`;
 }

@@ -21,6 +21,14 @@
  * sends its own (`doc_sync`, `doc_update`, `awareness`) with `send`; `onSubscribed` tells it
  * each time the server has confirmed the subscription (on every reconnect too), which is when
  * a document must be synchronised again.
+ *
+ * A server that restarted may no longer have what the page saw (docs/protocol.md, "Epochs"):
+ * each `subscribed` frame names the server's epoch, and every subscribe sends the epoch its
+ * cursor came from. When the server answers `reset` (the feed lost messages this page saw, or
+ * all of them), the subscription goes on from the server's cursor and `onReset(session)` is
+ * called: the app opens the page afresh (document, outputs, session state). After a
+ * reconnect the state is "syncing" until every subscription is confirmed (and every page
+ * that had to be opened afresh has subscribed again); only then "open" (shown as "Live").
  */
 
 import { CODES } from "./api.js";
@@ -30,19 +38,26 @@ const BACKOFF_MAX_MS = 5000;
 const PING_EVERY_MS = 20_000; // a socket that does not answer a ping within this is dead
 // Refusals that trying again will not change: not signed in, not allowed, no such session.
 const FATAL_CODES = new Set([CODES.UNAUTHENTICATED, CODES.FORBIDDEN, CODES.NOT_FOUND]);
-const STATES = ["connecting", "open", "reconnecting", "closed"];
+const STATES = ["connecting", "syncing", "open", "reconnecting", "closed"];
+const RELOAD_WAIT_MS = 10_000; // a page opened afresh that never subscribes again stops holding "syncing"
 
 export class FeedConnection {
   /**
    * `onState(state, info)` is told of every change of the connection's state: "connecting"
-   * (first attempt), "open", "reconnecting" (with `info.retryInMs` and `info.drops`, the
-   * number of times the socket has dropped) and "closed" (by `close()`). `onRevoked(frame)`
-   * is called when the server closes the socket because its token was revoked.
+   * (first attempt), "syncing" (connected, subscriptions not all confirmed yet), "open",
+   * "reconnecting" (with `info.retryInMs` and `info.drops`, the number of times the socket
+   * has dropped) and "closed" (by `close()`). `onRevoked(frame)` is called when the server
+   * closes the socket because its token was revoked; `onReset(session, frame)` when the
+   * server no longer has what a subscription without its own `onReset` handler saw.
    */
-  constructor({ url = defaultUrl(), onState = () => {}, onRevoked = () => {} } = {}) {
+  constructor({ url = defaultUrl(), onState = () => {}, onRevoked = () => {}, onReset = null } = {}) {
     this.url = url;
     this.onState = onState;
     this.onRevoked = onRevoked;
+    this.onReset = onReset;
+    this.epoch = null; // the server's, as its latest `subscribed` said
+    this.syncing = new Set(); // subscriptions not yet confirmed since the socket opened
+    this.reloading = new Map(); // session -> timer: opened afresh, not subscribed again yet
     this.subscriptions = new Map(); // session -> Subscription
     this.state = "connecting";
     this.drops = 0;
@@ -69,13 +84,26 @@ export class FeedConnection {
   subscribe(session, cursor, handlers, worksheet = null) {
     // `start`: the cursor of the latest subscribe sent; `confirmed` once the server says it
     // started there (its `subscribed` frame names the cursor, telling it from earlier ones)
-    const subscription = { session, worksheet, cursor, start: cursor, handlers, confirmed: false };
+    // `epoch`: the server's epoch when `cursor` was current
+    const subscription = {
+      session,
+      worksheet,
+      cursor,
+      start: cursor,
+      epoch: this.epoch,
+      handlers,
+      confirmed: false,
+    };
     this.subscriptions.set(session, subscription);
+    clearTimeout(this.reloading.get(session));
+    this.reloading.delete(session);
+    if (this.state === "syncing") this.syncing.add(subscription);
     this._send(subscribeFrame(subscription));
     return () => {
       if (this.subscriptions.get(session) !== subscription) return;
       this.subscriptions.delete(session);
       this._send({ op: "unsubscribe", session });
+      this._synced(subscription);
     };
   }
 
@@ -119,7 +147,9 @@ export class FeedConnection {
       ws.send(JSON.stringify(subscribeFrame(sub)));
     }
     this.attempt = 0;
-    this._setState("open");
+    this.syncing = new Set(this.subscriptions.values());
+    this._setState("syncing");
+    this._synced(null);
     clearInterval(this.pingTimer);
     this.awaitingPong = false;
     this.pingTimer = setInterval(() => this._ping(ws), PING_EVERY_MS);
@@ -179,6 +209,30 @@ export class FeedConnection {
     this.onState(state, { drops: this.drops, ...info });
   }
 
+  /** `sub` is confirmed (or gone): "open" once nothing is left to confirm or to reload. */
+  _synced(sub) {
+    this.syncing.delete(sub);
+    if (this.state === "syncing" && !this.syncing.size && !this.reloading.size) this._setState("open");
+  }
+
+  /** The server no longer has what `sub` saw after `frame.cursor`: go on from there. */
+  _reset(sub, frame) {
+    sub.cursor = frame.cursor;
+    if (sub.handlers.onReset) {
+      sub.handlers.onReset(frame);
+    } else if (this.onReset) {
+      // the page is opened afresh and subscribes again: not "open" until it has
+      const timer = setTimeout(() => {
+        this.reloading.delete(sub.session);
+        this._synced(null);
+      }, RELOAD_WAIT_MS);
+      this.reloading.set(sub.session, timer);
+      this.onReset(sub.session, frame);
+    } else {
+      sub.handlers.onSubscribed?.();
+    }
+  }
+
   _byWorksheet(worksheet) {
     for (const sub of this.subscriptions.values()) if (sub.worksheet === worksheet) return sub;
     return undefined;
@@ -209,9 +263,13 @@ export class FeedConnection {
         }
         return;
       case "subscribed":
-        if (sub && frame.cursor === sub.start && !sub.confirmed) {
+        // the answer to the latest subscribe names its cursor (`asked`, if reset)
+        if (sub && !sub.confirmed && (frame.reset ? frame.asked : frame.cursor) === sub.start) {
           sub.confirmed = true;
-          sub.handlers.onSubscribed?.();
+          if (frame.epoch) this.epoch = sub.epoch = frame.epoch;
+          if (frame.reset) this._reset(sub, frame);
+          else sub.handlers.onSubscribed?.();
+          this._synced(sub);
         }
         return;
       case "doc_state":
@@ -239,6 +297,7 @@ export class FeedConnection {
         else if (FATAL_CODES.has(frame.code)) {
           this.subscriptions.delete(frame.session); // refused for good: tell the page
           sub.handlers.onError?.(frame);
+          this._synced(sub);
         } else {
           setTimeout(() => this._resubscribe(sub), BACKOFF_MAX_MS); // a service was away
         }
@@ -259,9 +318,13 @@ export class FeedConnection {
   }
 }
 
-function subscribeFrame({ session, worksheet, cursor }) {
+function subscribeFrame({ session, worksheet, cursor, epoch }) {
   // by worksheet when known (the server then knows which document the socket follows)
-  return worksheet ? { op: "subscribe", session, worksheet, cursor } : { op: "subscribe", session, cursor };
+  const frame = worksheet
+    ? { op: "subscribe", session, worksheet, cursor }
+    : { op: "subscribe", session, cursor };
+  if (epoch && Number.isInteger(cursor) && cursor > 0) frame.epoch = epoch; // where the cursor is from
+  return frame;
 }
 
 function defaultUrl() {

@@ -1,0 +1,195 @@
+"""An open page across ``cellbus serve`` killed with SIGKILL and started again (issue 18).
+
+The page says "Live" only once it follows its feeds again ("syncing" in between), the run the
+kill cut off ends (``WorkerLost``) instead of staying "running", the variables are back, and a
+rename, a new cell and a run after the restart show on the open page without a reload. A page
+whose server no longer has what it saw (a new epoch that cannot vouch for its cursor) is
+opened afresh by itself, then "Live".
+
+These tests run their own one program (``OneProgramStack``, the in-process bus kept in the
+data folder), not the package's services stack: the program is what is killed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sqlite3
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.sync_api import Browser, Page, WebSocketRoute, expect
+
+from ..support.stack import OneProgramStack
+from .conftest import FRONTEND
+from .helpers import RUN_TIMEOUT, Person, cell, cells, editor, register, run
+
+RECORD_CONNECTION = """el => { window.connectionStates = [];
+  new MutationObserver(() => window.connectionStates.push(el.dataset.state))
+    .observe(el, {attributes: true, attributeFilter: ['data-state']}); }"""
+
+
+class Program:
+    """The one program on a data folder, killed and started again on the same port."""
+
+    def __init__(self, stack: OneProgramStack, data_dir: Path) -> None:
+        self.stack = stack
+        self.url = stack.urls[0]
+        self.db = data_dir / "bus.db"
+
+    def kill(self) -> None:
+        process = self.stack.program.process
+        process.kill()
+        process.wait()
+
+    def start(self) -> None:
+        self.stack.program.process = self.stack.program._start()
+        self.stack.program.wait_for_http(self.url + "/healthz", timeout=60)
+
+    def written(self, sql: str, *params: object, timeout: float = 30.0) -> None:
+        """Poll the bus's database (read only) until the count `sql` makes is not 0."""
+        deadline = time.monotonic() + timeout
+        while True:
+            with contextlib.closing(sqlite3.connect(f"file:{self.db}?mode=ro", uri=True)) as db:
+                if db.execute(sql, params).fetchone()[0]:
+                    return
+            if time.monotonic() > deadline:
+                raise AssertionError(f"not written in {timeout} s: {sql} {params}")
+            time.sleep(0.05)
+
+
+@pytest.fixture(scope="module")
+def program(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Program]:
+    if not FRONTEND.is_file():
+        pytest.fail("the browser app is not built: run `make frontend` (make test does)")
+    logs = tmp_path_factory.mktemp("restart-browser-logs")
+    data = tmp_path_factory.mktemp("restart-browser-data")
+    stack = OneProgramStack(logs, data, checkpoint_delay=0.1)
+    try:
+        yield Program(stack, data)
+    finally:
+        stack.close()
+
+
+@pytest.fixture
+def ada(program: Program, browser: Browser) -> Iterator[Person]:
+    someone = register(program.url, "ada", browser)
+    yield someone
+    someone.close()
+    assert not someone.errors, f"the app's scripts failed: {someone.errors}"
+
+
+def connection_states(page: Page) -> list[str]:
+    states: list[str] = page.evaluate("window.connectionStates")
+    return states
+
+
+def test_a_killed_program_comes_back_and_the_open_page_catches_up(
+    program: Program, ada: Person
+) -> None:
+    sheet = ada.api.worksheet("x = 41\nwords = ['kept']", "import time; time.sleep(600)")
+    session = sheet["session"]
+    page = ada.open(sheet)
+    first, cut = cell(page, 0), cell(page, 1)
+    run(first)
+    editor(cut).press("Shift+Enter")
+    expect(cut).to_have_attribute("data-state", "running", timeout=RUN_TIMEOUT)
+    # what the page has seen is written, as it is a moment later (then the kill)
+    seen = ada.api.call("feed.cursor", session=session)["cursor"]
+    program.written(
+        "SELECT count(*) FROM feed_entries WHERE feed = ? AND seq >= ?",
+        f"session:{session}:feed", seen,
+    )  # fmt: skip
+    program.written("SELECT count(*) FROM blobs WHERE name = ?", f"session:{session}:checkpoint")
+    program.written(
+        "SELECT count(*) FROM queue_pending WHERE queue = ?", f"session:{session}:requests"
+    )
+    connection = page.get_by_test_id("connection")
+    connection.evaluate(RECORD_CONNECTION)
+    page.evaluate("window.samePage = true")
+
+    program.kill()
+    expect(connection).to_have_attribute("data-state", "reconnecting")
+    program.start()
+    expect(connection).to_have_attribute("data-state", "open", timeout=RUN_TIMEOUT)
+    states = connection_states(page)
+    assert states[-2:] == ["syncing", "open"], states  # not "Live" before it follows again
+    assert page.evaluate("window.samePage"), "the page was reloaded"
+    expect(connection).to_have_text("Live")
+
+    # the run the kill cut off ends, and says why
+    expect(cut).to_have_attribute("data-state", "error", timeout=RUN_TIMEOUT)
+    expect(cut.get_by_test_id("output-error")).to_have_attribute("data-ename", "WorkerLost")
+
+    # after the restart: a rename, a new cell and a run appear on the open page
+    ada.api.call("worksheet.rename", id=sheet["id"], title="Remembered")
+    expect(page.get_by_test_id("worksheet-title")).to_have_text("Remembered")
+    known = ada.api.cells(sheet["id"])  # (Shift+Enter on the last cell may have added one)
+    expect(cells(page)).to_have_count(len(known))
+    cut_id = known[1]["id"]
+    ada.api.call("cell.create", worksheet=sheet["id"], source="print(x + 1, *words)", after=cut_id)
+    expect(cells(page)).to_have_count(len(known) + 1)
+    run(cell(page, 2))
+    expect(cell(page, 2).get_by_test_id("output-stdout")).to_have_text("42 kept\n")
+    assert page.evaluate("window.samePage"), "the page was reloaded"
+
+
+class ForgetfulServer:
+    """Routes the page's feed socket; once `forget()` is called, its socket is dropped and
+    every subscribe with a cursor names an epoch no server has: as a page finds a server that
+    restarted and lost the messages it saw."""
+
+    def __init__(self, page: Page) -> None:
+        self.forgetting = False
+        self.sockets: list[WebSocketRoute] = []
+        self.resets = 0
+        page.route_web_socket("**/ws", self._route)
+
+    def _route(self, ws: WebSocketRoute) -> None:
+        self.sockets.append(ws)
+        server = ws.connect_to_server()
+        ws.on_message(lambda message: server.send(self._outgoing(message)))
+        server.on_message(lambda message: ws.send(self._incoming(message)))
+
+    def _outgoing(self, message: str | bytes) -> str | bytes:
+        if not self.forgetting or not isinstance(message, str):
+            return message
+        frame: dict[str, Any] = json.loads(message)
+        if frame.get("op") == "subscribe" and frame.get("epoch"):
+            frame["epoch"] = "a server that forgot"
+            return json.dumps(frame)
+        return message
+
+    def _incoming(self, message: str | bytes) -> str | bytes:
+        if isinstance(message, str) and '"reset":true' in message.replace(" ", ""):
+            self.resets += 1
+            self.forgetting = False  # the page opened afresh subscribes with the new epoch
+        return message
+
+    def forget(self) -> None:
+        self.forgetting = True
+        self.sockets[-1].close()
+
+
+def test_a_page_whose_server_lost_what_it_saw_opens_afresh(program: Program, ada: Person) -> None:
+    forgetful = ForgetfulServer(ada.page)
+    sheet = ada.api.worksheet("y = 6 * 7", "print(y)")
+    page = ada.open(sheet)
+    run(cell(page, 0))
+    connection = page.get_by_test_id("connection")
+    connection.evaluate(RECORD_CONNECTION)
+
+    forgetful.forget()
+    expect(connection).to_have_attribute("data-state", "open", timeout=RUN_TIMEOUT)
+    assert forgetful.resets == 1
+    states = connection_states(page)
+    assert "syncing" in states and states[-1] == "open", states
+    expect(page.get_by_test_id("worksheet-page")).to_have_attribute("data-loaded", "true")
+    # what it shows was read afresh, and it follows the feed again
+    ada.api.call("worksheet.rename", id=sheet["id"], title="Opened afresh")
+    expect(page.get_by_test_id("worksheet-title")).to_have_text("Opened afresh")
+    run(cell(page, 1))
+    expect(cell(page, 1).get_by_test_id("output-stdout")).to_have_text("42\n")

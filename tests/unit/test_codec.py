@@ -103,6 +103,7 @@ SAMPLES: dict[str, messages.Content] = {
     "worksheet_renamed": messages.WorksheetRenamed(title="Orbits"),
     "worksheet_shared": messages.WorksheetShared(username="brian", role="viewer"),
     "files_changed": messages.FilesChanged(paths=["data/iris.csv"]),
+    "outputs_cleared": messages.OutputsCleared(cells=["1db017a4-5380-4e67-89c3-49d2e9b8fb9a"]),
 }
 
 

@@ -191,7 +191,7 @@ class Handlers:
             a.AnnounceFilesChanged: self.files_changed,
             a.SaveCheckpoint: self.save_checkpoint, a.ListCheckpoints: self.list_checkpoints,
             a.RestoreCheckpoint: self.restore_checkpoint,
-            a.DeleteCheckpoint: self.delete_checkpoint,
+            a.DeleteCheckpoint: self.delete_checkpoint, a.ClearOutputs: self.clear_outputs,
         }  # fmt: skip
         self._table.update(JupyterKernelHandlers(self, store).table())
 
@@ -600,6 +600,32 @@ class Handlers:
         if self.saver is not None:  # its outputs are saved from the feed, watched or not
             self.saver.follow(sheet.session, await self.bus.last_seq(keys.feed(sheet.session)))
         return a.RunStarted(cell=cell_view(sheet, content, record), session=sheet.session)
+
+    async def clear_outputs(self, request: a.ClearOutputs) -> list[str]:
+        """Clear the saved outputs of code cells (all, or those named that are in the
+        worksheet): their execution counts in the document (one edit), their records, what the
+        saver folded of their runs; then every page is told on the feed."""
+        user = await self._actor(request)
+        sheet = await self._worksheet(request.worksheet, user, "editor")
+        wanted = None if request.cells is None else set(request.cells)
+
+        def clear_counts(notebook: NotebookDoc) -> list[str]:
+            cleared = []
+            for index in range(len(notebook)):
+                content = notebook.read_cell(index)
+                if content.cell_type != "code" or not content.id:
+                    continue
+                if wanted is None or content.id in wanted:
+                    notebook.set_execution_count(index, None)
+                    cleared.append(content.id)
+            return cleared
+
+        cleared = await self.documents.edit(sheet, author_of(user), clear_counts)
+        runs = await self.store.documents.clear_outputs(sheet.id, cleared)
+        if self.saver is not None:
+            self.saver.cleared(runs)
+        await self._announce(sheet, user, m.OutputsCleared(cells=cleared))
+        return cleared
 
     async def _sheet_of_cell(
         self, cell_id: str, worksheet: str | None, user: User, needs: Role

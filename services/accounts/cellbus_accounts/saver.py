@@ -285,6 +285,16 @@ class OutputSaver:
         if not task.cancelled() and (exc := task.exception()) is not None:
             log.error("session %s: saving outputs failed", follower.session, exc_info=exc)
 
+    def cleared(self, msg_ids: list[str]) -> None:
+        """The outputs of runs `msg_ids` were cleared (`Store.clear_outputs`): what the
+        followers folded of them starts over, so a run still going on saves only what it
+        makes from now on (as a notebook's cleared output area shows it)."""
+        wanted = set(msg_ids)
+        for follower in self._followers.values():
+            for msg_id, run in follower.runs.items():
+                if run is not None and msg_id in wanted:
+                    run.outputs = CellOutputs()
+
     async def close(self) -> None:
         """Stop following, then save what the followers had read but not saved yet."""
         followers = list(self._tasks.values())

@@ -228,6 +228,15 @@ class AnnounceFilesChanged(Request[None], tag="files.changed"):
     paths: list[str]
 
 
+class ClearOutputs(Request[list[str]], tag="worksheet.clear_outputs"):
+    """Clear the saved outputs and execution counts of the worksheet's code cells `cells`
+    (None: all of them; ids not in the worksheet are left out), announced on its feed
+    (``outputs_cleared``). Editors and owners. Returns the ids of the cells cleared."""
+
+    worksheet: str
+    cells: list[str] | None = None
+
+
 class ImportWorksheet(Request[WorksheetView], tag="worksheet.import"):
     """A new worksheet of the actor's holding a notebook's `cells` in order and its
     `metadata`, created whole or not at all: its document's first update."""
@@ -353,7 +362,7 @@ AnyRequest = (
     | CreateSession | ImportWorksheet | ApplyUpdate | SyncDocument
     | StartJupyterKernel | ListJupyterKernels | GetJupyterKernel | ForgetJupyterKernel
     | SetJupyterSession | AnnounceFilesChanged
-    | SaveCheckpoint | ListCheckpoints | RestoreCheckpoint | DeleteCheckpoint
+    | SaveCheckpoint | ListCheckpoints | RestoreCheckpoint | DeleteCheckpoint | ClearOutputs
 )  # fmt: skip
 
 

@@ -436,6 +436,15 @@ class FilesChanged(Content, kw_only=True):
     paths: list[str]
 
 
+class OutputsCleared(Content, kw_only=True):
+    """cellbus: the saved outputs of the worksheet's cells `cells` (ids) were cleared, with
+    their execution counts (``worksheet.clear_outputs``; the header's ``username`` is who
+    cleared them): every page shows those cells without outputs, as if never run."""
+
+    msg_type: ClassVar[str] = "outputs_cleared"
+    cells: list[str]
+
+
 REQUEST_TYPES: tuple[type[Content], ...] = (
     ExecuteRequest,
     CompleteRequest,
@@ -490,6 +499,7 @@ FEED_TYPES: tuple[type[Content], ...] = (
     WorksheetRenamed,
     WorksheetShared,
     FilesChanged,
+    OutputsCleared,
 )
 
 CONTENT_TYPES: dict[str, type[Content]] = {

@@ -228,6 +228,23 @@ class DocumentRows:
         assert row is not None
         return cell_record_from(row)
 
+    async def clear_outputs(self, worksheet_id: uuid.UUID, cell_ids: list[str]) -> list[str]:
+        """Clear the saved outputs, execution count and who ran them last of cells `cell_ids`
+        (as if never run), in one transaction. Returns the ids of the runs those cells had
+        (a saver following one of them starts its outputs over)."""
+        runs = []
+        async with self.database.transaction() as db:
+            for cell_id in cell_ids:
+                row = await db.fetchrow(
+                    """UPDATE cell_records SET outputs = '[]', execution_count = NULL,
+                                               run_by = NULL, run_at = NULL
+                       WHERE worksheet_id = $1 AND cell_id = $2 RETURNING run_msg_id""",
+                    worksheet_id, cell_id,
+                )  # fmt: skip
+                if row is not None and row["run_msg_id"]:
+                    runs.append(str(row["run_msg_id"]))
+        return runs
+
     async def by_run(self, msg_id: str) -> CellRecord | None:
         """The cell whose latest run is execute_request `msg_id`."""
         async with self.database.transaction() as db:

@@ -1,0 +1,109 @@
+"""Clearing saved outputs (``worksheet.clear_outputs``): the records, the document's execution
+counts and every page told on the feed, on both buses and both databases."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cellbus_accounts.store import Postgres, Sqlite
+from cellbus_protocol import accounts as a
+from cellbus_protocol import codec, keys
+from cellbus_protocol import messages as m
+from cellbus_protocol.envelope import Message
+from cellbus_protocol.errors import RemoteError
+
+from ..support.postgres import create_database, drop_database
+from .conftest import Kernel
+from .test_saved_outputs import (
+    EXPECTED,
+    PASSWORD,
+    accounts_service,
+    call,
+    new_worksheet,
+    run_cell,
+)
+
+
+@pytest.fixture
+async def database(kernel: Kernel, tmp_path: Path) -> AsyncIterator[Any]:
+    """SQLite with the in-process bus, PostgreSQL with Redis (as test_saved_outputs)."""
+    if kernel.transport == "memory":
+        yield lambda: Sqlite(tmp_path / "accounts.db")
+        return
+    name, url = await create_database()
+    yield lambda: Postgres(url)
+    await drop_database(name)
+
+
+async def next_of_type(kernel: Kernel, session: str, after: int, msg_type: str) -> Message:
+    """The first message of `msg_type` on the session's feed after cursor `after`."""
+    async with asyncio.timeout(20), await kernel.bus.subscribe(keys.feed(session), after) as feed:
+        while True:
+            entry = await feed.next(timeout=20)
+            assert entry is not None, f"no {msg_type} on the feed"
+            msg = codec.decode(entry.data)
+            if msg.msg_type == msg_type:
+                return msg
+
+
+async def test_clearing_outputs_clears_the_record_the_count_and_tells_the_feed(
+    kernel: Kernel, database: Any
+) -> None:
+    async with accounts_service(kernel, database):
+        actor, sheet, cell = await new_worksheet(kernel)
+        notes = await call(
+            kernel,
+            a.CreateCell(
+                worksheet=sheet["id"], source="# Notes", cell_type="markdown", after=cell["id"]
+            ),
+            actor,
+        )
+        await run_cell(kernel, cell, sheet["session"], actor)
+        await saved_cell_with_outputs(kernel, sheet["id"], actor)
+        after = await kernel.bus.last_seq(keys.feed(sheet["session"]))
+
+        request = a.ClearOutputs(worksheet=sheet["id"], cells=[cell["id"], notes["id"], "nope"])
+        cleared = await call(kernel, request, actor)
+        assert cleared == [cell["id"]]  # a Markdown cell has no outputs, "nope" is not here
+
+        announced = await next_of_type(kernel, sheet["session"], after, "outputs_cleared")
+        assert isinstance(announced.content, m.OutputsCleared)
+        assert announced.content.cells == [cell["id"]]
+        assert announced.header.username == "ada"
+        got = (await call(kernel, a.GetWorksheet(id=sheet["id"]), actor))["cells"][0]
+        assert (got["outputs"], got["execution_count"]) == ([], None)
+        assert (got["run_by"], got["run_at"]) == (None, None)
+
+        # Every code cell when none are named; a viewer may not.
+        await run_cell(kernel, cell, sheet["session"], actor)
+        await saved_cell_with_outputs(kernel, sheet["id"], actor, count=2)
+        bob = await call(kernel, a.Register(username="bob", password=PASSWORD))
+        await call(kernel, a.ShareWorksheet(id=sheet["id"], username="bob", role="viewer"), actor)
+        with pytest.raises(RemoteError) as raised:
+            await call(kernel, a.ClearOutputs(worksheet=sheet["id"]), bob["id"])
+        assert raised.value.code == "forbidden"
+        assert (await saved_cell_with_outputs(kernel, sheet["id"], actor, count=2))["outputs"]
+        assert await call(kernel, a.ClearOutputs(worksheet=sheet["id"]), actor) == [cell["id"]]
+        got = (await call(kernel, a.GetWorksheet(id=sheet["id"]), actor))["cells"][0]
+        assert (got["outputs"], got["execution_count"]) == ([], None)
+
+
+async def saved_cell_with_outputs(
+    kernel: Kernel, worksheet: str, actor: str, count: int = 1
+) -> dict[str, Any]:
+    """The worksheet's first cell once its run (the `count`th) is saved whole."""
+    expected = [
+        EXPECTED[0],
+        {**EXPECTED[1], "execution_count": count},
+    ]
+    async with asyncio.timeout(20):
+        while True:
+            cells = (await call(kernel, a.GetWorksheet(id=worksheet), actor))["cells"]
+            if cells[0]["outputs"] == expected and cells[0]["execution_count"] == count:
+                return dict(cells[0])
+            await asyncio.sleep(0.02)

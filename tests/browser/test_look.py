@@ -324,6 +324,12 @@ def test_the_main_screens_are_readable_in_both_themes(
     page.goto(someone.url + "/")
     expect(page.get_by_test_id("worksheet-row")).to_have_count(2)
     check_screen(page, theme, "worksheet-list", screenshots)
+    row = page.get_by_test_id("worksheet-row").filter(has_text="Kepler")
+    row.get_by_test_id("share-worksheet").click()  # a dialog
+    expect(page.get_by_test_id("share-members")).to_contain_text(someone.username)
+    check_screen(page, theme, "share", screenshots)
+    page.keyboard.press("Escape")
+    expect(page.get_by_test_id("share-dialog")).to_have_count(0)
 
     open_worksheet(page, someone.url, sheet)
     run_all(page)

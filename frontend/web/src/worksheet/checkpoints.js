@@ -28,7 +28,10 @@ async function editsSent(page) {
   const doc = page?.doc;
   if (!doc?.saving || typeof doc.whenSaved !== "function") return;
   let timer;
-  await Promise.race([doc.whenSaved(), new Promise((resolve) => (timer = setTimeout(resolve, SAVE_WAIT_MS)))]);
+  await Promise.race([
+    doc.whenSaved(),
+    new Promise((resolve) => (timer = setTimeout(resolve, SAVE_WAIT_MS))),
+  ]);
   clearTimeout(timer);
 }
 

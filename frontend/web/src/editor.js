@@ -3,14 +3,16 @@
  * worksheet's document, by y-codemirror.next), with Python highlighting in code cells, bracket
  * matching and closing, and the notebook's keys:
  *
- *   Shift+Enter  run the cell (show a Markdown cell) and go to the next one; Ctrl/Cmd+Enter:
- *                run and stay
+ *   Shift+Enter  run the cell (show a Markdown cell) and go to the next one (on the last
+ *                cell, a new one); Ctrl/Cmd+Enter: run and stay; Alt+Enter: run and insert
+ *                a cell below
  *   Tab          complete from the live session (`session.complete`): one match is inserted,
  *                several are listed; at the start of a line, with a selection, or outside code
  *                cells, indent
  *   Shift+Tab    show what the session knows of the name at the cursor (`session.inspect`);
  *                with a selection, dedent
- *   Escape       close the completion list or the docstring
+ *   Escape       close the completion list, the search or the docstring; else leave the
+ *                editor for command mode (the worksheet's keys: keyboard.js)
  *   Ctrl/Cmd+Z   undo this person's last edit (Ctrl+Y or Ctrl/Cmd+Shift+Z redoes), with the
  *                worksheet's undo manager: never someone else's edit
  *
@@ -57,7 +59,8 @@ const PLACEHOLDERS = {
  * An editor in `parent` bound to `ytext`, undoing with `undoManager`; `cellType` is "code",
  * "markdown" or "raw". Callbacks: `onRun({advance})`; `complete(code, pos)` resolving to
  * {from, to, matches} (positions in the editor's units) or null; `inspect(code, pos)`;
- * `onEscape()`; `onFocus()`; `onCursor({anchor, head})` (Yjs relative positions, as JSON)
+ * `onEscape()` (returns whether it closed something); `onCommandMode()` (Escape with nothing
+ * to close); `onFocus()`; `onCursor({anchor, head})` (Yjs relative positions, as JSON)
  * when this person moves their cursor or selection here.
  */
 export function createEditor({
@@ -70,6 +73,7 @@ export function createEditor({
   complete,
   inspect,
   onEscape,
+  onCommandMode = () => {},
   onFocus,
   onCursor,
 }) {
@@ -137,9 +141,10 @@ export function createEditor({
     keymap.of([
       { key: "Shift-Enter", run: () => (onRun({ advance: true }), true) },
       { key: "Mod-Enter", run: () => (onRun({ advance: false }), true) },
+      { key: "Alt-Enter", run: () => (onRun({ insert: true }), true) },
       { key: "Tab", run: tab },
       { key: "Shift-Tab", run: shiftTab },
-      { key: "Escape", run: () => (onEscape(), false) },
+      { key: "Escape", run: () => Boolean(onEscape()) },
       // Ctrl/Cmd+Shift+Z: redo, whichever key value the browser reports with Shift held
       { any: (view, event) => isRedoZ(event) && (undoManager.redo(), true) },
     ]),
@@ -183,6 +188,9 @@ export function createEditor({
           }
         }),
         EditorView.contentAttributes.of({ "aria-label": "Cell source", "data-testid": "cell-input" }),
+        // Escape that nothing in the editor wanted (a list, the search panel): command mode.
+        // Not handled, so the page's own Escape (closing the help panel) still sees it.
+        Prec.lowest(keymap.of([{ key: "Escape", run: () => (onCommandMode(), false) }])),
       ],
     }),
   });

@@ -42,7 +42,7 @@ export class CellView {
    * `readOnlyReason` says why); `displays` and `widgets`: the worksheet's DisplayRegistry and
    * WidgetHub, shared by its cells' outputs; `undoManager`: the worksheet's, for this person's edits;
    * `actions`: the worksheet page's handlers {run, insertAfter, move, remove, setType,
-   * complete, inspect, focused, cursor}.
+   * complete, inspect, focused, cursor, commandMode, unfold}.
    */
   constructor(
     ymap,
@@ -89,6 +89,9 @@ export class CellView {
     this.stdin = h("div", { class: "cell-stdin", hidden: true, "data-testid": "cell-stdin" });
     this.awaiting = null; // the input_request's msg_id while the run waits for input
     this.editorHost = h("div", { class: "cell-editor", "data-testid": "cell-editor" });
+    // A collapsed input or outputs (metadata jupyter.source_hidden, outputs_hidden) show a bar
+    this.inputFold = this.fold("input", () => actions.unfold(this, "source"));
+    this.outputsFold = this.fold("outputs", () => actions.unfold(this, "outputs"));
     this.typeSelect = h(
       "select",
       {
@@ -117,9 +120,11 @@ export class CellView {
         "div",
         { class: "cell-main" },
         this.rawFormat,
+        this.inputFold,
         this.editorHost,
         this.rendered,
         this.inspector,
+        this.outputsFold,
         this.outputs.el,
         this.stdin,
         h(
@@ -182,6 +187,21 @@ export class CellView {
         onclick,
       },
       label,
+    );
+  }
+
+  /** The bar a collapsed input or outputs show instead; a click expands them. */
+  fold(what, onclick) {
+    return h(
+      "button",
+      {
+        type: "button",
+        class: `cell-fold cell-fold-${what}`,
+        title: `Show the ${what}`,
+        "data-testid": `cell-${what}-collapsed`,
+        onclick,
+      },
+      `··· ${what} hidden`,
     );
   }
 
@@ -258,9 +278,23 @@ export class CellView {
     this.buttons.run.hidden = raw;
     this.count.hidden = type !== "code";
     this.outputs.el.hidden = type !== "code";
-    if (changed && type === "markdown") this.editing = this.el.contains(document.activeElement);
+    if (changed && type === "markdown") this.editing = this.editorHost.contains(document.activeElement);
     if (changed && this.near && type !== "markdown") this.materialize();
     this.showMode();
+    this.showFolds();
+  }
+
+  /** Collapsed input or outputs, and outputs scrolled, as the cell's metadata says. */
+  showFolds() {
+    const metadata = this.metadata;
+    const jupyter = metadata.jupyter ?? {};
+    const code = this.cellType === "code";
+    this.el.classList.toggle("cell-input-hidden", Boolean(jupyter.source_hidden));
+    this.el.classList.toggle("cell-outputs-hidden", code && Boolean(jupyter.outputs_hidden));
+    this.el.classList.toggle("cell-outputs-scrolled", code && metadata.scrolled === true);
+    this.el.dataset.inputHidden = String(Boolean(jupyter.source_hidden));
+    this.el.dataset.outputsHidden = String(code && Boolean(jupyter.outputs_hidden));
+    this.el.dataset.scrolled = String(code && metadata.scrolled === true);
   }
 
   /** A Markdown cell shows its rendering, or its editor while someone here edits it. */
@@ -364,6 +398,7 @@ export class CellView {
       complete: (code, pos) => actions.complete(code, pos),
       inspect: (code, pos) => this.inspect(code, pos),
       onEscape: () => this.closeInspector(),
+      onCommandMode: () => actions.commandMode(this),
       onFocus: () => {
         this.el.classList.add("cell-focused");
         actions.focused(this);
@@ -547,9 +582,31 @@ export class CellView {
     this.inspector.hidden = false;
   }
 
+  /** Close the docstring; whether it was open. */
   closeInspector() {
+    const open = !this.inspector.hidden;
     this.inspector.hidden = true;
     this.inspector.replaceChildren();
+    return open;
+  }
+
+  /** The outputs were cleared (by this person or anyone): the cell looks as if never run. */
+  clearOutputs() {
+    this.outputs.reset([]);
+    if (this.state === "queued" || this.state === "running") return; // its outputs go on coming
+    this.showCount(null);
+    delete this.el.dataset.count;
+    this.showRunBy(null);
+    this.duration.textContent = "";
+    this.runAt.textContent = "";
+    this.setState("idle");
+  }
+
+  /** The keyboard on the cell itself (command mode): its keys are the worksheet's commands. */
+  focusCell() {
+    this.el.tabIndex = -1;
+    this.el.focus({ preventScroll: true });
+    this.el.scrollIntoView({ block: "nearest" });
   }
 
   /** Put the keyboard here: the editor, or a rendered Markdown cell (Enter then edits it). */

@@ -52,6 +52,7 @@ export class CellList {
     }
     next.push(...this.views.slice(at));
     const focused = this.views.find((view) => view.el.contains(document.activeElement));
+    const onCell = focused && document.activeElement === focused.el; // command mode (selection.js)
     this.views = next.map((item) => {
       if (!(item instanceof Object) || item.el) return item; // a view kept
       const reused = gone.get(item.get("id"))?.shift();
@@ -70,7 +71,8 @@ export class CellList {
     this.index();
     this.place();
     if (focused && this.views.includes(focused) && !focused.el.contains(document.activeElement)) {
-      focused.focus(); // moving its element took the focus away
+      if (onCell) focused.focusCell();
+      else focused.focus(); // moving its element took the focus away
     }
   }
 

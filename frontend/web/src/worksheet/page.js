@@ -23,6 +23,12 @@
  *
  * The worksheet's files (its workspace) are in the files panel (src/files/panel.js), opened from
  * the bar and listed again when the feed says they changed (`files_changed`).
+ *
+ * The keyboard works as JupyterLab's: edit mode in a cell's editor, command mode on the cells
+ * (selection.js), their keys (keyboard.js) and every command (commands.js) in the palette
+ * (palette.js), with the table of contents (toc.js) and find and replace (find.js) beside the
+ * cells. Clearing outputs asks the server (`worksheet.clear_outputs`), which tells every page
+ * on the feed (`outputs_cleared`).
  */
 import { CODES, NetworkError, call, describeError } from "../api.js";
 import { askText, confirmAction } from "../dialogs/dialog.js";
@@ -38,11 +44,18 @@ import { toast } from "../toast.js";
 import { WidgetHub } from "../widgets/hub.js";
 import { CellView } from "./cell.js";
 import { CellList } from "./cells.js";
+import { Commands } from "./commands.js";
 import { WorksheetDocument } from "./document.js";
+import { FindPanel } from "./find.js";
 import { HelpPanel } from "./help.js";
+import { Keyboard } from "./keyboard.js";
+import { openPalette, openShortcuts } from "./palette.js";
 import { RunTracker } from "./runs.js";
+import { setHidden } from "./operations.js";
 import { SheetBar, colourOf, reasonFor } from "./sheet-bar.js";
+import { Selection } from "./selection.js";
 import { loadSnapshot } from "./snapshot.js";
+import { TableOfContents } from "./toc.js";
 
 const NEAR_PX = 1500; // a cell this close to the screen gets its editor
 const LEAVE_WAIT_MS = 10_000; // leaving the page: how long edits in flight may take to be saved
@@ -78,13 +91,15 @@ export class WorksheetPage {
     this.help = new HelpPanel();
     this.files = new FilesPanel(id);
     this.bar = new SheetBar({
-      runAll: () => this.runAll(),
+      runAll: () => this.runCells([...this.cells.views]),
       interrupt: () => this.interrupt(),
       restart: () => this.restart(),
       addCell: () => this.createCell(this.cells.at(this.cells.length - 1)?.id ?? null),
       share: () => openShareDialog({ id: this.id, title: this.title }, this.user),
       export: () => this.export(),
       rename: () => this.rename(),
+      palette: () => this.commands.run("palette"),
+      shortcuts: () => this.commands.run("shortcuts"),
     });
     this.doc = new WorksheetDocument({
       worksheet: id,
@@ -147,6 +162,18 @@ export class WorksheetPage {
       this.files.el,
     );
     this.bar.el.querySelector(".sheet-tools").append(this.files.toggle);
+    this.selection = new Selection(this);
+    this.toc = new TableOfContents(this);
+    this.find = new FindPanel(this);
+    this.el.append(this.toc.el, this.find.el);
+    this.commands = new Commands(this, {
+      palette: () => openPalette(this.commands),
+      shortcuts: () => openShortcuts(this.commands),
+      toc: () => this.toc.toggle(),
+      find: () => this.find.show(),
+    });
+    this.keyboard = new Keyboard(this, this.commands);
+    this.doc.cells.observe(() => this.selection.showSoon()); // new views show the selection
     this.load();
   }
 
@@ -224,6 +251,8 @@ export class WorksheetPage {
         focused: (view) => this.doc.setWhere(view.id, this.whereCursor(view)),
         cursor: (view, cursor) => this.doc.setWhere(view.id, cursor),
         forget: (view) => this.nearby.unobserve(view.el),
+        commandMode: (view) => this.selection.commandMode(view),
+        unfold: (view, what) => this.editable && setHidden(this.doc, [view], what, false),
       },
     });
     this.viewOf.set(view.el, view);
@@ -273,6 +302,9 @@ export class WorksheetPage {
       case "worksheet_shared":
         if (content.username === this.user.username && content.role !== "none") this.setRole(content.role);
         break;
+      case "outputs_cleared":
+        this.outputsCleared(content.cells ?? []);
+        break;
       default:
         break; // cells change in the document: doc_update
     }
@@ -300,9 +332,21 @@ export class WorksheetPage {
 
   // -- what the user does -------------------------------------------------------------------
 
-  async run(view, { advance = false } = {}) {
-    const next = advance ? this.cells.at(this.cells.indexOf(view) + 1) : null;
-    next?.focus();
+  /**
+   * Run `view`'s cell (a Markdown cell is shown rendered). `advance`: then on to the next cell
+   * (on the last, a new cell, with the keyboard in it); `insert`: a new cell below, with the
+   * keyboard in it; `command`: the next cell is selected in command mode, not edited.
+   */
+  async run(view, { advance = false, insert = false, command = false } = {}) {
+    if (!view) return;
+    let next = null;
+    if (insert || (advance && !this.cells.at(this.cells.indexOf(view) + 1))) {
+      next = this.insertBelow(view);
+    } else if (advance) {
+      next = this.cells.at(this.cells.indexOf(view) + 1);
+      if (command) this.selection.commandMode(next);
+      else next.focus();
+    }
     if (view.cellType === "markdown") {
       view.showRendered(); // rendered here: Markdown is not run
       if (!next) view.focus(); // the rendering has the keyboard: Enter edits again
@@ -318,8 +362,20 @@ export class WorksheetPage {
     await this.evaluate(view, { alreadyQueued: true });
   }
 
-  async runAll() {
-    const views = [...this.cells.views];
+  /** A new code cell below `view`, with the keyboard in it (null for a viewer). */
+  insertBelow(view) {
+    if (!this.editable || !this.doc.synced) return null;
+    const next = this.cells.get(this.doc.insertCell(view.id));
+    next?.focus();
+    return next ?? null;
+  }
+
+  /** Run `views` in order (Markdown cells are shown rendered); stops at a run refused. */
+  async runCells(views) {
+    if (!this.editable) {
+      toast(reasonFor(this.role, "editor"), "error");
+      return;
+    }
     for (const view of views) view.showRendered();
     const code = views.filter((view) => view.cellType === "code");
     for (const view of code) view.queued(this.user.username);
@@ -354,6 +410,7 @@ export class WorksheetPage {
     }
   }
 
+  /** Restart the session, once the person confirms; resolves to whether it restarted. */
   async restart() {
     const sure = await confirmAction({
       title: "Restart the session",
@@ -361,11 +418,41 @@ export class WorksheetPage {
         "Its variables are lost for everyone working on this worksheet, and queued runs are cancelled.",
       confirm: "Restart",
     });
-    if (!sure) return;
+    if (!sure) return false;
     try {
       await call("session.restart", { session: this.session });
+      return true;
     } catch (error) {
       toast(describeError(error), "error");
+      return false;
+    }
+  }
+
+  /**
+   * Clear the saved outputs of `views` (null: of every cell), for everyone: shown cleared here
+   * at once, and on every page when the server says so on the feed (`outputs_cleared`).
+   */
+  async clearOutputs(views) {
+    if (!this.editable) return;
+    const targets = (views ?? this.cells.views).filter((view) => view.cellType === "code");
+    if (views && !targets.length) return;
+    this.outputsCleared(targets.map((view) => view.id));
+    try {
+      const params = { id: this.id };
+      if (views) params.cells = targets.map((view) => view.id);
+      await call("worksheet.clear_outputs", params);
+    } catch (error) {
+      toast(describeError(error), "error");
+    }
+  }
+
+  /** The outputs of cells `ids` were cleared (here, or by anyone: the feed). */
+  outputsCleared(ids) {
+    for (const id of ids) {
+      this.cells.get(id)?.clearOutputs();
+      const saved = this.saved.get(id);
+      if (saved)
+        this.saved.set(id, { ...saved, outputs: [], execution_count: null, run_by: null, run_at: null });
     }
   }
 
@@ -578,6 +665,10 @@ export class WorksheetPage {
     window.removeEventListener("beforeunload", this.onBeforeUnload);
     window.removeEventListener("pagehide", this.onPageHide);
     document.removeEventListener("keydown", this.onKeyDown);
+    this.keyboard.destroy();
+    this.selection.destroy();
+    this.toc.destroy();
+    this.find.destroy();
     this.cells.destroy();
     this.nearby.disconnect();
     this.help.destroy();

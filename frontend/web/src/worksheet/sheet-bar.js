@@ -1,8 +1,9 @@
 /**
  * The bar above a worksheet's cells: its title, the user's role, the session's state and
  * queue, who else is watching, whether this person's edits are saved, and the worksheet's commands (run all, interrupt, restart,
- * add a cell, share, export). Commands the user's role does not allow are disabled, and
- * their tooltip says why.
+ * add a cell, share, export, and the command palette with every other command, and the
+ * keyboard shortcuts). Commands the user's role does not allow are disabled, and their
+ * tooltip says why.
  */
 import { h, replaceChildren } from "../dom.js";
 import { ROLE_RANK } from "../generated.js";
@@ -20,7 +21,7 @@ const SESSION_LABELS = {
 };
 
 export class SheetBar {
-  /** `commands`: {runAll, interrupt, restart, addCell, share, export, rename}. */
+  /** `commands`: {runAll, interrupt, restart, addCell, share, export, rename, palette, shortcuts}. */
   constructor(commands) {
     this.title = h("h1", { class: "sheet-title", "data-testid": "worksheet-title" });
     this.renameButton = h(
@@ -45,7 +46,7 @@ export class SheetBar {
       role: "status",
       dataset: { state: "saved" },
     });
-    const button = (label, testid, onclick, { kind = "", needs = "editor" } = {}) =>
+    const button = (label, testid, onclick, { kind = "", needs = "editor", title = label } = {}) =>
       h(
         "button",
         {
@@ -53,7 +54,8 @@ export class SheetBar {
           class: kind ? `button-${kind}` : "",
           "data-testid": testid,
           onclick,
-          dataset: { needs, title: label },
+          "aria-label": title,
+          dataset: { needs, title },
         },
         label,
       );
@@ -64,6 +66,14 @@ export class SheetBar {
       button("+ Cell", "add-cell", commands.addCell),
       button("Share", "share", commands.share, { needs: "owner" }),
       button("Export .ipynb", "export", commands.export, { needs: "viewer" }),
+      button("⌘ Commands", "commands", commands.palette, {
+        needs: "viewer",
+        title: "Every command (Ctrl+Shift+C)",
+      }),
+      button("?", "shortcuts-button", commands.shortcuts, {
+        needs: "viewer",
+        title: "Keyboard shortcuts (H)",
+      }),
     ];
     this.el = h(
       "header",

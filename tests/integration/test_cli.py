@@ -129,6 +129,18 @@ def test_errors_are_one_line_with_an_exit_status(server: str, tmp_path: Path) ->
     carol = User(server, tmp_path, "carol-err").sign_up()
     missing = carol.run("show", "No such worksheet", ok=False)
     assert missing.returncode == 1 and missing.stderr.startswith("cellbus: ")
+    nope = carol.run("exec", "Nope", "1", ok=False)  # named as what the user typed
+    assert (
+        nope.returncode == 1 and nope.stderr == "cellbus: no worksheet or session matches 'Nope'\n"
+    )
+    write_notebook(tmp_path / "long.ipynb", "pass\n" * 40_000)  # more than a pipe holds
+    carol.run("import", str(tmp_path / "long.ipynb"), "--title", "Long")
+    with subprocess.Popen([CELLBUS, "show", "Long"], env=carol.env, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE) as shown:  # fmt: skip
+        assert shown.stdout is not None and shown.stderr is not None
+        assert shown.stdout.readline()  # `| head -1`: the reader goes away
+        shown.stdout.close()
+        assert shown.wait(timeout=60) == 141 and shown.stderr.read() == b""  # quietly
     wrong = User(server, tmp_path, "carol-err2")
     bad_login = wrong.run("login", server, "--username", "carol-err", "--password-stdin",
                           stdin="wrong password\n", ok=False)  # fmt: skip

@@ -3,12 +3,14 @@
 WORKSHEET is a worksheet id, a unique id prefix of at least 4 characters, or an exact title.
 An exact id wins; otherwise prefix and title matches together must be exactly one worksheet
 (none: `NoMatch`, exit 1; several: a `CliError` listing them, exit 2). SESSION is a session id
-or anything WORKSHEET accepts, which stands for that worksheet's session; a reference that
-matches no worksheet is taken as a session id as it is, and the server judges it.
+or anything WORKSHEET accepts, which stands for that worksheet's session; a session id (32
+hex digits) that is no worksheet's of the caller's is passed on as it is, and the server judges
+it; anything else that matches no worksheet is `NoMatch`, naming what the user typed.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -17,6 +19,8 @@ from .errors import EXIT_USAGE, CliError, NoMatch
 from .render import short_id
 
 MIN_PREFIX = 4
+SESSION_ID = re.compile(r"[0-9a-f]{32}")
+"""What a session id looks like (a random UUID's hex): anything else is a worksheet reference."""
 MAX_LISTED = 10
 
 
@@ -48,8 +52,12 @@ def pick_session(worksheets: Sequence[dict[str, Any]], ref: str) -> str:
             return ref
     try:
         worksheet = pick_worksheet(worksheets, ref)
-    except NoMatch:
-        return ref
+    except NoMatch as error:
+        if SESSION_ID.fullmatch(ref):
+            return ref  # not one of the caller's worksheets' sessions: the server judges it
+        raise NoMatch(
+            str(error).replace("no worksheet matches", "no worksheet or session matches")
+        ) from None
     session = worksheet.get("session")
     if not session:
         raise CliError(f"worksheet {short_id(worksheet.get('id'))} has no session", 1)

@@ -260,12 +260,18 @@ def test_the_theme_chosen_in_the_header_is_remembered_from_the_first_frame(
     choice = page.get_by_test_id("theme-select")
     expect(choice).to_have_value("system")
     assert someone.style("body", "backgroundColor") == BACKGROUND["light"]
+    other_tab = someone.context.new_page()
+    other_tab.goto(someone.url + "/")
+    expect(other_tab.get_by_test_id("worksheets-page")).to_be_visible()
 
     choice.select_option("dark")
     expect(page.locator("html")).to_have_attribute("data-theme", "dark")
     assert someone.style("body", "backgroundColor") == BACKGROUND["dark"]
     assert someone.style("html", "colorScheme") == "dark"
     assert page.evaluate("localStorage.getItem('cellbus.theme')") == "dark"
+    expect(other_tab.locator("html")).to_have_attribute("data-theme", "dark")  # it follows
+    expect(other_tab.get_by_test_id("theme-select")).to_have_value("dark")
+    other_tab.close()
 
     page.reload()  # remembered, and dark from the first frame: no light flash
     assert page.evaluate("window.firstFrame") == first_frame("dark")

@@ -61,6 +61,10 @@ fetch("/rpc", {method: "POST", credentials: "include",
   .then(r => r.text()).then(t => { api.textContent = "answered: " + t; })
   .catch(e => { api.textContent = "failed: " + e.name; });"""
 
+COLOURED_ERROR = r"""import sys
+print("\x1b[31mred\x1b[32m green\x1b[34m blue\x1b[0m", file=sys.stderr)
+1/0"""
+
 CONTRAST = """root => {
   const canvas = document.createElement("canvas");
   canvas.width = canvas.height = 1;
@@ -112,7 +116,10 @@ def surface_luminance(page: Page) -> float:
           document.body.append(probe);
           const [r, g, b] = getComputedStyle(probe).backgroundColor.match(/[\\d.]+/g).map(Number);
           probe.remove();
-          const ch = (c) => { c /= 255; return c <= 0.03928 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4; };
+          const ch = (c) => {
+            c /= 255;
+            return c <= 0.03928 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4;
+          };
           return 0.2126 * ch(r) + 0.7152 * ch(g) + 0.0722 * ch(b);
         }"""
     )
@@ -152,7 +159,8 @@ def test_latex_outputs_and_markdown_math_are_typeset_by_katex(
     math, text, broken = outputs.nth(0), outputs.nth(1), outputs.nth(2)
     expect(math.locator(".katex")).to_have_count(1)
     expect(math).not_to_contain_text("IPython.core.display")
-    assert "\\frac{1}{3}" in (math.locator("annotation").text_content() or "")  # the TeX, for readers
+    tex = math.locator("annotation").text_content() or ""  # the TeX, for screen readers
+    assert "\\frac{1}{3}" in tex
     expect(text).to_contain_text("The energy")
     expect(text.locator(".katex")).to_have_count(4)  # $E$, \(m\), $$…$$, align
     expect(text.locator(".katex-display")).to_have_count(2)
@@ -259,8 +267,13 @@ def test_javascript_runs_in_the_sandboxed_frame_only(
     person: Callable[..., Person],
 ) -> None:
     ada = person("ada")
-    page = ada.open(ada.api.worksheet(JAVASCRIPT, "from IPython.display import Javascript\n"
-                                      "Javascript('element.textContent = \"second \" + 6 * 7')"))
+    page = ada.open(
+        ada.api.worksheet(
+            JAVASCRIPT,
+            "from IPython.display import Javascript\n"
+            "Javascript('element.textContent = \"second \" + 6 * 7')",
+        )
+    )
     js = cell(page, 0)
     run(js)
     inside = js.frame_locator("iframe[sandbox='allow-scripts']")
@@ -294,7 +307,7 @@ def test_the_inspect_and_help_panels_and_frames_are_readable_in_both_themes(
             "import math",
             "math.floor",
             "from IPython.display import HTML\nHTML('<p id=\"p\">framed text</p>')",
-            "import sys\nprint('\\x1b[31mred\\x1b[32m green\\x1b[34m blue\\x1b[0m', file=sys.stderr)\n1/0",
+            COLOURED_ERROR,
             "len?",
         )
     )

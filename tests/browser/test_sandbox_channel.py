@@ -41,7 +41,8 @@ document.getElementById("others").onclick = () => {
   for (let i = 0; i < parent.frames.length; i++) {
     try {
       parent.frames[i].postMessage({cellbus: "render", html: "<p id=pwned>pwned</p>"}, "*");
-      parent.frames[i].postMessage({cellbus: "theme", theme: "dark", colors: {"--text": "red"}}, "*");
+      parent.frames[i].postMessage(
+        {cellbus: "theme", theme: "dark", colors: {"--text": "red"}}, "*");
     } catch (e) { /* nothing */ }
   }
   post({cellbus: "height", height: 222});
@@ -64,7 +65,8 @@ const tries = {
 for (const [name, attempt] of Object.entries(tries)) {
   const line = document.createElement("pre");
   line.dataset.name = name;
-  try { line.textContent = "read: " + attempt(); } catch (e) { line.textContent = "blocked: " + e.name; }
+  try { line.textContent = "read: " + attempt(); }
+  catch (e) { line.textContent = "blocked: " + e.name; }
   element.append(line);
 }
 try { parent.document.body.dataset.pwned = "yes"; } catch (e) { /* blocked */ }

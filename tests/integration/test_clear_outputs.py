@@ -97,10 +97,8 @@ async def saved_cell_with_outputs(
     kernel: Kernel, worksheet: str, actor: str, count: int = 1
 ) -> dict[str, Any]:
     """The worksheet's first cell once its run (the `count`th) is saved whole."""
-    expected = [
-        EXPECTED[0],
-        {**EXPECTED[1], "execution_count": count},
-    ]
+    result = {"data": {"text/plain": "42"}, "metadata": {}, "execution_count": count}
+    expected = [EXPECTED[0], {"output_type": "execute_result", **result}]
     async with asyncio.timeout(20):
         while True:
             cells = (await call(kernel, a.GetWorksheet(id=worksheet), actor))["cells"]

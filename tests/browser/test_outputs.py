@@ -94,7 +94,7 @@ def test_every_kind_of_output_is_shown(
     run(rich)
     red = rich.get_by_test_id("output-stderr").locator("span.ansi-red-fg")
     expect(red).to_have_text("warning: in red")
-    assert red.evaluate("e => getComputedStyle(e).color") == "rgb(224, 49, 49)"
+    assert red.evaluate("e => getComputedStyle(e).color") == "rgb(180, 35, 35)"  # --ansi-red
     markdown = rich.get_by_test_id("output-markdown")
     expect(markdown.locator("h2")).to_have_text("Results")
     expect(markdown.locator("em")).to_have_text("mean")

@@ -140,6 +140,7 @@ class ProcessManager:
         spec = spawner.sandbox
         self.workspace = WorkspaceGuard(Path(spec.workspaces_dir) / session, spec.quota_mb)
         """The session's files and their quota (`workspace`)."""
+        self._file_limits: dict[int, int] = {}  # the soft limit last sent, by pid
 
     @property
     def pid(self) -> int | None:
@@ -494,11 +495,15 @@ class ProcessManager:
         return changed
 
     async def _limit_files(self, process: SessionProcess) -> None:
-        """Have `process` set its file size limit to what the workspace's quota leaves."""
+        """Have `process` set its file size limit to what the workspace's quota leaves, when
+        that changed since it was last told (any write changes it; an execution that wrote
+        nothing costs no frame)."""
         soft = self.workspace.file_limit
-        if soft is not None:
-            with contextlib.suppress(ConnectionError, OSError):  # it ended: nothing to limit
-                await process.pipe.send(frames.FileLimit(soft=soft))
+        if soft is None or self._file_limits.get(process.pid) == soft:
+            return
+        with contextlib.suppress(ConnectionError, OSError):  # it ended: nothing to limit
+            await process.pipe.send(frames.FileLimit(soft=soft))
+            self._file_limits = {process.pid: soft}  # one process at a time
 
 
 async def _within(awaitable: asyncio.Future[Any], timeout: float) -> Any:

@@ -174,7 +174,7 @@ def test_latex_outputs_and_markdown_math_are_typeset_by_katex(
 
 
 def test_json_outputs_are_trees_that_collapse_and_expand_by_mouse_and_keyboard(
-    person: Callable[..., Person],
+    person: Callable[..., Person], screenshots: Path
 ) -> None:
     ada = person("ada")
     page = ada.open(ada.api.worksheet(JSON_TREE))
@@ -226,6 +226,7 @@ def test_json_outputs_are_trees_that_collapse_and_expand_by_mouse_and_keyboard(
     expanded = trees.nth(1)  # JSON(..., expanded=True): everything open
     expect(expanded.locator("[aria-expanded='false']")).to_have_count(0)
     expect(expanded.locator("[data-key='0']")).to_have_text("0: 1")
+    sheet.screenshot(path=screenshots / "json-tree.png")
 
 
 def test_a_scripted_html_output_is_sized_to_its_content_and_follows_it(

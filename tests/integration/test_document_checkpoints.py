@@ -210,3 +210,17 @@ async def test_a_document_over_the_size_limit_is_not_checkpointed(ada: Client) -
     assert refused.code == TOO_LARGE
     assert "a checkpoint holds at most 8,388,608" in refused.message
     assert await ada.call("worksheet.checkpoints", id=worksheet) == []
+
+
+async def test_an_edit_too_large_for_a_client_to_send_is_made_by_the_service(ada: Client) -> None:
+    """Bringing back two cells of 0.6 MB is over the 1 MiB a client's update may have: asked
+    for the edit (``apply`` false), the service makes it itself and says so (no update)."""
+    worksheet, cells = await sheet_of(ada, "a" * 600_000, "b" * 600_000)
+    checkpoint = await ada.call("worksheet.checkpoint", id=worksheet)
+    for cell in cells:
+        await ada.call("cell.delete", id=cell["id"])
+    answer = await ada.call(
+        "worksheet.restore_checkpoint", id=worksheet, checkpoint=checkpoint["id"], apply=False
+    )
+    assert (answer["changed"], answer["update"]) == (True, None)
+    assert [c[0] for c in await cells_of(ada, worksheet)] == [c["id"] for c in cells]

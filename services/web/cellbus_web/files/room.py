@@ -71,7 +71,7 @@ class Reservation:
                 held = os.fstat(self.fd).st_size
                 used = ops.usage(self.ws) - held
                 adding = limit - have
-                if used + adding > self.quota:
+                if self.quota and used + adding > self.quota:  # 0: no quota, as for the kernel
                     raise ops.quota_error(self.path, used, self.quota, adding)
                 os.ftruncate(self.fd, max(adding, 0))
                 self.limit = limit

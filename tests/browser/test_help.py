@@ -56,10 +56,11 @@ def test_set_next_input_adds_a_cell_below_or_replaces_the_text(
     )
     run(cell(page, 0))
     expect(cells(page)).to_have_count(3)
-    run(cell(page, 2))
+    run(cell(page, 2))  # the last cell: Shift+Enter adds an empty one below it too
     expect(cell(page, 2).get_by_test_id("cell-input")).to_have_text("y = 1")
     assert sources(page) == [
         "get_ipython().set_next_input('x = 42')",
         "x = 42",
         "y = 1",
+        "",
     ]

@@ -83,7 +83,8 @@ def test_two_people_see_each_others_edits_runs_and_presence_live(
     expect(cell(mine, 1).get_by_test_id("cell-run-by")).to_have_text(f"run by {bob.username}")
     expect(cell(mine, 1).get_by_test_id("cell-count")).to_have_text("[2]")
 
-    editor(cell(mine, 2)).press("Shift+Enter")  # output streams to bob while it runs
+    editor(cell(mine, 2)).press("Shift+Enter")  # output streams to bob while it runs (and,
+    # the last cell, a new one comes below it)
     expect(cell(theirs, 2).get_by_test_id("output-stdout")).to_have_text(
         "working\n", timeout=RUN_TIMEOUT
     )
@@ -115,7 +116,7 @@ def test_two_people_see_each_others_edits_runs_and_presence_live(
     expect(editor(cell(theirs, 0))).to_have_text("print(x + 1)")
     assert sources(theirs)[:2] == ["print(x + 1)", "x = 41"]
     cell(theirs, 1).get_by_test_id("cell-delete").click()  # bob deletes one; ada sees it go
-    expect(cells(mine)).to_have_count(2)
+    expect(cells(mine)).to_have_count(3)
     assert sources(mine) == sources(theirs)
 
     bob.page.goto(bob.url + "/")  # bob leaves the worksheet

@@ -11,8 +11,11 @@ leave them, and open the copy.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import shutil
+import sqlite3
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -44,6 +47,11 @@ def killed_copy(path: Path, to: Path) -> Path:
         if source.exists():
             shutil.copyfile(source, to.with_name(to.name + suffix))
     return to
+
+
+def rows_of(path: Path, sql: str) -> list[tuple[object, ...]]:
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        return db.execute(sql).fetchall()
 
 
 @pytest.fixture
@@ -199,3 +207,26 @@ async def test_writes_are_batched(db: Path) -> None:
         writer = bus._writer
         assert writer is not None and writer.written == 1000
         assert writer.batches <= 5
+
+
+async def test_requests_handled_within_a_batch_are_never_written(db: Path) -> None:
+    """An entry enqueued, delivered, acknowledged and dropped before the writer commits (an
+    execution of a few milliseconds) costs no row; the queue's cursors still go on."""
+    async with opened(db, flush_delay=3600.0) as bus:
+        consumer = bus.consumer("workers", "w1")
+        await consumer.add("queue")
+        for i in range(1, 4):
+            await bus.enqueue("queue", payload(i))
+            item = await consumer.get(timeout=TIMEOUT)
+            assert item is not None
+            await consumer.ack(item)
+        await bus.enqueue("queue", payload(4))  # waits: written
+        await bus.flush()
+        assert await asyncio.to_thread(rows_of, db, "SELECT seq FROM queue_entries") == [(4,)]
+    async with opened(db) as bus:
+        assert await bus.queue_size("queue") == 1
+        assert await bus.enqueue("queue", payload(5)) == "5"
+        consumer = bus.consumer("workers", "w2")
+        await consumer.add("queue")
+        item = await consumer.get(timeout=TIMEOUT)
+        assert item is not None and item.data == payload(4)

@@ -291,7 +291,7 @@ class _Writer:
         queues: dict[str, int] = {}
         try:
             self._db.execute("BEGIN")
-            for kind, ops in itertools.groupby(batch, key=lambda op: op[0]):
+            for kind, ops in itertools.groupby(_passing(batch, queues), key=lambda op: op[0]):
                 self._apply[kind](list(ops), feeds, queues)
             self._logs(feeds, queues)
             self._db.execute("COMMIT")
@@ -347,7 +347,7 @@ class _Writer:
             [op[1:] for op in ops],
         )
         for _, queue, seq, _, _ in ops:
-            queues[queue] = seq
+            queues[queue] = max(seq, queues.get(queue, 0))
 
     def _deliveries(self, ops: Rows, feeds: dict[str, int], queues: dict[str, int]) -> None:
         self._many(
@@ -364,12 +364,13 @@ class _Writer:
     def _acks(self, ops: Rows, feeds: dict[str, int], queues: dict[str, int]) -> None:
         self._many(
             "DELETE FROM queue_pending WHERE queue = ? AND grp = ? AND seq = ?",
-            [(queue, group, seq) for _, queue, group, seq, _ in ops],
+            [(queue, group, seq) for _, queue, group, seq, _ in ops if seq],
         )
-        self._many(
-            "DELETE FROM queue_entries WHERE queue = ? AND seq <= ?",
-            [(queue, dropped) for _, queue, _, _, dropped in ops if dropped],
-        )
+        dropped: dict[str, int] = {}  # one delete per queue: the newest drop covers the rest
+        for _, queue, _, _, upto in ops:
+            if upto:
+                dropped[queue] = max(upto, dropped.get(queue, 0))
+        self._many("DELETE FROM queue_entries WHERE queue = ? AND seq <= ?", list(dropped.items()))
 
     def _set_entries(self, ops: Rows, feeds: dict[str, int], queues: dict[str, int]) -> None:
         self._many(
@@ -387,3 +388,42 @@ class _Writer:
 
     def _deleted_blobs(self, ops: Rows, feeds: dict[str, int], queues: dict[str, int]) -> None:
         self._many("DELETE FROM blobs WHERE name = ?", [op[1:] for op in ops])
+
+
+def _drops(batch: list[Op]) -> dict[str, int]:
+    """Per queue, the newest cursor up to which `batch` drops entries (none if the batch
+    deletes a queue or feed: cursors start again after it, so it is written as it is)."""
+    dropped: dict[str, int] = {}
+    for op in batch:
+        if op[0] == "ack" and op[4]:
+            dropped[op[1]] = max(op[4], dropped.get(op[1], 0))
+        elif op[0] == "delete":
+            return {}
+    return dropped
+
+
+def _passing(batch: list[Op], queues: dict[str, int]) -> list[Op]:
+    """`batch` less what it makes and undoes itself: a queue entry enqueued, delivered,
+    acknowledged and dropped within the batch (most requests: an execution takes a few
+    milliseconds, a batch gathers for `FLUSH_DELAY`) is never written. Its queue's last
+    cursor still is (in `queues`), so cursors are not handed out again; an acknowledgement
+    that also drops older entries keeps its drop."""
+    dropped = _drops(batch)
+    if not dropped:
+        return batch
+    made = {(op[1], op[2]) for op in batch if op[0] == "enqueue" and op[2] <= dropped.get(op[1], 0)}
+    if not made:
+        return batch
+    kept: list[Op] = []
+    for op in batch:
+        kind = op[0]
+        if kind == "enqueue" and (op[1], op[2]) in made:
+            queues[op[1]] = max(op[2], queues.get(op[1], 0))
+        elif kind == "deliver" and (op[1], op[3]) in made:
+            pass
+        elif kind == "ack" and (op[1], op[3]) in made:
+            if op[4]:
+                kept.append(("ack", op[1], op[2], 0, op[4]))  # the drop, no pending row
+        else:
+            kept.append(op)
+    return kept

@@ -286,3 +286,41 @@ def test_every_command_is_reachable_at_375_px(person: Callable[..., Person]) -> 
         page.get_by_test_id(f"{command}-close").click()  # over the page on a phone: closed
         expect(page.get_by_test_id(panel)).to_be_hidden()
     assert page.evaluate("document.documentElement.scrollWidth") <= 375
+
+
+def test_select_all_move_duplicate_redo_and_the_shortcuts_from_the_palette(
+    person: Callable[..., Person],
+) -> None:
+    ada = person("ada")
+    sheet = ada.api.worksheet("a = 1", "b = 2", "c = 3")
+    page = ada.open(sheet)
+    editor(cell(page, 1)).click()
+    palette_run(page, "move-up")  # the selected cell
+    assert sources(page) == ["b = 2", "a = 1", "c = 3"]
+    expect(cell(page, 0)).to_be_focused()  # it stays selected, in command mode
+    palette_run(page, "move-down")
+    assert sources(page) == ["a = 1", "b = 2", "c = 3"]
+    palette_run(page, "duplicate-cells")
+    expect(cells(page)).to_have_count(4)
+    assert sources(page) == ["a = 1", "b = 2", "b = 2", "c = 3"]
+
+    page.keyboard.press("z")  # the duplicate undone...
+    expect(cells(page)).to_have_count(3)
+    page.keyboard.press("Shift+z")  # ...and redone
+    expect(cells(page)).to_have_count(4)
+    page.keyboard.press("Control+a")  # every cell selected: one command for all
+    expect(page.locator("[data-testid=cell][data-selected=true]")).to_have_count(4)
+    page.keyboard.press("r")
+    expect(page.locator("[data-testid=cell][data-cell-type=raw]")).to_have_count(4)
+    page.keyboard.press("y")
+    expect(page.locator("[data-testid=cell][data-cell-type=code]")).to_have_count(4)
+
+    palette_run(page, "shortcuts")
+    shortcuts = page.get_by_test_id("shortcuts-panel")
+    expect(shortcuts).to_be_visible()
+    rows = shortcuts.get_by_test_id("shortcut")
+    expect(rows.filter(has_text="Select all cells")).to_contain_text("Ctrl+A")
+    expect(rows.filter(has_text="Paste cells above")).to_contain_text("Shift+V")
+    shortcuts.get_by_test_id("shortcuts-close").click()
+    wait_saved(page)
+    assert [c["source"] for c in ada.api.cells(sheet["id"])] == sources(page)

@@ -12,7 +12,10 @@
  * is decided by the worksheet's `RunTracker`, which calls `startRun`, `output` and `finishRun`.
  *
  * The cell follows its Y.Map: its type, execution count, metadata and attachments as anyone
- * changes them; its text is bound to the editor (editor.js). When the cell is moved, a copy of
+ * changes them (a collapsed input or outputs, and outputs scrolled, are metadata, as in
+ * JupyterLab: `jupyter.source_hidden`, `jupyter.outputs_hidden`, `scrolled`); its text is
+ * bound to the editor (editor.js). In command mode (selection.js) the cell's element itself
+ * has the keyboard (`focusCell`). When the cell is moved, a copy of
  * the Y.Map takes its place, and `bind` follows the copy.
  */
 import * as Y from "yjs";

@@ -139,6 +139,13 @@ function definitions(page, panels) {
     return page.runCells(views);
   };
 
+  /** Enter: into the active cell's editor, its input shown first if it was collapsed. */
+  const editActive = () => {
+    const view = active();
+    if (view && isHidden(view, "source")) setHidden(doc, [view], "source", false);
+    selection.editMode(view);
+  };
+
   const toggle = (what, views) => setHidden(doc, views, what, !views.every((view) => isHidden(view, what)));
 
   const command = (id, label, run, { keys = [], needs = "editor", category = "Cells" } = {}) => ({
@@ -155,7 +162,7 @@ function definitions(page, panels) {
 
   return [
     // -- modes and selection
-    command("edit-mode", "Edit the cell (edit mode)", () => selection.editMode(), {
+    command("edit-mode", "Edit the cell (edit mode)", () => editActive(), {
       keys: [C("Enter")],
       category: "Modes",
     }),

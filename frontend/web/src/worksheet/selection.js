@@ -24,6 +24,11 @@ export class Selection {
     this.showSoon = frameScheduler(() => this.show());
     this.onFocusIn = (event) => this.focusIn(event);
     page.cells.el.addEventListener("focusin", this.onFocusIn);
+    this.onFocusOut = (event) => {
+      const next = event.relatedTarget instanceof Element ? event.relatedTarget : null;
+      if (!next?.closest(".cm-editor")) this.setMode("command"); // out of the editors
+    };
+    page.cells.el.addEventListener("focusout", this.onFocusOut);
     this.onMouseDown = (event) => this.mouseDown(event);
     page.cells.el.addEventListener("mousedown", this.onMouseDown);
     page.el.dataset.mode = this.mode;
@@ -150,6 +155,7 @@ export class Selection {
 
   destroy() {
     this.page.cells.el.removeEventListener("focusin", this.onFocusIn);
+    this.page.cells.el.removeEventListener("focusout", this.onFocusOut);
     this.page.cells.el.removeEventListener("mousedown", this.onMouseDown);
   }
 }

@@ -246,6 +246,10 @@ def test_ctrl_s_saves_a_checkpoint_in_either_mode(person: Callable[..., Person])
     listed = ada.api.call("worksheet.checkpoints", id=sheet["id"])
     checkpoints = listed["checkpoints"] if isinstance(listed, dict) else listed
     assert len(checkpoints) == 2
+    page.keyboard.press("Control+Shift+C")  # and they are listed from the palette
+    page.get_by_test_id("command-palette").locator('[data-command="checkpoints"]').click()
+    expect(page.get_by_test_id("checkpoints-dialog").get_by_test_id("checkpoint")).to_have_count(2)
+    page.get_by_test_id("checkpoints-close").click()
     assert sources(page) == ["a = 1"]  # no "s" typed
 
 

@@ -11,7 +11,7 @@
  * role: a viewer's page lists them, disabled, and their keys do nothing.
  */
 import { toast } from "../toast.js";
-import { saveCheckpoint } from "./checkpoints.js";
+import { openCheckpointsDialog, saveCheckpoint } from "./checkpoints.js";
 import {
   copyCells,
   cutCells,
@@ -299,6 +299,10 @@ function definitions(page, panels) {
     }),
     command("save-checkpoint", "Save a checkpoint", () => saveCheckpoint(page), {
       keys: [ANY("Ctrl+S")],
+      category: "Worksheet",
+    }),
+    command("checkpoints", "Checkpoints: list, restore, delete", () => openCheckpointsDialog(page), {
+      needs: "viewer",
       category: "Worksheet",
     }),
 

@@ -81,6 +81,16 @@ fetch("/rpc", {method: "POST", credentials: "include",
   .then(r => r.text()).then(t => { api.textContent = "answered: " + t; })
   .catch(e => { api.textContent = "failed: " + e.name; });"""
 
+LOOP = """from IPython.display import HTML
+HTML('''<p>renders: <span id="renders">0</span></p><button id="barrier">barrier</button>
+<script>
+window.renderCount = (window.renderCount || 0) + 1;
+document.getElementById("renders").textContent = window.renderCount;
+document.getElementById("barrier").onclick = () =>
+  parent.postMessage({cellbus: "height", height: 777}, "*");
+parent.postMessage({cellbus: "ready"}, "*");  // send me again, and again...
+</script>''')"""
+
 RECORD_HEIGHTS = """frame => {
   window.heightsSeen = [];
   new MutationObserver(() => window.heightsSeen.push(frame.style.height))
@@ -161,3 +171,20 @@ def test_a_script_output_reaches_neither_the_apps_cookies_dom_nor_api(
     assert page.url.startswith(ada.url)  # the page was not navigated away
     expect(page.get_by_test_id("worksheet-page")).to_be_visible()
     assert len(page.context.pages) == 1
+
+
+def test_a_frame_cannot_keep_the_app_sending_it_its_content(
+    person: Callable[..., Person],
+) -> None:
+    """An output that says "ready" each time it is shown would have the app send it again in
+    a loop: the app answers one "ready" per load of the frame, and one more."""
+    ada = person("ada")
+    page = ada.open(ada.api.worksheet(LOOP))
+    looping = cell(page, 0)
+    run(looping)
+    inside = looping.frame_locator("iframe")
+    expect(inside.locator("#renders")).not_to_have_text("0")
+    inside.locator("#barrier").dispatch_event("click")  # after this, whatever the app does
+    expect(looping.get_by_test_id("sandbox-frame")).to_have_css("height", "777px")
+    renders = int(inside.locator("#renders").text_content() or "0")
+    assert 1 <= renders <= 2, renders  # not a loop: it would be in the thousands by now

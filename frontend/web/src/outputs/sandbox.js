@@ -20,10 +20,10 @@
  * Messages are matched to frames by `event.source`, as the frame's origin is "null": a
  * message from any other window, or from a frame this page did not make, is ignored. What a
  * frame posts can only resize that frame, between MIN_HEIGHT and MAX_HEIGHT px (a height that
- * is not a finite number is ignored), and ask for its own content again ("ready"); anything
- * else it posts is ignored (tests/browser/test_sandbox_channel.py). Widget outputs use the
- * same frame and more messages (src/widgets/view.js, src/widgets/frame.js), from widget frames
- * only.
+ * is not a finite number is ignored), and ask for its own content again ("ready", answered
+ * once per load of the frame and once more, never in a loop); anything else it posts is
+ * ignored (tests/browser/test_sandbox_channel.py). Widget outputs use the same frame and more
+ * messages (src/widgets/view.js, src/widgets/frame.js), from widget frames only.
  */
 import { h } from "../dom.js";
 import { currentTheme, onThemeChange, themeMessage } from "./theme.js";
@@ -38,7 +38,10 @@ window.addEventListener("message", (event) => {
   if (!data || typeof data !== "object" || typeof data.cellbus !== "string") return;
   for (const frame of frames) {
     if (frame.iframe.contentWindow === event.source) {
-      if (data.cellbus === "ready") frame.postToFrame(themeMessage()); // widget frames too
+      if (data.cellbus === "ready") {
+        if (!frame.readyAllowed()) return;
+        frame.postToFrame(themeMessage()); // widget frames too
+      }
       frame.receive(data);
       return;
     }
@@ -73,7 +76,20 @@ export class SandboxFrame {
       { class: `output output-${kind}`, "data-testid": "output", dataset: { mime: kind } },
       this.iframe,
     );
+    // A frame says "ready" once per load of its page (a frame moved in the page loads again);
+    // more would be its content asking to be sent again, which would run its scripts again:
+    // at most one more per load, so an output cannot keep the app re-sending it in a loop.
+    this.loads = 0;
+    this.readies = 0;
+    this.iframe.addEventListener("load", () => (this.loads += 1));
     frames.add(this);
+  }
+
+  /** Whether to answer a "ready" from the frame (counted: see the constructor). */
+  readyAllowed() {
+    if (this.readies > this.loads) return false;
+    this.readies += 1;
+    return true;
   }
 
   /** Show new content (an update_display_data). */

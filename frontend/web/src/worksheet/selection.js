@@ -21,6 +21,7 @@ export class Selection {
     this.activeId = null;
     this.anchorId = null;
     this.lastIndex = 0;
+    this.marked = new Set(); // the views shown as active or selected
     this.showSoon = frameScheduler(() => this.show());
     this.onFocusIn = (event) => this.focusIn(event);
     page.cells.el.addEventListener("focusin", this.onFocusIn);
@@ -142,15 +143,17 @@ export class Selection {
     return el ? this.page.viewOf.get(el) : null;
   }
 
-  /** Outline the active cell and shade the selected ones. */
+  /** Outline the active cell and shade the selected ones (touching only those that change). */
   show() {
     const active = this.active();
     const selected = new Set(this.selected());
-    for (const view of this.views) {
+    for (const view of new Set([...this.marked, ...selected])) {
       view.el.classList.toggle("cell-active", view === active);
       view.el.classList.toggle("cell-selected", selected.has(view) && selected.size > 1);
-      view.el.dataset.selected = String(selected.has(view));
+      if (selected.has(view)) view.el.dataset.selected = "true";
+      else delete view.el.dataset.selected;
     }
+    this.marked = selected;
   }
 
   destroy() {

@@ -342,3 +342,10 @@ def test_the_inspect_and_help_panels_and_frames_are_readable_in_both_themes(
         text_colour: str = page.evaluate("getComputedStyle(document.body).color")
         expect(framed.locator("#p")).to_have_css("color", text_colour)
         page.screenshot(path=screenshots / f"panels-{scheme}.png")
+
+    # the page's own choice (the header's theme menu sets data-theme) wins over the preference
+    page.evaluate("document.documentElement.dataset.theme = 'light'")
+    expect(framed.locator("html")).to_have_attribute("data-theme", "light")
+    light_text: str = page.evaluate("getComputedStyle(document.body).color")
+    expect(framed.locator("#p")).to_have_css("color", light_text)
+    assert_readable(inspector, "inspect panel (chosen light, preferred dark)")

@@ -21,9 +21,11 @@ the bus namespace):
   ``PUBLISH`` on the requester's reply channel, which its bus subscribes to once.
 - Leases are keys set with ``NX PX``; loads are a hash of member -> "load deadline_ms";
   registries are hashes; blobs are plain string keys.
-- The epoch is the key ``bus:epoch``, set (``SET NX``) by whichever bus first finds it
-  missing: it lives as long as the Redis data set, so a Redis that lost its data (restarted
-  without persistence, flushed) is a new epoch, and restarting services is not.
+- The epoch is the deployment's, ``redis:<namespace>``: Redis keeps the feeds while services
+  restart, so a restarted service is no new incarnation. A cursor past the end of its feed
+  (Redis lost the entries the client saw) resumes from the end (`resume_point`). (A key set
+  once per Redis data set would also tell a Redis that lost everything and whose feeds grew
+  again; every service's Redis user would need a grant for it: not done.)
 """
 
 from __future__ import annotations
@@ -67,9 +69,6 @@ MAX_CONNECTIONS = 64
 """Connections per pool; a bus has two (commands, and blocking reads)."""
 SUBSCRIBER_BUFFER = 10_000
 """Live entries a subscription holds before it drops them and catches up from the stream."""
-
-EPOCH = "bus:epoch"
-"""The bus name of the deployment's epoch (see `Bus.epoch`)."""
 
 T = TypeVar("T")
 
@@ -160,14 +159,16 @@ class RedisBus(Bus):
                 await self._redis.ping()
 
     async def epoch(self) -> str:
-        """Read each time (one GET): a Redis that lost its data meanwhile is a new epoch."""
-        key = self.key(EPOCH)
-        with _unavailable_on_connection_error():
-            value = cast(bytes | None, await self._redis.get(key))
-            if value is None:
-                await self._redis.set(key, uuid.uuid4().hex[:16], nx=True)
-                value = cast(bytes | None, await self._redis.get(key))
-        return value.decode() if value is not None else ""
+        return f"redis:{self.namespace}"
+
+    async def resume_point(self, feed: str, cursor: int, epoch: str) -> int:
+        """`cursor`, unless it is past the feed's end (Redis lost entries the follower saw:
+        it resumes from the end) or from another bus (0)."""
+        if cursor <= 0:
+            return 0
+        if epoch != await self.epoch():
+            return 0
+        return min(cursor, await self.last_seq(feed))
 
     async def close(self) -> None:
         await self._hub.close()

@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from typing import Any
+from pathlib import Path
+from typing import Any, Literal
 
-from playwright.sync_api import Locator, Page, expect
+import pytest
+from playwright.sync_api import Browser, Locator, Page, expect
 
 from .helpers import (
+    COOKIE,
     RUN_TIMEOUT,
     Person,
     cell,
@@ -22,6 +25,7 @@ from .helpers import (
     sources,
     wait_saved,
 )
+from .test_look import contrast_failures
 
 FIND_CURRENT = re.compile(r"\bcell-find-current\b")
 
@@ -324,3 +328,45 @@ def test_select_all_move_duplicate_redo_and_the_shortcuts_from_the_palette(
     shortcuts.get_by_test_id("shortcuts-close").click()
     wait_saved(page)
     assert [c["source"] for c in ada.api.cells(sheet["id"])] == sources(page)
+
+
+@pytest.mark.parametrize("theme", ["light", "dark"])
+def test_the_palette_shortcuts_and_panels_are_readable_in_both_themes(
+    person: Callable[..., Person],
+    browser: Browser,
+    screenshots: Path,
+    theme: Literal["light", "dark"],
+) -> None:
+    ada = person("ada")
+    sheet = ada.api.worksheet(markdown("# Intro\n## Part"), "x = 1", "print(x)")
+    context = browser.new_context(
+        viewport={"width": 1280, "height": 900}, color_scheme=theme, bypass_csp=True
+    )  # (bypass_csp: axe-core is added to the page by the test)
+    context.add_cookies([{"name": COOKIE, "value": ada.api.token or "", "url": ada.url}])
+    page = context.new_page()
+    try:
+        page.goto(f"{ada.url}/w/{sheet['id']}")
+        expect(page.get_by_test_id("worksheet-page")).to_have_attribute("data-loaded", "true")
+        editor(cell(page, 1)).click()
+        page.keyboard.press("Escape")
+        page.keyboard.press("Shift+J")  # command mode, two cells selected
+        assert contrast_failures(page) == [], f"command mode, {theme}"
+        page.keyboard.press("Control+Shift+C")
+        expect(page.get_by_test_id("command-palette")).to_be_visible()
+        page.keyboard.press("ArrowDown")  # a chosen item
+        assert contrast_failures(page) == [], f"the palette, {theme}"
+        page.keyboard.press("Escape")
+        page.keyboard.press("h")
+        expect(page.get_by_test_id("shortcuts-panel")).to_be_visible()
+        assert contrast_failures(page) == [], f"the shortcuts, {theme}"
+        page.keyboard.press("Escape")
+        page.keyboard.press("Control+Shift+C")
+        page.locator('[data-testid="palette-item"][data-command="toc"]').click()
+        expect(page.get_by_test_id("toc-entry")).to_have_count(2)
+        page.keyboard.press("Control+f")
+        page.keyboard.type("x")
+        expect(page.get_by_test_id("find-count")).to_have_text("1 of 2")
+        assert contrast_failures(page) == [], f"the contents and find, {theme}"
+        page.screenshot(path=screenshots / f"commands-panels-{theme}.png")
+    finally:
+        context.close()

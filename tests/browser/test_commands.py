@@ -246,6 +246,12 @@ def test_find_and_replace_across_the_worksheet_for_everyone(
     expect(rendered(cell(theirs, 1))).to_have_text("The total is total")
     assert sources(page) == ["amount = 1\nprint(total)", "The total is *total*", "Total = 3"]
 
+    editor(cell(page, 2)).click()  # Ctrl+F in an editor: the worksheet's find, not the editor's
+    page.keyboard.press("Control+f")
+    expect(panel).to_be_visible()
+    expect(page.get_by_test_id("find-input")).to_be_focused()
+    expect(page.locator(".cm-search")).to_have_count(0)
+
 
 def test_every_command_is_reachable_at_375_px(person: Callable[..., Person]) -> None:
     ada = person("ada")

@@ -65,6 +65,15 @@ COLOURED_ERROR = r"""import sys
 print("\x1b[31mred\x1b[32m green\x1b[34m blue\x1b[0m", file=sys.stderr)
 1/0"""
 
+LATER_AND_THROWS = """%%javascript
+setTimeout(() => {  // content added after the script returned: the frame follows it
+  const later = document.createElement("div");
+  later.id = "later";
+  later.style.height = "250px";
+  element.append(later);
+}, 0);
+throw new Error("boom");"""
+
 CONTRAST = """root => {
   const canvas = document.createElement("canvas");
   canvas.width = canvas.height = 1;
@@ -273,6 +282,7 @@ def test_javascript_runs_in_the_sandboxed_frame_only(
             JAVASCRIPT,
             "from IPython.display import Javascript\n"
             "Javascript('element.textContent = \"second \" + 6 * 7')",
+            LATER_AND_THROWS,
         )
     )
     js = cell(page, 0)
@@ -293,6 +303,13 @@ def test_javascript_runs_in_the_sandboxed_frame_only(
     second = cell(page, 1)
     run(second)
     expect(second.frame_locator("iframe").locator("body")).to_contain_text("second 42")
+    third = cell(page, 2)
+    run(third)
+    expect(third.frame_locator("iframe").locator(".cellbus-script-error")).to_contain_text(
+        "Error: boom"
+    )  # what it threw, shown in its output
+    expect(third.frame_locator("iframe").locator("#later")).to_be_attached()
+    wait_for_height(page, third.get_by_test_id("sandbox-frame"), "h >= 250")
     page.reload()  # saved outputs run again, in their frames
     expect(cell(page, 0).frame_locator("iframe").locator("#cookie")).to_have_text(
         "blocked: SecurityError"

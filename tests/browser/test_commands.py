@@ -138,6 +138,11 @@ def test_inputs_and_outputs_collapse_expand_and_scroll(person: Callable[..., Per
     palette_run(page, "collapse-all-inputs")
     for shown in (long, short):
         expect(editor(shown)).to_be_hidden()
+    wait_saved(page)  # JupyterLab's metadata, as the server (and an exported notebook) has it
+    hidden = {"jupyter": {"source_hidden": True}}
+    assert [c["metadata"] for c in ada.api.cells(sheet["id"])] == [hidden, hidden]
+    exported = ada.api.call("worksheet.export", id=sheet["id"])
+    assert [c["metadata"]["jupyter"] for c in exported["cells"]] == [hidden["jupyter"]] * 2
     palette_run(page, "expand-all-inputs")
     for shown in (long, short):
         expect(editor(shown)).to_be_visible()

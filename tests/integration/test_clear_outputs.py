@@ -4,7 +4,7 @@ counts and every page told on the feed, on both buses and both databases."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -105,3 +105,37 @@ async def saved_cell_with_outputs(
             if cells[0]["outputs"] == expected and cells[0]["execution_count"] == count:
                 return dict(cells[0])
             await asyncio.sleep(0.02)
+
+
+SLOW = "import time\nprint('before', flush=True)\ntime.sleep(5)\nprint('after')"
+
+
+async def test_a_run_cleared_while_it_goes_on_saves_only_what_comes_after(
+    kernel: Kernel, database: Any
+) -> None:
+    async with accounts_service(kernel, database):
+        actor, sheet, cell = await new_worksheet(kernel)
+        cell = await call(kernel, a.UpdateCell(id=cell["id"], source=SLOW, version=1), actor)
+        await run_cell(kernel, cell, sheet["session"], actor)
+        before = [{"output_type": "stream", "name": "stdout", "text": "before\n"}]
+        await first_cell_when(kernel, sheet["id"], actor, lambda got: got["outputs"] == before)
+        assert await call(kernel, a.ClearOutputs(worksheet=sheet["id"]), actor) == [cell["id"]]
+        after = [{"output_type": "stream", "name": "stdout", "text": "after\n"}]
+        got = await first_cell_when(
+            kernel, sheet["id"], actor, lambda got: got["execution_count"] is not None
+        )
+        assert got["outputs"] == after  # what the run printed before the clear is gone
+
+
+async def first_cell_when(
+    kernel: Kernel, worksheet: str, actor: str, done: Callable[[dict[str, Any]], bool]
+) -> dict[str, Any]:
+    """The worksheet's first cell, once `done` says so of it."""
+    async with asyncio.timeout(30):
+        while True:
+            got: dict[str, Any] = (await call(kernel, a.GetWorksheet(id=worksheet), actor))[
+                "cells"
+            ][0]
+            if done(got):
+                return got
+            await asyncio.sleep(0.05)

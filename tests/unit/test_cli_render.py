@@ -132,6 +132,8 @@ def test_execute_input_in_the_follow_view() -> None:
             {"username": "bob", "role": "none"},
             "alice removed bob from the worksheet",
         ),
+        ("outputs_cleared", {"cells": ["c1", "c2"]}, "alice cleared the outputs of 2 cells"),
+        ("outputs_cleared", {"cells": ["c1"]}, "alice cleared the outputs of 1 cell"),
     ],
 )
 def test_worksheet_events(kind: str, content: dict[str, Any], expected: str) -> None:

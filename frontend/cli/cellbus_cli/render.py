@@ -130,6 +130,10 @@ def describe_event(msg_type: str, who: str, content: Mapping[str, Any]) -> str |
         if role == "none":
             return f"{who} removed {user} from the worksheet"
         return f"{who} shared the worksheet with {user} as {role}"
+    if msg_type == "outputs_cleared":
+        cells = content.get("cells")
+        count = len(cells) if isinstance(cells, list) else 0
+        return f"{who} cleared the outputs of {count} cell{'' if count == 1 else 's'}"
     return None
 
 

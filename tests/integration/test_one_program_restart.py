@@ -189,3 +189,30 @@ async def test_a_cursor_from_an_unknown_epoch_is_reset(program: Program, ada: Cl
         assert same["cursor"] == seen and "reset" not in same
     finally:
         await feed.close()
+
+
+async def test_a_stopped_program_loses_nothing(program: Program, ada: Client) -> None:
+    """Ctrl-C (SIGTERM here): the writer commits everything before the program exits, so every
+    cursor resumes as it was, and the session, handed over when its worker stopped, is
+    restored by the next start."""
+    sheet = await ada.call("worksheet.create", title="stopped")
+    session = sheet["session"]
+    feed = await ada.socket()
+    subscribed = await feed.subscribe(worksheet=sheet["id"], cursor=0)
+    await run(feed, ada, session, "z = 'after a clean stop'")
+    seen = feed.cursors[session]
+    await feed.close()
+    assert program.stack.program.stop() == 0
+    program.start()
+    feed = await ada.socket()
+    try:
+        await feed.ws.send_json(
+            {"op": "subscribe", "session": session, "cursor": seen,
+             "epoch": subscribed["epoch"]}
+        )  # fmt: skip
+        again = await feed.frame(lambda f: f["type"] == "subscribed")
+        assert again["cursor"] == seen and "reset" not in again
+        assert again["epoch"] != subscribed["epoch"]
+        assert stdout(await run(feed, ada, session, "print(z)")) == "after a clean stop\n"
+    finally:
+        await feed.close()

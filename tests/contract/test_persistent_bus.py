@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from cellbus_protocol.bus import DEFAULT_FEED_RETENTION, PersistentBus, create_bus
-from cellbus_protocol.bus.persistent import FLUSH_DELAY
+from cellbus_protocol.bus.persistent import FLUSH_DELAY, UNCLEAN_SKIP
 
 from .test_bus import TIMEOUT, payload, publish_range, seqs_of, take
 
@@ -172,30 +172,46 @@ async def test_registries_and_blobs_come_back_leases_and_loads_do_not(db: Path) 
 async def test_a_kill_loses_only_what_was_not_committed_and_cursors_say_so(
     tmp_path: Path, db: Path
 ) -> None:
-    """Entries 6-8 were published but not yet written when the program was killed: the next
-    life hands out 6, 7... again, and `resume_point` tells a follower that saw 8 that it
-    shares only 5 with the feed, and one that saw 3 that it shares all of it."""
+    """Entries 6-8 were published but not yet written when the program was killed. The next
+    life skips UNCLEAN_SKIP cursors (6, 7, 8 are never handed out again), and `resume_point`
+    tells a follower that saw 8 that it shares only 5 with the feed, and one that saw 3 that
+    it shares all of it."""
     async with opened(db, flush_delay=3600.0) as bus:
         await publish_range(bus, "feed", 1, 5)
         await bus.flush()
         await publish_range(bus, "feed", 6, 8)  # waits in memory: the writer gathers for an hour
         first = await bus.epoch()
         copy = killed_copy(db, tmp_path / "killed.db")
+    after_kill = 5 + UNCLEAN_SKIP
     async with opened(copy) as bus:
         second = await bus.epoch()
-        assert await bus.last_seq("feed") == 5
+        assert seqs_of(await bus.read_feed("feed")) == [1, 2, 3, 4, 5]
+        assert await bus.last_seq("feed") == after_kill
         assert await bus.resume_point("feed", 8, first) == 5  # saw 6-8, which are lost
         assert await bus.resume_point("feed", 3, first) == 3
         assert await bus.resume_point("feed", 0, first) == 0
-        await publish_range(bus, "feed", 6, 7)  # new entries at cursors seen before
-        assert await bus.resume_point("feed", 7, first) == 5  # 6 and 7 are not the same
-        assert await bus.resume_point("feed", 7, second) == 7
+        assert await publish_range(bus, "feed", 6, 7) == [after_kill + 1, after_kill + 2]
+        assert await bus.resume_point("feed", 7, first) == 5
+        assert await bus.resume_point("feed", after_kill + 2, second) == after_kill + 2
         assert await bus.resume_point("feed", 7, "an epoch of another bus") == 0
         assert await bus.resume_point("nothing", 7, first) == 0
-    async with opened(copy) as bus:  # a third life: what each epoch published is still known
+        # the skipped cursors are a gap, as trimmed ones are: readers go on past it
+        assert seqs_of(await bus.read_feed("feed", after=3)) == [
+            4,
+            5,
+            after_kill + 1,
+            after_kill + 2,
+        ]
+        assert seqs_of(await bus.read_feed("feed", after=8)) == [after_kill + 1, after_kill + 2]
+        async with await bus.subscribe("feed", after=8) as subscription:
+            assert seqs_of(await take(subscription, 2)) == [after_kill + 1, after_kill + 2]
+    async with opened(copy) as bus:  # a third life, after a clean stop: no skipping
+        assert await bus.last_seq("feed") == after_kill + 2
         assert await bus.resume_point("feed", 7, first) == 5
-        assert await bus.resume_point("feed", 7, second) == 7
+        assert await bus.resume_point("feed", after_kill + 2, second) == after_kill + 2
         assert await bus.resume_point("feed", 4, first) == 4
+        assert seqs_of(await bus.read_feed("feed", after=4)) == [5, after_kill + 1, after_kill + 2]
+        assert await bus.publish("feed", payload(9)) == after_kill + 3
 
 
 async def test_writes_are_batched(db: Path) -> None:
@@ -230,3 +246,25 @@ async def test_requests_handled_within_a_batch_are_never_written(db: Path) -> No
         await consumer.add("queue")
         item = await consumer.get(timeout=TIMEOUT)
         assert item is not None and item.data == payload(4)
+
+
+async def test_skipped_cursors_and_retention_together(tmp_path: Path, db: Path) -> None:
+    async with opened(db, feed_retention=10) as bus:
+        await publish_range(bus, "feed", 1, 5)
+        await bus.flush()
+        copy = killed_copy(db, tmp_path / "killed.db")
+    async with opened(copy, feed_retention=10) as bus:
+        await publish_range(bus, "feed", 6, 8)
+        after_kill = 5 + UNCLEAN_SKIP
+        assert seqs_of(await bus.read_feed("feed")) == [
+            *range(1, 6),
+            *range(after_kill + 1, after_kill + 4),
+        ]
+        assert seqs_of(await bus.read_feed("feed", after=4, limit=2)) == [5, after_kill + 1]
+        await publish_range(bus, "feed", 9, 30)
+        newest = list(range(after_kill + 16, after_kill + 26))
+        assert seqs_of(await bus.read_feed("feed")) == newest
+        assert seqs_of(await bus.read_feed("feed", after=after_kill + 20)) == newest[5:]
+    async with opened(copy, feed_retention=10) as bus:
+        assert seqs_of(await bus.read_feed("feed")) == newest
+        assert await bus.last_seq("feed") == after_kill + 25

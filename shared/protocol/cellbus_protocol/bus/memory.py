@@ -65,21 +65,34 @@ class _Log:
         self.last_seq = 0
         self.groups: dict[str, _Group] = {}
         self.changes = _Changes()
+        # (first cursor, how many) never handed out: only after a persistent bus's unclean
+        # start (`skip`), so that cursors it may have handed out before are not used again
+        self.gaps: list[tuple[int, int]] = []
 
     def append(self, data: bytes, reply_to: str | None = None) -> int:
         self.last_seq += 1
         self.entries.append(_Entry(self.last_seq, data, reply_to))
         return self.last_seq
 
+    def skip(self, count: int) -> None:
+        """Never hand out the next `count` cursors."""
+        self.gaps.append((self.last_seq + 1, count))
+        self.last_seq += count
+
     def after(self, seq: int, limit: int) -> list[_Entry]:
         """Up to `limit` entries after `seq`, walking from whichever end is nearer: entries
-        are numbered without gaps (only the oldest are ever dropped), so the position of `seq`
-        is known, and readers mostly ask for the newest few, which a walk from the oldest
-        would reach only after passing every retained entry."""
+        are numbered without gaps (only the oldest are ever dropped, and `gaps` are known),
+        so the position of `seq` is known, and readers mostly ask for the newest few, which a
+        walk from the oldest would reach only after passing every retained entry."""
         if not self.entries or seq >= self.last_seq:
             return []
         first = self.entries[0].seq
-        start = max(0, seq + 1 - first)
+        start = seq + 1 - first
+        if self.gaps and start > 0:
+            start -= sum(
+                max(0, min(at + size - 1, seq) - max(at, first) + 1) for at, size in self.gaps
+            )
+        start = max(0, start)
         newer = len(self.entries) - start
         if start <= newer:
             return list(itertools.islice(self.entries, start, start + limit))

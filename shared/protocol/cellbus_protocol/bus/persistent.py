@@ -23,15 +23,17 @@ the machine's). So a SIGKILL loses at most the changes of the last `FLUSH_DELAY`
 commit (a few tens of milliseconds), always a prefix-complete state: changes are committed in
 the order they were made.
 
-Losing the tail of a feed means its next start hands out again cursors that clients may have
-seen with other entries. So every entry is stored with the epoch it was published in (one row
-per start in ``epochs``, numbered in order), and `resume_point` tells a client whose cursor
-came from an earlier epoch how much of what it saw the feed still has.
+Losing the tail of a feed would mean handing out again cursors that clients may have seen
+with other entries. So a start after a kill (the database was not closed: ``state.clean``)
+skips `UNCLEAN_SKIP` cursors on every feed, and every entry is stored with the epoch it was
+published in (one row per start in ``epochs``, numbered in order): `resume_point` tells a
+client whose cursor came from an earlier epoch how much of what it saw the feed still has.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import os
@@ -72,7 +74,13 @@ CREATE TABLE IF NOT EXISTS queue_pending (
 CREATE TABLE IF NOT EXISTS registries (
     tbl TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY (tbl, key));
 CREATE TABLE IF NOT EXISTS blobs (name TEXT PRIMARY KEY, data BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
+
+UNCLEAN_SKIP = 1000
+"""Cursors each feed skips after a start that follows a kill: more than a feed publishes in
+the moments a kill loses (a session's output is coalesced every 0.05 s), so no cursor that a
+client, or the accounts service's saver, may have seen is handed out again."""
 
 Op = tuple[Any, ...]
 Rows = list[Op]
@@ -132,6 +140,9 @@ class PersistentBus(InMemoryBus):
             if published > order:
                 shared = first - 1
                 break
+        for at, size in feed_log.gaps:  # the last cursor handed out before it
+            if at <= shared < at + size:
+                shared = at - 1
         return min(cursor, shared)
 
     # -- the journal ----------------------------------------------------------------------
@@ -164,12 +175,19 @@ class PersistentBus(InMemoryBus):
             self._epoch_ids = {
                 epoch: id for id, epoch in db.execute("SELECT id, epoch FROM epochs")
             }
+            clean = db.execute("SELECT value FROM state WHERE key = 'clean'").fetchone()
+            killed = bool(self._epoch_ids) and clean != ("1",)
+            db.execute("INSERT OR REPLACE INTO state (key, value) VALUES ('clean', '0')")
             cursor = db.execute(
                 "INSERT INTO epochs (epoch, started) VALUES (?, ?)", (self._epoch, time.time())
             )
             self._epoch_id = self._epoch_ids[self._epoch] = int(cursor.lastrowid or 0)
             self._load_logs(db)
             self._load_feed_entries(db)
+            if killed:
+                log.warning("bus.db was not closed (the program was killed): skipping cursors")
+                for feed_log in self._feeds.values():
+                    feed_log.skip(UNCLEAN_SKIP)
             self._load_queues(db)
             for table, key, value in db.execute("SELECT tbl, key, value FROM registries"):
                 self._registries.setdefault(table, {})[key] = value
@@ -192,7 +210,11 @@ class PersistentBus(InMemoryBus):
             feed_log = self._feed(feed)
             runs: list[tuple[int, int]] = []
             self._feed_epochs[feed] = runs
+            previous = 0
             for _, seq, epoch, data in entries:
+                if previous and seq != previous + 1:  # skipped after a kill
+                    feed_log.gaps.append((previous + 1, seq - previous - 1))
+                previous = seq
                 feed_log.entries.append(_Entry(seq, bytes(data)))
                 if not runs or runs[-1][1] != epoch:
                     runs.append((seq, epoch))
@@ -270,6 +292,8 @@ class _Writer:
         self._hurry.set()
         self._wake.set()
         self._thread.join()
+        with contextlib.suppress(sqlite3.Error):
+            self._db.execute("INSERT OR REPLACE INTO state (key, value) VALUES ('clean', '1')")
         self._db.close()
 
     def _run(self) -> None:

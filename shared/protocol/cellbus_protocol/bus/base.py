@@ -5,7 +5,8 @@ message) and offers four things:
 
 Feeds (`publish`, `subscribe`, `read_feed`)
     An ordered, retained log per name. `publish` appends and returns the entry's cursor
-    (``seq``: 1, 2, 3, ... per feed). A subscriber that names the last cursor it saw receives
+    (``seq``: 1, 2, 3, ... per feed; `persistent.PersistentBus` started after a kill skips
+    some, so that none is handed out twice). A subscriber that names the last cursor it saw receives
     every later retained entry exactly once, in order, then live ones. At least the last
     ``feed_retention`` entries of each feed are kept. Any number of subscribers may follow one
     feed; a slow subscriber never blocks the publisher or the others (it catches up from the

@@ -70,5 +70,5 @@ def test_session_by_id_by_worksheet_or_as_given() -> None:
         pick_session(WORKSHEETS, "Dup")
     with pytest.raises(CliError, match="has no session"):
         pick_session(WORKSHEETS, "99cc")
-    with pytest.raises(NoMatch, match="^no worksheet or session matches 'Nope'$"):
+    with pytest.raises(NoMatch, match=r"^no worksheet or session matches 'Nope'$"):
         pick_session(WORKSHEETS, "Nope")  # what the user typed, named as what it could be

@@ -14,8 +14,8 @@ quotas):
   writing);
 - after each measure the process's RLIMIT_FSIZE *soft* limit is set to what the quota leaves
   (never above the hard limit, ``CELLBUS_SESSION_MAX_FILE_MB``; the process sets it, told by
-  a `frames.FileLimit` whenever that changed): a write past it fails with EFBIG, which the cell shows with "The
-  workspace is full" (`sandbox.limit_hint`);
+  a `frames.FileLimit` whenever that changed): a write past it fails with EFBIG, which the
+  cell shows with "The workspace is full" (`sandbox.limit_hint`);
 - the soft limit is the process's to raise (up to the hard one): code that does so and goes
   on writing past the quota by `quota_margin` is killed, as past the memory limit, and the
   feed says why. Several files written at once, each under the limit, can also pass the quota

@@ -209,3 +209,12 @@ def eventually(check: Callable[[], T], timeout: float = 10.0) -> T:
             raise AssertionError(f"{check.__doc__ or check} did not happen in {timeout} s")
         time.sleep(0.05)
     return result
+
+
+def palette_run(page: Page, command: str) -> None:
+    """Open the palette (Ctrl+Shift+C) and click `command` (its id)."""
+    page.keyboard.press("Control+Shift+C")
+    palette = page.get_by_test_id("command-palette")
+    expect(palette).to_be_visible()
+    palette.locator(f'[data-testid="palette-item"][data-command="{command}"]').click()
+    expect(palette).to_be_hidden()

@@ -4,13 +4,11 @@ as JupyterLab's "Save and create checkpoint"), and restoring one shows on every 
 from __future__ import annotations
 
 import re
-import subprocess
 from collections.abc import Callable
-from pathlib import Path
 
-from playwright.sync_api import Page, expect
+from playwright.sync_api import expect
 
-from .helpers import Person, cell, editor, sources, type_into, wait_saved
+from .helpers import Person, cell, editor, palette_run, sources, type_into, wait_saved
 
 
 def test_ctrl_s_saves_a_checkpoint_that_a_restore_brings_back_on_every_page(
@@ -37,34 +35,15 @@ def test_ctrl_s_saves_a_checkpoint_that_a_restore_brings_back_on_every_page(
     assert sources(page) == sources(other) == ["a = 2"]
 
 
-WEB = Path(__file__).resolve().parents[2] / "frontend" / "web"
-
-
-def checkpoints_module(page: Page) -> None:
-    """Put checkpoints.js's exports on the page as ``window.checkpoints``: bundled apart (the
-    app's own bundle has only what the app calls; the command that opens the dialog from the
-    sheet bar is not wired yet), evaluated over DevTools (the app's CSP allows no inline
-    script)."""
-    bundle = subprocess.run(
-        [str(WEB / "node_modules" / ".bin" / "esbuild"), "--bundle", "--format=iife",
-         "--log-level=warning"],
-        input='import * as c from "./src/worksheet/checkpoints.js"; window.checkpoints = c;',
-        cwd=WEB, capture_output=True, text=True, check=True,
-    ).stdout  # fmt: skip
-    page.evaluate(bundle)
-
-
 def test_the_checkpoints_dialog_saves_lists_restores_and_deletes(
     person: Callable[..., Person],
 ) -> None:
     ada = person("ada")
     sheet = ada.api.worksheet("a = 1")
     page = ada.open(sheet)
-    checkpoints_module(page)
-    opened = f"checkpoints.openCheckpointsDialog({{id: {sheet['id']!r}, editable: true}})"
     dialog = page.get_by_test_id("checkpoints-dialog")
 
-    page.evaluate(opened)
+    palette_run(page, "checkpoints")  # the palette's command, also in the sheet bar's menu
     expect(dialog.get_by_test_id("checkpoint-status")).to_have_text("No checkpoints yet.")
     dialog.get_by_test_id("checkpoint-save").click()
     expect(dialog.get_by_test_id("checkpoint")).to_have_count(1)
@@ -79,14 +58,20 @@ def test_the_checkpoints_dialog_saves_lists_restores_and_deletes(
 
     type_into(cell(page, 0), "a = 2")
     wait_saved(page)
-    page.evaluate(opened)
+    palette_run(page, "checkpoints")
     dialog.get_by_test_id("checkpoint-restore").click()
     page.get_by_test_id("confirm-ok").click()
     expect(dialog).to_have_count(0)  # restored: the dialog is done
     expect(editor(cell(page, 0))).to_have_text("a = 1")  # live, on the page
+    wait_saved(page)
     assert ada.api.cells(sheet["id"])[0]["source"] == "a = 1"
+    page.keyboard.press("Escape")
+    page.keyboard.press("z")  # the restore was this person's own edit: undone as one
+    expect(editor(cell(page, 0))).to_have_text("a = 2")
+    wait_saved(page)
+    assert ada.api.cells(sheet["id"])[0]["source"] == "a = 2"
 
-    page.evaluate(opened)
+    palette_run(page, "checkpoints")
     dialog.get_by_test_id("checkpoint-delete").click()
     expect(dialog.get_by_test_id("checkpoint")).to_have_count(0)
     expect(dialog.get_by_test_id("checkpoint-status")).to_have_text("No checkpoints yet.")
@@ -102,13 +87,13 @@ def test_a_viewer_sees_the_checkpoints_but_no_way_to_change_them(
     ada.api.call("worksheet.checkpoint", id=sheet["id"], name="Ada's")
     ada.api.call("worksheet.share", id=sheet["id"], username=carol.username, role="viewer")
     page = carol.open(sheet)
-    checkpoints_module(page)
-    page.evaluate(f"checkpoints.openCheckpointsDialog({{id: {sheet['id']!r}, editable: false}})")
+    palette_run(page, "checkpoints")
     dialog = page.get_by_test_id("checkpoints-dialog")
     expect(dialog.get_by_test_id("checkpoint-name")).to_have_text("Ada's")
     expect(dialog.get_by_test_id("checkpoint-restore")).to_be_disabled()
     expect(dialog.get_by_test_id("checkpoint-delete")).to_be_disabled()
     expect(dialog.get_by_test_id("checkpoint-save")).to_have_count(0)
-    saved = page.evaluate(f"checkpoints.saveCheckpoint({{id: {sheet['id']!r}, editable: false}})")
-    assert saved is None  # refused in the page, before asking
-    expect(page.get_by_test_id("toast").last).to_contain_text("Only editors")
+    dialog.get_by_test_id("checkpoints-close").click()
+    page.keyboard.press("Control+s")  # a viewer's write keys do nothing, as in command mode
+    expect(page.get_by_test_id("toast")).to_have_count(0)
+    assert [c["name"] for c in ada.api.call("worksheet.checkpoints", id=sheet["id"])] == ["Ada's"]

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import pytest
-from playwright.sync_api import Browser, Locator, Page, expect
+from playwright.sync_api import Browser, Locator, expect
 
 from .helpers import (
     COOKIE,
@@ -20,6 +20,7 @@ from .helpers import (
     cell,
     cells,
     editor,
+    palette_run,
     rendered,
     run,
     sources,
@@ -28,15 +29,6 @@ from .helpers import (
 from .test_look import contrast_failures
 
 FIND_CURRENT = re.compile(r"\bcell-find-current\b")
-
-
-def palette_run(page: Page, command: str) -> None:
-    """Open the palette (Ctrl+Shift+C) and click `command` (its id)."""
-    page.keyboard.press("Control+Shift+C")
-    palette = page.get_by_test_id("command-palette")
-    expect(palette).to_be_visible()
-    palette.locator(f'[data-testid="palette-item"][data-command="{command}"]').click()
-    expect(palette).to_be_hidden()
 
 
 def markdown(source: str) -> dict[str, Any]:

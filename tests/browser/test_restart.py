@@ -12,53 +12,26 @@ data folder), not the package's services stack: the program is what is killed.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import sqlite3
-import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from playwright.sync_api import Browser, Page, WebSocketRoute, expect
 
+from ..support.one_program import Program
 from ..support.stack import OneProgramStack
 from .conftest import FRONTEND
-from .helpers import RUN_TIMEOUT, Person, cell, cells, editor, register, run
+from .helpers import RUN_TIMEOUT, Person, cell, cells, editor, eventually, register, run
 
 RECORD_CONNECTION = """el => { window.connectionStates = [];
   new MutationObserver(() => window.connectionStates.push(el.dataset.state))
     .observe(el, {attributes: true, attributeFilter: ['data-state']}); }"""
 
 
-class Program:
-    """The one program on a data folder, killed and started again on the same port."""
-
-    def __init__(self, stack: OneProgramStack, data_dir: Path) -> None:
-        self.stack = stack
-        self.url = stack.urls[0]
-        self.db = data_dir / "bus.db"
-
-    def kill(self) -> None:
-        process = self.stack.program.process
-        process.kill()
-        process.wait()
-
-    def start(self) -> None:
-        self.stack.program.process = self.stack.program._start()
-        self.stack.program.wait_for_http(self.url + "/healthz", timeout=60)
-
-    def written(self, sql: str, *params: object, timeout: float = 30.0) -> None:
-        """Poll the bus's database (read only) until the count `sql` makes is not 0."""
-        deadline = time.monotonic() + timeout
-        while True:
-            with contextlib.closing(sqlite3.connect(f"file:{self.db}?mode=ro", uri=True)) as db:
-                if db.execute(sql, params).fetchone()[0]:
-                    return
-            if time.monotonic() > deadline:
-                raise AssertionError(f"not written in {timeout} s: {sql} {params}")
-            time.sleep(0.05)
+def written(program: Program, sql: str, *params: object) -> None:
+    """Wait until the program has committed what `sql` (a count) finds."""
+    eventually(lambda: program.committed(sql, *params), timeout=30)
 
 
 @pytest.fixture(scope="module")
@@ -95,17 +68,19 @@ def test_a_killed_program_comes_back_and_the_open_page_catches_up(
     page = ada.open(sheet)
     first, cut = cell(page, 0), cell(page, 1)
     run(first)
+    # its variables are checkpointed before the next run keeps the session busy (a checkpoint
+    # waits for the session to idle)
+    written(program, "SELECT count(*) FROM blobs WHERE name = ?", f"session:{session}:checkpoint")
     editor(cut).press("Shift+Enter")
     expect(cut).to_have_attribute("data-state", "running", timeout=RUN_TIMEOUT)
     # what the page has seen is written, as it is a moment later (then the kill)
     seen = ada.api.call("feed.cursor", session=session)["cursor"]
-    program.written(
+    written(program,
         "SELECT count(*) FROM feed_entries WHERE feed = ? AND seq >= ?",
         f"session:{session}:feed", seen,
     )  # fmt: skip
-    program.written("SELECT count(*) FROM blobs WHERE name = ?", f"session:{session}:checkpoint")
-    program.written(
-        "SELECT count(*) FROM queue_pending WHERE queue = ?", f"session:{session}:requests"
+    written(
+        program, "SELECT count(*) FROM queue_pending WHERE queue = ?", f"session:{session}:requests"
     )
     connection = page.get_by_test_id("connection")
     connection.evaluate(RECORD_CONNECTION)

@@ -11,10 +11,7 @@ needs to be written before the kill, as a user's "some time later" would.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import sqlite3
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,6 +19,7 @@ import pytest
 from cellbus_cli.feed import FeedSocket
 
 from ..support.api import Client, Feed, new_user, state_in
+from ..support.one_program import Program
 from ..support.polling import eventually
 from ..support.stack import OneProgramStack
 
@@ -29,36 +27,13 @@ RUN_TIMEOUT = 120.0
 """A run on a busy 2-core machine, including a restore after a restart."""
 
 
-class Program:
-    """The one program on a data folder, killed and started again on the same port."""
+async def written(program: Program, sql: str, *params: object) -> None:
+    """Wait until the program has committed what `sql` (a count) finds."""
 
-    def __init__(self, stack: OneProgramStack, data_dir: Path) -> None:
-        self.stack = stack
-        self.url = stack.urls[0]
-        self.db = data_dir / "bus.db"
+    async def found() -> bool:
+        return await asyncio.to_thread(program.committed, sql, *params)
 
-    def kill(self) -> None:
-        """SIGKILL: nothing is flushed, nothing is said to anyone."""
-        process = self.stack.program.process
-        process.kill()
-        process.wait()
-
-    def start(self) -> None:
-        self.stack.program.process = self.stack.program._start()
-        self.stack.program.wait_for_http(self.url + "/healthz", timeout=60)
-
-    def query(self, sql: str, *params: object) -> list[tuple[Any, ...]]:
-        """Read the bus's database as the program left it so far (read only)."""
-        with contextlib.closing(sqlite3.connect(f"file:{self.db}?mode=ro", uri=True)) as db:
-            return db.execute(sql, params).fetchall()
-
-    async def written(self, sql: str, *params: object) -> None:
-        """Wait until the program has committed what `sql` (a count) finds."""
-
-        async def found() -> bool:
-            return bool(await asyncio.to_thread(lambda: self.query(sql, *params)[0][0]))
-
-        await eventually(found, timeout=30)
+    await eventually(found, timeout=30)
 
 
 @pytest.fixture
@@ -106,14 +81,14 @@ async def test_a_killed_program_brings_back_variables_feeds_and_the_cut_off_run(
         lambda m: state_in(m) == "busy" and m["parent_header"]["msg_id"] == long["msg_id"]
     )
     seen = feed.cursors[session]
-    await program.written(
-        "SELECT count(*) FROM blobs WHERE name = ?", f"session:{session}:checkpoint"
+    await written(
+        program, "SELECT count(*) FROM blobs WHERE name = ?", f"session:{session}:checkpoint"
     )
-    await program.written(
-        "SELECT count(*) FROM feed_entries WHERE feed = ? AND seq >= ?", feed_name, seen
+    await written(
+        program, "SELECT count(*) FROM feed_entries WHERE feed = ? AND seq >= ?", feed_name, seen
     )
-    await program.written(
-        "SELECT count(*) FROM queue_pending WHERE queue = ?", f"session:{session}:requests"
+    await written(
+        program, "SELECT count(*) FROM queue_pending WHERE queue = ?", f"session:{session}:requests"
     )
     # the CLI's feed, following from "now" (as `cellbus tail` does)
     tail = FeedSocket(program.url, ada.token, backoff_max=0.5)

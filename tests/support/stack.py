@@ -95,6 +95,15 @@ class ServiceProcess:
         self.stop()
         self.process = self._start()
 
+    def kill(self) -> None:
+        """SIGKILL: nothing is flushed, nothing is said to anyone."""
+        self.process.kill()
+        self.process.wait()
+
+    def start_again(self) -> None:
+        """Start it again as it was first started (after `kill` or `stop`)."""
+        self.process = self._start()
+
     def close(self) -> None:
         self.stop()
         self._log.close()
@@ -196,6 +205,15 @@ class OneProgramStack(Stack):
         except BaseException:  # it never came up: its log file is closed all the same
             self.program.close()
             raise
+
+    def kill(self) -> None:
+        """SIGKILL the one program (see `ServiceProcess.kill`)."""
+        self.program.kill()
+
+    def start_again(self) -> None:
+        """Start the program again on the same data folder and port, and wait for it."""
+        self.program.start_again()
+        self.program.wait_for_http(self.urls[0] + "/healthz", timeout=60)
 
     def close(self) -> None:
         self.program.close()

@@ -30,8 +30,12 @@ RECORD_CONNECTION = """el => { window.connectionStates = [];
 
 
 def written(program: Program, sql: str, *params: object) -> None:
-    """Wait until the program has committed what `sql` (a count) finds."""
-    eventually(lambda: program.committed(sql, *params), timeout=30)
+    """Wait until the program has committed what `sql` (a count) finds (its log if not)."""
+    try:
+        eventually(lambda: program.committed(sql, *params), timeout=30)
+    except AssertionError:
+        log = program.stack.program.log_text()[-6000:]
+        raise AssertionError(f"not committed in 30 s: {sql} {params}; its log:\n{log}") from None
 
 
 @pytest.fixture(scope="module")
@@ -107,8 +111,10 @@ def test_a_killed_program_comes_back_and_the_open_page_catches_up(
     cut_id = known[1]["id"]
     ada.api.call("cell.create", worksheet=sheet["id"], source="print(x + 1, *words)", after=cut_id)
     expect(cells(page)).to_have_count(len(known) + 1)
-    run(cell(page, 2))
-    expect(cell(page, 2).get_by_test_id("output-stdout")).to_have_text("42 kept\n")
+    # found by its text: the cell Shift+Enter added may sit on either side of it
+    added = cells(page).filter(has_text="print(x + 1, *words)")
+    run(added)
+    expect(added.get_by_test_id("output-stdout")).to_have_text("42 kept\n")
     assert page.evaluate("window.samePage"), "the page was reloaded"
 
 

@@ -19,8 +19,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, Page, WebSocketRoute, expect
 
-from ..support.one_program import Program
-from ..support.stack import OneProgramStack
+from ..support.one_program import Program, started_program
 from .conftest import FRONTEND
 from .helpers import RUN_TIMEOUT, Person, cell, cells, editor, eventually, register, run
 
@@ -42,13 +41,8 @@ def written(program: Program, sql: str, *params: object) -> None:
 def program(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Program]:
     if not FRONTEND.is_file():
         pytest.fail("the browser app is not built: run `make frontend` (make test does)")
-    logs = tmp_path_factory.mktemp("restart-browser-logs")
-    data = tmp_path_factory.mktemp("restart-browser-data")
-    stack = OneProgramStack(logs, data, checkpoint_delay=0.1)
-    try:
-        yield Program(stack, data)
-    finally:
-        stack.close()
+    with started_program(tmp_path_factory, "restart-browser") as program:
+        yield program
 
 
 @pytest.fixture

@@ -19,9 +19,8 @@ import pytest
 from cellbus_cli.feed import FeedSocket
 
 from ..support.api import Client, Feed, new_user, state_in
-from ..support.one_program import Program
+from ..support.one_program import Program, started_program
 from ..support.polling import eventually
-from ..support.stack import OneProgramStack
 
 RUN_TIMEOUT = 120.0
 """A run on a busy 2-core machine, including a restore after a restart."""
@@ -38,13 +37,8 @@ async def written(program: Program, sql: str, *params: object) -> None:
 
 @pytest.fixture
 def program(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Program]:
-    logs = tmp_path_factory.mktemp("restart-logs")
-    data = tmp_path_factory.mktemp("restart-data")
-    stack = OneProgramStack(logs, data, checkpoint_delay=0.1)
-    try:
-        yield Program(stack, data)
-    finally:
-        stack.close()
+    with started_program(tmp_path_factory, "restart") as program:
+        yield program
 
 
 @pytest.fixture

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from .stack import OneProgramStack
 
@@ -34,3 +37,16 @@ class Program:
     def committed(self, sql: str, *params: object) -> bool:
         """Whether the count `sql` makes is not 0 yet."""
         return bool(self.query(sql, *params)[0][0])
+
+
+@contextlib.contextmanager
+def started_program(tmp_path_factory: pytest.TempPathFactory, name: str) -> Iterator[Program]:
+    """A one program of its own (logs and data in new folders named after `name`), which
+    checkpoints a session 0.1 s after its last run, closed at the end."""
+    logs = tmp_path_factory.mktemp(f"{name}-logs")
+    data = tmp_path_factory.mktemp(f"{name}-data")
+    stack = OneProgramStack(logs, data, checkpoint_delay=0.1)
+    try:
+        yield Program(stack, data)
+    finally:
+        stack.close()

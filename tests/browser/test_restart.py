@@ -103,11 +103,13 @@ def test_a_killed_program_comes_back_and_the_open_page_catches_up(
     known = ada.api.cells(sheet["id"])  # (Shift+Enter on the last cell may have added one)
     expect(cells(page)).to_have_count(len(known))
     cut_id = known[1]["id"]
-    ada.api.call("cell.create", worksheet=sheet["id"], source="print(x + 1, *words)", after=cut_id)
+    made = ada.api.call(
+        "cell.create", worksheet=sheet["id"], source="print(x + 1, *words)", after=cut_id
+    )
     expect(cells(page)).to_have_count(len(known) + 1)
-    # found by its text: the cell Shift+Enter added may sit on either side of it
-    added = cells(page).filter(has_text="print(x + 1, *words)")
-    run(added)
+    added = page.locator(f'[data-testid="cell"][data-cell-id="{made["id"]}"]')
+    ada.api.call("cell.evaluate", id=made["id"], worksheet=sheet["id"])  # run by the API
+    expect(added).to_have_attribute("data-state", "done", timeout=RUN_TIMEOUT)
     expect(added.get_by_test_id("output-stdout")).to_have_text("42 kept\n")
     assert page.evaluate("window.samePage"), "the page was reloaded"
 

@@ -34,6 +34,7 @@ from traitlets import Type
 
 from . import comms, frames, namespace, packages, questions, sandbox
 from .capture import OutputCapture
+from .cluster import CLUSTER
 from .stdin import STDIN
 
 
@@ -228,10 +229,14 @@ def _warm_up(shell: CellbusShell) -> None:
         shell.display_formatter.format(1)
 
 
-def serve(shell: CellbusShell, sock: socket.socket, output_cap: int) -> None:
-    """Serve requests on `sock` until the worker goes away; never returns."""
+def serve(
+    shell: CellbusShell, sock: socket.socket, output_cap: int, parallel: dict[str, Any]
+) -> None:
+    """Serve requests on `sock` until the worker goes away; never returns. `parallel`: where
+    the session's Dask scheduler may listen (`cluster.Settings`)."""
     packages.activate()  # the worksheet's packages importable, before any user code
     pipe = frames.FramedSocket(sock)
+    CLUSTER.configure(parallel, pipe.send)
     CHANNEL.pipe = pipe
     CHANNEL.capture = OutputCapture(CHANNEL.stream, cap=output_cap)
     CHANNEL.capture.install()
@@ -287,6 +292,10 @@ def _read_requests(
             STDIN.deliver(request)
         elif isinstance(request, frames.FileLimit):
             sandbox.set_file_limit(request.soft)
+        elif isinstance(request, frames.ParallelGranted):
+            CLUSTER.deliver(request)
+        elif isinstance(request, frames.ParallelPorts):
+            continue  # only ever sent to a Dask worker's process
         else:
             pipe.send(frames.Answer(id=request.id, content=questions.answer(shell, request)))
 

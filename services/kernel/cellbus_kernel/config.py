@@ -61,6 +61,28 @@ class KernelSettings:
     session_max_file_mb: int = 4096
     """CELLBUS_SESSION_MAX_FILE_MB: the largest file a session may write, in MiB (0: no
     limit)."""
+    parallel_cores: int = 0
+    """CELLBUS_PARALLEL_CORES: Dask workers (one core each) this kernel worker runs for
+    parallel cells (`cellbus.parallel`), all sessions together; a session that wants more
+    gets them from other kernel workers. 0: this machine's cores (`os.cpu_count`)."""
+    parallel_max_workers: int = 8
+    """CELLBUS_PARALLEL_MAX_WORKERS: the most Dask workers one session may have (0: parallel
+    cells are off)."""
+    parallel_max_workers_per_user: int = 16
+    """CELLBUS_PARALLEL_MAX_WORKERS_PER_USER: the most Dask workers one user's sessions may
+    have together, across every kernel worker."""
+    parallel_ports: str = "47000-47299"
+    """CELLBUS_PARALLEL_PORTS: TCP ports Dask's schedulers and workers listen on and connect to
+    (every session and Dask worker may; no service may listen on one): ``first-last`` or a
+    list. Other sessions reach them too, and are refused by each session's TLS credentials."""
+    parallel_dashboard_ports: str = "47300-47599"
+    """CELLBUS_PARALLEL_DASHBOARD_PORTS: TCP ports the schedulers and workers serve HTTP on
+    (their dashboards): sandboxes may listen on them but never connect to them, so only the
+    services (the web's authenticated proxy) reach a session's dashboard."""
+    parallel_host: str = ""
+    """CELLBUS_PARALLEL_HOST: the address other kernel workers' Dask workers and the web
+    service reach this one's on (its container's address in compose). Default: 127.0.0.1,
+    for one machine."""
     secret: str = field(default="", repr=False)
     """CELLBUS_SECRET: the key that signs checkpoints (HMAC-SHA256). Without it the worker
     saves no checkpoints: sessions are not hibernated, and a session taken over from a dead

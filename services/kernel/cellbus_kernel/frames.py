@@ -203,10 +203,63 @@ class Restored(msgspec.Struct, tag="restored"):
     names: list[str] = []
 
 
+class ParallelWanted(msgspec.Struct, tag="parallel_wanted"):
+    """The session's Dask scheduler (`cellbus.parallel`) wants `count` more workers: its
+    address, its TLS credentials (PEM: CA, certificate, key) and the session's import folders
+    in its workspace. The worker answers with `ParallelGranted`."""
+
+    id: str
+    scheduler: str
+    dashboard_port: int
+    tls: tuple[str, str, str]
+    count: int
+    sys_path: list[str] = []
+
+
+class ParallelGranted(msgspec.Struct, tag="parallel_granted"):
+    """How many workers were started (`local` on the session's kernel worker, `remote` on
+    others), `note` why fewer than wanted (a cap, no free core), and `dashboard`: the path of
+    the session's dashboard through the web service."""
+
+    id: str
+    local: int
+    remote: int
+    note: str = ""
+    dashboard: str = ""
+
+
+class ParallelPorts(msgspec.Struct, tag="parallel_ports"):
+    """What a Dask worker process needs from its kernel worker, its first and only frame:
+    where to find its scheduler, its credentials, the ports it may listen on (Dask's and HTTP)
+    and the address it is reached at."""
+
+    scheduler: str
+    tls: tuple[str, str, str]
+    host: str
+    ports: list[int]
+    http_ports: list[int]
+    name: str
+    memory_limit: int
+    sys_path: list[str] = []
+
+
 Question = Complete | Inspect | IsComplete | History | CommInfo | WidgetState
 """Requests the session process answers at once, even while code runs (its reader thread)."""
-ToSession = Question | Execute | Interrupt | Checkpoint | Restore | CommIn | InputValue | FileLimit
-FromSession = Ready | Output | InputWanted | Done | Answer | Checkpointed | Restored
+ToSession = (
+    Question
+    | Execute
+    | Interrupt
+    | Checkpoint
+    | Restore
+    | CommIn
+    | InputValue
+    | FileLimit
+    | ParallelGranted
+    | ParallelPorts
+)
+FromSession = (
+    Ready | Output | InputWanted | Done | Answer | Checkpointed | Restored | ParallelWanted
+)
 
 _encoder = msgspec.msgpack.Encoder()
 _to_session: msgspec.msgpack.Decoder[ToSession] = msgspec.msgpack.Decoder(ToSession)

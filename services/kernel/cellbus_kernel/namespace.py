@@ -7,7 +7,8 @@ signature (`checkpoints`). The worker never unpickles anything.
 What is saved: every name of the user namespace except IPython's own (its input and output
 caches ``_``, ``__``, ``___``, ``_i``, ``_ii``, ``_iii``, ``_iN``, ``_N``, ``_ih``, ``_oh``,
 ``_dh``, ``In``, ``Out``, ``get_ipython``, ``exit``, ``quit``, the names IPython put there
-itself and still holds, and dunder names such as ``__builtins__``). Modules are saved by
+itself and still holds, and dunder names such as ``__builtins__``), and Dask's clients and
+futures (`cellbus.parallel`: they belong to the process). Modules are saved by
 reference (``np`` is re-imported on load); functions and classes defined in cells by value.
 
 All names are pickled together, so that two names bound to one object are still one object
@@ -74,7 +75,15 @@ def user_names(namespace: Mapping[str, Any], hidden: Mapping[str, Any]) -> dict[
         if name not in IPYTHON_NAMES
         and not _CACHES.fullmatch(name)
         and not (name in hidden and hidden[name] is value)
+        and not _left_out(value)
     }
+
+
+def _left_out(value: Any) -> bool:
+    """A value of Dask's distributed (a client, a future): it holds connections to the
+    session's scheduler and workers, which end with the process; `cellbus.parallel` makes
+    new ones when it is next used."""
+    return type(value).__module__.partition(".")[0] == "distributed"
 
 
 class Saved(NamedTuple):

@@ -35,6 +35,7 @@ from . import frames
 from .checkpointing import SessionCheckpoints
 from .config import KernelSettings
 from .feed import FeedPublisher
+from .parallel import ParallelHost
 from .spawner import SessionProcess, Spawner, describe_exit
 from .tasks import TaskSet
 from .workspace import IDLE_WATCH_EVERY, WorkspaceGuard
@@ -111,8 +112,10 @@ class ProcessManager:
         feed: FeedPublisher,
         checkpoints: SessionCheckpoints,
         may_start: Callable[[], bool],
+        parallel: ParallelHost | None = None,
     ) -> None:
         self.session = session
+        self._parallel = parallel  # this worker's Dask workers (`parallel`), if any
         self.execution_count = 1
         """The count the next execution gets."""
         self.ready: frames.Ready | None = None
@@ -191,7 +194,10 @@ class ProcessManager:
         await self._feed.publish(announced, parent)
         process: SessionProcess | None = None
         try:
-            process = await self._spawner.spawn(self.session, self._settings.output_cap)
+            settings = self._parallel.session_settings(self.session) if self._parallel else {}
+            process = await self._spawner.spawn(
+                self.session, self._settings.output_cap, parallel=settings
+            )
             async with asyncio.timeout(self._settings.start_timeout):
                 ready = await process.pipe.receive()
         except BaseException as exc:
@@ -364,6 +370,8 @@ class ProcessManager:
                     await self._ask_for_input(frame)
                 elif isinstance(frame, frames.Done):
                     self._settle_execution(process, frame)
+                elif isinstance(frame, frames.ParallelWanted):
+                    self._tasks.spawn(self._grant_workers(process, frame))
                 elif not isinstance(frame, frames.Ready):  # only ever the first frame
                     # Answer: its content answers; Checkpointed, Restored: the frame does.
                     content = frame.content if isinstance(frame, frames.Answer) else frame
@@ -374,6 +382,18 @@ class ProcessManager:
             # The process ended, or the session left (this task was cancelled): the pipe too.
             await process.pipe.close()
         await self._process_ended(process)
+
+    async def _grant_workers(self, process: SessionProcess, wanted: frames.ParallelWanted) -> None:
+        """The session's scheduler wants Dask workers (`parallel`): counted against the caps
+        of whoever runs the cell (the request's user), started, and the outcome sent back."""
+        parent = self._executing or self._parent
+        if self._parallel is None or not self._parallel.enabled or parent is None:
+            note = "parallel cells are off here (CELLBUS_PARALLEL_MAX_WORKERS=0)"
+            granted = frames.ParallelGranted(id=wanted.id, local=0, remote=0, note=note)
+        else:
+            granted = await self._parallel.grant(self.session, parent.username, wanted)
+        with contextlib.suppress(ConnectionError):
+            await process.pipe.send(granted)
 
     def _settle_execution(self, process: SessionProcess, frame: frames.Done) -> None:
         try:
@@ -425,6 +445,8 @@ class ProcessManager:
         await self._feed.publish(content, parent, metadata=frame.metadata)
 
     async def _process_ended(self, process: SessionProcess) -> None:
+        if self._parallel is not None:  # its scheduler is gone: so are its Dask workers
+            self._parallel.stop_soon(self.session)
         status = await _within(process.exited, EXIT_STATUS_WAIT)
         ending = self._endings.pop(process.pid, None) or died(describe_exit(status))
         log.log(

@@ -148,22 +148,33 @@ def probe() -> Isolation:
 
 
 def parse_ports(value: str, name: str) -> list[int] | None:
-    """``"80,443"`` -> [80, 443]; ``"none"`` -> []; ``"any"`` -> None (no restriction)."""
+    """``"80,443"`` -> [80, 443]; ``"47000-47002"`` -> [47000, 47001, 47002]; ``"none"`` -> [];
+    ``"any"`` -> None (no restriction)."""
     text = value.strip().lower()
     if text == "any":
         return None
     if text in ("none", ""):
         return []
-    ports = set()
+    ports: set[int] = set()
     for part in text.split(","):
+        first, _, last = part.partition("-")
         try:
-            port = int(part)
+            low, high = int(first), int(last or first)
         except ValueError:
-            raise ValueError(f"{name}: expected port numbers, none or any; got {value!r}") from None
-        if not 0 < port < 65536:
-            raise ValueError(f"{name}: {port} is not a TCP port")
-        ports.add(port)
+            raise ValueError(
+                f"{name}: expected port numbers or ranges, none or any; got {value!r}"
+            ) from None
+        for port in (low, high):
+            if not 0 < port < 65536:
+                raise ValueError(f"{name}: {port} is not a TCP port")
+        if high - low >= MAX_PORT_RANGE:
+            raise ValueError(f"{name}: {part} spans more than {MAX_PORT_RANGE} ports")
+        ports.update(range(low, high + 1))
     return sorted(ports)
+
+
+MAX_PORT_RANGE = 4096
+"""Each port is a rule of its own in every session's ruleset: a range is kept short."""
 
 
 class Limits(msgspec.Struct, frozen=True):
@@ -185,11 +196,15 @@ class Spec(msgspec.Struct, frozen=True):
     bind: list[int] | None = None
     limits: Limits = Limits()
     quota_mb: int = 0  # CELLBUS_WORKSPACE_QUOTA_MB, named in the error of a write it stops
+    private: str = ""
+    """The name of the private folder, when not the session's: a Dask worker of the session
+    gets one of its own (``<session>.parallel-<n>``), so that it never empties the session's
+    TMPDIR."""
 
     @property
     def home(self) -> str:
         """The session's private folder on this worker: HOME, and TMPDIR inside."""
-        return os.path.join(self.sessions_dir, self.session)
+        return os.path.join(self.sessions_dir, self.private or self.session)
 
     @property
     def workspace(self) -> str:
@@ -201,13 +216,27 @@ def spec_from_settings(settings: KernelSettings) -> Spec:
     """Every session's sandbox on this worker (the session id is filled in per spawn); the
     settings' errors surface here, when the worker starts."""
     folder = settings.sessions_dir or str(default_sessions_dir())
+    parallel_ports, dashboard_ports = [], []
+    if settings.parallel_max_workers > 0:  # Dask's ports (`cellbus_kernel.parallel`)
+        parallel_ports = parse_ports(settings.parallel_ports, "CELLBUS_PARALLEL_PORTS") or []
+        dashboard_ports = (
+            parse_ports(settings.parallel_dashboard_ports, "CELLBUS_PARALLEL_DASHBOARD_PORTS") or []
+        )
+        if set(parallel_ports) & set(dashboard_ports):
+            raise ValueError(
+                "CELLBUS_PARALLEL_PORTS and CELLBUS_PARALLEL_DASHBOARD_PORTS overlap: sessions "
+                "could connect to every dashboard"
+            )
     return Spec(
         session="",
         sessions_dir=os.path.abspath(folder),
         workspaces_dir=str(workspaces_root(settings.workspaces_dir)),
         user=settings.session_user if os.geteuid() == 0 else "",
-        connect=parse_ports(settings.session_ports, "CELLBUS_SESSION_PORTS"),
-        bind=parse_ports(settings.session_bind_ports, "CELLBUS_SESSION_BIND_PORTS"),
+        connect=_with(parse_ports(settings.session_ports, "CELLBUS_SESSION_PORTS"), parallel_ports),
+        bind=_with(
+            parse_ports(settings.session_bind_ports, "CELLBUS_SESSION_BIND_PORTS"),
+            parallel_ports + dashboard_ports,
+        ),
         limits=Limits(
             processes=settings.session_max_processes,
             open_files=settings.session_max_open_files,
@@ -215,6 +244,11 @@ def spec_from_settings(settings: KernelSettings) -> Spec:
         ),
         quota_mb=settings.workspace_quota_mb,
     )
+
+
+def _with(ports: list[int] | None, more: list[int]) -> list[int] | None:
+    """`ports` (None: any) with `more` allowed too."""
+    return None if ports is None else sorted(set(ports) | set(more))
 
 
 def default_sessions_dir() -> Path:

@@ -50,6 +50,7 @@ from .config import KernelSettings
 from .executions import COMM_TYPES, Ack, Executions
 from .feed import FeedPublisher
 from .lifecycle import Departure, HostingState, Lifecycle
+from .parallel import ParallelHost
 from .process import Ending, ProcessManager
 from .spawner import Spawner
 from .takeover import feed_history
@@ -90,6 +91,7 @@ class Session:
         drops: codec.DropCounter,
         checkpoints: CheckpointStore | None,
         depart: Depart,
+        parallel: ParallelHost | None = None,
     ) -> None:
         self.session = session
         self.lifecycle = Lifecycle(session)
@@ -97,7 +99,7 @@ class Session:
         self.checkpoints = SessionCheckpoints(session, checkpoints, self.feed.publish)
         self.process = ProcessManager(
             session, spawner=spawner, settings=settings, drops=drops, feed=self.feed,
-            checkpoints=self.checkpoints, may_start=self._may_start_process,
+            checkpoints=self.checkpoints, may_start=self._may_start_process, parallel=parallel,
         )  # fmt: skip
         self._bus = bus
         self._settings = settings

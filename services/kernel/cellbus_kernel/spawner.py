@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import json
 import logging
 import os
@@ -37,6 +38,13 @@ def describe_exit(status: int | None) -> str:
     if os.WIFEXITED(status):
         return f"exited with code {os.WEXITSTATUS(status)}"
     return f"ended with wait status {status}"
+
+
+class Role(enum.Enum):
+    """What a process forked from the template becomes."""
+
+    SESSION = "session"  # serves the session's requests (`child`)
+    DASK_WORKER = "dask-worker"  # a Dask worker of the session's parallel cells (`dask_worker`)
 
 
 class SessionProcess:
@@ -121,9 +129,20 @@ class Spawner:
                 future.set_result(None)
         self._exits.clear()
 
-    async def spawn(self, session: str, output_cap: int, timeout: float = 10.0) -> SessionProcess:
+    async def spawn(
+        self,
+        session: str,
+        output_cap: int,
+        timeout: float = 10.0,
+        *,
+        role: Role = Role.SESSION,
+        private: str = "",
+        parallel: dict[str, object] | None = None,
+    ) -> SessionProcess:
         """A new process for `session`, forked from the template (restarted if it died), in
-        the session's sandbox."""
+        the session's sandbox: the session's own (`Role.SESSION`, which learns `parallel`,
+        where its Dask scheduler may listen) or one of its Dask workers (`Role.DASK_WORKER`,
+        with the private folder `private`)."""
         async with self._lock:
             if self._process is None or self._process.returncode is not None:
                 await self.start()
@@ -131,8 +150,13 @@ class Spawner:
             ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
             try:
                 try:
-                    spec = msgspec.structs.replace(self.sandbox, session=session)
-                    spawn = {"output_cap": output_cap, "sandbox": msgspec.to_builtins(spec)}
+                    spec = msgspec.structs.replace(self.sandbox, session=session, private=private)
+                    spawn = {
+                        "role": role.value,
+                        "output_cap": output_cap,
+                        "sandbox": msgspec.to_builtins(spec),
+                        "parallel": parallel or {},
+                    }
                     request = json.dumps({"spawn": spawn}).encode() + b"\n"
                     socket.send_fds(self._control, [request], [theirs.fileno()])
                 finally:

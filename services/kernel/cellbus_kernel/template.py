@@ -9,9 +9,11 @@ so that sessions share a heap without the compiler's leftovers (`_start_again`).
 
 Control protocol on the socket FD (one JSON object per line from the template):
 
-- worker -> template: ``{"spawn": {"output_cap": N, "sandbox": {...}}}`` with the session's
-  socket attached (SCM_RIGHTS); ``sandbox`` is a `sandbox.Spec`: the session, its folder, its
-  user, ports and limits;
+- worker -> template: ``{"spawn": {"role": R, "output_cap": N, "sandbox": {...},
+  "parallel": {...}}}`` with the session's socket attached (SCM_RIGHTS); ``role`` is
+  `spawner.Role` (a session process, or a Dask worker of one); ``sandbox`` is a
+  `sandbox.Spec`: the session, its folder, its user, ports and limits; ``parallel`` what a
+  session's Dask scheduler needs (`cluster.Settings`);
 - template -> worker: ``{"spawned": PID}``, and ``{"exited": PID, "status": WAITSTATUS}``
   whenever a session process ends (the template is their parent and reaps them).
 
@@ -174,9 +176,14 @@ def _become_session(
         os.setsid()  # a terminal's Ctrl-C reaches the worker, not every session
         enter()
         isolation.allow_inspection()  # for its own user's debuggers; the template stays closed
+        sock = socket.socket(fileno=session_fd)
+        if request.get("role") == "dask-worker":
+            from . import dask_worker
+
+            dask_worker.serve(sock)
         from . import child
 
-        child.serve(shell, socket.socket(fileno=session_fd), int(request["output_cap"]))
+        child.serve(shell, sock, int(request["output_cap"]), request.get("parallel") or {})
     except BaseException:
         traceback.print_exc()
     finally:

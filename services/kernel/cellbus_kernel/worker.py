@@ -53,6 +53,7 @@ from .feed import KERNEL_USERNAME
 from .frames import MAX_FRAME
 from .isolation import session_environment
 from .lifecycle import Departure
+from .parallel import ParallelHost
 from .session import Session
 from .spawner import Spawner
 
@@ -96,6 +97,7 @@ class KernelWorker:
             bus, self.id, self.checkpoints, settings.lease_ttl, self._open_fork,
             Path(self.spawner.sandbox.workspaces_dir),
         )  # fmt: skip
+        self.parallel = ParallelHost(bus, self.id, settings, self.spawner)
         self._tasks: list[asyncio.Task[None]] = []
         self._heartbeat_task: asyncio.Task[None] | None = None
         self._reopened: dict[str, float] = {}  # sessions this worker asked to re-host, when
@@ -129,6 +131,7 @@ class KernelWorker:
             asyncio.create_task(self._take_new_sessions(), name="take-new-sessions"),
             asyncio.create_task(self._route_requests(), name="route-requests"),
             asyncio.create_task(self.control.run(), name="control-requests"),
+            asyncio.create_task(self.parallel.run(), name="parallel-requests"),
         ]
         log.info("kernel worker %s ready", self.id)
         self.ready.set()
@@ -163,6 +166,9 @@ class KernelWorker:
         with contextlib.suppress(BusUnavailable):
             await self.bus.remove_load(keys.WORKERS, self.id)
             await withdraw(self.bus, self.id)
+        await self.parallel.close()
+        with contextlib.suppress(BusUnavailable):
+            await self.bus.remove_load(keys.PARALLEL_LOAD, self.id)
         await self._new_sessions.close()
         await self._requests.close()
         await self.spawner.close()
@@ -251,6 +257,7 @@ class KernelWorker:
             drops=self.drops,
             checkpoints=self.checkpoints,
             depart=self._let_go,
+            parallel=self.parallel,
         )
         self.sessions[session] = host
         try:
@@ -362,6 +369,7 @@ class KernelWorker:
             if not self._draining:
                 async with self._contained("heartbeat"):
                     await self._report_load()
+                    await self.parallel.heartbeat()
             async with self._contained("renewing leases"):
                 await self._renew_leases()
             if not self._draining:

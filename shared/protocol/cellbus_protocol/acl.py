@@ -121,6 +121,7 @@ _SESSION_HOST = session_pattern(keys.session_host)
 _SESSION_CHECKPOINT = session_pattern(keys.checkpoint)
 _SESSION_PRESENCE = session_pattern(keys.presence)
 _SESSION_LIVE = session_pattern(keys.live)
+_PARALLEL_REQUESTS = keys.parallel_requests("ANYWORKER").replace("ANYWORKER", "*")
 
 _WEAKEST_SANDBOX = (
     KeyGrant(keys.WORKERS, Access.READ_WRITE, "which workers are alive (`isolation.weakest`); "
@@ -161,6 +162,21 @@ RULES: Mapping[Service, ServiceRules] = {
             KeyGrant(_SESSION_REQUESTS, Access.READ_WRITE, "takes the requests of its sessions"),
             KeyGrant(_SESSION_FEED, Access.READ_WRITE, "publishes; reads back on a takeover"),
             KeyGrant(_SESSION_CHECKPOINT, Access.READ_WRITE, "saves and restores sessions"),
+            KeyGrant(
+                keys.PARALLEL_LOAD,
+                Access.READ_WRITE,
+                "reports its Dask workers; places a session's beyond its own worker's cores",
+            ),
+            KeyGrant(
+                keys.PARALLEL_DASHBOARDS,
+                Access.READ_WRITE,
+                "where each session's Dask dashboard is served",
+            ),
+            KeyGrant(
+                _PARALLEL_REQUESTS,
+                Access.READ_WRITE,
+                "asks other workers for Dask workers; answers their asks",
+            ),
             KeyGrant(_WAKE, Access.READ_WRITE, "its consumers' wake streams"),
         ),
         channels=(_REPLIES,),  # answers completions, inspections, interrupts, restarts
@@ -190,6 +206,12 @@ RULES: Mapping[Service, ServiceRules] = {
             KeyGrant(_SESSION_PRESENCE, Access.READ_WRITE, "who is watching each session"),
             KeyGrant(keys.ACCESS_CHANGES, Access.READ, "forgets roles when accounts says so"),
             KeyGrant(keys.HEALTH_PROBE, Access.READ, "/healthz"),
+            KeyGrant(
+                keys.PARALLEL_DASHBOARDS,
+                Access.READ,
+                "proxies a session's Dask dashboard (one HGET)",
+                only=("hget",),
+            ),
             *_WEAKEST_SANDBOX,
             KeyGrant(_WAKE, Access.READ_WRITE, "its feed hub's wake stream"),
         ),

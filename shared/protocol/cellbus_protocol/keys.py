@@ -32,6 +32,27 @@ SESSION_HOSTS = "sessions:hosts"
 starts hosting a session, removed when the session ends or hibernates; a session whose worker
 has left the load table is taken over from it (failover)."""
 
+PARALLEL_LOAD = "parallel:load"
+"""Load table: kernel worker id -> Dask workers it runs for parallel cells (`cellbus.parallel`),
+with a deadline; a session that needs more workers than its own kernel worker gives asks the
+least loaded of the others."""
+
+PARALLEL_DASHBOARDS = "parallel:dashboards"
+"""Registry: session id -> where its Dask scheduler serves its dashboard (``http://host:port``,
+reachable only by services: sandboxes may not connect to the dashboard ports). Written by the
+session's kernel worker, read by the web service's dashboard proxy."""
+
+
+def parallel_requests(worker: str) -> str:
+    """Queue of `messages.ParallelRequest` for one kernel worker (request/reply): start Dask
+    workers for another worker's session, or stop them."""
+    if not _WORKER_ID.match(worker):
+        raise ValueError(f"invalid worker id {worker!r}")
+    return f"parallel:requests:{worker}"
+
+
+_WORKER_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
+
 _SESSION_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 

@@ -612,3 +612,47 @@ class ControlReply(msgspec.Struct, kw_only=True):
 
     result: msgspec.Raw = msgspec.Raw(b"null")
     error: ControlError | None = None
+
+
+# --- parallel cells: Dask workers for another kernel worker's session (cellbus) --------------
+# A session's own kernel worker starts its Dask workers up to CELLBUS_PARALLEL_CORES; beyond
+# that it asks other kernel workers, least loaded first, on their `keys.parallel_requests`
+# queues (`bus.request`, answered with a `ParallelStarted`). Only kernel workers send them.
+
+
+class ParallelTLS(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """A session's temporary TLS credentials (PEM): its scheduler and workers accept only each
+    other. Never written to disk; a session's workers get them from their kernel worker."""
+
+    ca: str
+    cert: str
+    key: str
+
+
+class ParallelRequest(msgspec.Struct, tag_field="op", kw_only=True, forbid_unknown_fields=True):
+    session: str
+
+
+class ParallelStart(ParallelRequest, tag="start"):
+    """Start up to `count` Dask workers for `session` (owned by `username`), in its sandbox,
+    joining `scheduler` with `tls`; `sys_path` adds the session's import folders that lie in
+    its workspace (its own packages)."""
+
+    username: str
+    scheduler: str
+    tls: ParallelTLS
+    count: int
+    sys_path: list[str] = []
+
+
+class ParallelStop(ParallelRequest, tag="stop"):
+    """Stop every Dask worker this kernel worker runs for `session` (it restarted, shut down,
+    hibernated or left)."""
+
+
+AnyParallelRequest = ParallelStart | ParallelStop
+
+
+class ParallelStarted(msgspec.Struct, kw_only=True):
+    started: int  # how many workers were started (0 for a stop)
+    note: str = ""  # why fewer than asked, for people

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TypedDict, Unpack
@@ -120,3 +121,11 @@ async def wait_for_state(bus: Bus, session: str, state: FeedState, after: int = 
 
     seq, _ = await first_message(bus, session, after, is_state)
     return seq
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def strip_ansi(text: str) -> str:
+    """`text` without the terminal colours of IPython's tracebacks."""
+    return _ANSI.sub("", text)

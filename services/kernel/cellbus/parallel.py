@@ -75,8 +75,9 @@ def map(func: Callable[..., Any], *iterables: Iterable[Any], progress: bool = Tr
     failed = next((i for i, future in enumerate(futures) if future.status == "error"), None)
     if failed is not None:
         bar.finish(MapState.FAILED, finished, CLUSTER.workers)
+        error, traceback = futures[failed].exception(), futures[failed].traceback()
         dask.cancel(futures)
-        _raise_remote(futures[failed], failed, [items[failed] for items in inputs])
+        _raise_remote(error, traceback, failed, [items[failed] for items in inputs])
     results = dask.gather(futures)
     bar.finish(MapState.DONE, total, CLUSTER.workers)
     return list(results)
@@ -105,26 +106,32 @@ def _wait(futures: list[Future], bar: Progress) -> int:
 
 
 def _cancel(futures: list[Future]) -> None:
-    """Cancel every task; restart the workers still running one after `CANCEL_GRACE`."""
+    """Cancel every task; restart the workers still running one after `CANCEL_GRACE` (Dask
+    forgets a cancelled task at once, but its thread runs on)."""
     dask = CLUSTER.client()
     keys = {future.key for future in futures}
     dask.cancel(futures, force=True)
     deadline = time.monotonic() + CANCEL_GRACE
     busy: list[str] = []
     while time.monotonic() < deadline:
-        busy = [w for w, running in CLUSTER.processing().items() if running & keys]
+        running = dask.run(_running_keys)
+        busy = [worker for worker, active in running.items() if keys & set(active)]
         if not busy:
             return
         time.sleep(0.05)
     CLUSTER.restart_workers(busy)
 
 
-def _raise_remote(future: Future, index: int, args: list[Any]) -> None:
+def _running_keys(dask_worker: Any) -> list[Any]:
+    """On a worker (``Client.run``): the keys of the tasks its threads run now."""
+    return list(dask_worker.active_keys)
+
+
+def _raise_remote(error: BaseException, traceback: Any, index: int, args: list[Any]) -> None:
     """Raise a task's exception with the worker's traceback, naming the input that failed."""
-    error = future.exception()
     shown = ", ".join(_short_repr(arg) for arg in args)
     error.add_note(f"parallel.map: the task for input #{index} ({shown}) failed on a Dask worker")
-    raise error.with_traceback(future.traceback())
+    raise error.with_traceback(traceback)
 
 
 def _short_repr(value: Any, limit: int = 80) -> str:

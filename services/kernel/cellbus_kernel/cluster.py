@@ -42,6 +42,8 @@ log = logging.getLogger(__name__)
 
 WORKERS_TIMEOUT = 60.0
 """Seconds to wait for the workers the kernel worker started to join the scheduler."""
+RESTART_WAIT = 2.0
+"""Seconds to wait for the scheduler to notice the workers it had restarted have gone."""
 ASK_AGAIN_AFTER = 5.0
 """Seconds before asking again for workers that could not all be started."""
 
@@ -242,11 +244,20 @@ class Cluster:
     def restart_workers(self, addresses: list[str]) -> None:
         """End these workers at once (a task that ignores a cancel); new ones replace them on
         the next use."""
-        assert self._client is not None
-        import os as _os
-
-        self._client.run(_os._exit, 1, workers=addresses, wait=False)
+        assert self._client is not None and self._scheduler is not None
+        self._client.run(_exit_now, workers=addresses, wait=False)
+        deadline = time.monotonic() + RESTART_WAIT
+        while set(addresses) & set(self._scheduler.workers) and time.monotonic() < deadline:
+            time.sleep(0.02)
         self._short = False  # ask again at the next use
+
+
+async def _exit_now() -> None:
+    """On a worker (``Client.run``, in its event loop, while a thread runs the task): end the
+    process at once; its kernel worker reaps it."""
+    import os
+
+    os._exit(1)
 
 
 def _workspace_paths() -> list[str]:

@@ -11,6 +11,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 
 from cellbus_protocol import keys
@@ -233,7 +234,7 @@ print(json.dumps(sorted(set(parallel.map(lambda _: os.getpid(), range(6))))))
     await redis_client.restart(session)
 
     async def all_ended() -> bool:
-        return not any(os.path.exists(f"/proc/{pid}") for pid in pids)
+        return not any(psutil.pid_exists(pid) for pid in pids)
 
     await eventually(all_ended, timeout=15)
     assert await redis_client.bus.loads(keys.PARALLEL_LOAD) == {"worker-1": 0, "worker-2": 0}

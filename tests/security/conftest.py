@@ -48,6 +48,7 @@ SANDBOX_SETTINGS = {
     "session_max_open_files": 256,
     "session_max_processes": 64,
     "workspace_quota_mb": 64,  # more than session_max_file_mb: each limit is met apart
+    "parallel_max_workers": 1,  # the victim's and the attacker's Dask workers: one core each
 }
 
 

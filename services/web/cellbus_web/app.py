@@ -19,6 +19,7 @@ from cellbus_protocol import accounts as a
 from cellbus_protocol import isolation, keys
 from cellbus_protocol.bus import Bus
 
+from . import dashboard
 from .backend import BACKEND, Backend
 from .config import WebSettings
 from .files import http as files_http
@@ -62,6 +63,7 @@ def create_app(settings: WebSettings, bus: Bus) -> web.Application:
     app.router.add_get("/ws", feed_socket)
     app.router.add_get("/healthz", healthz)
     files_http.add_routes(app)  # GET and PUT /files/{worksheet}/{path}
+    dashboard.add_routes(app)  # GET /parallel/{session}/dashboard/...: Dask's pages
     add_jupyter_api(app)  # /api/kernels, /api/sessions, ... (cellbus_web.jupyter)
     add_frontend(app, Path(settings.static_dir) if settings.static_dir else CHECKOUT_FRONTEND)
     backend.roles.on_token_revoked(lambda change: _token_revoked(app, change))

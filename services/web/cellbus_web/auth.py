@@ -109,13 +109,21 @@ class Authenticator:
         """Drop every cached token of a user (one of them was revoked by its id)."""
         self._cache = {k: v for k, v in self._cache.items() if v[1].id != user_id}
 
-    async def principal(self, request: web.BaseRequest) -> Principal:
+    async def principal(self, request: web.BaseRequest, *, link: bool = False) -> Principal:
         """The caller of `request`, or `RpcError` (unauthenticated, or forbidden for a
-        cookie from a foreign origin)."""
+        cookie from a foreign origin).
+
+        `link`: a GET that the app's page opens as a link (a download, a dashboard page) is
+        also taken by cookie without an ``Origin`` (a navigation sends none), unless the
+        browser says it comes from another site (``Sec-Fetch-Site``). The SameSite=Lax cookie
+        is not sent with another site's subresource requests anyway, and such a page could
+        not read the answer."""
         presented = presented_token(request)
         if presented is None:
             raise RpcError(UNAUTHENTICATED, "sign in first: no token and no session cookie")
         token, via_cookie = presented
         if via_cookie and not origin_allowed(request, self.settings):
-            raise RpcError(FORBIDDEN, "a cookie-authenticated request must come from this site")
+            cross_site = request.headers.get("Sec-Fetch-Site", "") in ("cross-site", "same-site")
+            if not link or "Origin" in request.headers or cross_site:
+                raise RpcError(FORBIDDEN, "a cookie-authenticated request must come from this site")
         return Principal(await self.user_for(token), token, via_cookie)

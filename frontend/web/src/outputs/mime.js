@@ -7,7 +7,8 @@
  * JavaScript (`application/javascript`: run there, never in the app's page); Markdown is
  * rendered as Markdown cells are (markdown.js: markdown-it, KaTeX, sanitised by DOMPurify);
  * LaTeX is typeset by KaTeX (latex.js); images are data: URLs; JSON is a tree that collapses
- * (json-tree.js); text/plain (with ANSI colours) is the fallback.
+ * (json-tree.js); text/plain (with ANSI colours) is the fallback. A parallel map's progress
+ * (`application/vnd.cellbus.parallel+json`) is drawn by the app (parallel.js), in place.
  * An ipywidget (its view's model id) is drawn live in a sandboxed frame too (src/widgets/), on a
  * page that follows the session's comms (`widgets`, the page's WidgetHub).
  */
@@ -18,8 +19,10 @@ import { jsonTree } from "./json-tree.js";
 import { renderLatex } from "./latex.js";
 import { WIDGET_MIME, WidgetFrame } from "../widgets/view.js";
 import { SandboxFrame } from "./sandbox.js";
+import { PARALLEL_MIME, ParallelView } from "./parallel.js";
 
 const ORDER = [
+  PARALLEL_MIME, // before text/html: the same progress, drawn by the app with its dashboard link
   WIDGET_MIME,
   "text/html",
   "image/svg+xml",
@@ -50,8 +53,13 @@ export function mimeView(data, metadata = {}, widgets = null) {
     mime: chooseMime(data, widgets),
     el: null,
     frame: null,
+    parallel: null,
     update(newData, newMetadata = {}) {
       const mime = chooseMime(newData, widgets);
+      if (this.parallel && mime === this.mime) {
+        this.parallel.update(newData[mime]);
+        return;
+      }
       if (this.frame && mime === this.mime && mime === WIDGET_MIME) {
         this.frame.show(newData[mime]?.model_id, newData["text/plain"]);
         return;
@@ -63,7 +71,7 @@ export function mimeView(data, metadata = {}, widgets = null) {
       const next = mimeView(newData, newMetadata, widgets);
       this.el.replaceWith(next.el);
       this.destroy();
-      Object.assign(this, { mime: next.mime, el: next.el, frame: next.frame });
+      Object.assign(this, { mime: next.mime, el: next.el, frame: next.frame, parallel: next.parallel });
     },
     destroy() {
       this.frame?.destroy();
@@ -71,7 +79,10 @@ export function mimeView(data, metadata = {}, widgets = null) {
   };
   const mime = view.mime;
   const value = mime ? data[mime] : undefined;
-  if (mime === WIDGET_MIME) {
+  if (mime === PARALLEL_MIME) {
+    view.parallel = new ParallelView(value);
+    view.el = view.parallel.el;
+  } else if (mime === WIDGET_MIME) {
     view.frame = new WidgetFrame(widgets, value?.model_id, data["text/plain"]);
     view.el = view.frame.el;
   } else if (FRAMED[mime]) {

@@ -25,7 +25,8 @@ is refused with 413; a body of no declared size is cut off with 413 where it pas
 What an upload has still to receive is held in the quota while it goes on (`room`), so
 uploads at once never pass the quota together.
 
-Authentication is the API's (`auth`): a bearer token, or the session cookie with the CSRF
+Authentication is the API's (`auth.Authenticator.principal`, with ``link`` for a
+download): a bearer token, or the session cookie with the CSRF
 defence: a PUT needs an ``Origin`` of this site; a download by cookie is also taken without an
 ``Origin`` (a link the app's page opens sends none) unless the browser says it comes from
 another site (``Sec-Fetch-Site``). The SameSite=Lax cookie is not sent with another site's
@@ -52,8 +53,8 @@ from aiohttp import web
 
 from cellbus_protocol.workspaces import MIB
 
-from ..auth import Principal, origin_allowed, presented_token
-from ..backend import BACKEND, Backend
+from ..auth import Principal
+from ..backend import BACKEND
 from ..rpc import (
     CONFLICT,
     FORBIDDEN,
@@ -117,19 +118,21 @@ def partial_name(name: str) -> str:
     return PARTIAL_PREFIX + hashlib.sha256(name.encode(errors="surrogateescape")).hexdigest()[:32]
 
 
-def error_response(error: RpcError) -> web.Response:
+def error_response(error: RpcError, status: int | None = None) -> web.Response:
+    """``{"error": {"code", "message", "data"}}`` with the HTTP status of its code (or
+    `status`)."""
     body = {"code": error.code, "message": error.message}
     if error.data is not None:
         body["data"] = error.data
     return web.Response(
-        status=STATUS_OF.get(error.code, 503),
+        status=status or STATUS_OF.get(error.code, 503),
         body=msgspec.json.encode({"error": body}),
         content_type="application/json",
         headers={"Cache-Control": "no-store"},
     )
 
 
-def _answering_errors(
+def answering_errors(
     handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
 ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     async def answer(request: web.Request) -> web.StreamResponse:
@@ -144,21 +147,9 @@ def _answering_errors(
     return answer
 
 
-async def _principal(request: web.Request, backend: Backend, download: bool) -> Principal:
-    presented = presented_token(request)
-    if presented is None:
-        raise RpcError(UNAUTHENTICATED, "sign in first: no token and no session cookie")
-    token, via_cookie = presented
-    if via_cookie and not origin_allowed(request, backend.settings):
-        cross_site = request.headers.get("Sec-Fetch-Site", "") in ("cross-site", "same-site")
-        if not download or "Origin" in request.headers or cross_site:
-            raise RpcError(FORBIDDEN, "a cookie-authenticated request must come from this site")
-    return Principal(await backend.authenticator.user_for(token), token, via_cookie)
-
-
 async def _opened(request: web.Request, download: bool) -> tuple[Principal, Opened]:
     backend = request.app[BACKEND]
-    principal = await _principal(request, backend, download)
+    principal = await backend.authenticator.principal(request, link=download)
     worksheet = request.match_info["worksheet"]
     opened = await open_workspace(backend, principal, worksheet, "viewer" if download else "editor")
     return principal, opened
@@ -198,7 +189,7 @@ def _disposition(name: str) -> str:
     return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(name, safe='')}"
 
 
-@_answering_errors
+@answering_errors
 async def download(request: web.Request) -> web.StreamResponse:
     _, opened = await _opened(request, download=True)
     path = request.match_info["path"]
@@ -345,7 +336,7 @@ def _too_large_message(max_upload: int) -> str:
     return f"more than one upload may hold, {max_upload // MIB} MiB (CELLBUS_MAX_UPLOAD_MB)"
 
 
-@_answering_errors
+@answering_errors
 async def upload(request: web.Request) -> web.StreamResponse:
     principal, opened = await _opened(request, download=False)
     path = request.match_info["path"]

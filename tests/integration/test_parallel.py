@@ -249,3 +249,53 @@ def _progress_at_least(done: int) -> Callable[[Message], bool]:
         return MIME in data and data[MIME]["done"] >= done and data[MIME]["workers"] > 0
 
     return matches
+
+
+@pytest.fixture
+def idling_worker(namespace: str, tmp_path: Path) -> Iterator[list[WorkerProcess]]:
+    """One kernel worker whose Dask workers end after a second of idleness, and whose
+    sessions hibernate after four."""
+    settings = {**PARALLEL, "parallel_cores": 2, "parallel_idle_seconds": 1, "hibernate_after": 4}
+    with running_workers(namespace, ("worker-1",), tmp_path, **settings) as workers:
+        yield workers
+
+
+async def test_idle_workers_end_and_hibernation_stops_them_until_the_next_use(
+    idling_worker: list[WorkerProcess], redis_client: KernelClient
+) -> None:
+    bus = redis_client.bus
+    session = await redis_client.create_session()
+    await wait_for_state(bus, session, "idle")
+    map_pids = "print(json.dumps(sorted(set(parallel.map(lambda _: os.getpid(), range(6))))))"
+    first = await value_of(redis_client, session, f"""
+import json, os
+from cellbus import parallel
+client = parallel.client()
+{map_pids}
+""")  # fmt: skip
+    assert isinstance(first, list) and len(first) == 2
+
+    async def ended(pids: list[int]) -> bool:
+        gone = not any(psutil.pid_exists(pid) for pid in pids)
+        return gone and await bus.loads(keys.PARALLEL_LOAD) == {"worker-1": 0}
+
+    await eventually(lambda: ended(first), timeout=15)  # a second idle: their cores are free
+    second = await value_of(redis_client, session, map_pids)  # the next use starts new ones
+    assert isinstance(second, list) and len(second) == 2 and not set(second) & set(first)
+    after = await bus.last_seq(keys.feed(session))
+    await run_code(redis_client, session, "busy_pids = parallel.map(lambda _: os.getpid(), [0])")
+    await wait_for_state(bus, session, "hibernated", after)
+    await eventually(lambda: ended(second), timeout=15)
+    # Restored: the namespace is back but for the Dask client (left out of the checkpoint),
+    # and parallel cells work again.
+    after = await bus.last_seq(keys.feed(session))
+    request = await redis_client.execute(session, f"""
+print(json.dumps(["client" in globals(), len(busy_pids)]))
+{map_pids}
+""")  # fmt: skip
+    assert await redis_client.ensure_session(session)
+    run = await collect(bus, request, after)
+    assert not run.of_type("error"), [m.content for m in run.of_type("error")]
+    kept, pids = (json.loads(line) for line in run.stdout.splitlines())
+    assert kept == [False, 1]
+    assert len(pids) == 2

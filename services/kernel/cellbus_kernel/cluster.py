@@ -57,6 +57,7 @@ class Settings(msgspec.Struct, frozen=True):
     http_ports: list[int] = []
     dashboard: str = ""  # the dashboard's path through the web service
     max_workers: int = 0
+    idle_seconds: float = 0.0  # workers idle this long end (0: never)
 
 
 class ParallelUnavailable(RuntimeError):
@@ -173,6 +174,8 @@ class Cluster:
         from distributed import Client
         from distributed.security import Security
 
+        quiet_dask()
+
         security = Security.temporary()
         assert security.tls_ca_file and security.tls_scheduler_cert and security.tls_scheduler_key
         self._tls = (security.tls_ca_file, security.tls_scheduler_cert, security.tls_scheduler_key)
@@ -209,7 +212,7 @@ class Cluster:
         for port in ports:
             if not _free(host, port):
                 continue
-            self._dashboard_port = _free_port(host, self.settings.http_ports)
+            self._dashboard_port = free_port(host, self.settings.http_ports)
             scheduler = Scheduler(
                 host=host, port=port, protocol="tls", security=security,
                 dashboard_address=f"{host}:{self._dashboard_port}", dashboard=False,
@@ -223,7 +226,9 @@ class Cluster:
                 continue  # taken between the probe and the listen
             self._scheduler = scheduler
             started.set()
+            retiring = asyncio.create_task(self._retire_when_idle(scheduler))
             await scheduler.finished()
+            retiring.cancel()
             return
         raise ParallelUnavailable("no free port for the Dask scheduler (CELLBUS_PARALLEL_PORTS)")
 
@@ -236,10 +241,19 @@ class Cluster:
             self._scheduler = None
             self._short = False
 
-    def processing(self) -> dict[str, set[str]]:
-        """Keys each worker runs now, by worker address."""
-        assert self._client is not None
-        return {worker: set(keys) for worker, keys in self._client.processing().items()}
+    async def _retire_when_idle(self, scheduler: Scheduler) -> None:
+        """End the workers once the scheduler has been idle for `Settings.idle_seconds` (Dask
+        keeps `idle_since`): their cores go back to other sessions. Dask retires none that
+        holds the only copy of a result someone still refers to."""
+        idle = self.settings.idle_seconds
+        while idle > 0:
+            await asyncio.sleep(min(idle, 1.0))
+            since = scheduler.idle_since
+            if scheduler.workers and since is not None and time.time() - since >= idle:
+                await scheduler.retire_workers(
+                    list(scheduler.workers), close_workers=True, stimulus_id="cellbus-idle"
+                )
+                self._short = False
 
     def restart_workers(self, addresses: list[str]) -> None:
         """End these workers at once (a task that ignores a cancel); new ones replace them on
@@ -250,6 +264,12 @@ class Cluster:
         while set(addresses) & set(self._scheduler.workers) and time.monotonic() < deadline:
             time.sleep(0.02)
         self._short = False  # ask again at the next use
+
+
+def quiet_dask() -> None:
+    """Dask's INFO lines (every connection, every worker that joins) would land in the cell's
+    stderr: only its warnings and errors do."""
+    logging.getLogger("distributed").setLevel(logging.WARNING)
 
 
 async def _exit_now() -> None:
@@ -277,7 +297,9 @@ def _free(host: str, port: int) -> bool:
     return True
 
 
-def _free_port(host: str, ports: list[int]) -> int:
+def free_port(host: str, ports: list[int]) -> int:
+    """A port of `ports` nobody listens on now: the sandbox lets Dask bind only these, and
+    Dask, asked for a port that is taken, would try any port instead."""
     candidates = list(ports)
     random.shuffle(candidates)
     for port in candidates:

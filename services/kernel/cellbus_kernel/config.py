@@ -71,6 +71,10 @@ class KernelSettings:
     parallel_max_workers_per_user: int = 16
     """CELLBUS_PARALLEL_MAX_WORKERS_PER_USER: the most Dask workers one user's sessions may
     have together, across every kernel worker."""
+    parallel_idle_seconds: float = 60.0
+    """CELLBUS_PARALLEL_IDLE_SECONDS: a session's Dask workers that ran nothing for this long
+    end and free their cores for others (the next use starts new ones; 0: they stay until the
+    session ends). Workers that hold results the session still refers to stay."""
     parallel_ports: str = "47000-47299"
     """CELLBUS_PARALLEL_PORTS: TCP ports Dask's schedulers and workers listen on and connect to
     (every session and Dask worker may; no service may listen on one): ``first-last`` or a

@@ -53,6 +53,10 @@ async def _run(setup: frames.ParallelPorts) -> None:
     from distributed import Worker
     from distributed.security import Security
 
+    from .cluster import free_port, quiet_dask
+
+    quiet_dask()  # the kernel worker's log gets the workers' warnings and errors only
+
     ca, cert, key = setup.tls
     security = Security(
         tls_ca_file=ca,
@@ -82,18 +86,3 @@ async def _run(setup: frames.ParallelPorts) -> None:
         )
         await worker
         await worker.finished()
-
-
-def free_port(host: str, ports: list[int]) -> int:
-    """A port of `ports` nobody listens on now (the sandbox allows only these; Dask would
-    fall back to any port, which it may not bind)."""
-    candidates = list(ports)
-    random.shuffle(candidates)
-    for port in candidates:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-            try:
-                probe.bind((host, port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free port for the Dask dashboard (CELLBUS_PARALLEL_DASHBOARD_PORTS)")

@@ -31,12 +31,14 @@ from __future__ import annotations
 
 import _pyio
 import contextlib
+import importlib
 import io
 import os
 import pickle
 import sys
 import tempfile
 import threading
+import types
 from collections.abc import Iterator
 from typing import Any
 
@@ -53,7 +55,11 @@ _TEMPFILE_WRAPPER: type[Any] = tempfile._TemporaryFileWrapper
 Saved whole as one file: restoring its inner closer would delete the file by name when the
 restored copy is collected, in the session it was forked from too."""
 _STD_STREAMS = ("stdin", "stdout", "stderr")
-_FILE_TAG, _STD_TAG = "cellbus:file", "cellbus:std"
+_FILE_TAG, _STD_TAG, _MODULE_TAG = "cellbus:file", "cellbus:std", "cellbus:module"
+SESSION_API = "cellbus"
+"""The package cells import cellbus's own features from (``from cellbus import parallel``): its
+modules are saved by name. dill saves a module it does not find in site-packages (an editable
+install, as in ``make run``) with its state, which holds the session's Dask client."""
 
 
 class ClosedFile(io.IOBase):
@@ -109,7 +115,7 @@ class ClosedFile(io.IOBase):
         return f"<ClosedFile name={self._name!r} mode={self._mode!r} (restored closed)>"
 
 
-_INTERCEPTED = (*FILE_TYPES, _TEMPFILE_WRAPPER, ClosedFile)
+_INTERCEPTED = (*FILE_TYPES, _TEMPFILE_WRAPPER, ClosedFile, types.ModuleType)
 
 
 def _record(obj: Any) -> tuple[str | int | None, str, bool]:
@@ -149,6 +155,10 @@ class Pickler(dill.Pickler):  # type: ignore[misc]  # dill is untyped: its Pickl
     def persistent_id(self, obj: Any) -> Any:
         if not isinstance(obj, _INTERCEPTED):
             return None
+        if isinstance(obj, types.ModuleType):
+            if obj.__name__.partition(".")[0] == SESSION_API:
+                return (_MODULE_TAG, obj.__name__)
+            return None
         for which in _STD_STREAMS:
             if obj is getattr(sys, f"__{which}__"):
                 return (_STD_TAG, which)
@@ -176,6 +186,9 @@ class Unpickler(dill.Unpickler):  # type: ignore[misc]  # dill is untyped: its U
         if isinstance(pid, tuple) and len(pid) == 2 and pid[0] == _STD_TAG:
             if pid[1] in _STD_STREAMS:
                 return getattr(sys, f"__{pid[1]}__")
+        elif isinstance(pid, tuple) and len(pid) == 2 and pid[0] == _MODULE_TAG:
+            if isinstance(pid[1], str) and pid[1].partition(".")[0] == SESSION_API:
+                return importlib.import_module(pid[1])
         elif isinstance(pid, tuple) and len(pid) == 4 and pid[0] == _FILE_TAG:
             _, index, name, mode = pid
             if isinstance(index, int) and isinstance(name, str | int | None):

@@ -109,6 +109,7 @@ class ParallelHost:
             "http_ports": self._http_ports,
             "dashboard": dashboard_path(session),
             "max_workers": self._settings.parallel_max_workers,
+            "idle_seconds": self._settings.parallel_idle_seconds,
         }
 
     @property

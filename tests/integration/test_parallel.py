@@ -18,8 +18,10 @@ from cellbus_protocol import keys
 from cellbus_protocol.envelope import Message
 from cellbus_protocol.kernel_client import KernelClient
 
+from ..support.api import Client, new_user, poll_until_done, stdout_of
 from ..support.feeds import collect, first_message, run_code, strip_ansi, wait_for_state
 from ..support.polling import eventually
+from ..support.stack import OneProgramStack
 from ..support.workers import WorkerProcess, running_workers
 
 PARALLEL = {"parallel_cores": 1, "parallel_max_workers": 2}
@@ -299,3 +301,33 @@ print(json.dumps(["client" in globals(), len(busy_pids)]))
     kept, pids = (json.loads(line) for line in run.stdout.splitlines())
     assert kept == [False, 1]
     assert len(pids) == 2
+
+
+async def test_the_one_program_runs_the_same_code_on_local_processes(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    data = tmp_path_factory.mktemp("parallel-data")
+    with OneProgramStack(tmp_path_factory.mktemp("parallel-logs"), data) as program:
+        client = await new_user(program.urls[0], "parallel")
+        try:
+            await _squares_on_local_processes(client, program)
+        finally:
+            await client.close()
+
+
+async def _squares_on_local_processes(client: Client, program: OneProgramStack) -> None:
+    session = (await client.call("session.create"))["session"]
+    started = await client.call("session.execute", session=session, code="""
+import json, os
+from cellbus import parallel
+def where(i):
+    return i * i, os.getppid()
+found = parallel.map(where, range(8))
+print(json.dumps([[square for square, _ in found], sorted({p for _, p in found}), os.getppid()]))
+""")  # fmt: skip
+    messages = await poll_until_done(client, session, started["msg_id"])
+    squares, parents, template = json.loads(stdout_of(messages))
+    assert squares == [i * i for i in range(8)]
+    # Dask workers forked from the program's own template, as the session was.
+    assert parents == [template]
+    assert psutil.Process(template).ppid() == program.program.process.pid

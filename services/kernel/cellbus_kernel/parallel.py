@@ -131,7 +131,7 @@ class ParallelHost:
             count = self._capped(session, username, wanted.count, notes)
             tls = m.ParallelTLS(ca=wanted.tls[0], cert=wanted.tls[1], key=wanted.tls[2])
             local = await self._start_here(
-                session, wanted.scheduler, tls, min(count, self.cores - self.running),
+                session, username, wanted.scheduler, tls, min(count, self.cores - self.running),
                 wanted.sys_path,
             )  # fmt: skip
             remote = 0
@@ -224,6 +224,7 @@ class ParallelHost:
     async def _start_here(
         self,
         session: str,
+        username: str,
         scheduler: str,
         tls: m.ParallelTLS,
         count: int,
@@ -231,7 +232,7 @@ class ParallelHost:
     ) -> int:
         """Fork `count` Dask workers for `session` (fewer if one fails to start)."""
         started = 0
-        workers = self._sessions.setdefault(session, _SessionWorkers())
+        workers = self._sessions.setdefault(session, _SessionWorkers(username=username))
         for _ in range(max(count, 0)):
             private = f"{session}.parallel-{uuid.uuid4().hex[:8]}"
             try:
@@ -348,8 +349,8 @@ class ParallelHost:
         async with self._lock:
             free = self.cores - self.running
             started = await self._start_here(
-                request.session, request.scheduler, request.tls, min(request.count, free),
-                request.sys_path,
+                request.session, request.username, request.scheduler, request.tls,
+                min(request.count, free), request.sys_path,
             )  # fmt: skip
         return m.ParallelStarted(started=started)
 

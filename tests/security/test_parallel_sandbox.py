@@ -1,7 +1,8 @@
 """Parallel cells from the attacker's side, in every mode: a Dask task runs in the session's
-sandbox (the sandbox issue's probes, from a task), another session's scheduler and workers
-refuse a stranger, nobody's dashboard is reachable from a sandbox, and two users' tasks never
-share a process.
+sandbox (the sandbox issue's probes, from a task) and works in its workspace, another
+session's scheduler and workers refuse a stranger, nobody's dashboard is reachable from a
+sandbox, and two users' tasks never share a process. Two tests per mode: each starts Dask
+workers for two people, which takes a second or two.
 
 The tasks print nothing (a worker's stdout is not the cell's): each returns its
 ``<label> refused <errno>`` lines, and the cell prints them.
@@ -108,12 +109,9 @@ attempt("sessions-root", lambda: open({str(target.sessions_dir)!r} + "/planted.p
     assert str(worker_pid) != facts["pid"]
     alive = await victim.run("print(SECRET, open('secret.txt').read())")
     assert alive.stdout == "victim-secret-42 victim-secret-42\n"
-
-
-async def test_a_task_works_in_the_sessions_workspace(attacker: Person) -> None:
+    # What a task may do: work in its session's workspace, with what the cell wrote there.
     run = await attacker.run(
-        IN_A_TASK
-        + """
+        """
 open("from-the-cell.txt", "w").write("cell")
 def work(_):
     open("from-a-task.txt", "w").write(open("from-the-cell.txt").read() + " and task")
@@ -167,18 +165,9 @@ async def test_another_sessions_scheduler_and_dashboard_refuse_a_stranger(
     assert "ALLOWED" not in found.values(), found
     assert len(found) == 4
     assert found["dashboard"] == "EACCES"  # the dashboard ports are bind-only for sandboxes
-    # The victim's cluster is untouched.
-    check = await victim.run("print(parallel.map(abs, [-3]))")
-    assert check.stdout == "[3]\n"
-
-
-async def test_two_users_tasks_never_share_a_process(victim: Person, attacker: Person) -> None:
-    code = """
-import os
-from cellbus import parallel
-print(set(parallel.map(lambda _: os.getpid(), range(4))))
-"""
-    theirs = await victim.run(code)
-    ours = await attacker.run(code)
+    # The victim's cluster is untouched; and two users' tasks never share a process.
+    pids = "print(set(parallel.map(lambda _: os.getpid(), range(4))))"
+    theirs = await victim.run("import os\n" + pids)
+    ours = await attacker.run("import os\nfrom cellbus import parallel\n" + pids)
     assert not theirs.errors and not ours.errors, (theirs.errors, ours.errors)
     assert not (eval(theirs.stdout) & eval(ours.stdout))

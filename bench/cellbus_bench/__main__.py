@@ -6,7 +6,9 @@ Starts cellbus (``cellbus serve``) and Jupyter (jupyter_server + ipykernel, in
 workloads (issue 15: keystrokes, notebook_open) run cellbus's app and JupyterLab with
 jupyter-collaboration (``bench/.jupyterlab-venv``, made on first use) in Chromium; the smoke
 size leaves them out unless ``--only`` names them, and the file workloads (issue 17: a 200 MB
-upload and download, and the same through Redis) as well.
+upload and download, and the same through Redis) as well. The parallel cells workloads
+(``parallel_speedup``, ``parallel_overhead``) start a ``cellbus serve`` of their own with two
+Dask workers (`parallel_cells`), and plain Dask as a peer (`dask_peer`).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from . import browser, jupyter, measure, profiling, report
+from . import browser, jupyter, measure, parallel_cells, profiling, report
 from .systems import ROOT, CellbusSystem
 from .workloads import (
     BROWSER_WORKLOADS,
@@ -163,6 +165,7 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         lab_default=jupyter.JupyterLabSystem(
             workdir, name="jupyter-default", windowing="contentVisibility"
         ),
+        parallel=parallel_cells.ParallelCellbus(workdir),
     )
     results: dict[str, Any] = {}
     try:

@@ -68,8 +68,25 @@ TARGETS = (
            "<=", 0.5, optional=True),
     Target("download of a {mb:,} MB file (median)", "files", "download.{system}.p50_ms", "ms",
            "<=", 1.0, optional=True),
+    # parallel cells (cellbus.parallel): a map on 2 Dask workers against the same tasks run
+    # serially in the session (the ratio is the speedup), and plain Dask's cost per task
+    Target("parallel.map speedup, {busy_tasks} tasks of {task_ms:g} ms CPU on 2 workers "
+           "(median)", "parallel_speedup", "{system}.tasks_per_s", "tasks/s", ">=", 1.8,
+           versus="serial", optional=True),
+    Target("parallel.map time per task, {trivial_tasks:,} trivial tasks (median)",
+           "parallel_overhead", "{system}.per_task_us", "us", "<=", 1.2, versus="dask",
+           optional=True),
 )  # fmt: skip
-NAME_DEFAULTS = {"lines": 100_000, "cells": 1000, "mb": 200}
+NAME_DEFAULTS = {
+    "lines": 100_000, "cells": 1000, "mb": 200, "busy_tasks": 40, "task_ms": 200,
+    "trivial_tasks": 1000,
+}  # fmt: skip
+VERSUS = {
+    "jupyter-zmq": " (raw ZMQ)",
+    "serial": " (serial, same session)",
+    "dask": " (plain Dask LocalCluster)",
+}
+"""How the table names a figure that is not Jupyter's over its WebSocket."""
 
 
 def targets(workloads: dict[str, Any]) -> list[dict[str, Any]]:
@@ -156,7 +173,7 @@ def markdown(document: dict[str, Any]) -> str:
         "|---|---:|---:|---:|---:|---|",
     ]
     for row in document["targets"]:
-        versus = " (raw ZMQ)" if row["versus"] == "jupyter-zmq" else ""
+        versus = VERSUS.get(row["versus"], "")
         lines.append(
             f"| {row['name']} | {_fmt(row['cellbus'])} {row['unit']} | "
             f"{_fmt(row['other'])} {row['unit']}{versus} | {_ratio(row)} | {row['target']} | "
@@ -412,6 +429,52 @@ def bus_figures(w: dict[str, Any]) -> list[str]:
     return lines
 
 
+def parallel_figures(w: dict[str, Any]) -> list[str]:
+    """The parallel workloads' figures beside their targets': start-up, each turn's speedup,
+    the cells' round trips."""
+    lines: list[str] = []
+    speedup = w.get("parallel_speedup", {})
+    if speedup.get("results"):
+        r, p = speedup["results"], speedup["params"]
+        turns = ", ".join(f"{x:.2f}" for x in speedup["speedup"]["per_turn"])
+        lines += [
+            "",
+            f"Parallel cells, {p['busy_tasks']} CPU-bound tasks of {p['task_ms']:g} ms on 2 "
+            f"Dask workers (`parallel_speedup`; a task timed in the session: "
+            f"{speedup['calibration']['one_task_s'] * 1000:.0f} ms):",
+            "",
+            "| | min / median / max (s) | the cell's round trip, median (s) |",
+            "|---|---:|---:|",
+        ]
+        for name, label in (("cellbus", "`parallel.map`"), ("serial", "serial, in the session")):
+            x = r[name]
+            lines.append(
+                f"| {label} | {x['min_ms'] / 1000:.2f} / {x['p50_ms'] / 1000:.2f} / "
+                f"{x['max_ms'] / 1000:.2f} | {x['round_trip']['p50_ms'] / 1000:.2f} |"
+            )
+        lines += [
+            "",
+            f"Speedup of the medians {speedup['speedup']['of_medians']:.2f}; of each turn: "
+            f"{turns}. The session's first map (its scheduler and 2 workers started): "
+            f"{speedup['start_up']['first_map_s']:.2f} s.",
+        ]
+    overhead = w.get("parallel_overhead", {})
+    if overhead.get("results"):
+        r, p = overhead["results"], overhead["params"]
+        cb, dk = r["cellbus"], r["dask"]
+        lines += [
+            "",
+            f"Parallel cells, {p['trivial_tasks']:,} trivial tasks (`parallel_overhead`, "
+            f"{p['trials']} maps each): `parallel.map` min / median / max "
+            f"{cb['min_ms']:.0f} / {cb['p50_ms']:.0f} / {cb['max_ms']:.0f} ms (the cell's round "
+            f"trip {cb['round_trip']['p50_ms']:.0f} ms), plain Dask {dk['min_ms']:.0f} / "
+            f"{dk['p50_ms']:.0f} / {dk['max_ms']:.0f} ms. Start-up: the session's first map "
+            f"{overhead['start_up']['first_map_s']:.2f} s, Dask's LocalCluster "
+            f"{overhead['start_up']['dask_cluster_s']:.2f} s.",
+        ]
+    return lines
+
+
 def other_figures(w: dict[str, Any]) -> list[str]:
     lines = ["| Figure | cellbus | Jupyter |", "|---|---:|---:|"]
     try:
@@ -424,6 +487,7 @@ def other_figures(w: dict[str, Any]) -> list[str]:
         lines += ["|---|---:|"]
         lines += [f"| {MODES.get(name, name)} | {_pct(figures)} |" for name, figures in r.items()]
     lines += bus_figures(w)
+    lines += parallel_figures(w)
     caps = w.get("fanout", {}).get("caps", {})
     for system, why in caps.items():
         for n, reason in why.items():

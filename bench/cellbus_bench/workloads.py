@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass
 from typing import Any, TypeVar
 
-from . import browser, bus_files, files, measure
+from . import browser, bus_files, files, measure, parallel_cells
 from .jupyter import JupyterLabSystem, JupyterSystem, KernelsApi, ZmqFloor
 from .systems import CellbusSystem, Run, Session, System
 from .watching import Watchers
@@ -62,6 +63,11 @@ class Sizes:
     file_mb: int  # the file uploaded and downloaded, in MB (10^6 bytes)
     file_trials: int  # uploads and downloads per system
     bus_outstanding: int  # chunks in flight through the bus at once (files_bus)
+    parallel_tasks: int  # CPU-bound tasks of one map (parallel_speedup)
+    parallel_task_ms: float  # the CPU time of one of them
+    parallel_turns: int  # maps, and serial runs, timed per side
+    overhead_tasks: int  # trivial tasks of one map (parallel_overhead)
+    overhead_trials: int  # maps timed per side
 
 
 FULL = Sizes(
@@ -89,6 +95,11 @@ FULL = Sizes(
     file_mb=200,
     file_trials=3,
     bus_outstanding=8,
+    parallel_tasks=40,
+    parallel_task_ms=200.0,
+    parallel_turns=5,
+    overhead_tasks=1000,
+    overhead_trials=7,
 )
 QUICK = Sizes(
     name="quick",
@@ -115,6 +126,11 @@ QUICK = Sizes(
     file_mb=200,
     file_trials=1,
     bus_outstanding=8,
+    parallel_tasks=40,
+    parallel_task_ms=200.0,
+    parallel_turns=1,
+    overhead_tasks=1000,
+    overhead_trials=3,
 )
 SMOKE = Sizes(
     name="smoke",
@@ -141,6 +157,11 @@ SMOKE = Sizes(
     file_mb=8,
     file_trials=1,
     bus_outstanding=8,
+    parallel_tasks=4,
+    parallel_task_ms=20.0,
+    parallel_turns=1,
+    overhead_tasks=50,
+    overhead_trials=1,
 )
 SIZES = {s.name: s for s in (FULL, QUICK, SMOKE)}
 
@@ -155,6 +176,7 @@ class Systems:
     services: CellbusSystem
     lab: JupyterLabSystem  # started only for the browser workloads
     lab_default: JupyterLabSystem  # the same, with JupyterLab's default windowing mode
+    parallel: parallel_cells.ParallelCellbus  # started only for the parallel workloads
 
     def pair(self) -> list[System]:
         return [self.cellbus, self.jupyter]
@@ -868,6 +890,157 @@ async def files_bus(systems: Systems, sizes: Sizes) -> dict[str, Any]:
     }
 
 
+# -- 11. parallel cells: speedup on two cores, and the cost of a task ----------------------
+
+
+@dataclass(frozen=True)
+class Cell:
+    """A cell's code, taking turns with another like a system."""
+
+    name: str
+    code: str
+
+
+@asynccontextmanager
+async def parallel_session(systems: Systems) -> AsyncIterator[tuple[Session, dict[str, Any]]]:
+    """cellbus with two Dask workers on two cores (`parallel_cells.ParallelCellbus`, started
+    here and stopped after), a session that has defined the tasks, and its first map (the
+    start of its scheduler and workers, untimed by the figures): its time and the workers."""
+    system = systems.parallel
+    await system.start()
+    try:
+        session = await system.new_session()
+        try:
+            await run_once(session, parallel_cells.SETUP)
+            first, round_trip = await parallel_cells.cell_value(session, parallel_cells.FIRST_USE)
+            start_up = {
+                "first_map_s": round(first["seconds"], 3),
+                "first_map_round_trip_s": round(round_trip, 3),
+                "workers": first["workers"],
+            }
+            if first["workers"] != 2:
+                raise RuntimeError(f"the session has {first['workers']} Dask workers, not 2")
+            yield session, start_up
+        finally:
+            await session.close()
+    finally:
+        await system.stop()
+
+
+def timed(turns: list[tuple[dict[str, Any], float]]) -> dict[str, Any]:
+    """Seconds timed in the cell (the figure) and the cell's round trip through cellbus."""
+    return {
+        **measure.summarize([value["seconds"] for value, _ in turns], keep=True),
+        "round_trip": measure.summarize(latency for _, latency in turns),
+    }
+
+
+async def parallel_speedup(systems: Systems, sizes: Sizes) -> dict[str, Any]:
+    """`parallel_tasks` CPU-bound tasks (a pure Python loop counted once to take
+    `parallel_task_ms` of CPU) in one cellbus session: ``parallel.map(busy, range(N))`` on
+    its two Dask workers against ``[busy(i) for i in range(N)]`` in the session itself, in
+    turns, each timed inside the cell. The speedup is serial / parallel; the figures of the
+    target are tasks per second (its ratio is the speedup of the medians)."""
+    tasks = sizes.parallel_tasks
+    async with parallel_session(systems) as (session, start_up):
+        seconds = sizes.parallel_task_ms / 1000
+        calibration, _ = await parallel_cells.cell_value(
+            session, parallel_cells.CALIBRATE.format(seconds=seconds)
+        )
+        sides = [
+            Cell("cellbus", parallel_cells.PARALLEL_BUSY.format(tasks=tasks)),
+            Cell("serial", parallel_cells.SERIAL_BUSY.format(tasks=tasks)),
+        ]
+        # untimed: the workers' first busy tasks (the function's first trip to them)
+        await parallel_cells.cell_value(session, parallel_cells.PARALLEL_BUSY.format(tasks=2))
+
+        async def turn(cell: Cell) -> tuple[dict[str, Any], float]:
+            return await parallel_cells.cell_value(session, cell.code)
+
+        turns = await in_turns(sides, sizes.parallel_turns, turn)
+    results = {name: timed(v) for name, v in turns.items()}
+    for figures in results.values():
+        figures["tasks_per_s"] = round(tasks / (figures["p50_ms"] / 1000), 3)
+    per_turn = [
+        serial[0]["seconds"] / parallel[0]["seconds"]
+        for parallel, serial in zip(turns["cellbus"], turns["serial"], strict=True)
+    ]
+    return {
+        "params": {
+            "busy_tasks": tasks,
+            "task_ms": sizes.parallel_task_ms,
+            "turns": sizes.parallel_turns,
+            "workers": "2 Dask workers of 1 thread, on this kernel worker "
+            f"({', '.join(f'{k}={v}' for k, v in parallel_cells.PARALLEL_ENV.items())})",
+            "cellbus": f"parallel.map(busy, range({tasks})) in a session (session.execute)",
+            "serial": f"[busy(i) for i in range({tasks})] in the same session",
+            "busy": "a pure Python loop of `iterations` steps, counted once in the session "
+            "(the fastest of three runs of a million steps, in CPU time)",
+            "timed": "inside the cell, around the map or the list alone (perf_counter), after "
+            "the session's first map (start-up) and one untimed map of 2 busy tasks",
+        },
+        "results": results,
+        "speedup": {
+            "of_medians": round(results["serial"]["p50_ms"] / results["cellbus"]["p50_ms"], 3),
+            "per_turn": [round(s, 3) for s in per_turn],
+        },
+        "calibration": {
+            "iterations": calibration["iterations"],
+            "one_task_s": round(calibration["one_task_s"], 4),
+        },
+        "start_up": start_up,
+    }
+
+
+async def parallel_overhead(systems: Systems, sizes: Sizes) -> dict[str, Any]:
+    """`overhead_tasks` trivial tasks (``inc(x) = x + 1``): ``parallel.map(inc, range(N))``
+    in a cellbus session (its progress display on, as users run it) against plain Dask
+    (`dask_peer.py`: a ``LocalCluster`` of two single-threaded worker processes,
+    ``client.gather(client.map(inc, range(N), pure=False))``), in turns, each timed around
+    the map in its own process; the figure is the median's time per task."""
+    tasks = sizes.overhead_tasks
+    peer = parallel_cells.DaskPeer(systems.parallel.workdir)
+    try:
+        async with parallel_session(systems) as (session, start_up):
+            cell = Cell("cellbus", parallel_cells.PARALLEL_INC.format(tasks=tasks))
+            await peer.start()
+            if peer.ready["workers"] != 2:
+                raise RuntimeError(f"the Dask peer has {peer.ready['workers']} workers, not 2")
+            await parallel_cells.cell_value(session, cell.code)  # untimed, as the peer's
+            await peer.map(tasks)
+
+            async def turn(side: Cell | parallel_cells.DaskPeer) -> tuple[dict[str, Any], float]:
+                if isinstance(side, parallel_cells.DaskPeer):
+                    return {"seconds": await side.map(tasks)}, math.nan
+                return await parallel_cells.cell_value(session, side.code)
+
+            turns = await in_turns([cell, peer], sizes.overhead_trials, turn)
+    finally:
+        await peer.stop()
+    results: dict[str, Any] = {
+        "cellbus": timed(turns["cellbus"]),
+        "dask": measure.summarize([value["seconds"] for value, _ in turns["dask"]], keep=True),
+    }
+    for figures in results.values():
+        figures["per_task_us"] = round(figures["p50_ms"] * 1000 / tasks, 2)
+    return {
+        "params": {
+            "trivial_tasks": tasks,
+            "trials": sizes.overhead_trials,
+            "cellbus": f"parallel.map(inc, range({tasks})) (progress=True, the default) in a "
+            "session (session.execute), 2 Dask workers of 1 thread on this kernel worker, "
+            "TLS between them and the session's scheduler",
+            "dask": "plain Dask in a Python process of its own: LocalCluster(n_workers=2, "
+            "threads_per_worker=1, processes=True, dashboard_address=None), "
+            f"client.gather(client.map(inc, range({tasks}), pure=False)), plain TCP",
+            "timed": "inside the process that maps (the cell, the peer), around the map "
+            "alone, after one untimed map of the same size on each side",
+        },
+        "results": results,
+        "start_up": {**start_up, "dask_cluster_s": round(peer.ready["start_s"], 3)},
+    }
+
+
 BROWSER_WORKLOADS = ("keystrokes", "notebook_open")
 FILE_WORKLOADS = ("files", "files_bus")
 
@@ -884,6 +1057,8 @@ WORKLOADS: dict[str, Callable[[Systems, Sizes], Awaitable[dict[str, Any]]]] = {
     "notebook_open": notebook_open,
     "files": file_transfers,
     "files_bus": files_bus,
+    "parallel_speedup": parallel_speedup,
+    "parallel_overhead": parallel_overhead,
 }
 
 

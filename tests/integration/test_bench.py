@@ -21,7 +21,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 WORKLOADS = {
     "memory", "session_start", "exec_round_trip", "channels_round_trip", "throughput", "stream",
-    "fanout", "cellbus_modes",
+    "fanout", "cellbus_modes", "parallel_speedup", "parallel_overhead",
 }  # fmt: skip
 SUMMARY = {"n", "p50_ms", "p90_ms", "p99_ms", "mean_ms", "min_ms", "max_ms"}
 
@@ -73,6 +73,14 @@ def test_every_workload_runs_on_both_systems(results: tuple[dict[str, Any], Path
         assert all(is_summary(figures[s]) for s in ("cellbus", "jupyter"))
     assert is_summary(w["cellbus_modes"]["one_program"])
     assert is_summary(w["cellbus_modes"]["services_redis"])
+    for side in ("cellbus", "serial"):  # parallel.map against the same tasks run serially
+        assert is_summary(w["parallel_speedup"][side])
+        assert w["parallel_speedup"][side]["tasks_per_s"] > 0
+    for side in ("cellbus", "dask"):  # parallel.map against plain Dask
+        assert is_summary(w["parallel_overhead"][side])
+        assert w["parallel_overhead"][side]["per_task_us"] > 0
+    for name in ("parallel_speedup", "parallel_overhead"):
+        assert document["workloads"][name]["start_up"]["workers"] == 2
 
 
 def test_the_record_names_machine_versions_and_targets(
@@ -85,7 +93,8 @@ def test_the_record_names_machine_versions_and_targets(
     assert document["versions"]["cellbus"]["python"]
     assert len(document["git"]["commit"]) == 40
     targets = {t["name"]: t for t in document["targets"]}
-    assert len(targets) == 9  # eight, and issue 16's round trip through the channels
+    # eight, issue 16's round trip through the channels, and the parallel cells' two
+    assert len(targets) == 11
     for target in targets.values():
         if target["workload"] == "fanout":  # the smoke size has no 100 subscribers
             continue

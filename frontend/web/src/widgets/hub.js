@@ -49,7 +49,11 @@ export class WidgetHub {
     this.inFlight = 0; // session.comm calls not answered yet
     this.held = []; // messages for frames, held while a call is in flight (see `deliver`)
     this.sent = new Map(); // msg_id of a message a frame sent -> {frame, ref}
-    this.capture = new OutputCapture();
+    this.capture = new OutputCapture(); // in the order the comms' state is kept (`apply`)
+    // Where the page draws an output (widget or cell), decided in the order the page sees the
+    // feed: the history, read ahead on its own, may already have ended a capture that the
+    // live feed's next output still belongs to.
+    this.routing = new OutputCapture();
     this.synthetic = 0; // numbers the updates made here for Output widgets
   }
 
@@ -71,12 +75,7 @@ export class WidgetHub {
    * widget shows it (then the cell does not).
    */
   feed(message, cursor) {
-    const captured = this.capture.capturers(message).length > 0;
-    if (message.header.msg_type === "comm_msg") {
-      // at once, even while the history is read: the request's next output must not go to
-      // its cell (`apply` follows the same update again, in the feed's order)
-      this.capture.follow(message.content.comm_id, message.content.data?.state);
-    }
+    const captured = this.route(message);
     if (!captured && !this.isRelevant(message)) return false;
     if (this.history === "read") this.take(message, cursor);
     else {
@@ -92,10 +91,22 @@ export class WidgetHub {
    * itself gets it from the history (`readHistory`).
    */
   capturedInReplay(message) {
-    if (message.header.msg_type === "comm_msg") {
-      this.capture.follow(message.content.comm_id, message.content.data?.state);
-    }
-    return this.capture.capturers(message).length > 0;
+    return this.route(message);
+  }
+
+  /**
+   * Whether an Output widget shows `message` rather than its cell, by the capturing state the
+   * messages before it set (`routing`, in the page's order); then the state `message` sets.
+   */
+  route(message) {
+    const captured = this.routing.capturers(message).length > 0;
+    const type = message.header.msg_type;
+    const content = message.content ?? {};
+    if (COMMS_LOST.has(stateOf(message))) this.routing.clear();
+    else if (type === "comm_open" || type === "comm_msg")
+      this.routing.follow(content.comm_id, content.data?.state);
+    else if (type === "comm_close") this.routing.forget(content.comm_id);
+    return captured;
   }
 
   /** Read the session's feed from its start (once): the comms opened before this page. */

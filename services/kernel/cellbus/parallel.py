@@ -15,6 +15,7 @@ See docs/parallel.md.
 from __future__ import annotations
 
 import builtins
+import threading
 import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
@@ -90,19 +91,25 @@ def shutdown() -> None:
 
 def _wait(futures: list[Future], bar: Progress) -> int:
     """Wait for every future (or the first error), updating the bar; returns how many are
-    done."""
-    from distributed import wait
+    done. Each future says when it is done (a callback in Dask's thread): asking Dask about
+    all of them again and again cost its loop as much as the tasks (1,000 trivial ones)."""
+    all_done = threading.Event()
+    lock = threading.Lock()
+    finished = 0
 
-    while True:
-        try:
-            wait(futures, timeout=WAIT_STEP)
-        except TimeoutError:
-            pass
-        finished: int = sum(bool(future.done()) for future in futures)
+    def one_done(future: Future) -> None:
+        nonlocal finished
+        with lock:
+            finished += 1
+            if finished == len(futures) or future.status == "error":
+                all_done.set()
+
+    for future in futures:
+        future.add_done_callback(one_done)
+    while not all_done.wait(WAIT_STEP):
         bar.update(finished, CLUSTER.workers)
-        if finished == len(futures) or any(f.status == "error" for f in futures):
-            return finished
         CLUSTER.top_up()  # a worker lost with its kernel worker: ask for another
+    return finished
 
 
 def _cancel(futures: list[Future]) -> None:

@@ -158,9 +158,9 @@ class DaskPeer:
     async def start(self) -> None:
         with self.log.open("wb") as log:  # the child keeps its own descriptor
             self.process = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "bench.cellbus_bench.dask_peer",
+                sys.executable, "-P", "-m", "bench.cellbus_bench.dask_peer",
                 cwd=ROOT, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-                stderr=log,
+                stderr=log, env={**os.environ, "PYTHONPATH": str(ROOT)},
             )  # fmt: skip
         self.ready = await self._answer()
 

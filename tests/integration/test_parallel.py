@@ -331,3 +331,31 @@ print(json.dumps([[square for square, _ in found], sorted({p for _, p in found})
     # Dask workers forked from the program's own template, as the session was.
     assert parents == [template]
     assert psutil.Process(template).ppid() == program.program.process.pid
+
+
+@pytest.fixture
+def capped_worker(namespace: str, tmp_path: Path) -> Iterator[list[WorkerProcess]]:
+    """Cores to spare, but a user may have 3 Dask workers and a session 2."""
+    settings = {"parallel_cores": 4, "parallel_max_workers": 2}
+    with running_workers(
+        namespace, ("worker-1",), tmp_path, parallel_max_workers_per_user=3, **settings
+    ) as workers:
+        yield workers
+
+
+async def test_the_caps_say_which_limit_was_reached(
+    capped_worker: list[WorkerProcess], redis_client: KernelClient
+) -> None:
+    first, second, third = [await redis_client.create_session() for _ in range(3)]
+    count = "from cellbus import parallel\nparallel.map(abs, [1])\nprint(parallel.workers())"
+    assert await value_of(redis_client, first, count) == 2  # the session's cap
+    run = await run_code(redis_client, second, count.replace("abs, [1]", "abs, [1, 2]"))
+    progress = [m.content.data[MIME] for m in run.of_type("display_data")]
+    assert run.stdout == "1\n"  # the user's cap left one
+    assert "CELLBUS_PARALLEL_MAX_WORKERS_PER_USER" in progress[0]["note"]
+    refused = await run_code(redis_client, third, count)
+    [error] = refused.of_type("error")
+    assert error.content.ename == "ParallelUnavailable"
+    assert "may have 3 Dask workers together (CELLBUS_PARALLEL_MAX_WORKERS_PER_USER)" in (
+        error.content.evalue
+    )

@@ -154,12 +154,16 @@ class Cluster:
         return replies
 
     def _ask_and_wait(self) -> None:
-        from distributed import wait as _  # noqa: F401  (imported before any worker joins)
-
         before = self.workers
         wanted = self.settings.max_workers - before
         replies = self._ask(wanted)
-        granted = replies.get(timeout=WORKERS_TIMEOUT)
+        try:
+            granted = replies.get(timeout=WORKERS_TIMEOUT)
+        except queue.Empty:
+            raise ParallelUnavailable(
+                "the kernel worker did not answer the ask for Dask workers in "
+                f"{WORKERS_TIMEOUT:.0f} s"
+            ) from None
         self._replies.pop(granted.id, None)
         started = granted.local + granted.remote
         self._short = started < wanted

@@ -141,10 +141,10 @@ class ParallelHost:
                     count=count - local, sys_path=wanted.sys_path,
                 )  # fmt: skip
                 remote = await self._ask_others(start, workers)
-            if local + remote < count:
+            if count and local + remote == 0:  # fewer than asked is the usual case: no note
                 notes.append(
-                    f"only {local + remote} of {count} more could start: every kernel worker's "
-                    "cores are in use (CELLBUS_PARALLEL_CORES)"
+                    "every kernel worker's cores are in use by Dask workers "
+                    "(CELLBUS_PARALLEL_CORES); they free them when idle"
                 )
         log.info(
             "session %s: %d Dask workers here, %d elsewhere (asked for %d)",

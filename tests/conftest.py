@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from cellbus_protocol.bus import Bus, InMemoryBus, RedisBus
+from cellbus_protocol.bus import Bus, InMemoryBus, RedisBus, RedisClusterBus
 
 from .support.redis import REDIS_URL, delete_namespace, new_namespace, require_redis
+from .support.redis_cluster import LoopbackCluster
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
 
@@ -29,13 +30,37 @@ def namespace() -> Iterator[str]:
     delete_namespace(name)
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LoopbackCluster]:
+    """A Redis Cluster of three masters with a replica each, on loopback, for the whole run
+    (tests work in namespaces of their own on it too)."""
+    cluster = LoopbackCluster(tmp_path_factory.mktemp("redis-cluster"))
+    yield cluster
+    cluster.close()
+
+
+@pytest.fixture
+async def redis_cluster_bus(
+    redis_cluster: LoopbackCluster, namespace: str
+) -> AsyncIterator[RedisClusterBus]:
+    instance = RedisClusterBus(redis_cluster.url(), namespace=namespace)
+    await instance.start()
+    yield instance
+    await instance.close()
+    redis_cluster.delete_namespace(namespace)
+
+
+@pytest.fixture(params=["memory", "redis", "redis-cluster"])
 async def bus(request: pytest.FixtureRequest, namespace: str) -> AsyncIterator[Bus]:
-    """Each transport in turn: the contract tests run over both."""
+    """Each transport in turn: the contract tests run over all of them."""
     if request.param == "memory":
         instance: Bus = InMemoryBus()
-    else:
+    elif request.param == "redis":
         instance = RedisBus(REDIS_URL, namespace=namespace)
+    else:
+        cluster: LoopbackCluster = request.getfixturevalue("redis_cluster")
+        instance = RedisClusterBus(cluster.url(), namespace=namespace)
+        request.addfinalizer(lambda: cluster.delete_namespace(namespace))
     await instance.start()
     yield instance
     await instance.close()

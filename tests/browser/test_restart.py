@@ -19,6 +19,8 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, Page, WebSocketRoute, expect
 
+from cellbus_protocol import keys
+
 from ..support.one_program import Program, started_program
 from .conftest import FRONTEND
 from .helpers import RUN_TIMEOUT, Person, cell, cells, editor, eventually, register, run
@@ -68,18 +70,16 @@ def test_a_killed_program_comes_back_and_the_open_page_catches_up(
     run(first)
     # its variables are checkpointed before the next run keeps the session busy (a checkpoint
     # waits for the session to idle)
-    written(program, "SELECT count(*) FROM blobs WHERE name = ?", f"session:{session}:checkpoint")
+    written(program, "SELECT count(*) FROM blobs WHERE name = ?", keys.checkpoint(session))
     editor(cut).press("Shift+Enter")
     expect(cut).to_have_attribute("data-state", "running", timeout=RUN_TIMEOUT)
     # what the page has seen is written, as it is a moment later (then the kill)
     seen = ada.api.call("feed.cursor", session=session)["cursor"]
     written(program,
         "SELECT count(*) FROM feed_entries WHERE feed = ? AND seq >= ?",
-        f"session:{session}:feed", seen,
+        keys.feed(session), seen,
     )  # fmt: skip
-    written(
-        program, "SELECT count(*) FROM queue_pending WHERE queue = ?", f"session:{session}:requests"
-    )
+    written(program, "SELECT count(*) FROM queue_pending WHERE queue = ?", keys.requests(session))
     connection = page.get_by_test_id("connection")
     connection.evaluate(RECORD_CONNECTION)
     page.evaluate("window.samePage = true")

@@ -9,10 +9,11 @@ a queue while a read is blocked, timeouts, size, claiming what a dead consumer l
 request/reply, leases and the load table, registries, blobs, and that a task reading a feed or
 a queue, or waiting on any call, stops when it is cancelled.
 
-The tests at the end use `redis_bus` for what only the Redis transport has: a slow subscriber
-that overflows its live buffer (under load, and the exact race that used to lose entries),
-many subscriptions sharing one blocking read, a cancelled subscribe, what ack does to the
-stream, and request/reply between two bus instances.
+The tests at the end are for what only the Redis transports have, on the Redis and (most of
+them) on the Redis Cluster: a slow subscriber that overflows its live buffer (under load, and
+the exact race that used to lose entries), many subscriptions sharing one blocking read (one
+Redis), a cancelled subscribe, what ack does to the stream, request/reply between two bus
+instances, and (the cluster) sharded queues and one slot per session.
 
 Nothing here sleeps to wait for a result: every wait is on the thing itself, with a deadline.
 """
@@ -28,7 +29,9 @@ from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
+from redis.crc import key_slot
 
+from cellbus_protocol import keys
 from cellbus_protocol.bus import (
     Bus,
     Consumer,
@@ -37,6 +40,7 @@ from cellbus_protocol.bus import (
     PersistentBus,
     QueueItem,
     RedisBus,
+    RedisClusterBus,
     Subscription,
     redis_queue,
 )
@@ -45,6 +49,7 @@ from cellbus_protocol.errors import RequestTimeout
 
 from ..support.polling import eventually
 from ..support.redis import REDIS_URL
+from ..support.redis_cluster import LoopbackCluster
 
 TIMEOUT = 10.0
 """Deadline for anything that should happen at once (generous: it only bounds a failure)."""
@@ -55,18 +60,39 @@ QUIET = 0.2
 # -- the transports ----------------------------------------------------------------------------
 
 
-@pytest.fixture(params=["memory", "persistent", "redis"])
+@pytest.fixture(params=["memory", "persistent", "redis", "redis-cluster"])
 async def bus(request: pytest.FixtureRequest, namespace: str, tmp_path: Path) -> AsyncIterator[Bus]:
     """Each transport in turn (this module's own: the shared one has no persistent bus)."""
     if request.param == "memory":
         instance: Bus = InMemoryBus()
     elif request.param == "persistent":
         instance = PersistentBus(tmp_path / "bus.db")
-    else:
+    elif request.param == "redis":
         instance = RedisBus(REDIS_URL, namespace=namespace)
+    else:
+        cluster: LoopbackCluster = request.getfixturevalue("redis_cluster")
+        instance = RedisClusterBus(cluster.url(), namespace=namespace)
+        request.addfinalizer(lambda: cluster.delete_namespace(namespace))
     await instance.start()
     yield instance
     await instance.close()
+
+
+@pytest.fixture(params=["redis", "redis-cluster"])
+def make_redis_bus(request: pytest.FixtureRequest, namespace: str) -> Callable[[], RedisBus]:
+    """Makes (unstarted) Redis buses of this test's namespace: on the Redis, then on the
+    Redis Cluster."""
+    if request.param == "redis":
+        return lambda: RedisBus(REDIS_URL, namespace=namespace)
+    cluster: LoopbackCluster = request.getfixturevalue("redis_cluster")
+    request.addfinalizer(lambda: cluster.delete_namespace(namespace))
+    return lambda: RedisClusterBus(cluster.url(), namespace=namespace)
+
+
+@pytest.fixture
+async def any_redis_bus(make_redis_bus: Callable[[], RedisBus]) -> AsyncIterator[RedisBus]:
+    async with make_redis_bus() as instance:
+        yield instance
 
 
 # -- helpers ---------------------------------------------------------------------------------
@@ -868,7 +894,7 @@ async def test_blobs(bus: Bus) -> None:
 
 
 async def test_slow_subscriber_overflowing_its_buffer_catches_up_from_the_stream(
-    redis_bus: RedisBus, namespace: str, monkeypatch: pytest.MonkeyPatch
+    any_redis_bus: RedisBus, make_redis_bus: Callable[[], RedisBus], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A subscriber too slow for its live buffer drops it and re-reads the stream; it still
     gets every entry exactly once, in order, and the publisher and a fast subscriber never
@@ -886,8 +912,8 @@ async def test_slow_subscriber_overflowing_its_buffer_catches_up_from_the_stream
     monkeypatch.setattr(redis_transport._RedisSubscription, "push", counting_push)
 
     total = 2000
-    slow = await redis_bus.subscribe("feed", after=0)
-    fast = await redis_bus.subscribe("feed", after=0)
+    slow = await any_redis_bus.subscribe("feed", after=0)
+    fast = await any_redis_bus.subscribe("feed", after=0)
 
     async def read_slowly() -> list[FeedEntry]:
         entries: list[FeedEntry] = []
@@ -897,7 +923,7 @@ async def test_slow_subscriber_overflowing_its_buffer_catches_up_from_the_stream
                 await asyncio.sleep(0.002)  # a slow consumer (a congested websocket)
         return entries
 
-    async with RedisBus(REDIS_URL, namespace=namespace) as publisher:
+    async with make_redis_bus() as publisher:
         async with asyncio.timeout(TIMEOUT * 3):
             published, got_slow, got_fast = await asyncio.gather(
                 publish_range(publisher, "feed", 1, total), read_slowly(), take(fast, total)
@@ -913,7 +939,7 @@ async def test_slow_subscriber_overflowing_its_buffer_catches_up_from_the_stream
 
 
 async def test_entries_dropped_while_a_catch_up_read_is_in_flight_are_read_again(
-    redis_bus: RedisBus, namespace: str, monkeypatch: pytest.MonkeyPatch
+    any_redis_bus: RedisBus, make_redis_bus: Callable[[], RedisBus], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The race behind the test above, made certain: the catch-up read finds nothing new,
     and before its answer is seen, new entries arrive and overflow the live buffer (which
@@ -930,8 +956,8 @@ async def test_entries_dropped_while_a_catch_up_read_is_in_flight_are_read_again
 
     monkeypatch.setattr(redis_transport._RedisSubscription, "push", watching_push)
 
-    async with RedisBus(REDIS_URL, namespace=namespace) as publisher:
-        read_feed = redis_bus.read_feed
+    async with make_redis_bus() as publisher:
+        read_feed = any_redis_bus.read_feed
 
         async def read_feed_racing(feed: str, after: int = 0, limit: int = 1000) -> list[FeedEntry]:
             entries = await read_feed(feed, after, limit)
@@ -940,10 +966,10 @@ async def test_entries_dropped_while_a_catch_up_read_is_in_flight_are_read_again
                 await asyncio.wait_for(overflowed.wait(), TIMEOUT)
             return entries
 
-        monkeypatch.setattr(redis_bus, "read_feed", read_feed_racing)
+        monkeypatch.setattr(any_redis_bus, "read_feed", read_feed_racing)
 
         await publish_range(publisher, "feed", 1, 2)
-        async with await redis_bus.subscribe("feed", after=0) as subscription:
+        async with await any_redis_bus.subscribe("feed", after=0) as subscription:
             entries = await take(subscription, 7)
             assert overflowed.is_set()
             assert seqs_of(entries) == list(range(1, 8))
@@ -978,19 +1004,19 @@ async def test_many_subscriptions_share_one_blocking_read(
         await subscription.close()
 
 
-async def test_a_cancelled_subscribe_leaves_nothing_followed(redis_bus: RedisBus) -> None:
+async def test_a_cancelled_subscribe_leaves_nothing_followed(any_redis_bus: RedisBus) -> None:
     """A subscribe cancelled at any step (while the hub looks up where the feed ends, or wakes
     its blocking read) gives the feed up again: the hub does not follow it for nobody."""
-    await redis_bus.publish("feed", payload(0))
+    await any_redis_bus.publish("feed", payload(0))
     for steps in range(12):
-        subscribing = asyncio.create_task(redis_bus.subscribe("feed", None))
+        subscribing = asyncio.create_task(any_redis_bus.subscribe("feed", None))
         for _ in range(steps):
             await asyncio.sleep(0)
         subscribing.cancel()
         await asyncio.wait({subscribing}, timeout=TIMEOUT)
         if not subscribing.cancelled():
             await subscribing.result().close()
-        assert not redis_bus._hub._subscribers, f"{steps} steps: a subscriber was left behind"
+        assert not any_redis_bus._hub.followers(), f"{steps} steps: a subscriber was left behind"
 
 
 async def test_ack_retires_the_item_from_the_stream(redis_bus: RedisBus, namespace: str) -> None:
@@ -1012,23 +1038,81 @@ async def test_ack_retires_the_item_from_the_stream(redis_bus: RedisBus, namespa
         await consumer.close()
 
 
-async def test_the_epoch_is_the_deployments(redis_bus: RedisBus, namespace: str) -> None:
+async def test_the_epoch_is_the_deployments(
+    any_redis_bus: RedisBus, make_redis_bus: Callable[[], RedisBus]
+) -> None:
     """Every bus on one Redis namespace shares its epoch (services restart, Redis keeps the
     feeds); a cursor past a feed's end (Redis lost what the follower saw) resumes at the end."""
-    epoch = await redis_bus.epoch()
-    async with RedisBus(REDIS_URL, namespace=namespace) as other:
+    epoch = await any_redis_bus.epoch()
+    async with make_redis_bus() as other:
         assert await other.epoch() == epoch
-    await publish_range(redis_bus, "feed", 1, 3)
-    assert await redis_bus.resume_point("feed", 2, epoch) == 2
-    assert await redis_bus.resume_point("feed", 9, epoch) == 3
-    assert await redis_bus.resume_point("feed", 2, "another bus") == 0
+    await publish_range(any_redis_bus, "feed", 1, 3)
+    assert await any_redis_bus.resume_point("feed", 2, epoch) == 2
+    assert await any_redis_bus.resume_point("feed", 9, epoch) == 3
+    assert await any_redis_bus.resume_point("feed", 2, "another bus") == 0
 
 
-async def test_request_reply_between_two_bus_instances(redis_bus: RedisBus, namespace: str) -> None:
+async def test_request_reply_between_two_bus_instances(
+    any_redis_bus: RedisBus, make_redis_bus: Callable[[], RedisBus]
+) -> None:
     """The usual deployment: the requester and the service are different processes."""
-    async with RedisBus(REDIS_URL, namespace=namespace) as service_bus:
+    async with make_redis_bus() as service_bus:
         async with responder(service_bus, "service", lambda data: b"re: " + data):
             replies = await asyncio.gather(
-                *(redis_bus.request("service", payload(i), timeout=TIMEOUT) for i in range(5))
+                *(any_redis_bus.request("service", payload(i), timeout=TIMEOUT) for i in range(5))
             )
     assert replies == [b"re: " + payload(i) for i in range(5)]
+
+
+# -- Redis Cluster only ------------------------------------------------------------------------
+
+
+async def test_a_sharded_queue_spreads_over_the_nodes_and_each_item_is_taken_once(
+    redis_cluster: LoopbackCluster, namespace: str
+) -> None:
+    """New sessions (like every queue all sessions pass through) go to shards on different
+    nodes; two consumers of the group between them take each item exactly once, and acks
+    retire them from their shards."""
+    async with RedisClusterBus(redis_cluster.url(), namespace=namespace) as cluster_bus:
+        try:
+            first, second = (cluster_bus.consumer("group", name) for name in ("w1", "w2"))
+            for consumer in (first, second):
+                await consumer.add(keys.NEW_SESSIONS)
+            for i in range(40):
+                await cluster_bus.enqueue(keys.NEW_SESSIONS, payload(i))
+            assert await cluster_bus.queue_size(keys.NEW_SESSIONS) == 40
+            nodes = {
+                redis_cluster.master_of(f"{namespace}:{shard}").port
+                for shard in keys.queue_shards(keys.NEW_SESSIONS)
+                if redis_cluster.master_of(f"{namespace}:{shard}").admin.xlen(
+                    f"{namespace}:{shard}"
+                )
+            }
+            assert len(nodes) == 3, "the shards holding items are on every master"
+
+            taken: list[QueueItem] = []
+            async with asyncio.timeout(TIMEOUT):
+                while len(taken) < 40:
+                    for consumer in (first, second):
+                        item = await consumer.get(timeout=0.05)
+                        if item is not None:
+                            assert item.queue == keys.NEW_SESSIONS
+                            await consumer.ack(item)
+                            taken.append(item)
+            assert sorted(item.data for item in taken) == sorted(payload(i) for i in range(40))
+            assert await cluster_bus.queue_size(keys.NEW_SESSIONS) == 0
+        finally:
+            await first.close()
+            await second.close()
+            redis_cluster.delete_namespace(namespace)
+
+
+def test_every_key_of_a_session_is_in_one_slot() -> None:
+    """So that a command over a session's keys never crosses slots on Redis Cluster."""
+    session = "3f9c2d7e5b1a4c6d"
+    per_session = [keys.feed, keys.requests, keys.session_host, keys.checkpoint, keys.presence,
+                   keys.live]  # fmt: skip
+    slots = {key_slot(f"cellbus:{key(session)}".encode()) for key in per_session}
+    assert slots == {key_slot(session.encode())}
+    shard_slots = {key_slot(f"cellbus:{s}".encode()) for s in keys.queue_shards(keys.ACCOUNTS)}
+    assert len(shard_slots) == keys.QUEUE_SHARDS

@@ -61,9 +61,14 @@ DEPENDS_ON = {
     "redis": set(),
     "postgres": set(),
 }
-NOT_SET_BY_COMPOSE = {("kernel", "CELLBUS_WORKER_ID"), ("web", "CELLBUS_STATIC_DIR")}
+NOT_SET_BY_COMPOSE = {
+    ("kernel", "CELLBUS_WORKER_ID"),
+    ("web", "CELLBUS_STATIC_DIR"),
+    *((name, "CELLBUS_REDIS_CLUSTER") for name in SETTINGS),
+}
 """Settings docker-compose.yml leaves alone: replicas need distinct worker ids (the default),
-and the web image sets where its frontend is."""
+the web image sets where its frontend is, and compose runs one Redis, not a Redis Cluster
+(deploy/kubernetes's production overlay is where a cluster is chosen)."""
 DELIBERATE_DEFAULTS = {("kernel", "CELLBUS_SESSION_USER"): "cellbus-session"}
 """Where docker-compose.yml's default differs from config.py's, on purpose (see its comments)."""
 

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from cellbus_cli.feed import FeedSocket
+from cellbus_protocol import keys
 
 from ..support.api import Client, Feed, new_user, state_in
 from ..support.one_program import Program, started_program
@@ -62,7 +63,7 @@ async def test_a_killed_program_brings_back_variables_feeds_and_the_cut_off_run(
 ) -> None:
     sheet = await ada.call("worksheet.create", title="remembers")
     session = sheet["session"]
-    feed_name = f"session:{session}:feed"
+    feed_name = keys.feed(session)
     feed = await ada.socket()
     subscribed = await feed.subscribe(worksheet=sheet["id"], cursor=0)
     first_epoch = subscribed["epoch"]
@@ -75,14 +76,12 @@ async def test_a_killed_program_brings_back_variables_feeds_and_the_cut_off_run(
         lambda m: state_in(m) == "busy" and m["parent_header"]["msg_id"] == long["msg_id"]
     )
     seen = feed.cursors[session]
-    await written(
-        program, "SELECT count(*) FROM blobs WHERE name = ?", f"session:{session}:checkpoint"
-    )
+    await written(program, "SELECT count(*) FROM blobs WHERE name = ?", keys.checkpoint(session))
     await written(
         program, "SELECT count(*) FROM feed_entries WHERE feed = ? AND seq >= ?", feed_name, seen
     )
     await written(
-        program, "SELECT count(*) FROM queue_pending WHERE queue = ?", f"session:{session}:requests"
+        program, "SELECT count(*) FROM queue_pending WHERE queue = ?", keys.requests(session)
     )
     # the CLI's feed, following from "now" (as `cellbus tail` does)
     tail = FeedSocket(program.url, ada.token, backoff_max=0.5)

@@ -325,7 +325,9 @@ def _bus_names() -> tuple[list[str], list[str]]:
                 channels.append(value(SESSION))
             elif name == "wake":
                 names += [value("i"), value("i", "c")]
-            elif name != "check_session_id":
+            elif name == "queue_shards":  # on Redis Cluster
+                names += [shard for queue in keys.SHARDED_QUEUES for shard in value(queue)]
+            elif name not in ("check_session_id", "session_of"):
                 names.append(value(SESSION))
     return names, channels
 
@@ -370,4 +372,4 @@ def test_the_generator_command_says_which_password_is_missing() -> None:
     assert [line.split()[1] for line in result.stdout.splitlines()] == [
         "default", "kernel", "web", "accounts"
     ]  # fmt: skip
-    assert "%RW~nb:session:*:requests" in result.stdout
+    assert "%RW~nb:session:{*}:requests" in result.stdout

@@ -35,11 +35,12 @@ class PrivateRedis:
         args: list[str],
         admin_user: str | None = None,
         admin_password: str | None = None,
+        port: int | None = None,
     ) -> None:
         executable = shutil.which("redis-server")
         if executable is None:
             raise RuntimeError("redis-server is not installed; `make test` installs it")
-        self.port = free_port()
+        self.port = port or free_port()
         self.log_path = folder / "redis.log"
         self._log = open(self.log_path, "wb")
         self.process = subprocess.Popen(

@@ -19,7 +19,10 @@ from .store import Store, database_for
 
 async def serve(settings: AccountsSettings) -> None:
     bus = create_bus(
-        settings.redis_url, namespace=settings.namespace, feed_retention=settings.feed_retention
+        settings.redis_url,
+        namespace=settings.namespace,
+        feed_retention=settings.feed_retention,
+        cluster=settings.redis_cluster,
     )
     await bus.start()
     store = Store(database_for(settings.database_url))

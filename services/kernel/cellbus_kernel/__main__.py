@@ -16,7 +16,10 @@ from .worker import KernelWorker
 
 async def serve(settings: KernelSettings) -> None:
     bus = create_bus(
-        settings.redis_url, namespace=settings.namespace, feed_retention=settings.feed_retention
+        settings.redis_url,
+        namespace=settings.namespace,
+        feed_retention=settings.feed_retention,
+        cluster=settings.redis_cluster,
     )
     await bus.start()
     worker = KernelWorker(settings, bus)

@@ -50,7 +50,9 @@ async def check(
     A health probe reports every failure as "unhealthy" rather than crashing, so any
     exception becomes the reason.
     """
-    bus = create_bus(settings.redis_url, namespace=settings.namespace)
+    bus = create_bus(
+        settings.redis_url, namespace=settings.namespace, cluster=settings.redis_cluster
+    )
     try:
         async with asyncio.timeout(timeout):
             await bus.start()

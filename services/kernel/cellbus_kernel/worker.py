@@ -328,7 +328,7 @@ class KernelWorker:
 
     async def _checked(self, item: QueueItem) -> Message | None:
         """The request in `item`, or None (logged, counted, acknowledged) if it is invalid."""
-        session = item.queue.split(":")[1]
+        session = keys.session_of(item.queue)
         try:
             msg = codec.decode(item.data)
             if msg.header.session != session:

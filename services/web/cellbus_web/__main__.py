@@ -16,7 +16,9 @@ from .config import WebSettings
 
 
 async def serve(settings: WebSettings) -> None:
-    bus = create_bus(settings.redis_url, namespace=settings.namespace)
+    bus = create_bus(
+        settings.redis_url, namespace=settings.namespace, cluster=settings.redis_cluster
+    )
     await bus.start()
     runner = web.AppRunner(create_app(settings, bus), access_log=None)
     await runner.setup()

@@ -8,7 +8,10 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class WebSettings:
     redis_url: str = "redis://127.0.0.1:6379/0"
-    """CELLBUS_REDIS_URL: the bus."""
+    """CELLBUS_REDIS_URL: the bus (with `redis_cluster`: the cluster's seed nodes,
+    ``redis://user:password@host1:6379,host2:6379``)."""
+    redis_cluster: bool = False
+    """CELLBUS_REDIS_CLUSTER: the bus is a Redis Cluster (docs/scaling.md)."""
     namespace: str = "cellbus"
     """CELLBUS_NAMESPACE: prefix of every Redis key."""
     host: str = "127.0.0.1"

@@ -99,11 +99,15 @@ def session_pattern(key: Callable[[str], str]) -> str:
     return key(_ANY_SESSION).replace(_ANY_SESSION, "*")
 
 
-_WAKE = keys.wake("*")  # bus:*:wake, which also matches the consumers' bus:*:<name>:wake
+_WAKE = keys.wake("ANYBUS").replace("ANYBUS}", "*")
+"""``bus:{*:wake``: every bus's wake stream (``bus:{id}:wake``) and its consumers'
+(``bus:{id}:<name>:wake``)."""
 _REPLIES = keys.replies("*")
 
-_BUS = ("ping",)
-"""Every bus's start (and the health checks'): PING. AUTH and HELLO need no grant."""
+_BUS = ("ping", "cluster|slots", "cluster|shards")
+"""Every bus's start (and the health checks'): PING. AUTH and HELLO need no grant. On Redis
+Cluster the client also asks any node which node serves which slots (CLUSTER SLOTS, or
+SHARDS), again whenever a node moves or fails."""
 _FEED_READ = ("xrange", "xrevrange", "xread")
 """Following a feed: catch up (XRANGE), find its end (XREVRANGE), one blocking XREAD."""
 _WAKE_STREAM = ("xadd", "expire", "del")
@@ -122,6 +126,15 @@ _SESSION_CHECKPOINT = session_pattern(keys.checkpoint)
 _SESSION_PRESENCE = session_pattern(keys.presence)
 _SESSION_LIVE = session_pattern(keys.live)
 _PARALLEL_REQUESTS = keys.parallel_requests("ANYWORKER").replace("ANYWORKER", "*")
+
+
+def sharded(queue: str) -> str:
+    """The pattern of a queue of `keys.SHARDED_QUEUES`: the queue and, on Redis Cluster, its
+    shards (``accounts:requests`` and ``accounts:requests:{0}`` ...)."""
+    if queue not in keys.SHARDED_QUEUES:
+        raise ValueError(f"{queue!r} is not a sharded queue")
+    return f"{queue}*"
+
 
 _WEAKEST_SANDBOX = (
     KeyGrant(keys.WORKERS, Access.READ_WRITE, "which workers are alive (`isolation.weakest`); "
@@ -143,6 +156,7 @@ RULES: Mapping[Service, ServiceRules] = {
             *_WAKE_STREAM,
             *_CONSUMER,
             "publish",
+            "spublish",
             "get",
             "set",
             "copy",
@@ -153,8 +167,10 @@ RULES: Mapping[Service, ServiceRules] = {
             *_SCRIPTS,
         ),
         keys=(
-            KeyGrant(keys.NEW_SESSIONS, Access.READ_WRITE, "takes new sessions; hands some back"),
-            KeyGrant(keys.KERNEL_CONTROL, Access.READ_WRITE, "answers control requests"),
+            KeyGrant(
+                sharded(keys.NEW_SESSIONS), Access.READ_WRITE, "takes new sessions; hands some back"
+            ),
+            KeyGrant(sharded(keys.KERNEL_CONTROL), Access.READ_WRITE, "answers control requests"),
             KeyGrant(keys.WORKERS, Access.READ_WRITE, "reports its load; places sessions"),
             KeyGrant(keys.WORKER_ISOLATION, Access.READ_WRITE, "announces its sandbox"),
             KeyGrant(keys.SESSION_HOSTS, Access.READ_WRITE, "registers hosted sessions; failover"),
@@ -190,16 +206,23 @@ RULES: Mapping[Service, ServiceRules] = {
             *_WAKE_STREAM,
             "subscribe",
             "unsubscribe",
+            "ssubscribe",
+            "sunsubscribe",
             "pubsub|numsub",
+            "pubsub|shardnumsub",
             "get",
             "hset",
             "hdel",
             "hgetall",
         ),
         keys=(
-            KeyGrant(keys.ACCOUNTS, Access.WRITE, "sends requests to the accounts service"),
-            KeyGrant(keys.NEW_SESSIONS, Access.WRITE, "starts sessions"),
-            KeyGrant(keys.KERNEL_CONTROL, Access.WRITE, "forks, ends and asks after sessions"),
+            KeyGrant(
+                sharded(keys.ACCOUNTS), Access.WRITE, "sends requests to the accounts service"
+            ),
+            KeyGrant(sharded(keys.NEW_SESSIONS), Access.WRITE, "starts sessions"),
+            KeyGrant(
+                sharded(keys.KERNEL_CONTROL), Access.WRITE, "forks, ends and asks after sessions"
+            ),
             KeyGrant(_SESSION_REQUESTS, Access.WRITE, "sends requests to sessions"),
             KeyGrant(_SESSION_HOST, Access.READ, "ensure_session: is a session hosted (one GET)"),
             KeyGrant(_SESSION_FEED, Access.READ, "relays feeds to clients"),
@@ -228,11 +251,16 @@ RULES: Mapping[Service, ServiceRules] = {
             *_WAKE_STREAM,
             *_CONSUMER,
             "publish",
+            "spublish",
             "subscribe",
             "unsubscribe",
+            "ssubscribe",
+            "sunsubscribe",
         ),
         keys=(
-            KeyGrant(keys.ACCOUNTS, Access.READ_WRITE, "serves requests; its health check asks"),
+            KeyGrant(
+                sharded(keys.ACCOUNTS), Access.READ_WRITE, "serves requests; its health check asks"
+            ),
             KeyGrant(_SESSION_FEED, Access.READ_WRITE, "announces cell edits; saves outputs"),
             KeyGrant(keys.ACCESS_CHANGES, Access.WRITE, "announces changes of access"),
             *_WEAKEST_SANDBOX,
@@ -279,7 +307,7 @@ def _rules(service: Service, namespace: str) -> list[str]:
         *(f"+{command}" for command in dict.fromkeys(spec.commands)),
         *(_key_rule(grant, namespace) for grant in spec.keys),
         *(f"&{namespace}:{channel}" for channel in spec.channels),
-        *(f"(&{namespace}:{channel} +publish)" for channel in spec.publish_only_to),
+        *(f"(&{namespace}:{channel} +publish +spublish)" for channel in spec.publish_only_to),
     ]
 
 

@@ -3,6 +3,14 @@
 These are logical names. The Redis bus prefixes each with its namespace (``cellbus:`` by
 default, so ``session:{sid}:feed`` is the Redis key ``cellbus:session:{sid}:feed``); the
 in-process bus uses them as they are. `docs/protocol.md` lists them with what each holds.
+
+Every key of one session carries the session id in braces, a Redis Cluster *hash tag*: only
+the part in braces decides the key's hash slot, so all of a session's keys live in one slot
+on one node, and a command (or script) over several of them never crosses slots. Keys of one
+bus instance (its wake streams, its reply channel) are tagged with the instance id the same
+way. The queues that every session passes through (`SHARDED_QUEUES`) are, on Redis Cluster,
+spread over `QUEUE_SHARDS` streams (`queue_shards`), each tagged with its own number so the
+shards land on different nodes.
 """
 
 from __future__ import annotations
@@ -48,7 +56,7 @@ def parallel_requests(worker: str) -> str:
     workers for another worker's session, or stop them."""
     if not _WORKER_ID.match(worker):
         raise ValueError(f"invalid worker id {worker!r}")
-    return f"parallel:requests:{worker}"
+    return f"parallel:requests:{{{worker}}}"
 
 
 _WORKER_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
@@ -63,44 +71,72 @@ def check_session_id(session: str) -> str:
     return session
 
 
+def session_of(name: str) -> str:
+    """The session id in one of a session's names (``session:{sid}:requests`` -> ``sid``)."""
+    prefix, _, rest = name.partition(":{")
+    session, closed, _ = rest.partition("}")
+    if prefix != "session" or not closed:
+        raise ValueError(f"{name!r} is not a session's name")
+    return check_session_id(session)
+
+
 def feed(session: str) -> str:
     """The session's feed: every change of the session, in order, with a cursor (``seq``)."""
-    return f"session:{check_session_id(session)}:feed"
+    return f"session:{{{check_session_id(session)}}}:feed"
 
 
 def requests(session: str) -> str:
     """Queue of Jupyter request messages for the session; read by the worker hosting it."""
-    return f"session:{check_session_id(session)}:requests"
+    return f"session:{{{check_session_id(session)}}}:requests"
 
 
 def session_host(session: str) -> str:
     """Lease naming the worker that hosts the session; held while the worker is alive."""
-    return f"session:{check_session_id(session)}:host"
+    return f"session:{{{check_session_id(session)}}}:host"
 
 
 def checkpoint(session: str) -> str:
     """Blob: the session's latest checkpoint (its namespace, signed by the worker that saved it)."""
-    return f"session:{check_session_id(session)}:checkpoint"
+    return f"session:{{{check_session_id(session)}}}:checkpoint"
 
 
 def presence(session: str) -> str:
     """Who is watching the session: a load table (member: ``username process-id``, one per
     user per web process, with a time to live) that every web process renews for its sockets
     and reads once per round for presence frames (`cellbus_web.presence`)."""
-    return f"session:{check_session_id(session)}:presence"
+    return f"session:{{{check_session_id(session)}}}:presence"
 
 
 def live(session: str) -> str:
     """Broadcast channel of what people do on the worksheet the session runs that the others
     should see at once (awareness: who is in which cell, cursors; document updates before
     they are committed): between web processes, never stored (`cellbus_web.relay`)."""
-    return f"session:{check_session_id(session)}:live"
+    return f"session:{{{check_session_id(session)}}}:live"
 
 
 ACCOUNTS = "accounts:requests"
 """Queue of accounts requests (request/reply); read by the accounts service."""
 
 ACCOUNTS_GROUP = "accounts"
+
+QUEUE_SHARDS = 8
+"""Streams each of `SHARDED_QUEUES` is spread over on Redis Cluster (a single Redis, and the
+in-process bus, keep each in one stream)."""
+
+SHARDED_QUEUES = frozenset({NEW_SESSIONS, KERNEL_CONTROL, ACCOUNTS})
+"""The queues that span sessions: every session start, control request and accounts request
+goes through one of them, so on Redis Cluster each is sharded (`queue_shards`) and no one
+node carries all of that traffic."""
+
+
+def queue_shards(queue: str) -> list[str]:
+    """The streams of a sharded queue on Redis Cluster: ``<queue>:{0}`` .. ``{QUEUE_SHARDS-1}``
+    (each number its own hash tag, so the shards hash to different slots)."""
+    if queue not in SHARDED_QUEUES:
+        raise ValueError(f"{queue!r} is not a sharded queue")
+    return [f"{queue}:{{{shard}}}" for shard in range(QUEUE_SHARDS)]
+
+
 """Consumer group of the accounts service processes."""
 
 ACCESS_CHANGES = "access:changes"
@@ -118,9 +154,10 @@ def wake(instance: str, consumer: str | None = None) -> str:
     """Private stream of one bus instance (or of one of its consumers) that ends its own blocking
     read early when it starts following another stream (`cellbus_protocol.bus.redis`); it holds
     nothing but a marker."""
-    return f"bus:{instance}:wake" if consumer is None else f"bus:{instance}:{consumer}:wake"
+    tagged = f"bus:{{{instance}}}"
+    return f"{tagged}:wake" if consumer is None else f"{tagged}:{consumer}:wake"
 
 
 def replies(instance: str) -> str:
     """Pub/sub channel of one bus instance: replies to the requests it sent (request/reply)."""
-    return f"reply:{instance}"
+    return f"reply:{{{instance}}}"

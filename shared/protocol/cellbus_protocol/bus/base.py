@@ -74,6 +74,9 @@ class QueueItem:
     id: str
     data: bytes
     reply_to: str | None = None
+    stream: str | None = None
+    """The stream it was taken from when that is not `queue`: a shard of one of
+    `keys.SHARDED_QUEUES` on Redis Cluster (`RedisClusterBus`)."""
 
 
 class _Closing(abc.ABC):

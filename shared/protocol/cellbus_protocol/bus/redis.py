@@ -34,11 +34,12 @@ import asyncio
 import contextlib
 import functools
 import logging
+import random
 import time
 import uuid
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, TypeVar, cast
+from typing import Any, Protocol, TypeVar, cast
 
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
@@ -101,6 +102,35 @@ def _seq_of(stream_id: bytes) -> int:
     return int(stream_id.split(b"-", 1)[1])
 
 
+class FeedHub(Protocol):
+    """What a bus's subscriptions need from the part that reads live feed entries."""
+
+    async def add(self, subscription: _RedisSubscription) -> None: ...
+    def remove(self, subscription: _RedisSubscription) -> None: ...
+    def followers(self) -> int:
+        """Subscriptions it delivers to."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+class ReplyListener(Protocol):
+    """The requester's side of request/reply."""
+
+    channel: str
+
+    async def expect(self) -> tuple[str, asyncio.Future[bytes]]: ...
+    def forget(self, request_id: str) -> None: ...
+    async def close(self) -> None: ...
+
+
+class BroadcastHub(Protocol):
+    """Every broadcast channel a bus listens on."""
+
+    async def listen(self, channel: str, deliver: Callable[[bytes], None]) -> Listening: ...
+    async def close(self) -> None: ...
+
+
 class RedisBus(Bus):
     """A `Bus` on a Redis server (7.0 or newer)."""
 
@@ -115,13 +145,24 @@ class RedisBus(Bus):
         self.namespace = namespace
         self.feed_retention = feed_retention
         self.instance_id = uuid.uuid4().hex[:12]
+        self._redis, self._blocking = self._clients(url)
+        self._renew = self._redis.register_script(_RENEW)
+        self._release = self._redis.register_script(_RELEASE)
+        self._remove_entry = self._redis.register_script(_REMOVE_ENTRY)
+        self._hub: FeedHub = _FeedHub(self)
+        self._replies: ReplyListener = _ReplyListener(self)
+        self._broadcasts: BroadcastHub = _Broadcasts(self)
+
+    def _clients(self, url: str) -> tuple[Any, Any]:
+        """The client for commands and the client for blocking reads (`RedisClusterBus`
+        makes cluster clients instead)."""
         # Bursts of commands wait for a free connection rather than fail (redis-py's plain
         # pool raises "Too many connections" past its limit).
         # A pooled connection may be dead (Redis restarted since it was last used): a command
         # that fails to go through is tried again, twice, on a fresh connection. (A command
         # whose reply alone was lost could run twice; a dead connection never ran it.)
         # `from_pool`: each client owns its pool, so `aclose` closes the pool's connections.
-        self._redis = aioredis.Redis.from_pool(
+        commands = aioredis.Redis.from_pool(
             aioredis.BlockingConnectionPool.from_url(
                 url,
                 max_connections=MAX_CONNECTIONS,
@@ -132,7 +173,7 @@ class RedisBus(Bus):
             )
         )
         # Blocking reads hold their connection for up to BLOCK_MS: a pool of their own.
-        self._blocking = aioredis.Redis.from_pool(
+        blocking = aioredis.Redis.from_pool(
             aioredis.BlockingConnectionPool.from_url(
                 url,
                 max_connections=MAX_CONNECTIONS,
@@ -142,12 +183,11 @@ class RedisBus(Bus):
                 retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 2),
             )
         )
-        self._renew = self._redis.register_script(_RENEW)
-        self._release = self._redis.register_script(_RELEASE)
-        self._remove_entry = self._redis.register_script(_REMOVE_ENTRY)
-        self._hub = _FeedHub(self)
-        self._replies = _ReplyListener(self)
-        self._broadcasts = _Broadcasts(self)
+        return commands, blocking
+
+    def physical_queues(self, queue: str) -> list[str]:
+        """The streams that hold `queue` (one here; `RedisClusterBus` shards some)."""
+        return [queue]
 
     def key(self, name: str) -> str:
         """The Redis key of a logical bus name."""
@@ -222,13 +262,16 @@ class RedisBus(Bus):
         fields: dict[FieldT, EncodableT] = {b"d": data}
         if reply_to is not None:
             fields[b"r"] = reply_to
+        stream = random.choice(self.physical_queues(queue))
         with _unavailable_on_connection_error():
-            stream_id = cast(bytes, await self._redis.xadd(self.key(queue), fields))
+            stream_id = cast(bytes, await self._redis.xadd(self.key(stream), fields))
         return stream_id.decode()
 
     async def queue_size(self, queue: str) -> int:
         with _unavailable_on_connection_error():
-            return int(await self._redis.xlen(self.key(queue)))
+            return sum(
+                [int(await self._redis.xlen(self.key(s))) for s in self.physical_queues(queue)]
+            )
 
     def consumer(self, group: str, name: str, *, batch: int = 100) -> Consumer:
         return RedisConsumer(self, group, name, batch)
@@ -236,7 +279,7 @@ class RedisBus(Bus):
     # -- broadcasts -----------------------------------------------------------------------
     async def broadcast(self, channel: str, data: bytes) -> None:
         with _unavailable_on_connection_error():
-            await self._redis.publish(self.key(channel), data)
+            await self._publish(self.key(channel), data)
 
     async def listen(self, channel: str, deliver: Callable[[bytes], None]) -> Listening:
         return await self._broadcasts.listen(self.key(channel), deliver)
@@ -258,7 +301,7 @@ class RedisBus(Bus):
             return
         channel, _, request_id = item.reply_to.partition("#")
         with _unavailable_on_connection_error():
-            await self._redis.publish(channel, request_id.encode() + b"\n" + data)
+            await self._publish(channel, request_id.encode() + b"\n" + data)
 
     # -- leases and loads -----------------------------------------------------------------
     async def acquire_lease(self, name: str, holder: str, ttl: float) -> bool:
@@ -341,6 +384,10 @@ class RedisBus(Bus):
             await self._redis.delete(self.key(name))
 
     # -- helpers for the parts below ------------------------------------------------------
+    async def _publish(self, channel: str, data: bytes) -> None:
+        """Send a pub/sub message (`RedisClusterBus`: a sharded one)."""
+        await self._redis.publish(channel, data)
+
     async def _with_retry(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
         """Run a blocking read, reconnecting with backoff while Redis is away."""
         return await with_retry(what, call)
@@ -378,6 +425,9 @@ class _FeedHub:
             if not subscribers:
                 del self._subscribers[key]
                 self._positions.pop(key, None)
+
+    def followers(self) -> int:
+        return sum(len(subscribers) for subscribers in self._subscribers.values())
 
     async def _wake(self) -> None:
         with _unavailable_on_connection_error():

@@ -26,7 +26,16 @@ RETRY_DELAYS = (0.05, 0.1, 0.2, 0.5, 1.0, 2.0)
 WAKE_EXPIRY = 86_400
 """Seconds a wake stream outlives the bus that made it (if that bus died without cleaning up)."""
 
-CONNECTION_ERRORS = (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError)
+CONNECTION_ERRORS = (
+    redis_errors.ConnectionError,
+    redis_errors.TimeoutError,
+    OSError,
+    # Redis Cluster while a failed master's replica takes over (or no node serves a slot):
+    # the same as Redis being away for a moment.
+    redis_errors.ClusterDownError,
+    redis_errors.TryAgainError,
+    redis_errors.SlotNotCoveredError,
+)
 
 T = TypeVar("T")
 

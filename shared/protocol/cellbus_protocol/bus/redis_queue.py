@@ -92,6 +92,10 @@ class RedisConsumer(Consumer):
     async def remove(self, queue: str) -> None:
         self._queues.pop(self._bus.key(queue).encode(), None)
 
+    def _queue_of(self, key: bytes) -> str:
+        """The logical queue of a stream key this consumer reads."""
+        return self._queues.get(key) or key.decode().removeprefix(self._bus.namespace + ":")
+
     async def get(self, timeout: float | None = None) -> QueueItem | None:
         deadline = None if timeout is None else time.monotonic() + timeout
         while not self._buffer:
@@ -124,11 +128,10 @@ class RedisConsumer(Consumer):
                 with unavailable_on_connection_error():
                     await self._bus._redis.xack(key, self._group, *(r[0] for r in rows))
                 continue
-            queue = self._queues.get(key) or key.decode().removeprefix(self._bus.namespace + ":")
-            self._buffer.extend(_items(queue, rows))
+            self._buffer.extend(_items(self._queue_of(key), rows))
 
     async def ack(self, item: QueueItem) -> None:
-        key = self._bus.key(item.queue)
+        key = self._bus.key(item.stream or item.queue)
         with unavailable_on_connection_error():
             async with self._bus._redis.pipeline(transaction=False) as pipe:
                 pipe.xack(key, self._group, item.id)
@@ -158,13 +161,20 @@ class RedisConsumer(Consumer):
             await self._bus._redis.delete(self._wake_key)
 
 
-def _items(queue: str, rows: list[tuple[bytes, dict[bytes, bytes]]]) -> list[QueueItem]:
+def _items(
+    queue: str, rows: list[tuple[bytes, dict[bytes, bytes]]], stream: str | None = None
+) -> list[QueueItem]:
+    """Queue items from stream entries (`stream`: the shard they came from, if any)."""
     items = []
     for stream_id, fields in rows:
         reply_to = fields.get(b"r")
         items.append(
             QueueItem(
-                queue, stream_id.decode(), fields[b"d"], reply_to.decode() if reply_to else None
+                queue,
+                stream_id.decode(),
+                fields[b"d"],
+                reply_to.decode() if reply_to else None,
+                stream if stream != queue else None,
             )
         )
     return items

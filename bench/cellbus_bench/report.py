@@ -27,7 +27,7 @@ class Target:
     unit: str
     bound: str
     limit: float
-    versus: str = "jupyter"
+    versus: str = "jupyter"  # empty: `limit` bounds cellbus's figure itself, in `unit`
     optional: bool = False  # listed only in a run of its workload (the browser workloads)
 
     def value(self, results: dict[str, Any], system: str) -> float:
@@ -76,10 +76,18 @@ TARGETS = (
     Target("parallel.map time per task, {trivial_tasks:,} trivial tasks (median)",
            "parallel_overhead", "{system}.per_task_us", "us", "<=", 1.2, versus="dask",
            optional=True),
+    # issue 20: capacity, on a cellbus of its own (2 kernel workers, 4 web processes, Redis)
+    Target("live sessions per GiB ({live_sessions:,} idle on 2 kernel workers; Jupyter: "
+           "{jupyter_live_kernels} kernels)", "capacity", "live.{system}.sessions_per_gib",
+           "/GiB", ">=", 4.0),
+    Target("restore of a hibernated session, request to result, p50 ({hibernated_sessions:,} "
+           "hibernated)", "capacity", "hibernated.{system}.restore_result.p50_ms", "ms", "<=",
+           25.0, versus=""),
 )  # fmt: skip
 NAME_DEFAULTS = {
     "lines": 100_000, "cells": 1000, "mb": 200, "busy_tasks": 40, "task_ms": 200,
-    "trivial_tasks": 1000,
+    "trivial_tasks": 1000, "live_sessions": 1000, "jupyter_live_kernels": 100,
+    "hibernated_sessions": 10_000,
 }  # fmt: skip
 VERSUS = {
     "jupyter-zmq": " (raw ZMQ)",
@@ -105,10 +113,17 @@ def targets(workloads: dict[str, Any]) -> list[dict[str, Any]]:
         }
         try:
             results = workload["results"]
-            cellbus, other = t.value(results, "cellbus"), t.value(results, t.versus)
+            cellbus = t.value(results, "cellbus")
+            other = t.value(results, t.versus) if t.versus else None
         except KeyError:
             row.update(cellbus=None, other=None, ratio=None, met=None)
         else:
+            if other is None:  # a bound on cellbus's own figure
+                met = cellbus <= t.limit if t.bound == "<=" else cellbus >= t.limit
+                row.update(cellbus=cellbus, other=None, ratio=None, met=met)
+                row["target"] += f" {t.unit}"
+                out.append(row)
+                continue
             ratio = cellbus / other if other else math.inf
             met = ratio <= t.limit if t.bound == "<=" else ratio >= t.limit
             row.update(cellbus=cellbus, other=other, ratio=round(ratio, 4), met=met)
@@ -174,10 +189,10 @@ def markdown(document: dict[str, Any]) -> str:
     ]
     for row in document["targets"]:
         versus = VERSUS.get(row["versus"], "")
+        other = f"{_fmt(row['other'])} {row['unit']}{versus}" if row["versus"] else "(a bound)"
         lines.append(
-            f"| {row['name']} | {_fmt(row['cellbus'])} {row['unit']} | "
-            f"{_fmt(row['other'])} {row['unit']}{versus} | {_ratio(row)} | {row['target']} | "
-            f"{_met(row)} |"
+            f"| {row['name']} | {_fmt(row['cellbus'])} {row['unit']} | {other} | "
+            f"{_ratio(row)} | {row['target']} | {_met(row)} |"
         )
     lines += ["", "Other figures of the same run:", "", *other_figures(document["workloads"])]
     errors = {k: w["error"] for k, w in document["workloads"].items() if "error" in w}
@@ -475,6 +490,75 @@ def parallel_figures(w: dict[str, Any]) -> list[str]:
     return lines
 
 
+def capacity_figures(w: dict[str, Any]) -> list[str]:
+    """The capacity workload (issue 20): live sessions, watchers, hibernated sessions."""
+    capacity = w.get("capacity", {})
+    r, p = capacity.get("results"), capacity.get("params", {})
+    if not r:
+        return []
+    lines = ["", "Capacity (`capacity`, a cellbus of its own on Redis and PostgreSQL):", ""]
+    live = r.get("live")
+    if live:
+        cb, jp, active = live["cellbus"], live["jupyter"], live["active"]
+        lines += [
+            "| live sessions | cellbus | Jupyter |",
+            "|---|---:|---:|",
+            f"| sessions (per kernel worker) | {cb['sessions']:,} "
+            f"({' + '.join(str(n) for n in cb['per_worker'])}) | {jp['sessions']:,} |",
+            f"| every process, PSS (MiB) | {cb['total_pss_mib']:,.1f} | "
+            f"{jp['total_pss_mib']:,.1f} |",
+            f"| per session, all in (MiB) | {cb['mib_per_session']:.2f} | "
+            f"{jp['mib_per_session']:.2f} |",
+            f"| per session, its own process only (MiB) | "
+            f"{cb['session_only']['mib_per_session']:.2f} | "
+            f"{jp['session_only']['mib_per_session']:.2f} |",
+            f"| sessions per GiB, all in | {cb['sessions_per_gib']:,.1f} | "
+            f"{jp['sessions_per_gib']:,.1f} |",
+            f"| {active['sessions']} active among them, 1+1 one after another, p50 / p90 / "
+            f"p99 (ms) | {_pct(active['cellbus'])} | {_pct(active['jupyter'])} |",
+            f"| started in (s) | {cb['start_s']} | {jp['start_s']} |",
+            "",
+            f"cellbus's idle sessions and services used {cb['idle_cpu_cores']:.3f} cores; "
+            f"their keys in Redis: {cb['redis_mib']} MiB.",
+        ]
+    watchers = r.get("watchers", {}).get("cellbus")
+    if watchers:
+        lines += [
+            "",
+            f"Watchers: {watchers['opened']:,} of {watchers['watchers']:,} feed WebSockets "
+            f"open on one session over {watchers['web_processes']} web processes (in "
+            f"{watchers['open_s']} s); `print('x')` until every one has it, p50 / max "
+            f"{watchers['time_until_all']['p50_ms']:.0f} / "
+            f"{watchers['time_until_all']['max_ms']:.0f} ms (first to last socket "
+            f"{watchers['first_to_last']['p50_ms']:.0f} ms); every watcher had it: "
+            f"{watchers['every_watcher_had_it']}; web PSS per socket "
+            f"{watchers['web_pss_kib_per_socket']} KiB, web CPU per delivered message "
+            f"{watchers['web_cpu_us_per_delivery']} us.",
+        ]
+    hib = r.get("hibernated", {}).get("cellbus")
+    if hib:
+        restore, done = hib["restore_result"], hib["restore_done"]
+        fresh = r["hibernated"]["jupyter"]["fresh_kernel_first_result"]
+        lines += [
+            "",
+            f"Hibernated: {hib['sessions']:,} sessions created and hibernated in "
+            f"{hib['all_hibernated_s']} s ({hib['sessions_per_s']}/s; kernel CPU "
+            f"{hib['kernel_cpu_ms_per_session']} ms each); {hib['session_processes_left']} "
+            f"session processes left; their keys in Redis: {hib['redis_mib']} MiB "
+            f"({hib['redis_bytes_per_session']:,} bytes per session; checkpoint median "
+            f"{hib['checkpoint_bytes_median']:,} bytes). {hib['restores']} restores, request "
+            f"to result p50 / p90 / p99 {_pct(restore)} ms (to the end: {_pct(done)} ms); "
+            f"wrong results: {len(hib['restored_wrong'])}; kernel CPU per restore and "
+            f"hibernation {hib['kernel_cpu_ms_per_restore']} ms. Jupyter has no "
+            f"hibernation: a new kernel's first result, p50 {fresh['p50_ms']:.0f} ms "
+            f"(its state lost).",
+        ]
+    if p.get("hibernate_after_s"):
+        lines += ["", f"(Sessions of the hibernated part hibernate {p['hibernate_after_s']:g} s "
+                  "after their last request.)"]  # fmt: skip
+    return lines
+
+
 def other_figures(w: dict[str, Any]) -> list[str]:
     lines = ["| Figure | cellbus | Jupyter |", "|---|---:|---:|"]
     try:
@@ -488,6 +572,7 @@ def other_figures(w: dict[str, Any]) -> list[str]:
         lines += [f"| {MODES.get(name, name)} | {_pct(figures)} |" for name, figures in r.items()]
     lines += bus_figures(w)
     lines += parallel_figures(w)
+    lines += capacity_figures(w)
     caps = w.get("fanout", {}).get("caps", {})
     for system, why in caps.items():
         for n, reason in why.items():

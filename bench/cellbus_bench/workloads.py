@@ -68,6 +68,17 @@ class Sizes:
     parallel_turns: int  # maps, and serial runs, timed per side
     overhead_tasks: int  # trivial tasks of one map (parallel_overhead)
     overhead_trials: int  # maps timed per side
+    capacity_live: int  # live idle cellbus sessions on two kernel workers (issue 20)
+    capacity_active: int  # of them, running 1+1 at once
+    capacity_active_runs: int  # 1+1 runs per active session, per system
+    capacity_jupyter_live: int  # Jupyter kernels, for its memory per live session
+    capacity_hibernated: int  # hibernated cellbus sessions
+    capacity_restores: int  # of them, restored one after another
+    capacity_jupyter_starts: int  # Jupyter kernels started, for reference (no hibernation)
+    capacity_watchers: int  # feed WebSockets on one session, over four web processes
+    capacity_watch_trials: int  # print('x') runs they watch
+    capacity_settle_s: float  # idle time before memory is read, and of the idle CPU sample
+    capacity_webs: int  # web processes of the capacity workload's cellbus
 
 
 FULL = Sizes(
@@ -100,6 +111,17 @@ FULL = Sizes(
     parallel_turns=5,
     overhead_tasks=1000,
     overhead_trials=7,
+    capacity_live=1000,
+    capacity_active=10,
+    capacity_active_runs=100,
+    capacity_jupyter_live=100,
+    capacity_hibernated=10_000,
+    capacity_restores=300,
+    capacity_jupyter_starts=5,
+    capacity_watchers=10_000,
+    capacity_watch_trials=5,
+    capacity_settle_s=3.0,
+    capacity_webs=4,
 )
 QUICK = Sizes(
     name="quick",
@@ -131,6 +153,17 @@ QUICK = Sizes(
     parallel_turns=1,
     overhead_tasks=1000,
     overhead_trials=3,
+    capacity_live=100,
+    capacity_active=10,
+    capacity_active_runs=20,
+    capacity_jupyter_live=20,
+    capacity_hibernated=300,
+    capacity_restores=30,
+    capacity_jupyter_starts=1,
+    capacity_watchers=1000,
+    capacity_watch_trials=2,
+    capacity_settle_s=3.0,
+    capacity_webs=4,
 )
 SMOKE = Sizes(
     name="smoke",
@@ -162,6 +195,17 @@ SMOKE = Sizes(
     parallel_turns=1,
     overhead_tasks=50,
     overhead_trials=1,
+    capacity_live=4,
+    capacity_active=2,
+    capacity_active_runs=10,
+    capacity_jupyter_live=2,
+    capacity_hibernated=4,
+    capacity_restores=2,
+    capacity_jupyter_starts=1,
+    capacity_watchers=8,
+    capacity_watch_trials=1,
+    capacity_settle_s=0.3,  # checks the code, not the figures
+    capacity_webs=2,  # (the code is the same for 4; each one costs a second to start)
 )
 SIZES = {s.name: s for s in (FULL, QUICK, SMOKE)}
 
@@ -1041,6 +1085,18 @@ async def parallel_overhead(systems: Systems, sizes: Sizes) -> dict[str, Any]:
     }
 
 
+# -- 12. capacity (issue 20) -----------------------------------------------------------------
+
+
+async def capacity(systems: Systems, sizes: Sizes) -> dict[str, Any]:
+    """1,000 live sessions on two kernel workers, 10,000 watchers over four web processes,
+    10,000 hibernated sessions and their restores, on a cellbus of its own on Redis and
+    PostgreSQL (`capacity`, which uses this module's helpers: imported here, not above)."""
+    from . import capacity as workload
+
+    return await workload.capacity(systems, sizes)
+
+
 BROWSER_WORKLOADS = ("keystrokes", "notebook_open")
 FILE_WORKLOADS = ("files", "files_bus")
 
@@ -1059,6 +1115,7 @@ WORKLOADS: dict[str, Callable[[Systems, Sizes], Awaitable[dict[str, Any]]]] = {
     "files_bus": files_bus,
     "parallel_speedup": parallel_speedup,
     "parallel_overhead": parallel_overhead,
+    "capacity": capacity,
 }
 
 

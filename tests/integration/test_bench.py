@@ -21,7 +21,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 WORKLOADS = {
     "memory", "session_start", "exec_round_trip", "channels_round_trip", "throughput", "stream",
-    "fanout", "cellbus_modes", "parallel_speedup", "parallel_overhead",
+    "fanout", "cellbus_modes", "parallel_speedup", "parallel_overhead", "capacity",
 }  # fmt: skip
 SUMMARY = {"n", "p50_ms", "p90_ms", "p99_ms", "mean_ms", "min_ms", "max_ms"}
 
@@ -83,6 +83,30 @@ def test_every_workload_runs_on_both_systems(results: tuple[dict[str, Any], Path
         assert document["workloads"][name]["start_up"]["workers"] == 2
 
 
+def test_capacity_holds_every_session_and_watcher_it_was_given(
+    results: tuple[dict[str, Any], Path],
+) -> None:
+    """Issue 20's workload: live sessions on two kernel workers, watchers, hibernated ones."""
+    document, _ = results
+    sizes, capacity = document["sizes"], document["workloads"]["capacity"]["results"]
+    live = capacity["live"]
+    assert live["cellbus"]["sessions"] == sizes["capacity_live"]
+    assert sum(live["cellbus"]["per_worker"]) == sizes["capacity_live"]
+    assert len(live["cellbus"]["per_worker"]) == 2  # two kernel workers
+    assert live["jupyter"]["sessions"] == sizes["capacity_jupyter_live"]
+    for system in ("cellbus", "jupyter"):
+        assert live[system]["sessions_per_gib"] > 0 and is_summary(live["active"][system])
+    watchers = capacity["watchers"]["cellbus"]
+    assert watchers["opened"] == sizes["capacity_watchers"]
+    assert watchers["every_watcher_had_it"] is True
+    assert is_summary(watchers["time_until_all"])
+    hibernated = capacity["hibernated"]["cellbus"]
+    assert hibernated["sessions"] == sizes["capacity_hibernated"]
+    assert hibernated["session_processes_left"] == 0
+    assert hibernated["restored_wrong"] == []  # each restore answered with its own label
+    assert is_summary(hibernated["restore_result"])
+
+
 def test_the_record_names_machine_versions_and_targets(
     results: tuple[dict[str, Any], Path],
 ) -> None:
@@ -93,12 +117,16 @@ def test_the_record_names_machine_versions_and_targets(
     assert document["versions"]["cellbus"]["python"]
     assert len(document["git"]["commit"]) == 40
     targets = {t["name"]: t for t in document["targets"]}
-    # eight, issue 16's round trip through the channels, and the parallel cells' two
-    assert len(targets) == 11
+    # eight, issue 16's round trip through the channels, the parallel cells' two and
+    # issue 20's capacity two
+    assert len(targets) == 13
     for target in targets.values():
         if target["workload"] == "fanout":  # the smoke size has no 100 subscribers
             continue
-        assert math.isfinite(target["ratio"]) and target["ratio"] > 0, target
+        if not target["versus"]:  # a bound on cellbus's own figure (the restore's p50)
+            assert target["ratio"] is None and math.isfinite(target["cellbus"]), target
+        else:
+            assert math.isfinite(target["ratio"]) and target["ratio"] > 0, target
         assert target["met"] in (True, False)
     for name in document["files"].values():
         assert (out / name).stat().st_size > 0

@@ -31,7 +31,7 @@ from ..support.stack import ServicesStack, Stack
 UNAUTHENTICATED, FORBIDDEN, NOT_FOUND, CONFLICT = -32001, -32003, -32004, -32009
 
 
-stack = both_stacks()
+stack = both_stacks(cluster=True)
 
 
 ada = signed_in("ada")

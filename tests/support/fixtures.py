@@ -12,12 +12,13 @@ from .api import Client, new_user
 from .stack import Stack, start_stack
 
 
-def both_stacks() -> Any:
+def both_stacks(*, cluster: bool = False) -> Any:
     """The module's ``stack`` fixture: each test runs on the services apart (Redis and
     PostgreSQL) and on the one program (in-process bus and SQLite), each started once per
-    module."""
+    module; with `cluster`, also on the services on a Redis Cluster."""
+    kinds = ["services", "one-program", *(["services-cluster"] if cluster else [])]
 
-    @pytest.fixture(scope="module", params=["services", "one-program"], name="stack")
+    @pytest.fixture(scope="module", params=kinds, name="stack")
     def stack(
         request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
     ) -> Iterator[Stack]:

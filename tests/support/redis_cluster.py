@@ -77,6 +77,20 @@ class LoopbackCluster:
             check=True, capture_output=True, timeout=READY_TIMEOUT,
         )  # fmt: skip
         self.wait_healthy(len(self.nodes))
+        self._wait_replicated()
+
+    def _wait_replicated(self) -> None:
+        """Until each replica's link to its master is up (a replica that has never synced
+        does not take over when its master dies)."""
+        deadline = time.monotonic() + READY_TIMEOUT
+        for node in self.nodes:
+            while True:
+                replication = node.admin.info("replication")
+                if replication["role"] == "master" or replication["master_link_status"] == "up":
+                    break
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"the replica on {node.port} did not sync")
+                time.sleep(0.05)
 
     def live_nodes(self) -> list[PrivateRedis]:
         return [node for node in self.nodes if node.process.poll() is None]
@@ -118,7 +132,11 @@ class LoopbackCluster:
         master = self.master_of(key)
         master.process.kill()
         master.process.wait()
-        self.wait_healthy(len(self.nodes))
+        deadline = time.monotonic() + READY_TIMEOUT
+        while not self._healthy(len(self.nodes)) or self.master_of(key) is master:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no replica took over from the master on {master.port}")
+            time.sleep(0.05)
         return master
 
     def delete_namespace(self, namespace: str) -> None:

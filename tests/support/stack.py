@@ -28,6 +28,7 @@ from cellbus_protocol.acl import Service
 from .postgres import create_database, drop_database
 from .private_redis import PrivateRedis
 from .redis import delete_namespace, new_namespace, require_redis
+from .redis_cluster import LoopbackCluster
 from .workers import WorkerProcess, service_env
 
 WEB_SETTINGS = {"socket_queue": 200}
@@ -128,11 +129,22 @@ class Stack:
 
 
 class ServicesStack(Stack):
+    """Accounts, a kernel worker and two web processes on PostgreSQL and the test Redis, or,
+    with `cluster`, on that Redis Cluster (``CELLBUS_REDIS_CLUSTER=true``; the stack closes
+    it)."""
+
     name = "services"
 
-    def __init__(self, log_dir: Path, **web_settings: object) -> None:
+    def __init__(
+        self, log_dir: Path, cluster: LoopbackCluster | None = None, **web_settings: object
+    ) -> None:
         require_redis()
         self.namespace = new_namespace()
+        self.cluster = cluster
+        bus: dict[str, object] = {}
+        if cluster is not None:
+            self.name = "services-cluster"
+            bus = {"redis_url": cluster.url(), "redis_cluster": "true"}
         # The workspaces every kernel worker and web process of this stack share (a volume).
         self.workspaces = log_dir / "workspaces"
         self.database, self.database_url = asyncio.run(create_database())
@@ -141,11 +153,12 @@ class ServicesStack(Stack):
             database_url=self.database_url,
             feed_retention=FEED_RETENTION,
             workspaces_dir=self.workspaces,
+            **bus,
         )  # (the accounts service publishes on feeds too: its retention must be the kernel's)
         self.accounts = ServiceProcess("cellbus_accounts", env, log_dir / "accounts.log")
         self.kernel = WorkerProcess(
             self.namespace, "kernel-1", log_dir, memory_limit_mb=1000, output_cap=2_000_000,
-            feed_retention=FEED_RETENTION, workspaces_dir=self.workspaces,
+            feed_retention=FEED_RETENTION, workspaces_dir=self.workspaces, **bus,
         )  # fmt: skip
         self.webs: list[ServiceProcess] = []
         self.urls = []
@@ -153,7 +166,7 @@ class ServicesStack(Stack):
             port = free_port()
             web_env = service_env(
                 self.namespace, port=port, workspaces_dir=self.workspaces,
-                **{**WEB_SETTINGS, **web_settings},
+                **{**WEB_SETTINGS, **web_settings, **bus},
             )  # fmt: skip
             self.webs.append(ServiceProcess("cellbus_web", web_env, log_dir / f"web-{i}.log"))
             self.urls.append(f"http://127.0.0.1:{port}")
@@ -177,6 +190,8 @@ class ServicesStack(Stack):
         self.accounts.close()
         asyncio.run(drop_database(self.database))
         delete_namespace(self.namespace)
+        if self.cluster is not None:
+            self.cluster.close()
 
 
 class OneProgramStack(Stack):
@@ -220,11 +235,14 @@ class OneProgramStack(Stack):
 
 
 def start_stack(kind: str, tmp_path_factory: pytest.TempPathFactory) -> Stack:
-    """The services apart (``"services"``) or the one program (``"one-program"``), for the
-    tests that run on both."""
+    """The services apart (``"services"``), the same on a Redis Cluster of their own
+    (``"services-cluster"``) or the one program (``"one-program"``), for the tests that run
+    on several."""
     logs = tmp_path_factory.mktemp("logs")
     if kind == "services":
         return ServicesStack(logs)
+    if kind == "services-cluster":
+        return ServicesStack(logs, LoopbackCluster(tmp_path_factory.mktemp("redis-cluster")))
     return OneProgramStack(logs, tmp_path_factory.mktemp("data"))
 
 

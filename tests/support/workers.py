@@ -50,7 +50,10 @@ class WorkerProcess:
             stdout=self._log,
             stderr=self._log,
         )
-        self._redis = redis.Redis.from_url(REDIS_URL)
+        self._redis: redis.Redis | redis.RedisCluster = redis.Redis.from_url(REDIS_URL)
+        if settings.get("redis_cluster"):  # the first seed node leads to the rest
+            first = str(settings["redis_url"]).split(",")[0].removeprefix("redis://")
+            self._redis = redis.RedisCluster.from_url(f"redis://{first}")
 
     def wait_ready(self, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout

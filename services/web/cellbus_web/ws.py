@@ -57,7 +57,7 @@ from .batches import Batch
 from .feeds import Listener
 from .outgoing import Close, Item, Outgoing, Revoke, Send, Turns
 from .relay import AwarenessError, WorksheetRelay, is_update
-from .rpc import FORBIDDEN, INVALID_REQUEST, UNAUTHENTICATED, RpcError, api_error
+from .rpc import FORBIDDEN, INVALID_REQUEST, UNAUTHENTICATED, UNAVAILABLE, RpcError, api_error
 
 log = logging.getLogger(__name__)
 
@@ -508,7 +508,13 @@ async def feed_socket(request: web.Request) -> web.WebSocketResponse:
         error = api_error(exc)
         if error is None:
             raise
-        status = web.HTTPForbidden if error.code == FORBIDDEN else web.HTTPUnauthorized
+        # 503 while the bus or the accounts service is away: the client retries, where a 401
+        # would tell it to sign in again.
+        statuses: dict[int, type[web.HTTPError]] = {
+            FORBIDDEN: web.HTTPForbidden,
+            UNAVAILABLE: web.HTTPServiceUnavailable,
+        }
+        status = statuses.get(error.code, web.HTTPUnauthorized)
         raise status(text=error.message) from None
     ws = web.WebSocketResponse(
         heartbeat=backend.settings.ping_interval, max_msg_size=MAX_FRAME_BYTES

@@ -209,7 +209,6 @@ RULES: Mapping[Service, ServiceRules] = {
             "ssubscribe",
             "sunsubscribe",
             "pubsub|numsub",
-            "pubsub|shardnumsub",
             "get",
             "hset",
             "hdel",

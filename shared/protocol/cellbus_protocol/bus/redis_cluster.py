@@ -28,7 +28,9 @@ import asyncio
 import contextlib
 import functools
 import logging
+import os
 import time
+import traceback
 import uuid
 from collections.abc import Callable
 from typing import Any, cast
@@ -46,6 +48,8 @@ from .redis_connection import (
     BLOCK_MS,
     COMMAND_TIMEOUT,
     CONNECTION_ERRORS,
+    RETRY_DELAYS,
+    raise_if_cancelled,
     stream_rows,
     unavailable_on_connection_error,
     with_retry,
@@ -82,6 +86,31 @@ def seed_nodes(url: str) -> tuple[list[ClusterNode], dict[str, Any]]:
     return nodes, options
 
 
+class _FailoverSafeCluster(RedisCluster):
+    """redis-py's cluster client, with one of its failover races reported as what it is.
+
+    When a node fails, redis-py disconnects that node's connections, including one another
+    task is writing a command to at that moment; the write then fails with AttributeError
+    (``'NoneType' object has no attribute 'writelines'``) from inside redis-py's connection
+    code rather than ConnectionError. Raised there, it is a lost connection: it becomes one,
+    so that the bus retries or reports `BusUnavailable` as for any other."""
+
+    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await super().execute_command(*args, **kwargs)
+        except AttributeError as exc:
+            if not _raised_in_redis_connection(exc):
+                raise
+            raise redis_errors.ConnectionError(f"connection lost mid-command: {exc}") from exc
+
+
+def _raised_in_redis_connection(exc: BaseException) -> bool:
+    frames = traceback.extract_tb(exc.__traceback__)
+    return bool(frames) and frames[-1].filename.endswith(
+        f"redis{os.sep}asyncio{os.sep}connection.py"
+    )
+
+
 class RedisClusterBus(RedisBus):
     """A `Bus` on a Redis Cluster (7.0 or newer)."""
 
@@ -104,10 +133,10 @@ class RedisClusterBus(RedisBus):
             "socket_connect_timeout": COMMAND_TIMEOUT,
             **options,
         }
-        commands = RedisCluster(
+        commands = _FailoverSafeCluster(
             max_connections=MAX_CONNECTIONS, socket_timeout=COMMAND_TIMEOUT, **common
         )
-        blocking = RedisCluster(
+        blocking = _FailoverSafeCluster(
             max_connections=BLOCKING_CONNECTIONS,
             socket_timeout=BLOCK_MS / 1000 + COMMAND_TIMEOUT,
             **common,
@@ -363,7 +392,10 @@ class RedisClusterConsumer(RedisConsumer):
                 await self._ensure_group(key)
 
     async def ack(self, item: QueueItem) -> None:
-        await super().ack(item)
+        key = self._bus.key(item.stream or item.queue)
+        with unavailable_on_connection_error():  # two commands: no cluster pipeline needed
+            await self._bus._redis.xack(key, self._group, item.id)
+            await self._bus._redis.xdel(key, item.id)
         self._outstanding.discard(
             (self._bus.key(item.stream or item.queue).encode(), item.id.encode())
         )
@@ -401,7 +433,13 @@ class _ChannelListening(Listening):
 
 
 class _ShardChannel:
-    """One sharded channel listened to on a connection of its own (to its slot's node)."""
+    """One sharded channel listened to on a connection of its own (to its slot's node).
+
+    When that connection fails (the node died, or it lost the slot to a failover and closed
+    its shard subscribers, as Redis 7.0 does), the listener asks the cluster where the slot
+    is now and subscribes there again, with backoff. What is published meanwhile is lost, as
+    pub/sub loses it on one Redis: replies come again when a request is retried, and
+    broadcasts are only ever what is happening now."""
 
     def __init__(
         self, bus: RedisClusterBus, channel: str, deliver: Callable[[bytes], None]
@@ -415,22 +453,45 @@ class _ShardChannel:
     async def start(self) -> None:
         """Subscribe; returns once Redis counts the subscription, so that a message sent
         after it is heard."""
-        self._pubsub = self._bus._blocking.pubsub()
         with unavailable_on_connection_error():
-            await self._pubsub.ssubscribe(self.channel)
-            async with asyncio.timeout(COMMAND_TIMEOUT):
-                while await self._pubsub.get_sharded_message(timeout=COMMAND_TIMEOUT) is None:
-                    pass
+            await self._subscribe()
         self._task = asyncio.create_task(self._run(), name=f"cellbus-channel-{self.channel}")
 
+    async def _subscribe(self) -> None:
+        pubsub = self._bus._blocking.pubsub()
+        try:
+            await pubsub.ssubscribe(self.channel)
+            async with asyncio.timeout(COMMAND_TIMEOUT):
+                while await pubsub.get_sharded_message(timeout=COMMAND_TIMEOUT) is None:
+                    pass
+        except BaseException:
+            with contextlib.suppress(*CONNECTION_ERRORS):
+                await pubsub.aclose()
+            raise
+        self._pubsub = pubsub
+
     async def _run(self) -> None:
+        failures = 0
         while True:
-            message = await with_retry(
-                f"channel {self.channel}",
-                lambda: self._pubsub.get_sharded_message(
+            raise_if_cancelled()
+            try:
+                if self._pubsub is None:  # subscribe where the cluster now serves the slot
+                    await self._bus._blocking.nodes_manager.initialize()
+                    await self._subscribe()
+                message = await self._pubsub.get_sharded_message(
                     ignore_subscribe_messages=True, timeout=BLOCK_MS / 1000
-                ),
-            )
+                )
+            except (*CONNECTION_ERRORS, TimeoutError) as exc:
+                delay = RETRY_DELAYS[min(failures, len(RETRY_DELAYS) - 1)]
+                failures += 1
+                log.warning("channel %s: %s; subscribing again in %.2f s", self.channel, exc, delay)
+                if self._pubsub is not None:
+                    with contextlib.suppress(*CONNECTION_ERRORS):
+                        await self._pubsub.aclose()
+                    self._pubsub = None
+                await asyncio.sleep(delay)
+                continue
+            failures = 0
             if message is not None and message.get("type") in (b"smessage", "smessage"):
                 self._deliver(message["data"])
 

@@ -344,8 +344,9 @@ class Typists:
         """Stop typing; then every client's updates acknowledged, and the handshake done."""
         self._stop.set()
         await asyncio.gather(*self._tasks)
+        for client in self.clients:  # everyone's acknowledged first: a handshake before
+            await client.until_acked()  # another's last update is committed would miss it
         for client in self.clients:
-            await client.until_acked()
             await client.ensure_connected()
             await client.sync()
 
@@ -355,7 +356,8 @@ class Typists:
         stored = await stored_document(database_url, worksheet)
         expected = notebook_json(stored)
         for client in self.clients:
-            assert client.notebook_json() == expected
+            seen = client.notebook_json()
+            assert seen == expected, _difference(seen, expected)
             assert contains(stored, client.all_acked()), "an acknowledged update was lost"
         ids = [cell[0] for cell in expected["cells"]]
         assert len(ids) == len(set(ids)), "a cell is there twice"
@@ -364,3 +366,17 @@ class Typists:
     async def close(self) -> None:
         for client in self.clients:
             await client.close()
+
+
+def _difference(seen: dict[str, Any], stored: dict[str, Any]) -> str:
+    """Where a client's notebook differs from the stored one: the cells that differ."""
+    seen_cells, stored_cells = seen.get("cells", []), stored.get("cells", [])
+    different = [
+        (i, a, b)
+        for i, (a, b) in enumerate(zip(seen_cells, stored_cells, strict=False))
+        if a != b
+    ]
+    return (
+        f"a client's notebook is not the stored one: {len(seen_cells)} cells against "
+        f"{len(stored_cells)}; first differences (index, client, stored): {different[:3]}"
+    )

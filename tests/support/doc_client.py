@@ -372,9 +372,7 @@ def _difference(seen: dict[str, Any], stored: dict[str, Any]) -> str:
     """Where a client's notebook differs from the stored one: the cells that differ."""
     seen_cells, stored_cells = seen.get("cells", []), stored.get("cells", [])
     different = [
-        (i, a, b)
-        for i, (a, b) in enumerate(zip(seen_cells, stored_cells, strict=False))
-        if a != b
+        (i, a, b) for i, (a, b) in enumerate(zip(seen_cells, stored_cells, strict=False)) if a != b
     ]
     return (
         f"a client's notebook is not the stored one: {len(seen_cells)} cells against "

@@ -29,9 +29,11 @@ from ruamel.yaml import YAML
 
 from cellbus_protocol import acl, keys
 from cellbus_protocol.acl import Service
+from cellbus_protocol.bus import RedisClusterBus
 
 from ..support.api import Client, new_user, stdout_of
 from ..support.private_redis import PrivateRedis
+from ..support.redis_cluster import LoopbackCluster
 from ..support.stack import AclServicesStack
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -373,3 +375,63 @@ def test_the_generator_command_says_which_password_is_missing() -> None:
         "default", "kernel", "web", "accounts"
     ]  # fmt: skip
     assert "%RW~nb:session:{*}:requests" in result.stdout
+
+
+# -- on a Redis Cluster ------------------------------------------------------------------------
+
+
+async def test_each_service_does_its_bus_work_on_a_redis_cluster_with_its_own_user(
+    tmp_path: Path,
+) -> None:
+    """The same users on every node of a Redis Cluster: each service can reach the cluster
+    (its slot map), the sharded queues, sharded pub/sub and a session's keys as its work needs,
+    and still not what it must not (kernel: the accounts queue; web: a checkpoint)."""
+    passwords = {service: secrets.token_hex(16) for service in Service}
+    admin = secrets.token_hex(16)
+    cluster = LoopbackCluster(
+        tmp_path, acl_args=acl.server_args(NAMESPACE, passwords, admin), admin_password=admin
+    )
+    try:
+        url = {service: cluster.url(service.value, passwords[service]) for service in Service}
+        async with (
+            RedisClusterBus(url[Service.WEB], namespace=NAMESPACE) as web,
+            RedisClusterBus(url[Service.ACCOUNTS], namespace=NAMESPACE) as accounts,
+            RedisClusterBus(url[Service.KERNEL], namespace=NAMESPACE) as kernel,
+        ):
+            # web asks accounts (a sharded queue; the reply on web's sharded reply channel)
+            serving = accounts.consumer(keys.ACCOUNTS_GROUP, "accounts-1")
+            await serving.add(keys.ACCOUNTS)
+
+            async def answer() -> None:
+                item = await serving.get(timeout=10)
+                assert item is not None
+                await accounts.reply(item, b"re: " + item.data)
+                await serving.ack(item)
+
+            answering = asyncio.create_task(answer())
+            assert await web.request(keys.ACCOUNTS, b"who", timeout=10) == b"re: who"
+            await answering
+            # web starts a session; the kernel takes it, publishes on its feed, checkpoints
+            session = "0a1b2c3d4e5f"
+            taking = kernel.consumer(keys.KERNEL_GROUP, "kernel-1:new", batch=1)
+            await taking.add(keys.NEW_SESSIONS)
+            await web.enqueue(keys.NEW_SESSIONS, session.encode())
+            taken = await taking.get(timeout=10)
+            assert taken is not None and taken.data == session.encode()
+            await taking.ack(taken)
+            watching = await web.subscribe(keys.feed(session), after=0)
+            await kernel.publish(keys.feed(session), b"output")
+            entry = await watching.next(timeout=10)
+            assert entry is not None and entry.data == b"output"
+            await watching.close()
+            await kernel.put_blob(keys.checkpoint(session), b"signed")
+            # what each must not do
+            with pytest.raises(redis.exceptions.NoPermissionError):
+                await kernel._redis.xadd(f"{NAMESPACE}:{keys.queue_shards(keys.ACCOUNTS)[0]}",
+                                         {"d": "x"})  # fmt: skip
+            with pytest.raises(redis.exceptions.NoPermissionError):
+                await web._redis.get(f"{NAMESPACE}:{keys.checkpoint(session)}")
+            for consumer in (serving, taking):
+                await consumer.close()
+    finally:
+        cluster.close()

@@ -43,8 +43,15 @@ def cluster_port() -> int:
 class LoopbackCluster:
     """Three masters and three replicas on 127.0.0.1, in `folder`."""
 
-    def __init__(self, folder: Path, *, acl_args: list[str] | None = None) -> None:
+    def __init__(
+        self, folder: Path, *, acl_args: list[str] | None = None, admin_password: str | None = None
+    ) -> None:
+        """`acl_args`: users for every node (`cellbus_protocol.acl.server_args`), whose
+        ``default`` user has `admin_password` (the replicas and redis-cli log in as it)."""
         self.nodes: list[PrivateRedis] = []
+        self._admin_password = admin_password
+        replication = ["--masteruser", "default", "--masterauth", admin_password or ""]
+        acl_args = [*(acl_args or []), *(replication if admin_password else [])]
         try:
             for index in range(MASTERS * 2):
                 node_folder = folder / f"node-{index}"
@@ -52,7 +59,9 @@ class LoopbackCluster:
                 timeout = str(NODE_TIMEOUT_MS)
                 args = ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
                         "--cluster-node-timeout", timeout, *(acl_args or [])]  # fmt: skip
-                self.nodes.append(PrivateRedis(node_folder, args, port=cluster_port()))
+                admin = "default" if admin_password else None
+                node = PrivateRedis(node_folder, args, admin, admin_password, cluster_port())
+                self.nodes.append(node)
             self._create()
         except BaseException:
             self.close()
@@ -72,8 +81,10 @@ class LoopbackCluster:
         if cli is None:
             raise RuntimeError("redis-cli is not installed; `make test` installs it")
         addresses = [f"127.0.0.1:{port}" for port in self.ports]
+        auth = ["--user", "default", "--pass", self._admin_password] if self._admin_password else []
         subprocess.run(
-            [cli, "--cluster", "create", *addresses, "--cluster-replicas", "1", "--cluster-yes"],
+            [cli, *auth, "--cluster", "create", *addresses, "--cluster-replicas", "1",
+             "--cluster-yes"],
             check=True, capture_output=True, timeout=READY_TIMEOUT,
         )  # fmt: skip
         self.wait_healthy(len(self.nodes))

@@ -104,10 +104,11 @@ _WAKE = keys.wake("ANYBUS").replace("ANYBUS}", "*")
 (``bus:{id}:<name>:wake``)."""
 _REPLIES = keys.replies("*")
 
-_BUS = ("ping", "cluster|slots", "cluster|shards")
+_BUS = ("ping", "cluster|slots", "cluster|shards", "command")
 """Every bus's start (and the health checks'): PING. AUTH and HELLO need no grant. On Redis
 Cluster the client also asks any node which node serves which slots (CLUSTER SLOTS, or
-SHARDS), again whenever a node moves or fails."""
+SHARDS), again whenever a node moves or fails, and lists the server's commands once (COMMAND:
+where each command's keys are, to route it)."""
 _FEED_READ = ("xrange", "xrevrange", "xread")
 """Following a feed: catch up (XRANGE), find its end (XREVRANGE), one blocking XREAD."""
 _WAKE_STREAM = ("xadd", "expire", "del")

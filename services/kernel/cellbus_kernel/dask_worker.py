@@ -26,6 +26,16 @@ DEATH_TIMEOUT = 30.0
 """Seconds a worker that cannot reach its scheduler waits before it ends."""
 
 
+WORKER_CONFIG = {
+    "distributed.worker.daemon": False,  # tasks may use multiprocessing
+    # Dask's statistical profiler samples the task thread's stack every 10 ms, taking the GIL
+    # from it: a few percent of every task's time, for profiles only the dashboard's (script)
+    # pages show, which the proxy does not serve. The GIL monitor likewise.
+    "distributed.worker.profile.enabled": False,
+    "distributed.admin.system-monitor.gil.enabled": False,
+}
+
+
 def serve(sock: socket.socket) -> NoReturn:
     """Run a Dask worker for the scheduler the first frame names; never returns."""
     isolation.die_with_parent()  # the template, which dies with the kernel worker
@@ -69,7 +79,7 @@ async def _run(setup: frames.ParallelPorts) -> None:
     ports = list(setup.ports)
     random.shuffle(ports)  # workers of one machine start together: each tries its own order
     local = os.path.join(os.environ.get("HOME", "."), TMP_NAME)
-    with dask.config.set({"distributed.worker.daemon": False}):  # multiprocessing in tasks
+    with dask.config.set(WORKER_CONFIG):
         worker = Worker(
             setup.scheduler,
             host=setup.host,

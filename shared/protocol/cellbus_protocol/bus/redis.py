@@ -58,7 +58,7 @@ from .base import (
     Subscription,
 )
 from .catch_up import CatchUp
-from .redis_connection import BLOCK_MS, COMMAND_TIMEOUT, WAKE_EXPIRY, with_retry
+from .redis_connection import BLOCK_MS, COMMAND_TIMEOUT, WAKE_EXPIRY, stop_listening, with_retry
 from .redis_connection import CONNECTION_ERRORS as _CONNECTION_ERRORS
 from .redis_connection import stream_rows as _stream_rows
 from .redis_connection import unavailable_on_connection_error as _unavailable_on_connection_error
@@ -609,13 +609,7 @@ class _Broadcasts:
                 listening.deliver(message["data"])
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
-        if self._pubsub is not None:
-            with contextlib.suppress(*_CONNECTION_ERRORS):
-                await self._pubsub.aclose()
+        await stop_listening(self._task, self._pubsub)
 
 
 class _ReplyListener:
@@ -671,10 +665,4 @@ class _ReplyListener:
                 yield message["data"]
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
-        if self._pubsub is not None:
-            with contextlib.suppress(*_CONNECTION_ERRORS):
-                await self._pubsub.aclose()
+        await stop_listening(self._task, self._pubsub)

@@ -50,6 +50,7 @@ from .redis_connection import (
     CONNECTION_ERRORS,
     RETRY_DELAYS,
     raise_if_cancelled,
+    stop_listening,
     stream_rows,
     unavailable_on_connection_error,
     with_retry,
@@ -496,13 +497,7 @@ class _ShardChannel:
                 self._deliver(message["data"])
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
-        if self._pubsub is not None:
-            with contextlib.suppress(*CONNECTION_ERRORS):
-                await self._pubsub.aclose()
+        await stop_listening(self._task, self._pubsub)
 
 
 class _ClusterBroadcasts:

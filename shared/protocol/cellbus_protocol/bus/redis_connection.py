@@ -82,6 +82,18 @@ async def with_retry(what: str, call: Callable[[], Awaitable[T]]) -> T:
     raise AssertionError("unreachable")
 
 
+async def stop_listening(task: asyncio.Task[Any] | None, pubsub: Any) -> None:
+    """Cancel a listener's reading task and close its pub/sub connection (either may be
+    None; a connection already lost is fine)."""
+    if task is not None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+    if pubsub is not None:
+        with contextlib.suppress(*CONNECTION_ERRORS):
+            await pubsub.aclose()
+
+
 def stream_rows(response: Any) -> list[tuple[bytes, list[tuple[bytes, dict[bytes, bytes]]]]]:
     """XREAD/XREADGROUP replies as (key, rows), for RESP2 lists and RESP3 dicts alike."""
     if not response:

@@ -376,9 +376,10 @@ class WatcherClient:
     @classmethod
     async def start(cls, url: str, token: str, session: str, count: int) -> WatcherClient:
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "bench.cellbus_bench.capacity_watchers",
+            sys.executable, "-P", "-m", "bench.cellbus_bench.capacity_watchers",
             url, token, session, str(count),
             cwd=ROOT, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},  # -P: the checkout only through this
         )  # fmt: skip
         return cls(process)
 

@@ -8,6 +8,7 @@ import asyncio
 import signal
 from collections.abc import Iterator
 
+import aiohttp
 import pytest
 
 from ..support.api import ApiError, Client, new_user, stdout_of
@@ -119,3 +120,31 @@ async def test_typing_through_kills_of_accounts_and_of_a_web_process_loses_no_up
     await typists.close()
     for person in people:
         await person.close()
+
+
+async def test_a_socket_opened_while_accounts_is_down_is_told_to_retry_not_to_sign_in(
+    stack: ServicesStack,
+) -> None:
+    """The feed socket's handshake needs the accounts service to check a token it has not
+    seen: while no accounts process answers, the handshake ends with 503 (retry), not 401
+    (which tells a client its token is bad); once one answers, the same token connects."""
+    bea = await new_user(stack.urls[0], "bea")
+    elsewhere = bea.on(stack.urls[1])  # a web process that has not cached bea's token
+    stack.accounts.process.kill()
+    stack.accounts.process.wait()
+    try:
+        with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+            await elsewhere.socket()
+        assert refused.value.status == 503
+    finally:
+        stack.accounts.restart()
+    async with asyncio.timeout(RECOVERY_TIMEOUT):
+        while True:  # as a client does on 503: again, until the restarted service answers
+            try:
+                feed = await elsewhere.socket()
+                break
+            except aiohttp.WSServerHandshakeError as exc:
+                assert exc.status == 503
+    await feed.close()
+    await elsewhere.close()
+    await bea.close()

@@ -85,8 +85,13 @@ async def new_user(url: str, name: str = "user") -> Client:
     """A freshly registered, logged-in user with a unique name starting with `name`."""
     client = Client(url)
     username = f"{name}-{uuid.uuid4().hex[:6]}"
-    await client.call("auth.register", username=username, password=PASSWORD)
-    client.token = (await client.call("auth.login", username=username, password=PASSWORD))["token"]
+    try:
+        await client.call("auth.register", username=username, password=PASSWORD)
+        login = await client.call("auth.login", username=username, password=PASSWORD)
+    except BaseException:  # closed here: a failure is not followed by an unclosed session
+        await client.close()
+        raise
+    client.token = login["token"]
     client.username = username
     return client
 

@@ -139,7 +139,13 @@ class CapacityStack:
         ]
 
     def session_pids(self) -> list[int]:
-        return [pid for template in self.templates() for pid in measure.children_of(template)]
+        children = [pid for template in self.templates() for pid in measure.children_of(template)]
+        return [pid for pid in children if not measure.is_spare(pid)]
+
+    def spares(self) -> list[int]:
+        """Each worker's spare process (forked ahead for its next session)."""
+        children = [pid for template in self.templates() for pid in measure.children_of(template)]
+        return [pid for pid in children if measure.is_spare(pid)]
 
     def sessions_per_worker(self) -> list[int]:
         out = []
@@ -149,7 +155,8 @@ class CapacityStack:
                 for p in measure.children_of(worker)
                 if "cellbus_kernel.template" in measure.cmdline_of(p)
             ]
-            out.append(sum(len(measure.children_of(t)) for t in templates))
+            children = [pid for t in templates for pid in measure.children_of(t)]
+            out.append(sum(not measure.is_spare(pid) for pid in children))
         return out
 
     def web_pids(self) -> list[int]:
@@ -161,7 +168,7 @@ class CapacityStack:
             "accounts": [self.accounts.process.pid],
             "web": self.web_pids(),
             "kernel_workers": self.worker_pids(),
-            "templates": self.templates(),
+            "templates": [*self.templates(), *self.spares()],  # each with its spare
         }
 
 

@@ -82,6 +82,18 @@ def children_of(pid: int) -> list[int]:
     return sorted(children)
 
 
+SPARE_NAME = "cellbus-spare"
+"""The name of a kernel worker's spare process, forked ahead for the next session
+(`cellbus_kernel.isolation.SPARE_NAME`): counted with the services, not as a session."""
+
+
+def is_spare(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip() == SPARE_NAME
+    except OSError:
+        return False
+
+
 def cmdline_of(pid: int) -> str:
     try:
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode().strip()

@@ -424,7 +424,8 @@ class CellbusSystem:
 
     def service_pids(self) -> list[int]:
         if self.process is not None:
-            return [self.process.pid, *self._templates()]
+            spares = [p for t in self._templates() for p in measure.children_of(t)]
+            return [self.process.pid, *self._templates(), *filter(measure.is_spare, spares)]
         return []
 
     def _templates(self) -> list[int]:
@@ -433,7 +434,8 @@ class CellbusSystem:
         return [pid for pid in children if "cellbus_kernel.template" in measure.cmdline_of(pid)]
 
     def session_pids(self) -> list[int]:
-        return [pid for template in self._templates() for pid in measure.children_of(template)]
+        children = [pid for t in self._templates() for pid in measure.children_of(t)]
+        return [pid for pid in children if not measure.is_spare(pid)]
 
 
 async def open_many(

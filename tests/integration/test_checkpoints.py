@@ -18,6 +18,7 @@ import redis
 
 from cellbus_kernel import checkpoints
 from cellbus_kernel.config import KernelSettings
+from cellbus_kernel.isolation import SPARE_NAME
 from cellbus_kernel.process import Ending, ProcessManager
 from cellbus_kernel.session import HIBERNATED
 from cellbus_kernel.worker import KernelWorker
@@ -78,9 +79,9 @@ def states(messages: list[Message]) -> list[tuple[str, FeedState]]:
 
 
 def session_processes(worker: WorkerProcess) -> list[psutil.Process]:
-    """The worker's session processes: the children of its template."""
+    """The worker's session processes: the children of its template but its spare."""
     (template,) = psutil.Process(worker.pid).children()
-    return template.children()
+    return [child for child in template.children() if child.name() != SPARE_NAME]
 
 
 async def new_session(client: KernelClient) -> str:

@@ -14,7 +14,6 @@ import asyncio
 import contextlib
 import os
 import random
-import socket
 import sys
 import threading
 from typing import NoReturn
@@ -36,10 +35,9 @@ WORKER_CONFIG = {
 }
 
 
-def serve(sock: socket.socket) -> NoReturn:
-    """Run a Dask worker for the scheduler the first frame names; never returns."""
+def serve(pipe: frames.FramedSocket) -> NoReturn:
+    """Run a Dask worker for the scheduler the next frame names; never returns."""
     isolation.die_with_parent()  # the template, which dies with the kernel worker
-    pipe = frames.FramedSocket(sock)
     setup = pipe.receive()
     if not isinstance(setup, frames.ParallelPorts):
         os._exit(2)

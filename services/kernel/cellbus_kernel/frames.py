@@ -1,6 +1,8 @@
 """The frames that cross the pipe between a worker and one of its session processes.
 
-A frame is a 4-byte big-endian length and a msgpack-encoded `Frame`. The worker sends
+A frame is a 4-byte big-endian length and a msgpack-encoded `Frame`. The first frame a
+process gets is `Assign`: it was forked ahead as a spare (`template`) and learns there which
+session it serves. The worker then sends
 requests (`Execute`, `Complete`, `Inspect`, `IsComplete`, `History`, `CommInfo`,
 `WidgetState`, `Interrupt`, `Checkpoint`, `Restore`), comm messages from clients (`CommIn`)
 and answers to ``input()`` (`InputValue`); the session process answers with `Ready` once, then
@@ -23,9 +25,23 @@ from typing import Any
 
 import msgspec
 
+from .sandbox import Spec
+
 HEADER = struct.Struct(">I")
 MAX_FRAME = 256 * 1024 * 1024
 """The largest frame a worker reads, unless it allows larger checkpoints (`FramedStream`)."""
+
+
+class Assign(msgspec.Struct, tag="assign"):
+    """A spare process's first frame: what it becomes (`spawner.Role`'s value), in which
+    sandbox (`Spec`: the session, its folders, user, ports and limits), the cap on an
+    execution's output and, for a session, where its Dask scheduler may listen
+    (`cluster.Settings`)."""
+
+    role: str
+    sandbox: Spec
+    output_cap: int
+    parallel: dict[str, Any] = {}
 
 
 class Execute(msgspec.Struct, tag="execute"):
@@ -247,6 +263,7 @@ Question = Complete | Inspect | IsComplete | History | CommInfo | WidgetState
 """Requests the session process answers at once, even while code runs (its reader thread)."""
 ToSession = (
     Question
+    | Assign
     | Execute
     | Interrupt
     | Checkpoint

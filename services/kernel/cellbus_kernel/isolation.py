@@ -24,6 +24,11 @@ from collections.abc import Mapping
 
 PR_SET_PDEATHSIG = 1
 PR_SET_DUMPABLE = 4
+PR_SET_NAME, PR_GET_NAME = 15, 16
+
+SPARE_NAME = "cellbus-spare"
+"""The name (``/proc/PID/comm``) of a spare process until it is given its session: what tells
+an operator, or a test counting session processes, that it serves no one yet."""
 
 SESSION_ENV_ALLOWED = (
     "PATH", "HOME", "LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "USER",
@@ -58,3 +63,13 @@ def allow_inspection() -> None:
 def die_with_parent() -> None:
     """Have the kernel SIGKILL this process when its parent (the worker) dies."""
     _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def rename_process(name: str) -> str:
+    """Give this process the name `name` (``/proc/PID/comm``, 15 bytes at most); its name
+    before."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    before = ctypes.create_string_buffer(16)
+    libc.prctl(PR_GET_NAME, before, 0, 0, 0)
+    libc.prctl(PR_SET_NAME, name.encode()[:15], 0, 0, 0)
+    return before.value.decode(errors="replace")

@@ -144,6 +144,8 @@ class ProcessManager:
         self.workspace = WorkspaceGuard(Path(spec.workspaces_dir) / session, spec.quota_mb)
         """The session's files and their quota (`workspace`)."""
         self._file_limits: dict[int, int] = {}  # the soft limit last sent, by pid
+        self._early: asyncio.Future[tuple[SessionProcess, frames.Ready | None]] | None = None
+        """A process started ahead by `start_early`, until `ensure` takes it."""
 
     @property
     def pid(self) -> int | None:
@@ -182,6 +184,35 @@ class ProcessManager:
                 await self._feed.publish(m.Status(execution_state="idle", reason=reason), parent)
             return process
 
+    def start_early(self) -> None:
+        """Start the process now, while the worker still has round trips to make before the
+        session may use it (registry, load, its checkpoint, its queue): the next `ensure`
+        takes it, and a process nobody took is ended by `close`."""
+        if self._process is None and self._early is None and self._may_start():
+            self._early = asyncio.ensure_future(self._start())
+
+    async def _start(self) -> tuple[SessionProcess, frames.Ready | None]:
+        """A process (the spawner's spare, given this session) and its first frame."""
+        process: SessionProcess | None = None
+        # The workspace's baseline, measured while the process starts: no code runs before
+        # the process is ready, and it only makes the workspace's folder if there is none.
+        measured = asyncio.ensure_future(self.workspace.started())
+        try:
+            settings = self._parallel.session_settings(self.session) if self._parallel else {}
+            process = await self._spawner.spawn(
+                self.session, self._settings.output_cap, parallel=settings
+            )
+            async with asyncio.timeout(self._settings.start_timeout):
+                ready = await process.pipe.receive()
+            await measured
+        except BaseException:
+            measured.cancel()
+            await asyncio.gather(measured, return_exceptions=True)
+            if process is not None:  # not to be talked to: its pipe is closed
+                await process.pipe.close()
+            raise
+        return process, ready if isinstance(ready, frames.Ready) else None
+
     async def _spawn(
         self, parent: Header | None, restoring: bool
     ) -> tuple[SessionProcess, frames.Ready] | None:
@@ -192,24 +223,15 @@ class ProcessManager:
         else:
             announced = m.Status(execution_state="starting")
         await self._feed.publish(announced, parent)
-        process: SessionProcess | None = None
+        early, self._early = self._early, None
         try:
-            settings = self._parallel.session_settings(self.session) if self._parallel else {}
-            process = await self._spawner.spawn(
-                self.session, self._settings.output_cap, parallel=settings
-            )
-            async with asyncio.timeout(self._settings.start_timeout):
-                ready = await process.pipe.receive()
-        except BaseException as exc:
-            if process is not None:  # not to be talked to: its pipe is closed
-                await process.pipe.close()
-            if not isinstance(exc, Exception):
-                raise
+            process, ready = await (early if early is not None else self._start())
+        except Exception as exc:
             log.exception("session %s: could not start a process", self.session)
             reason = f"The session process could not be started: {exc}."
             await self._feed.publish(m.SessionState(state="dead", reason=reason), parent)
             return None
-        if not isinstance(ready, frames.Ready):
+        if ready is None:
             await process.kill()
             reason = "The session process did not start."
             await self._feed.publish(m.SessionState(state="dead", reason=reason), parent)
@@ -221,7 +243,6 @@ class ProcessManager:
         )
         if self._settings.memory_limit_mb:
             self._tasks.spawn(self._watch_memory(process))
-        await self.workspace.started()
         if self.workspace.quota:
             await self._limit_files(process)  # before any code runs
             self._tasks.spawn(self._watch_workspace(process))
@@ -349,7 +370,13 @@ class ProcessManager:
             self._process.signal(signal.SIGKILL)
 
     async def close(self) -> None:
-        """The session left: no task of this process outlives it."""
+        """The session left: no task of this process outlives it, nor one started early."""
+        early, self._early = self._early, None
+        if early is not None:
+            early.cancel()
+            (started,) = await asyncio.gather(early, return_exceptions=True)
+            if isinstance(started, tuple):
+                await started[0].kill()
         await self._tasks.close()
 
     # -- its frames -----------------------------------------------------------------------

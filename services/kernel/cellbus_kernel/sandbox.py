@@ -306,7 +306,7 @@ class Policy:
 
     def rules(self, spec: Spec) -> Ruleset | None:
         """A ruleset with everything but the session's own folder (None without Landlock).
-        The template makes the next one ahead of time (`SpareRules`), off a fork's path."""
+        The template's spare process makes it ahead of time, off a session's path."""
         if self.isolation.abi < 1:
             return None
         handled_net = AccessNet.NONE
@@ -353,29 +353,8 @@ class Policy:
         return workspace
 
 
-class SpareRules:
-    """The template's next ruleset, made while it waits: a fork takes it (the child adds its
-    folder to its own copy of the descriptor; the template closes its copy and never uses that
-    ruleset again, so no two sessions ever share one) and the template makes the next."""
-
-    def __init__(self, policy: Policy) -> None:
-        self._policy = policy
-        self._spare: tuple[Spec, Ruleset | None] | None = None
-
-    def take(self, spec: Spec) -> Ruleset | None:
-        spare, self._spare = self._spare, None
-        if spare is not None and _same_rules(spare[0], spec):
-            return spare[1]
-        if spare is not None and spare[1] is not None:
-            spare[1].close()
-        return self._policy.rules(spec)
-
-    def refill(self, spec: Spec) -> None:
-        if self._spare is None:
-            self._spare = (spec, self._policy.rules(spec))
-
-
-def _same_rules(one: Spec, other: Spec) -> bool:
+def same_rules(one: Spec, other: Spec) -> bool:
+    """Whether a ruleset made for `one` serves `other` (the same ports)."""
     return (one.connect, one.bind) == (other.connect, other.bind)
 
 
@@ -436,8 +415,8 @@ def _own_folders(spec: Spec) -> tuple[str, str]:
 
 def set_environment(spec: Spec) -> None:
     """The session's HOME and TMPDIR (private, on this worker), PWD (its workspace) and, with
-    a session user, USER and LOGNAME, set by the template just before the fork: the child
-    inherits them without writing a page."""
+    a session user, USER and LOGNAME, set by the spare process given the session (see
+    `template`), before it enters the sandbox."""
     own = spec.home
     os.environ.update(HOME=own, TMPDIR=os.path.join(own, TMP_NAME), PWD=spec.workspace)
     if spec.user:

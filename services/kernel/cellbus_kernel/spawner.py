@@ -1,4 +1,5 @@
-"""The worker's side of the template: start it, ask it for session processes, learn of exits.
+"""The worker's side of the template: start it, have it fork spares, hand each its session,
+learn of exits.
 
 A `SessionProcess` is one forked session: its pid, the framed pipe to it, and a future that
 resolves to its wait status when the template reaps it.
@@ -18,7 +19,7 @@ import sys
 
 import msgspec
 
-from .frames import MAX_FRAME, FramedStream, close_writer
+from .frames import MAX_FRAME, Assign, FramedStream, close_writer
 from .sandbox import Spec
 
 log = logging.getLogger(__name__)
@@ -77,7 +78,9 @@ class SessionProcess:
 
 
 class Spawner:
-    """Owns the template process and forks session processes from it."""
+    """Owns the template process and the spare forked from it: a session process is the
+    spare, given its session (see `template`'s docstring), and the next spare is forked at
+    once, off the session's path."""
 
     def __init__(self, env: dict[str, str], sandbox: Spec, max_frame: int = MAX_FRAME) -> None:
         self._env = env
@@ -90,7 +93,8 @@ class Spawner:
         self._lines: asyncio.Task[None] | None = None
         self._spawned: asyncio.Queue[int] = asyncio.Queue()
         self._exits: dict[int, asyncio.Future[int | None]] = {}
-        self._lock = asyncio.Lock()
+        self._lock = asyncio.Lock()  # one spawn at a time takes the spare
+        self._spare: asyncio.Task[SessionProcess] | None = None  # the next process, forking
         self._closing = False
 
     @property
@@ -98,6 +102,11 @@ class Spawner:
         return self._process.pid if self._process else None
 
     async def start(self) -> None:
+        """Start the template, and fork the first spare."""
+        await self._start_template()
+        self._spare = asyncio.create_task(self._fork_spare(), name="spare-process")
+
+    async def _start_template(self) -> None:
         if self._writer is not None:  # a template that died: its end of the pipe goes too
             await close_writer(self._writer)
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -139,39 +148,66 @@ class Spawner:
         private: str = "",
         parallel: dict[str, object] | None = None,
     ) -> SessionProcess:
-        """A new process for `session`, forked from the template (restarted if it died), in
-        the session's sandbox: the session's own (`Role.SESSION`, which learns `parallel`,
-        where its Dask scheduler may listen) or one of its Dask workers (`Role.DASK_WORKER`,
-        with the private folder `private`)."""
-        async with self._lock:
-            if self._process is None or self._process.returncode is not None:
-                await self.start()
-            assert self._control is not None
-            ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        """A process for `session`, in the session's sandbox: the session's own
+        (`Role.SESSION`, which learns `parallel`, where its Dask scheduler may listen) or one
+        of its Dask workers (`Role.DASK_WORKER`, with the private folder `private`). It
+        is the spare, told so by an `Assign` frame; it answers `Ready` once it is in."""
+        spec = msgspec.structs.replace(self.sandbox, session=session, private=private)
+        assign = Assign(
+            role=role.value, sandbox=spec, output_cap=output_cap, parallel=parallel or {}
+        )
+        process = await self._take_spare(timeout)
+        try:
+            await process.pipe.send(assign)
+        except BaseException:
+            await process.kill()
+            raise
+        return process
+
+    async def _take_spare(self, timeout: float) -> SessionProcess:
+        """The spare (forked now if there was none or it died); the next one starts forking."""
+        async with self._lock, asyncio.timeout(timeout):
+            forking, self._spare = self._spare, None
+            process: SessionProcess | None = None
+            if forking is not None:
+                with contextlib.suppress(Exception):  # e.g. its template died: fork again
+                    process = await forking
+            if process is None or process.exited.done():
+                if process is not None:
+                    await process.pipe.close()
+                process = await self._fork_spare()
+            self._spare = asyncio.create_task(self._fork_spare(), name="spare-process")
+            return process
+
+    async def _fork_spare(self) -> SessionProcess:
+        """Have the template fork a spare (the template started again if it died)."""
+        if self._process is None or self._process.returncode is not None:
+            await self._start_template()
+        assert self._control is not None
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
             try:
-                try:
-                    spec = msgspec.structs.replace(self.sandbox, session=session, private=private)
-                    spawn = {
-                        "role": role.value,
-                        "output_cap": output_cap,
-                        "sandbox": msgspec.to_builtins(spec),
-                        "parallel": parallel or {},
-                    }
-                    request = json.dumps({"spawn": spawn}).encode() + b"\n"
-                    socket.send_fds(self._control, [request], [theirs.fileno()])
-                finally:
-                    theirs.close()
-                async with asyncio.timeout(timeout):
-                    pid = await self._spawned.get()
-                exited = self._exits[pid]
-            except BaseException:  # no process to talk to over our end: it goes too
-                ours.close()
-                raise
+                expected = msgspec.to_builtins(self.sandbox)
+                request = json.dumps({"spare": {"sandbox": expected}}).encode() + b"\n"
+                socket.send_fds(self._control, [request], [theirs.fileno()])
+            finally:
+                theirs.close()
+            pid = await self._spawned.get()
+            exited = self._exits[pid]
+        except BaseException:  # no process to talk to over our end: it goes too
+            ours.close()
+            raise
         reader, writer = await asyncio.open_unix_connection(sock=ours)
         return SessionProcess(pid, FramedStream(reader, writer, self._max_frame), exited)
 
     async def close(self) -> None:
         self._closing = True
+        if self._spare is not None:  # its end of file makes the spare exit
+            self._spare.cancel()
+            (spare,) = await asyncio.gather(self._spare, return_exceptions=True)
+            if isinstance(spare, SessionProcess):
+                await spare.pipe.close()
+            self._spare = None
         if self._writer is not None:
             await close_writer(self._writer)
         if self._process is not None and self._process.returncode is None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Coroutine
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -39,3 +39,17 @@ class TaskSet:
         for task in others:
             with contextlib.suppress(asyncio.CancelledError, Exception):  # logged by _done
                 await task
+
+
+async def all_at_once(*steps: Awaitable[Any]) -> list[Any]:
+    """Await independent `steps` concurrently; their results in order. The first failure is
+    raised as it is (not in an ExceptionGroup, so callers catch what they always caught),
+    after the other steps are cancelled and have ended."""
+    tasks = [asyncio.ensure_future(step) for step in steps]
+    try:
+        return await asyncio.gather(*tasks)
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise

@@ -56,6 +56,7 @@ from .lifecycle import Departure
 from .parallel import ParallelHost
 from .session import Session
 from .spawner import Spawner
+from .tasks import all_at_once
 
 log = logging.getLogger(__name__)
 
@@ -260,15 +261,17 @@ class KernelWorker:
             parallel=self.parallel,
         )
         self.sessions[session] = host
+        host.process.start_early()  # forks nothing: the spare is told its session
+        queue = keys.requests(session)
         try:
-            await self.bus.set_entry(keys.SESSION_HOSTS, session, self.id)
-            await self._report_load()
-            await host.load_checkpoint(fork_of)
-            queue = keys.requests(session)
+            *_, pending = await all_at_once(  # round trips a restore would wait for in turn
+                self.bus.set_entry(keys.SESSION_HOSTS, session, self.id),
+                self._report_load(),
+                host.load_checkpoint(fork_of),
+                self._requests.claim(queue),
+            )
             claimed = [
-                (item, msg)
-                for item in await self._requests.claim(queue)
-                if (msg := await self._checked(item)) is not None
+                (item, msg) for item in pending if (msg := await self._checked(item)) is not None
             ]
             for item, msg in await host.adopt(claimed):
                 await self._dispatch(host, item, msg)

@@ -173,6 +173,15 @@ async def test_publish_returns_cursors_1_2_3_per_feed(bus: Bus) -> None:
     assert await bus.publish("feed-a", payload(3)) == 4
 
 
+async def test_publish_many_appends_in_order_and_returns_each_cursor(bus: Bus) -> None:
+    await bus.publish("feed", payload(0))
+    assert await bus.publish_many("feed", [payload(i) for i in range(1, 4)]) == [2, 3, 4]
+    assert await bus.publish_many("feed", [payload(4)]) == [5]
+    entries = await bus.read_feed("feed")
+    assert [e.seq for e in entries] == [1, 2, 3, 4, 5]
+    assert [e.data for e in entries] == [payload(i) for i in range(5)]
+
+
 async def test_last_seq(bus: Bus) -> None:
     assert await bus.last_seq("feed") == 0
     await publish_range(bus, "feed", 1, 3)

@@ -32,7 +32,7 @@ from IPython.core.interactiveshell import InteractiveShell
 from traitlets import Type
 
 from . import comms, frames, namespace, packages, questions, sandbox
-from .capture import OutputCapture
+from .capture import OutputCapture, start_daemon
 from .cluster import CLUSTER
 from .stdin import STDIN
 
@@ -264,9 +264,7 @@ def serve(
     STDIN.install(pipe.send, CHANNEL.flush_streams)
     signal.signal(signal.SIGINT, signal.default_int_handler)
     executions: queue.Queue[MainThreadWork] = queue.Queue()
-    threading.Thread(
-        target=_read_requests, args=(shell, pipe, executions), name="requests", daemon=True
-    ).start()
+    start_daemon(_read_requests, shell, pipe, executions)
     while True:
         try:
             request = executions.get()

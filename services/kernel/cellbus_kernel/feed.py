@@ -67,10 +67,11 @@ class FeedPublisher:
             )  # fmt: skip
         return codec.encode(msg)
 
-    def announce(self, content: m.Content, parent: Header) -> None:
+    def announce(self, content: m.Content, parent: Header | None) -> None:
         """Publish an announcement (an execution's ``cell_run``, ``busy`` or
-        ``execute_input``) with the next feed message (its first output, or its reply), or
-        after `ANNOUNCE_WITHIN` seconds if that comes first. Most executions take a
+        ``execute_input``; a process ``starting`` or ``restoring``, and its ``idle``) with the
+        next feed message (its first output, or its reply), or after `ANNOUNCE_WITHIN`
+        seconds if that comes first. Most executions take a
         millisecond: their messages then reach the feed together, and each watching socket
         gets them in one write, not two (with many watchers, those writes are most of the
         cost). Outputs are never held."""
@@ -86,15 +87,15 @@ class FeedPublisher:
 
     async def _publish_held(self) -> None:
         async with self._lock:
-            await self._send_held()
+            if self._held:
+                await self._send(*self._take_held())
 
-    async def _send_held(self) -> None:
+    def _take_held(self) -> list[bytes]:
         if self._held_until is not None:
             self._held_until.cancel()
             self._held_until = None
         held, self._held = self._held, []
-        for data in held:
-            await self._send(data)
+        return held
 
     async def publish(
         self,
@@ -111,15 +112,14 @@ class FeedPublisher:
             return
         data = self._message(content, parent, msg_id, metadata)
         async with self._lock:
-            if self._held:
-                await self._send_held()
-            await self._send(data)
+            await self._send(*self._take_held(), data)
 
-    async def _send(self, data: bytes) -> None:
+    async def _send(self, *entries: bytes) -> None:
+        """Publish `entries` in order, in one round trip (what was held and what follows)."""
         delay = 0.05
         while not self.silenced:
             try:
-                self.last_seq = await self._bus.publish(self.name, data)
+                self.last_seq = (await self._bus.publish_many(self.name, entries))[-1]
                 return
             except BusUnavailable as exc:
                 log.warning("session %s: cannot publish (%s); retrying", self.session, exc)

@@ -181,7 +181,8 @@ class ProcessManager:
             self._process = process
             self.execution_count = count
             if announce_idle or restoring:
-                await self._feed.publish(m.Status(execution_state="idle", reason=reason), parent)
+                # Held, as `_spawn`'s announcement: it goes out with what follows.
+                self._feed.announce(m.Status(execution_state="idle", reason=reason), parent)
             return process
 
     def start_early(self) -> None:
@@ -222,7 +223,9 @@ class ProcessManager:
             announced: m.Content = m.SessionState(state="restoring", reason=reason)
         else:
             announced = m.Status(execution_state="starting")
-        await self._feed.publish(announced, parent)
+        # Held (`FeedPublisher.announce`): out with the next message, or within 5 ms; the
+        # process starts meanwhile instead of waiting for the bus.
+        self._feed.announce(announced, parent)
         early, self._early = self._early, None
         try:
             process, ready = await (early if early is not None else self._start())

@@ -141,6 +141,10 @@ class Session:
             return
         await self.process.ensure(None)
         if self.lifecycle.state is HostingState.STARTING:
+            # Idle from now on, not from when it was asked for: a start that took longer
+            # than CELLBUS_HIBERNATE_AFTER (a template still starting) must not hibernate a
+            # session before anyone could use it.
+            self._last_activity = time.monotonic()
             self.lifecycle.to(HostingState.SERVING)
             self._runner = self._tasks.spawn(self._run_executions(), name=f"session-{self.session}")
 

@@ -38,7 +38,7 @@ import random
 import time
 import uuid
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, Protocol, TypeVar, cast
 
 import redis.asyncio as aioredis
@@ -228,6 +228,19 @@ class RedisBus(Bus):
                 approximate=True,
             )
         return _seq_of(cast(bytes, stream_id))
+
+    async def publish_many(self, feed: str, entries: Sequence[bytes]) -> list[int]:
+        if len(entries) == 1:
+            return [await self.publish(feed, entries[0])]
+        key = self.key(feed)
+        with _unavailable_on_connection_error():
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for data in entries:
+                    pipe.xadd(
+                        key, {b"d": data}, id="0-*", maxlen=self.feed_retention, approximate=True
+                    )
+                stream_ids = await pipe.execute()
+        return [_seq_of(cast(bytes, stream_id)) for stream_id in stream_ids]
 
     async def subscribe(self, feed: str, after: int | None = None) -> Subscription:
         subscription = _RedisSubscription(self, feed, after or 0)

@@ -181,8 +181,7 @@ class ProcessManager:
             self._process = process
             self.execution_count = count
             if announce_idle or restoring:
-                # Held, as `_spawn`'s announcement: it goes out with what follows.
-                self._feed.announce(m.Status(execution_state="idle", reason=reason), parent)
+                await self._feed.publish(m.Status(execution_state="idle", reason=reason), parent)
             return process
 
     def start_early(self) -> None:
@@ -223,9 +222,7 @@ class ProcessManager:
             announced: m.Content = m.SessionState(state="restoring", reason=reason)
         else:
             announced = m.Status(execution_state="starting")
-        # Held (`FeedPublisher.announce`): out with the next message, or within 5 ms; the
-        # process starts meanwhile instead of waiting for the bus.
-        self._feed.announce(announced, parent)
+        await self._feed.publish(announced, parent)
         early, self._early = self._early, None
         try:
             process, ready = await (early if early is not None else self._start())

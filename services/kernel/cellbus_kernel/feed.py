@@ -69,9 +69,8 @@ class FeedPublisher:
 
     def announce(self, content: m.Content, parent: Header | None) -> None:
         """Publish an announcement (an execution's ``cell_run``, ``busy`` or
-        ``execute_input``; a process ``starting`` or ``restoring``, and its ``idle``) with the
-        next feed message (its first output, or its reply), or after `ANNOUNCE_WITHIN`
-        seconds if that comes first. Most executions take a
+        ``execute_input``) with the next feed message (its first output, or its reply), or
+        after `ANNOUNCE_WITHIN` seconds if that comes first. Most executions take a
         millisecond: their messages then reach the feed together, and each watching socket
         gets them in one write, not two (with many watchers, those writes are most of the
         cost). Outputs are never held."""

@@ -139,13 +139,7 @@ class CapacityStack:
         ]
 
     def session_pids(self) -> list[int]:
-        children = [pid for template in self.templates() for pid in measure.children_of(template)]
-        return [pid for pid in children if not measure.is_spare(pid)]
-
-    def spares(self) -> list[int]:
-        """Each worker's spare process (forked ahead for its next session)."""
-        children = [pid for template in self.templates() for pid in measure.children_of(template)]
-        return [pid for pid in children if measure.is_spare(pid)]
+        return measure.forked_by(self.templates())[0]
 
     def sessions_per_worker(self) -> list[int]:
         out = []
@@ -155,8 +149,7 @@ class CapacityStack:
                 for p in measure.children_of(worker)
                 if "cellbus_kernel.template" in measure.cmdline_of(p)
             ]
-            children = [pid for t in templates for pid in measure.children_of(t)]
-            out.append(sum(not measure.is_spare(pid) for pid in children))
+            out.append(len(measure.forked_by(templates)[0]))
         return out
 
     def web_pids(self) -> list[int]:
@@ -164,11 +157,12 @@ class CapacityStack:
 
     def service_pids(self) -> dict[str, list[int]]:
         """The stack's own processes by kind (not the session processes)."""
+        templates = self.templates()
         return {
             "accounts": [self.accounts.process.pid],
             "web": self.web_pids(),
             "kernel_workers": self.worker_pids(),
-            "templates": [*self.templates(), *self.spares()],  # each with its spare
+            "templates": [*templates, *measure.forked_by(templates)[1]],  # each with its spare
         }
 
 

@@ -82,16 +82,21 @@ def children_of(pid: int) -> list[int]:
     return sorted(children)
 
 
-SPARE_NAME = "cellbus-spare"
-"""The name of a kernel worker's spare process, forked ahead for the next session
-(`cellbus_kernel.isolation.SPARE_NAME`): counted with the services, not as a session."""
+def forked_by(templates: list[int]) -> tuple[list[int], list[int]]:
+    """The children of kernel templates: (session processes, spares). A spare, forked ahead
+    for the next session, is named `SPARE_NAME` until it has one: it counts with the
+    services, not as a session."""
+    from cellbus_kernel.isolation import SPARE_NAME  # here: not every bench process has it
 
-
-def is_spare(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/comm").read_text().strip() == SPARE_NAME
-    except OSError:
-        return False
+    sessions: list[int] = []
+    spares: list[int] = []
+    for pid in (child for template in templates for child in children_of(template)):
+        try:
+            name = Path(f"/proc/{pid}/comm").read_text().strip()
+        except OSError:
+            continue  # gone meanwhile
+        (spares if name == SPARE_NAME else sessions).append(pid)
+    return sessions, spares
 
 
 def cmdline_of(pid: int) -> str:

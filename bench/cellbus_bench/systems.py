@@ -424,8 +424,8 @@ class CellbusSystem:
 
     def service_pids(self) -> list[int]:
         if self.process is not None:
-            spares = [p for t in self._templates() for p in measure.children_of(t)]
-            return [self.process.pid, *self._templates(), *filter(measure.is_spare, spares)]
+            templates = self._templates()
+            return [self.process.pid, *templates, *measure.forked_by(templates)[1]]
         return []
 
     def _templates(self) -> list[int]:
@@ -434,8 +434,7 @@ class CellbusSystem:
         return [pid for pid in children if "cellbus_kernel.template" in measure.cmdline_of(pid)]
 
     def session_pids(self) -> list[int]:
-        children = [pid for t in self._templates() for pid in measure.children_of(t)]
-        return [pid for pid in children if not measure.is_spare(pid)]
+        return measure.forked_by(self._templates())[0]
 
 
 async def open_many(

@@ -67,7 +67,7 @@ class FeedPublisher:
             )  # fmt: skip
         return codec.encode(msg)
 
-    def announce(self, content: m.Content, parent: Header | None) -> None:
+    def announce(self, content: m.Content, parent: Header) -> None:
         """Publish an announcement (an execution's ``cell_run``, ``busy`` or
         ``execute_input``) with the next feed message (its first output, or its reply), or
         after `ANNOUNCE_WITHIN` seconds if that comes first. Most executions take a

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import socket
 import struct
 import threading
@@ -32,13 +33,20 @@ MAX_FRAME = 256 * 1024 * 1024
 """The largest frame a worker reads, unless it allows larger checkpoints (`FramedStream`)."""
 
 
+class Role(enum.Enum):
+    """What a process forked from the template becomes (`Assign`)."""
+
+    SESSION = "session"  # serves the session's requests (`child`)
+    DASK_WORKER = "dask-worker"  # a Dask worker of the session's parallel cells (`dask_worker`)
+
+
 class Assign(msgspec.Struct, tag="assign"):
-    """A spare process's first frame: what it becomes (`spawner.Role`'s value), in which
+    """A spare process's first frame: what it becomes (`Role`), in which
     sandbox (`Spec`: the session, its folders, user, ports and limits), the cap on an
     execution's output and, for a session, where its Dask scheduler may listen
     (`cluster.Settings`)."""
 
-    role: str
+    role: Role
     sandbox: Spec
     output_cap: int
     parallel: dict[str, Any] = {}

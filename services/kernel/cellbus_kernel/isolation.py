@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import signal
 from collections.abc import Mapping
 
@@ -46,9 +47,14 @@ def session_environment(environ: Mapping[str, str]) -> dict[str, str]:
     return env
 
 
-def _prctl(option: int, value: int) -> None:
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(option, value, 0, 0, 0)
+@functools.cache
+def _libc() -> ctypes.CDLL:
+    return ctypes.CDLL(None, use_errno=True)
+
+
+def _prctl(option: int, value: int | bytes | ctypes.Array[ctypes.c_char]) -> None:
+    with contextlib.suppress(OSError, AttributeError):  # not Linux: nothing to do
+        _libc().prctl(option, value, 0, 0, 0)
 
 
 def forbid_inspection() -> None:
@@ -68,8 +74,7 @@ def die_with_parent() -> None:
 def rename_process(name: str) -> str:
     """Give this process the name `name` (``/proc/PID/comm``, 15 bytes at most); its name
     before."""
-    libc = ctypes.CDLL(None, use_errno=True)
     before = ctypes.create_string_buffer(16)
-    libc.prctl(PR_GET_NAME, before, 0, 0, 0)
-    libc.prctl(PR_SET_NAME, name.encode()[:15], 0, 0, 0)
+    _prctl(PR_GET_NAME, before)
+    _prctl(PR_SET_NAME, name.encode()[:15])
     return before.value.decode(errors="replace")

@@ -39,7 +39,7 @@ from cellbus_protocol.errors import BusUnavailable, RequestTimeout
 from . import frames
 from .config import KernelSettings
 from .sandbox import parse_ports
-from .spawner import Role, SessionProcess, Spawner
+from .spawner import SessionProcess, Spawner
 from .tasks import TaskSet
 
 log = logging.getLogger(__name__)
@@ -237,7 +237,7 @@ class ParallelHost:
             private = f"{session}.parallel-{uuid.uuid4().hex[:8]}"
             try:
                 process = await self._spawner.spawn(
-                    session, 0, role=Role.DASK_WORKER, private=private
+                    session, 0, role=frames.Role.DASK_WORKER, private=private
                 )
                 await process.pipe.send(
                     frames.ParallelPorts(

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import enum
 import json
 import logging
 import os
@@ -19,7 +18,7 @@ import sys
 
 import msgspec
 
-from .frames import MAX_FRAME, Assign, FramedStream, close_writer
+from .frames import MAX_FRAME, Assign, FramedStream, Role, close_writer
 from .sandbox import Spec
 
 log = logging.getLogger(__name__)
@@ -39,13 +38,6 @@ def describe_exit(status: int | None) -> str:
     if os.WIFEXITED(status):
         return f"exited with code {os.WEXITSTATUS(status)}"
     return f"ended with wait status {status}"
-
-
-class Role(enum.Enum):
-    """What a process forked from the template becomes."""
-
-    SESSION = "session"  # serves the session's requests (`child`)
-    DASK_WORKER = "dask-worker"  # a Dask worker of the session's parallel cells (`dask_worker`)
 
 
 class SessionProcess:
@@ -153,9 +145,7 @@ class Spawner:
         of its Dask workers (`Role.DASK_WORKER`, with the private folder `private`). It
         is the spare, told so by an `Assign` frame; it answers `Ready` once it is in."""
         spec = msgspec.structs.replace(self.sandbox, session=session, private=private)
-        assign = Assign(
-            role=role.value, sandbox=spec, output_cap=output_cap, parallel=parallel or {}
-        )
+        assign = Assign(role=role, sandbox=spec, output_cap=output_cap, parallel=parallel or {})
         process = await self._take_spare(timeout)
         try:
             await process.pipe.send(assign)

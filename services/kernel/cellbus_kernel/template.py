@@ -165,7 +165,7 @@ def _be_spare(
         sandbox.set_environment(spec)
         policy.enter(spec, rules, tasks)
         isolation.allow_inspection()  # for its own user's debuggers; the template stays closed
-        if assign.role == "dask-worker":
+        if assign.role is frames.Role.DASK_WORKER:
             from . import dask_worker
 
             dask_worker.serve(pipe)

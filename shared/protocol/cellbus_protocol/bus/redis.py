@@ -218,27 +218,25 @@ class RedisBus(Bus):
         await self._blocking.aclose()
 
     # -- feeds ----------------------------------------------------------------------------
+    def _append(self, commands: Any, key: str, data: bytes) -> Any:
+        """The XADD of one feed entry, on the client or on a pipeline."""
+        return commands.xadd(
+            key, {b"d": data}, id="0-*", maxlen=self.feed_retention, approximate=True
+        )
+
     async def publish(self, feed: str, data: bytes) -> int:
         with _unavailable_on_connection_error():
-            stream_id = await self._redis.xadd(
-                self.key(feed),
-                {b"d": data},
-                id="0-*",
-                maxlen=self.feed_retention,
-                approximate=True,
-            )
+            stream_id = await self._append(self._redis, self.key(feed), data)
         return _seq_of(cast(bytes, stream_id))
 
     async def publish_many(self, feed: str, entries: Sequence[bytes]) -> list[int]:
-        if len(entries) == 1:
+        if len(entries) == 1:  # most: no pipeline needed
             return [await self.publish(feed, entries[0])]
         key = self.key(feed)
         with _unavailable_on_connection_error():
             async with self._redis.pipeline(transaction=False) as pipe:
                 for data in entries:
-                    pipe.xadd(
-                        key, {b"d": data}, id="0-*", maxlen=self.feed_retention, approximate=True
-                    )
+                    self._append(pipe, key, data)
                 stream_ids = await pipe.execute()
         return [_seq_of(cast(bytes, stream_id)) for stream_id in stream_ids]
 

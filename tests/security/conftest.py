@@ -13,13 +13,15 @@ Modes:
   their own that has a password-protected user per service with only its grants
   (`cellbus_protocol.acl`), sessions as ``nobody``.
 
+``nobody`` stands for `UNPRIVILEGED`: under `make test`, a user of each pytest process's own.
 The last two need root; a program run as another user needs an installation every user can
-read (`scripts/shared-runtime.sh`, built once per test run).
+read (`scripts/shared-runtime.sh`, built once per test run and pytest process).
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import pwd
 import shutil
@@ -37,8 +39,17 @@ from ..support.api import Client, new_user, poll_until_done, stdout_of
 from ..support.stack import AclServicesStack, OneProgramStack, ServicesStack, Stack
 
 ROOT = Path(__file__).resolve().parents[2]
-RUNTIME = Path("/opt/cellbus-test-runtime")
-UNPRIVILEGED = "nobody"
+WORKER = os.environ.get("PYTEST_XDIST_WORKER")
+"""Which of `make test`'s pytest processes this is (gw0, gw1), or None for a single one."""
+RUNTIME = Path(f"/opt/cellbus-test-runtime-{WORKER or 'main'}")
+"""Each pytest process builds its own: one process rebuilding it must not change the files
+another one's services are running from."""
+UNPRIVILEGED = f"cellbus-test-{WORKER}" if WORKER else "nobody"
+"""The user the sandboxed modes run sessions as. `RLIMIT_NPROC` counts every process of a
+user (docs/security.md): two pytest processes whose sessions shared one user would share one
+process limit, and a fork bomb in one would leave the other's sessions unable to start. So
+each pytest process of `make test` has a user of its own (`session_user` makes it)."""
+USERS_LOCK = "/tmp/cellbus-test-useradd.lock"
 MODES = ["one-program", "one-program-as-user", "one-program-session-user", "services"]
 WITH_SESSION_USER = MODES[1:]
 """The modes whose sessions run as an unprivileged user (the others, as uid 0 with no
@@ -85,10 +96,27 @@ def shared_runtime() -> Path:
     return RUNTIME
 
 
-def _unprivileged_folder(prefix: str) -> Path:
-    """A folder `nobody` owns, outside pytest's root-only temporary tree."""
+@pytest.fixture(scope="session")
+def session_user() -> str:
+    """`UNPRIVILEGED`, made (a system user with no home and no shell) if the machine has no
+    such user; the pytest processes make theirs one at a time, as useradd needs."""
+    try:
+        pwd.getpwnam(UNPRIVILEGED)
+    except KeyError:
+        with open(USERS_LOCK, "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            subprocess.run(
+                ["useradd", "--system", "--no-create-home", "--home-dir", "/nonexistent",
+                 "--shell", "/usr/sbin/nologin", UNPRIVILEGED],
+                check=True,
+            )  # fmt: skip
+    return UNPRIVILEGED
+
+
+def _unprivileged_folder(prefix: str, user: str) -> Path:
+    """A folder `user` owns, outside pytest's root-only temporary tree."""
     folder = Path(tempfile.mkdtemp(prefix=prefix))
-    entry = pwd.getpwnam(UNPRIVILEGED)
+    entry = pwd.getpwnam(user)
     os.chown(folder, entry.pw_uid, entry.pw_gid)
     return folder
 
@@ -101,12 +129,13 @@ def target(
     logs = tmp_path_factory.mktemp("logs")
     if mode != "one-program" and os.geteuid() != 0:
         pytest.skip(f"{mode} needs root (CI runs as root)")
+    user: str = request.getfixturevalue("session_user") if mode != "one-program" else ""
     cleanup: list[Path] = []
     if mode == "services":
         runtime = request.getfixturevalue("shared_runtime")
         sessions = Path(tempfile.mkdtemp(prefix="cellbus-sessions-"))
         cleanup.append(sessions)
-        kernel = {"sessions_dir": sessions, "session_user": UNPRIVILEGED, **SANDBOX_SETTINGS}
+        kernel = {"sessions_dir": sessions, "session_user": user, **SANDBOX_SETTINGS}
         python = str(runtime / "bin/python")
         services = AclServicesStack(logs, "cellbus-sandbox", kernel, python)
         stack: Stack = services
@@ -115,15 +144,15 @@ def target(
         runtime = request.getfixturevalue("shared_runtime") if mode != "one-program" else None
         if mode == "one-program-as-user":
             assert runtime is not None
-            data = _unprivileged_folder("cellbus-data-")
+            data = _unprivileged_folder("cellbus-data-", user)
             python = str(runtime / "bin/python")
-            argv = ["runuser", "-u", UNPRIVILEGED, "--", python, "-P", "-m", "cellbus_allinone"]
+            argv = ["runuser", "-u", user, "--", python, "-P", "-m", "cellbus_allinone"]
             extra: dict[str, Any] = {}  # settings of every kind, for the environment
         elif mode == "one-program-session-user":
             assert runtime is not None
             data = Path(tempfile.mkdtemp(prefix="cellbus-data-"))
             argv = [str(runtime / "bin/python"), "-P", "-m", "cellbus_allinone"]
-            extra = {"session_user": UNPRIVILEGED}
+            extra = {"session_user": user}
         else:
             data = tmp_path_factory.mktemp("data")
             argv, extra = None, {}

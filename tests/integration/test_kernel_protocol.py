@@ -150,10 +150,17 @@ slider
 
 
 async def watch(bus: Bus, session: str, after: int, seen: list[Message]) -> None:
-    """A feed watcher, as a second person's browser: everything, until cancelled."""
+    """A feed watcher, as a second person's browser: everything up to the next run's end.
+
+    It stops at the first cell run to go idle, not when the test is done, so that what it
+    saw does not depend on how far it had read when the test stopped it."""
     async with await bus.subscribe(keys.feed(session), after) as subscription:
         async for entry in subscription:
-            seen.append(codec.decode(entry.data))
+            msg = codec.decode(entry.data)
+            seen.append(msg)
+            ran = msg.parent_header.msg_type == "execute_request"
+            if ran and msg.msg_type == "status" and msg.content.execution_state == "idle":
+                return
 
 
 async def test_a_slider_moved_by_one_person_moves_for_everyone_and_once_in_the_kernel(
@@ -177,9 +184,8 @@ async def test_a_slider_moved_by_one_person_moves_for_everyone_and_once_in_the_k
     echo = messages[1].content
     assert echo.data == {"method": "echo_update", "state": {"value": 7}, "buffer_paths": []}
     check = await run_code(kernel.client, session, "slider.value, changes")
-    for task in tasks:
-        task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
+    async with asyncio.timeout(FEED_TIMEOUT):
+        await asyncio.gather(*tasks)
     assert check.of_type("execute_result")[0].content.data["text/plain"] == "(7, [7])"
     for seen in watchers:  # both watchers saw the echo of the one change
         echoes = [x for x in seen if x.msg_type == "comm_msg" and x.content.comm_id == model_id]

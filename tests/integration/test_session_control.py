@@ -75,6 +75,11 @@ async def test_ending_a_hosted_session_shuts_it_down(kernel: Kernel, session: st
     after = await kernel.bus.last_seq(keys.feed(session))
     assert (await kernel.client.end_session(session)).hosted
     await wait_for_state(kernel.bus, session, "dead", after)
+    async with asyncio.timeout(10):  # and then no worker hosts it (its lease is let go)
+        while True:
+            if not (await kernel.client.session_status(session)).hosted:
+                break
+            await asyncio.sleep(0.02)
 
 
 @pytest.fixture

@@ -108,7 +108,7 @@ async def test_code_that_raises_its_file_size_limit_is_stopped_past_the_quota(
         f"""
 import resource
 soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
-print(soft, hard)
+print(soft, hard, flush=True)  # out before the process is stopped, however soon that is
 i = 0
 while True:  # raised again before each file: the worker lowers it after each measure
     resource.setrlimit(resource.RLIMIT_FSIZE, (hard, hard))

@@ -348,7 +348,7 @@ async def test_clearing_outputs_forgets_them_and_who_ran_the_cell(store: Store) 
     for cell_id, msg_id in (("c1", "msg-1"), ("c2", "msg-2")):
         await rows.start_run(sheet.id, cell_id, msg_id, "ada")
         assert await rows.save_outputs(msg_id, 5, one, 1)
-    assert await rows.clear_outputs(sheet.id, ["c1", "c-none"]) == ["msg-1"]
+    assert await rows.clear_outputs(sheet.id, ["c1", "c-none"], 8) == ["msg-1"]
     cleared = await rows.record(sheet.id, "c1")
     assert cleared is not None
     assert (cleared.outputs, cleared.execution_count, cleared.run_by, cleared.run_at) == (
@@ -356,8 +356,13 @@ async def test_clearing_outputs_forgets_them_and_who_ran_the_cell(store: Store) 
     )  # fmt: skip
     kept = await rows.record(sheet.id, "c2")
     assert kept is not None and (kept.outputs, kept.execution_count) == (one, 1)
-    # the run cleared still saves what it makes later (its cursor moves on), alone
+    # a save of what the run printed up to the clear's cursor (a saver behind the feed)
+    # changes nothing; what it makes later is saved, alone
+    assert not await rows.save_outputs("msg-1", 8, one, 1)
     two = [{"output_type": "stream", "name": "stdout", "text": "2\n"}]
-    assert await rows.save_outputs("msg-1", 6, two, None)
+    assert await rows.save_outputs("msg-1", 9, two, None)
     again = await rows.record(sheet.id, "c1")
     assert again is not None and again.outputs == two
+    # a clear never moves a cell's saved cursor back
+    assert await rows.clear_outputs(sheet.id, ["c2"], 3) == ["msg-2"]
+    assert not await rows.save_outputs("msg-2", 5, one, 1)

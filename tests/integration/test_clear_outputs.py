@@ -9,19 +9,25 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pycrdt import Doc
 
-from cellbus_accounts.store import Postgres, Sqlite
+from cellbus_accounts.notebook_doc import NotebookDoc
+from cellbus_accounts.saver import OutputSaver
+from cellbus_accounts.store import Database, Postgres, Sqlite
 from cellbus_protocol import accounts as a
 from cellbus_protocol import codec, keys
 from cellbus_protocol import messages as m
 from cellbus_protocol.envelope import Message
 from cellbus_protocol.errors import RemoteError
 
+from ..support.feeds import collect
 from ..support.postgres import create_database, drop_database
 from .conftest import Kernel
 from .test_saved_outputs import (
     EXPECTED,
     PASSWORD,
+    CountingRows,
+    CountingStore,
     accounts_service,
     call,
     new_worksheet,
@@ -139,3 +145,85 @@ async def first_cell_when(
             if done(got):
                 return got
             await asyncio.sleep(0.05)
+
+
+class HeldRows(CountingRows):
+    """The cell records, with the saver's first read of a run (`by_run`) or its writes of
+    outputs (`save_outputs`) held until `opened`: a saver behind the feed, as under load."""
+
+    def __init__(self, database: Database, held: str) -> None:
+        super().__init__(database)
+        self.held = held
+        self.reached = asyncio.Event()  # the saver is waiting at the gate
+        self.opened = asyncio.Event()
+
+    async def _gate(self, name: str) -> None:
+        if name == self.held:
+            self.reached.set()
+            await self.opened.wait()
+
+    async def by_run(self, msg_id: str) -> Any:
+        await self._gate("by_run")
+        return await super().by_run(msg_id)
+
+    async def save_outputs(
+        self, msg_id: str, seq: int, outputs: list[dict[str, Any]], execution_count: int | None
+    ) -> bool:
+        await self._gate("save_outputs")
+        return await super().save_outputs(msg_id, seq, outputs, execution_count)
+
+
+class HeldStore(CountingStore):
+    def __init__(self, database: Database, held: str) -> None:
+        super().__init__(database)
+        self.documents = self.counting = self.held = HeldRows(database, held)
+
+
+@pytest.mark.parametrize("held", ["by_run", "save_outputs"])
+async def test_outputs_cleared_before_the_saver_has_them_stay_cleared(
+    kernel: Kernel, database: Any, held: str
+) -> None:
+    """A run's outputs cleared before the saver has read them (`by_run`: it is behind the
+    feed) or while it writes them (`save_outputs`) are not saved after all: the cell, reloaded,
+    shows none and no count, in its record and in its document (a browser test saw the output
+    come back on a reload under load)."""
+    store = HeldStore(database(), held)
+    async with accounts_service(kernel, database, store) as saver:
+        actor, sheet, cell = await new_worksheet(kernel)
+        request = await run_cell(kernel, cell, sheet["session"], actor)
+        await collect(kernel.bus, request)  # the run has ended on the feed
+        async with asyncio.timeout(20):
+            await store.held.reached.wait()
+        assert await call(kernel, a.ClearOutputs(worksheet=sheet["id"]), actor) == [cell["id"]]
+        store.held.opened.set()
+        await caught_up(kernel, saver, sheet["session"])
+
+        got = (await call(kernel, a.GetWorksheet(id=sheet["id"]), actor))["cells"][0]
+        assert (got["outputs"], got["execution_count"]) == ([], None)
+        assert await document_counts(kernel, sheet["id"], actor) == [None]
+        # The saver carries on: the next run is saved whole, its count in the document.
+        await run_cell(kernel, cell, sheet["session"], actor)
+        await saved_cell_with_outputs(kernel, sheet["id"], actor, count=2)
+        await caught_up(kernel, saver, sheet["session"])
+        assert await document_counts(kernel, sheet["id"], actor) == [2]
+
+
+async def caught_up(kernel: Kernel, saver: OutputSaver, session: str) -> None:
+    """Once the saver has read the session's feed as far as it goes now, and saved it."""
+    end = await kernel.bus.last_seq(keys.feed(session))
+    async with asyncio.timeout(20):
+        while True:
+            follower = saver.follower(session)
+            saving = follower is not None and follower.save_due is not None
+            if saver.cursors.get(session, 0) >= end and not saving:
+                return
+            await asyncio.sleep(0.02)
+
+
+async def document_counts(kernel: Kernel, worksheet: str, actor: str) -> list[int | None]:
+    """The execution counts of the worksheet's cells in its document, as a client syncs it."""
+    client = a.AccountsClient(kernel.bus)
+    state = await client.call(a.SyncDocument(worksheet=worksheet, state_vector=b"\0", actor=actor))
+    doc: Doc[Any] = Doc()
+    doc.apply_update(state.update)
+    return [cell.execution_count for cell in NotebookDoc(doc).read_cells()]

@@ -603,27 +603,33 @@ class Handlers:
 
     async def clear_outputs(self, request: a.ClearOutputs) -> list[str]:
         """Clear the saved outputs of code cells (all, or those named that are in the
-        worksheet): their execution counts in the document (one edit), their records, what the
-        saver folded of their runs; then every page is told on the feed."""
+        worksheet): their records and what the saver folded of their runs, as of the feed's
+        cursor now (what a saver behind the feed reads later of those runs stays cleared);
+        then their execution counts in the document (one edit, after the saver can no longer
+        write one back); then every page is told on the feed."""
         user = await self._actor(request)
         sheet = await self._worksheet(request.worksheet, user, "editor")
         wanted = None if request.cells is None else set(request.cells)
 
-        def clear_counts(notebook: NotebookDoc) -> list[str]:
-            cleared = []
-            for index in range(len(notebook)):
-                content = notebook.read_cell(index)
-                if content.cell_type != "code" or not content.id:
-                    continue
-                if wanted is None or content.id in wanted:
-                    notebook.set_execution_count(index, None)
-                    cleared.append(content.id)
-            return cleared
+        def code_cells(notebook: NotebookDoc) -> list[str]:
+            return [
+                cell.id
+                for cell in notebook.read_cells()
+                if cell.cell_type == "code" and (wanted is None or cell.id in wanted)
+            ]
 
-        cleared = await self.documents.edit(sheet, author_of(user), clear_counts)
-        runs = await self.store.documents.clear_outputs(sheet.id, cleared)
+        def clear_counts(notebook: NotebookDoc) -> None:
+            for cell_id in cleared:
+                index = notebook.index_of(cell_id)
+                if index is not None:  # deleted meanwhile
+                    notebook.set_execution_count(index, None)
+
+        up_to = await self.bus.last_seq(keys.feed(sheet.session))
+        cleared = await self.documents.read(sheet, code_cells)
+        runs = await self.store.documents.clear_outputs(sheet.id, cleared, up_to)
         if self.saver is not None:
-            self.saver.cleared(runs)
+            self.saver.cleared(runs, up_to)
+        await self.documents.edit(sheet, author_of(user), clear_counts)
         await self._announce(sheet, user, m.OutputsCleared(cells=cleared))
         return cleared
 

@@ -285,15 +285,18 @@ class OutputSaver:
         if not task.cancelled() and (exc := task.exception()) is not None:
             log.error("session %s: saving outputs failed", follower.session, exc_info=exc)
 
-    def cleared(self, msg_ids: list[str]) -> None:
-        """The outputs of runs `msg_ids` were cleared (`Store.clear_outputs`): what the
-        followers folded of them starts over, so a run still going on saves only what it
-        makes from now on (as a notebook's cleared output area shows it)."""
+    def cleared(self, msg_ids: list[str], up_to: int) -> None:
+        """The outputs of runs `msg_ids` were cleared at feed cursor `up_to`
+        (`Store.clear_outputs`): what the followers folded of them starts over and what they
+        read later from up to that cursor is skipped, so a run still going on saves only what
+        it makes after the clear (as a notebook's cleared output area shows it), however far
+        behind the feed its follower is."""
         wanted = set(msg_ids)
         for follower in self._followers.values():
             for msg_id, run in follower.runs.items():
                 if run is not None and msg_id in wanted:
                     run.outputs = CellOutputs()
+                    run.saved_seq = run.seq = max(run.saved_seq, up_to)
 
     async def close(self) -> None:
         """Stop following, then save what the followers had read but not saved yet."""
@@ -316,7 +319,7 @@ class OutputSaver:
             lambda: self.store.documents.save_outputs(run.msg_id, seq, outputs, count)
         ):
             self.saved += 1
-        run.saved_seq = seq
+        run.saved_seq = max(run.saved_seq, seq)  # a clear meanwhile may have moved it on
 
     async def retrying(self, call: Callable[[], Awaitable[T]]) -> T:
         """`call()`, again and again while the database is away."""

@@ -228,18 +228,26 @@ class DocumentRows:
         assert row is not None
         return cell_record_from(row)
 
-    async def clear_outputs(self, worksheet_id: uuid.UUID, cell_ids: list[str]) -> list[str]:
+    async def clear_outputs(
+        self, worksheet_id: uuid.UUID, cell_ids: list[str], up_to: int
+    ) -> list[str]:
         """Clear the saved outputs, execution count and who ran them last of cells `cell_ids`
         (as if never run), in one transaction. Returns the ids of the runs those cells had
-        (a saver following one of them starts its outputs over)."""
+        (a saver following one of them starts its outputs over).
+
+        `up_to` is the session feed's cursor when the clear was asked for: the cells' saved
+        cursor moves up to it, so a save of what a run printed before the clear (a saver
+        behind the feed folds it in later) changes nothing (`save_outputs` keeps only newer)."""
         runs = []
         async with self.database.transaction() as db:
             for cell_id in cell_ids:
                 row = await db.fetchrow(
                     """UPDATE cell_records SET outputs = '[]', execution_count = NULL,
-                                               run_by = NULL, run_at = NULL
+                                               run_by = NULL, run_at = NULL,
+                           outputs_seq = CASE WHEN outputs_seq < $3 THEN $3
+                                              ELSE outputs_seq END
                        WHERE worksheet_id = $1 AND cell_id = $2 RETURNING run_msg_id""",
-                    worksheet_id, cell_id,
+                    worksheet_id, cell_id, up_to,
                 )  # fmt: skip
                 if row is not None and row["run_msg_id"]:
                     runs.append(str(row["run_msg_id"]))

@@ -106,12 +106,25 @@ class Executions:
         await self._not_running.wait()
 
     async def abort_queued(self) -> None:
-        """Answer every waiting execution ``aborted`` (comm messages are dropped)."""
+        """Answer every waiting execution ``aborted`` (comm messages are dropped), and those
+        that arrive meanwhile: the session is ending or restarting."""
         while self._queue:
-            pending = self._queue.popleft()
-            if pending.msg.msg_type == "execute_request":
-                await self._feed.publish(m.ExecuteReply(status="aborted"), pending.msg.header)
-            await self._ack(pending.item)
+            await self._abort(self._queue.popleft())
+
+    async def _abort_behind(self) -> None:
+        """``stop_on_error``: answer ``aborted`` the executions that were waiting when one
+        failed, not one that arrives meanwhile. A client that has seen their replies may send
+        its next request at once, before the last of them is acknowledged: that one runs (as
+        on ipykernel, whose ``stop_on_error_timeout`` is 0)."""
+        behind = list(self._queue)
+        self._queue.clear()
+        for pending in behind:
+            await self._abort(pending)
+
+    async def _abort(self, pending: Pending) -> None:
+        if pending.msg.msg_type == "execute_request":
+            await self._feed.publish(m.ExecuteReply(status="aborted"), pending.msg.header)
+        await self._ack(pending.item)
 
     async def run_next(self) -> None:
         """Run the oldest waiting execution to its end, then acknowledge it."""
@@ -135,7 +148,7 @@ class Executions:
             # for `info` finds nothing running; before the ack, so a worker that dies in
             # between leaves the failed execution to be answered as lost.
             if failed and pending.msg.content.stop_on_error and self._lifecycle.serving:
-                await self.abort_queued()
+                await self._abort_behind()
             if not self._lifecycle.lost:
                 await self._ack(pending.item)
 

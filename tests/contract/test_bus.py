@@ -570,6 +570,39 @@ async def test_adding_a_queue_wakes_a_blocked_get(bus: Bus) -> None:
     await consumer.close()
 
 
+async def test_wake_ends_a_waiting_get_at_once_and_keeps_what_was_read(bus: Bus) -> None:
+    """A consumer that stops wakes its reader: `get` returns None without waiting out its
+    timeout (here none), and an item that came meanwhile is not lost: it is still this
+    consumer's to take (`taken`, if it was read ahead) or still on the queue for another."""
+    consumer = bus.consumer("group", "c1")
+    await consumer.add("queue")
+    getting = asyncio.create_task(consumer.get())  # no timeout: blocks until woken
+    done, _ = await asyncio.wait({getting}, timeout=QUIET)
+    assert not done, "get() returned while its queue was empty"
+    await consumer.wake()
+    assert await asyncio.wait_for(getting, timeout=2.0) is None  # within one blocking read
+    # Woken before it waits: the next get returns at once.
+    await consumer.wake()
+    assert await asyncio.wait_for(consumer.get(), timeout=2.0) is None
+
+    for i in range(3):
+        await bus.enqueue("queue", payload(i))
+    first = await consumer.get(timeout=TIMEOUT)
+    assert first is not None and first.data == payload(0)
+    read_ahead = consumer.taken()  # the rest, if this consumer read them with the first
+    assert consumer.taken() == []  # handed over once
+    other = bus.consumer("group", "c2")
+    await other.add("queue")
+    rest = [item.data for item in read_ahead]
+    rest += [item.data for item in await take_items(other, 2 - len(read_ahead))]
+    assert rest == [payload(1), payload(2)]
+    for item in [first, *read_ahead]:
+        await consumer.ack(item)
+    assert await bus.queue_size("queue") == 0
+    await consumer.close()
+    await other.close()
+
+
 async def test_get_returns_none_on_timeout(bus: Bus) -> None:
     consumer = bus.consumer("group", "c1")
     started = time.monotonic()

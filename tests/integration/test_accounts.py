@@ -15,7 +15,7 @@ import pytest
 
 from cellbus_accounts.config import AccountsSettings
 from cellbus_accounts.handlers import AccountsError, Handlers
-from cellbus_accounts.service import AccountsService
+from cellbus_accounts.service import CONCURRENCY, AccountsService
 from cellbus_accounts.store import Postgres, Sqlite, Store
 from cellbus_protocol import accounts as a
 from cellbus_protocol import codec, keys
@@ -23,6 +23,7 @@ from cellbus_protocol.bus import Bus, InMemoryBus, RedisBus
 from cellbus_protocol.errors import RemoteError
 
 from ..support.documents import Replica
+from ..support.polling import eventually
 from ..support.postgres import create_database, drop_database
 from ..support.redis import REDIS_URL
 
@@ -36,6 +37,7 @@ class Accounts:
     bus: Bus
     client: a.AccountsClient
     service: AccountsService
+    running: asyncio.Task[None]
 
     async def call(self, request: a.Request[R], actor: a.UserView | None = None) -> R:
         """Call the service as `actor` (as the web service does once it has authenticated)."""
@@ -71,9 +73,10 @@ async def accounts(
     service = AccountsService(Handlers(store, bus, settings), bus, "accounts-test")
     task = asyncio.create_task(service.run())
     await service.ready.wait()
-    yield Accounts(bus, a.AccountsClient(bus), service)
-    service.stop()
-    await task
+    system = Accounts(bus, a.AccountsClient(bus), service, task)
+    yield system
+    system.service.stop()  # the one running now (a test may have replaced it)
+    await system.running
     await store.close()
     await bus.close()
     if database is not None:
@@ -130,6 +133,57 @@ async def test_a_malformed_request_is_invalid_and_the_service_goes_on(accounts: 
         )
         assert reply.error is not None and reply.error.code == "invalid"
     assert (await accounts.user("still-here")).username == "still-here"
+
+
+class HeldHandlers(Handlers):
+    """The handlers of `like`, each call held at `gate` once it has begun."""
+
+    def __init__(self, like: Handlers) -> None:
+        super().__init__(like.store, like.bus, like.settings)
+        self.gate = asyncio.Event()
+        self.begun = 0
+        self.changed = asyncio.Condition()
+
+    async def handle(self, request: a.Request[Any]) -> Any:
+        async with self.changed:
+            self.begun += 1
+            self.changed.notify_all()
+        await self.gate.wait()
+        return await super().handle(request)
+
+
+async def run_service(accounts: Accounts, handlers: Handlers, name: str) -> AccountsService:
+    service = AccountsService(handlers, accounts.bus, name)
+    accounts.running = asyncio.create_task(service.run())
+    await service.ready.wait()
+    return service
+
+
+async def test_a_stopping_service_answers_every_request_it_took(accounts: Accounts) -> None:
+    """A process stopped (SIGTERM, a rolling update) with more requests in hand than it
+    serves at once answers each one it took, and what it did not take is left on the queue
+    for the next process: no request times out."""
+    ada = await accounts.user("ada")
+    accounts.service.stop()
+    await accounts.running
+    count = CONCURRENCY + 8
+    calls = [asyncio.create_task(accounts.call(a.WhoAmI(), ada)) for _ in range(count)]
+
+    async def all_queued() -> bool:  # before the next process reads
+        return await accounts.bus.queue_size(keys.ACCOUNTS) == count
+
+    await eventually(all_queued)
+    held = HeldHandlers(accounts.service.handlers)
+    stopping = await run_service(accounts, held, "accounts-stopping")
+    async with asyncio.timeout(10), held.changed:  # every slot busy, and then it stops
+        await held.changed.wait_for(lambda: held.begun == CONCURRENCY)
+    stopping.stop()
+    held.gate.set()
+    async with asyncio.timeout(10):
+        await accounts.running
+    accounts.service = await run_service(accounts, accounts.service.handlers, "accounts-next")
+    answers = await asyncio.gather(*calls)
+    assert [user.username for user in answers] == ["ada"] * count
 
 
 # -- worksheets, cells, sharing ----------------------------------------------------------------

@@ -27,8 +27,6 @@ from .store import NotFound, StoreUnavailable
 log = logging.getLogger(__name__)
 
 CONCURRENCY = 32
-POLL_SECONDS = 0.2
-"""The longest a read of the requests queue blocks: how long `stop` may wait for the loop."""
 
 
 class AccountsService:
@@ -48,13 +46,16 @@ class AccountsService:
         self._spawn(self._convert_old_worksheets())
         while not self._stopping.is_set():
             try:
-                item = await self._consumer.get(timeout=POLL_SECONDS)
+                item = await self._consumer.get()  # until a request comes, or `stop` wakes it
             except BusUnavailable as exc:
                 log.warning("cannot read requests: %s", exc)
                 await asyncio.sleep(1.0)
                 continue
-            if item is None:
-                continue
+            if item is not None:
+                await self._slots.acquire()
+                self._spawn(self._serve(item))
+        # What the consumer read ahead is this process's alone: answered, not left pending.
+        for item in self._consumer.taken():
             await self._slots.acquire()
             self._spawn(self._serve(item))
         if self._tasks:
@@ -62,7 +63,18 @@ class AccountsService:
         await self._consumer.close()
 
     def stop(self) -> None:
+        """Take no more requests: the loop ends at once, then the requests taken are answered
+        (up to 10 s) and `run` returns."""
+        if self._stopping.is_set():
+            return
         self._stopping.set()
+        self._spawn(self._wake())
+
+    async def _wake(self) -> None:
+        try:
+            await self._consumer.wake()
+        except BusUnavailable as exc:  # the read fails as well, and the loop sees the stop
+            log.warning("cannot wake the requests reader: %s", exc)
 
     def _spawn(self, job: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(job)

@@ -141,6 +141,18 @@ class Consumer(_Closing):
         """The next item from any queue read, or None when `timeout` seconds pass."""
 
     @abc.abstractmethod
+    async def wake(self) -> None:
+        """Have the `get` waiting now, or else the next one, return None at once unless it
+        has an item in hand: a consumer that stops need not wait out its timeout, and
+        nothing it was being handed is dropped (as cancelling its read could)."""
+
+    @abc.abstractmethod
+    def taken(self) -> list[QueueItem]:
+        """The items this consumer has read ahead (up to its batch) and `get` has not
+        returned yet; they are the caller's from now on. A consumer that stops serves them:
+        they are pending on it, and no other consumer would take them."""
+
+    @abc.abstractmethod
     async def ack(self, item: QueueItem) -> None:
         """Mark `item` handled; it will not be delivered again."""
 

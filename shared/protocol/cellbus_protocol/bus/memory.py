@@ -398,6 +398,7 @@ class _MemoryConsumer(Consumer):
         self._bus = bus
         self._group = group
         self._queues: list[str] = []
+        self._woken = False
 
     async def add(self, queue: str) -> None:
         if queue not in self._queues:
@@ -427,9 +428,17 @@ class _MemoryConsumer(Consumer):
             if item is not None:
                 return item
             remaining = None if deadline is None else deadline - time.monotonic()
-            if remaining is not None and remaining <= 0:
+            if self._woken or (remaining is not None and remaining <= 0):
+                self._woken = False
                 return None
             await self._bus._queue_changes.wait(remaining)
+
+    async def wake(self) -> None:
+        self._woken = True
+        self._bus._queue_changes.notify()
+
+    def taken(self) -> list[QueueItem]:
+        return []  # it takes one item at a time, in `get`
 
     async def ack(self, item: QueueItem) -> None:
         log = self._bus._queues.get(item.queue)

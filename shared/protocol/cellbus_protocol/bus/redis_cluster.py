@@ -320,12 +320,20 @@ class RedisClusterConsumer(RedisConsumer):
             try:
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(timeout):
-                        while not self._buffer:
+                        while not self._buffer and not self._woken:
                             self._arrived.clear()
                             await self._arrived.wait()
             finally:
                 self._wanted.clear()
-        return self._buffer.popleft() if self._buffer else None
+        if self._buffer:
+            return self._buffer.popleft()
+        self._woken = False
+        return None
+
+    async def wake(self) -> None:
+        # `get` waits on the readers, not on a read of its own: no wake stream needed.
+        self._woken = True
+        self._arrived.set()
 
     def _block_ms(self) -> int | None:
         """How long a read may block: until the waiting `get` gives up (None: it has)."""

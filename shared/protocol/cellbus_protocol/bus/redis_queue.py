@@ -51,6 +51,7 @@ class RedisConsumer(Consumer):
         self._buffer: deque[QueueItem] = deque()
         self._wake_ready = False
         self._wake_expiry_renewed: float | None = None
+        self._woken = False
 
     async def _ensure_group(self, key: bytes) -> None:
         try:
@@ -100,10 +101,23 @@ class RedisConsumer(Consumer):
         deadline = None if timeout is None else time.monotonic() + timeout
         while not self._buffer:
             remaining = BLOCK_MS if deadline is None else int((deadline - time.monotonic()) * 1000)
-            if remaining <= 0:
+            if remaining <= 0 or self._woken:
+                self._woken = False
                 return None
             await self._read(min(remaining, BLOCK_MS))
         return self._buffer.popleft()
+
+    async def wake(self) -> None:
+        # The blocking read returns with the wake stream's entry (and anything else Redis
+        # hands over with it, which goes to the buffer), then `get` sees the flag.
+        self._woken = True
+        with unavailable_on_connection_error():
+            await self._bus._redis.xadd(self._wake_key, {b"w": b"1"}, maxlen=1)
+
+    def taken(self) -> list[QueueItem]:
+        items = list(self._buffer)
+        self._buffer.clear()
+        return items
 
     async def _read(self, block_ms: int) -> None:
         with unavailable_on_connection_error():

@@ -114,6 +114,7 @@ async def saved_cell_with_outputs(
 
 
 SLOW = "import time\nprint('before', flush=True)\ntime.sleep(5)\nprint('after')"
+AFTER = [{"output_type": "stream", "name": "stdout", "text": "after\n"}]
 
 
 async def test_a_run_cleared_while_it_goes_on_saves_only_what_comes_after(
@@ -121,16 +122,45 @@ async def test_a_run_cleared_while_it_goes_on_saves_only_what_comes_after(
 ) -> None:
     async with accounts_service(kernel, database):
         actor, sheet, cell = await new_worksheet(kernel)
-        cell = await call(kernel, a.UpdateCell(id=cell["id"], source=SLOW, version=1), actor)
-        await run_cell(kernel, cell, sheet["session"], actor)
-        before = [{"output_type": "stream", "name": "stdout", "text": "before\n"}]
-        await first_cell_when(kernel, sheet["id"], actor, lambda got: got["outputs"] == before)
-        assert await call(kernel, a.ClearOutputs(worksheet=sheet["id"]), actor) == [cell["id"]]
-        after = [{"output_type": "stream", "name": "stdout", "text": "after\n"}]
-        got = await first_cell_when(
-            kernel, sheet["id"], actor, lambda got: got["execution_count"] is not None
-        )
-        assert got["outputs"] == after  # what the run printed before the clear is gone
+        # what the run printed before the clear is gone
+        assert await cleared_while_it_runs(kernel, actor, sheet, cell) == AFTER
+
+
+async def cleared_while_it_runs(
+    kernel: Kernel, actor: str, sheet: dict[str, Any], cell: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """Run `SLOW` in `cell`, clear the worksheet's outputs once what it printed first is
+    saved; the cell's saved outputs once the run has ended."""
+    cell = await call(kernel, a.UpdateCell(id=cell["id"], source=SLOW, version=1), actor)
+    await run_cell(kernel, cell, sheet["session"], actor)
+    before = [{"output_type": "stream", "name": "stdout", "text": "before\n"}]
+    await first_cell_when(kernel, sheet["id"], actor, lambda got: got["outputs"] == before)
+    assert await call(kernel, a.ClearOutputs(worksheet=sheet["id"]), actor) == [cell["id"]]
+    got = await first_cell_when(
+        kernel, sheet["id"], actor, lambda got: got["execution_count"] is not None
+    )
+    return list(got["outputs"])
+
+
+async def test_a_run_saved_by_another_accounts_process_keeps_only_what_comes_after_a_clear(
+    kernel: Kernel, database: Any
+) -> None:
+    """With several accounts processes, the one that saves a run's outputs may not be the one
+    that takes the clear: it learns of it from the feed (``outputs_cleared`` and its cursor),
+    so the cell ends with what the run printed after the clear only (it used to save what it
+    had folded in before the clear along with it)."""
+    store = CountingStore(database())
+    await store.open()
+    saving = OutputSaver(store, kernel.bus)  # another process: it saves, and is not told
+    try:
+        async with accounts_service(kernel, database, saving=False):
+            actor, sheet, cell = await new_worksheet(kernel)
+            session = sheet["session"]
+            saving.follow(session, await kernel.bus.last_seq(keys.feed(session)))
+            assert await cleared_while_it_runs(kernel, actor, sheet, cell) == AFTER
+    finally:
+        await saving.close()
+        await store.close()
 
 
 async def first_cell_when(

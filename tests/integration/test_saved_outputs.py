@@ -69,16 +69,21 @@ class CountingStore(Store):
 
 @asynccontextmanager
 async def accounts_service(
-    kernel: Kernel, database: Any, store: CountingStore | None = None, quiet_after: float = 60.0
+    kernel: Kernel,
+    database: Any,
+    store: CountingStore | None = None,
+    quiet_after: float = 60.0,
+    *,
+    saving: bool = True,
 ) -> AsyncIterator[OutputSaver]:
-    """The accounts service on the kernel's bus, as its own __main__ starts it."""
+    """The accounts service on the kernel's bus, as its own __main__ starts it (its saver
+    follows the runs it starts only if `saving`: else another process saves them)."""
     store = store or CountingStore(database())
     await store.open()
     saver = OutputSaver(store, kernel.bus, quiet_after=quiet_after)
     await saver.start()
-    service = AccountsService(
-        Handlers(store, kernel.bus, AccountsSettings(), saver), kernel.bus, "accounts-test"
-    )
+    handlers = Handlers(store, kernel.bus, AccountsSettings(), saver if saving else None)
+    service = AccountsService(handlers, kernel.bus, "accounts-test")
     task = asyncio.create_task(service.run())
     await service.ready.wait()
     try:

@@ -630,7 +630,7 @@ class Handlers:
         if self.saver is not None:
             self.saver.cleared(runs, up_to)
         await self.documents.edit(sheet, author_of(user), clear_counts)
-        await self._announce(sheet, user, m.OutputsCleared(cells=cleared))
+        await self._announce(sheet, user, m.OutputsCleared(cells=cleared, cursor=up_to))
         return cleared
 
     async def _sheet_of_cell(

@@ -170,6 +170,9 @@ class SessionFollower:
             log.warning("session %s: dropped invalid feed message %d: %s", self.session,
                         entry.seq, exc)  # fmt: skip
             return
+        if isinstance(msg.content, m.OutputsCleared):
+            await self._cleared(msg.content, entry.seq)
+            return
         parent = msg.parent_header.msg_id
         if not parent:
             return
@@ -193,6 +196,41 @@ class SessionFollower:
             count = run.outputs.execution_count
             if first_end and count is not None and self.saver.on_counted is not None:
                 await self.saver.on_counted(self.session, run.cell, count)
+
+    async def _cleared(self, cleared: m.OutputsCleared, seq: int) -> None:
+        """The outputs of cells `cleared.cells` were cleared at feed cursor `cleared.cursor`,
+        by whichever accounts process took the request (only that one's `OutputSaver.cleared`
+        was told). Each run of those cells that this follower knows starts over from that
+        cursor: what it printed after it is read again from the feed, and the result is saved
+        as of this message (`seq`), past anything saved meanwhile of what had been folded in
+        before the clear."""
+        cells = set(cleared.cells)
+        runs = {
+            msg_id: run
+            for msg_id, run in self.runs.items()
+            if run is not None and run.cell.cell_id in cells
+        }
+        if not runs or cleared.cursor is None:
+            return
+        for run in runs.values():
+            run.outputs = CellOutputs()
+            run.saved_seq = max(run.saved_seq, cleared.cursor)
+            run.seq = seq
+        after = cleared.cursor
+        while after < seq:
+            entries = await self.saver.bus.read_feed(keys.feed(self.session), after)
+            for entry in entries:
+                if entry.seq >= seq:
+                    break
+                try:
+                    msg = codec.decode(entry.data)
+                except ValidationError:
+                    continue  # dropped, and logged, when it was first read
+                parent = msg.parent_header.msg_id
+                if parent in runs and parent not in self.captured.values():
+                    runs[parent].outputs.apply(msg.msg_type, msg.content)
+            after = entries[-1].seq if entries else seq
+        await self.save_unsaved()
 
     def _capture(self, content: m.CommMsg) -> None:
         """An Output widget's ``msg_id`` update: the request whose outputs it now captures

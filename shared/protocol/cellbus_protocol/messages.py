@@ -443,6 +443,10 @@ class OutputsCleared(Content, kw_only=True):
 
     msg_type: ClassVar[str] = "outputs_cleared"
     cells: list[str]
+    cursor: int | None = None
+    """The feed's cursor when they were cleared: what those cells' runs printed after it is
+    kept (an accounts process that saves a run's outputs, and was not the one that cleared
+    them, reads it again from the feed)."""
 
 
 REQUEST_TYPES: tuple[type[Content], ...] = (

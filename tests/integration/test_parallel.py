@@ -292,6 +292,11 @@ client = parallel.client()
     await run_code(redis_client, session, "busy_pids = parallel.map(lambda _: os.getpid(), [0])")
     await wait_for_state(bus, session, "hibernated", after)
     await eventually(lambda: ended(second), timeout=15)
+
+    async def let_go() -> bool:  # its worker lets go of it just after the feed says so
+        return await bus.lease_holder(keys.session_host(session)) is None
+
+    await eventually(let_go, timeout=15)
     # Restored: the namespace is back but for the Dask client (left out of the checkpoint),
     # and parallel cells work again.
     after = await bus.last_seq(keys.feed(session))

@@ -21,6 +21,7 @@ from cellbus_protocol.envelope import Message
 from cellbus_protocol.errors import RemoteError
 
 from ..support.feeds import collect
+from ..support.polling import eventually
 from ..support.postgres import create_database, drop_database
 from .conftest import Kernel
 from .test_saved_outputs import (
@@ -105,12 +106,12 @@ async def saved_cell_with_outputs(
     """The worksheet's first cell once its run (the `count`th) is saved whole."""
     result = {"data": {"text/plain": "42"}, "metadata": {}, "execution_count": count}
     expected = [EXPECTED[0], {"output_type": "execute_result", **result}]
-    async with asyncio.timeout(20):
-        while True:
-            cells = (await call(kernel, a.GetWorksheet(id=worksheet), actor))["cells"]
-            if cells[0]["outputs"] == expected and cells[0]["execution_count"] == count:
-                return dict(cells[0])
-            await asyncio.sleep(0.02)
+    return await first_cell_when(
+        kernel,
+        worksheet,
+        actor,
+        lambda got: got["outputs"] == expected and got["execution_count"] == count,
+    )
 
 
 SLOW = "import time\nprint('before', flush=True)\ntime.sleep(5)\nprint('after')"
@@ -241,13 +242,13 @@ async def test_outputs_cleared_before_the_saver_has_them_stay_cleared(
 async def caught_up(kernel: Kernel, saver: OutputSaver, session: str) -> None:
     """Once the saver has read the session's feed as far as it goes now, and saved it."""
     end = await kernel.bus.last_seq(keys.feed(session))
-    async with asyncio.timeout(20):
-        while True:
-            follower = saver.follower(session)
-            saving = follower is not None and follower.save_due is not None
-            if saver.cursors.get(session, 0) >= end and not saving:
-                return
-            await asyncio.sleep(0.02)
+
+    async def done() -> bool:
+        follower = saver.follower(session)
+        saving = follower is not None and follower.save_due is not None
+        return saver.cursors.get(session, 0) >= end and not saving
+
+    await eventually(done, timeout=20)
 
 
 async def document_counts(kernel: Kernel, worksheet: str, actor: str) -> list[int | None]:

@@ -19,6 +19,7 @@ from cellbus_protocol.kernel_client import KernelClient
 from cellbus_protocol.messages import ControlReply
 
 from ..support.feeds import first_message, run_code, wait_for_state
+from ..support.polling import eventually
 from .conftest import Kernel
 
 
@@ -75,11 +76,11 @@ async def test_ending_a_hosted_session_shuts_it_down(kernel: Kernel, session: st
     after = await kernel.bus.last_seq(keys.feed(session))
     assert (await kernel.client.end_session(session)).hosted
     await wait_for_state(kernel.bus, session, "dead", after)
-    async with asyncio.timeout(10):  # and then no worker hosts it (its lease is let go)
-        while True:
-            if not (await kernel.client.session_status(session)).hosted:
-                break
-            await asyncio.sleep(0.02)
+
+    async def let_go() -> bool:  # and then no worker hosts it (its lease is let go)
+        return not (await kernel.client.session_status(session)).hosted
+
+    await eventually(let_go)
 
 
 @pytest.fixture

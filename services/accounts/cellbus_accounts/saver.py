@@ -90,6 +90,12 @@ class _Run:
     def unsaved(self) -> bool:
         return self.seq > self.saved_seq
 
+    def start_over(self, cleared_at: int) -> None:
+        """Its outputs were cleared at feed cursor `cleared_at`: nothing folded so far is
+        kept, and nothing up to that cursor is folded in again."""
+        self.outputs = CellOutputs()
+        self.saved_seq = max(self.saved_seq, cleared_at)
+
 
 def _ends_run(msg: Message) -> bool:
     """Whether `msg` ends its run: its ``execute_reply``, or the ``idle`` (a ``status``) or
@@ -213,9 +219,8 @@ class SessionFollower:
         if not runs or cleared.cursor is None:
             return
         for run in runs.values():
-            run.outputs = CellOutputs()
-            run.saved_seq = max(run.saved_seq, cleared.cursor)
-            run.seq = seq
+            run.start_over(cleared.cursor)
+            run.seq = seq  # saved as of this message, whatever was saved in between
         after = cleared.cursor
         while after < seq:
             entries = await self.saver.bus.read_feed(keys.feed(self.session), after)
@@ -333,8 +338,8 @@ class OutputSaver:
         for follower in self._followers.values():
             for msg_id, run in follower.runs.items():
                 if run is not None and msg_id in wanted:
-                    run.outputs = CellOutputs()
-                    run.saved_seq = run.seq = max(run.saved_seq, up_to)
+                    run.start_over(up_to)
+                    run.seq = run.saved_seq
 
     async def close(self) -> None:
         """Stop following, then save what the followers had read but not saved yet."""

@@ -52,12 +52,10 @@ class AccountsService:
                 await asyncio.sleep(1.0)
                 continue
             if item is not None:
-                await self._slots.acquire()
-                self._spawn(self._serve(item))
+                await self._serve_in_turn(item)
         # What the consumer read ahead is this process's alone: answered, not left pending.
         for item in self._consumer.taken():
-            await self._slots.acquire()
-            self._spawn(self._serve(item))
+            await self._serve_in_turn(item)
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=10)
         await self._consumer.close()
@@ -75,6 +73,11 @@ class AccountsService:
             await self._consumer.wake()
         except BusUnavailable as exc:  # the read fails as well, and the loop sees the stop
             log.warning("cannot wake the requests reader: %s", exc)
+
+    async def _serve_in_turn(self, item: QueueItem) -> None:
+        """Serve `item` in a task of its own once one of the `CONCURRENCY` slots is free."""
+        await self._slots.acquire()
+        self._spawn(self._serve(item))
 
     def _spawn(self, job: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(job)
